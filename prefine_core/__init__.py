@@ -1,0 +1,1 @@
+"""PREFINE Studio library: preference-based safety fine-tuning of RL policies (no streamlit here)."""

@@ -1,0 +1,57 @@
+"""``python -m prefine_core <command>``: the same library the pages call, headless.
+
+Every command validates its arguments where they enter, shows a progress bar on stderr for long
+work, and with ``--json`` prints exactly one JSON object on stdout. A bad argument or input exits
+with status 2 and a message that names the problem.
+
+Commands live in one module per area (``foundation``, ``store``, ``finetune``); each exposes
+``register(command)`` which adds sub-parsers whose ``handler(args) -> dict`` does the work.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+_AREAS = ("foundation", "store", "finetune")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m prefine_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return p
+
+    for area in _AREAS:
+        try:
+            module = importlib.import_module(f"prefine_core.cli.{area}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"prefine_core.cli.{area}":
+                raise
+            continue
+        module.register(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+    except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=float))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0

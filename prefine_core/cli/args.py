@@ -1,0 +1,57 @@
+"""Argument types and the progress bar shared by all CLI commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = positive_int(text) if text.strip() != "0" else 0
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text}")
+    return value
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no file at {text}")
+    return path
+
+
+class Progress:
+    """A tqdm bar on stderr that the library feeds through a callback."""
+
+    def __init__(self, total: int, desc: str, quiet: bool = False):
+        self.bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+    def update_to(self, done: int, **postfix) -> None:
+        self.bar.update(max(0, done - self.bar.n))
+        if postfix:
+            self.bar.set_postfix({k: (round(v, 2) if isinstance(v, float) else v) for k, v in postfix.items()}, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+

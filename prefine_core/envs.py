@@ -1,0 +1,197 @@
+"""The one boundary to Safety-Gymnasium: make a task, step it, render it, read its cost.
+
+Everything outside this module sees plain numpy arrays and a cost per step. Three platform
+facts live here (DESIGN §3):
+
+* safety-gymnasium 1.0.0 breaks on import under Python 3.11 (numpy arrays as dataclass
+  defaults); :func:`_import_safety_gymnasium` imports it through a shim that turns those
+  defaults into ``default_factory`` copies for the duration of that one import.
+* MuJoCo renders headless through EGL; ``MUJOCO_GL=egl`` is set before mujoco is imported,
+  unless the user chose a backend already.
+* Navigation tasks decode six HD skybox PNGs on every reset (~1 s); the shim swaps the skybox
+  for MuJoCo's built-in gradient, which brings a reset to tens of milliseconds.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+#: Cameras that show what the cost is about, per task family (first match wins).
+_CAMERAS = (("Circle", "fixedfar"), ("Velocity", "track"), ("", "fixedfar"))
+#: Velocity tasks that end the episode when the robot falls (DESIGN §4, termination confound).
+_FALLING_ROBOTS = ("Hopper", "Walker2d", "Ant", "Humanoid")
+_GRADIENT_SKYBOX = {
+    "@type": "skybox", "@builtin": "gradient", "@rgb1": "0.45 0.6 0.8", "@rgb2": "0.05 0.05 0.1",
+    "@width": "64", "@height": "64",
+}
+
+
+def _ndarray_defaults_as_factories(get_field):
+    """Wrap ``dataclasses._get_field`` so an ndarray class default becomes a factory copy."""
+
+    @functools.wraps(get_field)
+    def patched(cls, a_name, a_type, *args):
+        default = cls.__dict__.get(a_name, dataclasses.MISSING)
+        if isinstance(default, np.ndarray):
+            setattr(cls, a_name, dataclasses.field(default_factory=functools.partial(np.array, default)))
+        return get_field(cls, a_name, a_type, *args)
+
+    return patched
+
+
+class _AssetsWithoutHDSkybox:
+    """Stands in for the ``yaml`` module inside ``safety_gymnasium.world``.
+
+    The world builder reads ``configs/assets.yaml`` on every reset and adds its HD skybox to the
+    scene; this parses the file once and hands out copies with a built-in gradient skybox.
+    """
+
+    def __init__(self, yaml_module):
+        self._yaml = yaml_module
+        self._cache: dict[str, Any] = {}
+
+    def load(self, stream, Loader=None):  # noqa: N803 - mirrors yaml.load
+        key = getattr(stream, "name", None)
+        if key is None:
+            return self._yaml.load(stream, Loader=Loader)
+        if key not in self._cache:
+            config = self._yaml.load(stream, Loader=Loader)
+            if "skybox" in config.get("textures", {}):
+                config["textures"]["skybox"] = dict(_GRADIENT_SKYBOX)
+            self._cache[key] = config
+        return copy.deepcopy(self._cache[key])
+
+    def __getattr__(self, name):
+        return getattr(self._yaml, name)
+
+
+@functools.lru_cache(maxsize=1)
+def _import_safety_gymnasium():
+    """Import safety_gymnasium on Python 3.11 (see the module docstring); cached."""
+    import torch  # noqa: F401  - import torch before mujoco (DESIGN §3: EGL + triton)
+
+    original = dataclasses._get_field
+    dataclasses._get_field = _ndarray_defaults_as_factories(original)
+    try:
+        import safety_gymnasium
+        import safety_gymnasium.world as world
+    finally:
+        dataclasses._get_field = original
+    if not isinstance(world.yaml, _AssetsWithoutHDSkybox):
+        world.yaml = _AssetsWithoutHDSkybox(world.yaml)
+    return safety_gymnasium
+
+
+@functools.lru_cache(maxsize=1)
+def task_ids() -> tuple[str, ...]:
+    """All registered Safety-Gymnasium task ids (single-agent, non-vision, non-gymnasium)."""
+    _import_safety_gymnasium()
+    import gymnasium
+
+    ids = [name for name in gymnasium.registry if name.startswith("Safety")]
+    return tuple(sorted(i for i in ids if "Vision" not in i and "Debug" not in i))
+
+
+class UnknownTaskError(ValueError):
+    """A task id that Safety-Gymnasium does not know; the message lists the nearest ids."""
+
+
+def validate_task_id(task_id: str) -> str:
+    """Return ``task_id`` if it is a known task, else raise with the nearest valid ids."""
+    known = task_ids()
+    if task_id in known:
+        return task_id
+    near = difflib.get_close_matches(str(task_id), known, n=5, cutoff=0.5)
+    hint = ", ".join(near) if near else ", ".join(known[:5]) + ", …"
+    raise UnknownTaskError(f"unknown task id {task_id!r}; nearest valid ids: {hint}")
+
+
+def camera_for(task_id: str) -> str:
+    """The camera that shows what this task's cost is about."""
+    return next(camera for key, camera in _CAMERAS if key in task_id)
+
+
+def can_fall(task_id: str) -> bool:
+    """Whether episodes of this task end early when the robot falls (a catastrophic failure)."""
+    return "Velocity" in task_id and any(robot in task_id for robot in _FALLING_ROBOTS)
+
+
+def _constraint_costs(info: dict) -> dict[str, float]:
+    """Per-constraint costs of one step, read from Safety-Gymnasium's ``info`` dict."""
+    return {k: float(v) for k, v in info.items() if k.startswith("cost_") and k != "cost_sum"}
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step of a task gives back, as plain values."""
+
+    obs: np.ndarray
+    reward: float
+    cost: float
+    constraint_costs: dict[str, float]
+    terminated: bool
+    truncated: bool
+
+
+class SafetyTask:
+    """A Safety-Gymnasium task behind a small, plain interface.
+
+    >>> task = SafetyTask("SafetyHalfCheetahVelocity-v1")
+    >>> obs = task.reset(seed=0)
+    >>> step = task.step(np.zeros(task.act_dim))
+    """
+
+    def __init__(self, task_id: str, render: bool = False, width: int = 256, height: int = 256):
+        validate_task_id(task_id)
+        sg = _import_safety_gymnasium()
+        self.task_id = task_id
+        self.camera = camera_for(task_id)
+        kwargs: dict[str, Any] = {}
+        if render:
+            kwargs = dict(render_mode="rgb_array", width=width, height=height, camera_name=self.camera)
+        self._env = sg.make(task_id, **kwargs)
+        self.obs_dim = int(np.prod(self._env.observation_space.shape))
+        self.act_dim = int(np.prod(self._env.action_space.shape))
+        self.act_low = np.asarray(self._env.action_space.low, dtype=np.float64)
+        self.act_high = np.asarray(self._env.action_space.high, dtype=np.float64)
+        self.max_episode_steps = int(getattr(self._env.spec, "max_episode_steps", None) or 1000)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs, _ = self._env.reset(seed=seed)
+        return np.asarray(obs, dtype=np.float32).reshape(-1)
+
+    def step(self, action: np.ndarray) -> StepResult:
+        """Step with an action in [-1, 1]^act_dim, rescaled to the task's bounds."""
+        unit = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
+        scaled = self.act_low + (unit + 1.0) * 0.5 * (self.act_high - self.act_low)
+        obs, reward, cost, terminated, truncated, info = self._env.step(scaled)
+        return StepResult(
+            obs=np.asarray(obs, dtype=np.float32).reshape(-1),
+            reward=float(reward),
+            cost=float(cost),
+            constraint_costs=_constraint_costs(info),
+            terminated=bool(terminated),
+            truncated=bool(truncated),
+        )
+
+    def render(self) -> np.ndarray:
+        """The current frame, (H, W, 3) uint8."""
+        return np.asarray(self._env.render(), dtype=np.uint8)
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> "SafetyTask":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,207 @@
+"""Tanh-squashed Gaussian MLP actor, and its checkpoint format (safetensors + JSON metadata).
+
+Actions live in [-1, 1]^act_dim; :class:`prefine_core.envs.SafetyTask` rescales them to the
+task's bounds. Observations are normalised inside the actor with statistics frozen at export, so a
+checkpoint is self-contained.
+
+A checkpoint is one ``.safetensors`` file: the tensors, plus the metadata as a JSON string under the
+header key ``prefine`` (task id, sizes, provenance, parent). Loading never unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT = "prefine-policy/1"
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+#: Keeps atanh finite for actions exactly at the ±1 bounds.
+_ACTION_EPS = 1e-6
+
+
+class CheckpointError(ValueError):
+    """A policy file that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class PolicyMeta:
+    """What a checkpoint says about itself, so that loading never needs a guess."""
+
+    task_id: str
+    obs_dim: int
+    act_dim: int
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    name: str = ""
+    """Human-readable name shown in the app."""
+    parent: str | None = None
+    """Name or path of the policy this one was trained from (None for a policy from scratch)."""
+    provenance: dict = field(default_factory=dict)
+    """How it was made: algorithm, steps, seed, cost penalty, config, wall time."""
+    format: str = FORMAT
+
+    def __post_init__(self):
+        for name in ("obs_dim", "act_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        sizes = tuple(self.hidden_sizes)
+        if not sizes or any(not isinstance(h, int) or h <= 0 for h in sizes):
+            raise ValueError(f"hidden_sizes must be positive ints, got {self.hidden_sizes!r}")
+        object.__setattr__(self, "hidden_sizes", sizes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PolicyMeta":
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"metadata format is {data.get('format') if isinstance(data, dict) else data!r}, expected {FORMAT!r}")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown metadata fields {sorted(unknown)}")
+        data["hidden_sizes"] = tuple(data.get("hidden_sizes", ()))
+        return cls(**data)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """π(a|s): a = tanh(u), u ~ N(μ(s), σ²), with a state-independent log σ."""
+
+    def __init__(self, meta: PolicyMeta):
+        super().__init__()
+        self.meta = meta
+        self.mean_net = _mlp([meta.obs_dim, *meta.hidden_sizes, meta.act_dim])
+        self.log_std = nn.Parameter(torch.full((meta.act_dim,), -0.5))
+        self.register_buffer("obs_mean", torch.zeros(meta.obs_dim))
+        self.register_buffer("obs_var", torch.ones(meta.obs_dim))
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """(…, obs_dim) -> (…, obs_dim), clipped to ±10 like the running normaliser in PPO."""
+        return ((obs - self.obs_mean) / torch.sqrt(self.obs_var + 1e-8)).clamp(-10.0, 10.0)
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-tanh mean and std, each (…, act_dim)."""
+        mean = self.mean_net(self.normalize(obs))
+        std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().expand_as(mean)
+        return mean, std
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) of squashed actions with the tanh change of variables.
+
+        obs (…, obs_dim), actions (…, act_dim) in [-1, 1] -> (…,).
+        log π(a|s) = log N(atanh a; μ, σ) − Σ log(1 − a²)
+        """
+        mean, std = self.distribution(obs)
+        a = actions.clamp(-1.0 + _ACTION_EPS, 1.0 - _ACTION_EPS)
+        u = torch.atanh(a)
+        gauss = -0.5 * ((u - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
+        return (gauss - torch.log1p(-a.pow(2))).sum(-1)
+
+    def sample(self, obs: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Squashed actions (…, act_dim); the std is scaled by ``temperature``."""
+        mean, std = self.distribution(obs)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return torch.tanh(mean + temperature * std * noise)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True, rng: np.random.Generator | None = None, temperature: float = 1.0) -> np.ndarray:
+        """One action for one observation (numpy in, numpy out), in [-1, 1]^act_dim."""
+        mean, std = self.distribution(torch.as_tensor(obs, dtype=torch.float32))
+        if deterministic:
+            return torch.tanh(mean).numpy()
+        rng = rng if rng is not None else np.random.default_rng()
+        noise = torch.as_tensor(rng.standard_normal(mean.shape), dtype=torch.float32)
+        return torch.tanh(mean + temperature * std * noise).numpy()
+
+
+def save_policy(policy: TanhGaussianPolicy, path: str | os.PathLike) -> Path:
+    """Write the checkpoint atomically (temp file in the same folder, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"prefine": policy.meta.to_json()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_meta(path: str | os.PathLike) -> PolicyMeta:
+    """The metadata of a checkpoint, without loading its tensors."""
+    return _open_checkpoint(Path(path))[0]
+
+
+def _open_checkpoint(path: Path) -> tuple[PolicyMeta, dict[str, torch.Tensor]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"no policy file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path.name} is not a readable safetensors policy (corrupt, truncated or another format): {exc}"
+        ) from None
+    if "prefine" not in header:
+        raise CheckpointError(f"{path.name} has no PREFINE metadata; it is not a policy saved by this tool")
+    try:
+        meta = PolicyMeta.from_json(header["prefine"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path.name} has invalid metadata: {exc}") from None
+    return meta, tensors
+
+
+def load_policy(path: str | os.PathLike, task_id: str | None = None) -> TanhGaussianPolicy:
+    """Load a checkpoint; with ``task_id``, refuse a policy made for another task."""
+    path = Path(path)
+    meta, tensors = _open_checkpoint(path)
+    if task_id is not None and meta.task_id != task_id:
+        raise CheckpointError(f"{path.name} is a policy for {meta.task_id}, not for {task_id}")
+    policy = TanhGaussianPolicy(meta)
+    expected = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != found:
+        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        details = ", ".join(f"{k}: expected {expected.get(k)}, found {found.get(k)}" for k in wrong[:4])
+        raise CheckpointError(f"{path.name} does not match its metadata's sizes ({details})")
+    bad = [k for k, v in tensors.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path.name} holds non-finite values in {bad}")
+    policy.load_state_dict(tensors)
+    policy.eval()
+    return policy
+
+
+def check_compatible(policy: TanhGaussianPolicy, task) -> None:
+    """Raise if a policy's sizes do not fit a task (e.g. a checkpoint for another robot)."""
+    if policy.meta.task_id != task.task_id or (policy.meta.obs_dim, policy.meta.act_dim) != (task.obs_dim, task.act_dim):
+        raise CheckpointError(
+            f"policy for {policy.meta.task_id} (obs {policy.meta.obs_dim}, act {policy.meta.act_dim}) "
+            f"does not fit {task.task_id} (obs {task.obs_dim}, act {task.act_dim})"
+        )

@@ -1,0 +1,247 @@
+"""Compact PPO (CleanRL-style) that produces reference and behaviour policies.
+
+* ``cost_penalty = 0``: the reward-only reference (fast, unsafe: the product's premise).
+* ``cost_penalty = w > 0``: trains on ``reward − w·cost``, a slower, safer behaviour policy for
+  the behaviour pool (DESIGN §4, lesson 2).
+* ``cost_limit = K``: PPO-Lagrangian — the penalty is a multiplier learned so that the mean
+  episode cost approaches K; the retraining baseline of the benchmark (DESIGN §5).
+
+The actor is :class:`prefine_core.policy.TanhGaussianPolicy`, so what PPO trains is exactly
+what gets shipped. PPO's ratio uses the pre-tanh sample u; the tanh Jacobian cancels in it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from prefine_core.envs import SafetyTask, validate_task_id
+from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, save_policy
+
+
+@dataclass
+class PPOConfig:
+    task_id: str = "SafetyHalfCheetahVelocity-v1"
+    """Safety-Gymnasium task id."""
+    total_steps: int = 300_000
+    """Environment steps in all."""
+    seed: int = 0
+    """Seeds python, numpy, torch and the environments."""
+    cost_penalty: float = 0.0
+    """Fixed w in reward − w·cost (0 = reward only)."""
+    cost_limit: float | None = None
+    """If set, learn the penalty as a Lagrange multiplier so that episode cost approaches this."""
+    num_envs: int = 8
+    """Environments stepped side by side."""
+    rollout_steps: int = 256
+    """Steps per environment between updates."""
+    learning_rate: float = 3e-4
+    """Adam step size (annealed linearly to 0)."""
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+    epochs: int = 10
+    """Passes over each batch."""
+    minibatches: int = 32
+    """Minibatches per pass."""
+    clip: float = 0.2
+    """PPO ratio clip."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clip."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Actor and critic hidden layers."""
+    snapshot_every: int = 0
+    """Save a snapshot every this many steps (0 = none)."""
+    lagrange_lr: float = 0.05
+    """Step size of the Lagrange multiplier (with cost_limit)."""
+
+    def __post_init__(self):
+        validate_task_id(self.task_id)
+        if self.total_steps <= 0:
+            raise ValueError(f"total_steps must be positive, got {self.total_steps}")
+        if self.cost_penalty < 0:
+            raise ValueError(f"cost_penalty must be ≥ 0, got {self.cost_penalty}")
+        if self.cost_limit is not None and self.cost_limit < 0:
+            raise ValueError(f"cost_limit must be ≥ 0, got {self.cost_limit}")
+        if self.num_envs <= 0 or self.rollout_steps <= 0:
+            raise ValueError("num_envs and rollout_steps must be positive")
+        self.hidden_sizes = tuple(self.hidden_sizes)
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.rollout_steps
+
+
+class RunningMeanStd:
+    """Running mean and variance (parallel algorithm), for observations and returns."""
+
+    def __init__(self, shape=()):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, n = x.mean(0), x.var(0), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+
+def _critic(obs_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    sizes, layers = [obs_dim, *hidden, 1], []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Train, save the final policy to ``out`` (snapshots beside it); returns a summary."""
+    out = Path(out)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    envs = [SafetyTask(config.task_id) for _ in range(config.num_envs)]
+    obs_dim, act_dim = envs[0].obs_dim, envs[0].act_dim
+    meta = PolicyMeta(task_id=config.task_id, obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=config.hidden_sizes)
+    actor, critic = TanhGaussianPolicy(meta), _critic(obs_dim, config.hidden_sizes)
+    params = list(actor.parameters()) + list(critic.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
+    obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
+    discounted = np.zeros(config.num_envs)
+    lagrange = config.cost_penalty
+
+    n, steps = config.num_envs, config.rollout_steps
+    obs = np.stack([env.reset(seed=config.seed * 1000 + i) for i, env in enumerate(envs)])
+    ep_ret, ep_cost, ep_len = np.zeros(n), np.zeros(n), np.zeros(n, int)
+    finished: list[tuple[float, float, int]] = []
+    updates = math.ceil(config.total_steps / config.batch_size)
+    started, global_step = time.time(), 0
+    summary: dict = {}
+
+    def sync_normaliser():
+        actor.obs_mean.copy_(torch.as_tensor(obs_rms.mean, dtype=torch.float32))
+        actor.obs_var.copy_(torch.as_tensor(obs_rms.var, dtype=torch.float32))
+
+    def export(path: Path, step: int):
+        actor.meta = PolicyMeta(
+            task_id=config.task_id, obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=config.hidden_sizes,
+            name=path.stem, provenance={
+                "algorithm": "ppo-lagrangian" if config.cost_limit is not None else "ppo",
+                "steps": step, "seconds": round(time.time() - started, 1),
+                "final_penalty": round(float(lagrange), 4), **_jsonable(asdict(config)),
+            },
+        )
+        save_policy(actor, path)
+
+    for update in range(1, updates + 1):
+        frac = 1.0 - (update - 1) / updates
+        optimizer.param_groups[0]["lr"] = frac * config.learning_rate
+        b_obs = np.zeros((steps, n, obs_dim), np.float32)
+        b_u = np.zeros((steps, n, act_dim), np.float32)
+        b_logp = np.zeros((steps, n), np.float32)
+        b_rew = np.zeros((steps, n), np.float32)
+        b_done = np.zeros((steps, n), np.float32)
+        b_val = np.zeros((steps, n), np.float32)
+        b_cost = np.zeros((steps, n), np.float32)
+        for t in range(steps):
+            obs_rms.update(obs)
+            sync_normaliser()
+            with torch.no_grad():
+                obs_t = torch.as_tensor(obs, dtype=torch.float32)
+                mean, std = actor.distribution(obs_t)
+                u = mean + std * torch.randn_like(mean)
+                logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
+                value = critic(actor.normalize(obs_t)).squeeze(-1)
+            actions = torch.tanh(u).numpy()
+            b_obs[t], b_u[t], b_logp[t], b_val[t] = obs, u.numpy(), logp.numpy(), value.numpy()
+            for i, env in enumerate(envs):
+                step = env.step(actions[i])
+                ep_ret[i] += step.reward
+                ep_cost[i] += step.cost
+                ep_len[i] += 1
+                b_rew[t, i], b_cost[t, i] = step.reward, step.cost
+                done = step.terminated or step.truncated
+                # Bootstrapping through time-limit cuts is ignored, as in CleanRL.
+                b_done[t, i] = float(done)
+                if done:
+                    finished.append((ep_ret[i], ep_cost[i], ep_len[i]))
+                    ep_ret[i] = ep_cost[i] = ep_len[i] = 0
+                    obs[i] = env.reset()
+                else:
+                    obs[i] = step.obs
+            global_step += n
+
+        shaped = b_rew - lagrange * b_cost
+        for t in range(steps):
+            discounted = discounted * config.gamma * (1 - (b_done[t - 1] if t else 0)) + shaped[t]
+            ret_rms.update(discounted)
+        scaled = shaped / math.sqrt(ret_rms.var + 1e-8)
+        with torch.no_grad():
+            next_value = critic(actor.normalize(torch.as_tensor(obs, dtype=torch.float32))).squeeze(-1).numpy()
+        advantages = np.zeros_like(scaled)
+        last = np.zeros(n, np.float32)
+        for t in reversed(range(steps)):
+            nxt = next_value if t == steps - 1 else b_val[t + 1]
+            nonterminal = 1.0 - b_done[t]
+            delta = scaled[t] + config.gamma * nxt * nonterminal - b_val[t]
+            last = delta + config.gamma * config.gae_lambda * nonterminal * last
+            advantages[t] = last
+        returns = advantages + b_val
+
+        flat = lambda x: torch.as_tensor(x.reshape(steps * n, *x.shape[2:]))  # noqa: E731
+        f_obs, f_u, f_logp, f_adv, f_ret = map(flat, (b_obs, b_u, b_logp, advantages, returns))
+        mb = max(1, config.batch_size // config.minibatches)
+        for _ in range(config.epochs):
+            order = torch.randperm(config.batch_size)
+            for start in range(0, config.batch_size, mb):
+                idx = order[start:start + mb]
+                mean, std = actor.distribution(f_obs[idx])
+                new_logp = torch.distributions.Normal(mean, std).log_prob(f_u[idx]).sum(-1)
+                ratio = (new_logp - f_logp[idx]).exp()
+                adv = f_adv[idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)).mean()
+                v_loss = 0.5 * (critic(actor.normalize(f_obs[idx])).squeeze(-1) - f_ret[idx]).pow(2).mean()
+                loss = pg_loss + config.vf_coef * v_loss
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+
+        recent = finished[-20:]
+        if config.cost_limit is not None and recent:
+            mean_cost = float(np.mean([c for _, c, _ in recent]))
+            lagrange = max(0.0, lagrange + config.lagrange_lr * (mean_cost - config.cost_limit) / max(config.cost_limit, 1.0))
+        summary = {
+            "step": global_step,
+            "episodes": len(finished),
+            "return_mean": float(np.mean([r for r, _, _ in recent])) if recent else float("nan"),
+            "cost_mean": float(np.mean([c for _, c, _ in recent])) if recent else float("nan"),
+            "length_mean": float(np.mean([l for _, _, l in recent])) if recent else float("nan"),
+            "penalty": float(lagrange),
+            "seconds": time.time() - started,
+        }
+        if on_progress:
+            on_progress(summary)
+        if config.snapshot_every and (global_step // config.snapshot_every) > ((global_step - config.batch_size) // config.snapshot_every):
+            export(out.with_name(f"{out.stem}_step{global_step}{out.suffix}"), global_step)
+
+    export(out, global_step)
+    for env in envs:
+        env.close()
+    return {**summary, "path": str(out)}
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

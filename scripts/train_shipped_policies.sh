@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Trains the reference (reward-only) and behaviour (cost-penalised) policies shipped under
+# data/policies/. One core each; run from the repository root after ./studio setup.
+# Usage: scripts/train_shipped_policies.sh [TASK_FILTER]
+set -euo pipefail
+export OMP_NUM_THREADS=1 PYTHONPATH=.
+py=.venv/bin/python
+filter=${1:-}
+log=data/policies/training_log.jsonl
+mkdir -p data/policies
+train() {  # task steps penalty name
+  [[ -n "$filter" && "$1" != *"$filter"* ]] && return 0
+  local out="data/policies/$1/$4.safetensors" start=$SECONDS
+  $py -m prefine_core pretrain --task "$1" --steps "$2" --cost-penalty "$3" --seed 0 --out "$out" --json \
+    | $py -c "import json,sys; r=json.load(sys.stdin); r.update(task='$1', name='$4', steps=$2, cost_penalty=$3, wall_s=$SECONDS-$start, command='python -m prefine_core pretrain --task $1 --steps $2 --cost-penalty $3 --seed 0 --out $out'); print(json.dumps(r))" >> "$log"
+}
+train SafetyHalfCheetahVelocity-v1 1000000 0 reference
+train SafetyHopperVelocity-v1 400000 0 reference
+train SafetyPointCircle1-v0 300000 0 reference
+train SafetyHalfCheetahVelocity-v1 500000 0.5 behaviour_penalty0.5
+train SafetyHalfCheetahVelocity-v1 500000 2 behaviour_penalty2
+train SafetyHopperVelocity-v1 400000 0.5 behaviour_penalty0.5
+train SafetyHopperVelocity-v1 400000 3 behaviour_penalty3
+train SafetyPointCircle1-v0 300000 0.05 behaviour_penalty0.05
+train SafetyPointCircle1-v0 300000 0.5 behaviour_penalty0.5
