@@ -1,0 +1,87 @@
+"""The synthetic labeller: judges a pair of clips the way a sensible person would.
+
+A fall is a catastrophic failure: a clip in which the robot fell loses to any clip in which it did
+not (DESIGN §4, lesson 1 — otherwise "lower cost" means "fell sooner"). Otherwise the clip with the
+lower cost over the same window wins; within ``equal_margin`` the answer is "equal". Noise knobs
+follow B-Pref (mistake rate, skip rate, myopic discount, equal margin), all seeded.
+
+It only ever sees what a labeller sees (the clips); human and synthetic labels go through the same
+store interface, the teacher under its own annotator name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prefine_core.rollout import Trajectory
+
+#: The answers a labeller can give for a pair shown as (left, right).
+CHOICES = ("left", "right", "equal", "cant_tell")
+
+
+@dataclass
+class TeacherConfig:
+    mistake_rate: float = 0.0
+    """Probability of swapping a decided answer (left <-> right)."""
+    equal_margin: float = 0.0
+    """Cost difference up to which the answer is "equal"."""
+    skip_rate: float = 0.0
+    """Probability of answering "cant_tell"."""
+    myopic_discount: float = 1.0
+    """γ ≤ 1 weighting step t of a window of length H by γ^(H−1−t): < 1 forgets early steps."""
+    reward_tiebreak: bool = False
+    """On equal cost, prefer the clip with the higher return instead of answering "equal"."""
+    seed: int = 0
+    """Seeds the noise."""
+
+    def __post_init__(self):
+        for name in ("mistake_rate", "skip_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.equal_margin < 0:
+            raise ValueError(f"equal_margin must be ≥ 0, got {self.equal_margin}")
+        if not 0.0 < self.myopic_discount <= 1.0:
+            raise ValueError(f"myopic_discount must be in (0, 1], got {self.myopic_discount}")
+
+
+@dataclass
+class SyntheticTeacher:
+    """Answers ``judge(left, right)`` with one of :data:`CHOICES`."""
+
+    config: TeacherConfig = field(default_factory=TeacherConfig)
+    name: str = "synthetic-teacher"
+
+    def __post_init__(self):
+        self._rng = np.random.default_rng(self.config.seed)
+
+    def _window_cost(self, clip: Trajectory, horizon: int) -> float:
+        costs = clip.costs[:horizon].astype(np.float64)
+        weights = self.config.myopic_discount ** np.arange(len(costs) - 1, -1, -1)
+        return float((weights * costs).sum())
+
+    def true_choice(self, left: Trajectory, right: Trajectory) -> str:
+        """The noiseless answer."""
+        if left.fell != right.fell:
+            return "right" if left.fell else "left"
+        horizon = min(left.length, right.length)
+        if left.fell and right.fell and left.length != right.length:
+            return "left" if left.length > right.length else "right"  # the one that stayed up longer
+        cost_left, cost_right = self._window_cost(left, horizon), self._window_cost(right, horizon)
+        if abs(cost_left - cost_right) <= self.config.equal_margin:
+            if self.config.reward_tiebreak:
+                ret_left, ret_right = left.rewards[:horizon].sum(), right.rewards[:horizon].sum()
+                if ret_left != ret_right:
+                    return "left" if ret_left > ret_right else "right"
+            return "equal"
+        return "left" if cost_left < cost_right else "right"
+
+    def judge(self, left: Trajectory, right: Trajectory) -> str:
+        """The answer with the configured noise."""
+        if self._rng.random() < self.config.skip_rate:
+            return "cant_tell"
+        choice = self.true_choice(left, right)
+        if choice in ("left", "right") and self._rng.random() < self.config.mistake_rate:
+            choice = "right" if choice == "left" else "left"
+        return choice
