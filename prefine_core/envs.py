@@ -130,6 +130,20 @@ def _constraint_costs(info: dict) -> dict[str, float]:
     return {k: float(v) for k, v in info.items() if k.startswith("cost_") and k != "cost_sum"}
 
 
+def _disable_costly_effects(env) -> bool:
+    """Turn off shadows and reflections in the env's offscreen viewers; False if none exists yet."""
+    import mujoco
+
+    unwrapped = env.unwrapped
+    renderer = getattr(unwrapped, "mujoco_renderer", None)  # velocity tasks (gymnasium MuJoCo envs)
+    holder = renderer if renderer is not None else getattr(unwrapped, "task", None)  # navigation tasks
+    viewers = list(getattr(holder, "_viewers", {}).values())
+    for viewer in viewers:
+        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    return bool(viewers)
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What one step of a task gives back, as plain values."""
@@ -164,6 +178,8 @@ class SafetyTask:
         self.act_low = np.asarray(self._env.action_space.low, dtype=np.float64)
         self.act_high = np.asarray(self._env.action_space.high, dtype=np.float64)
         self.max_episode_steps = int(getattr(self._env.spec, "max_episode_steps", None) or 1000)
+        self._fast_render = False
+        self._cost_name = "cost_velocity" if "Velocity" in task_id else "cost"
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         obs, _ = self._env.reset(seed=seed)
@@ -178,14 +194,23 @@ class SafetyTask:
             obs=np.asarray(obs, dtype=np.float32).reshape(-1),
             reward=float(reward),
             cost=float(cost),
-            constraint_costs=_constraint_costs(info),
+            constraint_costs=_constraint_costs(info) or {self._cost_name: float(cost)},
             terminated=bool(terminated),
             truncated=bool(truncated),
         )
 
     def render(self) -> np.ndarray:
-        """The current frame, (H, W, 3) uint8."""
-        return np.asarray(self._env.render(), dtype=np.uint8)
+        """The current frame, (H, W, 3) uint8.
+
+        Shadows and reflections are switched off after the first frame: on a CPU (Mesa llvmpipe)
+        that renders 1.4–1.6× faster and changes nothing a labeller needs to see.
+        """
+        frame = self._env.render()
+        if not self._fast_render:
+            self._fast_render = _disable_costly_effects(self._env)
+            if self._fast_render:
+                frame = self._env.render()
+        return np.asarray(frame, dtype=np.uint8)
 
     def close(self) -> None:
         self._env.close()

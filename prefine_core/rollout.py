@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from prefine_core.files import atomic_path
 from prefine_core.envs import SafetyTask, can_fall
 from prefine_core.policy import TanhGaussianPolicy, check_compatible
 
@@ -152,7 +152,6 @@ def trajectory_path(folder: str | os.PathLike, trajectory_id: str) -> Path:
 def save_trajectory(trajectory: Trajectory, folder: str | os.PathLike, trajectory_id: str) -> Path:
     """Write ``<folder>/<id>.npz`` atomically; returns its path."""
     path = trajectory_path(folder, trajectory_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
         "obs": trajectory.obs, "actions": trajectory.actions, "rewards": trajectory.rewards,
         "costs": trajectory.costs, "terminated": np.array(trajectory.terminated),
@@ -160,14 +159,8 @@ def save_trajectory(trajectory: Trajectory, folder: str | os.PathLike, trajector
         "seed": np.array(-1 if trajectory.seed is None else trajectory.seed), "start": np.array(trajectory.start),
     }
     arrays.update({f"constraint/{k}": v for k, v in trajectory.constraint_costs.items()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
