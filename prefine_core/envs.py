@@ -82,6 +82,9 @@ def _import_safety_gymnasium():
     original = dataclasses._get_field
     dataclasses._get_field = _ndarray_defaults_as_factories(original)
     try:
+        import farama_notifications  # gymnasium-robotics prints a notice about Adroit tasks we never use
+
+        farama_notifications.notifications.pop("gymnasium_robotics", None)
         import safety_gymnasium
         import safety_gymnasium.world as world
     finally:

@@ -35,3 +35,105 @@ def register(command) -> None:
     p.add_argument("--snapshot-every", type=non_negative_int, default=0, help="save a snapshot every N steps")
     p.add_argument("--out", required=True, help="where to write the .safetensors policy")
     p.set_defaults(handler=_pretrain)
+    register_more(command)
+
+
+def _rollout(args: argparse.Namespace) -> dict:
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import load_policy
+    from prefine_core.rollout import collect, save_trajectory
+
+    policy = load_policy(args.policy)
+    episodes = []
+    bar = Progress(args.episodes, "rollout")
+    with SafetyTask(policy.meta.task_id) as task:
+        for i in range(args.episodes):
+            seed = args.seed + i
+            trajectory = collect(policy, task, seed=seed, deterministic=args.deterministic)
+            row = {"seed": seed, "return": trajectory.total_return, "cost": trajectory.total_cost,
+                   "length": trajectory.length, "fell": trajectory.fell}
+            if args.out_dir:
+                trajectory_id = f"{Path(args.policy).stem}_seed{seed}"
+                row["path"] = str(save_trajectory(trajectory, args.out_dir, trajectory_id))
+            episodes.append(row)
+            bar.update_to(i + 1)
+    bar.close()
+    return {"task_id": policy.meta.task_id, "policy": str(args.policy), "episodes": episodes}
+
+
+def _render(args: argparse.Namespace) -> dict:
+    import time
+
+    from prefine_core.policy import load_policy
+    from prefine_core.render import record, write_clip_video, write_pair_video
+
+    if not str(args.out).endswith(".mp4"):
+        raise ValueError(f"--out must end in .mp4, got {args.out}")
+    started = time.perf_counter()
+    policy = load_policy(args.policy)
+    clip, frames = record(policy, seed=args.seed, deterministic=args.deterministic, max_steps=args.steps, size=args.size)
+    result = {"task_id": policy.meta.task_id, "steps": clip.length, "cost": clip.total_cost}
+    if args.policy_b is None:
+        write_clip_video(frames, clip.costs, args.out)
+    else:
+        other = load_policy(args.policy_b, task_id=policy.meta.task_id)
+        seed_b = args.seed if args.seed_b is None else args.seed_b
+        clip_b, frames_b = record(other, seed=seed_b, deterministic=args.deterministic, max_steps=args.steps, size=args.size)
+        write_pair_video(frames, clip.costs, frames_b, clip_b.costs, args.out)
+        result.update(steps_b=clip_b.length, cost_b=clip_b.total_cost)
+    return {**result, "out": str(args.out), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _evaluate(args: argparse.Namespace) -> dict:
+    from prefine_core.evaluate import evaluate_policy
+    from prefine_core.policy import load_policy
+
+    if args.cost_limit <= 0:
+        raise ValueError("--cost-limit must be positive")
+    policy = load_policy(args.policy)
+    bar = Progress(args.episodes, "evaluate")
+    result = evaluate_policy(policy, episodes=args.episodes, seed=args.seed, cost_limit=args.cost_limit,
+                             deterministic=not args.stochastic, on_episode=lambda i, _: bar.update_to(i))
+    bar.close()
+    return {**result, "policy": str(args.policy)}
+
+
+def _info(args: argparse.Namespace) -> dict:
+    from dataclasses import asdict
+
+    from prefine_core.policy import read_meta
+
+    return asdict(read_meta(args.policy))
+
+
+def register_more(command) -> None:  # noqa: D401 - continued from register()
+    p = command("rollout", "roll out a policy for seeded episodes (its task comes from its metadata)")
+    p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
+    p.add_argument("--episodes", type=positive_int, default=1, help="episodes (default 1)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="first seed; episode i uses seed+i")
+    p.add_argument("--deterministic", action="store_true", help="take the mean action instead of sampling")
+    p.add_argument("--out-dir", default=None, help="save each trajectory as <out-dir>/<policy>_seed<S>.npz")
+    p.set_defaults(handler=_rollout)
+
+    p = command("render", "render an episode (or, with --policy-b, a synchronised pair) to an H.264 mp4")
+    p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
+    p.add_argument("--policy-b", type=existing_file, default=None, help="second policy: render a side-by-side pair")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
+    p.add_argument("--seed-b", type=non_negative_int, default=None, help="seed of the second clip (default --seed)")
+    p.add_argument("--steps", type=positive_int, default=200, help="steps to render (default 200)")
+    p.add_argument("--size", type=positive_int, default=256, help="frame width and height in pixels (default 256)")
+    p.add_argument("--deterministic", action="store_true", help="take the mean action")
+    p.add_argument("--out", required=True, help="output .mp4 path")
+    p.set_defaults(handler=_render)
+
+    p = command("evaluate", "evaluate a policy on fixed seeds (DESIGN §5)")
+    p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
+    p.add_argument("--episodes", type=positive_int, default=10, help="episodes (default 10)")
+    p.add_argument("--seed", type=non_negative_int, default=10_000, help="first evaluation seed (default 10000)")
+    p.add_argument("--cost-limit", type=non_negative_float, default=25.0, help="κ for the violation rate (default 25)")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")
+    p.set_defaults(handler=_evaluate)
+
+    p = command("info", "print a policy's metadata")
+    p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
+    p.set_defaults(handler=_info)

@@ -1,0 +1,71 @@
+"""The CLI end to end: real subprocesses, --help everywhere, one JSON object with --json, clean errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from prefine_core.cli import build_parser
+from prefine_core.policy import load_policy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prefine_core", *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+def test_every_subcommand_has_help():
+    names = _subcommands()
+    assert {"pretrain", "rollout", "render", "evaluate"} <= set(names)
+    for name in names:
+        result = cli(name, "--help")
+        assert result.returncode == 0 and "--json" in result.stdout, name
+
+
+def test_tiny_pretrain_then_rollout_evaluate_render(tmp_path):
+    out = tmp_path / "tiny.safetensors"
+    result = cli("pretrain", "--task", "SafetyHopperVelocity-v1", "--steps", "512", "--seed", "1",
+                 "--cost-penalty", "0.5", "--snapshot-every", "256", "--out", out, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["step"] == 2048 and summary["path"] == str(out)  # one update of 8 envs × 256 steps
+    policy = load_policy(out, task_id="SafetyHopperVelocity-v1")
+    assert policy.meta.provenance["cost_penalty"] == 0.5 and policy.meta.provenance["algorithm"] == "ppo"
+    assert (tmp_path / "tiny_step2048.safetensors").exists(), "snapshots are written"
+
+    roll = json.loads(cli("rollout", "--policy", out, "--episodes", "2", "--seed", "3", "--json").stdout)
+    assert [e["seed"] for e in roll["episodes"]] == [3, 4]
+
+    ev = cli("evaluate", "--policy", out, "--episodes", "2", "--cost-limit", "25", "--json")
+    keys = {"return_mean", "return_std", "cost_mean", "cost_std", "length_mean", "violation_rate",
+            "catastrophic_rate", "episodes"}
+    assert ev.returncode == 0 and keys <= set(json.loads(ev.stdout))
+
+    video = tmp_path / "pair.mp4"
+    rendered = cli("render", "--policy", out, "--policy-b", out, "--seed", "0", "--seed-b", "1",
+                   "--steps", "20", "--size", "64", "--out", video, "--json")
+    assert rendered.returncode == 0, rendered.stderr
+    assert video.stat().st_size > 1000 and json.loads(rendered.stdout)["out"] == str(video)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pretrain", "--task", "SafetyHalfCheetahVelocity-v7", "--out", "x.safetensors"], "nearest valid ids"),
+    (["pretrain", "--task", "SafetyHopperVelocity-v1", "--steps", "-5", "--out", "x.safetensors"], "positive"),
+    (["evaluate", "--policy", "no/such/file.safetensors"], "no file at"),
+    (["evaluate", "--policy", "README.md"], "not a readable safetensors policy"),
+    (["render", "--policy", "README.md", "--out", "x.gif"], "must end in .mp4"),
+])
+def test_bad_arguments_exit_2_with_a_message(args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,105 @@
+"""The tanh-Gaussian actor and its checkpoint format."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Independent, Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
+
+from prefine_core.policy import CheckpointError, PolicyMeta, TanhGaussianPolicy, load_policy, read_meta, save_policy
+from tests.conftest import CHEETAH, HOPPER, make_policy
+
+
+def _reference_distribution(policy, obs):
+    mean, std = policy.distribution(obs)
+    return TransformedDistribution(Independent(Normal(mean, std), 1), [TanhTransform()])
+
+
+def test_log_prob_matches_torch_distributions(cheetah_policy):
+    obs = torch.randn(5, 17)
+    reference = _reference_distribution(cheetah_policy, obs)
+    actions = reference.sample()
+    expected = reference.log_prob(actions.clamp(-0.999999, 0.999999))
+    assert torch.allclose(cheetah_policy.log_prob(obs, actions), expected, atol=1e-3)
+
+
+def test_log_prob_is_finite_at_the_bounds(cheetah_policy):
+    obs = torch.randn(3, 17)
+    actions = torch.tensor([[1.0] * 6, [-1.0] * 6, [1.0, -1.0, 0.0, 0.5, -0.5, 1.0]])
+    logp = cheetah_policy.log_prob(obs, actions)
+    assert torch.isfinite(logp).all()
+    logp.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in cheetah_policy.parameters() if p.grad is not None)
+
+
+def test_act_deterministic_is_tanh_mean_and_stochastic_is_seeded(cheetah_policy):
+    obs = np.random.default_rng(0).standard_normal(17).astype(np.float32)
+    mean, _ = cheetah_policy.distribution(torch.as_tensor(obs))
+    assert np.allclose(cheetah_policy.act(obs, deterministic=True), torch.tanh(mean).detach().numpy())
+    a = cheetah_policy.act(obs, deterministic=False, rng=np.random.default_rng(1))
+    b = cheetah_policy.act(obs, deterministic=False, rng=np.random.default_rng(1))
+    c = cheetah_policy.act(obs, deterministic=False, rng=np.random.default_rng(2))
+    assert np.array_equal(a, b) and not np.array_equal(a, c) and np.abs(a).max() <= 1
+
+
+def test_checkpoint_round_trip_keeps_weights_and_metadata(tmp_path):
+    policy = make_policy(CHEETAH, name="ref", parent="base.safetensors", provenance={"algorithm": "ppo", "steps": 7})
+    path = save_policy(policy, tmp_path / "p.safetensors")
+    loaded = load_policy(path, task_id=CHEETAH)
+    assert loaded.meta == policy.meta
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+    assert read_meta(path).provenance == {"algorithm": "ppo", "steps": 7}
+    assert not list(tmp_path.glob(".*")), "no temp files left behind"
+
+
+def test_pickle_disguised_as_checkpoint_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(CheckpointError, match="not a readable safetensors policy"):
+        load_policy(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_corrupt_checkpoints_are_rejected(tmp_path, policy_file):
+    data = policy_file.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt, truncated"):
+        load_policy(tmp_path / "trunc.safetensors")
+    (tmp_path / "noise.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError):
+        load_policy(tmp_path / "noise.safetensors")
+    with pytest.raises(CheckpointError, match="no policy file"):
+        load_policy(tmp_path / "missing.safetensors")
+
+
+def test_wrong_task_and_wrong_shapes_are_rejected(tmp_path, policy_file):
+    with pytest.raises(CheckpointError, match=f"policy for {CHEETAH}, not for {HOPPER}"):
+        load_policy(policy_file, task_id=HOPPER)
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(policy_file))
+    meta = json.loads(read_meta(policy_file).to_json())
+    meta["hidden_sizes"] = [32, 32]
+    save_file(tensors, str(tmp_path / "shape.safetensors"), metadata={"prefine": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="does not match its metadata's sizes"):
+        load_policy(tmp_path / "shape.safetensors")
+    save_file(tensors, str(tmp_path / "nometa.safetensors"))
+    with pytest.raises(CheckpointError, match="no PREFINE metadata"):
+        load_policy(tmp_path / "nometa.safetensors")
+
+
+def test_meta_validates_its_fields():
+    with pytest.raises(ValueError, match="obs_dim"):
+        PolicyMeta(task_id=CHEETAH, obs_dim=0, act_dim=6)
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        PolicyMeta(task_id=CHEETAH, obs_dim=17, act_dim=6, hidden_sizes=(64, -1))
+    TanhGaussianPolicy(PolicyMeta(task_id=CHEETAH, obs_dim=17, act_dim=6, hidden_sizes=(8,)))
