@@ -1,0 +1,533 @@
+"""The preference store: every judgement lands here and is never lost.
+
+One :class:`Store` per database URL. Every public write runs in one transaction (retried whole on a
+locked database or a dropped connection); :meth:`Store.batch` groups several writes into one.
+Labels are append-only: a change of mind or an undo is a new row that supersedes the old one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
+from prefine_core.store import schema as S
+from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
+from prefine_core.store.records import (
+    LABEL_CHOICES, MAX_NAME, POLICY_KINDS, RETRACT, RUN_STATUSES, LabelRecord, PairRecord, PolicyRecord,
+    RunRecord, TrajectoryRecord,
+)
+
+#: How long a pair handed to an annotator counts as taken by them (for overlap) before it is freed.
+LEASE = timedelta(minutes=10)
+_RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartbeat", "config"}
+_MAX_SECONDS = 24 * 3600.0
+
+
+def _text(field: str, value, max_len: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+    value = value.strip()
+    if len(value) > max_len:
+        raise ValueError(f"{field} is {len(value)} characters long, at most {max_len} allowed: {value[:40]!r}…")
+    if not value.isprintable():
+        raise ValueError(f"{field} holds control characters: {value!r}")
+    return value
+
+
+def _int_id(field: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{field} must be a positive integer id, got {value!r}")
+    return value
+
+
+def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ValueError(f"{field} must be a finite number in [{low}, {high}], got {value!r}")
+    return number
+
+
+def _insert_ignore(conn: Connection, table, **values) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+
+
+class _Writer:
+    """The writes of one transaction; files it wrote are removed if the transaction fails."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.written: list[Path] = []
+
+    def ensure_task(self, task_id: str) -> str:
+        task_id = _text("task_id", task_id, 128)
+        _insert_ignore(self.conn, S.tasks, id=task_id, created_at=S.utcnow())
+        return task_id
+
+    def annotator_id(self, name: str) -> int:
+        name = _text("annotator", name, MAX_NAME)
+        _insert_ignore(self.conn, S.annotators, name=name, created_at=S.utcnow())
+        return self.conn.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar_one()
+
+    def _policy_row(self, policy_id: int):
+        row = self.conn.execute(select(S.policies).where(S.policies.c.id == policy_id)).first()
+        if row is None:
+            raise ValueError(f"policy_id {policy_id} does not exist")
+        return row
+
+    def add_policy(self, name, path, task_id, kind, parent_id=None, provenance=None) -> int:
+        name = _text("name", name, 200)
+        path = _text("path", str(path), 4096)
+        if kind not in POLICY_KINDS:
+            raise ValueError(f"kind must be one of {POLICY_KINDS}, got {kind!r}")
+        if provenance is not None and not isinstance(provenance, dict):
+            raise ValueError(f"provenance must be a dict, got {type(provenance).__name__}")
+        task_id = self.ensure_task(task_id)
+        if parent_id is not None:
+            self._policy_row(_int_id("parent_id", parent_id))
+        existing = self.conn.execute(select(S.policies.c.id).where(
+            and_(S.policies.c.task_id == task_id, S.policies.c.path == path))).scalar()
+        if existing is not None:
+            return existing
+        return self.conn.execute(insert(S.policies).values(
+            name=name, path=path, task_id=task_id, kind=kind, parent_id=parent_id, provenance=provenance or {},
+            created_at=S.utcnow()).returning(S.policies.c.id)).scalar_one()
+
+    def add_trajectory(self, trajectory, policy_id, source, folder, temperature=None, video_path=None) -> int:
+        if not isinstance(trajectory, Trajectory):
+            raise ValueError(f"trajectory must be a rollout.Trajectory, got {type(trajectory).__name__}")
+        if trajectory.length == 0:
+            raise ValueError("trajectory is empty (length 0)")
+        source = _text("source", source, 200)
+        task_id = self.ensure_task(trajectory.task_id)
+        if policy_id is not None:
+            row = self._policy_row(_int_id("policy_id", policy_id))
+            if row.task_id != task_id:
+                raise ValueError(f"policy_id {policy_id} is a policy for {row.task_id}, the trajectory is from {task_id}")
+        if temperature is not None:
+            temperature = _finite("temperature", temperature, 0.0, 100.0)
+        path = save_trajectory(trajectory, folder, f"traj-{uuid.uuid4().hex[:16]}")
+        self.written.append(path)
+        return self.conn.execute(insert(S.trajectories).values(
+            task_id=task_id, policy_id=policy_id, source=source, path=str(path.resolve()), seed=trajectory.seed,
+            start=trajectory.start, length=trajectory.length, total_return=trajectory.total_return,
+            total_cost=trajectory.total_cost, fell=trajectory.fell, terminated=bool(trajectory.terminated),
+            truncated=bool(trajectory.truncated), temperature=temperature,
+            video_path=None if video_path is None else str(video_path), created_at=S.utcnow(),
+        ).returning(S.trajectories.c.id)).scalar_one()
+
+    def add_pair(self, left_id, right_id, strategy, score, reason, video_path=None) -> int:
+        left_id, right_id = _int_id("left_id", left_id), _int_id("right_id", right_id)
+        if left_id == right_id:
+            raise ValueError(f"left_id and right_id must differ, both are {left_id}")
+        strategy = _text("strategy", strategy, 64)
+        score = _finite("score", score)
+        reason = _text("reason", reason, 2000)
+        rows = {r.id: r.task_id for r in self.conn.execute(
+            select(S.trajectories.c.id, S.trajectories.c.task_id).where(S.trajectories.c.id.in_([left_id, right_id])))}
+        for field, value in (("left_id", left_id), ("right_id", right_id)):
+            if value not in rows:
+                raise ValueError(f"{field} {value}: no such trajectory")
+        if rows[left_id] != rows[right_id]:
+            raise ValueError(f"left_id {left_id} ({rows[left_id]}) and right_id {right_id} ({rows[right_id]}) are from different tasks")
+        return self.conn.execute(insert(S.pairs).values(
+            task_id=rows[left_id], left_id=left_id, right_id=right_id, strategy=strategy, score=score, reason=reason,
+            video_path=None if video_path is None else str(video_path), created_at=S.utcnow(),
+        ).returning(S.pairs.c.id)).scalar_one()
+
+    def _latest_label(self, pair_id: int, annotator_id: int):
+        return self.conn.execute(select(S.labels).where(and_(
+            S.labels.c.pair_id == pair_id, S.labels.c.annotator_id == annotator_id)).order_by(S.labels.c.id.desc()).limit(1)).first()
+
+    def add_label(self, pair_id, annotator, choice, seconds=None) -> int:
+        pair_id = _int_id("pair_id", pair_id)
+        if choice not in LABEL_CHOICES:
+            raise ValueError(f"choice must be one of {LABEL_CHOICES}, got {choice!r}")
+        if seconds is not None:
+            seconds = _finite("seconds", seconds, 0.0, _MAX_SECONDS)
+        annotator_id = self.annotator_id(annotator)
+        if self.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id == pair_id)).first() is None:
+            raise ValueError(f"pair_id {pair_id} does not exist")
+        previous = self._latest_label(pair_id, annotator_id)
+        return self.conn.execute(insert(S.labels).values(
+            pair_id=pair_id, annotator_id=annotator_id, choice=choice, seconds=seconds,
+            supersedes_id=None if previous is None else previous.id, created_at=S.utcnow(),
+        ).returning(S.labels.c.id)).scalar_one()
+
+
+def _effective_rows():
+    """Latest label row per (pair, annotator), as a subquery of ids."""
+    return (select(func.max(S.labels.c.id).label("id"))
+            .group_by(S.labels.c.pair_id, S.labels.c.annotator_id).subquery())
+
+
+class Store:
+    """The preference store at ``url`` (any SQLAlchemy URL: ``sqlite:///…`` or ``postgresql+psycopg://…``).
+
+    Opening it migrates the schema to the newest version.
+    """
+
+    def __init__(self, url: str, migrate: bool = True):
+        self.url = url
+        self.engine = make_engine(url)
+        if migrate:
+            upgrade(self.engine)
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -------------------------------------------------------------------------
+    def _write(self, fn):
+        def attempt(conn):
+            writer = _Writer(conn)
+            try:
+                return fn(writer)
+            except BaseException:
+                for path in writer.written:
+                    path.unlink(missing_ok=True)
+                raise
+
+        return run_transaction(self.engine, attempt, write=True)
+
+    def _read(self, fn):
+        return run_transaction(self.engine, fn, write=False)
+
+    @contextmanager
+    def batch(self):
+        """Several writes in one transaction: ``with store.batch() as b: b.add_trajectory(…); b.add_pair(…)``.
+
+        If the block raises, nothing is written and the array files it wrote are removed.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(prefine_write=True)
+            writer = _Writer(conn)
+            try:
+                with conn.begin():
+                    yield writer
+            except BaseException:
+                for path in writer.written:
+                    path.unlink(missing_ok=True)
+                raise
+
+    # -- policies -----------------------------------------------------------------------------
+    def add_policy(self, name: str, path: str | os.PathLike, task_id: str, kind: str, parent_id: int | None = None,
+                   provenance: dict | None = None) -> int:
+        """Register a checkpoint; idempotent per (task, path): registering it again returns the same id."""
+        return self._write(lambda w: w.add_policy(name, path, task_id, kind, parent_id, provenance))
+
+    def get_policy(self, policy_id: int) -> PolicyRecord:
+        row = self._read(lambda c: c.execute(select(S.policies).where(S.policies.c.id == policy_id)).first())
+        if row is None:
+            raise ValueError(f"policy_id {policy_id} does not exist")
+        return PolicyRecord(**row._mapping)
+
+    def list_policies(self, task_id: str | None = None, kind: str | None = None) -> list[PolicyRecord]:
+        query = select(S.policies).order_by(S.policies.c.id)
+        if task_id is not None:
+            query = query.where(S.policies.c.task_id == task_id)
+        if kind is not None:
+            query = query.where(S.policies.c.kind == kind)
+        return [PolicyRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+
+    # -- trajectories -------------------------------------------------------------------------
+    def add_trajectory(self, trajectory: Trajectory, policy_id: int | None, source: str, folder: str | os.PathLike,
+                       temperature: float | None = None, video_path: str | None = None) -> int:
+        """Write the arrays to ``<folder>/traj-<uuid>.npz`` and register them; returns the trajectory id."""
+        return self._write(lambda w: w.add_trajectory(trajectory, policy_id, source, folder, temperature, video_path))
+
+    def trajectory_record(self, trajectory_id: int) -> TrajectoryRecord:
+        row = self._read(lambda c: c.execute(select(S.trajectories).where(S.trajectories.c.id == trajectory_id)).first())
+        if row is None:
+            raise ValueError(f"trajectory_id {trajectory_id} does not exist")
+        return TrajectoryRecord(**row._mapping)
+
+    def get_trajectory(self, trajectory_id: int) -> Trajectory:
+        return load_trajectory(self.trajectory_record(trajectory_id).path)
+
+    def list_trajectories(self, task_id: str | None = None, source: str | None = None) -> list[TrajectoryRecord]:
+        query = select(S.trajectories).order_by(S.trajectories.c.id)
+        if task_id is not None:
+            query = query.where(S.trajectories.c.task_id == task_id)
+        if source is not None:
+            query = query.where(S.trajectories.c.source == source)
+        return [TrajectoryRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+
+    def set_trajectory_video(self, trajectory_id: int, video_path: str | os.PathLike) -> None:
+        self._set(S.trajectories, "trajectory_id", trajectory_id, video_path=str(video_path))
+
+    # -- pairs --------------------------------------------------------------------------------
+    def add_pair(self, left_id: int, right_id: int, strategy: str, score: float, reason: str,
+                 video_path: str | None = None) -> int:
+        """A pair of two trajectories of one task, with the strategy, score and reason that chose it."""
+        return self._write(lambda w: w.add_pair(left_id, right_id, strategy, score, reason, video_path))
+
+    def set_pair_video(self, pair_id: int, video_path: str | os.PathLike) -> None:
+        self._set(S.pairs, "pair_id", pair_id, video_path=str(video_path))
+
+    def _set(self, table, field: str, row_id: int, **values) -> None:
+        row_id = _int_id(field, row_id)
+
+        def write(w: _Writer):
+            if w.conn.execute(update(table).where(table.c.id == row_id).values(**values)).rowcount != 1:
+                raise ValueError(f"{field} {row_id} does not exist")
+
+        self._write(write)
+
+    def get_pair(self, pair_id: int) -> PairRecord:
+        row = self._read(lambda c: c.execute(select(S.pairs).where(S.pairs.c.id == pair_id)).first())
+        if row is None:
+            raise ValueError(f"pair_id {pair_id} does not exist")
+        return PairRecord(**row._mapping)
+
+    def list_pairs(self, task_id: str | None = None, without_video: bool = False) -> list[PairRecord]:
+        query = select(S.pairs).order_by(S.pairs.c.id)
+        if task_id is not None:
+            query = query.where(S.pairs.c.task_id == task_id)
+        if without_video:
+            query = query.where(S.pairs.c.video_path.is_(None))
+        return [PairRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+
+    def next_pair(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> PairRecord | None:
+        """The next pair for ``annotator``, or None when there is none left for them.
+
+        A pair qualifies if this annotator has no standing label on it (a retracted one does not count)
+        and fewer than ``overlap`` other annotators have labelled it or were handed it within the last
+        :data:`LEASE`. A pair already handed to this annotator and not yet labelled comes first (a
+        reloaded page shows the same pair), then pairs whose video is ready, then the oldest.
+        """
+        overlap = _int_id("overlap", overlap)
+
+        def serve(w: _Writer):
+            if w.conn.dialect.name == "postgresql":
+                w.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72410002)")  # one server at a time
+            me = w.annotator_id(annotator)
+            pair_query = select(S.pairs.c.id, S.pairs.c.video_path).order_by(S.pairs.c.id)
+            if task_id is not None:
+                pair_query = pair_query.where(S.pairs.c.task_id == task_id)
+            pair_rows = w.conn.execute(pair_query).all()
+            if not pair_rows:
+                return None
+            latest = _effective_rows()
+            standing = w.conn.execute(select(S.labels.c.pair_id, S.labels.c.annotator_id)
+                                      .join(latest, S.labels.c.id == latest.c.id)
+                                      .where(S.labels.c.choice != RETRACT)).all()
+            fresh = S.utcnow() - LEASE
+            leased = w.conn.execute(select(S.assignments.c.pair_id, S.assignments.c.annotator_id)
+                                    .where(S.assignments.c.served_at >= fresh)).all()
+            mine_done = {p for p, a in standing if a == me}
+            takers: dict[int, set[int]] = {}
+            for p, a in [*standing, *leased]:
+                if a != me:
+                    takers.setdefault(p, set()).add(a)
+            my_leases = {p for p, a in leased if a == me}
+            open_rows = [r for r in pair_rows if r.id not in mine_done and len(takers.get(r.id, ())) < overlap]
+            if not open_rows:
+                return None
+            chosen = min(open_rows, key=lambda r: (r.id not in my_leases, r.video_path is None, r.id))
+            table = S.assignments
+            if w.conn.execute(update(table).where(and_(table.c.pair_id == chosen.id, table.c.annotator_id == me))
+                              .values(served_at=S.utcnow())).rowcount == 0:
+                w.conn.execute(insert(table).values(pair_id=chosen.id, annotator_id=me, served_at=S.utcnow()))
+            return PairRecord(**w.conn.execute(select(S.pairs).where(S.pairs.c.id == chosen.id)).one()._mapping)
+
+        return self._write(serve)
+
+    # -- labels -------------------------------------------------------------------------------
+    def add_label(self, pair_id: int, annotator: str, choice: str, seconds: float | None = None) -> int:
+        """Append a label; returns its id.
+
+        ``choice`` is one of :data:`LABEL_CHOICES`: ``left``/``right`` (that clip was safer), ``equal``,
+        ``cant_tell``, or ``skip`` (passed on the pair: kept, never served to this annotator again,
+        never a preference). Labelling a pair again supersedes the annotator's earlier label.
+        """
+        return self._write(lambda w: w.add_label(pair_id, annotator, choice, seconds))
+
+    def undo_last_label(self, annotator: str) -> int | None:
+        """Retract this annotator's most recent standing label by appending a ``retract`` row.
+
+        Returns the **pair id** whose label was retracted (so the page can show that pair again; it
+        is also what :meth:`next_pair` serves next), or None if nothing is left to undo.
+        """
+        name = _text("annotator", annotator, MAX_NAME)
+
+        def undo(w: _Writer):
+            me = w.conn.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar()
+            if me is None:
+                return None
+            latest = _effective_rows()
+            row = w.conn.execute(select(S.labels.c.id, S.labels.c.pair_id).join(latest, S.labels.c.id == latest.c.id)
+                                 .where(and_(S.labels.c.annotator_id == me, S.labels.c.choice != RETRACT))
+                                 .order_by(S.labels.c.id.desc()).limit(1)).first()
+            if row is None:
+                return None
+            w.conn.execute(insert(S.labels).values(pair_id=row.pair_id, annotator_id=me, choice=RETRACT,
+                                                   supersedes_id=row.id, created_at=S.utcnow()))
+            table = S.assignments
+            if w.conn.execute(update(table).where(and_(table.c.pair_id == row.pair_id, table.c.annotator_id == me))
+                              .values(served_at=S.utcnow())).rowcount == 0:
+                w.conn.execute(insert(table).values(pair_id=row.pair_id, annotator_id=me, served_at=S.utcnow()))
+            return row.pair_id
+
+        return self._write(undo)
+
+    def label_history(self, task_id: str | None = None) -> list[LabelRecord]:
+        """Every label row ever written, oldest first (retractions and skips included)."""
+        query = (select(S.labels, S.annotators.c.name.label("annotator"))
+                 .join(S.annotators, S.annotators.c.id == S.labels.c.annotator_id)
+                 .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id).order_by(S.labels.c.id))
+        if task_id is not None:
+            query = query.where(S.pairs.c.task_id == task_id)
+        rows = self._read(lambda c: c.execute(query).all())
+        return [LabelRecord(id=r.id, pair_id=r.pair_id, annotator=r.annotator, choice=r.choice, seconds=r.seconds,
+                            supersedes_id=r.supersedes_id, created_at=r.created_at) for r in rows]
+
+    def effective_labels(self, task_id: str | None = None) -> pd.DataFrame:
+        """The standing judgement per (pair, annotator): the latest row, unless it is a retraction or a skip.
+
+        Columns: label_id, pair_id, task_id, left_id, right_id, annotator, choice, seconds, created_at.
+        """
+        latest = _effective_rows()
+        query = (select(S.labels.c.id.label("label_id"), S.labels.c.pair_id, S.pairs.c.task_id, S.pairs.c.left_id,
+                        S.pairs.c.right_id, S.annotators.c.name.label("annotator"), S.labels.c.choice,
+                        S.labels.c.seconds, S.labels.c.created_at)
+                 .join(latest, S.labels.c.id == latest.c.id)
+                 .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id)
+                 .join(S.annotators, S.annotators.c.id == S.labels.c.annotator_id)
+                 .where(S.labels.c.choice.not_in([RETRACT, "skip"])).order_by(S.labels.c.id))
+        if task_id is not None:
+            query = query.where(S.pairs.c.task_id == task_id)
+        rows = self._read(lambda c: c.execute(query).all())
+        columns = ["label_id", "pair_id", "task_id", "left_id", "right_id", "annotator", "choice", "seconds", "created_at"]
+        return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+    def decided_pairs(self, task_id: str) -> list[tuple[int, int]]:
+        """(winner id, loser id) per pair by majority of its left/right labels; ties, equal and cant_tell skipped."""
+        labels = self.effective_labels(task_id)
+        decided = labels[labels.choice.isin(["left", "right"])]
+        result = []
+        for (pair_id, left, right), group in decided.groupby(["pair_id", "left_id", "right_id"], sort=True):
+            votes = (group.choice == "left").sum() - (group.choice == "right").sum()
+            if votes:
+                result.append((int(left), int(right)) if votes > 0 else (int(right), int(left)))
+        return result
+
+    def preference_pairs(self, task_id: str) -> list[tuple[Trajectory, Trajectory]]:
+        """(winner, loser) trajectories of every decided pair (see :meth:`decided_pairs`)."""
+        return [(self.get_trajectory(w), self.get_trajectory(l)) for w, l in self.decided_pairs(task_id)]
+
+    # -- runs and metrics ---------------------------------------------------------------------
+    def create_run(self, task_id: str, policy_id: int | None, kind: str, config: dict) -> int:
+        """A background run in status ``queued``; returns its id."""
+        kind = _text("kind", kind, 64)
+        if not isinstance(config, dict):
+            raise ValueError(f"config must be a dict, got {type(config).__name__}")
+
+        def create(w: _Writer):
+            task = w.ensure_task(task_id)
+            if policy_id is not None:
+                w._policy_row(_int_id("policy_id", policy_id))
+            now = S.utcnow()
+            return w.conn.execute(insert(S.runs).values(
+                task_id=task, policy_id=policy_id, kind=kind, config=config, status="queued", created_at=now,
+                updated_at=now).returning(S.runs.c.id)).scalar_one()
+
+        return self._write(create)
+
+    def update_run(self, run_id: int, **fields) -> None:
+        """Set any of status, pid, error, output_policy_id, log_path, heartbeat (a datetime, or True for now), config."""
+        run_id = _int_id("run_id", run_id)
+        unknown = set(fields) - _RUN_FIELDS
+        if unknown:
+            raise ValueError(f"unknown run fields {sorted(unknown)}; allowed: {sorted(_RUN_FIELDS)}")
+        if "status" in fields and fields["status"] not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {fields['status']!r}")
+        if fields.get("heartbeat") is True:
+            fields["heartbeat"] = S.utcnow()
+        if "heartbeat" in fields and not (fields["heartbeat"] is None or isinstance(fields["heartbeat"], datetime)):
+            raise ValueError(f"heartbeat must be a datetime or True, got {fields['heartbeat']!r}")
+        if fields.get("output_policy_id") is not None:
+            self.get_policy(_int_id("output_policy_id", fields["output_policy_id"]))
+        self._set(S.runs, "run_id", run_id, updated_at=S.utcnow(), **fields)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        row = self._read(lambda c: c.execute(select(S.runs).where(S.runs.c.id == run_id)).first())
+        if row is None:
+            raise ValueError(f"run_id {run_id} does not exist")
+        return RunRecord(**row._mapping)
+
+    def list_runs(self, task_id: str | None = None) -> list[RunRecord]:
+        query = select(S.runs).order_by(S.runs.c.id.desc())
+        if task_id is not None:
+            query = query.where(S.runs.c.task_id == task_id)
+        return [RunRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+
+    def add_metrics(self, run_id: int, step: int, metrics: dict[str, float]) -> None:
+        """One row per metric name (``group/name``) at ``step``; all in one transaction."""
+        run_id = _int_id("run_id", run_id)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be an integer ≥ 0, got {step!r}")
+        rows = [{"name": _text("metric name", name, 128), "value": _finite(f"metric {name!r}", value)}
+                for name, value in metrics.items()]
+        if not rows:
+            return
+
+        def write(w: _Writer):
+            if w.conn.execute(select(S.runs.c.id).where(S.runs.c.id == run_id)).first() is None:
+                raise ValueError(f"run_id {run_id} does not exist")
+            now = S.utcnow()
+            w.conn.execute(insert(S.metrics), [dict(r, run_id=run_id, step=step, time=now) for r in rows])
+
+        self._write(write)
+
+    def run_metrics(self, run_id: int) -> pd.DataFrame:
+        """Columns step, name, value, time; ordered by step."""
+        query = (select(S.metrics.c.step, S.metrics.c.name, S.metrics.c.value, S.metrics.c.time)
+                 .where(S.metrics.c.run_id == run_id).order_by(S.metrics.c.step, S.metrics.c.id))
+        rows = self._read(lambda c: c.execute(query).all())
+        return pd.DataFrame([tuple(r) for r in rows], columns=["step", "name", "value", "time"])
+
+    # -- summary ------------------------------------------------------------------------------
+    def counts(self, task_id: str | None = None) -> dict:
+        """trajectories, pairs, videos_ready, labelled (pairs with ≥ 1 judgement), pending (pairs with none),
+        labels (standing judgements), label_rows (all rows ever), annotators (who judged)."""
+        def count(conn, table, *where):
+            query = select(func.count()).select_from(table)
+            for clause in where:
+                query = query.where(clause)
+            return conn.execute(query).scalar_one()
+
+        def read(conn):
+            tf = (lambda t: [t.c.task_id == task_id]) if task_id is not None else (lambda t: [])
+            return {
+                "trajectories": count(conn, S.trajectories, *tf(S.trajectories)),
+                "pairs": count(conn, S.pairs, *tf(S.pairs)),
+                "videos_ready": count(conn, S.pairs, S.pairs.c.video_path.is_not(None), *tf(S.pairs)),
+                "label_rows": count(conn, S.labels.join(S.pairs, S.pairs.c.id == S.labels.c.pair_id), *tf(S.pairs)),
+            }
+
+        result = self._read(read)
+        labels = self.effective_labels(task_id)
+        result["labels"] = len(labels)
+        result["labelled"] = int(labels.pair_id.nunique())
+        result["pending"] = result["pairs"] - result["labelled"]
+        result["annotators"] = int(labels.annotator.nunique())
+        return result
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.engine)

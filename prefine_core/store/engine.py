@@ -1,0 +1,136 @@
+"""Engines, transactions, bounded retries and automatic migration for the store.
+
+SQLite (the zero-setup default): WAL journal, foreign keys on, and write transactions that start
+with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of failing
+on a lock upgrade. PostgreSQL: a pre-ping pool; migrations serialised by an advisory lock.
+Every transaction function is re-run from the start (bounded) when the database is locked or the
+connection dropped, so a write is either committed or raises — never silently dropped.
+"""
+from __future__ import annotations
+
+import fcntl
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+#: Attempts of one transaction before giving up, and the first back-off (doubles, jittered).
+RETRIES, BACKOFF_S = 8, 0.05
+_MIGRATION_LOCK = 72_410_001  # PostgreSQL advisory lock key for migrations
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("prefine_write") else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _transient(exc: Exception) -> bool:
+    """A locked database or a dropped connection: worth running the transaction again."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig).lower()
+        return any(s in text for s in ("database is locked", "database is busy", "connection", "server closed",
+                                       "could not serialize", "deadlock", "terminating"))
+    return False
+
+
+def run_transaction(engine: Engine, fn, write: bool = True):
+    """Run ``fn(conn)`` in one transaction; retry it whole on a transient error (bounded)."""
+    delay = BACKOFF_S
+    for attempt in range(RETRIES):
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(prefine_write=write)
+                with conn.begin():
+                    return fn(conn)
+        except (OperationalError, DBAPIError) as exc:
+            if not _transient(exc) or attempt == RETRIES - 1:
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
+def _alembic_config(conn: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextmanager
+def _migration_lock(engine: Engine):
+    """One process migrates at a time: a file lock beside a SQLite file, an advisory lock on PostgreSQL."""
+    if is_sqlite(engine):
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+                conn.commit()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (default: the newest); a no-op when it is there already."""
+    target = head_revision() if revision == "head" else revision
+    if current_revision(engine) == target:
+        return
+    with _migration_lock(engine):
+        with engine.connect() as conn:
+            conn.execution_options(prefine_write=True)
+            with conn.begin():
+                command.upgrade(_alembic_config(conn), revision)

@@ -1,0 +1,132 @@
+"""The preference store's tables (SQLAlchemy Core), at the newest schema version.
+
+The Alembic migrations in ``migrations/versions`` build exactly this schema step by step; a test
+compares the two. Times are UTC. JSON columns hold plain dicts (provenance, run config).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+    Table, Text, UniqueConstraint,
+)
+
+metadata = MetaData()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+tasks = Table(
+    "tasks", metadata,
+    Column("id", String(128), primary_key=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+)
+
+policies = Table(
+    "policies", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("task_id", String(128), ForeignKey("tasks.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("parent_id", Integer, ForeignKey("policies.id"), nullable=True),
+    Column("provenance", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    UniqueConstraint("task_id", "path", name="uq_policies_task_path"),
+)
+
+trajectories = Table(
+    "trajectories", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("task_id", String(128), ForeignKey("tasks.id"), nullable=False),
+    Column("policy_id", Integer, ForeignKey("policies.id"), nullable=True),
+    Column("source", String(200), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("seed", Integer, nullable=True),
+    Column("start", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("total_return", Float, nullable=False),
+    Column("total_cost", Float, nullable=False),
+    Column("fell", Boolean, nullable=False),
+    Column("terminated", Boolean, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("temperature", Float, nullable=True),
+    Column("video_path", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Index("ix_trajectories_task_source", "task_id", "source"),
+)
+
+pairs = Table(
+    "pairs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("task_id", String(128), ForeignKey("tasks.id"), nullable=False),
+    Column("left_id", Integer, ForeignKey("trajectories.id"), nullable=False),
+    Column("right_id", Integer, ForeignKey("trajectories.id"), nullable=False),
+    Column("strategy", String(64), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("video_path", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    CheckConstraint("left_id <> right_id", name="ck_pairs_distinct"),
+    Index("ix_pairs_task", "task_id"),
+)
+
+annotators = Table(
+    "annotators", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+)
+
+labels = Table(
+    "labels", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pair_id", Integer, ForeignKey("pairs.id"), nullable=False),
+    Column("annotator_id", Integer, ForeignKey("annotators.id"), nullable=False),
+    Column("choice", String(16), nullable=False),
+    Column("seconds", Float, nullable=True),
+    Column("supersedes_id", Integer, ForeignKey("labels.id"), nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Index("ix_labels_pair_annotator", "pair_id", "annotator_id"),
+    Index("ix_labels_annotator", "annotator_id"),
+)
+
+# Added in schema version 0002: which pair was handed to which annotator, and when, so that with
+# overlap k a pair is not handed to more than k people at once.
+assignments = Table(
+    "assignments", metadata,
+    Column("pair_id", Integer, ForeignKey("pairs.id"), primary_key=True),
+    Column("annotator_id", Integer, ForeignKey("annotators.id"), primary_key=True),
+    Column("served_at", DateTime, nullable=False, default=utcnow),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("task_id", String(128), ForeignKey("tasks.id"), nullable=False),
+    Column("policy_id", Integer, ForeignKey("policies.id"), nullable=True),
+    Column("kind", String(64), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("output_policy_id", Integer, ForeignKey("policies.id"), nullable=True),
+    Column("log_path", Text, nullable=True),
+    Column("heartbeat", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("updated_at", DateTime, nullable=False, default=utcnow),
+)
+
+metrics = Table(
+    "metrics", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("time", DateTime, nullable=False, default=utcnow),
+    Index("ix_metrics_run", "run_id", "step"),
+)

@@ -1,0 +1,87 @@
+"""A workspace: the folders for arrays, videos, policies, runs and exports, and its preference store.
+
+``Workspace.open()`` uses ``$PREFINE_WORKSPACE`` or ``<repo>/data/workspace``; the store is
+``$PREFINE_DB_URL`` or the SQLite file ``<root>/prefine.db``. Opening registers the shipped
+policies found under ``<repo>/data/policies/<task_id>/`` (``reference.safetensors`` as kind
+``reference``, ``behaviour_*.safetensors`` as ``behaviour``), idempotently, so policies that appear
+later (training still running) are picked up by the next open or :meth:`Workspace.register_shipped`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefine_core.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_POLICIES = REPO / "data" / "policies"
+
+
+@dataclass
+class Workspace:
+    root: Path
+    store: Store
+
+    @classmethod
+    def open(cls, root: str | os.PathLike | None = None, db_url: str | None = None,
+             shipped: str | os.PathLike | None = SHIPPED_POLICIES) -> "Workspace":
+        """Open (creating folders) the workspace at ``root``; ``shipped=None`` skips shipped policies."""
+        root = Path(root or os.environ.get("PREFINE_WORKSPACE") or REPO / "data" / "workspace").resolve()
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"workspace {root} exists and is not a folder")
+        root.mkdir(parents=True, exist_ok=True)
+        url = db_url or os.environ.get("PREFINE_DB_URL") or f"sqlite:///{root / 'prefine.db'}"
+        ws = cls(root=root, store=Store(url))
+        for folder in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir):
+            folder.mkdir(exist_ok=True)
+        if shipped is not None:
+            ws.register_shipped(shipped)
+        return ws
+
+    @property
+    def trajectories_dir(self) -> Path:
+        return self.root / "trajectories"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def policies_dir(self) -> Path:
+        return self.root / "policies"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    def register_shipped(self, folder: str | os.PathLike = SHIPPED_POLICIES) -> list[int]:
+        """Register every readable shipped checkpoint under ``folder/<task_id>/``; returns their ids.
+
+        A file that is not a readable policy (still being written, corrupt) is skipped; it is
+        registered on a later call once it is complete.
+        """
+        from prefine_core.policy import CheckpointError, read_meta
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            return []
+        ids = []
+        for path in sorted(folder.glob("*/*.safetensors")):
+            kind = "reference" if path.stem == "reference" else "behaviour" if path.stem.startswith("behaviour") else None
+            if kind is None:
+                continue
+            try:
+                meta = read_meta(path)
+            except CheckpointError:
+                continue
+            if meta.task_id != path.parent.name:
+                continue
+            ids.append(self.store.add_policy(
+                name=f"{path.stem} ({meta.task_id})", path=str(path.resolve()), task_id=meta.task_id, kind=kind,
+                provenance={"shipped": True, **meta.provenance}))
+        return ids
