@@ -1,0 +1,58 @@
+"""BENCHMARKS.md: each benchmark owns one marked section and rewrites only that section."""
+from __future__ import annotations
+
+import datetime
+import fcntl
+import os
+import platform
+import re
+from pathlib import Path
+
+from prefine_core.files import atomic_path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+_HEADER = "# Benchmarks\n\nEvery figure below was written by the command named in its section, on the machine it names.\n"
+
+
+def machine_line() -> str:
+    """Where and when a figure was measured."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{now} · {cpu} · {os.cpu_count()} cores · Python {platform.python_version()}"
+
+
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS) -> Path:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    if not re.fullmatch(r"[a-z0-9-]+", name):
+        raise ValueError(f"section name must be lowercase letters, digits and '-', got {name!r}")
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two benchmarks finishing together must not drop a section
+        text = path.read_text() if path.exists() else _HEADER
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(text)
+    return path
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A GitHub-flavoured table; floats to 3 significant digits where they are not integers."""
+    if not rows:
+        return "_(no rows)_"
+    columns = columns or list(rows[0])
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
