@@ -85,3 +85,21 @@ class SyntheticTeacher:
         if choice in ("left", "right") and self._rng.random() < self.config.mistake_rate:
             choice = "right" if choice == "left" else "left"
         return choice
+
+
+def label_pending(store, teacher: SyntheticTeacher, task_id: str | None = None, limit: int | None = None,
+                  overlap: int = 1_000_000) -> int:
+    """Label the pairs this teacher has not labelled yet, through ``store.add_label`` under ``teacher.name``.
+
+    It asks :meth:`Store.next_pair` like a person would, so ``overlap`` works as for people (the
+    default: every pair, whoever else labelled it). Returns how many labels were written.
+    """
+    written = 0
+    while limit is None or written < limit:
+        pair = store.next_pair(teacher.name, task_id=task_id, overlap=overlap)
+        if pair is None:
+            break
+        choice = teacher.judge(store.get_trajectory(pair.left_id), store.get_trajectory(pair.right_id))
+        store.add_label(pair.id, teacher.name, choice)
+        written += 1
+    return written

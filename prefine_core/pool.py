@@ -1,0 +1,236 @@
+"""The behaviour pool, pair generation, and pair videos rendered ahead of time.
+
+The pool must contain the behaviour we want to teach (DESIGN §4, lesson 2): the reference policy at
+several sampling temperatures, the shipped behaviour policies trained with cost penalties (slower,
+safer gaits), imported datasets (``exchange.import_hdf5``) and each round's fine-tuned policies.
+Clips are fixed-length windows (``clip_length``; 0 = whole episodes); a clip that ends in a fall
+is marked (``Trajectory.fell``). Temperature 0 means deterministic (mean) actions.
+
+Pair videos are rendered by re-running the clip's seeded rollout with rendering on (same seed, same
+trajectory) — in a background OS process (:func:`start_background_render`), so a labeller never
+waits; :meth:`Store.next_pair` serves pairs whose video is ready first.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prefine_core import queries
+from prefine_core.store import PolicyRecord, Store, TrajectoryRecord
+from prefine_core.workspace import Workspace
+
+
+@dataclass
+class PoolConfig:
+    task_id: str
+    """Safety-Gymnasium task id."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
+    """Episode seeds, the same for every source (so reference and fine-tuned clips can be paired by seed)."""
+    reference_temperatures: tuple[float, ...] = (0.5, 1.0, 1.5)
+    """Sampling temperatures of the reference policy (0 = deterministic)."""
+    other_temperature: float = 1.0
+    """Temperature of behaviour, fine-tuned and BC policies (stochastic, DESIGN §4 lesson 4)."""
+    clip_length: int = 200
+    """Window length in steps; 0 keeps whole episodes."""
+    max_steps: int | None = None
+    """Cap on episode length (None: the task's limit)."""
+    kinds: tuple[str, ...] = ("reference", "behaviour", "finetuned", "bc")
+    """Which registered policies to roll out."""
+
+    def __post_init__(self):
+        if self.clip_length < 0:
+            raise ValueError(f"clip_length must be ≥ 0, got {self.clip_length}")
+        if not self.seeds or any(s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be non-empty and ≥ 0, got {self.seeds}")
+        if any(t < 0 for t in (*self.reference_temperatures, self.other_temperature)):
+            raise ValueError("temperatures must be ≥ 0")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise ValueError(f"max_steps must be positive, got {self.max_steps}")
+
+
+@dataclass(frozen=True)
+class PoolSource:
+    name: str
+    policy: PolicyRecord
+    temperature: float
+
+
+def source_name(policy: PolicyRecord, temperature: float) -> str:
+    stem = Path(policy.path).stem
+    return f"{policy.kind}:{stem}@T{temperature:g}"
+
+
+def pool_sources(store: Store, config: PoolConfig) -> list[PoolSource]:
+    sources = []
+    for policy in store.list_policies(task_id=config.task_id):
+        if policy.kind not in config.kinds:
+            continue
+        temps = config.reference_temperatures if policy.kind == "reference" else (config.other_temperature,)
+        sources += [PoolSource(source_name(policy, t), policy, t) for t in temps]
+    return sources
+
+
+def clips(trajectory, clip_length: int) -> list:
+    """Consecutive windows of ``clip_length``; a last, shorter window is kept only if it ends in a fall."""
+    if clip_length == 0 or trajectory.length <= clip_length:
+        return [trajectory]
+    windows = [trajectory.window(s, clip_length) for s in range(0, trajectory.length, clip_length)]
+    return [w for w in windows if w.length == clip_length or w.fell]
+
+
+def collect_pool(ws: Workspace, config: PoolConfig, on_progress=None) -> list[int]:
+    """Roll out every source on every seed (skipping (source, seed) already in the store); returns new ids."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import load_policy
+    from prefine_core.rollout import collect
+
+    sources = pool_sources(ws.store, config)
+    if not sources:
+        raise ValueError(f"no policies registered for {config.task_id}: ship or import a reference policy first")
+    have = {(r.source, r.seed) for r in ws.store.list_trajectories(task_id=config.task_id)}
+    todo = [(s, seed) for s in sources for seed in config.seeds if (s.name, seed) not in have]
+    added: list[int] = []
+    with SafetyTask(config.task_id) as task:
+        loaded = {}
+        for done, (source, seed) in enumerate(todo):
+            if source.policy.path not in loaded:
+                loaded[source.policy.path] = load_policy(source.policy.path, task_id=config.task_id)
+            episode = collect(loaded[source.policy.path], task, seed=seed, deterministic=source.temperature == 0,
+                              temperature=source.temperature or 1.0, max_steps=config.max_steps)
+            with ws.store.batch() as batch:
+                added += [batch.add_trajectory(clip, source.policy.id, source.name, ws.trajectories_dir,
+                                               temperature=source.temperature) for clip in clips(episode, config.clip_length)]
+            if on_progress:
+                on_progress(done + 1, len(todo))
+    return added
+
+
+def pool_summary(store: Store, task_id: str) -> pd.DataFrame:
+    """Per source: clips, and mean return, cost, length, cost per step and fall rate of its clips."""
+    records = store.list_trajectories(task_id=task_id)
+    frame = pd.DataFrame([{"source": r.source, "return": r.total_return, "cost": r.total_cost, "length": r.length,
+                           "fell": r.fell} for r in records], columns=["source", "return", "cost", "length", "fell"])
+    summary = frame.groupby("source").agg(
+        clips=("return", "size"), return_mean=("return", "mean"), cost_mean=("cost", "mean"),
+        length_mean=("length", "mean"), fall_rate=("fell", "mean"), cost_total=("cost", "sum"),
+        steps_total=("length", "sum"))
+    summary["cost_per_step"] = summary.pop("cost_total") / summary.pop("steps_total")
+    return summary.reset_index()
+
+
+def candidates(store: Store, task_id: str, records: list[TrajectoryRecord] | None = None) -> list[queries.Candidate]:
+    """Every clip of the task as a strategy may see it (no reward, no cost)."""
+    records = records if records is not None else store.list_trajectories(task_id=task_id)
+    result = []
+    for r in records:
+        t = store.get_trajectory(r.id)
+        result.append(queries.Candidate(id=r.id, source=r.source, policy_id=r.policy_id, seed=r.seed, start=r.start,
+                                        temperature=r.temperature, obs=t.obs, actions=t.actions, fell=t.fell))
+    return result
+
+
+def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random", seed: int = 0,
+                   finetuned_ids: list[int] | None = None, beta: float = 0.05) -> list[int]:
+    """Choose ``n`` new pairs with ``strategy`` and store them (one transaction); returns their ids.
+
+    ``finetuned_ids``: the fine-tuned policies for ``uncertainty`` (an ensemble) and ``ref_vs_ft``
+    (the first one); default the newest fine-tuned policy of the task.
+    """
+    from prefine_core.policy import load_policy
+
+    if strategy not in queries.STRATEGIES:
+        raise ValueError(f"strategy must be one of {queries.STRATEGIES}, got {strategy!r}")
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    pool = candidates(store, task_id)
+    if len(pool) < 2:
+        raise ValueError(f"the pool of {task_id} holds {len(pool)} clip(s); collect a pool first (need ≥ 2)")
+    existing = {queries._key(p.left_id, p.right_id) for p in store.list_pairs(task_id)}
+    rng = np.random.default_rng(seed)
+    if strategy == "random":
+        proposals = queries.random_pairs(pool, n, rng, existing)
+    elif strategy == "diversity":
+        proposals = queries.diversity_pairs(pool, n, rng, existing)
+    else:
+        references = store.list_policies(task_id, kind="reference")
+        if not references:
+            raise ValueError(f"strategy {strategy!r} needs a reference policy for {task_id}")
+        tuned = [store.get_policy(i) for i in finetuned_ids] if finetuned_ids else store.list_policies(task_id, kind="finetuned")[-1:]
+        if not tuned:
+            raise ValueError(f"strategy {strategy!r} needs a fine-tuned policy for {task_id}: run a fine-tune first")
+        if strategy == "uncertainty":
+            reference = load_policy(references[0].path, task_id)
+            proposals = queries.uncertainty_pairs(pool, n, rng, existing, [load_policy(p.path, task_id) for p in tuned],
+                                                  reference, beta=beta)
+        else:
+            proposals = queries.ref_vs_ft_pairs(pool, n, rng, existing, references[0].id, tuned[0].id, tuned[0].name)
+    with store.batch() as batch:
+        return [batch.add_pair(p.left_id, p.right_id, strategy, p.score, p.reason) for p in proposals]
+
+
+class _FrameCache:
+    """Rendered frames per trajectory id, and loaded policies, for one render pass."""
+
+    def __init__(self, store: Store, size: int):
+        self.store, self.size = store, size
+        self.policies: dict[str, object] = {}
+
+    def frames(self, record: TrajectoryRecord) -> list[np.ndarray] | None:
+        from prefine_core import render
+        from prefine_core.policy import load_policy
+
+        if record.policy_id is None or record.seed is None:
+            return None  # a dataset clip: no simulator state to replay
+        path = self.store.get_policy(record.policy_id).path
+        if path not in self.policies:
+            self.policies[path] = load_policy(path, task_id=record.task_id)
+        temperature = record.temperature if record.temperature is not None else 1.0
+        _, frames = render.record(self.policies[path], record.task_id, seed=record.seed, deterministic=temperature == 0,
+                                  temperature=temperature or 1.0, max_steps=record.start + record.length,
+                                  size=self.size, frame_range=(record.start, record.start + record.length))
+        return frames
+
+
+def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, fps: int = 30, limit: int | None = None,
+                   on_progress=None) -> dict:
+    """Render the video of every pair that has none yet; returns counts of rendered and unrenderable pairs."""
+    from prefine_core import render
+
+    pending = ws.store.list_pairs(task_id, without_video=True)[:limit]
+    cache = _FrameCache(ws.store, size)
+    rendered = skipped = 0
+    for done, pair in enumerate(pending):
+        left, right = ws.store.trajectory_record(pair.left_id), ws.store.trajectory_record(pair.right_id)
+        frames_left, frames_right = cache.frames(left), cache.frames(right)
+        if frames_left is None or frames_right is None:
+            skipped += 1
+        else:
+            out = render.write_pair_video(frames_left, ws.store.get_trajectory(left.id).costs, frames_right,
+                                          ws.store.get_trajectory(right.id).costs,
+                                          ws.videos_dir / f"pair-{pair.id}.mp4", fps=fps)
+            ws.store.set_pair_video(pair.id, out)
+            rendered += 1
+        if on_progress:
+            on_progress(done + 1, len(pending))
+    return {"rendered": rendered, "unrenderable": skipped, "pending_before": len(pending)}
+
+
+def start_background_render(ws: Workspace, task_id: str | None = None, size: int = 256) -> subprocess.Popen:
+    """Render pending pair videos in a separate OS process; its log is appended to ``<runs>/render-latest.log``."""
+    command = [sys.executable, "-m", "prefine_core", "pairs", "--render-only", "--workspace", str(ws.root),
+               "--size", str(size), "--json"]
+    if task_id:
+        command += ["--task", task_id]
+    env = dict(os.environ, PREFINE_DB_URL=ws.store.url, OMP_NUM_THREADS="1")
+    log = open(ws.runs_dir / "render-latest.log", "ab")
+    try:
+        return subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=Path(__file__).resolve().parent.parent,
+                                start_new_session=True)
+    finally:
+        log.close()
