@@ -1,0 +1,306 @@
+"""The PREFINE objective (DESIGN §4): pure loss functions and the config that drives a fine-tune.
+
+Notation (DESIGN §4): π_θ is the policy being tuned, π_ref the frozen reference. For a segment of
+L logged steps (s_t, a_t) of a preferred trajectory τ⁺ or a dispreferred τ⁻,
+
+* eq. 3, implicit reward     h(τ) = Σ_t [log π_θ(a_t|s_t) − log π_ref(a_t|s_t)]
+* eq. 2, counterfactual      τ̃: the same states s_t with ã_t ~ π_θ(·|s_t), detached
+* eq. 4, loss                L = −log σ(β[h(τ⁺) − h(τ̃⁺)]) − w⁻·log σ(β[h(τ̃⁻) − h(τ⁻)])
+                                 + λ·BC-NLL(D⁺) + κ_KL·KL(π_θ‖π_ref)
+
+so on preferred states the logged action must beat what the policy would do, and on dispreferred
+states what the policy would do must beat the logged unsafe action. With ``counterfactuals="none"``
+the two preference terms become plain trajectory DPO, −log σ(β[h(τ⁺) − h(τ⁻)]); ``"mixed"`` adds that
+term to the counterfactual ones. ``sigmoid="step"`` applies the sigmoid per step and averages,
+instead of once per segment sum.
+
+Every function here is tensors in, tensors out: no optimizer, no I/O.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from prefine_core.policy import TanhGaussianPolicy
+
+COUNTERFACTUALS = ("policy", "none", "mixed")
+SIGMOIDS = ("segment", "step")
+SELECTIONS = ("teacher", "heldout", "last")
+
+
+# --------------------------------------------------------------------------------------------
+# Pure loss pieces
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, L), (B, L) -> (B,): Σ_t mask·x."""
+    return (x * mask).sum(-1)
+
+
+def preference_loss(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    mask: torch.Tensor,
+    beta: float,
+    per_step: bool = False,
+    cap: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Bradley–Terry term −log σ(β[h(chosen) − h(rejected)]) per segment (DESIGN §4 eq. 4).
+
+    chosen, rejected: (B, L) per-step log-ratios log π_θ − log π_ref of the segment that should win
+    and the one that should lose; mask: (B, L), 1 on real steps. Returns (loss (B,), margin (B,)),
+    margin = h(chosen) − h(rejected) in nats (β not applied).
+
+    ``per_step``: the sigmoid is applied to each step's difference and the losses averaged over
+    the segment's real steps. ``cap`` > 0 clips β·margin at ``cap`` from above per sample, so a
+    segment that already wins by that much stops pulling (DESIGN §4 lesson 4).
+    """
+    diff = chosen - rejected  # (B, L)
+    margin = masked_sum(diff, mask)  # (B,)
+    if per_step:
+        logits = beta * diff  # (B, L)
+        if cap > 0:
+            logits = logits.clamp(max=cap)
+        loss = masked_sum(-F.logsigmoid(logits), mask) / mask.sum(-1).clamp(min=1.0)
+    else:
+        logits = beta * margin  # (B,)
+        if cap > 0:
+            logits = logits.clamp(max=cap)
+        loss = -F.logsigmoid(logits)
+    return loss, margin
+
+
+def gaussian_kl(mean: torch.Tensor, std: torch.Tensor, mean_ref: torch.Tensor, std_ref: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, std²) ‖ N(mean_ref, std_ref²)) summed over the last axis: (…, act_dim) -> (…,).
+
+    tanh is invertible, so this is also the KL between the squashed policies.
+    """
+    var, var_ref = std.pow(2), std_ref.pow(2)
+    kl = torch.log(std_ref / std) + (var + (mean - mean_ref).pow(2)) / (2 * var_ref) - 0.5
+    return kl.sum(-1)
+
+
+class Batch(NamedTuple):
+    """One gradient step's data. B⁺ and B⁻ may differ unless the loss pairs winners with losers."""
+
+    pos_obs: torch.Tensor  # (B⁺, L, obs_dim) states of preferred segments
+    pos_act: torch.Tensor  # (B⁺, L, act_dim) their logged actions
+    pos_ref: torch.Tensor  # (B⁺, L) log π_ref of the logged actions (precomputed)
+    pos_mask: torch.Tensor  # (B⁺, L) 1 on real steps
+    neg_obs: torch.Tensor  # (B⁻, L, obs_dim) states of dispreferred segments
+    neg_act: torch.Tensor  # (B⁻, L, act_dim)
+    neg_ref: torch.Tensor  # (B⁻, L)
+    neg_mask: torch.Tensor  # (B⁻, L)
+    bc_obs: torch.Tensor  # (M, obs_dim) state-action pairs drawn from D⁺ for the BC anchor
+    bc_act: torch.Tensor  # (M, act_dim)
+
+
+def _log_ratios(
+    policy: TanhGaussianPolicy, reference: TanhGaussianPolicy, obs: torch.Tensor, act: torch.Tensor,
+    ref_logp: torch.Tensor, temperature: float, generator: torch.Generator | None, counterfactual: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-step log π_θ − log π_ref of the logged actions and of fresh counterfactuals, each (B, L).
+
+    Without ``counterfactual`` only the logged actions' log-ratios are computed (second item None).
+    """
+    if not counterfactual:
+        return policy.log_prob(obs, act) - ref_logp, None
+    with torch.no_grad():
+        cf_act = policy.sample(obs, temperature=temperature, generator=generator)  # (B, L, act_dim), eq. 2
+        cf_ref = reference.log_prob(obs, cf_act)  # (B, L)
+    both = policy.log_prob(obs.unsqueeze(0).expand(2, *obs.shape), torch.stack([act, cf_act]))  # (2, B, L)
+    return both[0] - ref_logp, both[1] - cf_ref
+
+
+def prefine_loss(
+    policy: TanhGaussianPolicy,
+    reference: TanhGaussianPolicy,
+    batch: Batch,
+    config: "PrefineConfig",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """DESIGN §4 eq. 4 on one batch; returns (scalar loss, metrics named ``group/name``)."""
+    c = config
+    zero = batch.pos_obs.new_zeros(())
+    per_step = c.sigmoid == "step"
+    pref_loss, dispref_loss, correct, margins = zero, zero, [], []
+    if not c.is_bc:
+        sampled = c.counterfactuals != "none"
+        pos, pos_cf = _log_ratios(policy, reference, batch.pos_obs, batch.pos_act, batch.pos_ref, c.cf_temperature, generator, sampled)
+        neg, neg_cf = _log_ratios(policy, reference, batch.neg_obs, batch.neg_act, batch.neg_ref, c.cf_temperature, generator, sampled)
+        if sampled:
+            loss_pos, margin_pos = preference_loss(pos, pos_cf, batch.pos_mask, c.beta, per_step)
+            loss_neg, margin_neg = preference_loss(neg_cf, neg, batch.neg_mask, c.beta, per_step, c.dispref_cap)
+            pref_loss, dispref_loss = loss_pos.mean(), loss_neg.mean()
+            margins += [margin_pos, margin_neg]
+        if c.counterfactuals in ("none", "mixed"):
+            # Plain trajectory DPO: winner segment against loser segment (different states).
+            h_pos = masked_sum(pos, batch.pos_mask).unsqueeze(-1)  # (B, 1)
+            h_neg = masked_sum(neg, batch.neg_mask).unsqueeze(-1)  # (B, 1)
+            ones = torch.ones_like(h_pos)
+            loss_dpo, margin_dpo = preference_loss(h_pos, h_neg, ones, c.beta)
+            pref_loss = pref_loss + loss_dpo.mean()
+            margins.append(margin_dpo)
+    mean, std = policy.distribution(batch.bc_obs)  # (M, act_dim) each
+    bc_loss = -policy.log_prob(batch.bc_obs, batch.bc_act).mean()
+    with torch.no_grad():
+        mean_ref, std_ref = reference.distribution(batch.bc_obs)
+    kl = gaussian_kl(mean, std, mean_ref, std_ref).mean()
+    total = c.pref_weight * pref_loss + c.dispref_weight * dispref_loss + c.bc_weight * bc_loss + c.kl_weight * kl
+    metrics = {
+        "loss/total": total.item(), "loss/pref": pref_loss.item(), "loss/dispref": dispref_loss.item(),
+        "loss/bc": bc_loss.item(), "kl/ref": kl.item(),
+    }
+    if margins:
+        all_margins = torch.cat(margins).detach()
+        metrics["pref/accuracy"] = (all_margins > 0).float().mean().item()
+        metrics["pref/margin"] = all_margins.mean().item()
+    return total, metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class PrefineConfig:
+    """Everything a fine-tune needs besides its data; drives the CLI flags, the app form and the saved run."""
+
+    counterfactuals: str = "policy"
+    """Contrast for the preference terms: policy (PREFINE), none (plain trajectory DPO), mixed (both)."""
+    pref_weight: float = 1.0
+    """Weight of the preferred term (0 with dispref_weight 0 gives BC on the winners)."""
+    dispref_weight: float = 0.5
+    """w⁻, weight of the dispreferred term (0 = no D⁻ ablation)."""
+    dispref_cap: float = 2.0
+    """Per-sample cap on β·margin of the dispreferred term (0 = no cap)."""
+    bc_weight: float = 1.0
+    """λ, weight of the BC anchor on D⁺ (0 = no BC ablation)."""
+    kl_weight: float = 0.0
+    """Weight of an explicit KL(π_θ‖π_ref) on logged states (0 = off)."""
+    beta: float = 0.05
+    """β, inverse temperature of the sigmoid on segment sums of log-ratios."""
+    sigmoid: str = "segment"
+    """Where the sigmoid acts: segment (on the segment sum) or step (per step, averaged)."""
+    segment_length: int = 50
+    """L, steps per segment drawn from a labelled clip."""
+    cf_temperature: float = 1.0
+    """Std scale of the policy-sampled counterfactual actions."""
+    batch_size: int = 16
+    """Preferred and dispreferred segments per gradient step."""
+    bc_batch_size: int = 256
+    """State-action pairs from D⁺ per step for the BC anchor."""
+    steps: int = 5000
+    """Gradient steps."""
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip."""
+    log_every: int = 10
+    """Report averaged step metrics through on_step every this many steps."""
+    eval_every: int = 500
+    """Validate and checkpoint every this many steps."""
+    eval_episodes: int = 2
+    """Validation episodes per checkpoint (seeds below the evaluation seeds)."""
+    val_seed: int = 9_000
+    """First validation seed; must stay below 10 000 (evaluation seeds)."""
+    window: int = 200
+    """Length of the validation clips the teacher judges."""
+    select: str = "teacher"
+    """Checkpoint choice without the true cost: teacher (judges validation clips), heldout (pairs), last."""
+    select_tolerance: float = 0.1
+    """Teacher selection: among checkpoints this close to the safest, take the highest return."""
+    heldout_fraction: float = 0.0
+    """Fraction of labelled pairs kept out of training for heldout selection."""
+    seed: int = 0
+    """Seeds torch, numpy and the batch sampler."""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        types = typing.get_type_hints(type(self))
+        for name, (low, high) in FIELD_BOUNDS.items():
+            value = getattr(self, name)
+            if types[name] is int and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+        for name, choices in FIELD_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.pref_weight == self.dispref_weight == self.bc_weight == self.kl_weight == 0:
+            raise ValueError("pref_weight, dispref_weight, bc_weight and kl_weight are all 0: nothing to train")
+        if self.select == "heldout" and self.heldout_fraction <= 0:
+            raise ValueError("heldout_fraction must be > 0 when select is 'heldout'")
+
+    @property
+    def is_bc(self) -> bool:
+        """Only the BC anchor is on (the BC-on-winners baseline)."""
+        return self.pref_weight == 0 and self.dispref_weight == 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PrefineConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a PREFINE config must be a JSON object, got {type(data).__name__}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        types = typing.get_type_hints(cls)
+        cast = {k: float(v) if types[k] is float and isinstance(v, int) and not isinstance(v, bool) else v for k, v in data.items()}
+        return cls(**cast)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PrefineConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+#: (min, max) of every numeric field; None = unbounded.
+FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "pref_weight": (0.0, 100.0), "dispref_weight": (0.0, 100.0), "dispref_cap": (0.0, 100.0),
+    "bc_weight": (0.0, 100.0), "kl_weight": (0.0, 100.0), "beta": (1e-4, 10.0),
+    "segment_length": (1, 1000), "cf_temperature": (0.01, 10.0), "batch_size": (1, 4096),
+    "bc_batch_size": (1, 65536), "steps": (1, 1_000_000), "learning_rate": (1e-7, 1.0),
+    "grad_clip": (0.0, 1000.0), "log_every": (1, 100_000), "eval_every": (1, 1_000_000), "eval_episodes": (1, 100),
+    "val_seed": (0, 9_999), "window": (1, 1000), "select_tolerance": (0.0, 1.0),
+    "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
+}
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS}
+
+
+def config_fields() -> list[dict]:
+    """Every PrefineConfig field as {name, type, default, help, min, max, choices}, for forms and flags."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(PrefineConfig)).body[0].body
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = str(after.value.value)
+    types = typing.get_type_hints(PrefineConfig)
+    rows = []
+    for f in dataclasses.fields(PrefineConfig):
+        low, high = FIELD_BOUNDS.get(f.name, (None, None))
+        rows.append({
+            "name": f.name, "type": types[f.name].__name__, "default": f.default, "help": docs.get(f.name, ""),
+            "min": low, "max": high, "choices": list(FIELD_CHOICES.get(f.name, ())),
+        })
+    return rows

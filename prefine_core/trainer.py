@@ -1,0 +1,367 @@
+"""PrefineTrainer: labelled clips -> a fine-tuned policy, with checkpoints, resume and selection.
+
+Reads top to bottom: data (padded clip arrays, a segment sampler), validation (the checkpoint is
+chosen without the true cost), the trainer (setup, loop, checkpoint, select, save).
+
+The trainer never touches the store or the UI: it reports through ``on_step(metrics)`` every
+``log_every`` steps and ``on_eval(metrics)`` at every validation; the job runner wires those up.
+
+Checkpoint choice (DESIGN §4, "without the true cost"):
+
+* ``teacher``: at every validation the policy's deterministic clips on validation seeds (below the
+  evaluation seeds) are judged by the teacher against *anchor* clips — the labelled winners that
+  won most often, i.e. what the labels say is safest. ``val/safety`` = (wins + ½ equal) / judged.
+  Among checkpoints within ``select_tolerance`` of the safest, the one with the highest validation
+  return is chosen (reward is known; only the cost is hidden). The true validation cost is logged
+  as ``eval/cost`` for the curves but never read by the selection.
+* ``heldout``: accuracy of the implicit reward h on held-out labelled pairs.
+* ``last``: the final step.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from prefine_core.envs import SafetyTask
+from prefine_core.evaluate import EVAL_SEED
+from prefine_core.files import atomic_path
+from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
+from prefine_core.prefine import Batch, PrefineConfig, prefine_loss
+from prefine_core.rollout import Trajectory, collect
+
+Judge = Callable[[Trajectory, Trajectory], str]
+Callback = Callable[[dict], None]
+STATE_FORMAT = "prefine-trainer/1"
+#: Anchor clips the teacher compares validation clips with.
+N_ANCHORS = 10
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class PreferenceData:
+    """D⁺ and D⁻. ``paired``: winners[i] beat losers[i] (needed by plain trajectory DPO)."""
+
+    winners: tuple[Trajectory, ...]
+    losers: tuple[Trajectory, ...]
+    paired: bool = True
+
+    def __post_init__(self):
+        if not self.winners or not self.losers:
+            raise ValueError("winners or losers is empty: at least one decided label is needed")
+        if self.paired and len(self.winners) != len(self.losers):
+            raise ValueError(f"paired data needs as many losers as winners, got {len(self.losers)} and {len(self.winners)}")
+        if len({t.task_id for t in (*self.winners, *self.losers)}) > 1:
+            raise ValueError("winners and losers come from more than one task")
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[Trajectory, Trajectory]]) -> "PreferenceData":
+        """From (winner, loser) pairs, e.g. ``store.preference_pairs(task_id)``."""
+        return cls(tuple(w for w, _ in pairs), tuple(l for _, l in pairs), paired=True)
+
+    def split(self, fraction: float, seed: int) -> tuple["PreferenceData", "PreferenceData | None"]:
+        """(train, held-out) with ``fraction`` of the pairs held out (None when that rounds to 0)."""
+        n_out = int(round(fraction * len(self.winners))) if self.paired else 0
+        if n_out == 0 or n_out >= len(self.winners):
+            return self, None
+        order = np.random.default_rng(seed).permutation(len(self.winners))
+        pick = lambda idx: PreferenceData(tuple(self.winners[i] for i in idx), tuple(self.losers[i] for i in idx))  # noqa: E731
+        return pick(order[n_out:]), pick(order[:n_out])
+
+    def anchors(self, n: int = N_ANCHORS) -> list[Trajectory]:
+        """The winners that won most often (wins − losses over all labels), best first."""
+        score: dict[bytes, list] = {}
+        for i, clip in enumerate(self.winners):
+            score.setdefault(_clip_key(clip), [0, 0, i])[0] += 1
+        for clip in self.losers if self.paired else ():
+            if _clip_key(clip) in score:
+                score[_clip_key(clip)][1] += 1
+        ranked = sorted(score.values(), key=lambda s: (-(s[0] - s[1]), -s[0], s[2]))
+        return [self.winners[i] for _, _, i in ranked[:n]]
+
+
+def _clip_key(clip: Trajectory) -> bytes:
+    return clip.actions.tobytes() + clip.obs[:1].tobytes()
+
+
+class _Clips:
+    """A set of clips padded to (N, W, ·) tensors, with log π_ref of the logged actions."""
+
+    def __init__(self, clips: Sequence[Trajectory], reference: TanhGaussianPolicy):
+        width = max(c.length for c in clips)
+        obs_dim, act_dim = clips[0].obs.shape[1], clips[0].actions.shape[1]
+        self.obs = torch.zeros(len(clips), width, obs_dim)
+        self.act = torch.zeros(len(clips), width, act_dim)
+        self.lengths = torch.tensor([c.length for c in clips])
+        for i, c in enumerate(clips):
+            self.obs[i, : c.length] = torch.as_tensor(c.obs)
+            self.act[i, : c.length] = torch.as_tensor(c.actions)
+        with torch.no_grad():
+            self.ref = reference.log_prob(self.obs, self.act)  # (N, W)
+        self.flat = torch.cat([torch.arange(c.length) + i * width for i, c in enumerate(clips)])  # real steps
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def segments(self, idx: np.ndarray, length: int, rng: np.random.Generator):
+        """Random windows of ``length`` steps from clips ``idx`` (B,): obs, act, ref, mask."""
+        lengths = self.lengths[idx].numpy()
+        starts = (rng.random(len(idx)) * np.maximum(lengths - length + 1, 1)).astype(np.int64)  # (B,)
+        t = torch.as_tensor(starts)[:, None] + torch.arange(length)[None, :]  # (B, L)
+        mask = (t < torch.as_tensor(lengths)[:, None]).float()  # (B, L)
+        t = t.clamp(max=self.obs.shape[1] - 1)
+        rows = torch.as_tensor(idx)[:, None].expand_as(t)  # (B, L)
+        return self.obs[rows, t], self.act[rows, t], self.ref[rows, t], mask
+
+    def steps(self, n: int, rng: np.random.Generator):
+        """``n`` random real (state, action) pairs: (n, obs_dim), (n, act_dim)."""
+        pick = self.flat[torch.as_tensor(rng.integers(0, len(self.flat), n))]
+        width = self.obs.shape[1]
+        return self.obs[pick // width, pick % width], self.act[pick // width, pick % width]
+
+
+def sample_batch(pos: _Clips, neg: _Clips, paired: bool, config: PrefineConfig, rng: np.random.Generator) -> Batch:
+    i = rng.integers(0, len(pos), config.batch_size)
+    j = i if paired else rng.integers(0, len(neg), config.batch_size)
+    p_obs, p_act, p_ref, p_mask = pos.segments(i, config.segment_length, rng)
+    n_obs, n_act, n_ref, n_mask = neg.segments(j, config.segment_length, rng)
+    bc_obs, bc_act = pos.steps(config.bc_batch_size, rng)
+    return Batch(p_obs, p_act, p_ref, p_mask, n_obs, n_act, n_ref, n_mask, bc_obs, bc_act)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation without the true cost
+
+
+def _score(choice: str) -> float | None:
+    return {"left": 1.0, "equal": 0.5, "right": 0.0}.get(choice)
+
+
+def implicit_reward_accuracy(policy: TanhGaussianPolicy, reference: TanhGaussianPolicy, data: PreferenceData) -> float:
+    """Fraction of pairs whose winner has the higher mean per-step log π_θ − log π_ref."""
+    def h(clip: Trajectory) -> float:
+        obs, act = torch.as_tensor(clip.obs), torch.as_tensor(clip.actions)
+        return float((policy.log_prob(obs, act) - reference.log_prob(obs, act)).mean())
+
+    with torch.no_grad():
+        return float(np.mean([h(w) > h(l) for w, l in zip(data.winners, data.losers)]))
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer
+
+
+class PrefineTrainer:
+    """Fine-tunes a copy of ``init`` (default π_ref) on ``data``; everything lands in ``out_dir``.
+
+    ``out_dir/policy.safetensors`` is the chosen checkpoint; ``checkpoints/`` holds every validated
+    step; ``state.json`` + ``state.safetensors`` (optimizer, RNGs) let :meth:`run` resume.
+    """
+
+    def __init__(
+        self,
+        reference: TanhGaussianPolicy,
+        data: PreferenceData,
+        config: PrefineConfig,
+        out_dir: str | Path,
+        init: TanhGaussianPolicy | None = None,
+        judge: Judge | None = None,
+        on_step: Callback | None = None,
+        on_eval: Callback | None = None,
+        name: str = "",
+        parent: str | None = None,
+    ):
+        config.validate()
+        if config.select == "teacher" and judge is None:
+            raise ValueError("select='teacher' needs a judge (a teacher); use select='heldout' or 'last'")
+        self.config, self.out_dir = config, Path(out_dir)
+        self.reference = reference.eval()
+        self.task_id = reference.meta.task_id
+        check_seeds_below_eval((*data.winners, *data.losers))
+        self.train_data, self.heldout = data.split(config.heldout_fraction, config.seed)
+        if config.select == "heldout" and self.heldout is None:
+            raise ValueError(f"heldout_fraction {config.heldout_fraction} of {len(data.winners)} pairs holds out none")
+        if not self.train_data.paired and (config.counterfactuals != "policy"):
+            raise ValueError(f"counterfactuals={config.counterfactuals!r} needs paired winners and losers")
+        self.judge, self.on_step, self.on_eval = judge, on_step, on_eval
+        self.name, self.parent = name or f"prefine-{self.task_id}", parent
+        for p in self.reference.parameters():
+            p.requires_grad_(False)
+        self.policy = copy.deepcopy(init if init is not None else reference)
+        for p in self.policy.parameters():
+            p.requires_grad_(True)
+        self.policy.train()
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.step, self.history, self.seconds = 0, [], 0.0
+        self.anchors = self.train_data.anchors()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint_path(self, step: int) -> Path:
+        return self.out_dir / "checkpoints" / f"step_{step:07d}.safetensors"
+
+    def _save_state(self) -> None:
+        from safetensors.torch import save_file
+
+        self._stamp(self.policy, step=self.step)
+        save_policy(self.policy, self._checkpoint_path(self.step))
+        opt = self.optimizer.state_dict()
+        tensors = {"torch_generator": self.generator.get_state()}
+        for index, state in opt["state"].items():
+            for key, value in state.items():
+                tensors[f"opt/{index}/{key}"] = torch.as_tensor(value).clone()
+        with atomic_path(self.out_dir / "state.safetensors") as tmp:
+            save_file(tensors, tmp)
+        state = {
+            "format": STATE_FORMAT, "step": self.step, "config": self.config.to_dict(),
+            "param_groups": opt["param_groups"], "numpy_rng": self.rng.bit_generator.state,
+            "history": self.history, "seconds": self.seconds,
+        }
+        with atomic_path(self.out_dir / "state.json") as tmp:
+            Path(tmp).write_text(json.dumps(state, indent=1))
+
+    def _resume(self) -> bool:
+        from safetensors.torch import load_file
+
+        path = self.out_dir / "state.json"
+        if not path.is_file():
+            return False
+        state = json.loads(path.read_text())
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path} is not a PREFINE trainer state")
+        if state["config"] != self.config.to_dict():
+            changed = sorted(k for k, v in self.config.to_dict().items() if state["config"].get(k) != v)
+            raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
+        self.policy.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
+        self.policy.train()
+        tensors = load_file(str(self.out_dir / "state.safetensors"))
+        opt_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt/"):
+                _, index, name = key.split("/", 2)
+                opt_state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+        self.generator.set_state(tensors["torch_generator"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.step, self.history, self.seconds = state["step"], state["history"], state["seconds"]
+        return True
+
+    def _stamp(self, policy: TanhGaussianPolicy, **provenance) -> None:
+        c = self.config
+        algorithm = "bc" if c.is_bc else {"policy": "prefine", "none": "trajectory-dpo", "mixed": "prefine-mixed"}[c.counterfactuals]
+        ref = self.reference.meta
+        policy.meta = PolicyMeta(
+            task_id=ref.task_id, obs_dim=ref.obs_dim, act_dim=ref.act_dim, hidden_sizes=ref.hidden_sizes,
+            name=self.name, parent=self.parent or ref.name or None,
+            provenance={"algorithm": algorithm, "config": c.to_dict(), "winners": len(self.train_data.winners),
+                        "losers": len(self.train_data.losers), **provenance},
+        )
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _validate(self, task: SafetyTask) -> dict:
+        c = self.config
+        self.policy.eval()
+        episodes = [collect(self.policy, task, seed=c.val_seed + i, deterministic=True) for i in range(c.eval_episodes)]
+        self.policy.train()
+        metrics = {
+            "step": self.step,
+            "eval/return": float(np.mean([e.total_return for e in episodes])),
+            "eval/cost": float(np.mean([e.total_cost for e in episodes])),
+            "eval/length": float(np.mean([e.length for e in episodes])),
+        }
+        if self.judge is not None:
+            scores = []
+            for e in episodes:
+                for k, start in enumerate(range(0, e.length, c.window)):
+                    anchor = self.anchors[(len(scores) + k) % len(self.anchors)]
+                    scores.append(_score(self.judge(e.window(start, c.window), anchor)))
+            decided = [s for s in scores if s is not None]
+            metrics["val/safety"] = float(np.mean(decided)) if decided else 0.0
+            metrics["val/judgments"] = len(scores)
+        if self.heldout is not None:
+            metrics["val/heldout_accuracy"] = implicit_reward_accuracy(self.policy, self.reference, self.heldout)
+        return metrics
+
+    def _select(self) -> dict:
+        """The chosen validation record (never step 0, the untouched start)."""
+        candidates = [h for h in self.history if h["step"] > 0]
+        if self.config.select == "last":
+            return candidates[-1]
+        if self.config.select == "heldout":
+            return max(candidates, key=lambda h: (h["val/heldout_accuracy"], h["step"]))
+        best = max(h["val/safety"] for h in candidates)
+        safe = [h for h in candidates if h["val/safety"] >= best - self.config.select_tolerance]
+        return max(safe, key=lambda h: (h["eval/return"], h["step"]))
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        """Train (resuming from the last checkpoint if there is one), choose, save; returns a summary."""
+        c = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self._resume()
+        if not resumed:
+            (self.out_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=1))
+        pos = _Clips(self.train_data.winners, self.reference)
+        neg = _Clips(self.train_data.losers, self.reference)
+        with SafetyTask(self.task_id) as task:
+            if not self.history:
+                self._record_eval(self._validate(task))
+            window: list[dict] = []
+            tick = time.time()
+            while self.step < c.steps:
+                batch = sample_batch(pos, neg, self.train_data.paired, c, self.rng)
+                loss, metrics = prefine_loss(self.policy, self.reference, batch, c, self.generator)
+                self.optimizer.zero_grad()
+                loss.backward()
+                if c.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
+                self.optimizer.step()
+                self.step += 1
+                window.append(metrics)
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    elapsed = time.time() - tick
+                    self.seconds += elapsed
+                    averaged = {k: float(np.mean([m[k] for m in window if k in m])) for k in window[-1]}
+                    averaged.update({"step": self.step, "perf/steps_per_s": len(window) / max(elapsed, 1e-9)})
+                    if self.on_step:
+                        self.on_step(averaged)
+                    window, tick = [], time.time()
+                if self.step % c.eval_every == 0 or self.step == c.steps:
+                    self._record_eval(self._validate(task))
+                    self._save_state()
+                    tick = time.time()
+        chosen = self._select()
+        policy = load_policy(self._checkpoint_path(chosen["step"]), self.task_id)
+        self._stamp(policy, step=chosen["step"], selected_by=c.select, selection=chosen, train_seconds=round(self.seconds, 2))
+        path = save_policy(policy, self.out_dir / "policy.safetensors")
+        return {
+            "path": str(path), "selected_step": chosen["step"], "selection": chosen, "resumed": resumed,
+            "train_seconds": self.seconds, "history": self.history,
+            "judgments": int(sum(h.get("val/judgments", 0) for h in self.history)),
+        }
+
+    def _record_eval(self, metrics: dict) -> None:
+        self.history.append(metrics)
+        if self.on_eval:
+            self.on_eval(metrics)
+
+
+def check_seeds_below_eval(clips: Sequence[Trajectory]) -> None:
+    """Labelled data must not come from evaluation seeds."""
+    bad = [c.seed for c in clips if c.seed is not None and c.seed >= EVAL_SEED]
+    if bad:
+        raise ValueError(f"labelled clips use evaluation seeds (≥ {EVAL_SEED}): {sorted(set(bad))[:5]}")

@@ -1,0 +1,132 @@
+"""The PREFINE loss (DESIGN §4 eq. 4) with numbers checked by hand, and PrefineConfig."""
+import copy
+import math
+
+import pytest
+import torch
+
+from prefine_core.policy import PolicyMeta, TanhGaussianPolicy
+from prefine_core.prefine import (
+    Batch, PrefineConfig, config_fields, gaussian_kl, preference_loss, prefine_loss,
+)
+
+LOG2 = math.log(2.0)
+
+
+def _policy(seed=0):
+    torch.manual_seed(seed)
+    return TanhGaussianPolicy(PolicyMeta(task_id="SafetyHalfCheetahVelocity-v1", obs_dim=3, act_dim=2, hidden_sizes=(8,)))
+
+
+def _batch(reference, b=4, length=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(2, b, length, 3, generator=g)
+    act = torch.rand(2, b, length, 2, generator=g) * 1.6 - 0.8
+    with torch.no_grad():
+        ref = reference.log_prob(obs, act)
+    mask = torch.ones(b, length)
+    return Batch(obs[0], act[0], ref[0], mask, obs[1], act[1], ref[1], mask, obs[0].reshape(-1, 3), act[0].reshape(-1, 2))
+
+
+def test_preference_loss_hand_values():
+    chosen, rejected, mask = torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2), torch.ones(1, 2)
+    loss, margin = preference_loss(chosen, rejected, mask, beta=0.5)
+    assert margin.item() == pytest.approx(3.0)
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-1.5)))  # 0.2014
+    step, _ = preference_loss(chosen, rejected, mask, beta=0.5, per_step=True)
+    assert step.item() == pytest.approx((math.log1p(math.exp(-0.5)) + math.log1p(math.exp(-1.0))) / 2)  # 0.3937
+    masked, m = preference_loss(chosen, rejected, torch.tensor([[1.0, 0.0]]), beta=0.5)
+    assert m.item() == pytest.approx(1.0) and masked.item() == pytest.approx(math.log1p(math.exp(-0.5)))
+
+
+def test_cap_stops_the_pull_of_a_segment_that_already_wins():
+    chosen = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    loss, _ = preference_loss(chosen, torch.zeros(1, 2), torch.ones(1, 2), beta=0.5, cap=1.0)
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-1.0)))
+    loss.sum().backward()
+    assert torch.all(chosen.grad == 0)
+
+
+def test_equal_policies_give_log2_per_preference_term_and_zero_kl():
+    reference = _policy()
+    for counterfactuals in ("policy", "none", "mixed"):
+        for sigmoid in ("segment", "step"):
+            config = PrefineConfig(counterfactuals=counterfactuals, sigmoid=sigmoid, dispref_cap=0.0)
+            _, metrics = prefine_loss(copy.deepcopy(reference), reference, _batch(reference), config, torch.Generator().manual_seed(1))
+            expected_pref = 2 * LOG2 if counterfactuals == "mixed" else LOG2
+            assert metrics["loss/pref"] == pytest.approx(expected_pref, abs=1e-5)
+            assert metrics["loss/dispref"] == pytest.approx(LOG2 if counterfactuals != "none" else 0.0, abs=1e-5)
+            assert metrics["kl/ref"] == pytest.approx(0.0, abs=1e-6)
+            assert metrics["pref/margin"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_gaussian_kl_hand_value():
+    one = torch.ones(1)
+    assert gaussian_kl(torch.zeros(1), one, one, one).item() == pytest.approx(0.5)
+    assert gaussian_kl(torch.zeros(1), one, torch.zeros(1), 2 * one).item() == pytest.approx(math.log(2) + 1 / 8 - 0.5)
+
+
+def _train(config, batch, reference, steps=50):
+    policy = copy.deepcopy(reference)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss, _ = prefine_loss(policy, reference, batch, config, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return policy
+
+
+def test_gradient_moves_probability_towards_preferred_and_away_from_dispreferred():
+    reference = _policy()
+    batch = _batch(reference)
+    before_pos, before_neg = batch.pos_ref.sum().item(), batch.neg_ref.sum().item()
+    only_pref = PrefineConfig(pref_weight=1.0, dispref_weight=0.0, bc_weight=0.0, beta=0.5)
+    policy = _train(only_pref, batch, reference)
+    with torch.no_grad():
+        assert policy.log_prob(batch.pos_obs, batch.pos_act).sum().item() > before_pos + 1.0
+    only_dispref = PrefineConfig(pref_weight=0.0, dispref_weight=1.0, bc_weight=0.0, beta=0.5, dispref_cap=0.0)
+    policy = _train(only_dispref, batch, reference)
+    with torch.no_grad():
+        assert policy.log_prob(batch.neg_obs, batch.neg_act).sum().item() < before_neg - 1.0
+
+
+def test_trajectory_dpo_raises_the_winner_over_the_loser():
+    reference = _policy()
+    batch = _batch(reference)
+    dpo = PrefineConfig(counterfactuals="none", bc_weight=0.0, beta=0.5)
+    policy = _train(dpo, batch, reference)
+    with torch.no_grad():
+        h_pos = (policy.log_prob(batch.pos_obs, batch.pos_act) - batch.pos_ref).sum().item()
+        h_neg = (policy.log_prob(batch.neg_obs, batch.neg_act) - batch.neg_ref).sum().item()
+    assert h_pos > h_neg
+
+
+def test_bc_only_is_the_nll_of_the_winners():
+    reference = _policy()
+    batch = _batch(reference)
+    bc = PrefineConfig(pref_weight=0.0, dispref_weight=0.0)
+    loss, metrics = prefine_loss(reference, reference, batch, bc)
+    assert bc.is_bc and "pref/accuracy" not in metrics
+    assert loss.item() == pytest.approx(-reference.log_prob(batch.bc_obs, batch.bc_act).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("field,value", [("beta", 0.0), ("steps", 0), ("steps", 2.5), ("sigmoid", "token"),
+                                         ("val_seed", 10_000), ("learning_rate", float("nan"))])
+def test_config_validation_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        PrefineConfig(**{field: value})
+
+
+def test_config_round_trip_and_field_listing():
+    config = PrefineConfig(beta=0.1, steps=20)
+    assert PrefineConfig.from_json('{"beta": 0.1, "steps": 20}') == config
+    assert PrefineConfig.from_dict({"bc_weight": 1}).bc_weight == 1.0
+    with pytest.raises(ValueError, match="unknown"):
+        PrefineConfig.from_dict({"betta": 0.1})
+    fields = {f["name"]: f for f in config_fields()}
+    assert set(fields) == set(config.to_dict())
+    assert all(f["help"] for f in fields.values())
+    assert fields["beta"]["type"] == "float" and fields["beta"]["min"] > 0
+    assert fields["sigmoid"]["choices"] == ["segment", "step"]

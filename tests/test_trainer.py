@@ -1,0 +1,92 @@
+"""PrefineTrainer end to end with tiny budgets: metrics, checkpoints, resume, selection."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from prefine_core.envs import SafetyTask
+from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy
+from prefine_core.prefine import PrefineConfig
+from prefine_core.rollout import collect
+from prefine_core.teachers import SyntheticTeacher
+from prefine_core.trainer import PreferenceData, PrefineTrainer
+
+TASK = "SafetyHalfCheetahVelocity-v1"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    task = SafetyTask(TASK)
+    reference = TanhGaussianPolicy(PolicyMeta(task_id=TASK, obs_dim=task.obs_dim, act_dim=task.act_dim, hidden_sizes=(16,), name="ref"))
+    clips = [collect(reference, task, seed=s, max_steps=50) for s in range(8)]
+    for i, clip in enumerate(clips):  # give the clips distinct costs so the teacher decides
+        clip.costs[: i * 5] = 1.0
+    teacher = SyntheticTeacher()
+    pairs = []
+    for a, b in zip(clips[::2], clips[1::2]):
+        choice = teacher.judge(a, b)
+        pairs.append((a, b) if choice == "left" else (b, a))
+    task.close()
+    return reference, PreferenceData.from_pairs(pairs), teacher
+
+
+def _config(**kw):
+    base = dict(steps=20, eval_every=10, eval_episodes=1, segment_length=10, batch_size=4, bc_batch_size=32, log_every=5)
+    return PrefineConfig(**{**base, **kw})
+
+
+def test_twenty_step_finetune_reports_metrics_and_saves_a_chosen_policy(setup, tmp_path):
+    reference, data, teacher = setup
+    steps, evals = [], []
+    result = PrefineTrainer(reference, data, _config(), tmp_path, judge=teacher.judge,
+                            on_step=steps.append, on_eval=evals.append).run()
+    assert [m["step"] for m in steps] == [5, 10, 15, 20]
+    for key in ("loss/total", "loss/pref", "loss/dispref", "loss/bc", "pref/accuracy", "pref/margin", "kl/ref", "perf/steps_per_s"):
+        assert np.isfinite(steps[-1][key]), key
+    assert [m["step"] for m in evals] == [0, 10, 20]
+    assert {"eval/return", "eval/cost", "val/safety"} <= set(evals[-1])
+    assert result["selected_step"] in (10, 20)
+    policy = load_policy(result["path"], TASK)
+    assert policy.meta.provenance["algorithm"] == "prefine" and policy.meta.parent == "ref"
+    assert policy.meta.provenance["config"]["steps"] == 20
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 20
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000010.safetensors", "step_0000020.safetensors"]
+
+
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path):
+    reference, data, teacher = setup
+    config = _config(select="last")
+    whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
+
+    def stop_at_15(metrics):
+        if metrics["step"] == 15:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        PrefineTrainer(reference, data, config, tmp_path / "broken", on_step=stop_at_15).run()
+    assert json.loads((tmp_path / "broken" / "state.json").read_text())["step"] == 10
+    resumed = PrefineTrainer(reference, data, config, tmp_path / "broken").run()
+    assert resumed["resumed"] and resumed["selected_step"] == 20
+    a, b = load_policy(whole["path"]).state_dict(), load_policy(resumed["path"]).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    with pytest.raises(ValueError, match="beta"):
+        PrefineTrainer(reference, data, _config(select="last", beta=0.2), tmp_path / "broken").run()
+
+
+@pytest.mark.parametrize("kw", [dict(counterfactuals="none"), dict(counterfactuals="mixed", sigmoid="step"),
+                                dict(pref_weight=0.0, dispref_weight=0.0), dict(select="heldout", heldout_fraction=0.25)])
+def test_ablations_and_baselines_run(setup, tmp_path, kw):
+    reference, data, _ = setup
+    result = PrefineTrainer(reference, data, _config(steps=10, **{"select": "last", **kw}), tmp_path).run()
+    assert load_policy(result["path"]).meta.provenance["algorithm"] in ("prefine", "trajectory-dpo", "prefine-mixed", "bc")
+
+
+def test_refuses_evaluation_seeds_and_a_teacher_selection_without_a_teacher(setup, tmp_path):
+    reference, data, _ = setup
+    with pytest.raises(ValueError, match="judge"):
+        PrefineTrainer(reference, data, _config(), tmp_path)
+    bad = data.winners[0].__class__(**{**data.winners[0].__dict__, "seed": 10_001})
+    with pytest.raises(ValueError, match="evaluation seeds"):
+        PrefineTrainer(reference, PreferenceData((bad,), data.losers[:1]), _config(select="last"), tmp_path)
