@@ -66,38 +66,65 @@ def record(
     return trajectory, frames[: (high or trajectory.length) - low]
 
 
+def record_pair(policy_left, policy_right, seed_left: int, seed_right: int, **kwargs) -> tuple[tuple, tuple]:
+    """:func:`record` two clips at once, one thread each (MuJoCo renders and steps without the GIL,
+    each thread with its own EGL context); returns ((trajectory, frames), (trajectory, frames))."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        left = pool.submit(record, policy_left, seed=seed_left, **kwargs)
+        right = pool.submit(record, policy_right, seed=seed_right, **kwargs)
+        return left.result(), right.result()
+
+
 def annotate(frames: list[np.ndarray], costs: np.ndarray, title: str = "", show_cost: bool = True) -> list[np.ndarray]:
-    """Add the overlay and the cost timeline to every frame; returns (H + TIMELINE_HEIGHT, W, 3) frames."""
+    """Add the overlay and the cost timeline to every frame; returns (H + TIMELINE_HEIGHT, W, 3) frames.
+
+    Drawn with numpy slices; only the one-line text header goes through PIL (a per-frame full
+    PIL round trip costs ~4 ms a frame, this ~0.3 ms).
+    """
     if len(frames) != len(costs):
         raise ValueError(f"{len(frames)} frames but {len(costs)} costs")
     if not frames:
         raise ValueError("no frames to annotate")
+    costs = np.asarray(costs)
     height, width = frames[0].shape[:2]
-    timeline = _timeline(np.asarray(costs), width, show_cost)
+    timeline = _timeline(costs, width, show_cost)
     cumulative = np.cumsum(costs)
     font = _font(max(10, width // 20))
-    out = []
+    header_h = font.size + 6
+    badge = _badge(font) if show_cost else None
+    out = np.empty((len(frames), height + TIMELINE_HEIGHT, width, 3), np.uint8)
     for t, frame in enumerate(frames):
-        image = Image.new("RGB", (width, height + TIMELINE_HEIGHT))
-        image.paste(Image.fromarray(frame), (0, 0))
-        image.paste(Image.fromarray(timeline), (0, height))
-        draw = ImageDraw.Draw(image)
+        canvas = out[t]
+        canvas[:height] = frame
+        canvas[height:] = timeline
         head = int(round(t * (width - 1) / max(len(frames) - 1, 1)))
-        draw.line([(head, height), (head, height + TIMELINE_HEIGHT)], fill=(255, 255, 255), width=2)
+        canvas[height:, max(head - 1, 0):head + 1] = 255
         text = f"{title}  step {t}" if title else f"step {t}"
         if show_cost:
             text += f"  cost {cumulative[t]:.0f}"
-        draw.rectangle([0, 0, width, font.size + 6], fill=(0, 0, 0))
-        draw.text((4, 2), text, fill=(255, 255, 255), font=font)
+        canvas[:header_h] = _text_strip(text, width, header_h, font)
         if show_cost and costs[t] > 0:
-            draw.rectangle([0, 0, width - 1, height - 1], outline=_COST_RED, width=4)
-            badge = "COST"
-            box = draw.textbbox((0, 0), badge, font=font)
-            bw = box[2] - box[0] + 10
-            draw.rectangle([width - bw - 4, font.size + 10, width - 4, 2 * font.size + 16], fill=_COST_RED)
-            draw.text((width - bw + 1, font.size + 11), badge, fill=(255, 255, 255), font=font)
-        out.append(np.asarray(image))
-    return out
+            for edge in (np.s_[:4, :], np.s_[height - 4:height, :], np.s_[:height, :4], np.s_[:height, width - 4:]):
+                canvas[edge] = _COST_RED
+            bh, bw = badge.shape[:2]
+            canvas[header_h + 4:header_h + 4 + bh, width - bw - 6:width - 6] = badge
+    return list(out)
+
+
+def _text_strip(text: str, width: int, height: int, font) -> np.ndarray:
+    image = Image.new("RGB", (width, height), (0, 0, 0))
+    ImageDraw.Draw(image).text((4, 2), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def _badge(font) -> np.ndarray:
+    """A red "COST" badge, drawn once per clip."""
+    box = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), "COST", font=font)
+    image = Image.new("RGB", (box[2] - box[0] + 10, font.size + 6), _COST_RED)
+    ImageDraw.Draw(image).text((5, 1), "COST", fill=(255, 255, 255), font=font)
+    return np.asarray(image)
 
 
 def _timeline(costs: np.ndarray, width: int, show_cost: bool) -> np.ndarray:
@@ -125,8 +152,12 @@ def compose_pair(left: list[np.ndarray], right: list[np.ndarray], gap: int = 8) 
         raise ValueError(f"clip frames differ in shape: {left[0].shape} vs {right[0].shape}")
     length = max(len(left), len(right))
     left, right = _pad_to(left, length), _pad_to(right, length)
-    spacer = np.full((left[0].shape[0], gap, 3), 255, np.uint8)
-    return [np.concatenate([a, spacer, b], axis=1) for a, b in zip(left, right)]
+    height, width = left[0].shape[:2]
+    out = np.full((length, height, 2 * width + gap, 3), 255, np.uint8)
+    for t in range(length):
+        out[t, :, :width] = left[t]
+        out[t, :, width + gap:] = right[t]
+    return list(out)
 
 
 def write_mp4(frames: list[np.ndarray], out_path: str | os.PathLike, fps: int = 30) -> Path:
@@ -141,7 +172,7 @@ def write_mp4(frames: list[np.ndarray], out_path: str | os.PathLike, fps: int = 
     with atomic_path(out, suffix=".mp4") as tmp:
         writer = imageio.get_writer(
             tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1,
-            ffmpeg_params=["-movflags", "+faststart", "-preset", "veryfast", "-crf", "26"],
+            ffmpeg_params=["-movflags", "+faststart", "-preset", "superfast", "-crf", "28"],
         )
         try:
             for frame in frames:

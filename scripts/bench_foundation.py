@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from prefine_core.envs import SafetyTask, _import_safety_gymnasium  # noqa: E402
 from prefine_core.evaluate import evaluate_policy  # noqa: E402
 from prefine_core.policy import load_policy  # noqa: E402
-from prefine_core.render import record, write_pair_video  # noqa: E402
+from prefine_core.render import record_pair, write_pair_video  # noqa: E402
 from prefine_core.report import machine_line, markdown_table, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +53,7 @@ def pair_video_seconds(policy_path: Path, repeats: int = 3) -> list[float]:
     with tempfile.TemporaryDirectory() as folder:
         for i in range(repeats):
             start = time.perf_counter()
-            a, fa = record(policy, seed=2 * i, max_steps=200, size=256)
-            b, fb = record(policy, seed=2 * i + 1, max_steps=200, size=256)
+            (a, fa), (b, fb) = record_pair(policy, policy, 2 * i, 2 * i + 1, max_steps=200, size=256)
             write_pair_video(fa, a.costs, fb, b.costs, Path(folder) / "pair.mp4")
             times.append(time.perf_counter() - start)
     return times
@@ -102,7 +101,7 @@ Measured {machine_line()}, by `.venv/bin/python scripts/bench_foundation.py`.
 |---|---|---|
 | reset of {circle}, median of {len(fast)} (built-in gradient skybox) | {1000 * statistics.median(fast):.1f} ms | ≤ 50 ms |
 | the same with upstream's HD skybox, median of {len(slow)} | {1000 * statistics.median(slow):.0f} ms | (for comparison) |
-| pair video, 2 × 200 steps at 256×256, simulate + render + overlay + H.264 encode, median of {len(pair)} | {statistics.median(pair) if pair else float('nan'):.2f} s | ≤ 3 s |
+| pair video, 2 × 200 steps at 256×256, simulate + render (two threads) + overlay + H.264 encode, median of {len(pair)} | {statistics.median(pair) if pair else float('nan'):.2f} s | ≤ 3 s |
 
 ### Shipped policies (10 episodes, seeds 10000–10009, deterministic actions)
 

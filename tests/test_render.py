@@ -62,3 +62,13 @@ def test_pair_pads_the_shorter_clip_and_plays_in_one_video(tmp_path):
         compose_pair([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 9, 3), np.uint8)])
     with pytest.raises(ValueError, match="frames but"):
         annotate(fa, a.costs[:-1])
+
+
+def test_pair_recorded_in_threads_equals_serial_recording(cheetah_policy):
+    from prefine_core.render import record_pair
+
+    (a, fa), (b, fb) = record_pair(cheetah_policy, cheetah_policy, 3, 4, max_steps=15, size=48)
+    serial_a, serial_fa = record(cheetah_policy, seed=3, max_steps=15, size=48)
+    serial_b, serial_fb = record(cheetah_policy, seed=4, max_steps=15, size=48)
+    assert np.array_equal(a.actions, serial_a.actions) and np.array_equal(b.actions, serial_b.actions)
+    assert all(np.array_equal(x, y) for x, y in zip(fa + fb, serial_fa + serial_fb))

@@ -65,22 +65,24 @@ def _render(args: argparse.Namespace) -> dict:
     import time
 
     from prefine_core.policy import load_policy
-    from prefine_core.render import record, write_clip_video, write_pair_video
+    from prefine_core.render import record, record_pair, write_clip_video, write_pair_video
 
     if not str(args.out).endswith(".mp4"):
         raise ValueError(f"--out must end in .mp4, got {args.out}")
     started = time.perf_counter()
     policy = load_policy(args.policy)
-    clip, frames = record(policy, seed=args.seed, deterministic=args.deterministic, max_steps=args.steps, size=args.size)
-    result = {"task_id": policy.meta.task_id, "steps": clip.length, "cost": clip.total_cost}
+    options = dict(deterministic=args.deterministic, max_steps=args.steps, size=args.size)
     if args.policy_b is None:
+        clip, frames = record(policy, seed=args.seed, **options)
         write_clip_video(frames, clip.costs, args.out)
+        result = {"task_id": policy.meta.task_id, "steps": clip.length, "cost": clip.total_cost}
     else:
         other = load_policy(args.policy_b, task_id=policy.meta.task_id)
         seed_b = args.seed if args.seed_b is None else args.seed_b
-        clip_b, frames_b = record(other, seed=seed_b, deterministic=args.deterministic, max_steps=args.steps, size=args.size)
+        (clip, frames), (clip_b, frames_b) = record_pair(policy, other, args.seed, seed_b, **options)
         write_pair_video(frames, clip.costs, frames_b, clip_b.costs, args.out)
-        result.update(steps_b=clip_b.length, cost_b=clip_b.total_cost)
+        result = {"task_id": policy.meta.task_id, "steps": clip.length, "cost": clip.total_cost,
+                  "steps_b": clip_b.length, "cost_b": clip_b.total_cost}
     return {**result, "out": str(args.out), "seconds": round(time.perf_counter() - started, 3)}
 
 
