@@ -59,9 +59,10 @@ def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -
     return number
 
 
-def _insert_ignore(conn: Connection, table, **values) -> None:
+def _insert_ignore(conn: Connection, table, key: str, **values) -> None:
+    """Insert unless a row with the same ``key`` exists (safe against concurrent inserts)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key]))
 
 
 class _Writer:
@@ -73,12 +74,12 @@ class _Writer:
 
     def ensure_task(self, task_id: str) -> str:
         task_id = _text("task_id", task_id, 128)
-        _insert_ignore(self.conn, S.tasks, id=task_id, created_at=S.utcnow())
+        _insert_ignore(self.conn, S.tasks, "id", id=task_id, created_at=S.utcnow())
         return task_id
 
     def annotator_id(self, name: str) -> int:
         name = _text("annotator", name, MAX_NAME)
-        _insert_ignore(self.conn, S.annotators, name=name, created_at=S.utcnow())
+        _insert_ignore(self.conn, S.annotators, "name", name=name, created_at=S.utcnow())
         return self.conn.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar_one()
 
     def _policy_row(self, policy_id: int):
@@ -323,15 +324,17 @@ class Store:
             if not pair_rows:
                 return None
             latest = _effective_rows()
-            standing = w.conn.execute(select(S.labels.c.pair_id, S.labels.c.annotator_id)
-                                      .join(latest, S.labels.c.id == latest.c.id)
-                                      .where(S.labels.c.choice != RETRACT)).all()
             fresh = S.utcnow() - LEASE
             leased = w.conn.execute(select(S.assignments.c.pair_id, S.assignments.c.annotator_id)
                                     .where(S.assignments.c.served_at >= fresh)).all()
-            mine_done = {p for p, a in standing if a == me}
-            takers: dict[int, set[int]] = {}
-            for p, a in [*standing, *leased]:
+            standing = w.conn.execute(select(S.labels.c.pair_id, S.labels.c.annotator_id, S.labels.c.choice)
+                                      .join(latest, S.labels.c.id == latest.c.id)
+                                      .where(S.labels.c.choice != RETRACT)).all()
+            answered = {(p, a) for p, a, _ in standing}
+            mine_done = {p for p, a in answered if a == me}
+            takers: dict[int, set[int]] = {}  # who holds a slot: a judgement (not a skip) or an open lease
+            for p, a in [*((p, a) for p, a, c in standing if c != "skip"),
+                         *((p, a) for p, a in leased if (p, a) not in answered)]:
                 if a != me:
                     takers.setdefault(p, set()).add(a)
             my_leases = {p for p, a in leased if a == me}

@@ -1,0 +1,235 @@
+"""The preference store on SQLite and PostgreSQL: records, validation, append-only labels, serving,
+runs, migrations from an older schema, and the workspace."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from conftest import CHEETAH, make_policy
+from store_backends import cheetah_episode, costly, fill, pg_schema_url, store, store_url, windows  # noqa: F401
+
+
+def test_policies_are_registered_once_per_path(store, tmp_path):
+    ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference", provenance={"steps": 10})
+    again = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    child = store.add_policy("ft", tmp_path / "ft.safetensors", CHEETAH, "finetuned", parent_id=ref)
+    assert again == ref
+    record = store.get_policy(child)
+    assert (record.parent_id, record.kind, record.task_id) == (ref, "finetuned", CHEETAH)
+    assert store.get_policy(ref).provenance == {"steps": 10}
+    assert [p.id for p in store.list_policies(CHEETAH, kind="finetuned")] == [child]
+
+
+def test_trajectory_arrays_round_trip(store, tmp_path, cheetah_episode):
+    clip = cheetah_episode.window(10, 50)
+    tid = store.add_trajectory(clip, None, "reference@T1", tmp_path, temperature=1.0)
+    back = store.get_trajectory(tid)
+    record = store.trajectory_record(tid)
+    np.testing.assert_array_equal(back.obs, clip.obs)
+    np.testing.assert_array_equal(back.costs, clip.costs)
+    assert (record.start, record.length, record.seed, record.temperature) == (10, 50, 0, 1.0)
+    assert record.total_cost == pytest.approx(clip.total_cost) and record.fell is False
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda s, p: s.add_label(p, "ann", "maybe"), "choice"),
+    (lambda s, p: s.add_label(99999, "ann", "left"), "pair_id"),
+    (lambda s, p: s.add_label(p, "  ", "left"), "annotator"),
+    (lambda s, p: s.add_label(p, "x" * 65, "left"), "annotator"),
+    (lambda s, p: s.add_label(p, "ann", "left", seconds=float("nan")), "seconds"),
+    (lambda s, p: s.add_label(p, "ann", "left", seconds=-1), "seconds"),
+    (lambda s, p: s.add_pair(1, 1, "random", 0, "r"), "left_id"),
+    (lambda s, p: s.add_pair(1, 424242, "random", 0, "r"), "right_id"),
+    (lambda s, p: s.add_policy("p", "/x.safetensors", CHEETAH, "magic"), "kind"),
+    (lambda s, p: s.add_policy("p", "/x.safetensors", CHEETAH, "bc", parent_id=777), "policy_id"),
+    (lambda s, p: s.update_run(1, colour="red"), "colour"),
+    (lambda s, p: s.next_pair("ann", overlap=0), "overlap"),
+])
+def test_bad_input_is_rejected_by_name_and_changes_nothing(store, tmp_path, cheetah_episode, call, field):
+    _, (pair, *_) = fill(store, tmp_path, cheetah_episode)
+    before = store.counts()
+    with pytest.raises(ValueError, match=field):
+        call(store, pair)
+    assert store.counts() == before
+
+
+def test_labels_are_append_only_and_undo_supersedes(store, tmp_path, cheetah_episode):
+    _, (p1, p2, _) = fill(store, tmp_path, cheetah_episode)
+    first = store.add_label(p1, "ann", "left", seconds=2.5)
+    store.add_label(p2, "ann", "equal")
+    changed = store.add_label(p1, "ann", "right")  # a change of mind
+    assert store.undo_last_label("ann") == p1  # retracts the change of mind on p1
+    assert store.undo_last_label("ann") == p2
+    assert store.undo_last_label("ann") is None
+    history = store.label_history()
+    assert [h.choice for h in history] == ["left", "equal", "right", "retract", "retract"]
+    assert history[2].supersedes_id == first and history[3].supersedes_id == changed
+    assert store.effective_labels().empty
+    store.add_label(p1, "ann", "left")
+    labels = store.effective_labels()
+    assert labels[["pair_id", "annotator", "choice"]].values.tolist() == [[p1, "ann", "left"]]
+    assert store.undo_last_label("nobody") is None
+
+
+def test_next_pair_overlap_video_first_and_skip(store, tmp_path, cheetah_episode):
+    _, (p1, p2, p3) = fill(store, tmp_path, cheetah_episode)
+    store.set_pair_video(p3, tmp_path / "p3.mp4")
+    assert store.next_pair("a").id == p3  # video ready first
+    assert store.next_pair("a").id == p3  # the pair handed out stays until labelled
+    assert store.next_pair("b").id == p1  # p3 is leased to a (overlap 1)
+    assert store.next_pair("b", overlap=2).id == p1  # b's own lease comes first
+    store.add_label(p3, "a", "left")
+    store.add_label(p1, "b", "skip")  # skipped: not served to b again, not a judgement
+    assert store.next_pair("a").id == p1  # a skip holds no slot
+    assert store.next_pair("c", overlap=2).id == p3  # with overlap 2 a second person gets p3
+    assert store.next_pair("b").id == p2
+    assert store.next_pair("d") is None  # p1, p2 leased, p3 labelled
+    assert store.counts()["labelled"] == 1
+
+
+def test_preference_pairs_by_majority_skipping_ties(store, tmp_path, cheetah_episode):
+    (t1, t2, t3, t4), (p12, p13, p14) = fill(store, tmp_path, cheetah_episode, n_traj=4, n_pairs=3)
+    store.add_label(p12, "a", "left")
+    store.add_label(p12, "b", "left")
+    store.add_label(p12, "c", "right")
+    store.add_label(p13, "a", "right")
+    store.add_label(p13, "b", "left")  # a tie: skipped
+    store.add_label(p14, "a", "cant_tell")
+    assert store.decided_pairs(CHEETAH) == [(t1, t2)]
+    (winner, loser), = store.preference_pairs(CHEETAH)
+    np.testing.assert_array_equal(winner.obs, store.get_trajectory(t1).obs)
+    counts = store.counts(CHEETAH)
+    assert (counts["labelled"], counts["pending"], counts["labels"], counts["annotators"]) == (3, 0, 6, 3)
+
+
+def test_runs_and_metrics(store, tmp_path):
+    ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    run = store.create_run(CHEETAH, ref, "prefine", {"beta": 0.05})
+    assert store.get_run(run).status == "queued"
+    store.update_run(run, status="running", pid=1234, heartbeat=True, log_path="/tmp/log")
+    store.add_metrics(run, 0, {"loss/total": 1.5, "pref/accuracy": 0.5})
+    store.add_metrics(run, 10, {"loss/total": 0.5})
+    out = store.add_policy("ft", tmp_path / "ft.safetensors", CHEETAH, "finetuned", parent_id=ref)
+    store.update_run(run, status="done", output_policy_id=out)
+    record = store.get_run(run)
+    assert (record.status, record.pid, record.output_policy_id, record.config) == ("done", 1234, out, {"beta": 0.05})
+    metrics = store.run_metrics(run)
+    assert list(metrics.columns) == ["step", "name", "value", "time"]
+    assert metrics[metrics.name == "loss/total"].value.tolist() == [1.5, 0.5]
+    assert [r.id for r in store.list_runs(CHEETAH)] == [run]
+    with pytest.raises(ValueError, match="status"):
+        store.update_run(run, status="exploded")
+    with pytest.raises(ValueError, match="metric 'x'"):
+        store.add_metrics(run, 1, {"x": float("inf")})
+
+
+def test_failed_batch_leaves_no_rows_and_no_files(store, tmp_path, cheetah_episode):
+    folder = tmp_path / "arrays"
+    with pytest.raises(ValueError, match="pair_id"):
+        with store.batch() as batch:
+            batch.add_trajectory(cheetah_episode.window(0, 20), None, "x", folder)
+            batch.add_label(31337, "ann", "left")
+    assert store.counts()["trajectories"] == 0
+    assert list(folder.glob("*")) == []
+
+
+def test_older_schema_opens_and_keeps_its_data(store_url):
+    """A database made by schema version 0001 (before assignments) opens in the current version."""
+    from prefine_core.store import Store
+    from prefine_core.store.engine import current_revision, head_revision, make_engine, upgrade
+
+    engine = make_engine(store_url)
+    upgrade(engine, "0001")
+    assert current_revision(engine) == "0001"
+    now = datetime(2025, 1, 1)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tasks (id, created_at) VALUES (:t, :now)"), {"t": CHEETAH, "now": now})
+        for i in (1, 2):
+            conn.execute(text(
+                "INSERT INTO trajectories (task_id, source, path, seed, start, length, total_return, total_cost, "
+                "fell, terminated, truncated, created_at) VALUES (:t, 'old', :path, :i, 0, 5, 1.0, 0.0, false, false, "
+                "true, :now)"), {"t": CHEETAH, "path": f"/old/{i}.npz", "i": i, "now": now})
+        conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
+                          "VALUES (:t, 1, 2, 'random', 0, 'old pair', :now)"), {"t": CHEETAH, "now": now})
+        conn.execute(text("INSERT INTO annotators (name, created_at) VALUES ('old-ann', :now)"), {"now": now})
+        conn.execute(text("INSERT INTO labels (pair_id, annotator_id, choice, created_at) VALUES (1, 1, 'left', :now)"),
+                     {"now": now})
+    engine.dispose()
+    store = Store(store_url)
+    assert current_revision(store.engine) == head_revision()
+    assert store.effective_labels().choice.tolist() == ["left"]
+    assert store.get_pair(1).reason == "old pair"
+    assert store.next_pair("new-ann") is None  # labelled by old-ann: overlap 1 is reached
+    assert store.next_pair("new-ann", overlap=2).id == 1  # uses the new assignments table
+    store.add_label(1, "new-ann", "right")  # ids continue after the old rows
+    assert store.counts()["labels"] == 2
+    store.close()
+
+
+def test_schema_matches_migrations(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from prefine_core.store.schema import metadata
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_sqlite_uses_wal_and_foreign_keys(tmp_path):
+    from prefine_core.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_transient_errors_are_retried_whole(tmp_path):
+    """A locked database re-runs the transaction from the start; a persistent error is raised, not dropped."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from prefine_core.store.engine import RETRIES, make_engine, run_transaction
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    attempts = []
+
+    def flaky(conn):
+        attempts.append(1)
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        if len(attempts) < 3:
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return "ok"
+
+    assert run_transaction(engine, flaky) == "ok"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1  # failed attempts rolled back
+    attempts.clear()
+    with pytest.raises(OperationalError):
+        run_transaction(engine, lambda c: (attempts.append(1), flaky.__call__ and (_ for _ in ()).throw(
+            OperationalError("x", {}, sqlite3.OperationalError("database is locked")))))
+    assert len(attempts) == RETRIES
+
+
+def test_workspace_registers_shipped_policies_idempotently(tmp_path, monkeypatch):
+    from prefine_core.policy import save_policy
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    shipped = tmp_path / "policies" / CHEETAH
+    save_policy(make_policy(CHEETAH), shipped / "reference.safetensors")
+    (shipped / "behaviour_penalty2.safetensors").write_bytes(b"still being written")
+    ws = Workspace.open(tmp_path / "ws", shipped=tmp_path / "policies")
+    assert [p.kind for p in ws.store.list_policies(CHEETAH)] == ["reference"]
+    assert all(d.is_dir() for d in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir))
+    save_policy(make_policy(CHEETAH, seed=1), shipped / "behaviour_penalty2.safetensors")
+    ws = Workspace.open(tmp_path / "ws", shipped=tmp_path / "policies")
+    assert sorted(p.kind for p in ws.store.list_policies(CHEETAH)) == ["behaviour", "reference"]
+    assert ws.store.url.endswith("prefine.db")
