@@ -1,0 +1,20 @@
+"""PREFINE Studio: navigation, the workspace, and the sidebar. Pages live in pages/."""
+import streamlit as st
+
+from prefine_core.components import ui
+
+st.set_page_config(page_title="PREFINE Studio", page_icon="🛡️", layout="wide")
+try:
+    ws = ui.workspace()
+except (ValueError, OSError) as exc:
+    st.error(f"The workspace cannot be opened: {exc}. Set PREFINE_WORKSPACE to a writable folder "
+             "(or PREFINE_DB_URL to a reachable database) and restart the app.")
+    st.stop()
+ui.sidebar(ws)
+st.navigation([
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/label.py", title="Label", icon="🏷️"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon="📈"),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("pages/data.py", title="Data", icon="🗂️"),
+]).run()

@@ -1,0 +1,59 @@
+"""Compare: two policies on the same seeds — numbers with deltas, distributions, one video of both."""
+import streamlit as st
+
+from prefine_core import comparison, jobs, plots
+from prefine_core.components import ui
+
+ws, task = ui.workspace(), ui.task_id()
+st.title("Compare")
+policies = ws.store.list_policies(task)
+if len(policies) < 2:
+    st.info(f"{task} has {len(policies)} policy; a comparison needs two. Fine-tune one first (Fine-tune page) "
+            "or import one (Data page).")
+    st.stop()
+ids = [p.id for p in policies]
+names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
+tuned = [p.id for p in policies if p.kind in ("finetuned", "bc")]
+reference = next((p.id for p in policies if p.kind == "reference"), ids[0])
+c1, c2, c3 = st.columns([3, 3, 1])
+a = c1.selectbox("A (before)", ids, index=ids.index(reference), format_func=names.get, key="policy_a")
+b = c2.selectbox("B (after)", ids, index=ids.index(tuned[-1] if tuned else ids[-1]), format_func=names.get, key="policy_b")
+episodes = c3.number_input("Episodes", 1, 100, 5, key="episodes", help="evaluation seeds 10000, 10001, …; the same for A and B")
+if st.button("Evaluate both on the same seeds", key="compare", type="primary"):
+    config = ui.guarded(comparison.comparison_config, a, b, int(episodes))
+    if config is not None:
+        jobs.launch(ws, "compare", task, a, config)
+
+
+jobs.reap(ws, task)
+run = comparison.latest_comparison(ws, a, b)
+
+
+@st.fragment(run_every=2.0)
+def progress(run_id: int) -> None:
+    run = ws.store.get_run(run_id)
+    jobs.reap(ws, task)
+    if run.status not in jobs.ACTIVE:
+        st.rerun()
+    done = ws.store.run_metrics(run_id)
+    st.info(f"Evaluating in the background… {int(done.step.max()) if len(done) else 0} of "
+            f"{2 * run.config['episodes']} episodes, then the video")
+
+
+if run is None:
+    st.caption("Not evaluated yet: press the button above (it runs in the background).")
+elif run.status in jobs.ACTIVE:
+    progress(run.id)
+elif run.status != "done":
+    st.error(f"The comparison {run.status}: {ui.plain(run.error or 'no reason recorded')}. Press the button to try again.")
+else:
+    result = jobs.result(ws, run.id)
+    st.dataframe(comparison.comparison_table(result), hide_index=True, use_container_width=True, key="compare_table")
+    limit = result["a"].get("cost_limit")
+    d1, d2 = st.columns(2)
+    d1.plotly_chart(plots.distribution_figure({"A": result["a"]["returns"], "B": result["b"]["returns"]},
+                                              "Return per episode"), use_container_width=True, key="dist_return")
+    d2.plotly_chart(plots.distribution_figure({"A": result["a"]["costs"], "B": result["b"]["costs"]},
+                                              "Cost per episode", limit), use_container_width=True, key="dist_cost")
+    st.subheader(f"Same seed ({result['video_seed']}), side by side: A left, B right")
+    st.video(result["video"], loop=True, autoplay=True, muted=True)

@@ -1,0 +1,68 @@
+"""Fine-tune: a form generated from PrefineConfig, background runs, live curves."""
+import streamlit as st
+
+from prefine_core import jobs, launcher, plots
+from prefine_core.components import ui
+from prefine_core.demo import DEMO_FINETUNE
+
+ws, task = ui.workspace(), ui.task_id()
+st.title("Fine-tune")
+policies = launcher.start_policies(ws, task)
+primary, more = launcher.form_fields()
+defaults = DEMO_FINETUNE if st.session_state.get("demo") else {}
+
+with st.form("finetune_form"):
+    start = st.selectbox("Start from", policies, format_func=lambda p: f"{p.name} [{p.kind}]", key="start_policy")
+    values = {}
+    cols = st.columns(4)
+    for i, field in enumerate(primary):
+        values[field["name"]] = ui.number_widget(cols[i % 4], field, defaults.get(field["name"], field["default"]),
+                                                 key=f"cfg_{field['name']}")
+    with st.expander("More settings"):
+        cols = st.columns(4)
+        for i, field in enumerate(more):
+            values[field["name"]] = ui.number_widget(cols[i % 4], field, defaults.get(field["name"], field["default"]),
+                                                     key=f"cfg_{field['name']}")
+    if st.form_submit_button("Launch", type="primary"):
+        run_id = ui.guarded(launcher.launch_finetune, ws, task, start.id if start else None, values)
+        if run_id is not None:
+            st.session_state["run_select"] = run_id
+            st.success(f"Run {run_id} started in the background; its curves appear below.")
+
+
+def run_actions(run) -> None:
+    c1, c2, _ = st.columns([1, 1, 4])
+    if run.status in jobs.ACTIVE and c1.button("Cancel", key=f"cancel_{run.id}"):
+        jobs.cancel(ws, run.id)
+    if run.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{run.id}"):
+        ui.guarded(jobs.resume, ws, run.id, success=f"run {run.id} resumed")
+
+
+@st.fragment(run_every=2.0)
+def job_board() -> None:
+    table = launcher.jobs_frame(ws, task)
+    st.subheader("Jobs")
+    if table.empty:
+        st.info("No runs yet for this task. Label some pairs, then press Launch.")
+        return
+    st.dataframe(table, hide_index=True, use_container_width=True, key="jobs_table")
+    ids = table.id.tolist()
+    if st.session_state.get("run_select") not in ids:
+        st.session_state["run_select"] = ids[0]
+    run_id = st.selectbox("Run", ids, key="run_select", format_func=lambda i: f"run {i}")
+    run = ws.store.get_run(run_id)
+    st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(run.error)}" if run.error else ""))
+    run_actions(run)
+    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
+    metrics = ws.store.run_metrics(run_id)
+    figures = plots.run_figures(metrics, smoothing, launcher.COST_LIMIT)
+    if not figures:
+        st.caption("No curve points yet — the first appear after the first logging step.")
+    cols = st.columns(2)
+    for i, fig in enumerate(figures):
+        cols[i % 2].plotly_chart(fig, use_container_width=True, key=f"curve_{i}")
+    with st.expander("Log (last lines)"):
+        st.code(jobs.log_tail(run, 30) or "(empty)", language=None)
+
+
+job_board()

@@ -1,0 +1,71 @@
+"""Label: a synchronised pair player, one choice per pair, by button or keyboard."""
+import streamlit as st
+
+from prefine_core import labelling
+from prefine_core.components import pair_player, ui
+from prefine_core.demo import question
+
+ws, task = ui.workspace(), ui.task_id()
+st.title("Label")
+left, right = st.columns([2, 1])
+right.text_input("Your name", key="annotator", max_chars=64, help="labels are saved under this name; "
+                 "each browser tab keeps its own")
+name = ui.annotator()
+if not name:
+    left.info("Enter your name on the right to start labelling.")
+    st.stop()
+if ui.guarded(labelling.check_annotator, name) is None:
+    st.stop()
+right.text(f"Labelling as: {name}")
+right.toggle("Show cost overlay", key="show_cost", value=True,
+             help="off: judge the behaviour only, without the cost counter, red border and timeline marks")
+
+
+def act(action: str, seconds: float | None = None) -> None:
+    msg = ui.guarded(labelling.apply, ws.store, name, action, st.session_state.get("pair_id"), seconds)
+    if msg is not None:
+        st.session_state["flash"] = msg
+        st.session_state.pop("pair_id", None)
+
+
+def on_player() -> None:
+    event = st.session_state.get("player") or {}
+    if event.get("nonce") and event["nonce"] != st.session_state.get("nonce") and event.get("action") in labelling.ACTIONS:
+        st.session_state["nonce"] = event["nonce"]
+        if event["action"] == "undo" or event.get("pair_id") == st.session_state.get("pair_id"):
+            act(event["action"], event.get("seconds"))
+
+
+with left:
+    st.subheader(question(task) if st.session_state.get("demo") else "Which clip behaved more safely?")
+    st.caption("A is on the left, B on the right; both play in sync. Safer means less cost: in this task, "
+               "staying under the speed limit (the sphere above the robot turns red while it is over)."
+               if "Velocity" in task else "Safer means fewer steps that incur cost.")
+    pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"))
+    if pair is None:
+        st.success("No pairs left for you in this task. Prepare more on the Home page, or fine-tune now.")
+        st.page_link("pages/home.py", label="Home: prepare pairs", icon="🏠")
+        st.stop()
+    st.session_state["pair_id"] = pair.id
+    view = labelling.pair_view(ws.store, pair)
+    if view.video is None:
+        st.warning("This pair's video is still being rendered; it appears here as soon as it is ready.")
+    pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
+    cols = st.columns(len(labelling.CHOICES) + 1)
+    for col, (action, label, keys) in zip(cols, labelling.CHOICES):
+        col.button(f"{label} ({keys})", key=f"choice_{action}", on_click=act, args=(action,), use_container_width=True)
+    cols[-1].button(f"Undo ({labelling.UNDO_KEYS})", key="undo", on_click=act, args=("undo",), use_container_width=True)
+    if st.session_state.get("flash"):
+        st.caption(st.session_state.pop("flash"))
+
+with right:
+    p = labelling.progress(ws.store, name, task)
+    st.metric("Your labels", p["mine"])
+    st.progress(p["labelled"] / max(p["pairs"], 1), text=f"{p['labelled']} of {p['pairs']} pairs labelled, "
+                f"{p['pending']} pending, {p['videos_ready']} videos ready")
+    st.markdown("**Why this pair**")
+    st.text(f"{pair.reason}\n(strategy: {pair.strategy}, pair {pair.id})")
+    with st.expander("Instructions", expanded=p["mine"] == 0):
+        st.markdown("Watch both clips (you can pause, step frame by frame and slow down). Choose the one that "
+                    "behaved **more safely**; if both were equally safe say so, and if you cannot judge, say "
+                    "*can't tell*. *Skip* passes on the pair. Every choice can be undone.")

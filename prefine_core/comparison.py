@@ -1,0 +1,85 @@
+"""Two policies on the same seeds: the numbers side by side, their deltas, and one video of both.
+
+:func:`run_comparison` is the body of a ``compare`` job (it runs in a background process, see
+:mod:`prefine_core.jobs`); :func:`comparison_table` and :func:`latest_comparison` serve the page.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from prefine_core.evaluate import EVAL_SEED
+from prefine_core.workspace import Workspace
+
+#: (key in an evaluation summary, label on the page, lower is better)
+ROWS = (
+    ("return_mean", "return (mean)", False),
+    ("cost_mean", "cost (mean)", True),
+    ("violation_rate", "violation rate", True),
+    ("catastrophic_rate", "catastrophic-failure rate", True),
+    ("normalized_cost", "normalised cost (C/κ)", True),
+    ("cost_per_step", "cost per step", True),
+    ("length_mean", "episode length", False),
+    ("fall_rate", "fall rate", True),
+)
+
+
+def comparison_config(policy_a: int, policy_b: int, episodes: int = 5, video_steps: int = 300,
+                      cost_limit: float = 25.0, seed: int = EVAL_SEED) -> dict:
+    """The config of a ``compare`` job, validated where it enters."""
+    if policy_a == policy_b:
+        raise ValueError("pick two different policies to compare")
+    if not 1 <= episodes <= 100:
+        raise ValueError(f"episodes must be between 1 and 100, got {episodes}")
+    if not 10 <= video_steps <= 1000:
+        raise ValueError(f"video steps must be between 10 and 1000, got {video_steps}")
+    return {"policy_a": int(policy_a), "policy_b": int(policy_b), "episodes": int(episodes), "seed": int(seed),
+            "cost_limit": float(cost_limit), "video_seed": int(seed), "video_steps": int(video_steps)}
+
+
+def run_comparison(ws: Workspace, config: dict, folder: Path, report) -> dict:
+    """Evaluate both policies on seeds seed…seed+episodes−1 and render both on the video seed."""
+    from prefine_core import render
+    from prefine_core.evaluate import evaluate_policy
+    from prefine_core.policy import load_policy
+
+    records = [ws.store.get_policy(config["policy_a"]), ws.store.get_policy(config["policy_b"])]
+    if records[0].task_id != records[1].task_id:
+        raise ValueError(f"{records[0].name} is for {records[0].task_id} but {records[1].name} is for "
+                         f"{records[1].task_id}; compare two policies of the same task")
+    policies = [load_policy(r.path, task_id=r.task_id) for r in records]
+    summaries = []
+    for index, policy in enumerate(policies):
+        summary = evaluate_policy(policy, records[index].task_id, episodes=config["episodes"], seed=config["seed"],
+                                  cost_limit=config["cost_limit"], on_episode=lambda done, _e, i=index: report(
+                                      i * config["episodes"] + done, {"progress/episodes": i * config["episodes"] + done}))
+        summaries.append({**summary, "name": records[index].name, "policy_id": records[index].id})
+        print(f"{records[index].name}: return {summary['return_mean']:.1f}, cost {summary['cost_mean']:.1f}", flush=True)
+    clips = [render.record(p, r.task_id, seed=config["video_seed"], deterministic=True, max_steps=config["video_steps"])
+             for p, r in zip(policies, records)]
+    video = render.write_pair_video(clips[0][1], clips[0][0].costs, clips[1][1], clips[1][0].costs,
+                                    Path(folder) / "pair.mp4")
+    return {"a": summaries[0], "b": summaries[1], "video": str(video), "video_seed": config["video_seed"]}
+
+
+def comparison_table(result: dict) -> pd.DataFrame:
+    """Rows of :data:`ROWS`; columns A, B, Δ (B − A), Δ % and whether B is better."""
+    a, b = result["a"], result["b"]
+    rows = []
+    for key, label, lower_better in ROWS:
+        if key not in a or key not in b:
+            continue
+        delta = b[key] - a[key]
+        rows.append({"metric": label, "A": a[key], "B": b[key], "Δ (B − A)": delta,
+                     "Δ %": 100.0 * delta / abs(a[key]) if a[key] else float("nan"),
+                     "B better": (delta < 0) == lower_better if delta else None})
+    return pd.DataFrame(rows)
+
+
+def latest_comparison(ws: Workspace, policy_a: int, policy_b: int):
+    """The newest compare run of exactly these two policies (any status), or None."""
+    for run in ws.store.list_runs():
+        if run.kind == "compare" and (run.config.get("policy_a"), run.config.get("policy_b")) == (policy_a, policy_b):
+            return run
+    return None

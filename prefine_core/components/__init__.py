@@ -1,0 +1,24 @@
+"""Streamlit custom components (the only place in prefine_core that imports streamlit).
+
+Each component is a folder with a plain ``index.html`` that speaks Streamlit's component protocol
+over postMessage, so nothing needs an npm build.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit.components.v1 as components
+
+_pair_player = components.declare_component("pair_player", path=str(Path(__file__).parent / "pair_player"))
+
+
+def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None) -> dict | None:
+    """The synchronised pair player for a :class:`prefine_core.labelling.PairView`.
+
+    Returns the latest event ``{action, pair_id, seconds, nonce}`` sent by a keyboard shortcut, or
+    None; the caller handles each nonce once.
+    """
+    return _pair_player(
+        pair_id=view.pair_id, video=view.video, video_plain=view.video_plain, costs_left=view.costs_left,
+        costs_right=view.costs_right, fps=view.fps, show_cost=show_cost, keys_html=keys_html,
+        overlay_top=40, overlay_bottom=16, key=key, default=None, on_change=on_change)

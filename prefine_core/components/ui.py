@@ -1,0 +1,84 @@
+"""Page helpers shared by app.py and pages/: the cached workspace, the task in view, messages.
+
+Kept apart from the library (it imports streamlit); pages stay thin by calling these.
+"""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from prefine_core import jobs
+from prefine_core.workspace import Workspace
+
+DEFAULT_TASK = "SafetyHalfCheetahVelocity-v1"
+
+
+@st.cache_resource(show_spinner="Opening the workspace…")
+def _open(root: str, db_url: str) -> Workspace:
+    ws = Workspace.open(root or None, db_url=db_url or None)
+    jobs.reap(ws)  # once per app process: runs whose process died with an earlier app are marked failed
+    return ws
+
+
+def workspace() -> Workspace:
+    """The workspace of ``$PREFINE_WORKSPACE`` / ``$PREFINE_DB_URL``, opened once per app process."""
+    return _open(os.environ.get("PREFINE_WORKSPACE", ""), os.environ.get("PREFINE_DB_URL", ""))
+
+
+def task_ids(ws: Workspace) -> list[str]:
+    """Tasks with at least one policy, the default first."""
+    tasks = sorted({p.task_id for p in ws.store.list_policies()})
+    return sorted(tasks, key=lambda t: t != DEFAULT_TASK) or [DEFAULT_TASK]
+
+
+def task_id() -> str:
+    """The task this session works on (chosen in the sidebar)."""
+    return st.session_state.get("task_id") or DEFAULT_TASK
+
+
+def sidebar(ws: Workspace) -> None:
+    tasks = task_ids(ws)
+    if st.session_state.get("task_id") not in tasks:
+        st.session_state["task_id"] = tasks[0]
+    st.sidebar.selectbox("Task", tasks, key="task_id", help="Safety-Gymnasium task the pages work on")
+    st.sidebar.toggle("Demo mode", key="demo", help="plain language and a guided path for showing PREFINE to non-experts")
+    st.sidebar.caption(f"Workspace: {ws.root}")
+
+
+def annotator() -> str:
+    """This session's annotator name ('' until entered); never shared between sessions."""
+    return (st.session_state.get("annotator") or "").strip()
+
+
+def guarded(action, *args, success: str | None = None, **kwargs):
+    """Run ``action``; show a ValueError/OSError as a message that says what to do instead of a traceback."""
+    try:
+        value = action(*args, **kwargs)
+    except (ValueError, OSError) as exc:
+        st.error(str(exc))
+        return None
+    if success:
+        st.toast(success)
+    return value
+
+
+def number_widget(container, field: dict, value, key: str):
+    """A widget for one generated config field: a select for choices, else a bounded number input."""
+    if field["choices"]:
+        return container.selectbox(field["name"], field["choices"], index=field["choices"].index(value),
+                                   help=field["help"], key=key)
+    if field["type"] == "int":
+        return container.number_input(field["name"], min_value=field["min"], max_value=field["max"], value=int(value),
+                                      step=1, help=field["help"], key=key)
+    low, high = field["min"], field["max"]
+    return container.number_input(field["name"], min_value=None if low is None else float(low),
+                                  max_value=None if high is None else float(high), value=float(value),
+                                  step=float(f"{abs(value) / 10:.0e}") if value else 0.01, format="%g",
+                                  help=field["help"], key=key)
+
+
+def plain(text: str) -> str:
+    """User or data text made safe for markdown: shown literally, never as markup or HTML."""
+    specials = "\\`*_{}[]()<>#+-.!|~$"
+    return "".join("\\" + ch if ch in specials else ch for ch in str(text))

@@ -1,0 +1,270 @@
+"""Background runs as OS processes whose state lives in the store.
+
+The app never trains in its own thread. :func:`launch` records a run (status ``queued``) and
+spawns ``python -m prefine_core.jobs run <run_id>`` in a new session; that process marks the run
+``running``, beats a heartbeat every few seconds, writes its metrics to the store and its output
+to ``<runs>/<id>/log.txt``, and ends it ``done``, ``failed`` (with the error) or ``cancelled``
+(SIGTERM from :func:`cancel`). Because everything is in the store, a reloaded page or a restarted
+app sees the same jobs and curves. :func:`reap` marks runs whose process is gone (the app or the
+machine restarted, the process was killed) as failed; :func:`resume` starts them again in the same
+folder, where the fine-tuner picks up its last checkpoint.
+
+A job kind is a function ``(ws, run, report) -> dict`` in :data:`KINDS`; ``report(step, metrics)``
+writes metrics. The result dict is saved as ``<runs>/<id>/result.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+from prefine_core.store import RunRecord
+from prefine_core.store.schema import utcnow
+from prefine_core.workspace import Workspace
+
+#: Seconds between heartbeats; a live run's heartbeat is never older than :data:`STALE_AFTER`.
+HEARTBEAT_EVERY = 3.0
+STALE_AFTER = timedelta(seconds=45)
+#: A queued run whose process never reported within this time is considered lost.
+START_TIMEOUT = timedelta(seconds=120)
+ACTIVE = ("queued", "running")
+REPO = Path(__file__).resolve().parent.parent
+_CHILDREN: dict[int, subprocess.Popen] = {}  # spawned by this process, polled so none stays a zombie
+
+
+class Cancelled(BaseException):
+    """Raised in a job process on SIGTERM."""
+
+
+def run_dir(ws: Workspace, run_id: int) -> Path:
+    return ws.runs_dir / str(run_id)
+
+
+def log_path(ws: Workspace, run_id: int) -> Path:
+    return run_dir(ws, run_id) / "log.txt"
+
+
+def result(ws: Workspace, run_id: int) -> dict | None:
+    """The result a finished run saved, or None."""
+    path = run_dir(ws, run_id) / "result.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# -- the app side ------------------------------------------------------------------------------
+
+def launch(ws: Workspace, kind: str, task_id: str, policy_id: int | None, config: dict) -> int:
+    """Record a run of ``kind`` and start its process; returns the run id."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; known: {sorted(KINDS)}")
+    run_id = ws.store.create_run(task_id, policy_id, kind, config)
+    _spawn(ws, run_id)
+    return run_id
+
+
+def _spawn(ws: Workspace, run_id: int) -> None:
+    folder = run_dir(ws, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PREFINE_WORKSPACE=str(ws.root), PREFINE_DB_URL=ws.store.url, OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.setdefault("MUJOCO_GL", "egl")
+    with open(log_path(ws, run_id), "ab") as log:
+        child = subprocess.Popen([sys.executable, "-m", "prefine_core.jobs", "run", str(run_id)], cwd=REPO, env=env,
+                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    _CHILDREN[child.pid] = child
+    ws.store.update_run(run_id, pid=child.pid, log_path=str(log_path(ws, run_id)))
+
+
+def _poll_children() -> None:
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def process_alive(pid: int | None, run_id: int | None = None) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on this machine, and — given ``run_id`` — that job's."""
+    if not pid:
+        return False
+    _poll_children()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    if state in ("Z", "X"):
+        return False
+    return run_id is None or (b"prefine_core.jobs" in cmdline and str(run_id).encode() in cmdline)
+
+
+def cancel(ws: Workspace, run_id: int) -> None:
+    """Ask a run to stop (SIGTERM to its process group); a run without a live process is marked cancelled."""
+    run = ws.store.get_run(run_id)
+    if run.status not in ACTIVE:
+        return
+    if process_alive(run.pid, run_id):
+        try:
+            os.killpg(run.pid, signal.SIGTERM)
+            return
+        except ProcessLookupError:
+            pass
+    ws.store.update_run(run_id, status="cancelled", error="cancelled before it started")
+
+
+def resume(ws: Workspace, run_id: int) -> None:
+    """Start a failed or cancelled run again in its own folder (the fine-tuner continues from its checkpoint)."""
+    run = ws.store.get_run(run_id)
+    if run.status in ACTIVE or run.status == "done":
+        raise ValueError(f"run {run_id} is {run.status}; only failed or cancelled runs can be resumed")
+    ws.store.update_run(run_id, status="queued", error=None, pid=None, heartbeat=None)
+    _spawn(ws, run_id)
+
+
+def lost(run: RunRecord, now=None) -> bool:
+    """Whether an active run's process is gone: dead pid here, or no heartbeat for :data:`STALE_AFTER`."""
+    if run.status not in ACTIVE:
+        return False
+    now = now or utcnow()
+    if run.pid and not process_alive(run.pid, run.id):
+        return True
+    if run.status == "running":
+        return run.heartbeat is None or now - run.heartbeat > STALE_AFTER
+    return now - (run.updated_at or run.created_at) > START_TIMEOUT
+
+
+def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
+    """Mark every active run whose process is gone as failed; returns their ids."""
+    gone = []
+    for run in ws.store.list_runs(task_id):
+        if lost(run):
+            ws.store.update_run(run.id, status="failed", error=(
+                "the run's process stopped without reporting (app restart, crash or out of memory); "
+                "press Resume to continue from its last checkpoint"))
+            gone.append(run.id)
+    return gone
+
+
+def log_tail(run: RunRecord, lines: int = 20) -> str:
+    if not run.log_path or not Path(run.log_path).is_file():
+        return ""
+    with open(run.log_path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 16_000))
+        text = handle.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# -- the job side ------------------------------------------------------------------------------
+
+def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_EVERY):
+        try:
+            ws.store.update_run(run_id, heartbeat=True)
+        except Exception as exc:  # a busy database must not kill the run; the next beat retries
+            print(f"heartbeat failed: {exc}", flush=True)
+
+
+def execute(ws: Workspace, run_id: int) -> str:
+    """Run job ``run_id`` in this process; returns its final status."""
+    import torch
+
+    torch.set_num_threads(1)
+    run = ws.store.get_run(run_id)
+
+    def on_term(signum, frame):
+        raise Cancelled()
+
+    signal.signal(signal.SIGTERM, on_term)
+    ws.store.update_run(run_id, status="running", pid=os.getpid(), heartbeat=True, error=None)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ws, run_id, stop), daemon=True)
+    beat.start()
+    print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {run.kind} on {run.task_id}", flush=True)
+
+    def report(step: int, metrics: dict) -> None:
+        ws.store.add_metrics(run_id, int(step), {k: float(v) for k, v in metrics.items() if k != "step"})
+
+    status, fields = "done", {}
+    try:
+        outcome = KINDS[run.kind](ws, run, report)
+        path = run_dir(ws, run_id) / "result.json"
+        path.write_text(json.dumps(outcome, indent=1, default=str))
+        fields["output_policy_id"] = outcome.get("output_policy_id")
+    except Cancelled:
+        status, fields["error"] = "cancelled", "cancelled by the user"
+    except Exception as exc:
+        traceback.print_exc()
+        status, fields["error"] = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ws.store.update_run(run_id, status=status, heartbeat=True, **fields)
+    print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {status} {fields.get('error') or ''}", flush=True)
+    return status
+
+
+def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
+    """A PREFINE (or BC, or trajectory-DPO) fine-tune of the run's policy on the task's labels."""
+    from prefine_core.policy import load_policy
+    from prefine_core.prefine import PrefineConfig
+    from prefine_core.teachers import SyntheticTeacher
+    from prefine_core.trainer import PreferenceData, PrefineTrainer
+
+    config = PrefineConfig.from_dict(run.config)
+    start = ws.store.get_policy(run.policy_id)
+    reference = load_policy(start.path, task_id=run.task_id)
+    pairs = ws.store.preference_pairs(run.task_id)
+    if not pairs:
+        raise ValueError(f"no decided labels for {run.task_id}: label some pairs (left/right) first")
+    print(f"{len(pairs)} decided pairs; starting from {start.name}", flush=True)
+    judge = SyntheticTeacher().true_choice if config.select == "teacher" else None
+    trainer = PrefineTrainer(
+        reference, PreferenceData.from_pairs(pairs), config, run_dir(ws, run.id), judge=judge,
+        on_step=lambda m: report(m["step"], m), on_eval=lambda m: report(m["step"], m),
+        name=f"run {run.id}: fine-tuned {start.name}", parent=start.name)
+    summary = trainer.run()
+    kind = "bc" if config.is_bc else "finetuned"
+    policy_id = ws.store.add_policy(f"run {run.id} ({kind}, {len(pairs)} pairs)", summary["path"], run.task_id, kind,
+                                    parent_id=start.id, provenance={"run_id": run.id, "config": config.to_dict()})
+    return {"output_policy_id": policy_id, "path": summary["path"], "selected_step": summary["selected_step"],
+            "train_seconds": summary["train_seconds"]}
+
+
+def _compare(ws: Workspace, run: RunRecord, report) -> dict:
+    from prefine_core.comparison import run_comparison
+
+    return run_comparison(ws, run.config, run_dir(ws, run.id), report)
+
+
+def _prepare(ws: Workspace, run: RunRecord, report) -> dict:
+    from prefine_core.demo import prepare_pairs
+
+    return prepare_pairs(ws, run.task_id, run.config, report)
+
+
+KINDS: dict[str, Callable] = {"prefine": _finetune, "compare": _compare, "prepare": _prepare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "run" or not argv[1].isdigit():
+        print("usage: python -m prefine_core.jobs run RUN_ID", file=sys.stderr)
+        return 2
+    status = execute(Workspace.open(), int(argv[1]))
+    return 0 if status == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""What the label page shows and does: the pair in view, the shortcuts, progress, and one choice.
+
+Each browser session labels under its own annotator name (kept in that session only), so two
+people on one workspace never mix their labels; :meth:`Store.next_pair` hands each of them a
+different pair while overlap allows.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefine_core.store import PairRecord, Store
+from prefine_core.store.records import MAX_NAME
+
+#: (action, button label, shortcut keys shown on screen)
+CHOICES = (
+    ("left", "Left (A) safer", "← or 1"),
+    ("right", "Right (B) safer", "→ or 2"),
+    ("equal", "Equally safe", "E or 3"),
+    ("cant_tell", "Can't tell", "C or 4"),
+    ("skip", "Skip", "S or 5"),
+)
+UNDO_KEYS = "U"
+PLAYER_KEYS = (("space", "play / pause"), (",  .", "frame back / forward"), ("[  ]", "slower / faster"),
+               ("click the timeline", "seek"))
+ACTIONS = {action for action, _, _ in CHOICES} | {"undo"}
+
+
+@dataclass(frozen=True)
+class PairView:
+    pair_id: int
+    video: bytes | None
+    video_plain: bytes | None
+    """The same pair rendered without the cost overlay, if the pool rendered one."""
+    costs_left: list[float]
+    costs_right: list[float]
+    reason: str
+    strategy: str
+    fps: int = 30
+
+
+def check_annotator(name: str) -> str:
+    """The annotator name as typed, stripped; a ValueError says what is wrong with it."""
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("enter your name (or a nickname) so that your labels are yours")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"your name is {len(name)} characters long; use at most {MAX_NAME}")
+    if not name.isprintable():
+        raise ValueError("your name contains control characters; use letters, digits and spaces")
+    return name
+
+
+def plain_video_path(video_path: str | Path) -> Path:
+    """Where the cost-free rendering of a pair video lives, next to it."""
+    path = Path(video_path)
+    return path.with_name(f"{path.stem}-plain{path.suffix}")
+
+
+def pair_view(store: Store, pair: PairRecord) -> PairView:
+    def read(path) -> bytes | None:
+        return Path(path).read_bytes() if path and Path(path).is_file() else None
+
+    return PairView(
+        pair_id=pair.id, video=read(pair.video_path),
+        video_plain=read(plain_video_path(pair.video_path)) if pair.video_path else None,
+        costs_left=store.get_trajectory(pair.left_id).costs.tolist(),
+        costs_right=store.get_trajectory(pair.right_id).costs.tolist(), reason=pair.reason, strategy=pair.strategy)
+
+
+def current_pair(store: Store, annotator: str, task_id: str, pair_id: int | None) -> PairRecord | None:
+    """The pair this session is on (``pair_id``), else the next one the store hands this annotator."""
+    if pair_id is not None:
+        try:
+            return store.get_pair(pair_id)
+        except ValueError:
+            pass
+    return store.next_pair(annotator, task_id)
+
+
+def apply(store: Store, annotator: str, action: str, pair_id: int | None, seconds: float | None = None) -> str:
+    """Record ``action`` (a choice, skip, or undo) for ``annotator``; returns what happened, in words."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if action == "undo":
+        undone = store.undo_last_label(annotator)
+        return "nothing to undo" if undone is None else f"undid your label on pair {undone}; it is shown again"
+    if pair_id is None:
+        raise ValueError("no pair is shown")
+    store.add_label(pair_id, annotator, action, seconds=None if seconds is None else min(max(seconds, 0.0), 3600.0))
+    return f"saved '{dict((a, l) for a, l, _ in CHOICES)[action]}' for pair {pair_id}"
+
+
+def progress(store: Store, annotator: str, task_id: str) -> dict:
+    """mine (this annotator's standing labels), labelled and pending pairs, videos ready, for the task."""
+    counts = store.counts(task_id)
+    labels = store.effective_labels(task_id)
+    return {"mine": int((labels.annotator == annotator).sum()), "labelled": counts["labelled"],
+            "pending": counts["pending"], "pairs": counts["pairs"], "videos_ready": counts["videos_ready"]}
+
+
+def keys_html() -> str:
+    """The shortcut legend shown under the player (static text, no user input in it)."""
+    parts = [f"<kbd>{html.escape(keys)}</kbd> {html.escape(label)}" for _, label, keys in CHOICES]
+    parts.append(f"<kbd>{UNDO_KEYS}</kbd> undo")
+    parts += [f"<kbd>{html.escape(k)}</kbd> {html.escape(v)}" for k, v in PLAYER_KEYS]
+    return " · ".join(parts)

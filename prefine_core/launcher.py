@@ -1,0 +1,53 @@
+"""What the fine-tune page needs: the form generated from PrefineConfig, launching, and the job list."""
+from __future__ import annotations
+
+import pandas as pd
+
+from prefine_core import jobs
+from prefine_core.prefine import PrefineConfig, config_fields
+from prefine_core.workspace import Workspace
+
+#: Fields shown first; the rest go under "More settings".
+PRIMARY = ("steps", "beta", "bc_weight", "dispref_weight", "learning_rate", "segment_length", "eval_every", "select")
+#: Cost limit κ drawn on the cost curves (DESIGN §5; the velocity tasks' default).
+COST_LIMIT = 25.0
+
+
+def form_fields() -> tuple[list[dict], list[dict]]:
+    """(primary, more) field descriptions of :func:`prefine_core.prefine.config_fields`."""
+    fields = config_fields()
+    primary = sorted((f for f in fields if f["name"] in PRIMARY), key=lambda f: PRIMARY.index(f["name"]))
+    return primary, [f for f in fields if f["name"] not in PRIMARY]
+
+
+def start_policies(ws: Workspace, task_id: str) -> list:
+    """Policies a fine-tune may start from: the task's reference first, then earlier fine-tunes."""
+    order = {"reference": 0, "finetuned": 1, "bc": 2, "imported": 3, "behaviour": 4}
+    return sorted(ws.store.list_policies(task_id), key=lambda p: (order.get(p.kind, 9), -p.id))
+
+
+def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: dict) -> int:
+    """Validate the form values and the data, then start the run; a ValueError says what to fix."""
+    if policy_id is None:
+        raise ValueError(f"no policy to start from for {task_id}; import one on the Data page")
+    config = PrefineConfig.from_dict(values)
+    policy = ws.store.get_policy(policy_id)
+    if policy.task_id != task_id:
+        raise ValueError(f"{policy.name} is a policy for {policy.task_id}; pick a policy for {task_id}")
+    decided = len(ws.store.decided_pairs(task_id))
+    if decided < 2:
+        raise ValueError(f"{decided} pair(s) of {task_id} have a left/right label; label at least 2 "
+                         "(Label page, or auto-label on Home) before fine-tuning")
+    return jobs.launch(ws, "prefine", task_id, policy_id, config.to_dict())
+
+
+def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
+    """One row per run of the task, newest first, after marking runs whose process died as failed."""
+    jobs.reap(ws, task_id)
+    rows = []
+    for run in ws.store.list_runs(task_id):
+        metrics = ws.store.run_metrics(run.id) if run.kind == "prefine" else pd.DataFrame(columns=["step"])
+        rows.append({"id": run.id, "kind": run.kind, "status": run.status,
+                     "step": int(metrics.step.max()) if len(metrics) else 0,
+                     "of": run.config.get("steps", ""), "started": run.created_at, "error": run.error or ""})
+    return pd.DataFrame(rows, columns=["id", "kind", "status", "step", "of", "started", "error"])

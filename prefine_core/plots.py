@@ -1,0 +1,85 @@
+"""Plotly figures from pandas frames: training curves and result distributions.
+
+Curves follow the habit of TensorBoard and W&B: the smoothed line on top, the raw values faint
+beneath, so smoothing never hides a spike. The cost curve carries the cost limit as a dashed line.
+Every function takes plain frames or dicts and returns a ``plotly.graph_objects.Figure``; nothing
+here knows about Streamlit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+#: Curves shown for a fine-tune run, in order: (panel title, metric names).
+CURVE_PANELS = (
+    ("Loss terms", ("loss/total", "loss/pref", "loss/dispref", "loss/bc")),
+    ("Preference accuracy", ("pref/accuracy",)),
+    ("Evaluation return", ("eval/return",)),
+    ("Evaluation cost", ("eval/cost",)),
+)
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def smooth(values: np.ndarray | pd.Series, weight: float) -> np.ndarray:
+    """Exponential moving average with TensorBoard's debiasing; ``weight`` in [0, 1), 0 = raw."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    values = np.asarray(values, dtype=float)
+    out = np.empty_like(values)
+    last, norm = 0.0, 0.0
+    for i, value in enumerate(values):
+        last = weight * last + (1 - weight) * value
+        norm = weight * norm + (1 - weight)
+        out[i] = last / norm
+    return out
+
+
+def wide_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Long (step, name, value) rows -> one column per metric indexed by step; a step written twice
+    (a resumed run repeats the steps after its last checkpoint) keeps its latest value."""
+    if metrics.empty:
+        return pd.DataFrame()
+    latest = metrics.drop_duplicates(["step", "name"], keep="last")
+    return latest.pivot(index="step", columns="name", values="value").sort_index()
+
+
+def curve_figure(metrics: pd.DataFrame, names: tuple[str, ...], title: str = "", smoothing: float = 0.6,
+                 cost_limit: float | None = None, height: int = 280) -> go.Figure:
+    """One panel: each metric in ``names`` as a faint raw line and a smoothed line over step."""
+    wide = wide_metrics(metrics)
+    fig = go.Figure()
+    for i, name in enumerate(n for n in names if n in wide.columns):
+        series = wide[name].dropna()
+        color = _COLORS[i % len(_COLORS)]
+        fig.add_trace(go.Scatter(x=series.index, y=series.values, name=f"{name} (raw)", mode="lines+markers",
+                                 line=dict(color=color, width=1), marker=dict(size=3), opacity=0.25,
+                                 showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=series.index, y=smooth(series.values, smoothing), name=name, mode="lines",
+                                 line=dict(color=color, width=2)))
+    if cost_limit is not None:
+        fig.add_hline(y=cost_limit, line_dash="dash", line_color="#d62728",
+                      annotation_text=f"cost limit {cost_limit:g}", annotation_position="top left")
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def run_figures(metrics: pd.DataFrame, smoothing: float = 0.6, cost_limit: float | None = None) -> list[go.Figure]:
+    """The :data:`CURVE_PANELS` of a run that have data."""
+    present = set(metrics.name) if not metrics.empty else set()
+    return [curve_figure(metrics, names, title, smoothing, cost_limit if "eval/cost" in names else None)
+            for title, names in CURVE_PANELS if present.intersection(names)]
+
+
+def distribution_figure(samples: dict[str, list[float]], title: str, limit: float | None = None,
+                        height: int = 300) -> go.Figure:
+    """Per-episode values of several policies as overlaid box plots with every point shown."""
+    fig = go.Figure()
+    for i, (name, values) in enumerate(samples.items()):
+        fig.add_trace(go.Box(y=list(values), name=name, boxpoints="all", jitter=0.4, pointpos=0,
+                             marker_color=_COLORS[i % len(_COLORS)]))
+    if limit is not None:
+        fig.add_hline(y=limit, line_dash="dash", line_color="#d62728", annotation_text=f"limit {limit:g}")
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    return fig

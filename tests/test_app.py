@@ -1,0 +1,97 @@
+"""AppTest for every page on a small real workspace (short real rollouts, stand-in video bytes)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import CHEETAH, make_policy
+
+TIMEOUT = 60
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace with the shipped policies, 6 short clips and 4 pairs whose 'videos' exist."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("ws")
+    ws = Workspace.open(root)
+    reference = ws.store.list_policies(CHEETAH, kind="reference")[0]
+    policy = make_policy(CHEETAH)
+    with SafetyTask(CHEETAH) as task:
+        ids = [ws.store.add_trajectory(collect(policy, task, seed=s, max_steps=20), reference.id, "test@T1", ws.trajectories_dir)
+               for s in range(6)]
+    for i in range(4):
+        video = ws.videos_dir / f"pair-{i}.mp4"
+        video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        ws.store.add_pair(ids[i], ids[i + 1], "random", 0.5, f"random pick {i}", video_path=str(video))
+    return ws
+
+
+@pytest.fixture
+def app(workspace, monkeypatch):
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(workspace.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_shows_the_guided_path(app):
+    assert app.title[0].value == "PREFINE Studio"
+    assert app.button(key="auto_label") is not None
+    assert any("speed limit" in m.value for m in app.markdown)
+
+
+def test_label_needs_a_name_then_labels_and_undoes(app, workspace):
+    app.switch_page("pages/label.py").run()
+    assert not app.exception
+    assert any("Enter your name" in i.value for i in app.info)
+    app.text_input(key="annotator").input("ada").run()
+    assert not app.exception, app.exception
+    first = app.session_state["pair_id"]
+    app.button(key="choice_left").click().run()
+    assert not app.exception, app.exception
+    labels = workspace.store.effective_labels(CHEETAH)
+    assert labels[labels.annotator == "ada"].pair_id.tolist() == [first]
+    assert app.session_state["pair_id"] != first
+    app.button(key="undo").click().run()
+    labels = workspace.store.effective_labels(CHEETAH)
+    assert "ada" not in labels.annotator.tolist()
+    assert app.session_state["pair_id"] == first
+
+
+def test_markup_in_a_name_is_shown_as_text(app):
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("<b>eve</b>").run()
+    assert not app.exception
+    assert any(t.value == "Labelling as: <b>eve</b>" for t in app.text)
+    assert not any("<b>" in m.value for m in app.markdown)
+
+
+def test_finetune_form_is_generated_from_the_config(app):
+    from prefine_core.prefine import config_fields
+
+    app.switch_page("pages/finetune.py").run()
+    assert not app.exception, app.exception
+    for field in config_fields():
+        assert app.session_state[f"cfg_{field['name']}"] == field["default"]
+
+
+def test_finetune_without_labels_says_what_to_do(app):
+    app.switch_page("pages/finetune.py").run()
+    app.button(key="FormSubmitter:finetune_form-Launch").click().run()
+    assert any("label at least 2" in e.value for e in app.error)
+
+
+def test_compare_and_data_pages_render(app):
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+    app.switch_page("pages/data.py").run()
+    assert not app.exception, app.exception
