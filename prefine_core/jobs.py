@@ -183,7 +183,10 @@ def execute(ws: Workspace, run_id: int) -> str:
     torch.set_num_threads(1)
     run = ws.store.get_run(run_id)
 
+    cancelled = threading.Event()
+
     def on_term(signum, frame):
+        cancelled.set()
         raise Cancelled()
 
     signal.signal(signal.SIGTERM, on_term)
@@ -204,9 +207,12 @@ def execute(ws: Workspace, run_id: int) -> str:
         fields["output_policy_id"] = outcome.get("output_policy_id")
     except Cancelled:
         status, fields["error"] = "cancelled", "cancelled by the user"
-    except Exception as exc:
+    except Exception as exc:  # Cancelled raised inside a C call may arrive wrapped (ctypes.ArgumentError)
         traceback.print_exc()
-        status, fields["error"] = "failed", f"{type(exc).__name__}: {exc}"
+        if cancelled.is_set():
+            status, fields["error"] = "cancelled", "cancelled by the user"
+        else:
+            status, fields["error"] = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         stop.set()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,0 +1,109 @@
+"""Background jobs as real OS processes: done, crashed, cancelled, lost and resumed, fine-tune curves."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CHEETAH, make_policy
+from prefine_core import jobs
+
+
+def wait_for(ws, run_id, statuses, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        run = ws.store.get_run(run_id)
+        if run.status in statuses:
+            return run
+        time.sleep(0.3)
+    raise AssertionError(f"run {run_id} stayed {run.status}; log:\n{jobs.log_tail(run, 40)}")
+
+
+@pytest.fixture
+def ws(tmp_path):
+    from prefine_core.policy import save_policy
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    for seed in (0, 1):
+        path = save_policy(make_policy(CHEETAH, seed=seed), ws.policies_dir / f"p{seed}.safetensors")
+        ws.store.add_policy(f"policy {seed}", path, CHEETAH, "reference" if seed == 0 else "imported")
+    return ws
+
+
+def test_compare_job_runs_in_its_own_process(ws):
+    from prefine_core.comparison import comparison_config, comparison_table
+
+    run_id = jobs.launch(ws, "compare", CHEETAH, 1, comparison_config(1, 2, episodes=1, video_steps=10))
+    run = wait_for(ws, run_id, ("done", "failed"))
+    assert run.status == "done", run.error
+    assert run.pid != os.getpid()
+    result = jobs.result(ws, run_id)
+    assert os.path.getsize(result["video"]) > 0
+    assert set(comparison_table(result).metric) >= {"return (mean)", "cost (mean)", "violation rate"}
+    assert ws.store.run_metrics(run_id).step.max() == 2
+
+
+def test_a_crashing_run_is_failed_with_its_reason(ws):
+    from prefine_core.prefine import PrefineConfig
+
+    run_id = jobs.launch(ws, "prefine", CHEETAH, 1, PrefineConfig(select="last").to_dict())
+    run = wait_for(ws, run_id, ("done", "failed"))
+    assert run.status == "failed" and "no decided labels" in run.error
+    assert "no decided labels" in jobs.log_tail(run)
+
+
+def test_cancel_stops_the_process(ws):
+    from prefine_core.comparison import comparison_config
+
+    run_id = jobs.launch(ws, "compare", CHEETAH, 1, comparison_config(1, 2, episodes=100))
+    run = wait_for(ws, run_id, ("running",))
+    jobs.cancel(ws, run_id)
+    run = wait_for(ws, run_id, ("cancelled", "failed", "done"), timeout=30)
+    assert run.status == "cancelled"
+    deadline = time.time() + 10
+    while jobs.process_alive(run.pid, run_id) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not jobs.process_alive(run.pid, run_id)
+
+
+def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
+    from prefine_core.comparison import comparison_config
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", comparison_config(1, 2, episodes=1, video_steps=10))
+    ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
+    assert jobs.reap(ws) == [run_id]
+    run = ws.store.get_run(run_id)
+    assert run.status == "failed" and "Resume" in run.error
+    jobs.resume(ws, run_id)
+    assert wait_for(ws, run_id, ("done", "failed")).status == "done"
+    with pytest.raises(ValueError, match="only failed or cancelled"):
+        jobs.resume(ws, run_id)
+
+
+def test_tiny_finetune_writes_curves_and_a_policy(ws):
+    from prefine_core.demo import auto_label
+    from prefine_core.envs import SafetyTask
+    from prefine_core.prefine import PrefineConfig
+    from prefine_core.rollout import collect
+
+    with SafetyTask(CHEETAH) as task:
+        ids = [ws.store.add_trajectory(collect(make_policy(CHEETAH, seed=s), task, seed=s, max_steps=60), 1, f"src{s}",
+                                       ws.trajectories_dir) for s in range(6)]
+    pairs = [ws.store.add_pair(a, b, "random", 0.0, "test pair") for a, b in zip(ids, ids[1:])]
+    assert auto_label(ws, CHEETAH, 10) == 5
+    for pair_id in pairs:  # random policies rarely exceed the limit: the teacher says "equal"; decide by hand
+        ws.store.add_label(pair_id, "tester", "left")
+    config = PrefineConfig(steps=20, log_every=5, eval_every=10, eval_episodes=1, segment_length=20, batch_size=4,
+                           bc_batch_size=32, select="last")
+    run_id = jobs.launch(ws, "prefine", CHEETAH, 1, config.to_dict())
+    run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
+    assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
+    metrics = ws.store.run_metrics(run_id)
+    assert {"loss/total", "eval/return", "eval/cost"} <= set(metrics.name)
+    assert ws.store.get_policy(run.output_policy_id).kind == "finetuned"
