@@ -11,10 +11,12 @@ store interface, the teacher under its own annotator name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from prefine_core.rollout import Trajectory
+if TYPE_CHECKING:  # keeps ``import prefine_core.store`` (which needs CHOICES) free of torch
+    from prefine_core.rollout import Trajectory
 
 #: The answers a labeller can give for a pair shown as (left, right).
 CHOICES = ("left", "right", "equal", "cant_tell")

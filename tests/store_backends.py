@@ -95,3 +95,13 @@ def costly(trajectory, cost: float):
     from dataclasses import replace
 
     return replace(trajectory, costs=np.full(trajectory.length, cost, dtype=np.float32))
+
+
+def many_pairs(store, folder, episode, n_pairs: int) -> list[int]:
+    """``n_pairs`` pairs over windows of one real rollout, written in one transaction."""
+    import itertools
+
+    n_traj = next(k for k in range(2, 1000) if k * (k - 1) // 2 >= n_pairs)
+    with store.batch() as batch:
+        ids = [batch.add_trajectory(w, None, "load", folder) for w in windows(episode, n_traj)]
+        return [batch.add_pair(a, b, "random", 0.0, "load test") for a, b in itertools.islice(itertools.combinations(ids, 2), n_pairs)]

@@ -12,13 +12,12 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-
-from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
 from prefine_core.store.records import (
@@ -28,6 +27,9 @@ from prefine_core.store.records import (
 
 #: How long a pair handed to an annotator counts as taken by them (for overlap) before it is freed.
 LEASE = timedelta(minutes=10)
+if TYPE_CHECKING:  # the store itself does not import torch (rollout does), so worker processes start fast
+    from prefine_core.rollout import Trajectory
+
 _RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartbeat", "config"}
 _MAX_SECONDS = 24 * 3600.0
 
@@ -107,6 +109,8 @@ class _Writer:
             created_at=S.utcnow()).returning(S.policies.c.id)).scalar_one()
 
     def add_trajectory(self, trajectory, policy_id, source, folder, temperature=None, video_path=None) -> int:
+        from prefine_core.rollout import Trajectory, save_trajectory
+
         if not isinstance(trajectory, Trajectory):
             raise ValueError(f"trajectory must be a rollout.Trajectory, got {type(trajectory).__name__}")
         if trajectory.length == 0:
@@ -246,7 +250,7 @@ class Store:
         return [PolicyRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
 
     # -- trajectories -------------------------------------------------------------------------
-    def add_trajectory(self, trajectory: Trajectory, policy_id: int | None, source: str, folder: str | os.PathLike,
+    def add_trajectory(self, trajectory: "Trajectory", policy_id: int | None, source: str, folder: str | os.PathLike,
                        temperature: float | None = None, video_path: str | None = None) -> int:
         """Write the arrays to ``<folder>/traj-<uuid>.npz`` and register them; returns the trajectory id."""
         return self._write(lambda w: w.add_trajectory(trajectory, policy_id, source, folder, temperature, video_path))
@@ -257,7 +261,9 @@ class Store:
             raise ValueError(f"trajectory_id {trajectory_id} does not exist")
         return TrajectoryRecord(**row._mapping)
 
-    def get_trajectory(self, trajectory_id: int) -> Trajectory:
+    def get_trajectory(self, trajectory_id: int) -> "Trajectory":
+        from prefine_core.rollout import load_trajectory
+
         return load_trajectory(self.trajectory_record(trajectory_id).path)
 
     def list_trajectories(self, task_id: str | None = None, source: str | None = None) -> list[TrajectoryRecord]:
@@ -429,7 +435,7 @@ class Store:
                 result.append((int(left), int(right)) if votes > 0 else (int(right), int(left)))
         return result
 
-    def preference_pairs(self, task_id: str) -> list[tuple[Trajectory, Trajectory]]:
+    def preference_pairs(self, task_id: str) -> list[tuple["Trajectory", "Trajectory"]]:
         """(winner, loser) trajectories of every decided pair (see :meth:`decided_pairs`)."""
         return [(self.get_trajectory(w), self.get_trajectory(l)) for w, l in self.decided_pairs(task_id)]
 
