@@ -3,7 +3,7 @@ import streamlit as st
 
 from prefine_core.components import ui
 
-st.set_page_config(page_title="PREFINE Studio", page_icon="🛡️", layout="wide")
+st.set_page_config(page_title="PREFINE Studio", page_icon=":material/shield:", layout="wide")
 try:
     ws = ui.workspace()
 except (ValueError, OSError) as exc:
@@ -12,9 +12,9 @@ except (ValueError, OSError) as exc:
     st.stop()
 ui.sidebar(ws)
 st.navigation([
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/label.py", title="Label", icon="🏷️"),
-    st.Page("pages/finetune.py", title="Fine-tune", icon="📈"),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-    st.Page("pages/data.py", title="Data", icon="🗂️"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/label.py", title="Label", icon=":material/label:"),
+    st.Page("pages/finetune.py", title="Fine-tune", icon=":material/monitoring:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/data.py", title="Data", icon=":material/database:"),
 ]).run()

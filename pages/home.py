@@ -28,7 +28,7 @@ with st.container(border=True):
 
 with st.container(border=True):
     st.markdown(f"**2 · Judge** — *{demo.question(task)}* — {status.labels} labels, {status.decided} decided pairs")
-    st.page_link("pages/label.py", label="Label pairs yourself", icon="🏷️")
+    st.page_link("pages/label.py", label="Label pairs yourself", icon=":material/label:")
     c1, c2 = st.columns([1, 3])
     n = c1.number_input("Pairs to auto-label", 1, 500, 20, key="auto_n", label_visibility="collapsed")
     if c2.button("Auto-label with the synthetic teacher", key="auto_label",
@@ -50,14 +50,14 @@ with st.container(border=True):
         values = {**PrefineConfig().to_dict(), **demo.DEMO_FINETUNE}
         if ui.guarded(launch_finetune, ws, task, status.reference_id, values) is not None:
             st.switch_page("pages/finetune.py")
-    st.page_link("pages/finetune.py", label="Fine-tune page: all settings and curves", icon="📈")
+    st.page_link("pages/finetune.py", label="Fine-tune page: all settings and curves", icon=":material/monitoring:")
 
 with st.container(border=True):
     st.markdown("**4 · Before and after** — the reference and the fine-tuned policy on the same seeds")
     if status.finetuned_id is None:
         st.caption("Available once a fine-tune has finished.")
     else:
-        st.page_link("pages/compare.py", label="Compare before / after", icon="⚖️")
+        st.page_link("pages/compare.py", label="Compare before / after", icon=":material/compare:")
 
 
 @st.fragment(run_every=3.0 if status.preparing or status.training else None)

@@ -44,17 +44,20 @@ with left:
     pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"))
     if pair is None:
         st.success("No pairs left for you in this task. Prepare more on the Home page, or fine-tune now.")
-        st.page_link("pages/home.py", label="Home: prepare pairs", icon="🏠")
+        st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
         st.stop()
     st.session_state["pair_id"] = pair.id
     view = labelling.pair_view(ws.store, pair)
     if view.video is None:
         st.warning("This pair's video is still being rendered; it appears here as soon as it is ready.")
+        st.fragment(run_every=2.0)(lambda: ws.store.get_pair(pair.id).video_ready and st.rerun())()
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):
-        col.button(f"{label} ({keys})", key=f"choice_{action}", on_click=act, args=(action,), use_container_width=True)
-    cols[-1].button(f"Undo ({labelling.UNDO_KEYS})", key="undo", on_click=act, args=("undo",), use_container_width=True)
+        col.button(label, key=f"choice_{action}", on_click=act, args=(action,), use_container_width=True,
+                   help=f"shortcut: {keys}")
+    cols[-1].button("Undo", key="undo", on_click=act, args=("undo",), use_container_width=True,
+                    help=f"shortcut: {labelling.UNDO_KEYS}")
     if st.session_state.get("flash"):
         st.caption(st.session_state.pop("flash"))
 

@@ -15,9 +15,9 @@ from prefine_core.store.records import MAX_NAME
 
 #: (action, button label, shortcut keys shown on screen)
 CHOICES = (
-    ("left", "Left (A) safer", "← or 1"),
-    ("right", "Right (B) safer", "→ or 2"),
-    ("equal", "Equally safe", "E or 3"),
+    ("left", "A safer", "← or 1"),
+    ("right", "B safer", "→ or 2"),
+    ("equal", "Equal", "E or 3"),
     ("cant_tell", "Can't tell", "C or 4"),
     ("skip", "Skip", "S or 5"),
 )

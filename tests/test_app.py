@@ -14,7 +14,7 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """A workspace with the shipped policies, 6 short clips and 4 pairs whose 'videos' exist."""
+    """A workspace with the shipped policies, 10 short clips and 9 pairs whose 'videos' exist."""
     from prefine_core.envs import SafetyTask
     from prefine_core.rollout import collect
     from prefine_core.workspace import Workspace
@@ -25,8 +25,8 @@ def workspace(tmp_path_factory):
     policy = make_policy(CHEETAH)
     with SafetyTask(CHEETAH) as task:
         ids = [ws.store.add_trajectory(collect(policy, task, seed=s, max_steps=20), reference.id, "test@T1", ws.trajectories_dir)
-               for s in range(6)]
-    for i in range(4):
+               for s in range(10)]
+    for i in range(9):
         video = ws.videos_dir / f"pair-{i}.mp4"
         video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
         ws.store.add_pair(ids[i], ids[i + 1], "random", 0.5, f"random pick {i}", video_path=str(video))
@@ -95,3 +95,44 @@ def test_compare_and_data_pages_render(app):
     assert not app.exception, app.exception
     app.switch_page("pages/data.py").run()
     assert not app.exception, app.exception
+
+
+def test_two_sessions_label_under_their_own_names(app, workspace):
+    other = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    for at, name in ((app, "ann"), (other, "bob")):
+        at.switch_page("pages/label.py").run()
+        at.text_input(key="annotator").input(name).run()
+    assert app.session_state["pair_id"] != other.session_state["pair_id"]
+    shown = {"ann": app.session_state["pair_id"], "bob": other.session_state["pair_id"]}
+    other.button(key="choice_right").click().run()
+    app.button(key="choice_left").click().run()
+    labels = workspace.store.effective_labels(CHEETAH)
+    got = {r.annotator: (r.pair_id, r.choice) for r in labels.itertuples() if r.annotator in shown}
+    assert got == {"ann": (shown["ann"], "left"), "bob": (shown["bob"], "right")}
+
+
+def test_runs_and_curves_come_back_after_a_reload(app, workspace):
+    run_id = workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
+    for step in (5, 10):
+        workspace.store.add_metrics(run_id, step, {"loss/total": 1.0 / step, "eval/cost": 30.0 - step})
+    workspace.store.update_run(run_id, status="failed", error="ValueError: boom")
+    app.switch_page("pages/finetune.py").run()  # a fresh session: nothing of this run is in session state
+    assert not app.exception, app.exception
+    assert app.session_state["run_select"] == run_id
+    assert any("boom" in m.value for m in app.markdown)
+    assert app.button(key=f"resume_{run_id}") is not None
+    assert len(app.get("plotly_chart")) == 2
+
+
+def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path / "fresh"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert at.button(key="prepare").proto.type == "primary"
+    at.switch_page("pages/label.py").run()
+    at.text_input(key="annotator").input("zoe").run()
+    assert any("No pairs left" in s.value for s in at.success)
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    at.switch_page("pages/finetune.py").run()
+    assert any("No runs yet" in i.value for i in at.info)

@@ -1,0 +1,153 @@
+"""End to end in headless Chromium: label five pairs by keyboard, undo one, fine-tune, compare.
+
+The app runs as a real ``streamlit run`` subprocess on a temporary workspace; Playwright drives
+Debian's chromium. Screenshots of every step land in ``test-artifacts/``, and the choice →
+next-pair latency measured in the browser is written to ``test-artifacts/latency.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CHEETAH
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("PREFINE_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """A small prepared workspace (8 pairs of 100-step clips) and the app serving it."""
+    from prefine_core.demo import prepare_pairs
+    from prefine_core.workspace import Workspace
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (./studio test installs it)")
+    root = tmp_path_factory.mktemp("e2e-ws")
+    ws = Workspace.open(root)
+    prepare_pairs(ws, CHEETAH, {"seeds": [0, 1], "max_steps": 100, "clip_length": 100, "pairs": 8}, lambda *a: None)
+    port = free_port()
+    env = dict(os.environ, PREFINE_WORKSPACE=str(root), MUJOCO_GL="egl")
+    env.pop("PREFINE_DB_URL", None)
+    log = open(root / "streamlit.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                               "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    yield url, ws
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def player(page):
+    return page.frame_locator('iframe[title="prefine_core.components.pair_player"]')
+
+
+def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
+    url, ws = app_url
+    page.goto(url)
+    page.get_by_text("PREFINE Studio").first.wait_for()
+    shot(page, "1-home")
+
+    page.get_by_role("link", name="Label").first.click()
+    page.get_by_label("Your name", exact=True).fill("e2e-ada")
+    page.get_by_label("Your name", exact=True).press("Enter")
+    body = player(page).locator("body[data-pair-id]")
+    body.wait_for()
+    player(page).locator("video[src]").wait_for(state="attached")
+    shot(page, "2-label")
+
+    latencies, labelled = [], []
+    for _ in range(5):
+        before = body.get_attribute("data-pair-id")
+        page.get_by_role("heading", name="Label").click()  # focus the app page, not an input
+        start = time.perf_counter()
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function(
+            """([before]) => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
+                 const b = f && f.contentDocument && f.contentDocument.body;
+                 return b && b.dataset.pairId && b.dataset.pairId !== before; }""", arg=[before], timeout=10_000)
+        latencies.append(time.perf_counter() - start)
+        labelled.append(int(before))
+    browser_ms = page.evaluate("""() => document.querySelector('iframe[title="prefine_core.components.pair_player"]')
+                                   .contentWindow.__prefineLatency""")
+    shot(page, "3-labelled-five")
+    page.keyboard.press("u")
+    page.wait_for_function(
+        """([want]) => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
+             return f && f.contentDocument.body.dataset.pairId === want; }""", arg=[str(labelled[-1])], timeout=10_000)
+    shot(page, "4-undone")
+    labels = ws.store.effective_labels(CHEETAH)
+    mine = labels[labels.annotator == "e2e-ada"]
+    assert sorted(mine.pair_id) == sorted(labelled[:4]) and set(mine.choice) == {"left"}
+    (ARTIFACTS / "latency.json").write_text(json.dumps(
+        {"choice_to_next_pair_s": latencies, "max_s": max(latencies), "last_in_browser_ms": browser_ms}, indent=1))
+    assert max(latencies) < 1.0, latencies
+
+    page.get_by_role("link", name="Fine-tune").first.click()
+    for name, value in {"steps": "40", "eval_every": "20", "segment_length": "20"}.items():
+        page.get_by_label(name, exact=True).fill(value)
+    page.get_by_text("More settings").click()
+    page.get_by_label("log_every", exact=True).fill("5")
+    page.get_by_label("eval_episodes", exact=True).fill("1")
+    page.get_by_role("button", name="Launch").click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+    shot(page, "5-finetune-curves")
+    run = ws.store.list_runs(CHEETAH)[0]
+    deadline = time.time() + 180
+    while ws.store.get_run(run.id).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(1)
+    run = ws.store.get_run(run.id)
+    assert run.status == "done", run.error
+    page.wait_for_timeout(2500)
+    shot(page, "6-finetune-done")
+
+    page.get_by_role("link", name="Compare").first.click()
+    page.get_by_label("Episodes", exact=True).fill("1")
+    page.get_by_label("Episodes", exact=True).press("Enter")
+    page.get_by_role("button", name="Evaluate both on the same seeds").click()
+    page.get_by_text("Same seed").wait_for(timeout=180_000)
+    page.locator("video").first.wait_for()
+    shot(page, "7-compare")
