@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def pool_sources(store: Store, config: PoolConfig) -> list[PoolSource]:
     sources = []
     for policy in store.list_policies(task_id=config.task_id):
         if policy.kind not in config.kinds:
+            continue
+        if not Path(policy.path).is_file():
+            warnings.warn(f"policy {policy.id} ({policy.name}) has no file at {policy.path}; left out of the pool")
             continue
         temps = config.reference_temperatures if policy.kind == "reference" else (config.other_temperature,)
         sources += [PoolSource(source_name(policy, t), policy, t) for t in temps]

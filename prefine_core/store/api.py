@@ -156,9 +156,11 @@ class _Writer:
         return self.conn.execute(select(S.labels).where(and_(
             S.labels.c.pair_id == pair_id, S.labels.c.annotator_id == annotator_id)).order_by(S.labels.c.id.desc()).limit(1)).first()
 
-    def add_label(self, pair_id, annotator, choice, seconds=None) -> int:
+    def add_label(self, pair_id, annotator, choice, seconds=None, created_at: datetime | None = None,
+                  allow_retract: bool = False) -> int:
+        """``created_at`` and ``allow_retract`` serve imports, which replay another store's history."""
         pair_id = _int_id("pair_id", pair_id)
-        if choice not in LABEL_CHOICES:
+        if choice not in LABEL_CHOICES and not (allow_retract and choice == RETRACT):
             raise ValueError(f"choice must be one of {LABEL_CHOICES}, got {choice!r}")
         if seconds is not None:
             seconds = _finite("seconds", seconds, 0.0, _MAX_SECONDS)
@@ -168,7 +170,7 @@ class _Writer:
         previous = self._latest_label(pair_id, annotator_id)
         return self.conn.execute(insert(S.labels).values(
             pair_id=pair_id, annotator_id=annotator_id, choice=choice, seconds=seconds,
-            supersedes_id=None if previous is None else previous.id, created_at=S.utcnow(),
+            supersedes_id=None if previous is None else previous.id, created_at=created_at or S.utcnow(),
         ).returning(S.labels.c.id)).scalar_one()
 
 

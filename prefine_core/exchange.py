@@ -1,0 +1,272 @@
+"""Export labels with their trajectories and provenance to an open format, import them back, and
+import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
+
+**Export format ``prefine-export/1``** — a folder (plain files, no pickle anywhere):
+
+* ``manifest.json``      ``{"format": "prefine-export/1", "created_at", "task_id", "counts"}``
+* ``policies.jsonl``     one policy per line: id, name, task_id, kind, parent_id, provenance, file
+                         (``policies/<id>.safetensors`` if the checkpoint was included, else null), path
+* ``trajectories.jsonl`` id, task_id, policy_id, source, seed, start, length, total_return,
+                         total_cost, fell, terminated, truncated, temperature, file (``arrays/<id>.npz``)
+* ``pairs.jsonl``        id, task_id, left_id, right_id, strategy, score, reason
+* ``labels.jsonl``       every label row ever written, oldest first: id, pair_id, annotator, choice
+                         (left | right | equal | cant_tell | skip | retract), seconds, supersedes_id,
+                         created_at (ISO 8601, UTC)
+* ``arrays/<id>.npz``    the arrays of one trajectory: obs (T, obs_dim), actions (T, act_dim) in
+                         [-1, 1], rewards (T,), costs (T,), terminated, truncated, task_id, seed
+                         (-1 = none), start, and ``constraint/<name>`` (T,) per constraint
+* ``policies/<id>.safetensors`` the checkpoints (safetensors + JSON metadata), if included
+
+Ids are the exporting store's; an import gives everything new ids and keeps the references.
+
+An import (of a bundle or of an HDF5 file) checks everything before it writes anything, writes
+all rows in one transaction, and writes array files to fresh names that are removed again if
+anything fails: a malformed or partial file is rejected with a message saying what is wrong, and
+the store is unchanged.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
+from prefine_core.store import LABEL_CHOICES, POLICY_KINDS, RETRACT
+from prefine_core.store.schema import utcnow
+from prefine_core.workspace import Workspace
+
+FORMAT = "prefine-export/1"
+HDF5_KEYS = ("observations", "actions", "rewards", "costs", "terminals", "timeouts")
+_FIELDS = {
+    "policies": ("id", "name", "task_id", "kind", "parent_id", "provenance", "file", "path"),
+    "trajectories": ("id", "task_id", "policy_id", "source", "seed", "start", "length", "temperature", "file"),
+    "pairs": ("id", "task_id", "left_id", "right_id", "strategy", "score", "reason"),
+    "labels": ("id", "pair_id", "annotator", "choice", "seconds", "supersedes_id", "created_at"),
+}
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=str, sort_keys=True) + "\n")
+
+
+def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = None,
+                  include_policies: bool = True) -> dict:
+    """Write the labels, pairs, trajectories and policies (of ``task_id``, or all) to folder ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"export folder {out} is not empty")
+    store = ws.store
+    pairs = store.list_pairs(task_id)
+    trajectories = store.list_trajectories(task_id)
+    labels = [h for h in store.label_history(task_id)]
+    policies = store.list_policies(task_id)
+    (out / "arrays").mkdir(parents=True, exist_ok=True)
+    policy_rows = []
+    for p in policies:
+        row = {k: v for k, v in asdict(p).items() if k != "created_at"}
+        row["file"] = None
+        if include_policies and Path(p.path).is_file():
+            (out / "policies").mkdir(exist_ok=True)
+            shutil.copyfile(p.path, out / "policies" / f"{p.id}.safetensors")
+            row["file"] = f"policies/{p.id}.safetensors"
+        policy_rows.append(row)
+    trajectory_rows = []
+    for t in trajectories:
+        save_trajectory(store.get_trajectory(t.id), out / "arrays", str(t.id))
+        row = {k: v for k, v in asdict(t).items() if k not in ("path", "video_path", "created_at")}
+        trajectory_rows.append(dict(row, file=f"arrays/{t.id}.npz"))
+    pair_rows = [{k: v for k, v in asdict(p).items() if k not in ("video_path", "created_at")} for p in pairs]
+    label_rows = [dict(asdict(h), created_at=h.created_at.isoformat() if h.created_at else None) for h in labels]
+    for name, rows in (("policies", policy_rows), ("trajectories", trajectory_rows), ("pairs", pair_rows),
+                       ("labels", label_rows)):
+        _write_jsonl(out / f"{name}.jsonl", rows)
+    counts = {"policies": len(policy_rows), "trajectories": len(trajectory_rows), "pairs": len(pair_rows),
+              "labels": len(label_rows)}
+    manifest = {"format": FORMAT, "created_at": utcnow().isoformat(), "task_id": task_id, "counts": counts}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return {"folder": str(out), **counts}
+
+
+def _read_jsonl(folder: Path, name: str) -> list[dict]:
+    path = folder / f"{name}.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{path.name} is missing from {folder}")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path.name} line {number} is not valid JSON: {exc}") from None
+        missing = [k for k in _FIELDS[name] if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ValueError(f"{path.name} line {number} lacks field(s) {missing}")
+        rows.append(row)
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids) or not all(isinstance(i, int) for i in ids):
+        raise ValueError(f"{path.name}: ids must be unique integers")
+    return rows
+
+
+def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, Trajectory]]:
+    """Everything an import needs, fully checked; raises ValueError saying what is wrong."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise ValueError(f"{folder} has no manifest.json; it is not a PREFINE export")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"manifest.json is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"manifest.json format is {manifest.get('format') if isinstance(manifest, dict) else None!r}, expected {FORMAT!r}")
+    rows = {name: _read_jsonl(folder, name) for name in _FIELDS}
+    for name, expected in (manifest.get("counts") or {}).items():
+        if name in rows and len(rows[name]) != expected:
+            raise ValueError(f"{name}.jsonl has {len(rows[name])} rows, the manifest says {expected}: the export is partial")
+    policy_ids = {p["id"] for p in rows["policies"]}
+    for p in rows["policies"]:
+        if p["kind"] not in POLICY_KINDS:
+            raise ValueError(f"policies.jsonl: policy {p['id']} has kind {p['kind']!r}, expected one of {POLICY_KINDS}")
+        if p["parent_id"] is not None and p["parent_id"] not in policy_ids:
+            raise ValueError(f"policies.jsonl: policy {p['id']} has parent_id {p['parent_id']}, which is not in the export")
+        if p["file"] is not None and not (folder / p["file"]).is_file():
+            raise ValueError(f"policies.jsonl: policy {p['id']} names file {p['file']}, which is missing")
+    arrays: dict[int, Trajectory] = {}
+    for t in rows["trajectories"]:
+        if t["policy_id"] is not None and t["policy_id"] not in policy_ids:
+            raise ValueError(f"trajectories.jsonl: trajectory {t['id']} has policy_id {t['policy_id']}, which is not in the export")
+        file = folder / str(t["file"])
+        if not file.is_file():
+            raise ValueError(f"trajectories.jsonl: trajectory {t['id']} names file {t['file']}, which is missing")
+        trajectory = load_trajectory(file)
+        if trajectory.length != t["length"] or trajectory.task_id != t["task_id"]:
+            raise ValueError(f"{t['file']} holds {trajectory.length} steps of {trajectory.task_id}, "
+                             f"trajectories.jsonl says {t['length']} of {t['task_id']}")
+        arrays[t["id"]] = trajectory
+    pair_ids = {p["id"] for p in rows["pairs"]}
+    for p in rows["pairs"]:
+        for side in ("left_id", "right_id"):
+            if p[side] not in arrays:
+                raise ValueError(f"pairs.jsonl: pair {p['id']} has {side} {p[side]}, which is not in the export")
+    seen: set[int] = set()
+    for label in rows["labels"]:
+        if label["pair_id"] not in pair_ids:
+            raise ValueError(f"labels.jsonl: label {label['id']} has pair_id {label['pair_id']}, which is not in the export")
+        if label["choice"] not in (*LABEL_CHOICES, RETRACT):
+            raise ValueError(f"labels.jsonl: label {label['id']} has choice {label['choice']!r}")
+        if label["supersedes_id"] is not None and label["supersedes_id"] not in seen:
+            raise ValueError(f"labels.jsonl: label {label['id']} supersedes {label['supersedes_id']}, which does not come before it")
+        seen.add(label["id"])
+    return manifest, rows, arrays
+
+
+def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
+    """Import an export made by :func:`export_bundle`; all or nothing. Returns counts of what was added."""
+    folder = Path(folder)
+    _, rows, arrays = _check_bundle(folder)
+    copied: list[Path] = []
+    try:
+        with ws.store.batch() as batch:
+            policy_map: dict[int, int] = {}
+            for p in sorted(rows["policies"], key=lambda r: r["id"]):
+                path = p["path"]
+                if p["file"] is not None:
+                    target = ws.policies_dir / "imported" / f"{uuid.uuid4().hex[:12]}-{Path(p['path']).name}"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(folder / p["file"], target)
+                    copied.append(target)
+                    path = str(target)
+                provenance = dict(p["provenance"] or {}, imported_from=str(folder.resolve()), original_id=p["id"])
+                policy_map[p["id"]] = batch.add_policy(p["name"], path, p["task_id"], p["kind"],
+                                                       policy_map.get(p["parent_id"]), provenance)
+            trajectory_map = {t["id"]: batch.add_trajectory(
+                arrays[t["id"]], policy_map.get(t["policy_id"]), t["source"], ws.trajectories_dir,
+                temperature=t["temperature"]) for t in rows["trajectories"]}
+            pair_map = {p["id"]: batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
+                                                p["strategy"], p["score"], p["reason"]) for p in rows["pairs"]}
+            for label in rows["labels"]:
+                created = datetime.fromisoformat(label["created_at"]) if label["created_at"] else None
+                batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
+                                created_at=created, allow_retract=True)
+    except BaseException:
+        for path in copied:
+            path.unlink(missing_ok=True)
+        raise
+    return {"policies": len(policy_map), "trajectories": len(trajectory_map), "pairs": len(pair_map),
+            "labels": len(rows["labels"])}
+
+
+def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            missing = [k for k in HDF5_KEYS if k not in handle]
+            if missing:
+                raise ValueError(f"{path.name} lacks dataset(s) {missing}; a DSRL/D4RL file has {list(HDF5_KEYS)}")
+            return {k: np.asarray(handle[k][()]) for k in HDF5_KEYS}
+    except OSError as exc:
+        raise ValueError(f"{path.name} is not a readable HDF5 file (corrupt or truncated?): {exc}") from None
+
+
+def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = "dataset") -> list[Trajectory]:
+    """Split flat D4RL-layout arrays into episodes at ``terminals`` or ``timeouts``; checks every array."""
+    n = len(data["rewards"])
+    if n == 0:
+        raise ValueError(f"{name} holds no steps")
+    for key in HDF5_KEYS:
+        if len(data[key]) != n:
+            raise ValueError(f"{name}: {key} has {len(data[key])} rows, rewards has {n}")
+    for key, ndim in (("observations", 2), ("actions", 2), ("rewards", 1), ("costs", 1), ("terminals", 1), ("timeouts", 1)):
+        if data[key].ndim != ndim:
+            raise ValueError(f"{name}: {key} must be {ndim}-D, got shape {data[key].shape}")
+        if key not in ("terminals", "timeouts") and not np.isfinite(data[key].astype(np.float64)).all():
+            raise ValueError(f"{name}: {key} holds non-finite values")
+    if (np.abs(data["actions"]) > 1.0 + 1e-5).any():
+        raise ValueError(f"{name}: actions lie outside [-1, 1] (max |a| = {np.abs(data['actions']).max():.3g})")
+    terminals, timeouts = data["terminals"].astype(bool), data["timeouts"].astype(bool)
+    ends = np.flatnonzero(terminals | timeouts) + 1
+    if not len(ends) or ends[-1] != n:
+        ends = np.append(ends, n)  # a last, unfinished episode is kept as truncated
+    result, start = [], 0
+    for stop in ends:
+        terminated = bool(terminals[stop - 1])
+        result.append(Trajectory(
+            task_id=task_id, obs=data["observations"][start:stop].astype(np.float32),
+            actions=np.clip(data["actions"][start:stop], -1, 1).astype(np.float32),
+            rewards=data["rewards"][start:stop].astype(np.float32), costs=data["costs"][start:stop].astype(np.float32),
+            terminated=terminated, truncated=not terminated))
+        start = stop
+    return result
+
+
+def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_length: int = 200,
+                max_episodes: int | None = None, source: str | None = None) -> dict:
+    """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.pool import clips
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no file at {path}")
+    data = _read_hdf5(path)
+    with SafetyTask(task_id) as task:
+        dims = (task.obs_dim, task.act_dim)
+    found = (data["observations"].shape[-1], data["actions"].shape[-1])
+    if found != dims:
+        raise ValueError(f"{path.name} has observations of size {found[0]} and actions of size {found[1]}; "
+                         f"{task_id} has {dims[0]} and {dims[1]}")
+    episodes = episodes_from_arrays(data, task_id, path.name)[:max_episodes]
+    source = source or f"dataset:{path.name}"
+    with ws.store.batch() as batch:
+        ids = [batch.add_trajectory(clip, None, source, ws.trajectories_dir) for e in episodes for clip in clips(e, clip_length)]
+    return {"source": source, "episodes": len(episodes), "clips": len(ids), "steps": int(sum(e.length for e in episodes))}

@@ -1,0 +1,190 @@
+"""Export/import round trip, DSRL/D4RL HDF5 import, and all-or-nothing rejection of bad files."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import CHEETAH, make_policy
+
+
+@pytest.fixture
+def labelled_ws(tmp_path, monkeypatch):
+    """A workspace with a real (tiny) pool, pairs, and a label history with a change of mind and an undo."""
+    from prefine_core import pool
+    from prefine_core.policy import save_policy
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws1", shipped=None)
+    path = save_policy(make_policy(CHEETAH), ws.policies_dir / "reference.safetensors")
+    ref = ws.store.add_policy("ref", path, CHEETAH, "reference", provenance={"algo": "ppo"})
+    ws.store.add_policy("ft", ws.policies_dir / "gone.safetensors", CHEETAH, "finetuned", parent_id=ref)
+    with pytest.warns(UserWarning, match="no file"):  # the fine-tuned policy's checkpoint is gone: left out
+        pool.collect_pool(ws, pool.PoolConfig(CHEETAH, seeds=(0,), reference_temperatures=(0.0, 1.0), clip_length=40,
+                                              max_steps=80))
+    p1, p2, p3 = pool.generate_pairs(ws.store, CHEETAH, 3, "random")
+    ws.store.add_label(p1, "ann", "left", seconds=3.0)
+    ws.store.add_label(p1, "ann", "right", seconds=1.0)
+    ws.store.add_label(p2, "bob", "skip")
+    ws.store.add_label(p3, "bob", "equal")
+    ws.store.undo_last_label("bob")
+    return ws
+
+
+def _label_view(store):
+    """Label history with ids replaced by the labelled trajectories' arrays' fingerprints."""
+    view = []
+    for h in store.label_history():
+        pair = store.get_pair(h.pair_id)
+        left = store.get_trajectory(pair.left_id)
+        view.append((h.annotator, h.choice, h.seconds, h.supersedes_id is not None, float(left.obs.sum()),
+                     pair.strategy, pair.reason))
+    return view
+
+
+def test_export_import_round_trip(labelled_ws, tmp_path):
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.policy import load_policy
+    from prefine_core.workspace import Workspace
+
+    summary = export_bundle(labelled_ws, tmp_path / "out")
+    assert summary["labels"] == 5 and summary["pairs"] == 3
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["format"] == "prefine-export/1"
+    ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
+    assert import_bundle(ws2, tmp_path / "out") == {"policies": 2, "trajectories": 4, "pairs": 3, "labels": 5}
+    assert _label_view(ws2.store) == _label_view(labelled_ws.store)
+    assert ws2.store.effective_labels().choice.tolist() == ["right"]
+    ref, ft = ws2.store.list_policies(CHEETAH)
+    assert ft.parent_id == ref.id and ref.provenance["algo"] == "ppo"
+    load_policy(ref.path, CHEETAH)  # the checkpoint travelled with the export
+    for a, b in zip(labelled_ws.store.list_trajectories(), ws2.store.list_trajectories()):
+        np.testing.assert_array_equal(labelled_ws.store.get_trajectory(a.id).actions, ws2.store.get_trajectory(b.id).actions)
+        assert (a.source, a.seed, a.start, a.temperature, a.total_cost) == (b.source, b.seed, b.start, b.temperature, b.total_cost)
+    export_bundle(ws2, tmp_path / "again")  # and the import exports to the same content
+    for name in ("pairs", "labels"):
+        first = [{k: v for k, v in json.loads(line).items() if k != "created_at"}
+                 for line in (tmp_path / "out" / f"{name}.jsonl").read_text().splitlines()]
+        second = [{k: v for k, v in json.loads(line).items() if k != "created_at"}
+                  for line in (tmp_path / "again" / f"{name}.jsonl").read_text().splitlines()]
+        assert len(first) == len(second)
+        assert [r.get("choice", r.get("reason")) for r in first] == [r.get("choice", r.get("reason")) for r in second]
+
+
+def _corrupt_missing_array(out):
+    next((out / "arrays").glob("*.npz")).unlink()
+
+
+def _corrupt_label_choice(out):
+    lines = (out / "labels.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    row["choice"] = "dunno"
+    (out / "labels.jsonl").write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+
+
+def _corrupt_truncated_labels(out):
+    (out / "labels.jsonl").write_text("\n".join((out / "labels.jsonl").read_text().splitlines()[:2]) + "\n")
+
+
+def _corrupt_bad_json(out):
+    with open(out / "pairs.jsonl", "a") as handle:
+        handle.write('{"id": 99, "left_id": \n')
+
+
+def _corrupt_late_failure(out):
+    """Passes the checks, fails inside the transaction (annotator name too long for the store)."""
+    lines = (out / "labels.jsonl").read_text().splitlines()
+    row = json.loads(lines[-1])
+    row["annotator"] = "x" * 80
+    (out / "labels.jsonl").write_text("\n".join([*lines[:-1], json.dumps(row)]) + "\n")
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (_corrupt_missing_array, "missing"),
+    (_corrupt_label_choice, "dunno"),
+    (_corrupt_truncated_labels, "partial"),
+    (_corrupt_bad_json, "not valid JSON"),
+    (_corrupt_late_failure, "annotator"),
+])
+def test_bad_bundle_is_rejected_and_changes_nothing(labelled_ws, tmp_path, corrupt, message):
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    corrupt(tmp_path / "out")
+    ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
+    before = ws2.store.counts()
+    with pytest.raises(ValueError, match=message):
+        import_bundle(ws2, tmp_path / "out")
+    assert ws2.store.counts() == before and ws2.store.list_policies() == []
+    assert [p for p in ws2.root.rglob("*") if p.is_file() and not p.name.startswith("prefine.db")] == []
+
+
+def _dsrl_file(path, episodes, drop=None, **override):
+    data = {
+        "observations": np.concatenate([e.obs for e in episodes]),
+        "actions": np.concatenate([e.actions for e in episodes]),
+        "rewards": np.concatenate([e.rewards for e in episodes]),
+        "costs": np.concatenate([e.costs for e in episodes]),
+        "terminals": np.zeros(sum(e.length for e in episodes), dtype=bool),
+        "timeouts": np.concatenate([np.arange(e.length) == e.length - 1 for e in episodes]),
+    }
+    data.update(override)
+    with h5py.File(path, "w") as handle:
+        for key, value in data.items():
+            if key != drop:
+                handle.create_dataset(key, data=value)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_episodes():
+    from prefine_core.envs import SafetyTask
+    from prefine_core.rollout import collect
+
+    with SafetyTask(CHEETAH) as task:
+        return [collect(make_policy(CHEETAH), task, seed=s, max_steps=60) for s in (0, 1)]
+
+
+def test_hdf5_import_splits_episodes_into_clips(tmp_path, two_episodes):
+    from prefine_core.exchange import import_hdf5
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    result = import_hdf5(ws, _dsrl_file(tmp_path / "cheetah.hdf5", two_episodes), CHEETAH, clip_length=30)
+    assert result == {"source": "dataset:cheetah.hdf5", "episodes": 2, "clips": 4, "steps": 120}
+    records = ws.store.list_trajectories(CHEETAH, source="dataset:cheetah.hdf5")
+    assert [(r.start, r.length, r.policy_id) for r in records] == [(0, 30, None), (30, 30, None)] * 2
+    np.testing.assert_array_equal(ws.store.get_trajectory(records[3].id).obs, two_episodes[1].obs[30:60])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"drop": "costs"}, "costs"),
+    ({"rewards": np.zeros(50, dtype=np.float32)}, "rewards has 50"),
+    ({"observations": np.full((120, 17), np.nan, dtype=np.float32)}, "observations holds non-finite"),
+    ({"observations": np.zeros((120, 5), dtype=np.float32)}, "observations of size 5"),
+    ({"actions": np.full((120, 6), 3.0, dtype=np.float32)}, "outside"),
+])
+def test_bad_hdf5_is_rejected_and_changes_nothing(tmp_path, two_episodes, kwargs, message):
+    from prefine_core.exchange import import_hdf5
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    with pytest.raises(ValueError, match=message):
+        import_hdf5(ws, _dsrl_file(tmp_path / "bad.hdf5", two_episodes, **kwargs), CHEETAH)
+    assert ws.store.counts()["trajectories"] == 0 and list(ws.trajectories_dir.iterdir()) == []
+
+
+def test_truncated_hdf5_is_rejected(tmp_path, two_episodes):
+    from prefine_core.exchange import import_hdf5
+    from prefine_core.workspace import Workspace
+
+    path = _dsrl_file(tmp_path / "full.hdf5", two_episodes)
+    (tmp_path / "cut.hdf5").write_bytes(path.read_bytes()[:3000])
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    with pytest.raises(ValueError, match="cut.hdf5"):
+        import_hdf5(ws, tmp_path / "cut.hdf5", CHEETAH)
+    assert ws.store.counts()["trajectories"] == 0
