@@ -1,7 +1,35 @@
-"""Data: browse trajectories, pairs and labels."""
+"""Data: browse clips, pairs, labels and policies; export, import, delete."""
 import streamlit as st
 
+from prefine_core import browse, transfer
 from prefine_core.components import ui
 
 ws, task = ui.workspace(), ui.task_id()
 st.title("Data")
+tabs = st.tabs(["Pairs", "Labels", "Clips", "Policies", "Agreement", "Export / import", "Delete"])
+with tabs[0]:
+    pairs = browse.pairs_frame(ws.store, task)
+    st.dataframe(pairs, hide_index=True, use_container_width=True, key="pairs_table")
+    if len(pairs):
+        pick = st.selectbox("Preview pair", pairs.id.tolist(), key="preview_pair")
+        pair = ws.store.get_pair(pick)
+        if pair.video_ready:
+            st.video(pair.video_path, loop=True, muted=True)
+        else:
+            st.caption("Its video is not rendered yet.")
+with tabs[1]:
+    st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, use_container_width=True, key="labels_table")
+with tabs[2]:
+    st.dataframe(browse.trajectories_frame(ws.store, task), hide_index=True, use_container_width=True, key="clips_table")
+with tabs[3]:
+    st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, use_container_width=True, key="policies_table")
+with tabs[5]:
+    if st.button("Prepare an export of this task", key="export"):
+        st.session_state["export_zip"] = ui.guarded(transfer.export_zip, ws, task)
+    if st.session_state.get("export_zip"):
+        st.download_button("Download export (.zip)", st.session_state["export_zip"], file_name=f"prefine-{task}.zip",
+                           mime="application/zip", key="download_export")
+    upload = st.file_uploader("Import a file", type=list(transfer.ACCEPTED), key="upload",
+                              help="a .zip exported here, a DSRL/D4RL .hdf5 dataset, or a .safetensors policy")
+    if upload is not None and st.button(f"Import {upload.name}", key="import"):
+        ui.guarded(lambda: st.success(transfer.import_upload(ws, upload.name, upload.getvalue(), task)))

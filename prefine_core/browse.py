@@ -1,0 +1,33 @@
+"""Tables of what a workspace holds, for the data page: clips, pairs, labels, policies."""
+from __future__ import annotations
+
+import pandas as pd
+
+from prefine_core.store import Store
+
+
+def trajectories_frame(store: Store, task_id: str) -> pd.DataFrame:
+    columns = ["id", "source", "seed", "start", "length", "total_return", "total_cost", "fell", "video_path"]
+    rows = [{c: getattr(r, c) for c in columns} for r in store.list_trajectories(task_id)]
+    return pd.DataFrame(rows, columns=columns).rename(columns={"video_path": "video"})
+
+
+def pairs_frame(store: Store, task_id: str) -> pd.DataFrame:
+    labels = store.effective_labels(task_id)
+    votes = labels.groupby("pair_id").choice.agg(lambda c: ", ".join(sorted(c))) if len(labels) else pd.Series(dtype=str)
+    rows = [{"id": p.id, "left": p.left_id, "right": p.right_id, "strategy": p.strategy, "reason": p.reason,
+             "video ready": p.video_ready, "labels": votes.get(p.id, "")} for p in store.list_pairs(task_id)]
+    return pd.DataFrame(rows, columns=["id", "left", "right", "strategy", "reason", "video ready", "labels"])
+
+
+def labels_frame(store: Store, task_id: str) -> pd.DataFrame:
+    """Every label row ever written (retractions and skips included), newest first."""
+    rows = [{"id": h.id, "pair": h.pair_id, "annotator": h.annotator, "choice": h.choice, "seconds": h.seconds,
+             "replaces": h.supersedes_id, "at": h.created_at} for h in store.label_history(task_id)]
+    return pd.DataFrame(rows, columns=["id", "pair", "annotator", "choice", "seconds", "replaces", "at"]).iloc[::-1]
+
+
+def policies_frame(store: Store, task_id: str) -> pd.DataFrame:
+    rows = [{"id": p.id, "name": p.name, "kind": p.kind, "parent": p.parent_id, "path": p.path}
+            for p in store.list_policies(task_id)]
+    return pd.DataFrame(rows, columns=["id", "name", "kind", "parent", "path"])

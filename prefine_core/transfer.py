@@ -1,0 +1,103 @@
+"""Files that cross the browser: export downloads and uploads to import, checked where they enter.
+
+An upload is recognised by its name and its first bytes, never trusted: a zip is an export bundle
+(:func:`prefine_core.exchange.import_bundle`, members checked against path tricks and size), an
+HDF5 file is an offline dataset (:func:`prefine_core.exchange.import_hdf5`), a ``.safetensors`` file
+is a policy (loaded and checked before it is registered). Anything else, or a broken file, raises a
+ValueError saying what to upload instead; the store is unchanged.
+"""
+from __future__ import annotations
+
+import io
+import tempfile
+import uuid
+import zipfile
+from pathlib import Path
+
+from prefine_core.workspace import Workspace
+
+MAX_UNPACKED = 2 * 1024**3
+ACCEPTED = ("zip", "h5", "hdf5", "safetensors")
+_WHAT = "upload a .zip exported from PREFINE Studio, a .hdf5 offline dataset or a .safetensors policy"
+
+
+def export_zip(ws: Workspace, task_id: str | None) -> bytes:
+    """The export bundle of ``task_id`` (all tasks if None) as zip bytes, for a download button."""
+    from prefine_core.exchange import export_bundle
+
+    with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
+        folder = Path(tmp) / "bundle"
+        export_bundle(ws, folder, task_id)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(folder).as_posix())
+        return buffer.getvalue()
+
+
+def _unpack(data: bytes, target: Path) -> Path:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise ValueError(f"the file is not a readable zip archive; {_WHAT}") from None
+    with archive:
+        members = archive.infolist()
+        if sum(m.file_size for m in members) > MAX_UNPACKED:
+            raise ValueError("the archive unpacks to more than 2 GB; export fewer tasks at a time")
+        for member in members:
+            name = Path(member.filename)
+            if name.is_absolute() or ".." in name.parts:
+                raise ValueError(f"the archive holds an unsafe path {member.filename!r}; it was not made by PREFINE Studio")
+        archive.extractall(target)
+    manifests = list(target.rglob("manifest.json"))
+    if len(manifests) != 1:
+        raise ValueError(f"the archive holds {len(manifests)} manifest.json files, expected one; {_WHAT}")
+    return manifests[0].parent
+
+
+def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
+    """Check and register an uploaded policy; the message says whether it fits ``task_id``."""
+    from prefine_core.policy import load_policy
+
+    target = ws.policies_dir / "imported" / f"{uuid.uuid4().hex[:12]}-{Path(filename).name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    try:
+        policy = load_policy(target)
+    except ValueError as exc:
+        target.unlink(missing_ok=True)
+        raise ValueError(f"{filename} is not a usable policy: {exc}") from None
+    meta = policy.meta
+    ws.store.add_policy(meta.name or Path(filename).stem, target, meta.task_id, "imported",
+                        provenance={"uploaded_as": filename, **meta.provenance})
+    if meta.task_id != task_id:
+        return (f"{filename} is a policy for {meta.task_id}, not {task_id}; it was added to {meta.task_id} — "
+                "switch the task in the sidebar to use it")
+    return f"{filename} was added as a policy for {task_id}"
+
+
+def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
+    """Import one uploaded file; returns what was added, in words."""
+    from prefine_core.exchange import import_bundle, import_hdf5
+
+    suffix = Path(filename).suffix.lower().lstrip(".")
+    if suffix not in ACCEPTED:
+        raise ValueError(f"{filename} is not a file PREFINE Studio can import; {_WHAT}")
+    if not data:
+        raise ValueError(f"{filename} is empty; {_WHAT}")
+    if suffix == "safetensors":
+        return import_policy(ws, filename, data, task_id)
+    with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
+        if suffix == "zip":
+            counts = import_bundle(ws, _unpack(data, Path(tmp)))
+            return f"imported {counts['pairs']} pairs, {counts['labels']} label rows, {counts['trajectories']} clips"
+        if not data.startswith(b"\x89HDF\r\n\x1a\n"):
+            raise ValueError(f"{filename} is not an HDF5 file (its first bytes are wrong); {_WHAT}")
+        path = Path(tmp) / Path(filename).name
+        path.write_bytes(data)
+        try:
+            counts = import_hdf5(ws, path, task_id)
+        except (OSError, KeyError) as exc:
+            raise ValueError(f"{filename} could not be read as a DSRL/D4RL dataset: {exc}") from None
+        return f"imported {counts['clips']} clips from {counts['episodes']} episodes as {counts['source']}"
