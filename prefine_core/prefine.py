@@ -50,7 +50,7 @@ def preference_loss(
     mask: torch.Tensor,
     beta: float,
     per_step: bool = False,
-    cap: float = 0.0,
+    clip: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One Bradley–Terry term −log σ(β[h(chosen) − h(rejected)]) per segment (DESIGN §4 eq. 4).
 
@@ -59,20 +59,21 @@ def preference_loss(
     margin = h(chosen) − h(rejected) in nats (β not applied).
 
     ``per_step``: the sigmoid is applied to each step's difference and the losses averaged over
-    the segment's real steps. ``cap`` > 0 clips β·margin at ``cap`` from above per sample, so a
-    segment that already wins by that much stops pulling (DESIGN §4 lesson 4).
+    the segment's real steps. ``clip`` > 0 clamps β·margin to [−clip, clip] per sample: a segment
+    that already wins by that much stops pulling, and one that loses by more — a label the policy
+    contradicts strongly, e.g. a safe clip that lost a tie-break — stops pushing (DESIGN §4 lesson 4).
     """
     diff = chosen - rejected  # (B, L)
     margin = masked_sum(diff, mask)  # (B,)
     if per_step:
         logits = beta * diff  # (B, L)
-        if cap > 0:
-            logits = logits.clamp(max=cap)
+        if clip > 0:
+            logits = logits.clamp(-clip, clip)
         loss = masked_sum(-F.logsigmoid(logits), mask) / mask.sum(-1).clamp(min=1.0)
     else:
         logits = beta * margin  # (B,)
-        if cap > 0:
-            logits = logits.clamp(max=cap)
+        if clip > 0:
+            logits = logits.clamp(-clip, clip)
         loss = -F.logsigmoid(logits)
     return loss, margin
 
@@ -136,8 +137,8 @@ def prefine_loss(
         pos, pos_cf = _log_ratios(policy, reference, batch.pos_obs, batch.pos_act, batch.pos_ref, c.cf_temperature, generator, sampled)
         neg, neg_cf = _log_ratios(policy, reference, batch.neg_obs, batch.neg_act, batch.neg_ref, c.cf_temperature, generator, sampled)
         if sampled:
-            loss_pos, margin_pos = preference_loss(pos, pos_cf, batch.pos_mask, c.beta, per_step)
-            loss_neg, margin_neg = preference_loss(neg_cf, neg, batch.neg_mask, c.beta, per_step, c.dispref_cap)
+            loss_pos, margin_pos = preference_loss(pos, pos_cf, batch.pos_mask, c.beta, per_step, c.margin_clip)
+            loss_neg, margin_neg = preference_loss(neg_cf, neg, batch.neg_mask, c.beta, per_step, c.margin_clip)
             pref_loss, dispref_loss = loss_pos.mean(), loss_neg.mean()
             margins += [margin_pos, margin_neg]
         if c.counterfactuals in ("none", "mixed"):
@@ -145,7 +146,7 @@ def prefine_loss(
             h_pos = masked_sum(pos, batch.pos_mask).unsqueeze(-1)  # (B, 1)
             h_neg = masked_sum(neg, batch.neg_mask).unsqueeze(-1)  # (B, 1)
             ones = torch.ones_like(h_pos)
-            loss_dpo, margin_dpo = preference_loss(h_pos, h_neg, ones, c.beta)
+            loss_dpo, margin_dpo = preference_loss(h_pos, h_neg, ones, c.beta, clip=c.margin_clip)
             pref_loss = pref_loss + loss_dpo.mean()
             margins.append(margin_dpo)
     mean, std = policy.distribution(batch.bc_obs)  # (M, act_dim) each
@@ -179,8 +180,8 @@ class PrefineConfig:
     """Weight of the preferred term (0 with dispref_weight 0 gives BC on the winners)."""
     dispref_weight: float = 0.5
     """w⁻, weight of the dispreferred term (0 = no D⁻ ablation)."""
-    dispref_cap: float = 2.0
-    """Per-sample cap on β·margin of the dispreferred term (0 = no cap)."""
+    margin_clip: float = 2.0
+    """Clamp β·margin of each preference term to [−clip, clip] per sample (0 = off)."""
     bc_weight: float = 1.0
     """λ, weight of the BC anchor on D⁺ (0 = no BC ablation)."""
     kl_weight: float = 0.0
@@ -197,15 +198,15 @@ class PrefineConfig:
     """Preferred and dispreferred segments per gradient step."""
     bc_batch_size: int = 256
     """State-action pairs from D⁺ per step for the BC anchor."""
-    steps: int = 5000
+    steps: int = 4000
     """Gradient steps."""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """Adam step size."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     log_every: int = 10
     """Report averaged step metrics through on_step every this many steps."""
-    eval_every: int = 500
+    eval_every: int = 400
     """Validate and checkpoint every this many steps."""
     eval_episodes: int = 2
     """Validation episodes per checkpoint (seeds below the evaluation seeds)."""
@@ -274,7 +275,7 @@ class PrefineConfig:
 
 #: (min, max) of every numeric field; None = unbounded.
 FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "pref_weight": (0.0, 100.0), "dispref_weight": (0.0, 100.0), "dispref_cap": (0.0, 100.0),
+    "pref_weight": (0.0, 100.0), "dispref_weight": (0.0, 100.0), "margin_clip": (0.0, 100.0),
     "bc_weight": (0.0, 100.0), "kl_weight": (0.0, 100.0), "beta": (1e-4, 10.0),
     "segment_length": (1, 1000), "cf_temperature": (0.01, 10.0), "batch_size": (1, 4096),
     "bc_batch_size": (1, 65536), "steps": (1, 1_000_000), "learning_rate": (1e-7, 1.0),

@@ -39,19 +39,20 @@ def test_preference_loss_hand_values():
     assert m.item() == pytest.approx(1.0) and masked.item() == pytest.approx(math.log1p(math.exp(-0.5)))
 
 
-def test_cap_stops_the_pull_of_a_segment_that_already_wins():
-    chosen = torch.tensor([[1.0, 2.0]], requires_grad=True)
-    loss, _ = preference_loss(chosen, torch.zeros(1, 2), torch.ones(1, 2), beta=0.5, cap=1.0)
-    assert loss.item() == pytest.approx(math.log1p(math.exp(-1.0)))
+def test_clip_stops_segments_that_win_or_lose_by_more_than_the_clip():
+    chosen = torch.tensor([[1.0, 2.0], [-3.0, 0.0], [0.5, 0.0]], requires_grad=True)
+    loss, _ = preference_loss(chosen, torch.zeros(3, 2), torch.ones(3, 2), beta=0.5, clip=1.0)
+    assert loss[0].item() == pytest.approx(math.log1p(math.exp(-1.0)))  # β·margin 1.5 -> 1
+    assert loss[1].item() == pytest.approx(math.log1p(math.exp(1.0)))  # β·margin -1.5 -> -1
     loss.sum().backward()
-    assert torch.all(chosen.grad == 0)
+    assert torch.all(chosen.grad[:2] == 0) and torch.all(chosen.grad[2] < 0)
 
 
 def test_equal_policies_give_log2_per_preference_term_and_zero_kl():
     reference = _policy()
     for counterfactuals in ("policy", "none", "mixed"):
         for sigmoid in ("segment", "step"):
-            config = PrefineConfig(counterfactuals=counterfactuals, sigmoid=sigmoid, dispref_cap=0.0)
+            config = PrefineConfig(counterfactuals=counterfactuals, sigmoid=sigmoid, margin_clip=0.0)
             _, metrics = prefine_loss(copy.deepcopy(reference), reference, _batch(reference), config, torch.Generator().manual_seed(1))
             expected_pref = 2 * LOG2 if counterfactuals == "mixed" else LOG2
             assert metrics["loss/pref"] == pytest.approx(expected_pref, abs=1e-5)
@@ -86,7 +87,7 @@ def test_gradient_moves_probability_towards_preferred_and_away_from_dispreferred
     policy = _train(only_pref, batch, reference)
     with torch.no_grad():
         assert policy.log_prob(batch.pos_obs, batch.pos_act).sum().item() > before_pos + 1.0
-    only_dispref = PrefineConfig(pref_weight=0.0, dispref_weight=1.0, bc_weight=0.0, beta=0.5, dispref_cap=0.0)
+    only_dispref = PrefineConfig(pref_weight=0.0, dispref_weight=1.0, bc_weight=0.0, beta=0.5, margin_clip=0.0)
     policy = _train(only_dispref, batch, reference)
     with torch.no_grad():
         assert policy.log_prob(batch.neg_obs, batch.neg_act).sum().item() < before_neg - 1.0

@@ -1,0 +1,455 @@
+"""The benchmark of issue 4: do a few hundred synthetic-teacher labels make an unsafe policy safe?
+
+Per task it builds (or loads) a reward-only reference, a PPO-Lagrangian trained from scratch with
+the true cost (the retraining baseline, wall time and env steps), a behaviour pool (reference plus
+cost-penalised behaviour policies, stochastic), then for every label budget and seed: labels from the
+synthetic teacher on random pool pairs (seeds < 10 000), fine-tunes by each method, and evaluates the
+checkpoint each method chose itself (no true cost) on the evaluation seeds (≥ 10 000). Extras: the pool
+without its safe behaviour policies, the paper's protocol (a cost-threshold split, N⁺ = 100, N⁻ = 20,
+from a BC-refit reference), and two labelling rounds against one at equal labels.
+
+Every fine-tune lives in its own folder under ``data/bench/<task>/runs``; a finished one is read back
+instead of rerun, so an interrupted benchmark resumes where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from prefine_core.baselines import bc_refit_reference, method_config
+from prefine_core.envs import SafetyTask, validate_task_id
+from prefine_core.evaluate import compare, evaluate_policy
+from prefine_core.policy import TanhGaussianPolicy, load_policy
+from prefine_core.prefine import PrefineConfig
+from prefine_core.rollout import Trajectory, collect
+from prefine_core.teachers import SyntheticTeacher, TeacherConfig
+from prefine_core.trainer import PreferenceData, PrefineTrainer
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "data" / "policies"
+BENCH_DIR = REPO / "data" / "bench"
+#: Seed blocks below the evaluation seeds: pool episodes per source, then rounds, then validation.
+POOL_SEEDS, ROUND_SEEDS = 0, 8_000
+KAPPAS = (20.0, 40.0, 80.0)
+
+
+@dataclass
+class BenchConfig:
+    task_id: str
+    """Safety-Gymnasium task id."""
+    budgets: tuple[int, ...] = (25, 50, 100, 200)
+    """Labelled pairs per fine-tune."""
+    seeds: int = 5
+    """Label/training seeds per budget."""
+    methods: tuple[str, ...] = ("prefine", "bc")
+    """Methods run at every budget."""
+    top_methods: tuple[str, ...] = ("dpo",)
+    """Methods run only at the largest budget."""
+    finetune: PrefineConfig = field(default_factory=PrefineConfig)
+    """The PREFINE config the methods derive from."""
+    window: int = 200
+    """Clip length of the pool and of the teacher's judgments."""
+    pool_episodes: int = 20
+    """Stochastic episodes per pool source."""
+    max_steps: int | None = None
+    """Cap on pool episode length (None: the task's limit)."""
+    eval_episodes: int = 10
+    """Evaluation episodes (seeds from 10 000), deterministic and stochastic."""
+    cost_limit: float = 25.0
+    """κ for violation rates, and the PPO-Lagrangian's target episode cost."""
+    lagrangian_steps: int | None = None
+    """PPO-Lagrangian env steps (None: as many as the reference was trained with)."""
+    pretrain_steps: int = 300_000
+    """PPO steps for a reference or behaviour policy that is not shipped."""
+    extra_seeds: int = 2
+    """Seeds for the ablation, paper-protocol and rounds sections (0 = skip them)."""
+    paper_sizes: tuple[int, int] = (100, 20)
+    """N⁺ and N⁻ of the paper's protocol."""
+    out_dir: Path | None = None
+    """Where runs and results go (default data/bench/<task>)."""
+
+    def __post_init__(self):
+        validate_task_id(self.task_id)
+        if not self.budgets or min(self.budgets) <= 0:
+            raise ValueError(f"budgets must be positive, got {self.budgets}")
+        if self.seeds <= 0:
+            raise ValueError(f"seeds must be positive, got {self.seeds}")
+        self.out_dir = Path(self.out_dir or BENCH_DIR / self.task_id)
+
+    @classmethod
+    def quick(cls, task_id: str, **kw) -> "BenchConfig":
+        """A 1–2 minute version for tests: tiny budgets, steps and episodes; every section runs."""
+        fine = PrefineConfig(steps=30, eval_every=15, eval_episodes=1, batch_size=4, bc_batch_size=64, segment_length=20)
+        return cls(task_id=task_id, budgets=(8,), seeds=1, finetune=fine, pool_episodes=2, max_steps=400,
+                   eval_episodes=2, lagrangian_steps=4096, pretrain_steps=4096, extra_seeds=1, paper_sizes=(6, 3), **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Policies: reference, behaviour, Lagrangian
+
+
+def _pretrained(path: Path, task_id: str, steps: int, log: Callable, **ppo) -> TanhGaussianPolicy:
+    from prefine_core.pretrain import PPOConfig, train_ppo
+
+    if not path.is_file():
+        log(f"pretraining {path.name} ({steps} steps)")
+        train_ppo(PPOConfig(task_id=task_id, total_steps=steps, seed=0, **ppo), path)
+    return load_policy(path, task_id)
+
+
+def reference_and_behaviours(config: BenchConfig, log: Callable) -> tuple[TanhGaussianPolicy, dict[str, TanhGaussianPolicy]]:
+    """The shipped reference and behaviour policies, or ones pretrained on demand into out_dir."""
+    shipped = SHIPPED / config.task_id
+    if (shipped / "reference.safetensors").is_file():
+        reference = load_policy(shipped / "reference.safetensors", config.task_id)
+        behaviours = {p.stem: load_policy(p, config.task_id) for p in sorted(shipped.glob("behaviour_*.safetensors"))}
+        if behaviours:
+            return reference, behaviours
+    else:
+        reference = _pretrained(config.out_dir / "reference.safetensors", config.task_id, config.pretrain_steps, log)
+    behaviour = _pretrained(config.out_dir / "behaviour_penalty1.safetensors", config.task_id, config.pretrain_steps, log,
+                            cost_penalty=1.0)
+    return reference, {"behaviour_penalty1": behaviour}
+
+
+def lagrangian(config: BenchConfig, reference: TanhGaussianPolicy, log: Callable) -> tuple[TanhGaussianPolicy, dict]:
+    """PPO-Lagrangian from scratch towards ``cost_limit``; trained once, with its wall time and env steps."""
+    from prefine_core.pretrain import PPOConfig, train_ppo
+
+    path, meta_path = config.out_dir / "lagrangian.safetensors", config.out_dir / "lagrangian.json"
+    if not (path.is_file() and meta_path.is_file()):
+        steps = config.lagrangian_steps or int(reference.meta.provenance.get("steps", config.pretrain_steps))
+        log(f"training PPO-Lagrangian, cost limit {config.cost_limit}, {steps} steps")
+        started = time.time()
+        summary = train_ppo(PPOConfig(task_id=config.task_id, total_steps=steps, seed=0, cost_limit=config.cost_limit), path)
+        meta = {"wall_s": time.time() - started, "env_steps": summary["step"], "cost_limit": config.cost_limit,
+                "final_penalty": summary["penalty"]}
+        meta_path.write_text(json.dumps(meta))
+    return load_policy(path, config.task_id), json.loads(meta_path.read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# Pool and labels
+
+
+@dataclass(frozen=True)
+class Clip:
+    source: str
+    trajectory: Trajectory
+
+
+def rollout_clips(policy: TanhGaussianPolicy, source: str, seeds: range, config: BenchConfig,
+                  temperature: float = 1.0) -> list[Clip]:
+    """Stochastic episodes cut into consecutive windows (a short last window only if it ends in a fall)."""
+    from prefine_core.pool import clips as windows
+
+    with SafetyTask(config.task_id) as task:
+        episodes = [collect(policy, task, seed=s, temperature=temperature, max_steps=config.max_steps) for s in seeds]
+    return [Clip(source, w) for e in episodes for w in windows(e, config.window)]
+
+
+def build_pool(sources: dict[str, tuple[TanhGaussianPolicy, float]], config: BenchConfig) -> list[Clip]:
+    """``sources``: name -> (policy, sampling temperature); stochastic rollouts (DESIGN §4 lesson 4)."""
+    pool: list[Clip] = []
+    for j, (name, (policy, temperature)) in enumerate(sources.items()):
+        seeds = range(POOL_SEEDS + 500 * j, POOL_SEEDS + 500 * j + config.pool_episodes)
+        pool += rollout_clips(policy, name, seeds, config, temperature)
+    return pool
+
+
+def pool_summary(pool: list[Clip]) -> list[dict]:
+    rows = []
+    for source in dict.fromkeys(c.source for c in pool):
+        clips = [c.trajectory for c in pool if c.source == source]
+        rows.append({"source": source, "clips": len(clips), "return_mean": float(np.mean([c.total_return for c in clips])),
+                     "cost_mean": float(np.mean([c.total_cost for c in clips])),
+                     "length_mean": float(np.mean([c.length for c in clips])),
+                     "fall_rate": float(np.mean([c.fell for c in clips]))})
+    return rows
+
+
+def teacher(seed: int) -> SyntheticTeacher:
+    """The benchmark's labeller: fall-aware, same-window cost, higher return breaks a cost tie."""
+    return SyntheticTeacher(TeacherConfig(reward_tiebreak=True, seed=seed))
+
+
+def label_pairs(pool: list[Clip], n: int, seed: int, must_include: list[Clip] | None = None) -> list[tuple[Trajectory, Trajectory]]:
+    """``n`` distinct random pairs (each with one clip of ``must_include`` if given), judged by the teacher.
+
+    The first k pairs of a seed are the same for every n ≥ k, so budgets are nested.
+    """
+    rng, judge = np.random.default_rng(1_000 + seed), teacher(seed).judge
+    left_pool = must_include or pool
+    seen, decided = set(), []
+    for _ in range(50 * n):
+        if len(seen) >= n:
+            break
+        a, b = left_pool[rng.integers(len(left_pool))], pool[rng.integers(len(pool))]
+        key = frozenset((id(a), id(b)))
+        if a is b or key in seen:
+            continue
+        seen.add(key)
+        choice = judge(a.trajectory, b.trajectory)
+        if choice in ("left", "right"):
+            decided.append((a.trajectory, b.trajectory) if choice == "left" else (b.trajectory, a.trajectory))
+    return decided
+
+
+def paper_split(pool: list[Clip], kappa: float, sizes: tuple[int, int], seed: int, episode_steps: int, window: int) -> PreferenceData:
+    """The paper's protocol: clips under κ (scaled to the clip length) are D⁺, the rest D⁻; N⁺, N⁻ drawn at random."""
+    threshold = kappa * window / episode_steps
+    rng = np.random.default_rng(2_000 + seed)
+    good = [c.trajectory for c in pool if c.trajectory.total_cost <= threshold and not c.trajectory.fell]
+    bad = [c.trajectory for c in pool if c.trajectory.total_cost > threshold or c.trajectory.fell]
+    if not good or not bad:
+        raise ValueError(f"κ={kappa}: the pool has {len(good)} clips under and {len(bad)} over the threshold")
+    pick = lambda items, n: tuple(items[i] for i in rng.permutation(len(items))[:n])  # noqa: E731
+    return PreferenceData(pick(good, sizes[0]), pick(bad, sizes[1]), paired=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def evaluate_row(policy: TanhGaussianPolicy, config: BenchConfig, reference_eval: dict | None = None,
+                 lagrangian_eval: dict | None = None) -> dict:
+    """Deterministic and stochastic evaluation on the evaluation seeds, with comparisons."""
+    det = evaluate_policy(policy, config.task_id, episodes=config.eval_episodes, cost_limit=config.cost_limit)
+    sto = evaluate_policy(policy, config.task_id, episodes=config.eval_episodes, cost_limit=config.cost_limit, deterministic=False)
+    row = {k: det[k] for k in ("return_mean", "return_std", "cost_mean", "cost_std", "length_mean", "cost_per_step",
+                               "violation_rate", "catastrophic_rate", "fall_rate")}
+    row.update(stoch_return_mean=sto["return_mean"], stoch_cost_mean=sto["cost_mean"], stoch_fall_rate=sto["fall_rate"])
+    if reference_eval is not None:
+        cmp = compare(det, reference_eval, lagrangian_eval)
+        row.update(cost_reduction_pct=cmp["cost_reduction_pct"], reward_retention=cmp["reward_retention"],
+                   retention_vs_lagrangian=cmp.get("reward_retention_vs_lagrangian", float("nan")))
+    return row
+
+
+def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, data: PreferenceData, method: str,
+                 config: BenchConfig, seed: int, evals: dict, init: TanhGaussianPolicy | None = None) -> dict:
+    """Fine-tune (or read back a finished run), evaluate the self-chosen checkpoint, return its row."""
+    result_path = run_dir / "row.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    torch.manual_seed(seed)
+    finetune = method_config(method, dataclasses.replace(config.finetune, seed=seed))
+    started = time.time()
+    result = PrefineTrainer(reference, data, finetune, run_dir, init=init, judge=teacher(10_000 + seed).judge,
+                            name=f"{method}-{labels.get('pairs')}-s{seed}").run()
+    seconds = time.time() - started
+    policy = load_policy(result["path"], config.task_id)
+    row = {"task": config.task_id, **labels, "method": method, "seed": seed,
+           **evaluate_row(policy, config, evals["reference"], evals["lagrangian"]),
+           "finetune_seconds": seconds, "selected_step": result["selected_step"], "judgments": result["judgments"],
+           "winners": len(data.winners), "path": result["path"]}
+    result_path.write_text(json.dumps(row))
+    return row
+
+
+def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: str = "") -> dict:
+    """Everything for one task; writes ``result.json`` in out_dir and returns it."""
+    torch.set_num_threads(1)
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    reference, behaviours = reference_and_behaviours(config, log)
+    lag_policy, lag_meta = lagrangian(config, reference, log)
+    log("evaluating reference and Lagrangian")
+    ref_eval = evaluate_row(reference, config)
+    lag_eval = {**evaluate_row(lag_policy, config), **lag_meta}
+    evals = {"reference": ref_eval, "lagrangian": lag_eval}
+
+    log("rolling out the pool")
+    with SafetyTask(config.task_id) as task:
+        episode_steps = config.max_steps or task.max_episode_steps
+    pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
+    rows: list[dict] = []
+    summary_pool = pool_summary(pool)
+
+    def save(done: bool) -> dict:
+        result = {
+            "task": config.task_id, "complete": done, "command": command, "reference": ref_eval, "lagrangian": lag_eval,
+            "pool": summary_pool, "pool_env_steps": int(sum(c.trajectory.length for c in pool)),
+            "behaviour_policies": {k: p.meta.provenance.get("steps") for k, p in behaviours.items()},
+            "rows": rows, "floors": floors(rows, ref_eval, lag_eval, config), "seconds": time.time() - started,
+            "config": {**dataclasses.asdict(config), "out_dir": str(config.out_dir)},
+        }
+        (out / "result.json").write_text(json.dumps(result, indent=1, default=float))
+        return result
+
+    top = max(config.budgets)
+    for seed in range(config.seeds):
+        for budget in sorted(config.budgets):
+            methods = config.methods + (config.top_methods if budget == top else ())
+            data = PreferenceData.from_pairs(label_pairs(pool, budget, seed))
+            for method in methods:
+                labels = {"section": "grid", "reference": "ppo", "pool": "full", "pairs": budget}
+                row = finetune_row(out / "runs" / f"{method}_n{budget}_s{seed}", labels, reference, data, method, config,
+                                   seed, evals)
+                rows.append(row)
+                log(f"{method} n={budget} seed={seed}: return {row['return_mean']:.0f} cost {row['cost_mean']:.1f} "
+                    f"({row['finetune_seconds']:.0f} s)")
+        save(done=False)
+
+    extra = range(min(config.extra_seeds, config.seeds))
+    if config.extra_seeds:
+        log("ablation: pool without the safe behaviour policies")
+        unsafe_pool = build_pool({f"reference@T{t:g}": (reference, t) for t in (0.5, 1.0, 1.5)}, config)
+        for seed in extra:
+            data = PreferenceData.from_pairs(label_pairs(unsafe_pool, top, seed))
+            for method in ("prefine", "bc"):
+                labels = {"section": "no-safe-pool", "reference": "ppo", "pool": "reference only", "pairs": top}
+                rows.append(finetune_row(out / "runs" / f"nosafe_{method}_n{top}_s{seed}", labels, reference, data, method,
+                                         config, seed, evals))
+
+        log("paper protocol: BC-refit reference, split by κ")
+        ref_b = bc_refit_reference(reference, [c.trajectory for c in pool], out / "runs" / "reference_b",
+                                   steps=max(config.finetune.steps // 2, 10))
+        rows.append({"task": config.task_id, "section": "paper", "reference": "bc-refit", "pool": "full", "pairs": 0,
+                     "method": "reference", "seed": 0, **evaluate_row(ref_b, config, ref_eval, lag_eval),
+                     "finetune_seconds": 0.0})
+        for kappa in KAPPAS:
+            for seed in extra:
+                try:
+                    data = paper_split(pool, kappa, config.paper_sizes, seed, episode_steps, config.window)
+                except ValueError as exc:
+                    log(f"skipped: {exc}")
+                    continue
+                for method in ("prefine", "bc"):
+                    labels = {"section": "paper", "reference": "bc-refit", "pool": "full", "kappa": kappa,
+                              "pairs": len(data.winners) + len(data.losers)}
+                    rows.append(finetune_row(out / "runs" / f"paper_{method}_k{kappa:g}_s{seed}", labels, ref_b, data,
+                                             method, config, seed, evals))
+        save(done=False)
+
+        log("rounds: two rounds of half the labels against one round")
+        half = top // 2
+        for seed in extra:
+            first = [r for r in rows if r["section"] == "grid" and r["method"] == "prefine" and r["seed"] == seed
+                     and r["pairs"] == half]
+            if not first:
+                continue
+            round1 = load_policy(first[0]["path"], config.task_id)
+            new_clips = rollout_clips(round1, "round1", range(ROUND_SEEDS + 100 * seed, ROUND_SEEDS + 100 * seed + config.pool_episodes), config)
+            pairs = label_pairs(pool, half, seed) + label_pairs(pool + new_clips, half, 100 + seed, must_include=new_clips)
+            labels = {"section": "rounds", "reference": "ppo", "pool": "full + round-1 policy", "pairs": top, "rounds": 2}
+            row = finetune_row(out / "runs" / f"rounds2_prefine_n{top}_s{seed}", labels, round1,
+                               PreferenceData.from_pairs(pairs), "prefine", config, seed, evals)
+            row["finetune_seconds"] += first[0]["finetune_seconds"]
+            rows.append(row)
+
+    return save(done=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Floors and tables
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return float(np.mean([r[key] for r in rows])) if rows else float("nan")
+
+
+def floors(rows: list[dict], ref: dict, lag: dict, config: BenchConfig) -> dict:
+    """Issue 4 §6 for PREFINE on the grid, per budget (means over seeds)."""
+    out = {}
+    grid = [r for r in rows if r["section"] == "grid"]
+    for budget in sorted({r["pairs"] for r in grid}):
+        cell = lambda m: [r for r in grid if r["pairs"] == budget and r["method"] == m]  # noqa: E731
+        pre = cell("prefine")
+        if not pre:
+            continue
+        checks = {
+            "cost_cut_60": 100 * (ref["cost_mean"] - _mean(pre, "cost_mean")) / ref["cost_mean"] >= 60,
+            "no_more_falls": _mean(pre, "fall_rate") <= ref["fall_rate"] + 1e-9,
+            "no_shorter_episodes": _mean(pre, "length_mean") >= ref["length_mean"] - 1e-6,
+            "return_90pct_lagrangian": _mean(pre, "return_mean") >= 0.9 * lag["return_mean"],
+            "finetune_under_5min": max(r["finetune_seconds"] for r in pre) <= 300,
+        }
+        for other in ("bc", "dpo"):
+            if cell(other):
+                checks[f"beats_{other}"] = (_mean(pre, "cost_mean") < _mean(cell(other), "cost_mean")
+                                            and _mean(pre, "return_mean") >= _mean(cell(other), "return_mean"))
+        out[str(budget)] = {"seeds": len(pre), **checks,
+                            "met": all(v for k, v in checks.items() if not k.startswith("beats_"))}
+    return out
+
+
+def _pm(rows: list[dict], key: str, scale: float = 1.0) -> str:
+    values = [r[key] * scale for r in rows if key in r and r[key] == r[key]]
+    if not values:
+        return "–"
+    fmt = (lambda v: f"{v:.0f}") if max(abs(v) for v in values) >= 100 else (lambda v: f"{v:.2f}")
+    return f"{fmt(float(np.mean(values)))} ± {fmt(float(np.std(values)))}" if len(values) > 1 else fmt(values[0])
+
+
+def _aggregate(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k, "") for k in keys), []).append(r)
+    out = []
+    for key, group in groups.items():
+        out.append({**dict(zip(keys, key)), "seeds": len(group), "return": _pm(group, "return_mean"),
+                    "cost": _pm(group, "cost_mean"), "length": _pm(group, "length_mean"),
+                    "violation": _pm(group, "violation_rate"), "catastrophic": _pm(group, "catastrophic_rate"),
+                    "cost cut %": _pm(group, "cost_reduction_pct"), "retention": _pm(group, "reward_retention"),
+                    "vs Lagrangian": _pm(group, "retention_vs_lagrangian"),
+                    "stoch. return / cost": f"{_pm(group, 'stoch_return_mean')} / {_pm(group, 'stoch_cost_mean')}",
+                    "fine-tune s": _pm(group, "finetune_seconds")})
+    return out
+
+
+def task_markdown(result: dict) -> str:
+    """One task's section of BENCHMARKS.md."""
+    from prefine_core.report import markdown_table
+
+    ref, lag = result["reference"], result["lagrangian"]
+    status = "" if result.get("complete") else " — **partial: the run was still going when this was written**"
+    lines = [f"### {result['task']}{status}", "",
+             f"Command: `{result.get('command') or 'python -m prefine_core bench --task ' + result['task']}`", ""]
+    policies = [{"policy": "reference (reward-only PPO)", **{k: ref[k] for k in ("return_mean", "cost_mean", "length_mean", "fall_rate")},
+                 "stoch. return": ref["stoch_return_mean"], "stoch. cost": ref["stoch_cost_mean"]},
+                {"policy": f"PPO-Lagrangian (limit {lag['cost_limit']:g}, from scratch)",
+                 **{k: lag[k] for k in ("return_mean", "cost_mean", "length_mean", "fall_rate")},
+                 "stoch. return": lag["stoch_return_mean"], "stoch. cost": lag["stoch_cost_mean"]}]
+    lines += ["Evaluation: deterministic, seeds 10 000…; stochastic figures beside them.", "", markdown_table(policies), ""]
+    lines += [f"Pool ({result['pool_env_steps']} env steps, stochastic rollouts, {result['config']['window']}-step clips):", "",
+              markdown_table(result["pool"]), ""]
+    grid = [r for r in result["rows"] if r["section"] == "grid"]
+    lines += ["Label budgets (synthetic teacher on random pool pairs; mean ± std over seeds; the checkpoint each "
+              "method chose itself):", "", markdown_table(_aggregate(sorted(grid, key=lambda r: (r["method"], r["pairs"])),
+                                                                   ("method", "pairs"))), ""]
+    floor_rows = [{"pairs": k, **{c: ("yes" if v is True else "no" if v is False else v) for c, v in checks.items()}}
+                  for k, checks in result["floors"].items()]
+    lines += ["Floors of issue 4 §6 for PREFINE (means over seeds):", "", markdown_table(floor_rows), ""]
+    extras = [r for r in result["rows"] if r["section"] != "grid"]
+    if extras:
+        lines += ["Ablation without the safe behaviour policies, the paper's protocol (BC-refit reference, split by κ "
+                  "into N⁺/N⁻), and two labelling rounds at the same total labels:", "",
+                  markdown_table(_aggregate(extras, ("section", "reference", "kappa", "method", "pairs"))), ""]
+    pre = [r for r in grid if r["method"] == "prefine"]
+    if pre:
+        lines += [f"Compute: PPO-Lagrangian from scratch {lag['wall_s']:.0f} s and {lag['env_steps']} env steps; one PREFINE "
+                  f"fine-tune {_pm(pre, 'finetune_seconds')} s (gradient steps plus validation rollouts), on top of a "
+                  f"{result['pool_env_steps']}-step pool shared by all runs and behaviour policies trained for "
+                  f"{result['behaviour_policies']} env steps.", ""]
+    return "\n".join(lines)
+
+
+def write_benchmarks(notes: str = "", root: Path = BENCH_DIR) -> Path:
+    """Rewrite the prefine-bench section of BENCHMARKS.md from every ``<task>/result.json`` under ``root``."""
+    from prefine_core.report import machine_line, write_section
+
+    results = [json.loads(p.read_text()) for p in sorted(root.glob("*/result.json"))]
+    parts = ["## PREFINE fine-tuning benchmark (issue 4)", "", f"Machine: {machine_line()}", ""]
+    if notes:
+        parts += [notes.strip(), ""]
+    parts += [task_markdown(r) for r in results]
+    return write_section("prefine-bench", "\n".join(parts))

@@ -1,0 +1,122 @@
+"""CLI commands ``finetune`` (labels -> a safer policy) and ``bench`` (the issue-4 benchmark)."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from prefine_core.cli.args import Progress, existing_file, positive_int
+from prefine_core.prefine import PrefineConfig, config_fields
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _config_from_args(args: argparse.Namespace) -> PrefineConfig:
+    data = PrefineConfig.from_json(Path(args.config).read_text()).to_dict() if args.config else {}
+    for f in config_fields():
+        value = getattr(args, f["name"])
+        if value is not None:
+            data[f["name"]] = value
+    return PrefineConfig.from_dict(data)
+
+
+def _teacher_pairs(reference, task_id: str, n: int, seed: int) -> list:
+    """A self-contained labelled set: pool of shipped policies, judged by the synthetic teacher."""
+    from prefine_core.bench import BenchConfig, build_pool, label_pairs, reference_and_behaviours
+
+    bench = BenchConfig(task_id=task_id, pool_episodes=max(2, min(10, n // 10)))
+    _, behaviours = reference_and_behaviours(bench, lambda m: print(m, file=sys.stderr))
+    pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, bench)
+    return label_pairs(pool, n, seed)
+
+
+def _finetune(args: argparse.Namespace) -> dict:
+    import torch
+
+    from prefine_core.bench import teacher
+    from prefine_core.evaluate import compare, evaluate_policy
+    from prefine_core.policy import load_policy
+    from prefine_core.trainer import PreferenceData, PrefineTrainer
+
+    torch.set_num_threads(1)
+    config = _config_from_args(args)
+    reference = load_policy(args.policy)
+    task_id = reference.meta.task_id
+    if args.workspace:
+        from prefine_core.workspace import Workspace
+
+        pairs = Workspace.open(args.workspace).store.preference_pairs(task_id)
+        if not pairs:
+            raise ValueError(f"the workspace {args.workspace} has no decided labels for {task_id}; label some pairs first")
+    else:
+        pairs = _teacher_pairs(reference, task_id, args.pairs_from_teacher, config.seed)
+    judge = teacher(10_000 + config.seed).judge if config.select == "teacher" else None
+    out = Path(args.out or tempfile.mkdtemp(prefix="prefine-finetune-"))
+    bar = Progress(config.steps, f"PREFINE {task_id}", quiet=args.json and not sys.stderr.isatty())
+    started = time.time()
+    try:
+        result = PrefineTrainer(reference, PreferenceData.from_pairs(pairs), config, out, judge=judge,
+                                on_step=lambda m: bar.update_to(m["step"], loss=m["loss/total"]),
+                                parent=str(args.policy)).run()
+    finally:
+        bar.close()
+    seconds = time.time() - started
+    policy = load_policy(result["path"], task_id)
+    evaluation = evaluate_policy(policy, task_id, episodes=args.episodes)
+    reference_eval = evaluate_policy(reference, task_id, episodes=args.episodes)
+    return {"path": result["path"], "task_id": task_id, "pairs": len(pairs), "selected_step": result["selected_step"],
+            "seconds": round(seconds, 2), "evaluation": evaluation, "reference": reference_eval,
+            "comparison": compare(evaluation, reference_eval), "config": config.to_dict()}
+
+
+def _bench(args: argparse.Namespace) -> dict:
+    from prefine_core.bench import BenchConfig, run_bench, write_benchmarks
+
+    kw = dict(out_dir=args.out) if args.out else {}
+    if args.quick:
+        config = BenchConfig.quick(args.task, **kw)
+    else:
+        budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)
+        config = BenchConfig(task_id=args.task, budgets=budgets, seeds=args.seeds, extra_seeds=min(args.extra_seeds, args.seeds), **kw)
+    command = "python -m prefine_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
+    result = run_bench(config, log=lambda m: print(m, file=sys.stderr, flush=True), command=command)
+    if args.write_benchmarks:
+        write_benchmarks(root=Path(config.out_dir).parent)
+    keep = ("return_mean", "cost_mean", "length_mean", "fall_rate", "violation_rate", "catastrophic_rate")
+    return {"task": result["task"], "reference": {k: result["reference"][k] for k in keep},
+            "lagrangian": {**{k: result["lagrangian"][k] for k in keep}, "wall_s": result["lagrangian"]["wall_s"],
+                           "env_steps": result["lagrangian"]["env_steps"]},
+            "pool": result["pool"], "rows": result["rows"], "floors": result["floors"]}
+
+
+def register(command) -> None:
+    p = command("finetune", "fine-tune a policy on preference labels with PREFINE")
+    p.add_argument("--policy", type=existing_file, required=True, help="the reference policy (.safetensors)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workspace", help="workspace folder whose store holds the labels")
+    source.add_argument("--pairs-from-teacher", type=positive_int, metavar="N",
+                        help="label N pool pairs with the synthetic teacher (no store needed)")
+    p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
+    p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
+    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (default 10)")
+    for f in config_fields():
+        flag = "--" + f["name"].replace("_", "-")
+        bounds = f" [{f['min']}, {f['max']}]" if f["min"] is not None else ""
+        kw = dict(choices=f["choices"]) if f["choices"] else {}
+        p.add_argument(flag, dest=f["name"], type=_TYPES[f["type"]], default=None,
+                       help=f"{f['help']} (default {f['default']}){bounds}", **kw)
+    p.set_defaults(handler=_finetune)
+
+    b = command("bench", "the PREFINE benchmark: label budgets × seeds × methods, extras, BENCHMARKS.md")
+    b.add_argument("--task", required=True, help="Safety-Gymnasium task id")
+    b.add_argument("--pairs", type=positive_int, default=200, help="largest label budget (budgets 25/50/100/200 up to it)")
+    b.add_argument("--budgets", type=positive_int, nargs="+", help="explicit label budgets instead")
+    b.add_argument("--seeds", type=positive_int, default=5, help="seeds per budget (default 5)")
+    b.add_argument("--extra-seeds", type=int, default=2, help="seeds for ablation, paper protocol, rounds (0 skips them)")
+    b.add_argument("--quick", action="store_true", help="a 1–2 minute version (tests)")
+    b.add_argument("--out", help="output folder (default data/bench/<task>)")
+    b.add_argument("--write-benchmarks", action="store_true", help="rewrite the benchmark section of BENCHMARKS.md")
+    b.set_defaults(handler=_bench)
