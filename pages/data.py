@@ -1,7 +1,7 @@
 """Data: browse clips, pairs, labels and policies; export, import, delete."""
 import streamlit as st
 
-from prefine_core import browse, transfer
+from prefine_core import agreement, browse, transfer
 from prefine_core.components import ui
 
 ws, task = ui.workspace(), ui.task_id()
@@ -23,6 +23,18 @@ with tabs[2]:
     st.dataframe(browse.trajectories_frame(ws.store, task), hide_index=True, use_container_width=True, key="clips_table")
 with tabs[3]:
     st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, use_container_width=True, key="policies_table")
+with tabs[4]:
+    stats = ui.guarded(agreement.report, ws.store, task)
+    if stats and stats["judgements"]:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Judgements", stats["judgements"])
+        c2.metric("Pairs judged by ≥ 2", stats["overlapping_pairs"])
+        c3.metric("Krippendorff's α", "—" if stats["krippendorff_alpha"] is None else f"{stats['krippendorff_alpha']:.2f}")
+        st.caption("Agreement of each annotator with the true cost ordering, and Cohen's κ between annotators")
+        st.dataframe(stats["annotators"], hide_index=True, use_container_width=True, key="agreement_table")
+        st.dataframe(stats["kappa"], hide_index=True, use_container_width=True, key="kappa_table")
+    else:
+        st.info("No labels yet for this task.")
 with tabs[5]:
     if st.button("Prepare an export of this task", key="export"):
         st.session_state["export_zip"] = ui.guarded(transfer.export_zip, ws, task)
@@ -33,3 +45,11 @@ with tabs[5]:
                               help="a .zip exported here, a DSRL/D4RL .hdf5 dataset, or a .safetensors policy")
     if upload is not None and st.button(f"Import {upload.name}", key="import"):
         ui.guarded(lambda: st.success(transfer.import_upload(ws, upload.name, upload.getvalue(), task)))
+with tabs[6]:
+    if not hasattr(ws.store, "delete_pairs"):
+        st.info("Deleting pairs needs Store.delete_pairs, which this version of the store does not have yet.")
+    else:
+        doomed = st.multiselect("Pairs to delete, with all their labels", pairs.id.tolist(), key="delete_ids")
+        confirm = st.text_input("Type DELETE to confirm", key="delete_confirm")
+        if st.button("Delete", key="delete", type="primary", disabled=not doomed or confirm != "DELETE"):
+            ui.guarded(ws.store.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)")

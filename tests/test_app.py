@@ -136,3 +136,22 @@ def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
     assert not at.exception
     at.switch_page("pages/finetune.py").run()
     assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_auto_label_and_data_page_with_agreement(app, workspace):
+    app.number_input(key="auto_n").set_value(3)
+    app.button(key="auto_label").click().run()
+    assert not app.exception, app.exception
+    labels = workspace.store.effective_labels(CHEETAH)
+    assert 1 <= (labels.annotator == "synthetic-teacher").sum() <= 3  # pairs held by people are left to them
+    app.switch_page("pages/data.py").run()
+    assert not app.exception, app.exception
+    assert any(m.label == "Judgements" for m in app.metric)
+    assert app.selectbox(key="preview_pair") is not None
+
+
+def test_demo_mode_asks_the_plain_question(app):
+    app.toggle(key="demo_toggle").set_value(True).run()
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("kim").run()
+    assert any(h.value == "Which robot kept to the speed limit better?" for h in app.subheader)

@@ -37,12 +37,21 @@ def task_id() -> str:
     return st.session_state.get("task_id") or DEFAULT_TASK
 
 
+def _keep(widget_key: str, state_key: str) -> None:
+    st.session_state[state_key] = st.session_state[widget_key]
+
+
 def sidebar(ws: Workspace) -> None:
+    """Task and demo mode; kept under plain session keys so they outlive any page's widgets."""
     tasks = task_ids(ws)
     if st.session_state.get("task_id") not in tasks:
         st.session_state["task_id"] = tasks[0]
-    st.sidebar.selectbox("Task", tasks, key="task_id", help="Safety-Gymnasium task the pages work on")
-    st.sidebar.toggle("Demo mode", key="demo", help="plain language and a guided path for showing PREFINE to non-experts")
+    st.sidebar.selectbox("Task", tasks, index=tasks.index(st.session_state["task_id"]), key="task_select",
+                         on_change=_keep, args=("task_select", "task_id"),
+                         help="Safety-Gymnasium task the pages work on")
+    st.sidebar.toggle("Demo mode", value=bool(st.session_state.get("demo")), key="demo_toggle", on_change=_keep,
+                      args=("demo_toggle", "demo"),
+                      help="plain language and a guided path for showing PREFINE to non-experts")
     st.sidebar.caption(f"Workspace: {ws.root}")
 
 

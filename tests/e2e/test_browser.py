@@ -151,3 +151,8 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     page.get_by_text("Same seed").wait_for(timeout=180_000)
     page.locator("video").first.wait_for()
     shot(page, "7-compare")
+
+    page.get_by_role("link", name="Data").first.click()
+    page.get_by_text("Agreement").first.click()
+    page.get_by_text("Judgements").first.wait_for()
+    shot(page, "8-data-agreement")
