@@ -5,6 +5,7 @@
 policies found under ``<repo>/data/policies/<task_id>/`` (``reference.safetensors`` as kind
 ``reference``, ``behaviour_*.safetensors`` as ``behaviour``), idempotently, so policies that appear
 later (training still running) are picked up by the next open or :meth:`Workspace.register_shipped`.
+``$PREFINE_SHIPPED_POLICIES`` points elsewhere, or, set to an empty string, turns this off.
 """
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ class Workspace:
 
     @classmethod
     def open(cls, root: str | os.PathLike | None = None, db_url: str | None = None,
-             shipped: str | os.PathLike | None = SHIPPED_POLICIES) -> "Workspace":
+             shipped: str | os.PathLike | None = "default") -> "Workspace":
         """Open (creating folders) the workspace at ``root``; ``shipped=None`` skips shipped policies."""
+        if shipped == "default":
+            shipped = os.environ.get("PREFINE_SHIPPED_POLICIES", str(SHIPPED_POLICIES)) or None
         root = Path(root or os.environ.get("PREFINE_WORKSPACE") or REPO / "data" / "workspace").resolve()
         if root.exists() and not root.is_dir():
             raise ValueError(f"workspace {root} exists and is not a folder")

@@ -1,0 +1,177 @@
+"""CLI commands over the preference store: pairs, label-synthetic, export, import, agreement."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefine_core.cli.args import Progress, non_negative_float, non_negative_int, positive_int
+
+
+def _workspace(args: argparse.Namespace):
+    from prefine_core.workspace import Workspace
+
+    return Workspace.open(args.workspace)
+
+
+def _task(text: str) -> str:
+    from prefine_core.envs import UnknownTaskError, validate_task_id
+
+    try:
+        return validate_task_id(text)
+    except UnknownTaskError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _unit_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers ≥ 0, got {text!r}")
+    return values
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(non_negative_float(x) for x in text.split(",") if x.strip())
+
+
+def _pairs(args: argparse.Namespace) -> dict:
+    from prefine_core import pool
+
+    ws = _workspace(args)
+    result: dict = {"workspace": str(ws.root)}
+    if not args.render_only:
+        if args.task is None:
+            raise ValueError("--task is required (except with --render-only)")
+        if args.collect:
+            config = pool.PoolConfig(args.task, seeds=args.seeds, reference_temperatures=args.temperatures,
+                                     clip_length=args.clip_length, max_steps=args.max_steps)
+            bar = Progress(len(pool.pool_sources(ws.store, config)) * len(config.seeds), "pool")
+            try:
+                result["clips_added"] = len(pool.collect_pool(ws, config, on_progress=lambda d, t: bar.update_to(d)))
+            finally:
+                bar.close()
+        result["pool"] = pool.pool_summary(ws.store, args.task).to_dict("records")
+        result["pairs_added"] = pool.generate_pairs(ws.store, args.task, args.n, args.strategy, seed=args.seed)
+        result["strategy"] = args.strategy
+    if args.background:
+        result["render_pid"] = pool.start_background_render(ws, args.task, size=args.size).pid
+    elif args.render or args.render_only:
+        pending = len(ws.store.list_pairs(args.task, without_video=True))
+        bar = Progress(pending, "render")
+        try:
+            result["render"] = pool.render_pending(ws, args.task, size=args.size, fps=args.fps,
+                                                   on_progress=lambda d, t: bar.update_to(d))
+        finally:
+            bar.close()
+    result["counts"] = ws.store.counts(args.task)
+    return result
+
+
+def _label_synthetic(args: argparse.Namespace) -> dict:
+    from prefine_core.teachers import SyntheticTeacher, TeacherConfig, label_pending
+
+    ws = _workspace(args)
+    config = TeacherConfig(mistake_rate=args.mistake_rate, equal_margin=args.equal_margin, skip_rate=args.skip_rate,
+                           myopic_discount=args.myopic_discount, seed=args.seed)
+    teacher = SyntheticTeacher(config, name=args.name)
+    written = label_pending(ws.store, teacher, task_id=args.task, limit=args.limit, overlap=args.overlap)
+    return {"annotator": teacher.name, "labels_written": written, "counts": ws.store.counts(args.task)}
+
+
+def _export(args: argparse.Namespace) -> dict:
+    from prefine_core.exchange import export_bundle
+
+    ws = _workspace(args)
+    out = args.out or ws.exports_dir / f"export-{len(list(ws.exports_dir.iterdir())) + 1}"
+    return export_bundle(ws, out, task_id=args.task, include_policies=not args.no_policies)
+
+
+def _import(args: argparse.Namespace) -> dict:
+    from prefine_core.exchange import import_bundle, import_hdf5
+
+    ws = _workspace(args)
+    path = Path(args.path)
+    if path.is_dir():
+        return {"kind": "bundle", **import_bundle(ws, path)}
+    if path.suffix.lower() in (".hdf5", ".h5"):
+        if args.task is None:
+            raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
+        return {"kind": "hdf5", **import_hdf5(ws, path, args.task, clip_length=args.clip_length,
+                                              max_episodes=args.max_episodes, source=args.source)}
+    raise ValueError(f"{path} is neither an export folder nor an .hdf5/.h5 file")
+
+
+def _agreement(args: argparse.Namespace) -> dict:
+    from prefine_core.agreement import report
+    from prefine_core.teachers import SyntheticTeacher, TeacherConfig
+
+    ws = _workspace(args)
+    return report(ws.store, args.task, SyntheticTeacher(TeacherConfig(equal_margin=args.equal_margin)))
+
+
+def register(command) -> None:
+    def with_workspace(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--workspace", default=None,
+                       help="workspace folder (default: $PREFINE_WORKSPACE or data/workspace); store from $PREFINE_DB_URL if set")
+        return p
+
+    from prefine_core.queries import STRATEGIES
+
+    p = with_workspace(command("pairs", "collect the behaviour pool, choose pairs to label, render their videos"))
+    p.add_argument("--task", type=_task, help="Safety-Gymnasium task id")
+    p.add_argument("--n", type=positive_int, default=20, help="pairs to add (default 20)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="random", help="query strategy (default random)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the strategy's choices")
+    p.add_argument("--collect", action="store_true", help="first roll out the registered policies into the pool")
+    p.add_argument("--seeds", type=_ints, default=(0, 1, 2, 3), help="episode seeds for --collect (default 0,1,2,3)")
+    p.add_argument("--temperatures", type=_floats, default=(0.5, 1.0, 1.5),
+                   help="reference sampling temperatures for --collect (default 0.5,1,1.5; 0 = deterministic)")
+    p.add_argument("--clip-length", type=non_negative_int, default=200, help="clip length in steps, 0 = whole episodes")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="cap on episode length for --collect")
+    p.add_argument("--render", action="store_true", help="render pending pair videos here, after generating")
+    p.add_argument("--background", action="store_true", help="render pending pair videos in a background process")
+    p.add_argument("--render-only", action="store_true", help="only render pending pair videos")
+    p.add_argument("--size", type=positive_int, default=256, help="video frame size in pixels (default 256)")
+    p.add_argument("--fps", type=positive_int, default=30, help="video frame rate (default 30)")
+    p.set_defaults(handler=_pairs)
+
+    p = with_workspace(command("label-synthetic", "label pending pairs with the synthetic cost-oracle teacher"))
+    p.add_argument("--task", type=_task, default=None, help="only pairs of this task")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many labels")
+    p.add_argument("--name", default="synthetic-teacher", help="annotator name (default synthetic-teacher)")
+    p.add_argument("--overlap", type=positive_int, default=1_000_000,
+                   help="skip pairs already labelled by this many others (default: label every pair)")
+    p.add_argument("--mistake-rate", type=_unit_float, default=0.0, help="probability of swapping an answer")
+    p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="cost difference judged equal")
+    p.add_argument("--skip-rate", type=_unit_float, default=0.0, help="probability of answering cant_tell")
+    p.add_argument("--myopic-discount", type=_unit_float, default=1.0, help="γ weighting late steps more (≤ 1)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the noise")
+    p.set_defaults(handler=_label_synthetic)
+
+    p = with_workspace(command("export", "export labels, pairs, trajectories and policies (prefine-export/1)"))
+    p.add_argument("--out", type=Path, default=None, help="empty or new folder (default: <workspace>/exports/export-N)")
+    p.add_argument("--task", type=_task, default=None, help="only this task")
+    p.add_argument("--no-policies", action="store_true", help="leave the policy checkpoints out")
+    p.set_defaults(handler=_export)
+
+    p = with_workspace(command("import", "import an export folder, or a DSRL/D4RL HDF5 dataset as pool clips"))
+    p.add_argument("path", help="export folder, or .hdf5/.h5 file")
+    p.add_argument("--task", type=_task, default=None, help="task the HDF5 dataset was recorded in")
+    p.add_argument("--clip-length", type=non_negative_int, default=200, help="HDF5: clip length, 0 = whole episodes")
+    p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes")
+    p.add_argument("--source", default=None, help="HDF5: pool source name (default dataset:<file name>)")
+    p.set_defaults(handler=_import)
+
+    p = with_workspace(command("agreement", "agreement with the true cost ordering and between annotators"))
+    p.add_argument("--task", type=_task, default=None, help="only this task")
+    p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="cost difference the truth calls equal")
+    p.set_defaults(handler=_agreement)

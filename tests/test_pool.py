@@ -1,0 +1,119 @@
+"""The behaviour pool: sources, windows and falls, the per-source summary, pair generation, and pair
+videos rendered ahead of time (in this process and in a background OS process)."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import CHEETAH, HOPPER, make_policy
+
+
+@pytest.fixture
+def pool_ws(tmp_path, monkeypatch):
+    """A workspace with a reference and a behaviour policy (random-init, real files) and a tiny pool."""
+    from prefine_core import pool
+    from prefine_core.policy import save_policy
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    for kind, name, seed in (("reference", "reference", 0), ("behaviour", "behaviour_penalty2", 1)):
+        path = save_policy(make_policy(CHEETAH, seed=seed), ws.policies_dir / f"{name}.safetensors")
+        ws.store.add_policy(name, path, CHEETAH, kind)
+    config = pool.PoolConfig(CHEETAH, seeds=(0, 1), reference_temperatures=(0.0, 1.0), clip_length=40, max_steps=100)
+    pool.collect_pool(ws, config)
+    return ws, config
+
+
+def test_pool_holds_every_source_in_windows_and_is_summarised(pool_ws):
+    from prefine_core import pool
+
+    ws, config = pool_ws
+    records = ws.store.list_trajectories(CHEETAH)
+    # 3 sources (reference at T0 and T1, behaviour at T1) × 2 seeds × 2 full windows of 40 (the last 20 steps dropped)
+    assert len(records) == 12 and {r.length for r in records} == {40} and {r.start for r in records} == {0, 40}
+    assert {r.source for r in records} == {"reference:reference@T0", "reference:reference@T1",
+                                           "behaviour:behaviour_penalty2@T1"}
+    assert pool.collect_pool(ws, config) == []  # already collected: nothing new
+    summary = pool.pool_summary(ws.store, CHEETAH)
+    assert set(summary.columns) >= {"source", "clips", "return_mean", "cost_mean", "length_mean", "fall_rate", "cost_per_step"}
+    assert summary.clips.tolist() == [4, 4, 4] and summary.length_mean.tolist() == [40.0] * 3
+
+
+def test_windows_keep_a_short_last_clip_only_when_it_falls():
+    from prefine_core.envs import SafetyTask
+    from prefine_core.pool import clips
+    from prefine_core.rollout import collect
+
+    with SafetyTask(HOPPER) as task:
+        episode = collect(make_policy(HOPPER), task, seed=0, max_steps=200)
+    assert episode.fell  # a random hopper falls within a few dozen steps
+    windows = clips(episode, 5)
+    assert [w.fell for w in windows] == [False] * (len(windows) - 1) + [True]
+    assert sum(w.length for w in windows) == episode.length
+    assert clips(episode, 0) == [episode]
+
+
+def test_generated_pairs_record_strategy_score_and_reason(pool_ws):
+    from prefine_core import pool
+
+    ws, _ = pool_ws
+    random_ids = pool.generate_pairs(ws.store, CHEETAH, 4, "random", seed=1)
+    diverse_ids = pool.generate_pairs(ws.store, CHEETAH, 3, "diversity")
+    pairs = {p.id: p for p in ws.store.list_pairs(CHEETAH)}
+    assert {pairs[i].strategy for i in random_ids} == {"random"}
+    assert all(pairs[i].score > 0 and "differently" in pairs[i].reason for i in diverse_ids)
+    keys = [frozenset((p.left_id, p.right_id)) for p in pairs.values()]
+    assert len(set(keys)) == len(keys) == 7  # never the same pair twice
+    with pytest.raises(ValueError, match="fine-tuned"):
+        pool.generate_pairs(ws.store, CHEETAH, 2, "uncertainty")
+    with pytest.raises(ValueError, match="strategy"):
+        pool.generate_pairs(ws.store, CHEETAH, 2, "cost-contrast")
+
+
+def test_reference_vs_finetuned_on_the_same_seed_and_uncertainty(pool_ws):
+    from prefine_core import pool
+    from prefine_core.policy import save_policy
+
+    ws, config = pool_ws
+    path = save_policy(make_policy(CHEETAH, seed=7), ws.policies_dir / "ft.safetensors")
+    ref = ws.store.list_policies(CHEETAH, kind="reference")[0]
+    ft = ws.store.add_policy("ft round 1", path, CHEETAH, "finetuned", parent_id=ref.id)
+    pool.collect_pool(ws, config)
+    ids = pool.generate_pairs(ws.store, CHEETAH, 10, "ref_vs_ft")
+    assert len(ids) == 4  # 2 seeds × 2 windows at temperature 1 (the fine-tuned policy is sampled at T1)
+    for pair in map(ws.store.get_pair, ids):
+        left, right = ws.store.trajectory_record(pair.left_id), ws.store.trajectory_record(pair.right_id)
+        assert {left.policy_id, right.policy_id} == {ref.id, ft}
+        assert (left.seed, left.start, left.temperature) == (right.seed, right.start, right.temperature)
+        assert f"seed {left.seed}" in pair.reason
+    uncertain = [ws.store.get_pair(i) for i in pool.generate_pairs(ws.store, CHEETAH, 3, "uncertainty")]
+    assert all(p.strategy == "uncertainty" and "P(left)" in p.reason for p in uncertain)
+
+
+def test_render_pending_writes_pair_videos(pool_ws):
+    from prefine_core import pool
+
+    ws, _ = pool_ws
+    pool.generate_pairs(ws.store, CHEETAH, 2, "random")
+    result = pool.render_pending(ws, CHEETAH, size=64, limit=1)
+    assert result == {"rendered": 1, "unrenderable": 0, "pending_before": 1}
+    (ready,) = [p for p in ws.store.list_pairs(CHEETAH) if p.video_ready]
+    assert ready.video_path.endswith(".mp4") and (ws.videos_dir / f"pair-{ready.id}.mp4").stat().st_size > 1000
+    assert ws.store.next_pair("labeller").id == ready.id  # the ready pair is served first
+
+
+def test_background_render_process(pool_ws):
+    from prefine_core import pool
+
+    ws, _ = pool_ws
+    pool.generate_pairs(ws.store, CHEETAH, 1, "random")
+    process = pool.start_background_render(ws, CHEETAH, size=48)
+    try:
+        assert process.wait(timeout=180) == 0
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert ws.store.counts(CHEETAH)["videos_ready"] == 1
