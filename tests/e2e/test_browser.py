@@ -71,7 +71,7 @@ def page(app_url):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
         page.set_default_timeout(60_000)
         yield page
         browser.close()
@@ -142,6 +142,7 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     run = ws.store.get_run(run.id)
     assert run.status == "done", run.error
     page.wait_for_timeout(2500)
+    page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
     shot(page, "6-finetune-done")
 
     page.get_by_role("link", name="Compare").first.click()
