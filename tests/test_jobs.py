@@ -107,3 +107,11 @@ def test_tiny_finetune_writes_curves_and_a_policy(ws):
     metrics = ws.store.run_metrics(run_id)
     assert {"loss/total", "eval/return", "eval/cost"} <= set(metrics.name)
     assert ws.store.get_policy(run.output_policy_id).kind == "finetuned"
+
+
+def test_prepare_job_makes_pairs_with_videos(ws):
+    run_id = jobs.launch(ws, "prepare", CHEETAH, None, {"seeds": [0], "max_steps": 30, "clip_length": 30, "pairs": 2})
+    run = wait_for(ws, run_id, ("done", "failed"))
+    assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
+    pairs = ws.store.list_pairs(CHEETAH)
+    assert len(pairs) == 2 and all(p.video_ready for p in pairs)
