@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from prefine_core.envs import SafetyTask, validate_task_id
-from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, save_policy
+from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
 
 
 @dataclass
@@ -63,6 +63,8 @@ class PPOConfig:
     """Save a snapshot every this many steps (0 = none)."""
     lagrange_lr: float = 0.05
     """Step size of the Lagrange multiplier (with cost_limit)."""
+    init_from: str | None = None
+    """Start the actor (and its observation statistics) from this checkpoint, e.g. to slow a reference down."""
 
     def __post_init__(self):
         validate_task_id(self.task_id)
@@ -115,9 +117,16 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
     obs_dim, act_dim = envs[0].obs_dim, envs[0].act_dim
     meta = PolicyMeta(task_id=config.task_id, obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=config.hidden_sizes)
     actor, critic = TanhGaussianPolicy(meta), _critic(obs_dim, config.hidden_sizes)
+    obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
+    if config.init_from:
+        parent = load_policy(config.init_from, task_id=config.task_id)
+        if parent.meta.hidden_sizes != config.hidden_sizes:
+            raise ValueError(f"init_from has hidden sizes {parent.meta.hidden_sizes}, config asks for {config.hidden_sizes}")
+        actor.load_state_dict(parent.state_dict())
+        obs_rms.mean, obs_rms.var = parent.obs_mean.double().numpy(), parent.obs_var.double().numpy()
+        obs_rms.count = 1e5  # trust the parent's statistics; new data moves them slowly
     params = list(actor.parameters()) + list(critic.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
-    obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
     discounted = np.zeros(config.num_envs)
     lagrange = config.cost_penalty
 
@@ -136,7 +145,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
     def export(path: Path, step: int):
         actor.meta = PolicyMeta(
             task_id=config.task_id, obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=config.hidden_sizes,
-            name=path.stem, provenance={
+            name=path.stem, parent=config.init_from, provenance={
                 "algorithm": "ppo-lagrangian" if config.cost_limit is not None else "ppo",
                 "steps": step, "seconds": round(time.time() - started, 1),
                 "final_penalty": round(float(lagrange), 4), **_jsonable(asdict(config)),
