@@ -21,4 +21,4 @@ def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None)
     return _pair_player(
         pair_id=view.pair_id, video=view.video, video_plain=view.video_plain, costs_left=view.costs_left,
         costs_right=view.costs_right, fps=view.fps, show_cost=show_cost, keys_html=keys_html,
-        overlay_top=40, overlay_bottom=16, key=key, default=None, on_change=on_change)
+        overlay={"top": 40, "clip_width": 256, "clip_height": 256, "gap": 8, "border": 4}, key=key, default=None, on_change=on_change)

@@ -98,6 +98,11 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     body.wait_for()
     player(page).locator("video[src]").wait_for(state="attached")
     shot(page, "2-label")
+    page.get_by_text("Show cost overlay").click()
+    player(page).locator("#stage.nocost, video[src]").first.wait_for()
+    page.wait_for_timeout(500)
+    shot(page, "2b-label-cost-hidden")
+    page.get_by_text("Show cost overlay").click()
 
     latencies, labelled = [], []
     for _ in range(5):
