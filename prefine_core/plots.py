@@ -17,6 +17,8 @@ CURVE_PANELS = (
     ("Preference accuracy", ("pref/accuracy",)),
     ("Evaluation return", ("eval/return",)),
     ("Evaluation cost", ("eval/cost",)),
+    ("KL to the reference", ("kl/ref",)),
+    ("Validation safety (teacher)", ("val/safety",)),
 )
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 

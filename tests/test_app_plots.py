@@ -1,0 +1,36 @@
+"""Curve smoothing and figures for the fine-tune and compare pages."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prefine_core import plots
+
+
+def test_smoothing_is_debiased_and_zero_means_raw():
+    values = np.array([1.0, 3.0, 2.0, 5.0])
+    assert plots.smooth(values, 0.0) == pytest.approx(values)
+    assert plots.smooth(np.full(5, 7.0), 0.9) == pytest.approx(np.full(5, 7.0))  # no pull towards 0 at the start
+    with pytest.raises(ValueError, match="smoothing weight"):
+        plots.smooth(values, 1.0)
+
+
+def test_a_resumed_run_keeps_the_latest_value_per_step():
+    metrics = pd.DataFrame({"step": [10, 20, 20], "name": ["loss/total"] * 3, "value": [1.0, 2.0, 1.5]})
+    assert plots.wide_metrics(metrics)["loss/total"].tolist() == [1.0, 1.5]
+
+
+def test_run_figures_raw_beneath_smoothed_and_cost_limit():
+    metrics = pd.DataFrame({"step": [10, 20, 10, 20], "name": ["loss/total", "loss/total", "eval/cost", "eval/cost"],
+                            "value": [1.0, 0.5, 40.0, 20.0]})
+    loss, cost = plots.run_figures(metrics, smoothing=0.5, cost_limit=25.0)
+    raw, smoothed = loss.data
+    assert raw.opacity < 1 and smoothed.name == "loss/total"
+    assert cost.layout.shapes[0].y0 == 25.0
+    assert plots.run_figures(pd.DataFrame(columns=["step", "name", "value"])) == []
+
+
+def test_distribution_figure_has_one_box_per_policy():
+    fig = plots.distribution_figure({"A": [1, 2], "B": [3]}, "cost", limit=25)
+    assert [t.name for t in fig.data] == ["A", "B"]
