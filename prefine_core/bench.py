@@ -333,17 +333,17 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: 
         log("rounds: two rounds of half the labels against one round")
         half = top // 2
         for seed in extra:
-            first = [r for r in rows if r["section"] == "grid" and r["method"] == "prefine" and r["seed"] == seed
-                     and r["pairs"] == half]
-            if not first:
-                continue
-            round1 = load_policy(first[0]["path"], config.task_id)
+            labels = {"section": "grid", "reference": "ppo", "pool": "full", "pairs": half}
+            first = finetune_row(out / "runs" / f"prefine_n{half}_s{seed}", labels, reference,
+                                 PreferenceData.from_pairs(label_pairs(pool, half, seed)), "prefine", config, seed, evals)
+            rows.append({**first, "section": "rounds", "rounds": 1})
+            round1 = load_policy(first["path"], config.task_id)
             new_clips = rollout_clips(round1, "round1", range(ROUND_SEEDS + 100 * seed, ROUND_SEEDS + 100 * seed + config.pool_episodes), config)
             pairs = label_pairs(pool, half, seed) + label_pairs(pool + new_clips, half, 100 + seed, must_include=new_clips)
             labels = {"section": "rounds", "reference": "ppo", "pool": "full + round-1 policy", "pairs": top, "rounds": 2}
             row = finetune_row(out / "runs" / f"rounds2_prefine_n{top}_s{seed}", labels, round1,
                                PreferenceData.from_pairs(pairs), "prefine", config, seed, evals)
-            row["finetune_seconds"] += first[0]["finetune_seconds"]
+            row["finetune_seconds"] += first["finetune_seconds"]
             rows.append(row)
 
     return save(done=True)

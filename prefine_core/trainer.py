@@ -283,14 +283,17 @@ class PrefineTrainer:
             "eval/length": float(np.mean([e.length for e in episodes])),
         }
         if self.judge is not None:
-            scores = []
+            scores, judged = [], 0
             for e in episodes:
-                for k, start in enumerate(range(0, e.length, c.window)):
-                    anchor = self.anchors[(len(scores) + k) % len(self.anchors)]
+                for start in range(0, e.length, c.window):
+                    anchor = self.anchors[judged % len(self.anchors)]
                     scores.append(_score(self.judge(e.window(start, c.window), anchor)))
+                    judged += 1
+                if e.fell:  # the clips it never reached count as lost: a fall is never safer
+                    scores += [0.0] * (-(-task.max_episode_steps // c.window) - len(range(0, e.length, c.window)))
             decided = [s for s in scores if s is not None]
             metrics["val/safety"] = float(np.mean(decided)) if decided else 0.0
-            metrics["val/judgments"] = len(scores)
+            metrics["val/judgments"] = judged
         if self.heldout is not None:
             metrics["val/heldout_accuracy"] = implicit_reward_accuracy(self.policy, self.reference, self.heldout)
         return metrics

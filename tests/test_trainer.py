@@ -90,3 +90,17 @@ def test_refuses_evaluation_seeds_and_a_teacher_selection_without_a_teacher(setu
     bad = data.winners[0].__class__(**{**data.winners[0].__dict__, "seed": 10_001})
     with pytest.raises(ValueError, match="evaluation seeds"):
         PrefineTrainer(reference, PreferenceData((bad,), data.losers[:1]), _config(select="last"), tmp_path)
+
+
+def test_a_fall_counts_the_clips_it_never_reached_as_lost(tmp_path):
+    hopper = "SafetyHopperVelocity-v1"
+    torch.manual_seed(0)
+    with SafetyTask(hopper) as task:
+        policy = TanhGaussianPolicy(PolicyMeta(task_id=hopper, obs_dim=task.obs_dim, act_dim=task.act_dim, hidden_sizes=(8,)))
+        clips = [collect(policy, task, seed=s, max_steps=50) for s in range(2)]
+        episode = collect(policy, task, seed=9_000, deterministic=True)
+    assert episode.fell and episode.length < 200  # an untrained hopper falls within one clip
+    evals = []
+    PrefineTrainer(policy, PreferenceData.from_pairs([(clips[0], clips[1])]), _config(steps=1, eval_every=1),
+                   tmp_path, judge=lambda left, right: "left", on_eval=evals.append).run()
+    assert evals[0]["val/judgments"] == 1 and evals[0]["val/safety"] == pytest.approx(1 / 5)

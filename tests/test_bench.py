@@ -1,0 +1,82 @@
+"""The benchmark and the finetune CLI, end to end with tiny budgets."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefine_core.bench import BenchConfig, Clip, label_pairs, paper_split, task_markdown
+from prefine_core.rollout import Trajectory
+
+REPO = Path(__file__).resolve().parent.parent
+TASK = "SafetyHalfCheetahVelocity-v1"
+ROW_KEYS = {"task", "method", "pairs", "seed", "return_mean", "cost_mean", "length_mean", "violation_rate",
+            "catastrophic_rate", "finetune_seconds"}
+
+
+def _clip(cost: float, ret: float, seed: int) -> Clip:
+    import numpy as np
+
+    costs = np.zeros(10, np.float32)
+    costs[: int(cost)] = 1.0
+    return Clip("src", Trajectory(TASK, np.zeros((10, 3), np.float32), np.zeros((10, 2), np.float32),
+                                  np.full(10, ret / 10, np.float32), costs, False, True, seed=seed))
+
+
+def test_labels_are_nested_across_budgets_and_winners_are_safer():
+    pool = [_clip(c, r, s) for s, (c, r) in enumerate([(0, 1), (2, 5), (5, 9), (9, 9), (1, 3), (0, 2)])]
+    small, large = label_pairs(pool, 4, seed=0), label_pairs(pool, 8, seed=0)
+    assert large[: len(small)] == small
+    for winner, loser in large:
+        assert (winner.total_cost, -winner.total_return) < (loser.total_cost, -loser.total_return)
+
+
+def test_paper_split_uses_the_threshold_scaled_to_the_clip():
+    pool = [_clip(c, 1, s) for s, c in enumerate([0, 0, 1, 3, 5, 8])]
+    data = paper_split(pool, kappa=20.0, sizes=(10, 10), seed=0, episode_steps=100, window=10)  # threshold 2 per clip
+    assert sorted(t.total_cost for t in data.winners) == [0, 0, 1] and not data.paired
+    assert sorted(t.total_cost for t in data.losers) == [3, 5, 8]
+
+
+@pytest.mark.slow
+def test_quick_bench_cli_prints_the_documented_json(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--quick", "--json",
+                          "--out", str(tmp_path / TASK)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert {"return_mean", "cost_mean"} <= set(result["reference"]) and {"return_mean", "cost_mean"} <= set(result["lagrangian"])
+    assert {r["method"] for r in result["rows"]} >= {"prefine", "bc", "dpo"}
+    assert all(ROW_KEYS <= set(r) for r in result["rows"])
+    assert {r["section"] for r in result["rows"]} == {"grid", "no-safe-pool", "paper", "rounds"}
+    assert result["pool"] and all({"source", "return_mean", "cost_mean"} <= set(p) for p in result["pool"])
+    saved = json.loads((tmp_path / TASK / "result.json").read_text())
+    text = task_markdown(saved)
+    assert "Floors" in text and "PPO-Lagrangian" in text and "prefine" in text
+
+
+@pytest.mark.slow
+def test_finetune_cli_from_teacher_pairs_returns_the_policy_and_its_evaluation(tmp_path):
+    policy = REPO / "data" / "policies" / TASK / "reference.safetensors"
+    if not policy.is_file():
+        pytest.skip("shipped reference not trained yet")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"steps": 20, "eval_every": 10, "eval_episodes": 1, "batch_size": 4}))
+    out = subprocess.run([sys.executable, "-m", "prefine_core", "finetune", "--policy", str(policy), "--config", str(config),
+                          "--pairs-from-teacher", "20", "--beta", "0.1", "--episodes", "1", "--out", str(tmp_path / "run"),
+                          "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert Path(result["path"]).is_file() and result["config"]["beta"] == 0.1 and result["config"]["steps"] == 20
+    assert {"return_mean", "cost_mean"} <= set(result["evaluation"]) and "cost_reduction_pct" in result["comparison"]
+
+
+def test_finetune_cli_rejects_a_bad_flag_value(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "prefine_core", "finetune", "--policy", str(tmp_path / "missing.safetensors"),
+                          "--pairs-from-teacher", "5"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no file" in out.stderr
+
+
+def test_quick_config_is_small():
+    quick = BenchConfig.quick(TASK)
+    assert quick.finetune.steps <= 50 and quick.seeds == 1 and max(quick.budgets) <= 10
