@@ -26,6 +26,9 @@ from prefine_core import queries
 from prefine_core.store import PolicyRecord, Store, TrajectoryRecord
 from prefine_core.workspace import Workspace
 
+#: Strategies score all pairs of candidates; a larger pool is subsampled (seeded) to this many clips.
+MAX_CANDIDATES = 1500
+
 
 @dataclass
 class PoolConfig:
@@ -152,11 +155,14 @@ def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random",
         raise ValueError(f"strategy must be one of {queries.STRATEGIES}, got {strategy!r}")
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
-    pool = candidates(store, task_id)
-    if len(pool) < 2:
-        raise ValueError(f"the pool of {task_id} holds {len(pool)} clip(s); collect a pool first (need ≥ 2)")
-    existing = {queries._key(p.left_id, p.right_id) for p in store.list_pairs(task_id)}
     rng = np.random.default_rng(seed)
+    records = store.list_trajectories(task_id=task_id)
+    if len(records) < 2:
+        raise ValueError(f"the pool of {task_id} holds {len(records)} clip(s); collect a pool first (need ≥ 2)")
+    if len(records) > MAX_CANDIDATES:  # strategies compare all pairs: keep that bounded
+        records = [records[i] for i in sorted(rng.choice(len(records), MAX_CANDIDATES, replace=False))]
+    pool = candidates(store, task_id, records)
+    existing = {queries._key(p.left_id, p.right_id) for p in store.list_pairs(task_id)}
     if strategy == "random":
         proposals = queries.random_pairs(pool, n, rng, existing)
     elif strategy == "diversity":

@@ -18,7 +18,6 @@ reason a labeller can read. Sides are shuffled so that "left" carries no informa
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,15 +92,25 @@ def behaviour_features(candidates: list[Candidate]) -> np.ndarray:
     return (features - features.mean(0)) / np.where(spread > 1e-8, spread, 1.0)
 
 
+def _pairwise_distances(features: np.ndarray) -> np.ndarray:
+    """(N, F) -> (N, N) Euclidean distances, without an (N, N, F) intermediate."""
+    sq = (features**2).sum(1)  # (N,)
+    return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * features @ features.T, 0.0))  # (N, N)
+
+
+def _upper_pairs(scores: np.ndarray, candidates: list[Candidate]) -> list[tuple[float, int, int]]:
+    """(score, id_i, id_j) for every i < j of an (N, N) score matrix."""
+    rows, cols = np.triu_indices(len(candidates), 1)
+    ids = np.array([c.id for c in candidates])
+    return list(zip(scores[rows, cols].tolist(), ids[rows].tolist(), ids[cols].tolist()))
+
+
 def diversity_pairs(candidates: list[Candidate], n: int, rng: np.random.Generator, existing: set,
                     max_uses: int = 2) -> list[Proposal]:
-    features = behaviour_features(candidates)
-    distances = np.linalg.norm(features[:, None, :] - features[None, :, :], axis=-1)  # (N, N)
+    distances = _pairwise_distances(behaviour_features(candidates))
     upper = distances[np.triu_indices(len(candidates), 1)]
-    scored = [(float(distances[i, j]), candidates[i].id, candidates[j].id)
-              for i, j in itertools.combinations(range(len(candidates)), 2)]
     result = []
-    for score, a, b in _pick_top(scored, n, existing, max_uses):
+    for score, a, b in _pick_top(_upper_pairs(distances, candidates), n, existing, max_uses):
         share = float((upper >= score).mean()) * 100
         left, right = _oriented(rng, a, b)
         result.append(Proposal(left, right, score, f"the two clips behave very differently "
@@ -122,19 +131,17 @@ def uncertainty_pairs(candidates: list[Candidate], n: int, rng: np.random.Genera
     if not finetuned:
         raise ValueError("strategy 'uncertainty' needs a fine-tuned policy: run a fine-tune first, or choose random or diversity")
     h = np.array([[implicit_reward(p, reference, c) for c in candidates] for p in finetuned])  # (K, N)
-    scored, detail = [], {}
-    for i, j in itertools.combinations(range(len(candidates)), 2):
-        p = 1.0 / (1.0 + np.exp(-np.clip(beta * (h[:, i] - h[:, j]), -50, 50)))  # (K,) P(i preferred)
-        mean = float(p.mean())
-        entropy = -sum(q * math.log2(q) for q in (mean, 1 - mean) if q > 0)
-        score = entropy + float(p.std())
-        a, b = candidates[i].id, candidates[j].id
-        scored.append((score, a, b))
-        detail[(a, b)] = mean
+    margin = np.clip(beta * (h[:, :, None] - h[:, None, :]), -50, 50)  # (K, N, N)
+    prob = 1.0 / (1.0 + np.exp(-margin))  # (K, N, N): P(i preferred to j) under model k
+    mean = prob.mean(0)  # (N, N)
+    q = np.clip(mean, 1e-12, 1 - 1e-12)
+    entropy = -(q * np.log2(q) + (1 - q) * np.log2(1 - q))  # (N, N), bits
+    scored = _upper_pairs(entropy + prob.std(0), candidates)
+    index = {c.id: i for i, c in enumerate(candidates)}
     result = []
     for score, a, b in _pick_top(scored, n, existing, max_uses):
         left, right = _oriented(rng, a, b)
-        p_left = detail[(a, b)] if left == a else 1 - detail[(a, b)]
+        p_left = float(mean[index[left], index[right]])
         result.append(Proposal(left, right, score, f"the fine-tuned policy is unsure which clip it prefers "
                                                    f"(P(left) = {p_left:.2f} over {len(finetuned)} model(s))"))
     return result

@@ -189,33 +189,41 @@ def test_sqlite_uses_wal_and_foreign_keys(tmp_path):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_transient_errors_are_retried_whole(tmp_path):
+def test_transient_errors_are_retried_whole(tmp_path, monkeypatch):
     """A locked database re-runs the transaction from the start; a persistent error is raised, not dropped."""
     import sqlite3
 
     from sqlalchemy.exc import OperationalError
 
-    from prefine_core.store.engine import RETRIES, make_engine, run_transaction
+    from prefine_core.store import engine as engine_module
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setattr(engine_module, "BACKOFF_S", 0.001)
+    engine = engine_module.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     attempts = []
+
+    def locked() -> OperationalError:
+        return OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
 
     def flaky(conn):
         attempts.append(1)
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
         conn.exec_driver_sql("INSERT INTO t VALUES (1)")
         if len(attempts) < 3:
-            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+            raise locked()
         return "ok"
 
-    assert run_transaction(engine, flaky) == "ok"
+    assert engine_module.run_transaction(engine, flaky) == "ok"
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1  # failed attempts rolled back
     attempts.clear()
-    with pytest.raises(OperationalError):
-        run_transaction(engine, lambda c: (attempts.append(1), flaky.__call__ and (_ for _ in ()).throw(
-            OperationalError("x", {}, sqlite3.OperationalError("database is locked")))))
-    assert len(attempts) == RETRIES
+
+    def always_locked(conn):
+        attempts.append(1)
+        raise locked()
+
+    with pytest.raises(OperationalError, match="locked"):
+        engine_module.run_transaction(engine, always_locked)
+    assert len(attempts) == engine_module.RETRIES
 
 
 def test_workspace_registers_shipped_policies_idempotently(tmp_path, monkeypatch):

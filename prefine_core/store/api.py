@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from prefine_core.store import schema as S
@@ -168,10 +168,26 @@ class _Writer:
         if self.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id == pair_id)).first() is None:
             raise ValueError(f"pair_id {pair_id} does not exist")
         previous = self._latest_label(pair_id, annotator_id)
-        return self.conn.execute(insert(S.labels).values(
+        label_id = self.conn.execute(insert(S.labels).values(
             pair_id=pair_id, annotator_id=annotator_id, choice=choice, seconds=seconds,
             supersedes_id=None if previous is None else previous.id, created_at=created_at or S.utcnow(),
         ).returning(S.labels.c.id)).scalar_one()
+        if choice == "skip":
+            self.release(pair_id, annotator_id)
+        else:
+            self.hold(pair_id, annotator_id, judged=choice != RETRACT)
+        return label_id
+
+    def hold(self, pair_id: int, annotator_id: int, judged: bool) -> None:
+        """The annotator holds a slot on the pair: a fresh lease, or for good once judged."""
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        values = {"served_at": S.utcnow(), "judged": judged}
+        self.conn.execute(dialect.insert(S.assignments).values(pair_id=pair_id, annotator_id=annotator_id, **values)
+                          .on_conflict_do_update(index_elements=["pair_id", "annotator_id"], set_=values))
+
+    def release(self, pair_id: int, annotator_id: int) -> None:
+        table = S.assignments
+        self.conn.execute(delete(table).where(and_(table.c.pair_id == pair_id, table.c.annotator_id == annotator_id)))
 
 
 def _effective_rows():
@@ -325,36 +341,23 @@ class Store:
             if w.conn.dialect.name == "postgresql":
                 w.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72410002)")  # one server at a time
             me = w.annotator_id(annotator)
-            pair_query = select(S.pairs.c.id, S.pairs.c.video_path).order_by(S.pairs.c.id)
-            if task_id is not None:
-                pair_query = pair_query.where(S.pairs.c.task_id == task_id)
-            pair_rows = w.conn.execute(pair_query).all()
-            if not pair_rows:
-                return None
-            latest = _effective_rows()
+            L, A, P = S.labels, S.assignments, S.pairs
             fresh = S.utcnow() - LEASE
-            leased = w.conn.execute(select(S.assignments.c.pair_id, S.assignments.c.annotator_id)
-                                    .where(S.assignments.c.served_at >= fresh)).all()
-            standing = w.conn.execute(select(S.labels.c.pair_id, S.labels.c.annotator_id, S.labels.c.choice)
-                                      .join(latest, S.labels.c.id == latest.c.id)
-                                      .where(S.labels.c.choice != RETRACT)).all()
-            answered = {(p, a) for p, a, _ in standing}
-            mine_done = {p for p, a in answered if a == me}
-            takers: dict[int, set[int]] = {}  # who holds a slot: a judgement (not a skip) or an open lease
-            for p, a in [*((p, a) for p, a, c in standing if c != "skip"),
-                         *((p, a) for p, a in leased if (p, a) not in answered)]:
-                if a != me:
-                    takers.setdefault(p, set()).add(a)
-            my_leases = {p for p, a in leased if a == me}
-            open_rows = [r for r in pair_rows if r.id not in mine_done and len(takers.get(r.id, ())) < overlap]
-            if not open_rows:
+            my_latest = select(func.max(L.c.id)).where(L.c.annotator_id == me).group_by(L.c.pair_id)
+            my_done = select(L.c.pair_id).where(L.c.id.in_(my_latest), L.c.choice != RETRACT)
+            full = (select(A.c.pair_id).where(A.c.annotator_id != me, or_(A.c.judged, A.c.served_at >= fresh))
+                    .group_by(A.c.pair_id).having(func.count() >= overlap))
+            my_lease = select(A.c.pair_id).where(A.c.annotator_id == me, ~A.c.judged, A.c.served_at >= fresh)
+            query = (select(P).where(P.c.id.not_in(my_done), P.c.id.not_in(full))
+                     .order_by(case((P.c.id.in_(my_lease), 0), else_=1), case((P.c.video_path.is_(None), 1), else_=0), P.c.id)
+                     .limit(1))
+            if task_id is not None:
+                query = query.where(P.c.task_id == task_id)
+            row = w.conn.execute(query).first()
+            if row is None:
                 return None
-            chosen = min(open_rows, key=lambda r: (r.id not in my_leases, r.video_path is None, r.id))
-            table = S.assignments
-            if w.conn.execute(update(table).where(and_(table.c.pair_id == chosen.id, table.c.annotator_id == me))
-                              .values(served_at=S.utcnow())).rowcount == 0:
-                w.conn.execute(insert(table).values(pair_id=chosen.id, annotator_id=me, served_at=S.utcnow()))
-            return PairRecord(**w.conn.execute(select(S.pairs).where(S.pairs.c.id == chosen.id)).one()._mapping)
+            w.hold(row.id, me, judged=False)
+            return PairRecord(**row._mapping)
 
         return self._write(serve)
 
@@ -388,10 +391,7 @@ class Store:
                 return None
             w.conn.execute(insert(S.labels).values(pair_id=row.pair_id, annotator_id=me, choice=RETRACT,
                                                    supersedes_id=row.id, created_at=S.utcnow()))
-            table = S.assignments
-            if w.conn.execute(update(table).where(and_(table.c.pair_id == row.pair_id, table.c.annotator_id == me))
-                              .values(served_at=S.utcnow())).rowcount == 0:
-                w.conn.execute(insert(table).values(pair_id=row.pair_id, annotator_id=me, served_at=S.utcnow()))
+            w.hold(row.pair_id, me, judged=False)  # served to them again first
             return row.pair_id
 
         return self._write(undo)

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
-    Table, Text, UniqueConstraint,
+    Table, Text, UniqueConstraint, false,
 )
 
 metadata = MetaData()
@@ -95,12 +95,14 @@ labels = Table(
 )
 
 # Added in schema version 0002: which pair was handed to which annotator, and when, so that with
-# overlap k a pair is not handed to more than k people at once.
+# overlap k a pair is not handed to more than k people at once; 0003 added ``judged``. A row holds
+# a slot on its pair while ``served_at`` is within the lease, or for good once ``judged``.
 assignments = Table(
     "assignments", metadata,
     Column("pair_id", Integer, ForeignKey("pairs.id"), primary_key=True),
     Column("annotator_id", Integer, ForeignKey("annotators.id"), primary_key=True),
     Column("served_at", DateTime, nullable=False, default=utcnow),
+    Column("judged", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 runs = Table(
