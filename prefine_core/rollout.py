@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,5 +177,5 @@ def load_trajectory(path: str | os.PathLike) -> Trajectory:
                 truncated=bool(data["truncated"]), seed=None if seed < 0 else seed, start=int(data["start"]),
                 constraint_costs={k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("constraint/")},
             )
-    except (OSError, KeyError, ValueError, EOFError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path.name} is not a readable trajectory file: {exc}") from None
