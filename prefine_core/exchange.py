@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from prefine_core.envs import validate_task_id
+from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
 from prefine_core.store import LABEL_CHOICES, POLICY_KINDS, RETRACT
 from prefine_core.store.schema import utcnow
@@ -57,6 +59,15 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             handle.write(json.dumps(row, default=str, sort_keys=True) + "\n")
 
 
+def _is_policy(path: str) -> bool:
+    """Whether ``path`` is a readable checkpoint: only those are copied into an export, never another file."""
+    try:
+        read_meta(path)
+    except CheckpointError:
+        return False
+    return True
+
+
 def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = None,
                   include_policies: bool = True) -> dict:
     """Write the labels, pairs, trajectories and policies (of ``task_id``, or all) to folder ``out``."""
@@ -73,7 +84,7 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
     for p in policies:
         row = {k: v for k, v in asdict(p).items() if k != "created_at"}
         row["file"] = None
-        if include_policies and Path(p.path).is_file():
+        if include_policies and _is_policy(p.path):
             (out / "policies").mkdir(exist_ok=True)
             shutil.copyfile(p.path, out / "policies" / f"{p.id}.safetensors")
             row["file"] = f"policies/{p.id}.safetensors"
@@ -117,6 +128,16 @@ def _read_jsonl(folder: Path, name: str) -> list[dict]:
     return rows
 
 
+def _member(folder: Path, name, what: str) -> Path:
+    """The file a bundle row names, which must lie inside the bundle (no absolute path, no ``..`` out of it)."""
+    path = (folder / str(name)).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise ValueError(f"{what} names file {name!r}, which lies outside the export folder")
+    if not path.is_file():
+        raise ValueError(f"{what} names file {name}, which is missing")
+    return path
+
+
 def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, Trajectory]]:
     """Everything an import needs, fully checked; raises ValueError saying what is wrong."""
     manifest_path = folder / "manifest.json"
@@ -138,20 +159,19 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"policies.jsonl: policy {p['id']} has kind {p['kind']!r}, expected one of {POLICY_KINDS}")
         if p["parent_id"] is not None and p["parent_id"] not in policy_ids:
             raise ValueError(f"policies.jsonl: policy {p['id']} has parent_id {p['parent_id']}, which is not in the export")
-        if p["file"] is not None and not (folder / p["file"]).is_file():
-            raise ValueError(f"policies.jsonl: policy {p['id']} names file {p['file']}, which is missing")
+        if p["file"] is not None:
+            read_meta(_member(folder, p["file"], f"policies.jsonl: policy {p['id']}"))  # a real checkpoint, or refused
     arrays: dict[int, Trajectory] = {}
     for t in rows["trajectories"]:
         if t["policy_id"] is not None and t["policy_id"] not in policy_ids:
             raise ValueError(f"trajectories.jsonl: trajectory {t['id']} has policy_id {t['policy_id']}, which is not in the export")
-        file = folder / str(t["file"])
-        if not file.is_file():
-            raise ValueError(f"trajectories.jsonl: trajectory {t['id']} names file {t['file']}, which is missing")
-        trajectory = load_trajectory(file)
+        trajectory = load_trajectory(_member(folder, t["file"], f"trajectories.jsonl: trajectory {t['id']}"))
         if trajectory.length != t["length"] or trajectory.task_id != t["task_id"]:
             raise ValueError(f"{t['file']} holds {trajectory.length} steps of {trajectory.task_id}, "
                              f"trajectories.jsonl says {t['length']} of {t['task_id']}")
         arrays[t["id"]] = trajectory
+    for task_id in sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]}):
+        validate_task_id(task_id)
     pair_ids = {p["id"] for p in rows["pairs"]}
     for p in rows["pairs"]:
         for side in ("left_id", "right_id"):
