@@ -58,13 +58,16 @@ def _unpack(data: bytes, target: Path) -> Path:
 
 def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
     """Check and register an uploaded policy; the message says whether it fits ``task_id``."""
-    from prefine_core.policy import load_policy
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import check_compatible, load_policy
 
     target = ws.policies_dir / "imported" / f"{uuid.uuid4().hex[:12]}-{Path(filename).name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     try:
         policy = load_policy(target)
+        with SafetyTask(policy.meta.task_id) as task:  # an unknown task id, or sizes that do not fit it
+            check_compatible(policy, task)
     except ValueError as exc:
         target.unlink(missing_ok=True)
         raise ValueError(f"{filename} is not a usable policy: {exc}") from None
