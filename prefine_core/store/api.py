@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -27,7 +26,9 @@ from prefine_core.store.records import (
 
 #: How long a pair handed to an annotator counts as taken by them (for overlap) before it is freed.
 LEASE = timedelta(minutes=10)
-if TYPE_CHECKING:  # the store itself does not import torch (rollout does), so worker processes start fast
+if TYPE_CHECKING:  # the store imports neither torch (rollout does) nor pandas up front: workers start fast
+    import pandas as pd
+
     from prefine_core.rollout import Trajectory
 
 _RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartbeat", "config"}
@@ -407,7 +408,7 @@ class Store:
         return [LabelRecord(id=r.id, pair_id=r.pair_id, annotator=r.annotator, choice=r.choice, seconds=r.seconds,
                             supersedes_id=r.supersedes_id, created_at=r.created_at) for r in rows]
 
-    def effective_labels(self, task_id: str | None = None) -> pd.DataFrame:
+    def effective_labels(self, task_id: str | None = None) -> "pd.DataFrame":
         """The standing judgement per (pair, annotator): the latest row, unless it is a retraction or a skip.
 
         Columns: label_id, pair_id, task_id, left_id, right_id, annotator, choice, seconds, created_at.
@@ -423,6 +424,8 @@ class Store:
         if task_id is not None:
             query = query.where(S.pairs.c.task_id == task_id)
         rows = self._read(lambda c: c.execute(query).all())
+        import pandas as pd
+
         columns = ["label_id", "pair_id", "task_id", "left_id", "right_id", "annotator", "choice", "seconds", "created_at"]
         return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
@@ -505,11 +508,13 @@ class Store:
 
         self._write(write)
 
-    def run_metrics(self, run_id: int) -> pd.DataFrame:
+    def run_metrics(self, run_id: int) -> "pd.DataFrame":
         """Columns step, name, value, time; ordered by step."""
         query = (select(S.metrics.c.step, S.metrics.c.name, S.metrics.c.value, S.metrics.c.time)
                  .where(S.metrics.c.run_id == run_id).order_by(S.metrics.c.step, S.metrics.c.id))
         rows = self._read(lambda c: c.execute(query).all())
+        import pandas as pd
+
         return pd.DataFrame([tuple(r) for r in rows], columns=["step", "name", "value", "time"])
 
     # -- summary ------------------------------------------------------------------------------
