@@ -63,6 +63,12 @@ class PPOConfig:
     """Save a snapshot every this many steps (0 = none)."""
     lagrange_lr: float = 0.05
     """Step size of the Lagrange multiplier (with cost_limit)."""
+    penalty_floor: float | None = None
+    """Lower bound on the reward of a step that incurred cost. Where falling ends the episode, a
+    negative step reward teaches the robot to fall on purpose (the penalty stops with the episode);
+    a floor of 0 removes that incentive, so the penalty can only teach it to slow down."""
+    init_log_std: float = -0.5
+    """Initial log σ of the actor (0 explores more, e.g. to find a slow gait)."""
     init_from: str | None = None
     """Start the actor (and its observation statistics) from this checkpoint, e.g. to slow a reference down."""
 
@@ -118,6 +124,8 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
     meta = PolicyMeta(task_id=config.task_id, obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=config.hidden_sizes)
     actor, critic = TanhGaussianPolicy(meta), _critic(obs_dim, config.hidden_sizes)
     obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
+    with torch.no_grad():
+        actor.log_std.fill_(config.init_log_std)
     if config.init_from:
         parent = load_policy(config.init_from, task_id=config.task_id)
         if parent.meta.hidden_sizes != config.hidden_sizes:
@@ -192,6 +200,8 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
             global_step += n
 
         shaped = b_rew - lagrange * b_cost
+        if config.penalty_floor is not None:
+            shaped = np.where(b_cost > 0, np.maximum(shaped, config.penalty_floor), shaped)
         for t in range(steps):
             discounted = discounted * config.gamma * (1 - (b_done[t - 1] if t else 0)) + shaped[t]
             ret_rms.update(discounted)

@@ -15,7 +15,7 @@ def _pretrain(args: argparse.Namespace) -> dict:
     config = PPOConfig(
         task_id=args.task, total_steps=args.steps, seed=args.seed, cost_penalty=args.cost_penalty,
         cost_limit=args.cost_limit, snapshot_every=args.snapshot_every,
-        init_from=str(args.init) if args.init else None,
+        init_from=str(args.init) if args.init else None, penalty_floor=args.penalty_floor,
     )
     bar = Progress(config.total_steps, f"PPO {config.task_id}")
     try:
@@ -34,6 +34,8 @@ def register(command) -> None:
     p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost (default 0)")
     p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost")
     p.add_argument("--snapshot-every", type=non_negative_int, default=0, help="save a snapshot every N steps")
+    p.add_argument("--penalty-floor", type=float, default=None,
+                   help="lower bound on a costly step's penalised reward (0 stops 'fall on purpose' in Hopper-like tasks)")
     p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down)")
     p.add_argument("--out", required=True, help="where to write the .safetensors policy")
     p.set_defaults(handler=_pretrain)
