@@ -97,6 +97,7 @@ def collect_pool(ws: Workspace, config: PoolConfig, on_progress=None) -> list[in
     from prefine_core.policy import load_policy
     from prefine_core.rollout import collect
 
+    ws.register_shipped()  # shipped policies may have appeared since the workspace was opened
     sources = pool_sources(ws.store, config)
     if not sources:
         raise ValueError(f"no policies registered for {config.task_id}: ship or import a reference policy first")

@@ -23,6 +23,8 @@ SHIPPED_POLICIES = REPO / "data" / "policies"
 class Workspace:
     root: Path
     store: Store
+    shipped: Path | None = None
+    """Folder of shipped policies (``<task_id>/*.safetensors``) registered on open and on :meth:`register_shipped`."""
 
     @classmethod
     def open(cls, root: str | os.PathLike | None = None, db_url: str | None = None,
@@ -35,11 +37,10 @@ class Workspace:
             raise ValueError(f"workspace {root} exists and is not a folder")
         root.mkdir(parents=True, exist_ok=True)
         url = db_url or os.environ.get("PREFINE_DB_URL") or f"sqlite:///{root / 'prefine.db'}"
-        ws = cls(root=root, store=Store(url))
+        ws = cls(root=root, store=Store(url), shipped=Path(shipped) if shipped is not None else None)
         for folder in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir):
             folder.mkdir(exist_ok=True)
-        if shipped is not None:
-            ws.register_shipped(shipped)
+        ws.register_shipped()
         return ws
 
     @property
@@ -62,16 +63,17 @@ class Workspace:
     def exports_dir(self) -> Path:
         return self.root / "exports"
 
-    def register_shipped(self, folder: str | os.PathLike = SHIPPED_POLICIES) -> list[int]:
-        """Register every readable shipped checkpoint under ``folder/<task_id>/``; returns their ids.
+    def register_shipped(self) -> list[int]:
+        """Register every readable shipped checkpoint under ``<shipped>/<task_id>/``; returns their ids.
 
+        Cheap and idempotent: call it whenever new policies may have appeared (pool collection does).
         A file that is not a readable policy (still being written, corrupt) is skipped; it is
         registered on a later call once it is complete.
         """
         from prefine_core.policy import CheckpointError, read_meta
 
-        folder = Path(folder)
-        if not folder.is_dir():
+        folder = self.shipped
+        if folder is None or not folder.is_dir():
             return []
         ids = []
         for path in sorted(folder.glob("*/*.safetensors")):

@@ -238,6 +238,7 @@ def test_workspace_registers_shipped_policies_idempotently(tmp_path, monkeypatch
     assert [p.kind for p in ws.store.list_policies(CHEETAH)] == ["reference"]
     assert all(d.is_dir() for d in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir))
     save_policy(make_policy(CHEETAH, seed=1), shipped / "behaviour_penalty2.safetensors")
+    assert len(ws.register_shipped()) == 2  # appeared while the workspace was open
     ws = Workspace.open(tmp_path / "ws", shipped=tmp_path / "policies")
     assert sorted(p.kind for p in ws.store.list_policies(CHEETAH)) == ["behaviour", "reference"]
     assert ws.store.url.endswith("prefine.db")

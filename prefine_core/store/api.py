@@ -101,13 +101,12 @@ class _Writer:
         task_id = self.ensure_task(task_id)
         if parent_id is not None:
             self._policy_row(_int_id("parent_id", parent_id))
-        existing = self.conn.execute(select(S.policies.c.id).where(
-            and_(S.policies.c.task_id == task_id, S.policies.c.path == path))).scalar()
-        if existing is not None:
-            return existing
-        return self.conn.execute(insert(S.policies).values(
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        self.conn.execute(dialect.insert(S.policies).values(  # two app instances may register it at once
             name=name, path=path, task_id=task_id, kind=kind, parent_id=parent_id, provenance=provenance or {},
-            created_at=S.utcnow()).returning(S.policies.c.id)).scalar_one()
+            created_at=S.utcnow()).on_conflict_do_nothing(index_elements=["task_id", "path"]))
+        return self.conn.execute(select(S.policies.c.id).where(
+            and_(S.policies.c.task_id == task_id, S.policies.c.path == path))).scalar_one()
 
     def add_trajectory(self, trajectory, policy_id, source, folder, temperature=None, video_path=None) -> int:
         from prefine_core.rollout import Trajectory, save_trajectory
