@@ -105,6 +105,21 @@ def test_preference_pairs_by_majority_skipping_ties(store, tmp_path, cheetah_epi
     assert (counts["labelled"], counts["pending"], counts["labels"], counts["annotators"]) == (3, 0, 6, 3)
 
 
+def test_delete_pairs_takes_their_labels_and_nothing_else(store, tmp_path, cheetah_episode):
+    _, (p1, p2, p3) = fill(store, tmp_path, cheetah_episode)
+    store.add_label(p1, "ann", "left")
+    store.add_label(p1, "ann", "right")
+    store.add_label(p2, "ann", "equal")
+    store.next_pair("bob")
+    with pytest.raises(ValueError, match="pair_id 999"):
+        store.delete_pairs([p1, 999])
+    assert store.counts()["pairs"] == 3
+    assert store.delete_pairs([p1, p3]) == 2
+    assert [p.id for p in store.list_pairs()] == [p2]
+    assert [h.pair_id for h in store.label_history()] == [p2]
+    assert store.counts()["trajectories"] == 4
+
+
 def test_runs_and_metrics(store, tmp_path):
     ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
     run = store.create_run(CHEETAH, ref, "prefine", {"beta": 0.05})

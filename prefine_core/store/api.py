@@ -313,6 +313,26 @@ class Store:
 
         self._write(write)
 
+    def delete_pairs(self, pair_ids: list[int]) -> int:
+        """Delete pairs together with all their label rows and assignments (one transaction); returns how many.
+
+        An explicit clean-up by a person (a badly chosen or broken pair): the only way label rows
+        ever leave the store. Their trajectories stay. Every id must exist, else nothing is deleted.
+        """
+        ids = sorted({_int_id("pair_id", i) for i in pair_ids})
+
+        def write(w: _Writer):
+            found = set(w.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id.in_(ids))).scalars())
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise ValueError(f"pair_id {missing[0]} does not exist" + (f" (nor {missing[1:]})" if missing[1:] else ""))
+            w.conn.execute(delete(S.assignments).where(S.assignments.c.pair_id.in_(ids)))
+            w.conn.execute(update(S.labels).where(S.labels.c.pair_id.in_(ids)).values(supersedes_id=None))
+            w.conn.execute(delete(S.labels).where(S.labels.c.pair_id.in_(ids)))
+            return w.conn.execute(delete(S.pairs).where(S.pairs.c.id.in_(ids))).rowcount
+
+        return self._write(write) if ids else 0
+
     def get_pair(self, pair_id: int) -> PairRecord:
         row = self._read(lambda c: c.execute(select(S.pairs).where(S.pairs.c.id == pair_id)).first())
         if row is None:
