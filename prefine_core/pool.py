@@ -181,6 +181,9 @@ def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random",
                                                   reference, beta=beta)
         else:
             proposals = queries.ref_vs_ft_pairs(pool, n, rng, existing, references[0].id, tuned[0].id, tuned[0].name)
+            if not proposals:
+                raise ValueError(f"no new reference and {tuned[0].name!r} clips share a seed and window: collect the "
+                                 f"pool again (pairs --collect) so the fine-tuned policy is rolled out on the same seeds")
     with store.batch() as batch:
         return [batch.add_pair(p.left_id, p.right_id, strategy, p.score, p.reason) for p in proposals]
 

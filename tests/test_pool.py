@@ -3,7 +3,6 @@ videos rendered ahead of time (in this process and in a background OS process)."
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from conftest import CHEETAH, make_policy
-from store_backends import cheetah_episode, costly, fill, pg_schema_url, store, store_url, windows  # noqa: F401
+from store_backends import cheetah_episode, fill, pg_schema_url, store, store_url  # noqa: F401
 
 
 def test_policies_are_registered_once_per_path(store, tmp_path):
