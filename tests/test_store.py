@@ -184,6 +184,42 @@ def test_older_schema_opens_and_keeps_its_data(store_url):
     store.close()
 
 
+def test_version_0002_assignments_are_back_filled(store_url):
+    """0003 marks a lease as judged where its annotator's standing label is a judgement, and adds missing ones."""
+    from prefine_core.store import Store
+    from prefine_core.store.engine import make_engine, upgrade
+
+    engine = make_engine(store_url)
+    upgrade(engine, "0002")
+    now, rows = datetime(2025, 1, 1), []
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO tasks (id, created_at) VALUES (:t, :now)"), {"t": CHEETAH, "now": now})
+        for i in (1, 2):
+            conn.execute(text(
+                "INSERT INTO trajectories (task_id, source, path, seed, start, length, total_return, total_cost, "
+                "fell, terminated, truncated, created_at) VALUES (:t, 'old', :path, :i, 0, 5, 1.0, 0.0, false, false, "
+                "true, :now)"), {"t": CHEETAH, "path": f"/old/{i}.npz", "i": i, "now": now})
+        for _ in range(3):
+            conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
+                              "VALUES (:t, 1, 2, 'random', 0, 'old', :now)"), {"t": CHEETAH, "now": now})
+        for name in ("a", "b"):
+            conn.execute(text("INSERT INTO annotators (name, created_at) VALUES (:n, :now)"), {"n": name, "now": now})
+        # a: leased pair 1 and judged it; leased pair 2 and skipped it. b: judged pair 3 without a lease row.
+        for pair, annotator, choice in ((1, 1, "left"), (2, 1, "skip"), (3, 2, "right")):
+            conn.execute(text("INSERT INTO labels (pair_id, annotator_id, choice, created_at) VALUES (:p, :a, :c, :now)"),
+                         {"p": pair, "a": annotator, "c": choice, "now": now})
+        for pair in (1, 2):
+            conn.execute(text("INSERT INTO assignments (pair_id, annotator_id, served_at) VALUES (:p, 1, :now)"),
+                         {"p": pair, "now": now})
+    engine.dispose()
+    store = Store(store_url)
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT pair_id, annotator_id, judged FROM assignments ORDER BY pair_id")).all()
+    assert [tuple(r) for r in rows] == [(1, 1, True), (2, 1, False), (3, 2, True)]
+    assert store.next_pair("c").id == 2  # pairs 1 and 3 are judged (overlap 1); a's old lease on 2 expired
+    store.close()
+
+
 def test_schema_matches_migrations(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
