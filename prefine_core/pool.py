@@ -143,12 +143,22 @@ def candidates(store: Store, task_id: str, records: list[TrajectoryRecord] | Non
     return result
 
 
+def renderable(record: TrajectoryRecord) -> bool:
+    """Whether the clip can be shown as a video: it comes from a seeded rollout of a registered policy.
+
+    Clips of imported datasets carry no simulator state to replay, so they cannot.
+    """
+    return record.policy_id is not None and record.seed is not None
+
+
 def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random", seed: int = 0,
-                   finetuned_ids: list[int] | None = None, beta: float = 0.05) -> list[int]:
+                   finetuned_ids: list[int] | None = None, beta: float = 0.05, include_datasets: bool = False) -> list[int]:
     """Choose ``n`` new pairs with ``strategy`` and store them (one transaction); returns their ids.
 
     ``finetuned_ids``: the fine-tuned policies for ``uncertainty`` (an ensemble) and ``ref_vs_ft``
-    (the first one); default the newest fine-tuned policy of the task.
+    (the first one); default the newest fine-tuned policy of the task. Pairs are drawn from clips
+    that can be rendered (people need the video); ``include_datasets`` adds the clips of imported
+    datasets too, for labellers that need no video (the synthetic teacher).
     """
     from prefine_core.policy import load_policy
 
@@ -157,9 +167,10 @@ def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random",
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     rng = np.random.default_rng(seed)
-    records = store.list_trajectories(task_id=task_id)
+    records = [r for r in store.list_trajectories(task_id=task_id) if include_datasets or renderable(r)]
     if len(records) < 2:
-        raise ValueError(f"the pool of {task_id} holds {len(records)} clip(s); collect a pool first (need ≥ 2)")
+        raise ValueError(f"the pool of {task_id} holds {len(records)} clip(s) to pair"
+                         f"{'' if include_datasets else ' with video'}; collect a pool first (need ≥ 2)")
     if len(records) > MAX_CANDIDATES:  # strategies compare all pairs: keep that bounded
         records = [records[i] for i in sorted(rng.choice(len(records), MAX_CANDIDATES, replace=False))]
     pool = candidates(store, task_id, records)
@@ -199,8 +210,8 @@ class _FrameCache:
         from prefine_core import render
         from prefine_core.policy import load_policy
 
-        if record.policy_id is None or record.seed is None:
-            return None  # a dataset clip: no simulator state to replay
+        if not renderable(record):
+            return None
         path = self.store.get_policy(record.policy_id).path
         if path not in self.policies:
             self.policies[path] = load_policy(path, task_id=record.task_id)

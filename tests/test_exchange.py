@@ -159,6 +159,11 @@ def test_hdf5_import_splits_episodes_into_clips(tmp_path, two_episodes):
     records = ws.store.list_trajectories(CHEETAH, source="dataset:cheetah.hdf5")
     assert [(r.start, r.length, r.policy_id) for r in records] == [(0, 30, None), (30, 30, None)] * 2
     np.testing.assert_array_equal(ws.store.get_trajectory(records[3].id).obs, two_episodes[1].obs[30:60])
+    from prefine_core.pool import generate_pairs
+
+    with pytest.raises(ValueError, match="with video"):  # dataset clips cannot be shown to people
+        generate_pairs(ws.store, CHEETAH, 2)
+    assert len(generate_pairs(ws.store, CHEETAH, 2, include_datasets=True)) == 2
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -60,7 +60,8 @@ def _pairs(args: argparse.Namespace) -> dict:
             finally:
                 bar.close()
         result["pool"] = pool.pool_summary(ws.store, args.task).to_dict("records")
-        result["pairs_added"] = pool.generate_pairs(ws.store, args.task, args.n, args.strategy, seed=args.seed)
+        result["pairs_added"] = pool.generate_pairs(ws.store, args.task, args.n, args.strategy, seed=args.seed,
+                                                    include_datasets=args.include_datasets)
         result["strategy"] = args.strategy
     if args.background:
         result["render_pid"] = pool.start_background_render(ws, args.task, size=args.size).pid
@@ -137,6 +138,8 @@ def register(command) -> None:
                    help="reference sampling temperatures for --collect (default 0.5,1,1.5; 0 = deterministic)")
     p.add_argument("--clip-length", type=non_negative_int, default=200, help="clip length in steps, 0 = whole episodes")
     p.add_argument("--max-steps", type=positive_int, default=None, help="cap on episode length for --collect")
+    p.add_argument("--include-datasets", action="store_true",
+                   help="also pair clips of imported datasets (they have no video: for the synthetic teacher)")
     p.add_argument("--render", action="store_true", help="render pending pair videos here, after generating")
     p.add_argument("--background", action="store_true", help="render pending pair videos in a background process")
     p.add_argument("--render-only", action="store_true", help="only render pending pair videos")
