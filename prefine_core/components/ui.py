@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from prefine_core import jobs
 from prefine_core.workspace import Workspace
@@ -61,11 +62,20 @@ def annotator() -> str:
 
 
 def guarded(action, *args, success: str | None = None, **kwargs):
-    """Run ``action``; show a ValueError/OSError as a message that says what to do instead of a traceback."""
+    """Run ``action``; show a ValueError/OSError as a message that says what to do instead of a traceback.
+
+    A database that stays locked or unreachable through the store's retries is said so: the action
+    was not saved, and the page keeps its state so the same action can be repeated.
+    """
     try:
         value = action(*args, **kwargs)
     except (ValueError, OSError) as exc:
         st.error(str(exc))
+        return None
+    except DBAPIError as exc:
+        reason = str(exc.orig or exc).splitlines()[0]
+        st.error(f"Not saved: the database is busy or unreachable ({reason}). Nothing was lost; "
+                 "try the same action again in a moment.")
         return None
     if success:
         st.toast(success)
