@@ -1,0 +1,409 @@
+"""Faults: processes killed mid-write or mid-run, a locked or restarted database, a full or read-only disk.
+
+Each test shows what the system did and that nothing acknowledged was lost. Tests that need root
+(tmpfs mounts) or a PostgreSQL server binary skip with a reason where those are missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CHEETAH, make_policy
+
+REPO = Path(__file__).resolve().parent.parent
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def fake_clip(seed: int, length: int = 20):
+    from prefine_core.rollout import Trajectory
+
+    rng = np.random.default_rng(seed)
+    return Trajectory(task_id=CHEETAH, obs=rng.normal(size=(length, 17)).astype(np.float32),
+                      actions=rng.uniform(-1, 1, size=(length, 6)).astype(np.float32),
+                      rewards=rng.normal(size=length).astype(np.float32), costs=np.zeros(length, np.float32),
+                      terminated=False, truncated=True, seed=seed)
+
+
+def small_store(ws, n_pairs: int = 6) -> list[int]:
+    with ws.store.batch() as batch:
+        ids = [batch.add_trajectory(fake_clip(s), None, "fault", ws.trajectories_dir) for s in range(n_pairs + 1)]
+        return [batch.add_pair(a, b, "random", 0.0, "fault test") for a, b in zip(ids, ids[1:])]
+
+
+# -- writers killed mid-write -----------------------------------------------------------------------
+
+WRITER = """
+import sys, numpy as np, torch
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, save_policy
+from prefine_core.rollout import Trajectory, save_trajectory
+from prefine_core.render import write_mp4
+folder = Path(sys.argv[1])
+policy = TanhGaussianPolicy(PolicyMeta(task_id={task!r}, obs_dim=17, act_dim=6, hidden_sizes=(512, 512)))
+rng = np.random.default_rng(0)
+n = 3000
+clip = Trajectory(task_id={task!r}, obs=rng.normal(size=(n, 17)).astype(np.float32),
+                  actions=rng.uniform(-1, 1, size=(n, 6)).astype(np.float32), rewards=np.zeros(n, np.float32),
+                  costs=np.zeros(n, np.float32), terminated=False, truncated=True)
+frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(30)]
+print("ready", flush=True)
+i = 0
+while True:
+    k = i % 3
+    save_policy(policy, folder / f"policy{{k}}.safetensors")
+    save_trajectory(clip, folder, f"clip{{k}}")
+    write_mp4(frames, folder / f"video{{k}}.mp4", fps=30)
+    i += 1
+"""
+
+
+def check_visible_files(folder: Path) -> dict:
+    """Every file a reader can see (not a dot-file) loads completely; returns counts per kind."""
+    import imageio_ffmpeg
+
+    from prefine_core.policy import load_policy
+    from prefine_core.rollout import load_trajectory
+
+    seen = {"policies": 0, "clips": 0, "videos": 0, "hidden temp files": 0}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            seen["hidden temp files"] += 1
+        elif path.suffix == ".safetensors":
+            load_policy(path)
+            seen["policies"] += 1
+        elif path.suffix == ".npz":
+            assert load_trajectory(path).length == 3000
+            seen["clips"] += 1
+        elif path.suffix == ".mp4":
+            frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+            assert frames == 30, (path, frames)
+            seen["videos"] += 1
+    return seen
+
+
+def test_writers_sigkilled_mid_write_leave_only_complete_files(tmp_path):
+    """A process rewriting checkpoints, clip arrays and videos in a loop is SIGKILLed at several
+    moments; every file a reader can see is always complete (temp file + fsync + rename)."""
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(repo=str(REPO), task=CHEETAH))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for delay in (0.4, 0.9, 1.3, 1.9, 2.6):
+        writer = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, env=env)
+        assert writer.stdout.readline().strip() == b"ready"
+        time.sleep(delay)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        seen = check_visible_files(folder)
+    assert seen["policies"] and seen["clips"] and seen["videos"], seen
+
+
+def finetune_ws(tmp_path):
+    """A workspace with real short rollouts and five decided pairs."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import save_policy
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    policy_id = ws.store.add_policy("ref", save_policy(make_policy(CHEETAH), ws.policies_dir / "ref.safetensors"),
+                                    CHEETAH, "reference")
+    with SafetyTask(CHEETAH) as task:
+        ids = [ws.store.add_trajectory(collect(make_policy(CHEETAH, seed=s), task, seed=s, max_steps=60), policy_id,
+                                       f"src{s}", ws.trajectories_dir) for s in range(6)]
+    for a, b in zip(ids, ids[1:]):
+        ws.store.add_label(ws.store.add_pair(a, b, "random", 0.0, "test"), "tester", "left")
+    return ws, policy_id
+
+
+def test_finetune_sigkilled_mid_run_is_failed_keeps_its_checkpoints_and_resumes(tmp_path):
+    import json
+
+    from prefine_core import jobs
+    from prefine_core.policy import load_policy
+    from prefine_core.prefine import PrefineConfig
+    from test_jobs import wait_for
+
+    ws, policy_id = finetune_ws(tmp_path)
+    config = PrefineConfig(steps=100, log_every=5, eval_every=20, eval_episodes=1, segment_length=20, batch_size=4,
+                           bc_batch_size=32, select="last")
+    run_id = jobs.launch(ws, "prefine", CHEETAH, policy_id, config.to_dict())
+    state = jobs.run_dir(ws, run_id) / "state.json"
+    deadline = time.time() + 240
+    while not (state.is_file() and json.loads(state.read_text())["step"] >= 40) and time.time() < deadline:
+        time.sleep(0.1)
+    run = ws.store.get_run(run_id)
+    assert run.status == "running", (run.status, run.error)
+    os.killpg(run.pid, signal.SIGKILL)  # no handler runs: the process just vanishes
+    deadline = time.time() + 30
+    while jobs.process_alive(run.pid, run_id) and time.time() < deadline:
+        time.sleep(0.1)
+    assert jobs.reap(ws) == [run_id]  # what the Fine-tune page does every 2 s
+    failed = ws.store.get_run(run_id)
+    assert failed.status == "failed" and "Resume" in failed.error
+    checkpoints = sorted((jobs.run_dir(ws, run_id) / "checkpoints").glob("step_*.safetensors"))
+    assert checkpoints and all(load_policy(p, CHEETAH) for p in checkpoints)
+    killed_at = json.loads(state.read_text())["step"]
+    assert (jobs.run_dir(ws, run_id) / "checkpoints" / f"step_{killed_at:07d}.safetensors").is_file()
+
+    jobs.resume(ws, run_id)
+    done = wait_for(ws, run_id, ("done", "failed"), timeout=300)
+    assert done.status == "done", f"{done.error}\n{jobs.log_tail(done, 40)}"
+    assert load_policy(ws.store.get_policy(done.output_policy_id).path, CHEETAH)
+    metrics = ws.store.run_metrics(run_id)
+    evals = metrics[metrics.name == "eval/return"].step.tolist()
+    assert evals.count(20) == 1 and evals.count(100) == 1, evals  # resumed after step 20, not from scratch
+    assert jobs.result(ws, run_id)["selected_step"] == 100
+
+
+# -- the database locked, or restarted -----------------------------------------------------------------
+
+def hold_sqlite_write_lock(path: Path, seconds: float, ready: threading.Event) -> threading.Thread:
+    def hold():
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        ready.set()
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    return thread
+
+
+def test_sqlite_write_lock_held_by_another_connection_is_waited_out(tmp_path):
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    pairs = small_store(ws)
+    ready = threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", 2.0, ready)
+    ready.wait()
+    start = time.time()
+    label_id = ws.store.add_label(pairs[0], "ann", "left")
+    waited = time.time() - start
+    holder.join()
+    assert waited > 1.0, "the write did not wait for the lock"
+    assert [l.id for l in ws.store.label_history()] == [label_id]
+
+
+@pytest.fixture
+def short_lock_timeouts(monkeypatch):
+    """SQLite gives up on a lock after 0.2 s and the store retries twice (instead of 30 s × 8)."""
+    from sqlalchemy import event
+
+    from prefine_core.store import api, engine as store_engine
+
+    def make_engine(url):
+        engine = store_engine.make_engine(url)
+        event.listen(engine, "connect", lambda conn, _record: conn.execute("PRAGMA busy_timeout=200"))
+        return engine
+
+    monkeypatch.setattr(store_engine, "RETRIES", 2)
+    monkeypatch.setattr(api, "make_engine", make_engine)
+
+
+def test_sqlite_lock_held_too_long_raises_and_writes_nothing(tmp_path, short_lock_timeouts):
+    from sqlalchemy.exc import OperationalError
+
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    pairs = small_store(ws)
+    ready = threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", 3.0, ready)
+    ready.wait()
+    with pytest.raises(OperationalError, match="database is locked"):
+        ws.store.add_label(pairs[0], "ann", "left")
+    holder.join()
+    assert ws.store.label_history() == []
+    ws.store.add_label(pairs[0], "ann", "left")  # the same action again, once the lock is gone
+    assert len(ws.store.label_history()) == 1
+
+
+def test_label_page_says_when_the_database_is_locked_and_keeps_the_pair(tmp_path, monkeypatch, short_lock_timeouts):
+    from streamlit.testing.v1 import AppTest
+
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    ws.store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    small_store(ws)
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/label.py").run()
+    at.text_input(key="annotator").input("ada").run()
+    shown = at.session_state["pair_id"]
+    ready = threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", 3.0, ready)
+    ready.wait()
+    at.button(key="choice_left").click().run()
+    holder.join()
+    assert not at.exception, at.exception
+    assert any("Not saved" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.session_state["pair_id"] == shown and ws.store.label_history() == []
+    at.button(key="choice_left").click().run()  # pressing again once the lock is gone saves it
+    assert not at.exception, at.exception
+    assert [(l.pair_id, l.annotator, l.choice) for l in ws.store.label_history()] == [(shown, "ada", "left")]
+
+
+@pytest.fixture(scope="module")
+def private_postgres(tmp_path_factory):
+    """A PostgreSQL cluster of this test module alone (restarting the shared test server would break
+    other tests running at the same time)."""
+    if os.geteuid() != 0 or not (PG_BIN / "initdb").exists():
+        pytest.skip("needs root and PostgreSQL 15 binaries to run a private cluster")
+    data, port = Path("/tmp/prefine-pg-faults"), 55439
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    if not (data / "PG_VERSION").is_file():
+        data.mkdir(exist_ok=True)
+        shutil.chown(data, "postgres", "postgres")
+        subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+                       check=True, capture_output=True)
+    ctl = [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60"]
+    if subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "status"], capture_output=True).returncode:
+        subprocess.run([*ctl, "start", "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k /tmp"], check=True,
+                       capture_output=True)
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    yield url, ctl
+    subprocess.run([*ctl, "stop", "-m", "fast"], capture_output=True)
+
+
+@pytest.mark.postgres
+def test_postgres_restarted_while_labelling_loses_nothing(tmp_path, private_postgres):
+    from store_backends import _admin
+
+    from prefine_core.workspace import Workspace
+
+    base, ctl = private_postgres
+    schema = f"faults_{os.getpid()}"
+    with _admin(base).connect() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    ws = Workspace.open(tmp_path / "ws", db_url=f"{base}?options=-csearch_path%3D{schema}", shipped=None)
+    pairs = small_store(ws, 60)
+    acknowledged, failed = [], []
+
+    def labeller():
+        for pair_id in pairs:
+            try:
+                ws.store.add_label(pair_id, "ann", "left")
+                acknowledged.append(pair_id)
+            except Exception as exc:  # a visible error is allowed; silent loss is not
+                failed.append((pair_id, repr(exc)))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=labeller)
+    thread.start()
+    while len(acknowledged) < 10:
+        time.sleep(0.05)
+    subprocess.run([*ctl, "restart", "-m", "fast"], check=True, capture_output=True)
+    restarted_at = len(acknowledged)
+    thread.join(timeout=120)
+    stored = ws.store.effective_labels()
+    assert restarted_at < len(pairs) and not failed, failed  # the store retried through the restart
+    assert sorted(stored.pair_id) == sorted(acknowledged) == sorted(pairs)
+    ws.store.close()
+
+
+# -- a full disk, a read-only workspace -----------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the disk is full; returns it (delete it to free the space)."""
+    filler = folder / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_full_disk_raises_clear_errors_and_keeps_earlier_work(small_disk):
+    from prefine_core.policy import load_policy, save_policy
+    from prefine_core.render import write_mp4
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(small_disk / "ws", shipped=None)
+    pairs = small_store(ws)
+    ws.store.add_label(pairs[0], "ann", "left")
+    checkpoint = save_policy(make_policy(CHEETAH), ws.policies_dir / "ckpt.safetensors")
+    saved = checkpoint.read_bytes()
+    filler = fill(small_disk)
+    clips_before = sorted(ws.trajectories_dir.iterdir())
+
+    from safetensors import SafetensorError
+
+    with pytest.raises((OSError, SafetensorError), match="No space left"):  # a job shows it as its error
+        save_policy(make_policy(CHEETAH, seed=1, hidden_sizes=(256, 256)), checkpoint)
+    assert checkpoint.read_bytes() == saved and load_policy(checkpoint)  # the old checkpoint is untouched
+    with pytest.raises(OSError, match="No space left"):
+        ws.store.add_trajectory(fake_clip(99, length=5000), None, "fault", ws.trajectories_dir)
+    assert sorted(ws.trajectories_dir.iterdir()) == clips_before and len(ws.store.list_trajectories()) == 7
+    with pytest.raises(OSError):
+        write_mp4([np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)] * 60,
+                  ws.videos_dir / "pair.mp4")
+    assert not [p for p in ws.videos_dir.iterdir() if not p.name.startswith(".")]
+    label_errors = []
+    for pair_id in pairs[1:]:  # labels: either stored, or an error the caller sees
+        try:
+            ws.store.add_label(pair_id, "ann", "left")
+        except Exception as exc:
+            label_errors.append(str(exc))
+    stored = set(ws.store.effective_labels().pair_id)
+    assert pairs[0] in stored and len(stored) - 1 + len(label_errors) == len(pairs) - 1
+    filler.unlink()
+    for pair_id in pairs:
+        if pair_id not in stored:
+            ws.store.add_label(pair_id, "ann", "left")
+    assert sorted(ws.store.effective_labels().pair_id) == sorted(pairs)
+
+
+def test_read_only_workspace_is_refused_with_a_clear_error(small_disk):
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(small_disk / "ws", shipped=None)
+    pairs = small_store(ws)
+    ws.store.add_label(pairs[0], "ann", "left")
+    ws.store.close()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        with pytest.raises(Exception, match="read-only|readonly|unable to open"):
+            ws = Workspace.open(small_disk / "ws", shipped=None)
+            ws.store.add_label(pairs[1], "ann", "left")
+        with pytest.raises(OSError, match="Read-only"):
+            Workspace.open(small_disk / "fresh", shipped=None)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    ws = Workspace.open(small_disk / "ws", shipped=None)
+    assert list(ws.store.effective_labels().pair_id) == [pairs[0]]
