@@ -113,6 +113,7 @@ class App:
     root: Path
     db_url: str | None = None
     port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
 
     @property
@@ -127,7 +128,7 @@ class App:
         log = open(self.root / "streamlit.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.headless", "true", "--browser.gatherUsageStats", "false", *self.extra_args],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.time() + timeout
