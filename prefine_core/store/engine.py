@@ -1,8 +1,9 @@
 """Engines, transactions, bounded retries and automatic migration for the store.
 
-SQLite (the zero-setup default): WAL journal, foreign keys on, and write transactions that start
-with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of failing
-on a lock upgrade. PostgreSQL: a pre-ping pool; migrations serialised by an advisory lock.
+SQLite (the zero-setup default): WAL journal, ``synchronous=FULL`` (a committed label survives a
+power cut, not only a crash of the app), foreign keys on, and write transactions that start with
+``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout instead of failing on a
+lock upgrade. PostgreSQL: a pre-ping pool; migrations serialised by an advisory lock.
 Every transaction function is re-run from the start (bounded) when the database is locked or the
 connection dropped, so a write is either committed or raises — never silently dropped.
 """
@@ -46,7 +47,7 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=FULL")  # a committed label survives a power cut too
             cursor.close()
 
         @event.listens_for(engine, "begin")
