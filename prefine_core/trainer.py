@@ -204,7 +204,7 @@ class PrefineTrainer:
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
-        self.step, self.history, self.seconds = 0, [], 0.0
+        self.step, self.history, self.seconds, self.wall_seconds = 0, [], 0.0, 0.0
         self.anchors = self.train_data.anchors()
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class PrefineTrainer:
         state = {
             "format": STATE_FORMAT, "step": self.step, "config": self.config.to_dict(),
             "param_groups": opt["param_groups"], "numpy_rng": self.rng.bit_generator.state,
-            "history": self.history, "seconds": self.seconds,
+            "history": self.history, "seconds": self.seconds, "wall_seconds": self._wall(),
         }
         with atomic_path(self.out_dir / "state.json") as tmp:
             Path(tmp).write_text(json.dumps(state, indent=1))
@@ -256,7 +256,12 @@ class PrefineTrainer:
         self.generator.set_state(tensors["torch_generator"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.step, self.history, self.seconds = state["step"], state["history"], state["seconds"]
+        self.wall_seconds = state.get("wall_seconds", 0.0)
         return True
+
+    def _wall(self) -> float:
+        """Wall time of this run so far, over all its resumes up to the last checkpoint."""
+        return self.wall_seconds + time.time() - self._started
 
     def _stamp(self, policy: TanhGaussianPolicy, **provenance) -> None:
         c = self.config
@@ -314,6 +319,7 @@ class PrefineTrainer:
     def run(self) -> dict:
         """Train (resuming from the last checkpoint if there is one), choose, save; returns a summary."""
         c = self.config
+        self._started = time.time()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self._resume()
         if not resumed:
@@ -353,7 +359,7 @@ class PrefineTrainer:
         path = save_policy(policy, self.out_dir / "policy.safetensors")
         return {
             "path": str(path), "selected_step": chosen["step"], "selection": chosen, "resumed": resumed,
-            "train_seconds": self.seconds, "history": self.history,
+            "train_seconds": self.seconds, "wall_seconds": self._wall(), "history": self.history,
             "judgments": int(sum(h.get("val/judgments", 0) for h in self.history)),
         }
 
