@@ -1,12 +1,13 @@
 """PREFINE Studio: navigation, the workspace, and the sidebar. Pages live in pages/."""
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from prefine_core.components import ui
 
 st.set_page_config(page_title="PREFINE Studio", page_icon=":material/shield:", layout="wide")
 try:
     ws = ui.workspace()
-except (ValueError, OSError) as exc:
+except (ValueError, OSError, DBAPIError) as exc:  # DBAPIError: a read-only folder, an unreachable database
     st.error(f"The workspace cannot be opened: {exc}. Set PREFINE_WORKSPACE to a writable folder "
              "(or PREFINE_DB_URL to a reachable database) and restart the app.")
     st.stop()
