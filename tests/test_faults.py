@@ -407,3 +407,21 @@ def test_read_only_workspace_is_refused_with_a_clear_error(small_disk):
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     ws = Workspace.open(small_disk / "ws", shipped=None)
     assert list(ws.store.effective_labels().pair_id) == [pairs[0]]
+
+
+def test_app_on_a_read_only_workspace_says_so(small_disk, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from prefine_core.workspace import Workspace
+
+    Workspace.open(small_disk / "ws", shipped=None).store.close()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(small_disk / "ws"))
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert not at.exception, at.exception
+    assert any("The workspace cannot be opened" in e.value and "writable" in e.value for e in at.error)
