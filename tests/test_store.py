@@ -277,6 +277,30 @@ def test_transient_errors_are_retried_whole(tmp_path, monkeypatch):
     assert len(attempts) == engine_module.RETRIES
 
 
+def test_a_retried_write_keeps_only_the_committed_arrays(tmp_path, cheetah_episode, monkeypatch):
+    import sqlite3
+    from pathlib import Path
+
+    from sqlalchemy.exc import OperationalError
+
+    from prefine_core.store import Store
+    from prefine_core.store import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "BACKOFF_S", 0.001)
+    store, folder, calls = Store(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path / "arrays", []
+
+    def write(w):
+        trajectory_id = w.add_trajectory(cheetah_episode.window(0, 10), None, "x", folder)
+        calls.append(trajectory_id)
+        if len(calls) == 1:  # the first attempt wrote its file, then hit a locked database
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return trajectory_id
+
+    trajectory_id = store._write(write)
+    assert len(calls) == 2
+    assert list(folder.glob("*.npz")) == [Path(store.trajectory_record(trajectory_id).path)]
+
+
 def test_workspace_registers_shipped_policies_idempotently(tmp_path, monkeypatch):
     from prefine_core.policy import save_policy
     from prefine_core.workspace import Workspace

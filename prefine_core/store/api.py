@@ -7,6 +7,7 @@ Labels are append-only: a change of mind or an undo is a new row that supersedes
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import uuid
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
 from prefine_core.store.records import (
@@ -24,13 +26,13 @@ from prefine_core.store.records import (
     RunRecord, TrajectoryRecord,
 )
 
-#: How long a pair handed to an annotator counts as taken by them (for overlap) before it is freed.
-LEASE = timedelta(minutes=10)
 if TYPE_CHECKING:  # the store imports neither torch (rollout does) nor pandas up front: workers start fast
     import pandas as pd
 
     from prefine_core.rollout import Trajectory
 
+#: How long a pair handed to an annotator counts as taken by them (for overlap) before it is freed.
+LEASE = timedelta(minutes=10)
 _RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartbeat", "config"}
 _MAX_SECONDS = 24 * 3600.0
 
@@ -47,9 +49,10 @@ def _text(field: str, value, max_len: int) -> str:
 
 
 def _int_id(field: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """A positive id; numpy integers (from a DataFrame) are welcome, bools and floats are not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{field} must be a positive integer id, got {value!r}")
-    return value
+    return int(value)
 
 
 def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -> float:
@@ -216,16 +219,23 @@ class Store:
 
     # -- transactions -------------------------------------------------------------------------
     def _write(self, fn):
+        """Run ``fn(writer)`` in a write transaction; keep only the array files of the attempt that committed."""
+        attempts: list[list[Path]] = []
+
         def attempt(conn):
             writer = _Writer(conn)
-            try:
-                return fn(writer)
-            except BaseException:
-                for path in writer.written:
-                    path.unlink(missing_ok=True)
-                raise
+            attempts.append(writer.written)
+            return fn(writer)
 
-        return run_transaction(self.engine, attempt, write=True)
+        try:
+            result = run_transaction(self.engine, attempt, write=True)
+        except BaseException:
+            attempts.append([])  # no attempt committed
+            raise
+        finally:
+            for path in (p for files in attempts[:-1] for p in files):
+                path.unlink(missing_ok=True)
+        return result
 
     def _read(self, fn):
         return run_transaction(self.engine, fn, write=False)
