@@ -164,7 +164,7 @@ class PrefineTrainer:
     """Fine-tunes a copy of ``init`` (default π_ref) on ``data``; everything lands in ``out_dir``.
 
     ``out_dir/policy.safetensors`` is the chosen checkpoint; ``checkpoints/`` holds every validated
-    step; ``state.json`` + ``state.safetensors`` (optimizer, RNGs) let :meth:`run` resume.
+    step; ``state.json`` + the ``state-<step>.safetensors`` it names (optimizer, RNGs) let :meth:`run` resume.
     """
 
     def __init__(
@@ -222,15 +222,21 @@ class PrefineTrainer:
         for index, state in opt["state"].items():
             for key, value in state.items():
                 tensors[f"opt/{index}/{key}"] = torch.as_tensor(value).clone()
-        with atomic_path(self.out_dir / "state.safetensors") as tmp:
+        # One tensor file per step, named by state.json (written last): a kill between the two files
+        # leaves state.json naming the previous step's weights *and* optimizer/RNG state.
+        tensors_path = self.out_dir / f"state-{self.step:07d}.safetensors"
+        with atomic_path(tensors_path) as tmp:
             save_file(tensors, tmp)
         state = {
-            "format": STATE_FORMAT, "step": self.step, "config": self.config.to_dict(),
+            "format": STATE_FORMAT, "step": self.step, "config": self.config.to_dict(), "tensors": tensors_path.name,
             "param_groups": opt["param_groups"], "numpy_rng": self.rng.bit_generator.state,
             "history": self.history, "seconds": self.seconds, "wall_seconds": self._wall(),
         }
         with atomic_path(self.out_dir / "state.json") as tmp:
             Path(tmp).write_text(json.dumps(state, indent=1))
+        for old in self.out_dir.glob("state*.safetensors"):
+            if old != tensors_path:
+                old.unlink(missing_ok=True)
 
     def _resume(self) -> bool:
         from safetensors.torch import load_file
@@ -246,7 +252,7 @@ class PrefineTrainer:
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
         self.policy.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         self.policy.train()
-        tensors = load_file(str(self.out_dir / "state.safetensors"))
+        tensors = load_file(str(self.out_dir / state.get("tensors", "state.safetensors")))
         opt_state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("opt/"):
