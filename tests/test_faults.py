@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import CHEETAH, make_policy
+from test_trainer import setup  # noqa: F401  (fixture: the trainer tests' tiny real data set)
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -425,3 +426,39 @@ def test_app_on_a_read_only_workspace_says_so(small_disk, monkeypatch):
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     assert not at.exception, at.exception
     assert any("The workspace cannot be opened" in e.value and "writable" in e.value for e in at.error)
+
+
+def test_trainer_killed_between_its_state_files_resumes_exactly(setup, tmp_path, monkeypatch):
+    """A kill after the optimizer tensors are written but before state.json names the new step must not
+    pair the old step's weights with the new step's optimizer and RNG state (the resumed run must
+    match an unbroken one)."""
+    import json
+
+    import torch
+
+    from prefine_core import trainer as trainer_module
+    from prefine_core.policy import load_policy
+    from test_trainer import _config
+
+    reference, data, _ = setup
+    config = _config(select="last")
+    whole = trainer_module.PrefineTrainer(reference, data, config, tmp_path / "whole").run()
+
+    real_atomic = trainer_module.atomic_path
+    calls = {"state.json": 0}
+
+    def dying_atomic(path, *args, **kwargs):
+        if Path(path).name == "state.json":
+            calls["state.json"] += 1
+            if calls["state.json"] == 2:  # the second save (step 20), after its tensors were written
+                raise KeyboardInterrupt("killed")
+        return real_atomic(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "atomic_path", dying_atomic)
+    with pytest.raises(KeyboardInterrupt):
+        trainer_module.PrefineTrainer(reference, data, config, tmp_path / "broken").run()
+    monkeypatch.setattr(trainer_module, "atomic_path", real_atomic)
+    assert json.loads((tmp_path / "broken" / "state.json").read_text())["step"] == 10
+    resumed = trainer_module.PrefineTrainer(reference, data, config, tmp_path / "broken").run()
+    a, b = load_policy(whole["path"]).state_dict(), load_policy(resumed["path"]).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
