@@ -303,7 +303,7 @@ def test_unknown_task_ids_are_refused(ws, tmp_path):
     before = snapshot(ws)
     with pytest.raises(ValueError, match="unknown task id"):
         import_hdf5(ws, _hdf5(tmp_path / "d.hdf5"), "NotATask-v0")
-    for args in (("pairs", "--task", "NotATask-v0", "--workspace", ws.root), ("agreement", "--task", "NotATask-v0", "--workspace", ws.root),
+    for args in (("pairs", "--task", "NotATask-v0", "--workspace", ws.root),
                  ("pretrain", "--task", "NotATask-v0", "--steps", "64", "--out", tmp_path / "x.safetensors")):
         result = cli(*args)
         assert result.returncode == 2 and "NotATask-v0" in result.stderr, result.stderr[-500:]

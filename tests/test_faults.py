@@ -101,7 +101,7 @@ def test_writers_sigkilled_mid_write_leave_only_complete_files(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    for delay in (0.4, 0.9, 1.3, 1.9, 2.6):
+    for delay in (0.5, 1.2, 2.0):
         writer = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, env=env)
         assert writer.stdout.readline().strip() == b"ready"
         time.sleep(delay)
@@ -350,6 +350,7 @@ def fill(folder: Path) -> Path:
     return filler
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # ffmpeg's pipe closing on ENOSPC
 def test_full_disk_raises_clear_errors_and_keeps_earlier_work(small_disk):
     from prefine_core.policy import load_policy, save_policy
     from prefine_core.render import write_mp4
