@@ -435,8 +435,11 @@ def task_markdown(result: dict) -> str:
                   markdown_table(_aggregate(extras, ("section", "reference", "kappa", "method", "pairs"))), ""]
     pre = [r for r in grid if r["method"] == "prefine"]
     if pre:
+        fine = result["config"]["finetune"]
+        val_steps = (fine["steps"] // fine["eval_every"] + 1) * fine["eval_episodes"] * ref["length_mean"]
         lines += [f"Compute: PPO-Lagrangian from scratch {lag['wall_s']:.0f} s and {lag['env_steps']} env steps; one PREFINE "
-                  f"fine-tune {_pm(pre, 'finetune_seconds')} s (gradient steps plus validation rollouts), on top of a "
+                  f"fine-tune {_pm(pre, 'finetune_seconds')} s ({fine['steps']} gradient steps plus ~{val_steps:.0f} env "
+                  f"steps of validation rollouts), on top of a "
                   f"{result['pool_env_steps']}-step pool shared by all runs and behaviour policies trained for "
                   f"{result['behaviour_policies']} env steps.", ""]
     return "\n".join(lines)
@@ -457,6 +460,9 @@ the highest validation return wins (`judgments` counts these extra teacher calls
 Labels: random pool pairs judged by the noiseless synthetic teacher (fall-aware, same-window cost,
 higher return breaks a cost tie); budgets are nested per seed. Evaluation: 10 episodes from seed 10 000,
 deterministic (stochastic beside it). Floors use the fine-tune's own chosen checkpoint, means over seeds.
+Wall times are as measured; during the November 2026 runs the 2-core machine was shared with other work
+(load average 8–13), which stretched every figure several-fold (the same 1M-step PPO took 209 s on the
+quieter machine, `data/policies/training_log.jsonl`); compare them with each other, not with a quiet machine.
 """
 
 
