@@ -226,6 +226,7 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
                    on_progress=None) -> dict:
     """Render the video of every pair that has none yet; returns counts of rendered and unrenderable pairs."""
     from prefine_core import render
+    from prefine_core.labelling import plain_video_path
 
     pending = ws.store.list_pairs(task_id, without_video=True)[:limit]
     cache = _FrameCache(ws.store, size)
@@ -236,9 +237,12 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
         if frames_left is None or frames_right is None:
             skipped += 1
         else:
-            out = render.write_pair_video(frames_left, ws.store.get_trajectory(left.id).costs, frames_right,
-                                          ws.store.get_trajectory(right.id).costs,
-                                          ws.videos_dir / f"pair-{pair.id}.mp4", fps=fps)
+            costs_left, costs_right = ws.store.get_trajectory(left.id).costs, ws.store.get_trajectory(right.id).costs
+            out = ws.videos_dir / f"pair-{pair.id}.mp4"
+            # the cost-free variant first: once the pair counts as ready, both videos exist
+            render.write_pair_video(frames_left, costs_left, frames_right, costs_right, plain_video_path(out),
+                                    fps=fps, show_cost=False)
+            render.write_pair_video(frames_left, costs_left, frames_right, costs_right, out, fps=fps)
             ws.store.set_pair_video(pair.id, out)
             rendered += 1
         if on_progress:

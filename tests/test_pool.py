@@ -101,6 +101,8 @@ def test_render_pending_writes_pair_videos(pool_ws):
     assert result == {"rendered": 1, "unrenderable": 0, "pending_before": 1}
     (ready,) = [p for p in ws.store.list_pairs(CHEETAH) if p.video_ready]
     assert ready.video_path.endswith(".mp4") and (ws.videos_dir / f"pair-{ready.id}.mp4").stat().st_size > 1000
+    plain = ws.videos_dir / f"pair-{ready.id}-plain.mp4"  # for "hide the cost": the same pair without overlay
+    assert plain.stat().st_size > 1000 and plain.read_bytes() != (ws.videos_dir / f"pair-{ready.id}.mp4").read_bytes()
     assert ws.store.next_pair("labeller").id == ready.id  # the ready pair is served first
 
 
