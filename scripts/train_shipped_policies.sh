@@ -17,7 +17,7 @@ train() {  # task steps penalty name
 train SafetyHalfCheetahVelocity-v1 1000000 0 reference
 train SafetyHopperVelocity-v1 400000 0 reference
 train SafetyPointCircle1-v0 300000 0 reference
-train SafetyHalfCheetahVelocity-v1 500000 0.5 behaviour_penalty0.5
+train SafetyHalfCheetahVelocity-v1 500000 1 behaviour_penalty1
 train SafetyHalfCheetahVelocity-v1 500000 2 behaviour_penalty2
 train SafetyHopperVelocity-v1 400000 0.5 behaviour_penalty0.5
 train SafetyHopperVelocity-v1 400000 3 behaviour_penalty3
