@@ -23,7 +23,8 @@ def machine_line() -> str:
     except (OSError, StopIteration):
         pass
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{now} · {cpu} · {os.cpu_count()} cores · Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{now} · {cpu} · {os.cpu_count()} cores (load average {load} at start) · Python {platform.python_version()}"
 
 
 def write_section(name: str, markdown: str, path: Path = BENCHMARKS) -> Path:
