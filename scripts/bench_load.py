@@ -215,11 +215,18 @@ async def run_session(browser, url: str, session: Session, labels: int, choose=N
     return session
 
 
-async def label_concurrently(url: str, names: list[str], labels: int) -> list[Session]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def label_concurrently(url: str, names: list[str], labels: int, quiet: bool = False) -> list[Session]:
     from playwright.async_api import async_playwright
 
+    args = [*ARGS, "--autoplay-policy=user-gesture-required"] if quiet else ARGS
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         sessions = [Session(n) for n in names]
         await asyncio.gather(*(run_session(browser, url, s, labels) for s in sessions))
         await browser.close()
@@ -250,7 +257,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))] if ordered else float("nan")
 
 
-def run_load(backend: str, sessions: int, labels: int, root: Path, finetune: bool = True) -> dict:
+def run_load(backend: str, sessions: int, labels: int, root: Path, finetune: bool = True, quiet: bool = False) -> dict:
     from prefine_core import jobs
 
     db_url = None
@@ -262,9 +269,10 @@ def run_load(backend: str, sessions: int, labels: int, root: Path, finetune: boo
     run_id = start_finetune(ws, policy_id) if finetune else None
     app = App(root, db_url).start()
     try:
-        t0 = time.time()
-        result = asyncio.run(label_concurrently(app.url, [f"labeller-{i:02d}" for i in range(sessions)], labels))
-        wall = time.time() - t0
+        t0, cpu0 = time.time(), cpu_seconds(app.process.pid)
+        result = asyncio.run(label_concurrently(app.url, [f"labeller-{i:02d}" for i in range(sessions)], labels, quiet))
+        wall, server_cpu = time.time() - t0, cpu_seconds(app.process.pid) - cpu0
+        load_average = os.getloadavg()[0]
     finally:
         app.stop()
     fine_tune = {}
@@ -279,6 +287,8 @@ def run_load(backend: str, sessions: int, labels: int, root: Path, finetune: boo
     from prefine_core.report import machine_line
 
     return {"machine": machine_line(), "backend": backend, "sessions": sessions, "labels_each": labels, "wall_s": round(wall, 1),
+            "clients": "videos paused" if quiet else "videos playing", "server_cpu_s": round(server_cpu, 1),
+            "load_average_1min": round(load_average, 1),
             "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95), "max_s": max(latencies, default=float("nan")),
             "choices": len(latencies), **counted, **fine_tune,
             "errors": [e for s in result for e in s.errors]}
@@ -290,6 +300,9 @@ def main() -> int:
     parser.add_argument("--labels", type=int, default=12, help="labels per session")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--no-finetune", action="store_true")
+    parser.add_argument("--quiet-clients", action="store_true",
+                        help="browsers do not autoplay the videos (on one small machine the 10 clients' video "
+                             "decoding otherwise competes with the server for the same cores)")
     parser.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md")
     parser.add_argument("--out", type=Path, default=REPO / "test-artifacts" / "bench_load.json")
     args = parser.parse_args()
@@ -298,10 +311,14 @@ def main() -> int:
     rows = []
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory(prefix=f"prefine-load-{backend}-") as tmp:
-            row = run_load(backend, args.sessions, args.labels, Path(tmp), finetune=not args.no_finetune)
+            row = run_load(backend, args.sessions, args.labels, Path(tmp), finetune=not args.no_finetune,
+                           quiet=args.quiet_clients)
         print(json.dumps(row), flush=True)
         rows.append(row)
     args.out.parent.mkdir(exist_ok=True)
+    kept = json.loads(args.out.read_text()) if args.out.is_file() else []  # rows of the other client setting stay
+    key = lambda r: (r["backend"], r.get("clients"), r["sessions"])  # noqa: E731
+    rows = [r for r in kept if key(r) not in {key(n) for n in rows}] + rows
     args.out.write_text(json.dumps(rows, indent=1))
     if not args.no_write:
         write_benchmarks(rows=rows)
@@ -322,17 +339,27 @@ def write_benchmarks(rows: list[dict] | None = None, soak: dict | None = None) -
                   "One headless Chromium, one browser context per labeller, each labelling by keyboard under its own "
                   "name against one `streamlit run` of the app, while a PREFINE fine-tune runs in the background "
                   "(2 shared CPU cores). Latency: key press → the next pair's id on screen. "
-                  "*lost* = acknowledged choices missing from the store afterwards.", "",
-                  markdown_table([{"backend": r["backend"], "sessions": r["sessions"], "choices": r["choices"],
+                  "*lost* = acknowledged choices missing from the store afterwards. *clients*: `videos playing` — "
+                  "every context autoplays and loops the pair video as a person's browser does, so here ten "
+                  "browsers decode video on the same 2 cores as the server; `videos paused` — `--quiet-clients`, "
+                  "closer to ten people on their own machines. *server CPU s*: CPU time the app server used "
+                  "during the run (compare with *wall s*).", "",
+                  markdown_table([{"backend": r["backend"], "clients": r.get("clients", "videos playing"),
+                                   "sessions": r["sessions"], "choices": r["choices"],
                                    "stored": r["stored"], "lost": len(r["problems"]), "p50 s": r["p50_s"],
                                    "p95 s": r["p95_s"], "max s": r["max_s"], "wall s": r["wall_s"],
                                    "fine-tune steps meanwhile": r.get("steps_during", "—"),
+                                   "server CPU s": r.get("server_cpu_s", "—"), "load avg": r.get("load_average_1min", "—"),
                                    "session errors": len(r["errors"])} for r in rows]), ""]
     if soak:
         parts += [f"**Soak** — `.venv/bin/python scripts/soak.py --minutes {soak['minutes']}` · {soak['machine']}", "",
                   "One browser session labelling through the synthetic teacher's choices (new pairs added as they run "
                   "out), sampling the app server's resident memory and open file descriptors.", "",
-                  markdown_table([{"": k, **v} for k, v in soak["table"].items()]), ""]
+                  markdown_table([{"": k, **v} for k, v in soak["table"].items()]), "",
+                  f"{soak['labels']} choices acknowledged on screen, {soak['stored']} in the store, "
+                  f"{len(soak.get('missing', []))} missing, {soak['n_errors']} session errors; choice → next pair "
+                  f"p50 {soak['p50_s']:.2f} s, p95 {soak['p95_s']:.2f} s. Server RSS change after the first minute: "
+                  f"{soak['rss_growth_mb_after_warmup']:+.1f} MB; open file descriptors: {soak['fd_growth_after_warmup']:+d}.", ""]
     write_section("reliability", "\n".join(parts))
 
 
