@@ -335,7 +335,7 @@ def write_benchmarks(rows: list[dict] | None = None, soak: dict | None = None) -
     parts = ["## Reliability: load and soak", ""]
     if rows:
         parts += [f"**Load** — `.venv/bin/python scripts/bench_load.py --sessions {rows[0]['sessions']} "
-                  f"--labels {rows[0]['labels_each']}` · {rows[0].get('machine', machine_line())}", "",
+                  f"--labels {rows[0]['labels_each']} [--quiet-clients]`", "",
                   "One headless Chromium, one browser context per labeller, each labelling by keyboard under its own "
                   "name against one `streamlit run` of the app, while a PREFINE fine-tune runs in the background "
                   "(2 shared CPU cores). Latency: key press → the next pair's id on screen. "
@@ -350,7 +350,12 @@ def write_benchmarks(rows: list[dict] | None = None, soak: dict | None = None) -
                                    "p95 s": r["p95_s"], "max s": r["max_s"], "wall s": r["wall_s"],
                                    "fine-tune steps meanwhile": r.get("steps_during", "—"),
                                    "server CPU s": r.get("server_cpu_s", "—"), "load avg": r.get("load_average_1min", "—"),
-                                   "session errors": len(r["errors"])} for r in rows]), ""]
+                                   "session errors": len(r["errors"])} for r in rows]), "",
+                  "Measured: " + "; ".join(f"{r['backend']}/{r.get('clients', 'videos playing')}: {r['machine']}"
+                                           for r in rows if r.get("machine")) + ".", "",
+                  "Where *stored* exceeds *choices*, a session's last choice was stored but its next pair took longer "
+                  "than the 60 s wait, so it was not counted as acknowledged. What limits the latency here (a machine "
+                  "shared with other benchmarks, the app server starved of CPU) is discussed in RELIABILITY.md.", ""]
     if soak:
         parts += [f"**Soak** — `.venv/bin/python scripts/soak.py --minutes {soak['minutes']}` · {soak['machine']}", "",
                   "One browser session labelling through the synthetic teacher's choices (new pairs added as they run "
