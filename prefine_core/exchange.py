@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prefine_core.files import write_text_atomic
 from prefine_core.envs import validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
@@ -102,7 +103,7 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
     counts = {"policies": len(policy_rows), "trajectories": len(trajectory_rows), "pairs": len(pair_rows),
               "labels": len(label_rows)}
     manifest = {"format": FORMAT, "created_at": utcnow().isoformat(), "task_id": task_id, "counts": counts}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2))
     return {"folder": str(out), **counts}
 
 

@@ -26,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
+from prefine_core.files import write_text_atomic
 from prefine_core.store import RunRecord
 from prefine_core.store.schema import utcnow
 from prefine_core.workspace import Workspace
@@ -203,7 +204,7 @@ def execute(ws: Workspace, run_id: int) -> str:
     try:
         outcome = KINDS[run.kind](ws, run, report)
         path = run_dir(ws, run_id) / "result.json"
-        path.write_text(json.dumps(outcome, indent=1, default=str))
+        write_text_atomic(path, json.dumps(outcome, indent=1, default=str))
         fields["output_policy_id"] = outcome.get("output_policy_id")
     except Cancelled:
         status, fields["error"] = "cancelled", "cancelled by the user"

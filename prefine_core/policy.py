@@ -138,8 +138,13 @@ def save_policy(policy: TanhGaussianPolicy, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={"prefine": policy.meta.to_json()})
+    from safetensors import SafetensorError
+
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata={"prefine": policy.meta.to_json()})
+    except SafetensorError as exc:  # e.g. a full disk: report it as the OS error it is
+        raise OSError(f"could not write the policy {path}: {exc}") from None
     return path
 
 

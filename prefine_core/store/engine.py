@@ -26,6 +26,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Attempts of one transaction before giving up, and the first back-off (doubles, jittered).
 RETRIES, BACKOFF_S = 8, 0.05
+#: SQLite's wait for a lock per attempt. With RETRIES this bounds a write under a lock that is
+#: never released to ~1 minute before the caller gets a clear error (30 s made it ~4 minutes).
+SQLITE_BUSY_S = 7
 _MIGRATION_LOCK = 72_410_001  # PostgreSQL advisory lock key for migrations
 
 
@@ -38,7 +41,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_S})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -46,7 +49,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_S * 1000}")
             cursor.execute("PRAGMA synchronous=FULL")  # a committed label survives a power cut too
             cursor.close()
 
