@@ -18,7 +18,11 @@ def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None)
     Returns the latest event ``{action, pair_id, seconds, nonce}`` sent by a keyboard shortcut, or
     None; the caller handles each nonce once.
     """
+    # Only the variant on show travels to the browser: each rerun re-sends the component's arguments,
+    # and the video bytes are most of what a choice costs the server.
+    plain = not show_cost and view.video_plain is not None
     return _pair_player(
-        pair_id=view.pair_id, video=view.video, video_plain=view.video_plain, costs_left=view.costs_left,
+        pair_id=view.pair_id, video=None if plain else view.video, video_plain=view.video_plain if plain else None,
+        costs_left=view.costs_left,
         costs_right=view.costs_right, fps=view.fps, show_cost=show_cost, keys_html=keys_html,
         overlay={"top": 40, "clip_width": 256, "clip_height": 256, "gap": 8, "border": 4}, key=key, default=None, on_change=on_change)
