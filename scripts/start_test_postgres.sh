@@ -18,7 +18,10 @@ if [ ! -s "$DATA/PG_VERSION" ]; then
   chmod 700 "$DATA"
   as_postgres "$BIN/initdb" -D "$DATA" -U postgres -A trust --auth-host=trust --auth-local=trust -E UTF8 >/dev/null
 fi
-if ! as_postgres "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+if ! as_postgres "$BIN/pg_isready" -q -h 127.0.0.1 -p $PORT; then
+  # a server killed with its session leaves postmaster.pid behind, and its PID may since belong to
+  # another process, which makes pg_ctl believe it still runs: nothing answers on the port, so it is stale
+  rm -f "$DATA/postmaster.pid"
   as_postgres "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
     -o "-p $PORT -c listen_addresses=127.0.0.1 -k /tmp -c max_connections=200 -c fsync=on" >/dev/null
 fi
