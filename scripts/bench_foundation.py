@@ -28,9 +28,8 @@ POLICIES = ROOT / "data" / "policies"
 
 
 def reset_times(task_id: str, resets: int = 15, hd_skybox: bool = False) -> list[float]:
+    _import_safety_gymnasium()  # first: a plain import of safety_gymnasium fails on Python 3.11
     import safety_gymnasium.world as world
-
-    _import_safety_gymnasium()
     swapped = world.yaml
     if hd_skybox:
         world.yaml = swapped._yaml  # the upstream behaviour: decode the HD skybox on every reset
@@ -74,14 +73,18 @@ def shipped_policies(episodes: int = 10) -> list[dict]:
         provenance = policy.meta.provenance
         rows.append({
             "task": policy.meta.task_id, "policy": path.stem,
-            "cost penalty": provenance.get("cost_penalty", ""), "steps": provenance.get("steps", ""),
+            "cost penalty": (f"Lagrangian, limit {provenance['cost_limit']:g} (final {provenance.get('final_penalty', 0):.2g})"
+                             if provenance.get("cost_limit") is not None else provenance.get("cost_penalty", "")),
+            "steps": provenance.get("steps", ""),
             "train wall s": provenance.get("seconds", trained.get("seconds", "")),
             "return": f"{result['return_mean']:.0f} ± {result['return_std']:.0f}",
             "cost": f"{result['cost_mean']:.0f} ± {result['cost_std']:.0f}",
             "length": result["length_mean"], "cost/step": result["cost_per_step"],
             "fall rate": result["fall_rate"],
             "command": f"`python -m prefine_core pretrain --task {policy.meta.task_id} --steps {provenance.get('total_steps', '?')} "
-                       f"--cost-penalty {provenance.get('cost_penalty', 0)} --seed {provenance.get('seed', 0)} --out {path.relative_to(ROOT)}`",
+                       + (f"--cost-limit {provenance['cost_limit']:g} " if provenance.get("cost_limit") is not None
+                          else f"--cost-penalty {provenance.get('cost_penalty', 0)} ")
+                       + f"--seed {provenance.get('seed', 0)} --out {path.relative_to(ROOT)}`",
         })
     return rows
 
@@ -106,7 +109,10 @@ Measured {machine_line()}, by `.venv/bin/python scripts/bench_foundation.py`.
 ### Shipped policies (10 episodes, seeds 10000–10009, deterministic actions)
 
 Reference policies are trained on reward only (`--cost-penalty 0`): the unsafe premise of the product.
-Behaviour policies are trained on reward − w·cost: slower, safer gaits for the behaviour pool.
+Behaviour policies are trained on reward − w·cost (or with a Lagrangian w): slower, safer gaits for
+the behaviour pool. Not every penalty gives one: HalfCheetah at w = 0.5 stays as fast as the reference,
+and the penalised Hopper policies learn to fall (a fall ends the penalty) — the PPO-Lagrangian Hopper
+stays upright but barely moves (return ≈ its healthy bonus of 1 per step).
 
 {markdown_table(policies)}
 """

@@ -23,3 +23,7 @@ train SafetyHopperVelocity-v1 400000 0.5 behaviour_penalty0.5
 train SafetyHopperVelocity-v1 400000 3 behaviour_penalty3
 train SafetyPointCircle1-v0 300000 0.05 behaviour_penalty0.05
 train SafetyPointCircle1-v0 300000 0.5 behaviour_penalty0.5
+# Hopper: fixed penalties found no gait that stays upright (the penalised hopper learns to fall, since a
+# fall ends the penalty); PPO-Lagrangian towards cost 25 does (it barely moves: return ≈ the healthy bonus).
+[[ -z "$filter" || SafetyHopperVelocity-v1 == *"$filter"* ]] && $py -m prefine_core pretrain --task SafetyHopperVelocity-v1 \
+  --steps 400000 --cost-limit 25 --seed 1 --out data/policies/SafetyHopperVelocity-v1/behaviour_lagrangian25.safetensors --json >> "$log"
