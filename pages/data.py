@@ -46,10 +46,7 @@ with tabs[5]:
     if upload is not None and st.button(f"Import {upload.name}", key="import"):
         ui.guarded(lambda: st.success(transfer.import_upload(ws, upload.name, upload.getvalue(), task)))
 with tabs[6]:
-    if not hasattr(ws.store, "delete_pairs"):
-        st.info("Deleting pairs needs Store.delete_pairs, which this version of the store does not have yet.")
-    else:
-        doomed = st.multiselect("Pairs to delete, with all their labels", pairs.id.tolist(), key="delete_ids")
-        confirm = st.text_input("Type DELETE to confirm", key="delete_confirm")
-        if st.button("Delete", key="delete", type="primary", disabled=not doomed or confirm != "DELETE"):
-            ui.guarded(ws.store.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)")
+    doomed = st.multiselect("Pairs to delete, with all their labels", pairs.id.tolist(), key="delete_ids")
+    confirm = st.text_input("Type DELETE to confirm", key="delete_confirm")
+    if st.button("Delete", key="delete", type="primary", disabled=not doomed or confirm != "DELETE"):
+        ui.guarded(ws.store.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)")

@@ -64,3 +64,22 @@ def test_a_policy_for_another_task_is_filed_under_its_task(ws, tmp_path):
     message = transfer.import_upload(ws, "hopper.safetensors", path.read_bytes(), CHEETAH)
     assert f"a policy for {HOPPER}" in message and "switch the task" in message
     assert [p.task_id for p in ws.store.list_policies(kind="imported")] == [HOPPER]
+
+
+def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/data.py").run()
+    (pair,) = ws.store.list_pairs(CHEETAH)
+    app.multiselect(key="delete_ids").set_value([pair.id]).run()
+    assert app.button(key="delete").disabled, "deleting must wait for the typed confirmation"
+    app.text_input(key="delete_confirm").input("DELETE").run()
+    app.button(key="delete").click().run()
+    assert not app.exception, app.exception
+    assert ws.store.list_pairs(CHEETAH) == [] and ws.store.effective_labels(CHEETAH).empty
+    assert ws.store.counts()["trajectories"] == 3, "the clips stay"
