@@ -8,19 +8,22 @@ from pathlib import Path
 from tqdm import tqdm
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected a {'positive' if low > 0 else 'non-negative'} number, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    value = positive_int(text) if text.strip() != "0" else 0
-    return value
+    return _whole_number(text, 0)
 
 
 def non_negative_float(text: str) -> float:

@@ -39,7 +39,7 @@ def register(command) -> None:
     p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down)")
     p.add_argument("--out", required=True, help="where to write the .safetensors policy")
     p.set_defaults(handler=_pretrain)
-    register_more(command)
+    _register_policy_commands(command)
 
 
 def _rollout(args: argparse.Namespace) -> dict:
@@ -112,7 +112,7 @@ def _info(args: argparse.Namespace) -> dict:
     return asdict(read_meta(args.policy))
 
 
-def register_more(command) -> None:  # noqa: D401 - continued from register()
+def _register_policy_commands(command) -> None:
     p = command("rollout", "roll out a policy for seeded episodes (its task comes from its metadata)")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
     p.add_argument("--episodes", type=positive_int, default=1, help="episodes (default 1)")
