@@ -277,7 +277,8 @@ def private_postgres(tmp_path_factory):
         subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
                        check=True, capture_output=True)
     ctl = [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60"]
-    if subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "status"], capture_output=True).returncode:
+    if subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
+        (data / "postmaster.pid").unlink(missing_ok=True)  # left by a killed session; nothing answers
         subprocess.run([*ctl, "start", "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k /tmp"], check=True,
                        capture_output=True)
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
