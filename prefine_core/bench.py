@@ -26,6 +26,7 @@ import torch
 from prefine_core.baselines import bc_refit_reference, method_config
 from prefine_core.envs import SafetyTask, validate_task_id
 from prefine_core.evaluate import compare, evaluate_policy
+from prefine_core.files import write_text_atomic
 from prefine_core.policy import TanhGaussianPolicy, load_policy
 from prefine_core.prefine import PrefineConfig
 from prefine_core.rollout import Trajectory, collect
@@ -131,7 +132,7 @@ def lagrangian(config: BenchConfig, reference: TanhGaussianPolicy, log: Callable
         summary = train_ppo(PPOConfig(task_id=config.task_id, total_steps=steps, seed=0, cost_limit=config.cost_limit), path)
         meta = {"wall_s": time.time() - started, "env_steps": summary["step"], "cost_limit": config.cost_limit,
                 "final_penalty": summary["penalty"]}
-        meta_path.write_text(json.dumps(meta))
+        write_text_atomic(meta_path, json.dumps(meta))
     return load_policy(path, config.task_id), json.loads(meta_path.read_text())
 
 
@@ -249,7 +250,7 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
            **evaluate_row(policy, config, evals["reference"], evals["lagrangian"]),
            "finetune_seconds": seconds, "selected_step": result["selected_step"], "judgments": result["judgments"],
            "winners": len(data.winners), "path": result["path"]}
-    result_path.write_text(json.dumps(row))
+    write_text_atomic(result_path, json.dumps(row))
     return row
 
 
@@ -281,7 +282,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: 
             "rows": rows, "floors": floors(rows, ref_eval, lag_eval, config), "seconds": time.time() - started,
             "config": {**dataclasses.asdict(config), "out_dir": str(config.out_dir)},
         }
-        (out / "result.json").write_text(json.dumps(result, indent=1, default=float))
+        write_text_atomic(out / "result.json", json.dumps(result, indent=1, default=float))
         return result
 
     top = max(config.budgets)

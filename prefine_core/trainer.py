@@ -31,7 +31,7 @@ import torch
 
 from prefine_core.envs import SafetyTask
 from prefine_core.evaluate import EVAL_SEED
-from prefine_core.files import atomic_path
+from prefine_core.files import atomic_path, write_text_atomic
 from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
 from prefine_core.prefine import Batch, PrefineConfig, prefine_loss
 from prefine_core.rollout import Trajectory, collect
@@ -329,7 +329,7 @@ class PrefineTrainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self._resume()
         if not resumed:
-            (self.out_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=1))
+            write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1))
         pos = _Clips(self.train_data.winners, self.reference)
         neg = _Clips(self.train_data.losers, self.reference)
         with SafetyTask(self.task_id) as task:
