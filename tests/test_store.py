@@ -151,6 +151,16 @@ def test_failed_batch_leaves_no_rows_and_no_files(store, tmp_path, cheetah_episo
     assert list(folder.glob("*")) == []
 
 
+def _old_task_and_two_clips(conn, now) -> None:
+    """Rows an older schema version already holds: one task and two clips (ids 1 and 2)."""
+    conn.execute(text("INSERT INTO tasks (id, created_at) VALUES (:t, :now)"), {"t": CHEETAH, "now": now})
+    for i in (1, 2):
+        conn.execute(text(
+            "INSERT INTO trajectories (task_id, source, path, seed, start, length, total_return, total_cost, "
+            "fell, terminated, truncated, created_at) VALUES (:t, 'old', :path, :i, 0, 5, 1.0, 0.0, false, false, "
+            "true, :now)"), {"t": CHEETAH, "path": f"/old/{i}.npz", "i": i, "now": now})
+
+
 def test_older_schema_opens_and_keeps_its_data(store_url):
     """A database made by schema version 0001 (before assignments) opens in the current version."""
     from prefine_core.store import Store
@@ -161,12 +171,7 @@ def test_older_schema_opens_and_keeps_its_data(store_url):
     assert current_revision(engine) == "0001"
     now = datetime(2025, 1, 1)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO tasks (id, created_at) VALUES (:t, :now)"), {"t": CHEETAH, "now": now})
-        for i in (1, 2):
-            conn.execute(text(
-                "INSERT INTO trajectories (task_id, source, path, seed, start, length, total_return, total_cost, "
-                "fell, terminated, truncated, created_at) VALUES (:t, 'old', :path, :i, 0, 5, 1.0, 0.0, false, false, "
-                "true, :now)"), {"t": CHEETAH, "path": f"/old/{i}.npz", "i": i, "now": now})
+        _old_task_and_two_clips(conn, now)
         conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
                           "VALUES (:t, 1, 2, 'random', 0, 'old pair', :now)"), {"t": CHEETAH, "now": now})
         conn.execute(text("INSERT INTO annotators (name, created_at) VALUES ('old-ann', :now)"), {"now": now})
@@ -193,12 +198,7 @@ def test_version_0002_assignments_are_back_filled(store_url):
     upgrade(engine, "0002")
     now, rows = datetime(2025, 1, 1), []
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO tasks (id, created_at) VALUES (:t, :now)"), {"t": CHEETAH, "now": now})
-        for i in (1, 2):
-            conn.execute(text(
-                "INSERT INTO trajectories (task_id, source, path, seed, start, length, total_return, total_cost, "
-                "fell, terminated, truncated, created_at) VALUES (:t, 'old', :path, :i, 0, 5, 1.0, 0.0, false, false, "
-                "true, :now)"), {"t": CHEETAH, "path": f"/old/{i}.npz", "i": i, "now": now})
+        _old_task_and_two_clips(conn, now)
         for _ in range(3):
             conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
                               "VALUES (:t, 1, 2, 'random', 0, 'old', :now)"), {"t": CHEETAH, "now": now})
