@@ -157,6 +157,8 @@ class StepResult:
     constraint_costs: dict[str, float]
     terminated: bool
     truncated: bool
+    forward_velocity: float | None = None
+    """The robot's x velocity (m/s) where the task reports it (velocity tasks), else None."""
 
 
 class SafetyTask:
@@ -200,6 +202,7 @@ class SafetyTask:
             constraint_costs=_constraint_costs(info) or {self._cost_name: float(cost)},
             terminated=bool(terminated),
             truncated=bool(truncated),
+            forward_velocity=float(info["x_velocity"]) if "x_velocity" in info else None,
         )
 
     def render(self) -> np.ndarray:

@@ -69,6 +69,11 @@ class PPOConfig:
     a floor of 0 removes that incentive, so the penalty can only teach it to slow down."""
     init_log_std: float = -0.5
     """Initial log σ of the actor (0 explores more, e.g. to find a slow gait)."""
+    speed_cap: float | None = None
+    """Velocity tasks: the forward term of the training reward peaks at this speed (m/s) — v up to
+    the cap, then 2·cap − v, never below 0 — so the best pace is the cap and every step alive
+    still earns the healthy bonus: unlike a cost penalty, nothing rewards falling on purpose.
+    The pool's slow-but-upright Hopper is made this way (a behaviour policy, not a baseline)."""
     init_from: str | None = None
     """Start the actor (and its observation statistics) from this checkpoint, e.g. to slow a reference down."""
 
@@ -80,6 +85,10 @@ class PPOConfig:
             raise ValueError(f"cost_penalty must be ≥ 0, got {self.cost_penalty}")
         if self.cost_limit is not None and self.cost_limit < 0:
             raise ValueError(f"cost_limit must be ≥ 0, got {self.cost_limit}")
+        if self.speed_cap is not None and (not math.isfinite(self.speed_cap) or self.speed_cap <= 0):
+            raise ValueError(f"speed_cap must be a positive speed in m/s, got {self.speed_cap}")
+        if self.lagrange_lr <= 0:
+            raise ValueError(f"lagrange_lr must be positive, got {self.lagrange_lr}")
         if self.num_envs <= 0 or self.rollout_steps <= 0:
             raise ValueError("num_envs and rollout_steps must be positive")
         self.hidden_sizes = tuple(self.hidden_sizes)
@@ -188,6 +197,10 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
                 ep_cost[i] += step.cost
                 ep_len[i] += 1
                 b_rew[t, i], b_cost[t, i] = step.reward, step.cost
+                if config.speed_cap is not None:
+                    if step.forward_velocity is None:
+                        raise ValueError(f"speed_cap needs a velocity task; {config.task_id} reports no x velocity")
+                    b_rew[t, i] -= speed_cap_penalty(step.forward_velocity, config.speed_cap)
                 done = step.terminated or step.truncated
                 # Bootstrapping through time-limit cuts is ignored, as in CleanRL.
                 b_done[t, i] = float(done)
@@ -260,6 +273,11 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
     for env in envs:
         env.close()
     return {**summary, "path": str(out)}
+
+
+def speed_cap_penalty(velocity: float, cap: float) -> float:
+    """What ``speed_cap`` takes off a step's reward: the forward term v becomes max(2·cap − v, 0) above the cap."""
+    return 0.0 if velocity <= cap else min(2.0 * (velocity - cap), velocity)
 
 
 def _jsonable(d: dict) -> dict:

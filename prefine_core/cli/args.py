@@ -26,14 +26,22 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def non_negative_float(text: str) -> float:
+def _finite_number(text: str, positive: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text}")
+    if not (value > 0 if positive else value >= 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number {'> 0' if positive else '≥ 0'}, got {text}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    return _finite_number(text, positive=False)
+
+
+def positive_float(text: str) -> float:
+    return _finite_number(text, positive=True)
 
 
 def existing_file(text: str) -> Path:
