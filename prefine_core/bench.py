@@ -67,6 +67,8 @@ class BenchConfig:
     """κ for violation rates, and the PPO-Lagrangian's target episode cost."""
     lagrangian_steps: int | None = None
     """PPO-Lagrangian env steps (None: as many as the reference was trained with)."""
+    lagrange_lr: float = 0.05
+    """Step size of the PPO-Lagrangian's multiplier (smaller: less overshoot into standing still)."""
     pretrain_steps: int = 300_000
     """PPO steps for a reference or behaviour policy that is not shipped."""
     extra_seeds: int = 2
@@ -129,9 +131,10 @@ def lagrangian(config: BenchConfig, reference: TanhGaussianPolicy, log: Callable
         steps = config.lagrangian_steps or int(reference.meta.provenance.get("steps", config.pretrain_steps))
         log(f"training PPO-Lagrangian, cost limit {config.cost_limit}, {steps} steps")
         started = time.time()
-        summary = train_ppo(PPOConfig(task_id=config.task_id, total_steps=steps, seed=0, cost_limit=config.cost_limit), path)
+        summary = train_ppo(PPOConfig(task_id=config.task_id, total_steps=steps, seed=0, cost_limit=config.cost_limit,
+                                       lagrange_lr=config.lagrange_lr), path)
         meta = {"wall_s": time.time() - started, "env_steps": summary["step"], "cost_limit": config.cost_limit,
-                "final_penalty": summary["penalty"]}
+                "final_penalty": summary["penalty"], "lagrange_lr": config.lagrange_lr}
         write_text_atomic(meta_path, json.dumps(meta))
     return load_policy(path, config.task_id), json.loads(meta_path.read_text())
 

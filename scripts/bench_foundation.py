@@ -58,6 +58,14 @@ def pair_video_seconds(policy_path: Path, repeats: int = 3) -> list[float]:
     return times
 
 
+def _training_signal(provenance: dict) -> str:
+    if provenance.get("cost_limit") is not None:
+        return f"Lagrangian, limit {provenance['cost_limit']:g} (final {provenance.get('final_penalty', 0):.2g})"
+    if provenance.get("speed_cap") is not None:
+        return f"reward with speed peaking at {provenance['speed_cap']:g} m/s (no cost)"
+    return f"reward − {provenance.get('cost_penalty', 0):g}·cost"
+
+
 def shipped_policies(episodes: int = 10) -> list[dict]:
     log = {}
     log_path = POLICIES / "training_log.jsonl"
@@ -73,8 +81,7 @@ def shipped_policies(episodes: int = 10) -> list[dict]:
         provenance = policy.meta.provenance
         rows.append({
             "task": policy.meta.task_id, "policy": path.stem,
-            "cost penalty": (f"Lagrangian, limit {provenance['cost_limit']:g} (final {provenance.get('final_penalty', 0):.2g})"
-                             if provenance.get("cost_limit") is not None else provenance.get("cost_penalty", "")),
+            "training signal": _training_signal(provenance),
             "steps": provenance.get("steps", ""),
             "train wall s": provenance.get("seconds", trained.get("seconds", "")),
             "return": f"{result['return_mean']:.0f} ± {result['return_std']:.0f}",
@@ -82,7 +89,9 @@ def shipped_policies(episodes: int = 10) -> list[dict]:
             "length": result["length_mean"], "cost/step": result["cost_per_step"],
             "fall rate": result["fall_rate"],
             "command": f"`python -m prefine_core pretrain --task {policy.meta.task_id} --steps {provenance.get('total_steps', '?')} "
-                       + (f"--cost-limit {provenance['cost_limit']:g} " if provenance.get("cost_limit") is not None
+                       + (f"--cost-limit {provenance['cost_limit']:g} --lagrange-lr {provenance.get('lagrange_lr', 0.05):g} "
+                          if provenance.get("cost_limit") is not None
+                          else f"--speed-cap {provenance['speed_cap']:g} " if provenance.get("speed_cap") is not None
                           else f"--cost-penalty {provenance.get('cost_penalty', 0)} ")
                        + f"--seed {provenance.get('seed', 0)} --out {path.relative_to(ROOT)}`",
         })

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from prefine_core.cli.args import Progress, existing_file, positive_int
+from prefine_core.cli.args import Progress, existing_file, positive_float, positive_int
 from prefine_core.prefine import PrefineConfig, config_fields
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -80,7 +80,8 @@ def _bench(args: argparse.Namespace) -> dict:
         config = BenchConfig.quick(args.task, **kw)
     else:
         budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)
-        config = BenchConfig(task_id=args.task, budgets=budgets, seeds=args.seeds, extra_seeds=min(args.extra_seeds, args.seeds), **kw)
+        config = BenchConfig(task_id=args.task, budgets=budgets, seeds=args.seeds, extra_seeds=min(args.extra_seeds, args.seeds),
+                             lagrangian_steps=args.lagrangian_steps, lagrange_lr=args.lagrange_lr, **kw)
     command = "python -m prefine_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     result = run_bench(config, log=lambda m: print(m, file=sys.stderr, flush=True), command=command)
     if args.write_benchmarks:
@@ -116,6 +117,10 @@ def register(command) -> None:
     b.add_argument("--budgets", type=positive_int, nargs="+", help="explicit label budgets instead")
     b.add_argument("--seeds", type=positive_int, default=5, help="seeds per budget (default 5)")
     b.add_argument("--extra-seeds", type=int, default=2, help="seeds for ablation, paper protocol, rounds (0 skips them)")
+    b.add_argument("--lagrangian-steps", type=positive_int, default=None,
+                   help="env steps of the PPO-Lagrangian baseline (default: the reference's)")
+    b.add_argument("--lagrange-lr", type=positive_float, default=0.05,
+                   help="step size of the PPO-Lagrangian's multiplier (default 0.05)")
     b.add_argument("--quick", action="store_true", help="a 1–2 minute version (tests)")
     b.add_argument("--out", help="output folder (default data/bench/<task>)")
     b.add_argument("--write-benchmarks", action="store_true", help="rewrite the benchmark section of BENCHMARKS.md")
