@@ -21,6 +21,7 @@ train SafetyHalfCheetahVelocity-v1 500000 0.5 behaviour_penalty0.5
 train SafetyHalfCheetahVelocity-v1 500000 2 behaviour_penalty2
 train SafetyHopperVelocity-v1 400000 0.5 behaviour_penalty0.5
 train SafetyPointCircle1-v0 300000 0.05 behaviour_penalty0.05
+train SafetyPointCircle1-v0 300000 0.2 behaviour_penalty0.2
 train SafetyPointCircle1-v0 300000 0.5 behaviour_penalty0.5
 # Hopper: fixed cost penalties found no gait that stays upright (the penalised hopper learns to fall, since
 # a fall ends the penalty; w = 3 fell in every episode) and PPO-Lagrangian towards cost 25 stands still
