@@ -468,9 +468,18 @@ the highest validation return wins (`judgments` counts these extra teacher calls
 Labels: random pool pairs judged by the noiseless synthetic teacher (fall-aware, same-window cost,
 higher return breaks a cost tie); budgets are nested per seed. Evaluation: 10 episodes from seed 10 000,
 deterministic (stochastic beside it). Floors use the fine-tune's own chosen checkpoint, means over seeds.
-Wall times are as measured; during the November 2026 runs the 2-core machine was shared with other work
-(load average 8–13), which stretched every figure several-fold (the same 1M-step PPO took 209 s on the
-quieter machine, `data/policies/training_log.jsonl`); compare them with each other, not with a quiet machine.
+**Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
+the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
+"≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005 and 1M env
+steps (`--lagrangian-steps 1000000 --lagrange-lr 0.005`): PointCircle reaches 28 at cost 0 — a much harder
+floor than before — while Hopper still stands still (1056, cost 0): in 1M steps no PPO-Lagrangian we ran
+learned to hop under the limit (OmniSafe's reach ~10M). HalfCheetah keeps its 0.05 run (2630, cost 14).
+**Pools.** Each task's pool is the reference plus its shipped behaviour policies (see the Foundation table):
+HalfCheetah w = 0.5 (as fast as the reference) and w = 2 (safe); Hopper w = 0.5 (fast, falls) and a slow hop
+trained on a forward reward that peaks at 0.45 m/s (no cost signal; a cost penalty teaches the hopper to
+fall, a Lagrangian to stand); PointCircle w = 0.05, 0.2 and 0.5.
+Wall times are as measured on this 2-core machine with two benchmarks running side by side (one core each);
+compare them with each other, not with a quiet machine.
 """
 
 
