@@ -20,14 +20,18 @@ from prefine_core.trainer import PreferenceData, PrefineTrainer
 
 
 def method_config(method: str, base: PrefineConfig) -> PrefineConfig:
-    """``base`` turned into ``method``: prefine (as is), bc, dpo, or an ablation (no_dispref, no_bc, mixed, per_step)."""
+    """``base`` turned into ``method``: prefine (as is); the baselines bc (BC on every pair's winner) and dpo;
+    ablations bc_net (BC on the net winners PREFINE uses), pairs (PREFINE on every pair's winner and loser),
+    no_dispref, no_bc, mixed, per_step."""
     changes = {
         "prefine": {},
-        "bc": dict(pref_weight=0.0, dispref_weight=0.0, bc_weight=1.0, kl_weight=0.0),
-        "dpo": dict(counterfactuals="none", bc_weight=0.0, dispref_weight=0.0, kl_weight=0.0),
+        "bc": dict(pref_weight=0.0, dispref_weight=0.0, bc_weight=1.0, kl_weight=0.0, label_sets="pairs"),
+        "bc_net": dict(pref_weight=0.0, dispref_weight=0.0, bc_weight=1.0, kl_weight=0.0, label_sets="net"),
+        "dpo": dict(counterfactuals="none", bc_weight=0.0, dispref_weight=0.0, kl_weight=0.0, label_sets="pairs"),
+        "pairs": dict(label_sets="pairs"),
         "no_dispref": dict(dispref_weight=0.0),
         "no_bc": dict(bc_weight=0.0),
-        "mixed": dict(counterfactuals="mixed"),
+        "mixed": dict(counterfactuals="mixed", label_sets="pairs"),
         "per_step": dict(sigmoid="step"),
     }
     if method not in changes:
@@ -35,7 +39,7 @@ def method_config(method: str, base: PrefineConfig) -> PrefineConfig:
     return dataclasses.replace(base, **changes[method])
 
 
-METHODS = ("prefine", "bc", "dpo", "no_dispref", "no_bc", "mixed", "per_step")
+METHODS = ("prefine", "bc", "bc_net", "dpo", "pairs", "no_dispref", "no_bc", "mixed", "per_step")
 
 
 def bc_refit_reference(

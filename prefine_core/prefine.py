@@ -33,6 +33,7 @@ from prefine_core.policy import TanhGaussianPolicy
 COUNTERFACTUALS = ("policy", "none", "mixed")
 SIGMOIDS = ("segment", "step")
 SELECTIONS = ("teacher", "heldout", "last")
+LABEL_SETS = ("net", "pairs")
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +177,9 @@ class PrefineConfig:
 
     counterfactuals: str = "policy"
     """Contrast for the preference terms: policy (PREFINE), none (plain trajectory DPO), mixed (both)."""
+    label_sets: str = "net"
+    """How labels become D⁺ and D⁻: net (each labelled clip once — in D⁺ if it won more often than it
+    lost, in D⁻ if it lost more, dropped if contested) or pairs (every pair's winner and loser as labelled)."""
     pref_weight: float = 1.0
     """Weight of the preferred term (0 with dispref_weight 0 gives BC on the winners)."""
     dispref_weight: float = 0.5
@@ -242,6 +246,9 @@ class PrefineConfig:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if self.pref_weight == self.dispref_weight == self.bc_weight == self.kl_weight == 0:
             raise ValueError("pref_weight, dispref_weight, bc_weight and kl_weight are all 0: nothing to train")
+        if self.label_sets == "net" and self.counterfactuals != "policy":
+            raise ValueError(f"counterfactuals={self.counterfactuals!r} contrasts each winner with its own loser: "
+                             "it needs label_sets='pairs'")
         if self.select == "heldout" and self.heldout_fraction <= 0:
             raise ValueError("heldout_fraction must be > 0 when select is 'heldout'")
 
@@ -283,7 +290,8 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "val_seed": (0, 9_999), "window": (1, 1000), "select_tolerance": (0.0, 1.0),
     "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
 }
-FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS}
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
+                                             "label_sets": LABEL_SETS}
 
 
 def config_fields() -> list[dict]:

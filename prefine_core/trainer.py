@@ -77,16 +77,35 @@ class PreferenceData:
         pick = lambda idx: PreferenceData(tuple(self.winners[i] for i in idx), tuple(self.losers[i] for i in idx))  # noqa: E731
         return pick(order[n_out:]), pick(order[:n_out])
 
+    def _tally(self) -> dict[bytes, list]:
+        """clip key -> [wins, losses, the clip], over every label (a clip labelled twice is counted twice)."""
+        tally: dict[bytes, list] = {}
+        for clip in self.winners:
+            tally.setdefault(_clip_key(clip), [0, 0, clip])[0] += 1
+        for clip in self.losers if self.paired else ():
+            tally.setdefault(_clip_key(clip), [0, 0, clip])[1] += 1
+        return tally
+
     def anchors(self, n: int = N_ANCHORS) -> list[Trajectory]:
         """The winners that won most often (wins − losses over all labels), best first."""
-        score: dict[bytes, list] = {}
-        for i, clip in enumerate(self.winners):
-            score.setdefault(_clip_key(clip), [0, 0, i])[0] += 1
-        for clip in self.losers if self.paired else ():
-            if _clip_key(clip) in score:
-                score[_clip_key(clip)][1] += 1
-        ranked = sorted(score.values(), key=lambda s: (-(s[0] - s[1]), -s[0], s[2]))
-        return [self.winners[i] for _, _, i in ranked[:n]]
+        ranked = sorted((t for t in self._tally().values() if t[0]), key=lambda t: (-(t[0] - t[1]), -t[0]))
+        return [clip for _, _, clip in ranked[:n]]
+
+    def net(self) -> "PreferenceData":
+        """Each labelled clip once: in D⁺ if it won more often than it lost, in D⁻ if it lost more.
+
+        With random pairs a clip is often labelled more than once, and a fast clip that beat a faster one
+        is a "winner" too; BC on every winner copies it. A clip that won as often as it lost is dropped.
+        """
+        if not self.paired:
+            return self
+        tally = self._tally().values()
+        winners = tuple(clip for w, l, clip in tally if w > l)
+        losers = tuple(clip for w, l, clip in tally if l > w)
+        if not winners or not losers:
+            raise ValueError("every labelled clip won as often as it lost: no net winners or losers "
+                             "(label more pairs, or use label_sets='pairs')")
+        return PreferenceData(winners, losers, paired=False)
 
 
 def _clip_key(clip: Trajectory) -> bytes:
@@ -190,6 +209,9 @@ class PrefineTrainer:
         self.train_data, self.heldout = data.split(config.heldout_fraction, config.seed)
         if config.select == "heldout" and self.heldout is None:
             raise ValueError(f"heldout_fraction {config.heldout_fraction} of {len(data.winners)} pairs holds out none")
+        self.anchors = self.train_data.anchors()  # from every label, before net() merges repeated clips
+        if config.label_sets == "net":
+            self.train_data = self.train_data.net()
         if not self.train_data.paired and (config.counterfactuals != "policy"):
             raise ValueError(f"counterfactuals={config.counterfactuals!r} needs paired winners and losers")
         self.judge, self.on_step, self.on_eval = judge, on_step, on_eval
@@ -205,7 +227,6 @@ class PrefineTrainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.step, self.history, self.seconds, self.wall_seconds = 0, [], 0.0, 0.0
-        self.anchors = self.train_data.anchors()
 
     # -- checkpoints ---------------------------------------------------------------------------
 

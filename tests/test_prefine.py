@@ -52,7 +52,8 @@ def test_equal_policies_give_log2_per_preference_term_and_zero_kl():
     reference = _policy()
     for counterfactuals in ("policy", "none", "mixed"):
         for sigmoid in ("segment", "step"):
-            config = PrefineConfig(counterfactuals=counterfactuals, sigmoid=sigmoid, margin_clip=0.0)
+            sets = "net" if counterfactuals == "policy" else "pairs"  # winner-vs-loser contrasts need the pairs
+            config = PrefineConfig(counterfactuals=counterfactuals, sigmoid=sigmoid, margin_clip=0.0, label_sets=sets)
             _, metrics = prefine_loss(copy.deepcopy(reference), reference, _batch(reference), config, torch.Generator().manual_seed(1))
             expected_pref = 2 * LOG2 if counterfactuals == "mixed" else LOG2
             assert metrics["loss/pref"] == pytest.approx(expected_pref, abs=1e-5)
@@ -96,7 +97,7 @@ def test_gradient_moves_probability_towards_preferred_and_away_from_dispreferred
 def test_trajectory_dpo_raises_the_winner_over_the_loser():
     reference = _policy()
     batch = _batch(reference)
-    dpo = PrefineConfig(counterfactuals="none", bc_weight=0.0, beta=0.5)
+    dpo = PrefineConfig(counterfactuals="none", bc_weight=0.0, beta=0.5, label_sets="pairs")
     policy = _train(dpo, batch, reference)
     with torch.no_grad():
         h_pos = (policy.log_prob(batch.pos_obs, batch.pos_act) - batch.pos_ref).sum().item()

@@ -75,12 +75,42 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
         PrefineTrainer(reference, data, _config(select="last", beta=0.2), tmp_path / "broken").run()
 
 
-@pytest.mark.parametrize("kw", [dict(counterfactuals="none"), dict(counterfactuals="mixed", sigmoid="step"),
+@pytest.mark.parametrize("kw", [dict(counterfactuals="none", label_sets="pairs"),
+                                dict(counterfactuals="mixed", sigmoid="step", label_sets="pairs"), dict(label_sets="pairs"),
                                 dict(pref_weight=0.0, dispref_weight=0.0), dict(select="heldout", heldout_fraction=0.25)])
 def test_ablations_and_baselines_run(setup, tmp_path, kw):
     reference, data, _ = setup
     result = PrefineTrainer(reference, data, _config(steps=10, **{"select": "last", **kw}), tmp_path).run()
     assert load_policy(result["path"]).meta.provenance["algorithm"] in ("prefine", "trajectory-dpo", "prefine-mixed", "bc")
+
+
+def _clip(seed: int, cost: float):
+    from prefine_core.rollout import Trajectory
+
+    return Trajectory(task_id=TASK, seed=seed, obs=np.full((4, 3), float(seed), np.float32),
+                      actions=np.zeros((4, 2), np.float32), rewards=np.zeros(4, np.float32),
+                      costs=np.full(4, cost, np.float32), terminated=False, truncated=True)
+
+
+def test_net_sets_keep_each_clip_once_on_the_side_it_won_or_lost_more_often():
+    a, b, c, d = (_clip(s, cost) for s, cost in ((1, 0.0), (2, 0.5), (3, 1.0), (4, 0.2)))
+    b_again = _clip(2, 0.5)  # the same clip loaded twice (e.g. from two store rows) counts as one
+    # a beats b and c; b beats c and then loses to d; d beats b; c always loses.
+    data = PreferenceData.from_pairs([(a, b), (a, c), (b_again, c), (d, b)])
+    net = data.net()
+    key = lambda clips: sorted(int(t.seed) for t in clips)  # noqa: E731
+    assert not net.paired
+    assert key(net.winners) == [1, 4]      # a (2–0), d (1–0); b is 1–2, so it is a net loser
+    assert key(net.losers) == [2, 3]       # b (1–2), c (0–2)
+    assert [int(t.seed) for t in data.anchors(2)] == [1, 4]  # most net wins first
+    contested = PreferenceData.from_pairs([(a, b), (b, a)])
+    with pytest.raises(ValueError, match="won as often as it lost"):
+        contested.net()
+
+
+def test_winner_against_loser_contrasts_refuse_net_sets():
+    with pytest.raises(ValueError, match="needs label_sets='pairs'"):
+        PrefineConfig(counterfactuals="none")
 
 
 def test_refuses_evaluation_seeds_and_a_teacher_selection_without_a_teacher(setup, tmp_path):
