@@ -178,8 +178,9 @@ class PrefineConfig:
     counterfactuals: str = "policy"
     """Contrast for the preference terms: policy (PREFINE), none (plain trajectory DPO), mixed (both)."""
     label_sets: str = "net"
-    """How labels become D⁺ and D⁻: net (each labelled clip once — in D⁺ if it won more often than it
-    lost, in D⁻ if it lost more, dropped if contested) or pairs (every pair's winner and loser as labelled)."""
+    """How labels become D⁺ and D⁻: net (a clip's wins cancelled against its losses — in D⁺ as often as it
+    won more than it lost, in D⁻ as often as it lost more, dropped if even) or pairs (every pair's winner
+    and loser as labelled)."""
     pref_weight: float = 1.0
     """Weight of the preferred term (0 with dispref_weight 0 gives BC on the winners)."""
     dispref_weight: float = 0.5

@@ -92,16 +92,18 @@ class PreferenceData:
         return [clip for _, _, clip in ranked[:n]]
 
     def net(self) -> "PreferenceData":
-        """Each labelled clip once: in D⁺ if it won more often than it lost, in D⁻ if it lost more.
+        """Each clip's wins cancelled against its losses: a clip that won k more often than it lost is in
+        D⁺ k times, one that lost k more often is in D⁻ k times, a clip that won as often as it lost is dropped.
 
         With random pairs a clip is often labelled more than once, and a fast clip that beat a faster one
-        is a "winner" too; BC on every winner copies it. A clip that won as often as it lost is dropped.
+        but lost to a slow one is both a winner and a loser; on every pair's sets BC copies it anyway.
+        Keeping the multiplicity keeps the weight of clips that won again and again.
         """
         if not self.paired:
             return self
         tally = self._tally().values()
-        winners = tuple(clip for w, l, clip in tally if w > l)
-        losers = tuple(clip for w, l, clip in tally if l > w)
+        winners = tuple(clip for w, l, clip in tally for _ in range(w - l))
+        losers = tuple(clip for w, l, clip in tally for _ in range(l - w))
         if not winners or not losers:
             raise ValueError("every labelled clip won as often as it lost: no net winners or losers "
                              "(label more pairs, or use label_sets='pairs')")

@@ -92,7 +92,7 @@ def _clip(seed: int, cost: float):
                       costs=np.full(4, cost, np.float32), terminated=False, truncated=True)
 
 
-def test_net_sets_keep_each_clip_once_on_the_side_it_won_or_lost_more_often():
+def test_net_sets_cancel_each_clips_wins_against_its_losses():
     a, b, c, d = (_clip(s, cost) for s, cost in ((1, 0.0), (2, 0.5), (3, 1.0), (4, 0.2)))
     b_again = _clip(2, 0.5)  # the same clip loaded twice (e.g. from two store rows) counts as one
     # a beats b and c; b beats c and then loses to d; d beats b; c always loses.
@@ -100,8 +100,8 @@ def test_net_sets_keep_each_clip_once_on_the_side_it_won_or_lost_more_often():
     net = data.net()
     key = lambda clips: sorted(int(t.seed) for t in clips)  # noqa: E731
     assert not net.paired
-    assert key(net.winners) == [1, 4]      # a (2–0), d (1–0); b is 1–2, so it is a net loser
-    assert key(net.losers) == [2, 3]       # b (1–2), c (0–2)
+    assert key(net.winners) == [1, 1, 4]   # a (2–0) twice, d (1–0) once; b is 1–2, so it is a net loser
+    assert key(net.losers) == [2, 3, 3]    # b (1–2) once, c (0–2) twice
     assert [int(t.seed) for t in data.anchors(2)] == [1, 4]  # most net wins first
     contested = PreferenceData.from_pairs([(a, b), (b, a)])
     with pytest.raises(ValueError, match="won as often as it lost"):
