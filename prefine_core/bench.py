@@ -3,7 +3,8 @@
 Per task it builds (or loads) a reward-only reference, a PPO-Lagrangian trained from scratch with
 the true cost (the retraining baseline, wall time and env steps), a behaviour pool (reference plus
 cost-penalised behaviour policies, stochastic), then for every label budget and seed: labels from the
-synthetic teacher on random pool pairs (seeds < 10 000), fine-tunes by each method, and evaluates the
+synthetic teacher on random pool pairs (seeds < 10 000), fine-tunes by each method (PREFINE, BC on the
+winners and plain trajectory DPO; at the largest budget also the ablations bc_net and pairs), and evaluates the
 checkpoint each method chose itself (no true cost) on the evaluation seeds (≥ 10 000). Extras: the pool
 without its safe behaviour policies, the paper's protocol (a cost-threshold split, N⁺ = 100, N⁻ = 20,
 from a BC-refit reference), and two labelling rounds against one at equal labels.
@@ -469,6 +470,16 @@ the highest validation return wins (`judgments` counts these extra teacher calls
 Labels: random pool pairs judged by the noiseless synthetic teacher (fall-aware, same-window cost,
 higher return breaks a cost tie); budgets are nested per seed. Evaluation: 10 episodes from seed 10 000,
 deterministic (stochastic beside it). Floors use the fine-tune's own chosen checkpoint, means over seeds.
+**Label sets** (`label_sets = net`; chosen on validation seeds 9 500–9 509 with the labels of seeds 0–1, never on the
+evaluation seeds): with random pairs a clip is often labelled twice, and on every pair's own sets a fast clip that
+beat a faster one is imitated as a winner even when it lost to a slow one. PREFINE cancels each clip's wins against
+its losses (a clip that won k more often than it lost is in D⁺ k times, one that lost k more often in D⁻ k times,
+an even clip in neither). Validation return / cost, every pair's sets → net: PointCircle 200 pairs 25.5 / 60 →
+32.1 / 47 (2 seeds); HalfCheetah 200 pairs 2675 / 6.7 → 2609 / 6.3, 50 pairs 2417 / 4.2 → 2591 / 2.8 (1 seed);
+Hopper within noise (measured with a deduplicating variant, which kept each clip once and so lost the weight of
+clips that won again and again: HalfCheetah cost 92 — discarded). The BC baseline keeps every pair's winner, as
+specified; `bc_net` (BC on PREFINE's net winners) and `pairs` (PREFINE on every pair's sets, the previous
+default) run at the largest budget, so that a gain over BC can be traced to the label sets or to the loss.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005 and 1M env
