@@ -495,12 +495,38 @@ compare them with each other, not with a quiet machine.
 """
 
 
+def summary_markdown(results: list[dict]) -> str:
+    """One row per task and budget: PREFINE's means against the floors of issue 4 §6."""
+    from prefine_core.report import markdown_table
+
+    rows = []
+    for result in results:
+        ref, lag = result["reference"], result["lagrangian"]
+        for budget, checks in result["floors"].items():
+            pre = [r for r in result["rows"] if r["section"] == "grid" and r["method"] == "prefine" and str(r["pairs"]) == budget]
+            yes = lambda key: "–" if key not in checks else "yes" if checks[key] else "no"  # noqa: E731
+            rows.append({
+                "task": result["task"], "pairs": budget, "seeds": checks["seeds"],
+                "cost (ref → PREFINE)": f"{ref['cost_mean']:.0f} → {_mean(pre, 'cost_mean'):.1f}",
+                "cost cut %": f"{100 * (ref['cost_mean'] - _mean(pre, 'cost_mean')) / ref['cost_mean']:.0f}",
+                "falls (ref → PREFINE)": f"{ref['fall_rate']:.2f} → {_mean(pre, 'fall_rate'):.2f}",
+                "return / Lagrangian's": f"{_mean(pre, 'return_mean'):.0f} / {lag['return_mean']:.0f}",
+                "floor met": yes("met"), "beats BC": yes("beats_bc"), "beats DPO": yes("beats_dpo"),
+            })
+    return markdown_table(rows)
+
+
 def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR) -> Path:
     """Rewrite the prefine-bench section of BENCHMARKS.md from every ``<task>/result.json`` under ``root``."""
     from prefine_core.report import machine_line, write_section
 
     results = [json.loads(p.read_text()) for p in sorted(root.glob("*/result.json"))]
     parts = ["## PREFINE fine-tuning benchmark (issue 4)", "", f"Machine: {machine_line()}", ""]
+    if results:
+        parts += ["**Summary.** PREFINE (its own checkpoint choice, means over seeds) against the floors: cost cut ≥ 60 %, no "
+                  "more falls and no shorter episodes than the reference, return ≥ 90 % of the PPO-Lagrangian's, a fine-tune "
+                  "≤ 5 min (\"floor met\"); and lower cost than BC-on-winners / plain trajectory DPO at equal or better "
+                  "return (\"beats\": strictly, on the means).", "", summary_markdown(results), ""]
     if notes:
         parts += [notes.strip(), ""]
     parts += [task_markdown(r) for r in results]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prefine_core.bench import BenchConfig, Clip, label_pairs, paper_split, task_markdown
+from prefine_core.bench import BenchConfig, Clip, label_pairs, paper_split, summary_markdown, task_markdown
 from prefine_core.rollout import Trajectory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +46,16 @@ def test_quick_bench_cli_prints_the_documented_json(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert {"return_mean", "cost_mean"} <= set(result["reference"]) and {"return_mean", "cost_mean"} <= set(result["lagrangian"])
-    assert {r["method"] for r in result["rows"]} >= {"prefine", "bc", "dpo"}
+    assert {r["method"] for r in result["rows"]} >= {"prefine", "bc", "dpo", "bc_net", "pairs"}
     assert all(ROW_KEYS <= set(r) for r in result["rows"])
     assert {r["section"] for r in result["rows"]} == {"grid", "no-safe-pool", "paper", "rounds"}
     assert result["pool"] and all({"source", "return_mean", "cost_mean"} <= set(p) for p in result["pool"])
     saved = json.loads((tmp_path / TASK / "result.json").read_text())
     text = task_markdown(saved)
     assert "Floors" in text and "PPO-Lagrangian" in text and "prefine" in text
+    summary = summary_markdown([saved]).splitlines()
+    assert len(summary) == 3 and TASK in summary[2]  # header, rule, the one budget of --quick
+    assert summary[2].count("| yes") + summary[2].count("| no") == 3  # floor met, beats BC, beats DPO: each decided
 
 
 @pytest.mark.slow
