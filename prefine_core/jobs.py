@@ -229,7 +229,7 @@ def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
     from prefine_core.teachers import SyntheticTeacher
     from prefine_core.trainer import PreferenceData, PrefineTrainer
 
-    config = PrefineConfig.from_dict(run.config)
+    config = PrefineConfig.from_saved(run.config)
     start = ws.store.get_policy(run.policy_id)
     reference = load_policy(start.path, task_id=run.task_id)
     pairs = ws.store.preference_pairs(run.task_id)

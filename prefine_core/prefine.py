@@ -273,6 +273,14 @@ class PrefineConfig:
         return cls(**cast)
 
     @classmethod
+    def from_saved(cls, data: dict) -> "PrefineConfig":
+        """A complete config saved by a run (store row, trainer state): a field added since it was saved takes
+        the behaviour that run had, not today's default, so an old run resumes as it started."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a PREFINE config must be a JSON object, got {type(data).__name__}")
+        return cls.from_dict({**FIELDS_ADDED_SINCE, **data})
+
+    @classmethod
     def from_json(cls, text: str) -> "PrefineConfig":
         try:
             data = json.loads(text)
@@ -291,6 +299,8 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "val_seed": (0, 9_999), "window": (1, 1000), "select_tolerance": (0.0, 1.0),
     "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
 }
+#: Fields added after runs were first saved -> the value that reproduces what those runs did.
+FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs"}
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
                                              "label_sets": LABEL_SETS}
 

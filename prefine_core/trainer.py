@@ -270,8 +270,9 @@ class PrefineTrainer:
         state = json.loads(path.read_text())
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"{path} is not a PREFINE trainer state")
-        if state["config"] != self.config.to_dict():
-            changed = sorted(k for k, v in self.config.to_dict().items() if state["config"].get(k) != v)
+        saved = PrefineConfig.from_saved(state["config"]).to_dict()
+        if saved != self.config.to_dict():
+            changed = sorted(k for k, v in self.config.to_dict().items() if saved.get(k) != v)
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
         self.policy.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         self.policy.train()

@@ -108,6 +108,27 @@ def test_net_sets_cancel_each_clips_wins_against_its_losses():
         contested.net()
 
 
+def test_a_run_saved_before_label_sets_existed_resumes_as_it_started(setup, tmp_path):
+    reference, data, _ = setup
+    config = _config(select="last", label_sets="pairs")
+
+    def stop_at_15(metrics):
+        if metrics["step"] == 15:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        PrefineTrainer(reference, data, config, tmp_path, on_step=stop_at_15).run()
+    state_path = tmp_path / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["config"]["label_sets"]  # as written by the version before the field
+    state_path.write_text(json.dumps(state))
+    assert PrefineConfig.from_saved(state["config"]).label_sets == "pairs"
+    assert PrefineConfig.from_dict({"steps": 5}).label_sets == "net"  # a user's partial config takes today's default
+    with pytest.raises(ValueError, match="label_sets"):
+        PrefineTrainer(reference, data, _config(select="last"), tmp_path).run()
+    assert PrefineTrainer(reference, data, config, tmp_path).run()["resumed"]
+
+
 def test_winner_against_loser_contrasts_refuse_net_sets():
     with pytest.raises(ValueError, match="needs label_sets='pairs'"):
         PrefineConfig(counterfactuals="none")
