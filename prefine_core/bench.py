@@ -440,9 +440,15 @@ def task_markdown(result: dict) -> str:
     lines += ["Floors of issue 4 §6 for PREFINE (means over seeds):", "", markdown_table(floor_rows), ""]
     extras = [r for r in result["rows"] if r["section"] != "grid"]
     if extras:
+        # Rounds: the first round alone, two rounds, and — from the grid, same seeds — one round of all the labels.
+        round_seeds = {r["seed"] for r in extras if r["section"] == "rounds"}
+        top = max((r["pairs"] for r in grid), default=0)
+        extras += [{**r, "section": "rounds", "rounds": 1} for r in grid
+                   if r["method"] == "prefine" and r["pairs"] == top and r["seed"] in round_seeds]
         lines += ["Ablation without the safe behaviour policies, the paper's protocol (BC-refit reference, split by κ "
-                  "into N⁺/N⁻), and two labelling rounds at the same total labels:", "",
-                  markdown_table(_aggregate(extras, ("section", "reference", "kappa", "method", "pairs"))), ""]
+                  "into N⁺/N⁻), and labelling rounds (rounds = 2: half the labels, a fine-tune, the other half on pairs "
+                  "with the fine-tuned policy's clips, a second fine-tune; against rounds = 1 with all the labels at once):", "",
+                  markdown_table(_aggregate(extras, ("section", "reference", "kappa", "method", "pairs", "rounds"))), ""]
     pre = [r for r in grid if r["method"] == "prefine"]
     if pre:
         fine = result["config"]["finetune"]

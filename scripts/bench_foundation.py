@@ -63,7 +63,8 @@ def _training_signal(provenance: dict) -> str:
         return f"Lagrangian, limit {provenance['cost_limit']:g} (final {provenance.get('final_penalty', 0):.2g})"
     if provenance.get("speed_cap") is not None:
         return f"reward with speed peaking at {provenance['speed_cap']:g} m/s (no cost)"
-    return f"reward − {provenance.get('cost_penalty', 0):g}·cost"
+    penalty = provenance.get("cost_penalty", 0)
+    return f"reward − {penalty:g}·cost" if penalty else "reward only"
 
 
 def shipped_policies(episodes: int = 10) -> list[dict]:
@@ -118,10 +119,11 @@ Measured {machine_line()}, by `.venv/bin/python scripts/bench_foundation.py`.
 ### Shipped policies (10 episodes, seeds 10000–10009, deterministic actions)
 
 Reference policies are trained on reward only (`--cost-penalty 0`): the unsafe premise of the product.
-Behaviour policies are trained on reward − w·cost (or with a Lagrangian w): slower, safer gaits for
-the behaviour pool. Not every penalty gives one: HalfCheetah at w = 0.5 stays as fast as the reference,
-and the penalised Hopper policies learn to fall (a fall ends the penalty) — the PPO-Lagrangian Hopper
-stays upright but barely moves (return ≈ its healthy bonus of 1 per step).
+Behaviour policies are trained on reward − w·cost: slower, safer gaits for the behaviour pool. Not every
+penalty gives one: HalfCheetah at w = 0.5 stays as fast as the reference, and penalised Hopper policies
+learn to fall (a fall ends the penalty; w = 3 fell in every episode), while a PPO-Lagrangian Hopper stands
+still (return ≈ its healthy bonus of 1 per step). The Hopper's safe gait is therefore trained on a forward
+reward that peaks at 0.45 m/s, with no cost term (`--speed-cap 0.45`): a slow hop that stays up.
 
 {markdown_table(policies)}
 """
