@@ -87,6 +87,8 @@ class PPOConfig:
             raise ValueError(f"cost_limit must be ≥ 0, got {self.cost_limit}")
         if self.speed_cap is not None and (not math.isfinite(self.speed_cap) or self.speed_cap <= 0):
             raise ValueError(f"speed_cap must be a positive speed in m/s, got {self.speed_cap}")
+        if self.speed_cap is not None and "Velocity" not in self.task_id:
+            raise ValueError(f"speed_cap needs a velocity task; {self.task_id} reports no x velocity")
         if self.lagrange_lr <= 0:
             raise ValueError(f"lagrange_lr must be positive, got {self.lagrange_lr}")
         if self.num_envs <= 0 or self.rollout_steps <= 0:

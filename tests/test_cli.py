@@ -65,6 +65,7 @@ def test_tiny_pretrain_then_rollout_evaluate_render(tmp_path):
     (["pretrain", "--task", "SafetyHopperVelocity-v1", "--steps", "-5", "--out", "x.safetensors"], "positive"),
     (["pretrain", "--task", "SafetyHopperVelocity-v1", "--speed-cap", "0", "--out", "x.safetensors"], "finite number > 0"),
     (["pretrain", "--task", "SafetyHopperVelocity-v1", "--lagrange-lr", "fast", "--out", "x.safetensors"], "expected a number"),
+    (["pretrain", "--task", "SafetyPointCircle1-v0", "--speed-cap", "0.4", "--out", "x.safetensors"], "reports no x velocity"),
     (["evaluate", "--policy", "no/such/file.safetensors"], "no file at"),
     (["evaluate", "--policy", "README.md"], "not a readable safetensors policy"),
     (["render", "--policy", "README.md", "--out", "x.gif"], "must end in .mp4"),
