@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prefine_core.store import PairRecord, Store
 from prefine_core.store.records import MAX_NAME
+from prefine_core.workspace import plain_video_path
 
 #: (action, button label, shortcut keys shown on screen)
 CHOICES = (
@@ -50,12 +51,6 @@ def check_annotator(name: str) -> str:
     if not name.isprintable():
         raise ValueError("your name contains control characters; use letters, digits and spaces")
     return name
-
-
-def plain_video_path(video_path: str | Path) -> Path:
-    """Where the cost-free rendering of a pair video lives, next to it."""
-    path = Path(video_path)
-    return path.with_name(f"{path.stem}-plain{path.suffix}")
 
 
 def pair_view(store: Store, pair: PairRecord) -> PairView:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from prefine_core import queries
 from prefine_core.store import PolicyRecord, Store, TrajectoryRecord
-from prefine_core.workspace import Workspace
+from prefine_core.workspace import Workspace, plain_video_path
 
 #: Strategies score all pairs of candidates; a larger pool is subsampled (seeded) to this many clips.
 MAX_CANDIDATES = 1500
@@ -226,7 +226,6 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
                    on_progress=None) -> dict:
     """Render the video of every pair that has none yet; returns counts of rendered and unrenderable pairs."""
     from prefine_core import render
-    from prefine_core.labelling import plain_video_path
 
     pending = ws.store.list_pairs(task_id, without_video=True)[:limit]
     cache = _FrameCache(ws.store, size)
@@ -238,7 +237,7 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
             skipped += 1
         else:
             costs_left, costs_right = ws.store.get_trajectory(left.id).costs, ws.store.get_trajectory(right.id).costs
-            out = ws.videos_dir / f"pair-{pair.id}.mp4"
+            out = ws.pair_video_path(pair.id)
             # the cost-free variant first: once the pair counts as ready, both videos exist
             render.write_pair_video(frames_left, costs_left, frames_right, costs_right, plain_video_path(out),
                                     fps=fps, show_cost=False)

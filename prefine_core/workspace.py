@@ -51,6 +51,10 @@ class Workspace:
     def videos_dir(self) -> Path:
         return self.root / "videos"
 
+    def pair_video_path(self, pair_id: int) -> Path:
+        """The pair's video with the cost overlay; :func:`plain_video_path` names its cost-free twin."""
+        return self.videos_dir / f"pair-{pair_id}.mp4"
+
     @property
     def policies_dir(self) -> Path:
         return self.root / "policies"
@@ -90,3 +94,9 @@ class Workspace:
                 name=f"{path.stem} ({meta.task_id})", path=str(path.resolve()), task_id=meta.task_id, kind=kind,
                 provenance={"shipped": True, **meta.provenance}))
         return ids
+
+
+def plain_video_path(video_path: str | Path) -> Path:
+    """Where the cost-free rendering of a pair video lives, next to it (for "hide cost" labelling)."""
+    path = Path(video_path)
+    return path.with_name(f"{path.stem}-plain{path.suffix}")
