@@ -417,7 +417,9 @@ def task_markdown(result: dict) -> str:
 
     ref, lag = result["reference"], result["lagrangian"]
     status = "" if result.get("complete") else " — **partial: the run was still going when this was written**"
-    lines = [f"### {result['task']}{status}", "",
+    folder = Path(result.get("config", {}).get("out_dir") or result["task"]).name
+    label = "" if folder == result["task"] else f" — run `{folder}`"
+    lines = [f"### {result['task']}{label}{status}", "",
              f"Command: `{result.get('command') or 'python -m prefine_core bench --task ' + result['task']}`", ""]
     policies = [{"policy": "reference (reward-only PPO)", **{k: ref[k] for k in ("return_mean", "cost_mean", "length_mean", "fall_rate")},
                  "stoch. return": ref["stoch_return_mean"], "stoch. cost": ref["stoch_cost_mean"]},
