@@ -63,7 +63,9 @@ def main() -> None:
     if args.steps <= 0 or args.lagrange_lr <= 0:
         parser.error("--steps and --lagrange-lr must be positive")
     torch.set_num_threads(1)
+    # The main run of each task (data/bench/<task>), not extra runs in other folders.
     results = [json.loads(p.read_text()) for p in sorted(BENCH_DIR.glob("*/result.json"))]
+    results = [r for r in results if Path(r["config"]["out_dir"]).name == r["task"]]
     results = [r for r in results if r.get("complete") and (not args.tasks or r["task"] in args.tasks)]
     if not results:
         parser.error(f"no finished benchmark under {BENCH_DIR} for {args.tasks or 'any task'}")
