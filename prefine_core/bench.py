@@ -124,13 +124,15 @@ def reference_and_behaviours(config: BenchConfig, log: Callable) -> tuple[TanhGa
     return reference, {"behaviour_penalty1": behaviour}
 
 
-def lagrangian(config: BenchConfig, reference: TanhGaussianPolicy, log: Callable) -> tuple[TanhGaussianPolicy, dict]:
-    """PPO-Lagrangian from scratch towards ``cost_limit``; trained once, with its wall time and env steps."""
+def lagrangian(config: BenchConfig, log: Callable, default_steps: int) -> tuple[TanhGaussianPolicy, dict]:
+    """PPO-Lagrangian from scratch towards ``cost_limit`` (``lagrangian_steps`` env steps, else ``default_steps``),
+    in ``out_dir``; trained once, with its wall time and env steps."""
     from prefine_core.pretrain import PPOConfig, train_ppo
 
+    config.out_dir.mkdir(parents=True, exist_ok=True)
     path, meta_path = config.out_dir / "lagrangian.safetensors", config.out_dir / "lagrangian.json"
     if not (path.is_file() and meta_path.is_file()):
-        steps = config.lagrangian_steps or int(reference.meta.provenance.get("steps", config.pretrain_steps))
+        steps = config.lagrangian_steps or default_steps
         log(f"training PPO-Lagrangian, cost limit {config.cost_limit}, {steps} steps")
         started = time.time()
         summary = train_ppo(PPOConfig(task_id=config.task_id, total_steps=steps, seed=0, cost_limit=config.cost_limit,
@@ -266,7 +268,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: 
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     reference, behaviours = reference_and_behaviours(config, log)
-    lag_policy, lag_meta = lagrangian(config, reference, log)
+    lag_policy, lag_meta = lagrangian(config, log, int(reference.meta.provenance.get("steps", config.pretrain_steps)))
     log("evaluating reference and Lagrangian")
     ref_eval = evaluate_row(reference, config)
     lag_eval = {**evaluate_row(lag_policy, config), **lag_meta}

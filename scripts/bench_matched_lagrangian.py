@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def matched_row(result: dict, steps: int, lagrange_lr: float, out_dir: Path) -> dict:
-    from prefine_core.bench import BenchConfig, evaluate_row
-    from prefine_core.files import write_text_atomic
-    from prefine_core.policy import load_policy
-    from prefine_core.pretrain import PPOConfig, train_ppo
+def matched_row(result: dict, steps: int, lagrange_lr: float) -> dict:
+    from prefine_core.bench import BENCH_DIR, BenchConfig, evaluate_row, lagrangian
 
     task = result["task"]
     grid = [r for r in result["rows"] if r["section"] == "grid" and r["method"] == "prefine"]
@@ -33,19 +29,18 @@ def matched_row(result: dict, steps: int, lagrange_lr: float, out_dir: Path) -> 
     pre = [r for r in grid if r["pairs"] == top]
     mean = lambda key: sum(r[key] for r in pre) / len(pre)  # noqa: E731
     limit = round(mean("cost_mean"), 1)
-    path = out_dir / f"lagrangian_limit{limit:g}_steps{steps}.safetensors"
-    if not path.is_file():  # trained once; a rerun (e.g. for another task) reads it back with its wall time
-        started = time.time()
-        train_ppo(PPOConfig(task_id=task, total_steps=steps, seed=0, cost_limit=limit, lagrange_lr=lagrange_lr), path)
-        write_text_atomic(path.with_suffix(".json"), json.dumps({"wall_s": time.time() - started}))
-    seconds = json.loads(path.with_suffix(".json").read_text())["wall_s"]
-    row = evaluate_row(load_policy(path, task), BenchConfig(task_id=task, out_dir=out_dir))
+    # The benchmark's own Lagrangian code, aimed at PREFINE's cost and kept in a folder of its own.
+    matched = BenchConfig(task_id=task, cost_limit=limit, lagrangian_steps=steps, lagrange_lr=lagrange_lr,
+                          out_dir=BENCH_DIR / task / f"matched-lagrangian-limit{limit:g}-steps{steps}")
+    policy, meta = lagrangian(matched, print, steps)
+    seconds = meta["wall_s"]
+    row = evaluate_row(policy, BenchConfig(task_id=task))  # κ = 25 as everywhere else
     ratio = mean("return_mean") / row["return_mean"] if row["return_mean"] > 0 else float("inf")
     return {
         "task": task, "pairs": top, "PREFINE cost = Lagrangian limit": limit, "PREFINE return": round(mean("return_mean"), 1),
         "Lagrangian cost": row["cost_mean"], "Lagrangian return": row["return_mean"],
         "Lagrangian falls": row["fall_rate"], "PREFINE / Lagrangian return": round(ratio, 2), "≥ 90 %": "yes" if ratio >= 0.9 else "no",
-        "Lagrangian env steps": steps, "Lagrangian wall s": round(seconds),
+        "Lagrangian env steps": meta["env_steps"], "Lagrangian wall s": round(seconds),
     }
 
 
@@ -69,7 +64,7 @@ def main() -> None:
     results = [r for r in results if r.get("complete") and (not args.tasks or r["task"] in args.tasks)]
     if not results:
         parser.error(f"no finished benchmark under {BENCH_DIR} for {args.tasks or 'any task'}")
-    rows = [matched_row(r, args.steps, args.lagrange_lr, BENCH_DIR / r["task"]) for r in results]
+    rows = [matched_row(r, args.steps, args.lagrange_lr) for r in results]
     command = "python scripts/bench_matched_lagrangian.py " + " ".join(sys.argv[1:])
     write_section("matched-lagrangian", "\n".join([
         "## PPO-Lagrangian at PREFINE's own cost level", "",
