@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import functools
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,12 +97,23 @@ def _import_safety_gymnasium():
 
 @functools.lru_cache(maxsize=1)
 def task_ids() -> tuple[str, ...]:
-    """All registered Safety-Gymnasium task ids (single-agent, non-vision, non-gymnasium)."""
-    _import_safety_gymnasium()
-    import gymnasium
+    """All Safety-Gymnasium task ids that ``safety_gymnasium.make`` builds (single-agent, non-vision).
 
-    ids = [name for name in gymnasium.registry if name.startswith("Safety")]
-    return tuple(sorted(i for i in ids if "Vision" not in i and "Debug" not in i))
+    gymnasium's registry also holds the ``…Gymnasium-v*`` variants, which only ``gymnasium.make`` builds;
+    offering them let an id pass validation and then fail inside Safety-Gymnasium with a bare assertion.
+    """
+    _import_safety_gymnasium()
+    from safety_gymnasium.utils.registration import safe_registry
+
+    ids = [name for name in safe_registry if name.startswith("Safety")]
+    return tuple(sorted(i for i in ids if "Vision" not in i and "Debug" not in i and not _unbuildable(i)))
+
+
+def _unbuildable(task_id: str) -> str | None:
+    """Why the pinned safety-gymnasium wheel cannot build this registered task, or None."""
+    if re.search(r"Race\d-v\d+$", task_id):  # the Race task, not the Racecar agent
+        return "the safety-gymnasium 1.0.0 wheel lacks the texture file its Race tasks load"
+    return None
 
 
 class UnknownTaskError(ValueError):
@@ -113,6 +125,9 @@ def validate_task_id(task_id: str) -> str:
     known = task_ids()
     if task_id in known:
         return task_id
+    reason = _unbuildable(str(task_id))
+    if reason:
+        raise UnknownTaskError(f"task {task_id!r} cannot be built here: {reason}")
     near = difflib.get_close_matches(str(task_id), known, n=5, cutoff=0.5)
     hint = ", ".join(near) if near else ", ".join(known[:5]) + ", …"
     raise UnknownTaskError(f"unknown task id {task_id!r}; nearest valid ids: {hint}")

@@ -54,6 +54,11 @@ def test_unknown_task_lists_nearest_ids():
 def test_task_ids_cover_navigation_and_velocity():
     ids = task_ids()
     assert {CHEETAH, HOPPER, CIRCLE, "SafetyPointGoal1-v0", "SafetyCarButton2-v0"} <= set(ids)
+    assert "SafetyHopperVelocityGymnasium-v1" not in ids  # gymnasium.make only: SafetyTask cannot build it
+    with pytest.raises(UnknownTaskError, match="nearest valid ids: SafetyHopperVelocity-v1"):
+        SafetyTask("SafetyHopperVelocityGymnasium-v1")
+    with pytest.raises(UnknownTaskError, match="lacks the texture file"):
+        SafetyTask("SafetyPointRace0-v0")
 
 
 @pytest.mark.parametrize("task_id", [CHEETAH, HOPPER, CIRCLE, "SafetyPointGoal1-v0"])
