@@ -17,7 +17,7 @@ def test_speed_cap_forward_term_peaks_at_the_cap_and_stays_non_negative(velocity
     assert velocity - speed_cap_penalty(velocity, cap=0.5) == pytest.approx(expected_forward_term)
 
 
-def test_speed_cap_training_reward_is_used_and_recorded(tmp_path):
+def test_a_speed_capped_run_trains_and_records_its_cap_in_the_policy(tmp_path):
     out = tmp_path / "slow.safetensors"
     summary = train_ppo(PPOConfig(task_id="SafetyHopperVelocity-v1", total_steps=512, num_envs=2, rollout_steps=128,
                                   speed_cap=0.4), out)
