@@ -127,16 +127,23 @@ def prefine_loss(
     batch: Batch,
     config: "PrefineConfig",
     generator: torch.Generator | None = None,
+    ratio_reference: TanhGaussianPolicy | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """DESIGN §4 eq. 4 on one batch; returns (scalar loss, metrics named ``group/name``)."""
+    """DESIGN §4 eq. 4 on one batch; returns (scalar loss, metrics named ``group/name``).
+
+    ``ratio_reference``: the policy the preference terms' log-ratios are taken against, when it is not
+    ``reference`` (a trust-region reference, see ``PrefineConfig.reference_sync_every``; the batch's
+    ``pos_ref``/``neg_ref`` must then hold its log-probabilities). The KL term and metric stay on ``reference``.
+    """
     c = config
+    ratio_ref = reference if ratio_reference is None else ratio_reference
     zero = batch.pos_obs.new_zeros(())
     per_step = c.sigmoid == "step"
     pref_loss, dispref_loss, correct, margins = zero, zero, [], []
     if not c.is_bc:
         sampled = c.counterfactuals != "none"
-        pos, pos_cf = _log_ratios(policy, reference, batch.pos_obs, batch.pos_act, batch.pos_ref, c.cf_temperature, generator, sampled)
-        neg, neg_cf = _log_ratios(policy, reference, batch.neg_obs, batch.neg_act, batch.neg_ref, c.cf_temperature, generator, sampled)
+        pos, pos_cf = _log_ratios(policy, ratio_ref, batch.pos_obs, batch.pos_act, batch.pos_ref, c.cf_temperature, generator, sampled)
+        neg, neg_cf = _log_ratios(policy, ratio_ref, batch.neg_obs, batch.neg_act, batch.neg_ref, c.cf_temperature, generator, sampled)
         if sampled:
             loss_pos, margin_pos = preference_loss(pos, pos_cf, batch.pos_mask, c.beta, per_step, c.margin_clip)
             loss_neg, margin_neg = preference_loss(neg_cf, neg, batch.neg_mask, c.beta, per_step, c.margin_clip)
@@ -197,6 +204,10 @@ class PrefineConfig:
     """Where the sigmoid acts: segment (on the segment sum) or step (per step, averaged)."""
     segment_length: int = 50
     """L, steps per segment drawn from a labelled clip."""
+    reference_sync_every: int = 0
+    """Every this many steps the preference terms' reference becomes a copy of the policy being tuned (a
+    trust-region reference, as TR-DPO): their implicit KL then pulls towards where the policy has got to,
+    not back to the unsafe start. 0 = the fixed π_ref (the paper). The KL term and metric keep π_ref."""
     cf_temperature: float = 1.0
     """Std scale of the policy-sampled counterfactual actions."""
     batch_size: int = 16
@@ -293,14 +304,14 @@ class PrefineConfig:
 FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "pref_weight": (0.0, 100.0), "dispref_weight": (0.0, 100.0), "margin_clip": (0.0, 100.0),
     "bc_weight": (0.0, 100.0), "kl_weight": (0.0, 100.0), "beta": (1e-4, 10.0),
-    "segment_length": (1, 1000), "cf_temperature": (0.01, 10.0), "batch_size": (1, 4096),
+    "segment_length": (1, 1000), "reference_sync_every": (0, 1_000_000), "cf_temperature": (0.01, 10.0), "batch_size": (1, 4096),
     "bc_batch_size": (1, 65536), "steps": (1, 1_000_000), "learning_rate": (1e-7, 1.0),
     "grad_clip": (0.0, 1000.0), "log_every": (1, 100_000), "eval_every": (1, 1_000_000), "eval_episodes": (1, 100),
     "val_seed": (0, 9_999), "window": (1, 1000), "select_tolerance": (0.0, 1.0),
     "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
 }
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
-FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs"}
+FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0}
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
                                              "label_sets": LABEL_SETS}
 

@@ -159,6 +159,13 @@ def sample_batch(pos: _Clips, neg: _Clips, paired: bool, config: PrefineConfig, 
     return Batch(p_obs, p_act, p_ref, p_mask, n_obs, n_act, n_ref, n_mask, bc_obs, bc_act)
 
 
+def with_ratio_reference(batch: Batch, ratio_reference: TanhGaussianPolicy) -> Batch:
+    """``batch`` with log π of its logged actions under ``ratio_reference`` (a moving reference)."""
+    with torch.no_grad():
+        return batch._replace(pos_ref=ratio_reference.log_prob(batch.pos_obs, batch.pos_act),
+                              neg_ref=ratio_reference.log_prob(batch.neg_obs, batch.neg_act))
+
+
 # --------------------------------------------------------------------------------------------
 # Validation without the true cost
 
@@ -224,6 +231,9 @@ class PrefineTrainer:
         for p in self.policy.parameters():
             p.requires_grad_(True)
         self.policy.train()
+        # The preference terms' reference: π_ref, or a trust-region copy of the policy refreshed every
+        # ``reference_sync_every`` steps (its weights are part of the resumable state).
+        self.ratio_reference = copy.deepcopy(self.reference) if config.reference_sync_every else self.reference
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -242,6 +252,8 @@ class PrefineTrainer:
         save_policy(self.policy, self._checkpoint_path(self.step))
         opt = self.optimizer.state_dict()
         tensors = {"torch_generator": self.generator.get_state()}
+        if self.ratio_reference is not self.reference:
+            tensors.update({f"ratio_reference/{k}": v.detach().clone() for k, v in self.ratio_reference.state_dict().items()})
         for index, state in opt["state"].items():
             for key, value in state.items():
                 tensors[f"opt/{index}/{key}"] = torch.as_tensor(value).clone()
@@ -283,6 +295,9 @@ class PrefineTrainer:
                 _, index, name = key.split("/", 2)
                 opt_state.setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+        if self.ratio_reference is not self.reference:
+            prefix = "ratio_reference/"
+            self.ratio_reference.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
         self.generator.set_state(tensors["torch_generator"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.step, self.history, self.seconds = state["step"], state["history"], state["seconds"]
@@ -363,13 +378,17 @@ class PrefineTrainer:
             tick = time.time()
             while self.step < c.steps:
                 batch = sample_batch(pos, neg, self.train_data.paired, c, self.rng)
-                loss, metrics = prefine_loss(self.policy, self.reference, batch, c, self.generator)
+                if self.ratio_reference is not self.reference:
+                    batch = with_ratio_reference(batch, self.ratio_reference)
+                loss, metrics = prefine_loss(self.policy, self.reference, batch, c, self.generator, self.ratio_reference)
                 self.optimizer.zero_grad()
                 loss.backward()
                 if c.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
                 self.optimizer.step()
                 self.step += 1
+                if c.reference_sync_every and self.step % c.reference_sync_every == 0:
+                    self.ratio_reference.load_state_dict(self.policy.state_dict())
                 window.append(metrics)
                 if self.step % c.log_every == 0 or self.step == c.steps:
                     elapsed = time.time() - tick

@@ -62,6 +62,17 @@ def test_equal_policies_give_log2_per_preference_term_and_zero_kl():
             assert metrics["pref/margin"] == pytest.approx(0.0, abs=1e-4)
 
 
+def test_a_ratio_reference_equal_to_the_policy_gives_log2_while_the_kl_stays_on_the_reference():
+    reference, policy = _policy(0), _policy(1)  # π_θ ≠ π_ref
+    batch = _batch(policy)  # logged log-probs under the ratio reference, as the trainer recomputes them
+    config = PrefineConfig(margin_clip=0.0, reference_sync_every=10)
+    _, metrics = prefine_loss(policy, reference, batch, config, torch.Generator().manual_seed(1), ratio_reference=copy.deepcopy(policy))
+    assert metrics["loss/pref"] == pytest.approx(LOG2, abs=1e-5) and metrics["loss/dispref"] == pytest.approx(LOG2, abs=1e-5)
+    assert metrics["kl/ref"] > 0.01  # still measured against π_ref
+    _, against_ref = prefine_loss(policy, reference, _batch(reference), config, torch.Generator().manual_seed(1))
+    assert against_ref["loss/pref"] != pytest.approx(LOG2, abs=1e-3)
+
+
 def test_gaussian_kl_hand_value():
     one = torch.ones(1)
     assert gaussian_kl(torch.zeros(1), one, one, one).item() == pytest.approx(0.5)

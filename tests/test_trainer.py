@@ -7,7 +7,7 @@ import torch
 
 from prefine_core.envs import SafetyTask
 from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy
-from prefine_core.prefine import PrefineConfig
+from prefine_core.prefine import FIELDS_ADDED_SINCE, PrefineConfig
 from prefine_core.rollout import collect
 from prefine_core.teachers import SyntheticTeacher
 from prefine_core.trainer import PreferenceData, PrefineTrainer
@@ -55,9 +55,10 @@ def test_twenty_step_finetune_reports_metrics_and_saves_a_chosen_policy(setup, t
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000010.safetensors", "step_0000020.safetensors"]
 
 
-def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path):
+@pytest.mark.parametrize("sync", [0, 7])  # 7: the moving reference at the step-10 checkpoint is the step-7 policy
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync):
     reference, data, teacher = setup
-    config = _config(select="last")
+    config = _config(select="last", reference_sync_every=sync)
     whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
 
     def stop_at_15(metrics):
@@ -72,7 +73,18 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
     a, b = load_policy(whole["path"]).state_dict(), load_policy(resumed["path"]).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(ValueError, match="beta"):
-        PrefineTrainer(reference, data, _config(select="last", beta=0.2), tmp_path / "broken").run()
+        PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync), tmp_path / "broken").run()
+
+
+def test_a_trust_region_reference_follows_the_policy_every_sync(setup, tmp_path):
+    reference, data, _ = setup
+    trainer = PrefineTrainer(reference, data, _config(select="last", steps=20, reference_sync_every=5), tmp_path)
+    trainer.run()
+    moved, start = trainer.ratio_reference.state_dict(), reference.state_dict()
+    assert all(torch.equal(moved[k], v) for k, v in trainer.policy.state_dict().items())  # synced at step 20
+    assert not all(torch.equal(moved[k], start[k]) for k in start)  # and so no longer π_ref
+    fixed = PrefineTrainer(reference, data, _config(select="last", steps=5), tmp_path / "fixed")
+    assert fixed.ratio_reference is fixed.reference
 
 
 @pytest.mark.parametrize("kw", [dict(counterfactuals="none", label_sets="pairs"),
@@ -108,9 +120,11 @@ def test_net_sets_cancel_each_clips_wins_against_its_losses():
         contested.net()
 
 
-def test_a_run_saved_before_label_sets_existed_resumes_as_it_started(setup, tmp_path):
+@pytest.mark.parametrize("field", sorted(FIELDS_ADDED_SINCE))
+def test_a_run_saved_before_a_field_existed_resumes_as_it_started(setup, tmp_path, field):
     reference, data, _ = setup
-    config = _config(select="last", label_sets="pairs")
+    old_value = FIELDS_ADDED_SINCE[field]
+    config = _config(select="last", **FIELDS_ADDED_SINCE)
 
     def stop_at_15(metrics):
         if metrics["step"] == 15:
@@ -120,12 +134,13 @@ def test_a_run_saved_before_label_sets_existed_resumes_as_it_started(setup, tmp_
         PrefineTrainer(reference, data, config, tmp_path, on_step=stop_at_15).run()
     state_path = tmp_path / "state.json"
     state = json.loads(state_path.read_text())
-    del state["config"]["label_sets"]  # as written by the version before the field
+    del state["config"][field]  # as written by the version before the field
     state_path.write_text(json.dumps(state))
-    assert PrefineConfig.from_saved(state["config"]).label_sets == "pairs"
-    assert PrefineConfig.from_dict({"steps": 5}).label_sets == "net"  # a user's partial config takes today's default
-    with pytest.raises(ValueError, match="label_sets"):
-        PrefineTrainer(reference, data, _config(select="last"), tmp_path).run()
+    assert getattr(PrefineConfig.from_saved(state["config"]), field) == old_value
+    if getattr(PrefineConfig(), field) != old_value:  # a user's partial config takes today's default
+        assert getattr(PrefineConfig.from_dict({"steps": 5}), field) != old_value
+        with pytest.raises(ValueError, match=field):
+            PrefineTrainer(reference, data, _config(select="last", **{**FIELDS_ADDED_SINCE, field: getattr(PrefineConfig(), field)}), tmp_path).run()
     assert PrefineTrainer(reference, data, config, tmp_path).run()["resumed"]
 
 
@@ -155,3 +170,19 @@ def test_a_fall_counts_the_clips_it_never_reached_as_lost(tmp_path):
     PrefineTrainer(policy, PreferenceData.from_pairs([(clips[0], clips[1])]), _config(steps=1, eval_every=1),
                    tmp_path, judge=lambda left, right: "left", on_eval=evals.append).run()
     assert evals[0]["val/judgments"] == 1 and evals[0]["val/safety"] == pytest.approx(1 / 5)
+
+
+#: PrefineConfig's fields when runs were first saved; every field added since must be in FIELDS_ADDED_SINCE.
+FIRST_SAVED_FIELDS = {
+    "counterfactuals", "pref_weight", "dispref_weight", "margin_clip", "bc_weight", "kl_weight", "beta", "sigmoid",
+    "segment_length", "cf_temperature", "batch_size", "bc_batch_size", "steps", "learning_rate", "grad_clip",
+    "log_every", "eval_every", "eval_episodes", "val_seed", "window", "select", "select_tolerance",
+    "heldout_fraction", "seed",
+}
+
+
+def test_every_field_added_since_runs_were_first_saved_says_what_old_runs_did():
+    import dataclasses
+
+    added = {f.name for f in dataclasses.fields(PrefineConfig)} - FIRST_SAVED_FIELDS
+    assert added == set(FIELDS_ADDED_SINCE), "list a new PrefineConfig field in FIELDS_ADDED_SINCE"
