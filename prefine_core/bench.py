@@ -243,12 +243,20 @@ def evaluate_row(policy: TanhGaussianPolicy, config: BenchConfig, reference_eval
 
 def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, data: PreferenceData, method: str,
                  config: BenchConfig, seed: int, evals: dict, init: TanhGaussianPolicy | None = None) -> dict:
-    """Fine-tune (or read back a finished run), evaluate the self-chosen checkpoint, return its row."""
+    """Fine-tune (or read back a finished run), evaluate the self-chosen checkpoint, return its row.
+
+    A run folder left by another config (e.g. a default changed since) is moved to ``stale/`` and run again,
+    so a benchmark never reports a cached row under today's settings.
+    """
+    finetune = method_config(method, dataclasses.replace(config.finetune, seed=seed))
     result_path = run_dir / "row.json"
+    if run_dir.is_dir() and not _same_config(run_dir, finetune):
+        stale = run_dir.parent.parent / "stale" / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.rename(stale)
     if result_path.is_file():
         return json.loads(result_path.read_text())
     torch.manual_seed(seed)
-    finetune = method_config(method, dataclasses.replace(config.finetune, seed=seed))
     result = PrefineTrainer(reference, data, finetune, run_dir, init=init, judge=teacher(10_000 + seed).judge,
                             name=f"{method}-{labels.get('pairs')}-s{seed}").run()
     seconds = result["wall_seconds"]  # over resumes too
@@ -259,6 +267,15 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
            "winners": len(data.winners), "path": result["path"]}
     write_text_atomic(result_path, json.dumps(row))
     return row
+
+
+def _same_config(run_dir: Path, config: PrefineConfig) -> bool:
+    """Whether the run in ``run_dir`` was made with ``config`` (a folder without a readable config is not)."""
+    try:
+        saved = PrefineConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+    return saved.to_dict() == config.to_dict()
 
 
 def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: str = "") -> dict:

@@ -83,3 +83,32 @@ def test_finetune_cli_rejects_a_bad_flag_value(tmp_path):
 def test_quick_config_is_small():
     quick = BenchConfig.quick(TASK)
     assert quick.finetune.steps <= 50 and quick.seeds == 1 and max(quick.budgets) <= 10
+
+
+def test_a_cached_run_made_with_another_config_is_moved_aside_and_run_again(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from prefine_core.bench import finetune_row
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import PolicyMeta, TanhGaussianPolicy
+    from prefine_core.rollout import collect
+    from prefine_core.trainer import PreferenceData
+
+    with SafetyTask(TASK) as task:
+        reference = TanhGaussianPolicy(PolicyMeta(task_id=TASK, obs_dim=task.obs_dim, act_dim=task.act_dim, hidden_sizes=(8,)))
+        clips = [collect(reference, task, seed=s, max_steps=30) for s in range(4)]
+    for i, clip in enumerate(clips):
+        clip.costs[: 5 * i] = 1.0
+    data = PreferenceData.from_pairs([(clips[0], clips[1]), (clips[2], clips[3])])
+    config = dataclasses.replace(BenchConfig.quick(TASK, out_dir=tmp_path), eval_episodes=1)
+    evals = {"reference": None, "lagrangian": None}
+    run_dir = tmp_path / "runs" / "prefine_n2_s0"
+    first = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals)
+    assert finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals) == first  # read back
+    changed = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, beta=0.2))
+    again = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", changed, 0, evals)
+    assert json.loads((run_dir / "config.json").read_text())["beta"] == 0.2 and np.isfinite(again["cost_mean"])
+    stale = list((tmp_path / "stale").iterdir())
+    assert len(stale) == 1 and json.loads((stale[0] / "row.json").read_text()) == first
