@@ -52,9 +52,10 @@ class BenchConfig:
     """Label/training seeds per budget."""
     methods: tuple[str, ...] = ("prefine", "bc")
     """Methods run at every budget."""
-    top_methods: tuple[str, ...] = ("dpo", "bc_net", "pairs")
-    """Methods run only at the largest budget: plain trajectory DPO, and the two ablations that split
-    PREFINE's gain over BC into its label sets (bc_net) and its loss (pairs)."""
+    top_methods: tuple[str, ...] = ("dpo", "bc_net", "pairs", "trust_region")
+    """Methods run only at the largest budget: plain trajectory DPO, the two ablations that split
+    PREFINE's gain over BC into its label sets (bc_net) and its loss (pairs), and PREFINE with a
+    trust-region reference (trust_region)."""
     finetune: PrefineConfig = field(default_factory=PrefineConfig)
     """The PREFINE config the methods derive from."""
     window: int = 200
