@@ -523,6 +523,23 @@ compare them with each other, not with a quiet machine.
 """
 
 
+def paired_difference(rows: list[dict], others: list[dict], key: str) -> tuple[float, float] | None:
+    """Mean and standard error over seeds of rows[key] − others[key], matched by seed (same labels); None
+    when fewer than two seeds match. A difference within about two standard errors is seed noise."""
+    by_seed = {r["seed"]: r[key] for r in others}
+    diffs = [r[key] - by_seed[r["seed"]] for r in rows if r["seed"] in by_seed]
+    if len(diffs) < 2:
+        return None
+    return float(np.mean(diffs)), float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+
+
+def _signed(diff: tuple[float, float] | None) -> str:
+    if diff is None:
+        return "–"
+    fmt = "{:+.0f} ± {:.0f}" if max(abs(diff[0]), diff[1]) >= 10 else "{:+.1f} ± {:.1f}"
+    return fmt.format(*diff)
+
+
 def summary_markdown(results: list[dict]) -> str:
     """One row per task and budget: PREFINE's means against the floors of issue 4 §6."""
     from prefine_core.report import markdown_table
@@ -531,7 +548,8 @@ def summary_markdown(results: list[dict]) -> str:
     for result in results:
         ref, lag = result["reference"], result["lagrangian"]
         for budget, checks in result["floors"].items():
-            pre = [r for r in result["rows"] if r["section"] == "grid" and r["method"] == "prefine" and str(r["pairs"]) == budget]
+            cell = lambda m: [r for r in result["rows"] if r["section"] == "grid" and r["method"] == m and str(r["pairs"]) == budget]  # noqa: E731
+            pre, bc = cell("prefine"), cell("bc")
             yes = lambda key: "–" if key not in checks else "yes" if checks[key] else "no"  # noqa: E731
             rows.append({
                 "task": result["task"], "pairs": budget, "seeds": checks["seeds"],
@@ -540,6 +558,8 @@ def summary_markdown(results: list[dict]) -> str:
                 "falls (ref → PREFINE)": f"{ref['fall_rate']:.2f} → {_mean(pre, 'fall_rate'):.2f}",
                 "return / Lagrangian's": f"{_mean(pre, 'return_mean'):.0f} / {lag['return_mean']:.0f}",
                 "floor met": yes("met"), "beats BC": yes("beats_bc"), "beats DPO": yes("beats_dpo"),
+                "PREFINE − BC, paired: cost / return": f"{_signed(paired_difference(pre, bc, 'cost_mean'))} / "
+                                                      f"{_signed(paired_difference(pre, bc, 'return_mean'))}",
             })
     return markdown_table(rows)
 
@@ -554,7 +574,9 @@ def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR) -> Path:
         parts += ["**Summary.** PREFINE (its own checkpoint choice, means over seeds) against the floors: cost cut ≥ 60 %, no "
                   "more falls and no shorter episodes than the reference, return ≥ 90 % of the PPO-Lagrangian's, a fine-tune "
                   "≤ 5 min (\"floor met\"); and lower cost than BC-on-winners / plain trajectory DPO at equal or better "
-                  "return (\"beats\": strictly, on the means).", "", summary_markdown(results), ""]
+                  "return (\"beats\": strictly, on the means). The last column is PREFINE's difference from BC seed by seed (same labels), "
+                  "mean ± standard error: a difference within about two standard errors is seed noise, not a win or a loss.", "",
+                  summary_markdown(results), ""]
     if notes:
         parts += [notes.strip(), ""]
     parts += [task_markdown(r) for r in results]

@@ -112,3 +112,13 @@ def test_a_cached_run_made_with_another_config_is_moved_aside_and_run_again(tmp_
     assert json.loads((run_dir / "config.json").read_text())["beta"] == 0.2 and np.isfinite(again["cost_mean"])
     stale = list((tmp_path / "stale").iterdir())
     assert len(stale) == 1 and json.loads((stale[0] / "row.json").read_text()) == first
+
+
+def test_paired_difference_matches_seeds_and_gives_the_standard_error():
+    from prefine_core.bench import paired_difference
+
+    pre = [{"seed": 0, "cost_mean": 5.0}, {"seed": 1, "cost_mean": 3.0}, {"seed": 2, "cost_mean": 10.0}]
+    bc = [{"seed": 1, "cost_mean": 4.0}, {"seed": 0, "cost_mean": 8.0}, {"seed": 3, "cost_mean": 100.0}]
+    mean, se = paired_difference(pre, bc, "cost_mean")  # seeds 0 and 1: differences −3 and −1
+    assert mean == pytest.approx(-2.0) and se == pytest.approx(1.0)  # std (ddof 1) √2, over √2
+    assert paired_difference(pre, bc[:1], "cost_mean") is None
