@@ -30,6 +30,7 @@ run = comparison.latest_comparison(ws, a, b)
 
 
 @st.fragment(run_every=2.0)
+@ui.survives_outage
 def progress(run_id: int) -> None:
     run = ws.store.get_run(run_id)
     jobs.reap(ws, task)

@@ -39,6 +39,7 @@ def run_actions(run) -> None:
 
 
 @st.fragment(run_every=2.0)
+@ui.survives_outage
 def job_board() -> None:
     table = launcher.jobs_frame(ws, task)
     st.subheader("Jobs")

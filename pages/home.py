@@ -61,6 +61,7 @@ with st.container(border=True):
 
 
 @st.fragment(run_every=3.0 if status.preparing or status.training else None)
+@ui.survives_outage
 def watch() -> None:
     if demo.demo_status(ws, task) != status:
         st.rerun()

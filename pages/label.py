@@ -50,7 +50,7 @@ with left:
     view = labelling.pair_view(ws.store, pair)
     if view.video is None:
         st.warning("This pair's video is still being rendered; it appears here as soon as it is ready.")
-        st.fragment(run_every=2.0)(lambda: ws.store.get_pair(pair.id).video_ready and st.rerun())()
+        st.fragment(run_every=2.0)(ui.survives_outage(lambda: ws.store.get_pair(pair.id).video_ready and st.rerun()))()
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 CHEETAH = "SafetyHalfCheetahVelocity-v1"
 HOPPER = "SafetyHopperVelocity-v1"
 CIRCLE = "SafetyPointCircle1-v0"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def make_policy(task_id: str = CHEETAH, seed: int = 0, **meta_fields):
@@ -35,3 +39,46 @@ def policy_file(tmp_path, cheetah_policy):
     from prefine_core.policy import save_policy
 
     return save_policy(cheetah_policy, tmp_path / "policy.safetensors")
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the tests that stop or restart it (doing that to the shared test server
+    would break other tests running at the same time)."""
+
+    def __init__(self, data: Path, port: int):
+        self.port, self.url = port, f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        self.ctl = ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
+                    str(data / "server.log"), "-w", "-t", "60"]
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.ctl, *args], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self.pg_ctl("start", "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k /tmp")
+
+    def schema_url(self, name: str) -> str:
+        """The URL of a fresh, empty schema ``name`` in this cluster."""
+        from store_backends import _admin
+
+        with _admin(self.url).connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+        return f"{self.url}?options=-csearch_path%3D{name}"
+
+
+@pytest.fixture(scope="session")
+def private_postgres():
+    if os.geteuid() != 0 or not (PG_BIN / "initdb").exists():
+        pytest.skip("needs root and PostgreSQL 15 binaries to run a private cluster")
+    data = Path("/tmp/prefine-pg-faults")
+    if not (data / "PG_VERSION").is_file():
+        data.mkdir(exist_ok=True)
+        shutil.chown(data, "postgres", "postgres")
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                        "-A", "trust"], check=True, capture_output=True)
+    cluster = PrivatePostgres(data, 55439)
+    if subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(cluster.port)]).returncode:
+        (data / "postmaster.pid").unlink(missing_ok=True)  # left by a killed session; nothing answers
+        cluster.start()
+    yield cluster
+    subprocess.run([*cluster.ctl, "stop", "-m", "fast"], capture_output=True)

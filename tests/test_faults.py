@@ -6,7 +6,6 @@ Each test shows what the system did and that nothing acknowledged was lost. Test
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +21,6 @@ from conftest import CHEETAH, make_policy
 from test_trainer import setup  # noqa: F401  (fixture: the trainer tests' tiny real data set)
 
 REPO = Path(__file__).resolve().parent.parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def fake_clip(seed: int, length: int = 20):
@@ -263,41 +261,11 @@ def test_label_page_says_when_the_database_is_locked_and_keeps_the_pair(tmp_path
     assert [(l.pair_id, l.annotator, l.choice) for l in ws.store.label_history()] == [(shown, "ada", "left")]
 
 
-@pytest.fixture(scope="module")
-def private_postgres(tmp_path_factory):
-    """A PostgreSQL cluster of this test module alone (restarting the shared test server would break
-    other tests running at the same time)."""
-    if os.geteuid() != 0 or not (PG_BIN / "initdb").exists():
-        pytest.skip("needs root and PostgreSQL 15 binaries to run a private cluster")
-    data, port = Path("/tmp/prefine-pg-faults"), 55439
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    if not (data / "PG_VERSION").is_file():
-        data.mkdir(exist_ok=True)
-        shutil.chown(data, "postgres", "postgres")
-        subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
-                       check=True, capture_output=True)
-    ctl = [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60"]
-    if subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
-        (data / "postmaster.pid").unlink(missing_ok=True)  # left by a killed session; nothing answers
-        subprocess.run([*ctl, "start", "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k /tmp"], check=True,
-                       capture_output=True)
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    yield url, ctl
-    subprocess.run([*ctl, "stop", "-m", "fast"], capture_output=True)
-
-
 @pytest.mark.postgres
 def test_postgres_restarted_while_labelling_loses_nothing(tmp_path, private_postgres):
-    from store_backends import _admin
-
     from prefine_core.workspace import Workspace
 
-    base, ctl = private_postgres
-    schema = f"faults_{os.getpid()}"
-    with _admin(base).connect() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    ws = Workspace.open(tmp_path / "ws", db_url=f"{base}?options=-csearch_path%3D{schema}", shipped=None)
+    ws = Workspace.open(tmp_path / "ws", db_url=private_postgres.schema_url(f"faults_{os.getpid()}"), shipped=None)
     pairs = small_store(ws, 60)
     acknowledged, failed = [], []
 
@@ -314,7 +282,7 @@ def test_postgres_restarted_while_labelling_loses_nothing(tmp_path, private_post
     thread.start()
     while len(acknowledged) < 10:
         time.sleep(0.05)
-    subprocess.run([*ctl, "restart", "-m", "fast"], check=True, capture_output=True)
+    private_postgres.pg_ctl("restart", "-m", "fast")
     restarted_at = len(acknowledged)
     thread.join(timeout=120)
     stored = ws.store.effective_labels()

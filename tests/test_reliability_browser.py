@@ -127,3 +127,66 @@ def test_upload_over_the_size_limit_is_refused_and_changes_nothing(workspace, ap
 
     assert asyncio.run(run(app)) == 0  # no import button: the file never reached the app
     assert (len(workspace.store.list_trajectories()), len(workspace.store.list_policies())) == before
+
+
+@pytest.mark.postgres
+def test_pages_say_so_while_postgres_is_down_and_come_back_with_it(private_postgres, tmp_path):
+    """PostgreSQL stopped under a running app: a page that reads the store shows one message (no
+    traceback), and the same page works again once the database is back."""
+    import os
+
+    from playwright.async_api import async_playwright
+
+    ws, _ = prepare_workspace(tmp_path / "ws", 4, db_url=private_postgres.schema_url(f"outage_{os.getpid()}"))
+    app = App(ws.root, db_url=ws.store.url).start()
+
+    async def run():
+        async with async_playwright() as p:
+            browser = await _browser(p)
+            page = await (await browser.new_context()).new_page()
+            page.set_default_timeout(90_000)
+            await open_label_page(page, app.url, "outage")
+            private_postgres.pg_ctl("stop", "-m", "fast")
+            try:
+                messages = []
+                for link in ("Fine-tune", "Data", "Label"):
+                    await page.get_by_role("link", name=link).first.click()
+                    await page.get_by_text("The database is unreachable").first.wait_for()
+                    messages.append(await page.locator('[data-testid="stException"]').count())
+            finally:
+                private_postgres.start()
+            await open_label_page(page, app.url, "outage")  # a fresh visit: the label page with its pair
+            back = await page.get_by_text("The database is unreachable").count()
+            await browser.close()
+            return messages, back
+
+    try:
+        tracebacks, still_down = asyncio.run(run())
+    finally:
+        app.stop()
+    assert tracebacks == [0, 0, 0] and still_down == 0
+
+
+def test_a_first_visit_straight_to_a_page_gets_the_whole_app(workspace):
+    """A fresh server whose first request is a page's own address (a bookmark, a tab reloading after a
+    restart) still runs through app.py: the app's navigation and sidebar, not Streamlit's legacy page list."""
+    from playwright.async_api import async_playwright
+
+    app = App(workspace.root).start()
+
+    async def run():
+        async with async_playwright() as p:
+            browser = await _browser(p)
+            page = await (await browser.new_context()).new_page()
+            page.set_default_timeout(60_000)
+            await page.goto(f"{app.url}/label")
+            await page.get_by_text("Workspace:").wait_for()
+            links = [text.split()[-1] for text in await page.get_by_role("link").all_inner_texts() if text.split()]  # no icon names
+            await browser.close()
+            return links
+
+    try:
+        links = asyncio.run(run())
+    finally:
+        app.stop()
+    assert "Fine-tune" in links and "app" not in links, links

@@ -4,6 +4,8 @@ Kept apart from the library (it imports streamlit); pages stay thin by calling t
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 
 import streamlit as st
@@ -22,8 +24,28 @@ def _open(root: str, db_url: str) -> Workspace:
     return ws
 
 
+def _leave_legacy_multipage_mode() -> None:
+    """Streamlit runs an app that has a ``pages/`` folder in its legacy multipage mode until ``st.navigation``
+    has run once in the process. A first visit straight to a page (a deep link, a tab reloading after an app
+    restart) is then run without app.py — no sidebar, no outage notice — and keeps the whole server in that
+    mode. Every page calls :func:`workspace` first, so here the mode is left and the run restarted through
+    app.py. (Streamlit has no public switch for this; a browser test fails if the attribute stops working.)"""
+    global _legacy_mode_left
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        if not _legacy_mode_left:  # once per process (Streamlit's AppTest sets the mode again before every run)
+            _legacy_mode_left = True
+            st.rerun()
+
+
+_legacy_mode_left = False
+
+
 def workspace() -> Workspace:
     """The workspace of ``$PREFINE_WORKSPACE`` / ``$PREFINE_DB_URL``, opened once per app process."""
+    _leave_legacy_multipage_mode()
     return _open(os.environ.get("PREFINE_WORKSPACE", ""), os.environ.get("PREFINE_DB_URL", ""))
 
 
@@ -61,6 +83,30 @@ def annotator() -> str:
     return (st.session_state.get("annotator") or "").strip()
 
 
+def _reason(exc: DBAPIError) -> str:
+    return str(exc.orig or exc).splitlines()[0]
+
+
+@contextlib.contextmanager
+def outage_notice():
+    """A database that stays unreachable through the store's retries while a page or a fragment *reads*
+    is said so in one message instead of a traceback (writes go through :func:`guarded`)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        st.error(f"The database is unreachable ({_reason(exc)}). Nothing was lost; this page shows again "
+                 "once the database is back (reload it if it does not).")
+
+
+def survives_outage(fn):
+    """``fn`` (e.g. a fragment that refreshes itself) run inside :func:`outage_notice`."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with outage_notice():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def guarded(action, *args, success: str | None = None, **kwargs):
     """Run ``action``; show a ValueError/OSError as a message that says what to do instead of a traceback.
 
@@ -73,8 +119,7 @@ def guarded(action, *args, success: str | None = None, **kwargs):
         st.error(str(exc))
         return None
     except DBAPIError as exc:
-        reason = str(exc.orig or exc).splitlines()[0]
-        st.error(f"Not saved: the database is busy or unreachable ({reason}). Nothing was lost; "
+        st.error(f"Not saved: the database is busy or unreachable ({_reason(exc)}). Nothing was lost; "
                  "try the same action again in a moment.")
         return None
     if success:
