@@ -32,6 +32,7 @@ from prefine_core.policy import TanhGaussianPolicy
 
 COUNTERFACTUALS = ("policy", "none", "mixed")
 SIGMOIDS = ("segment", "step")
+IMPLICIT_REWARDS = ("ratio", "logp")
 SELECTIONS = ("teacher", "heldout", "last")
 LABEL_SETS = ("net", "pairs")
 
@@ -105,18 +106,21 @@ class Batch(NamedTuple):
 
 
 def _log_ratios(
-    policy: TanhGaussianPolicy, reference: TanhGaussianPolicy, obs: torch.Tensor, act: torch.Tensor,
+    policy: TanhGaussianPolicy, reference: TanhGaussianPolicy | None, obs: torch.Tensor, act: torch.Tensor,
     ref_logp: torch.Tensor, temperature: float, generator: torch.Generator | None, counterfactual: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-step log π_θ − log π_ref of the logged actions and of fresh counterfactuals, each (B, L).
 
     Without ``counterfactual`` only the logged actions' log-ratios are computed (second item None).
+    ``reference`` None: no reference at all, the implicit reward is log π_θ itself (``ref_logp`` is ignored).
     """
+    if reference is None:
+        ref_logp = torch.zeros_like(ref_logp)
     if not counterfactual:
         return policy.log_prob(obs, act) - ref_logp, None
     with torch.no_grad():
         cf_act = policy.sample(obs, temperature=temperature, generator=generator)  # (B, L, act_dim), eq. 2
-        cf_ref = reference.log_prob(obs, cf_act)  # (B, L)
+        cf_ref = reference.log_prob(obs, cf_act) if reference is not None else torch.zeros_like(ref_logp)  # (B, L)
     both = policy.log_prob(obs.unsqueeze(0).expand(2, *obs.shape), torch.stack([act, cf_act]))  # (2, B, L)
     return both[0] - ref_logp, both[1] - cf_ref
 
@@ -136,7 +140,7 @@ def prefine_loss(
     ``pos_ref``/``neg_ref`` must then hold its log-probabilities). The KL term and metric stay on ``reference``.
     """
     c = config
-    ratio_ref = reference if ratio_reference is None else ratio_reference
+    ratio_ref = None if c.implicit_reward == "logp" else reference if ratio_reference is None else ratio_reference
     zero = batch.pos_obs.new_zeros(())
     per_step = c.sigmoid == "step"
     pref_loss, dispref_loss, correct, margins = zero, zero, [], []
@@ -208,6 +212,9 @@ class PrefineConfig:
     """Every this many steps the preference terms' reference becomes a copy of the policy being tuned (a
     trust-region reference, as TR-DPO): their implicit KL then pulls towards where the policy has got to,
     not back to the unsafe start. 0 = the fixed π_ref (the paper). The KL term and metric keep π_ref."""
+    implicit_reward: str = "ratio"
+    """What the preference terms compare: ratio (log π_θ − log π_ref, DPO's implicit reward) or logp (log π_θ
+    alone, reference-free as in CPO and SimPO: nothing pulls the policy back towards the unsafe π_ref)."""
     cf_temperature: float = 1.0
     """Std scale of the policy-sampled counterfactual actions."""
     batch_size: int = 16
@@ -261,6 +268,8 @@ class PrefineConfig:
         if self.label_sets == "net" and self.counterfactuals != "policy":
             raise ValueError(f"counterfactuals={self.counterfactuals!r} contrasts each winner with its own loser: "
                              "it needs label_sets='pairs'")
+        if self.implicit_reward == "logp" and self.reference_sync_every:
+            raise ValueError("reference_sync_every refreshes a reference that implicit_reward='logp' does not use; set it to 0")
         if self.select == "heldout" and self.heldout_fraction <= 0:
             raise ValueError("heldout_fraction must be > 0 when select is 'heldout'")
 
@@ -311,9 +320,9 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
 }
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
-FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0}
+FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio"}
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
-                                             "label_sets": LABEL_SETS}
+                                             "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS}
 
 
 def config_fields() -> list[dict]:

@@ -73,6 +73,20 @@ def test_a_ratio_reference_equal_to_the_policy_gives_log2_while_the_kl_stays_on_
     assert against_ref["loss/pref"] != pytest.approx(LOG2, abs=1e-3)
 
 
+def test_reference_free_terms_do_not_depend_on_the_reference_and_refuse_a_trust_region():
+    policy = _policy(0)
+    config = PrefineConfig(implicit_reward="logp", margin_clip=0.0)
+    losses = []
+    for reference in (_policy(1), _policy(2)):
+        _, metrics = prefine_loss(policy, reference, _batch(reference), config, torch.Generator().manual_seed(1))
+        losses.append((metrics["loss/pref"], metrics["loss/dispref"], metrics["pref/margin"]))
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    _, with_ref = prefine_loss(policy, _policy(1), _batch(_policy(1)), PrefineConfig(margin_clip=0.0), torch.Generator().manual_seed(1))
+    assert with_ref["loss/pref"] != pytest.approx(losses[0][0], abs=1e-4)
+    with pytest.raises(ValueError, match="reference_sync_every"):
+        PrefineConfig(implicit_reward="logp", reference_sync_every=100)
+
+
 def test_gaussian_kl_hand_value():
     one = torch.ones(1)
     assert gaussian_kl(torch.zeros(1), one, one, one).item() == pytest.approx(0.5)
