@@ -54,9 +54,13 @@ def job_board() -> None:
     run = ws.store.get_run(run_id)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(run.error)}" if run.error else ""))
     run_actions(run)
-    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
+    s1, s2 = st.columns([3, 1])
+    smoothing = s1.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
+    limit = s2.number_input("Cost limit line", min_value=0.0, max_value=1e6, value=launcher.COST_LIMIT, step=5.0,
+                            key="cost_limit", help="episode cost drawn as a dashed line on the cost curve (0: none); "
+                                                   "25 is Safety-Gymnasium's usual limit")
     metrics = ws.store.run_metrics(run_id)
-    figures = plots.run_figures(metrics, smoothing, launcher.COST_LIMIT)
+    figures = plots.run_figures(metrics, smoothing, limit or None)
     if not figures:
         st.caption("No curve points yet — the first appear after the first logging step.")
     cols = st.columns(2)

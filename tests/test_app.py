@@ -122,6 +122,11 @@ def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     assert any("boom" in m.value for m in app.markdown)
     assert app.button(key=f"resume_{run_id}") is not None
     assert len(app.get("plotly_chart")) == 2
+    limits = lambda: [c.proto.spec.count("cost limit 25") + 2 * c.proto.spec.count("cost limit 40")  # noqa: E731
+                      for c in app.get("plotly_chart")]
+    assert sorted(limits()) == [0, 1]  # the usual limit 25, on the cost curve only
+    app.number_input(key="cost_limit").set_value(40.0).run()
+    assert sorted(limits()) == [0, 2] and not app.exception
 
 
 def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
