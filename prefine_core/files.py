@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +19,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix or target.suffix)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}{TEMP_MARK}", suffix=suffix or target.suffix)
     os.close(fd)
     try:
         yield tmp
@@ -28,6 +30,28 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+#: Between the target's name and mkstemp's random part: no other file is named like an unfinished write.
+TEMP_MARK = ".partial-"
+_TEMP_NAME = re.compile(r"^\..+" + re.escape(TEMP_MARK) + r"[A-Za-z0-9_]{8}(\.[^.]+)?$")
+
+
+def remove_abandoned_writes(folder: str | os.PathLike, older_than_s: float = 3600.0) -> int:
+    """Delete the temp files of writes that never finished (their writer was killed) under ``folder``, if
+    untouched for ``older_than_s`` — a live writer's file is younger. Returns how many were removed."""
+    removed, cutoff = 0, time.time() - older_than_s
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if _TEMP_NAME.match(name):
+                try:
+                    if os.stat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:  # finished or removed meanwhile
+                    pass
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefine_core.files import remove_abandoned_writes
 from prefine_core.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,6 +41,7 @@ class Workspace:
         ws = cls(root=root, store=Store(url), shipped=Path(shipped) if shipped is not None else None)
         for folder in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir):
             folder.mkdir(exist_ok=True)
+            remove_abandoned_writes(folder)  # temp files of writers killed mid-write (older than an hour)
         ws.register_shipped()
         return ws
 

@@ -109,6 +109,30 @@ def test_writers_sigkilled_mid_write_leave_only_complete_files(tmp_path):
     assert seen["policies"] and seen["clips"] and seen["videos"], seen
 
 
+def test_writes_abandoned_by_a_killed_writer_are_cleaned_when_old_and_nothing_else(tmp_path):
+    """A writer that dies inside ``atomic_path`` leaves its temp file; opening the workspace removes such
+    files once they are an hour old, and leaves young ones (a live writer's) and every other file alone."""
+    from prefine_core.workspace import Workspace
+
+    videos = tmp_path / "ws" / "videos"
+    videos.mkdir(parents=True)
+    die_mid_write = ("import os, sys; sys.path.insert(0, {repo!r}); from prefine_core.files import atomic_path\n"
+                     "with atomic_path({target!r}) as tmp:\n    open(tmp, 'wb').write(b'half')\n    os._exit(9)")
+    for name in ("old.mp4", "young.mp4"):
+        code = die_mid_write.format(repo=str(REPO), target=str(videos / name))
+        assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    left = {p.name: p for p in videos.iterdir()}
+    assert len(left) == 2 and not any(n in left for n in ("old.mp4", "young.mp4"))  # only temp files remain
+    old = next(p for n, p in left.items() if n.startswith(".old."))
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    keep = [videos / ".gitkeep", videos / ".notes.txt", videos / "pair-1.mp4"]
+    for path in keep:
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    Workspace.open(tmp_path / "ws", shipped=None).store.close()
+    assert sorted(p.name for p in videos.iterdir()) == sorted([*(p.name for p in keep), next(n for n in left if n.startswith(".young."))])
+
+
 def finetune_ws(tmp_path):
     """A workspace with real short rollouts and five decided pairs."""
     from prefine_core.envs import SafetyTask
