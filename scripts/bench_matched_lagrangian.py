@@ -8,6 +8,9 @@ PPO-Lagrangian whose limit is PREFINE's mean cost at the largest budget, evaluat
 exactly as the benchmark does, and writes the comparison to BENCHMARKS.md (section ``matched-lagrangian``).
 
     .venv/bin/python scripts/bench_matched_lagrangian.py [--steps 1000000] [--lagrange-lr 0.005] [--tasks ID ...]
+
+``--steps`` trains for the tasks named by ``--tasks`` (default: all); every run already in a task's folder
+at PREFINE's current cost level is listed too, so a longer run sits beside the 1M one.
 """
 from __future__ import annotations
 
@@ -20,6 +23,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+def _prefine_cost(result: dict) -> float:
+    """PREFINE's mean episode cost at the largest budget, to 0.1: the matched Lagrangian's limit."""
+    grid = [r for r in result["rows"] if r["section"] == "grid" and r["method"] == "prefine"]
+    top = max(r["pairs"] for r in grid)
+    pre = [r["cost_mean"] for r in grid if r["pairs"] == top]
+    return round(sum(pre) / len(pre), 1)
+
+
 def matched_row(result: dict, steps: int, lagrange_lr: float) -> dict:
     from prefine_core.bench import BENCH_DIR, BenchConfig, evaluate_row, lagrangian
 
@@ -28,7 +39,7 @@ def matched_row(result: dict, steps: int, lagrange_lr: float) -> dict:
     top = max(r["pairs"] for r in grid)
     pre = [r for r in grid if r["pairs"] == top]
     mean = lambda key: sum(r[key] for r in pre) / len(pre)  # noqa: E731
-    limit = round(mean("cost_mean"), 1)
+    limit = _prefine_cost(result)
     # The benchmark's own Lagrangian code, aimed at PREFINE's cost and kept in a folder of its own.
     matched = BenchConfig(task_id=task, cost_limit=limit, lagrangian_steps=steps, lagrange_lr=lagrange_lr,
                           out_dir=BENCH_DIR / task / f"matched-lagrangian-limit{limit:g}-steps{steps}")
@@ -61,10 +72,17 @@ def main() -> None:
     # The main run of each task (data/bench/<task>), not extra runs in other folders.
     results = [json.loads(p.read_text()) for p in sorted(BENCH_DIR.glob("*/result.json"))]
     results = [r for r in results if Path(r["config"]["out_dir"]).name == r["task"]]
-    results = [r for r in results if r.get("complete") and (not args.tasks or r["task"] in args.tasks)]
-    if not results:
+    results = [r for r in results if r.get("complete")]
+    if not [r for r in results if not args.tasks or r["task"] in args.tasks]:
         parser.error(f"no finished benchmark under {BENCH_DIR} for {args.tasks or 'any task'}")
-    rows = [matched_row(r, args.steps, args.lagrange_lr) for r in results]
+    rows = []
+    for result in results:
+        # Runs with other step counts already in the task's folder (e.g. 1M, then 10M where 1M was too
+        # short) stay in the table beside the requested one; their training is cached, not repeated.
+        done = sorted(int(d.name.rsplit("-steps", 1)[1]) for d in (BENCH_DIR / result["task"]).glob("matched-lagrangian-limit*-steps*")
+                      if d.name.startswith(f"matched-lagrangian-limit{_prefine_cost(result):g}-") and (d / "lagrangian.json").is_file())
+        wanted = {args.steps} if not args.tasks or result["task"] in args.tasks else set()  # others: cached runs only
+        rows += [matched_row(result, steps, args.lagrange_lr) for steps in sorted({*done, *wanted})]
     command = "python scripts/bench_matched_lagrangian.py " + " ".join(sys.argv[1:])
     write_section("matched-lagrangian", "\n".join([
         "## PPO-Lagrangian at PREFINE's own cost level", "",
