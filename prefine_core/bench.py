@@ -235,11 +235,16 @@ def evaluate_row(policy: TanhGaussianPolicy, config: BenchConfig, reference_eval
     row = {k: det[k] for k in ("return_mean", "return_std", "cost_mean", "cost_std", "length_mean", "cost_per_step",
                                "violation_rate", "catastrophic_rate", "fall_rate")}
     row.update(stoch_return_mean=sto["return_mean"], stoch_cost_mean=sto["cost_mean"], stoch_fall_rate=sto["fall_rate"])
-    if reference_eval is not None:
-        cmp = compare(det, reference_eval, lagrangian_eval)
-        row.update(cost_reduction_pct=cmp["cost_reduction_pct"], reward_retention=cmp["reward_retention"],
-                   retention_vs_lagrangian=cmp.get("reward_retention_vs_lagrangian", float("nan")))
-    return row
+    return {**row, **_comparisons(det, reference_eval, lagrangian_eval)}
+
+
+def _comparisons(row: dict, reference_eval: dict | None, lagrangian_eval: dict | None) -> dict:
+    """Cost reduction and reward retention of ``row`` against the reference (and the Lagrangian); {} without one."""
+    if reference_eval is None:
+        return {}
+    cmp = compare(row, reference_eval, lagrangian_eval)
+    return {"cost_reduction_pct": cmp["cost_reduction_pct"], "reward_retention": cmp["reward_retention"],
+            "retention_vs_lagrangian": cmp.get("reward_retention_vs_lagrangian", float("nan"))}
 
 
 def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, data: PreferenceData, method: str,
@@ -255,8 +260,9 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
         stale = run_dir.parent.parent / "stale" / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         stale.parent.mkdir(parents=True, exist_ok=True)
         run_dir.rename(stale)
-    if result_path.is_file():
-        return json.loads(result_path.read_text())
+    if result_path.is_file():  # read back, compared with today's reference and Lagrangian (they may be retrained)
+        row = json.loads(result_path.read_text())
+        return {**row, **_comparisons(row, evals["reference"], evals["lagrangian"])}
     torch.manual_seed(seed)
     result = PrefineTrainer(reference, data, finetune, run_dir, init=init, judge=teacher(10_000 + seed).judge,
                             name=f"{method}-{labels.get('pairs')}-s{seed}").run()

@@ -107,6 +107,11 @@ def test_a_cached_run_made_with_another_config_is_moved_aside_and_run_again(tmp_
     run_dir = tmp_path / "runs" / "prefine_n2_s0"
     first = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals)
     assert finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals) == first  # read back
+    baselines = {"reference": {"return_mean": 10.0, "cost_mean": 4.0, "length_mean": 30.0},
+                 "lagrangian": {"return_mean": 5.0, "cost_mean": 1.0}}  # e.g. a Lagrangian retrained longer
+    again = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, baselines)
+    assert again["retention_vs_lagrangian"] == pytest.approx(first["return_mean"] / 5.0)
+    assert again["cost_reduction_pct"] == pytest.approx(100 * (4.0 - first["cost_mean"]) / 4.0)
     changed = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, beta=0.2))
     again = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", changed, 0, evals)
     assert json.loads((run_dir / "config.json").read_text())["beta"] == 0.2 and np.isfinite(again["cost_mean"])
