@@ -132,16 +132,31 @@ def lagrangian(config: BenchConfig, log: Callable, default_steps: int) -> tuple[
 
     config.out_dir.mkdir(parents=True, exist_ok=True)
     path, meta_path = config.out_dir / "lagrangian.safetensors", config.out_dir / "lagrangian.json"
+    steps = config.lagrangian_steps or default_steps
+    if path.is_file() and meta_path.is_file() and not _same_lagrangian(json.loads(meta_path.read_text()), config, steps):
+        stale = config.out_dir / "stale" / f"lagrangian-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale.mkdir(parents=True)
+        for cached in (path, meta_path):
+            cached.rename(stale / cached.name)
+        log(f"the cached PPO-Lagrangian was trained with other settings: moved to {stale}")
     if not (path.is_file() and meta_path.is_file()):
-        steps = config.lagrangian_steps or default_steps
         log(f"training PPO-Lagrangian, cost limit {config.cost_limit}, {steps} steps")
         started = time.time()
         summary = train_ppo(PPOConfig(task_id=config.task_id, total_steps=steps, seed=0, cost_limit=config.cost_limit,
                                        lagrange_lr=config.lagrange_lr), path)
-        meta = {"wall_s": time.time() - started, "env_steps": summary["step"], "cost_limit": config.cost_limit,
+        meta = {"wall_s": time.time() - started, "env_steps": summary["step"], "steps": steps, "cost_limit": config.cost_limit,
                 "final_penalty": summary["penalty"], "lagrange_lr": config.lagrange_lr}
         write_text_atomic(meta_path, json.dumps(meta))
     return load_policy(path, config.task_id), json.loads(meta_path.read_text())
+
+
+def _same_lagrangian(meta: dict, config: BenchConfig, steps: int) -> bool:
+    """Whether a cached Lagrangian was trained as asked: limit, multiplier step and env steps (a run records the
+    steps asked for; an older one only the steps taken, which round up to whole rollouts)."""
+    asked = meta.get("steps")
+    same_steps = asked == steps if asked is not None else abs(meta.get("env_steps", 0) - steps) <= 0.01 * steps
+    return (same_steps and meta.get("cost_limit") == config.cost_limit
+            and meta.get("lagrange_lr", 0.05) == config.lagrange_lr)
 
 
 # --------------------------------------------------------------------------------------------

@@ -127,3 +127,15 @@ def test_paired_difference_matches_seeds_and_gives_the_standard_error():
     mean, se = paired_difference(pre, bc, "cost_mean")  # seeds 0 and 1: differences −3 and −1
     assert mean == pytest.approx(-2.0) and se == pytest.approx(1.0)  # std (ddof 1) √2, over √2
     assert paired_difference(pre, bc[:1], "cost_mean") is None
+
+
+def test_a_cached_lagrangian_counts_only_when_trained_as_asked():
+    from prefine_core.bench import _same_lagrangian
+
+    config = BenchConfig(TASK, lagrange_lr=0.005)
+    old = {"env_steps": 1_001_472, "cost_limit": 25.0, "lagrange_lr": 0.005}  # saved before "steps" was recorded
+    assert _same_lagrangian(old, config, 1_000_000)
+    assert not _same_lagrangian(old, config, 10_000_000)
+    assert not _same_lagrangian({**old, "cost_limit": 101.3}, config, 1_000_000)
+    assert not _same_lagrangian({k: v for k, v in old.items() if k != "lagrange_lr"}, config, 1_000_000)  # was 0.05
+    assert _same_lagrangian({**old, "steps": 10_000_000, "env_steps": 10_001_792}, config, 10_000_000)
