@@ -301,6 +301,35 @@ def test_a_retried_write_keeps_only_the_committed_arrays(tmp_path, cheetah_episo
     assert list(folder.glob("*.npz")) == [Path(store.trajectory_record(trajectory_id).path)]
 
 
+def test_a_commit_whose_acknowledgement_is_lost_leaves_no_row_without_its_file(tmp_path, cheetah_episode, monkeypatch):
+    """The database commits, then the client hears an error (a dropped connection) and retries: the first
+    attempt's row is real, so its file must stay (the retry's row is a documented duplicate)."""
+    import sqlite3
+    from pathlib import Path
+
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    from prefine_core.store import Store
+    from prefine_core.store import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "BACKOFF_S", 0.001)
+    store, folder = Store(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path / "arrays"
+    commits = []
+
+    @event.listens_for(store.engine, "commit")
+    def commit_then_lose_the_ack(conn):
+        if conn.get_execution_options().get("prefine_write") and not commits:
+            commits.append(1)
+            conn.connection.dbapi_connection.commit()  # on disk now
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("server closed the connection"))
+
+    store.add_trajectory(cheetah_episode.window(0, 10), None, "x", folder)
+    rows = store.list_trajectories()
+    assert commits and len(rows) == 2  # the retry stored it again (known, RELIABILITY.md)
+    assert all(Path(r.path).is_file() for r in rows)
+
+
 def test_workspace_registers_shipped_policies_idempotently(tmp_path, monkeypatch):
     from prefine_core.policy import save_policy
     from prefine_core.workspace import Workspace

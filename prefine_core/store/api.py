@@ -219,23 +219,29 @@ class Store:
 
     # -- transactions -------------------------------------------------------------------------
     def _write(self, fn):
-        """Run ``fn(writer)`` in a write transaction; keep only the array files of the attempt that committed."""
-        attempts: list[list[Path]] = []
+        """Run ``fn(writer)`` in a write transaction, retried on transient errors; remove the array files of the
+        attempts that certainly did not commit.
+
+        An attempt that failed inside ``fn`` never reached its commit: its files go. One that failed at the
+        commit itself (a connection dropped just then) may have committed on the server with its
+        acknowledgement lost; its files stay, so that a row can never point at a deleted file (at worst a
+        file nothing points at remains, and a retried row is stored twice — see RELIABILITY.md)."""
+        attempts: list[tuple[list[Path], list[bool]]] = []
 
         def attempt(conn):
-            writer = _Writer(conn)
-            attempts.append(writer.written)
-            return fn(writer)
+            writer, reached_commit = _Writer(conn), [False]
+            attempts.append((writer.written, reached_commit))
+            result = fn(writer)
+            reached_commit[0] = True
+            return result
 
         try:
-            result = run_transaction(self.engine, attempt, write=True)
-        except BaseException:
-            attempts.append([])  # no attempt committed
-            raise
+            return run_transaction(self.engine, attempt, write=True)
         finally:
-            for path in (p for files in attempts[:-1] for p in files):
-                path.unlink(missing_ok=True)
-        return result
+            for files, reached_commit in attempts:
+                if not reached_commit[0]:  # the committed attempt, and any that may have, keep theirs
+                    for path in files:
+                        path.unlink(missing_ok=True)
 
     def _read(self, fn):
         return run_transaction(self.engine, fn, write=False)
