@@ -174,11 +174,13 @@ def _score(choice: str) -> float | None:
     return {"left": 1.0, "equal": 0.5, "right": 0.0}.get(choice)
 
 
-def implicit_reward_accuracy(policy: TanhGaussianPolicy, reference: TanhGaussianPolicy, data: PreferenceData) -> float:
-    """Fraction of pairs whose winner has the higher mean per-step log π_θ − log π_ref."""
+def implicit_reward_accuracy(policy: TanhGaussianPolicy, reference: TanhGaussianPolicy | None, data: PreferenceData) -> float:
+    """Fraction of pairs whose winner has the higher mean per-step log π_θ − log π_ref (log π_θ alone without
+    a reference, as the reference-free terms compare)."""
     def h(clip: Trajectory) -> float:
         obs, act = torch.as_tensor(clip.obs), torch.as_tensor(clip.actions)
-        return float((policy.log_prob(obs, act) - reference.log_prob(obs, act)).mean())
+        ref = reference.log_prob(obs, act) if reference is not None else 0.0
+        return float((policy.log_prob(obs, act) - ref).mean())
 
     with torch.no_grad():
         return float(np.mean([h(w) > h(l) for w, l in zip(data.winners, data.losers)]))
@@ -345,7 +347,8 @@ class PrefineTrainer:
             metrics["val/safety"] = float(np.mean(decided)) if decided else 0.0
             metrics["val/judgments"] = judged
         if self.heldout is not None:
-            metrics["val/heldout_accuracy"] = implicit_reward_accuracy(self.policy, self.reference, self.heldout)
+            ratio_ref = None if c.implicit_reward == "logp" else self.ratio_reference  # what the loss compares
+            metrics["val/heldout_accuracy"] = implicit_reward_accuracy(self.policy, ratio_ref, self.heldout)
         return metrics
 
     def _select(self) -> dict:

@@ -89,7 +89,9 @@ def test_a_trust_region_reference_follows_the_policy_every_sync(setup, tmp_path)
 
 @pytest.mark.parametrize("kw", [dict(counterfactuals="none", label_sets="pairs"),
                                 dict(counterfactuals="mixed", sigmoid="step", label_sets="pairs"), dict(label_sets="pairs"),
-                                dict(pref_weight=0.0, dispref_weight=0.0), dict(select="heldout", heldout_fraction=0.25)])
+                                dict(pref_weight=0.0, dispref_weight=0.0), dict(select="heldout", heldout_fraction=0.25),
+                                dict(implicit_reward="logp", select="heldout", heldout_fraction=0.25),
+                                dict(reference_sync_every=3, select="heldout", heldout_fraction=0.25)])
 def test_ablations_and_baselines_run(setup, tmp_path, kw):
     reference, data, _ = setup
     result = PrefineTrainer(reference, data, _config(steps=10, **{"select": "last", **kw}), tmp_path).run()
