@@ -532,8 +532,8 @@ default) run at the largest budget, so that a gain over BC can be traced to the 
 **Trust-region reference** (`trust_region`, an ablation, not the default): DPO's implicit KL pulls the policy back
 towards π_ref — here the unsafe policy (DESIGN §4 lesson 3) — so this variant takes the preference terms'
 log-ratios against a copy of the policy refreshed every 200 steps (as TR-DPO; `reference_sync_every`). It was
-compared with the default on validation seeds 9 500–9 509 (labels of seeds 0–3, 200 pairs) by the issue's own
-criterion, lower cost than BC at equal or better return: HalfCheetah default 2629 / 5.9, trust region 2635 / 3.2,
+compared with the default on validation seeds 9 500–9 509 (labels of seeds 0–3, 200 pairs;
+`scripts/validate_variants.py --task ID --seeds 0 1 2 3`, Hopper `--seeds 0 1`) by the issue's own criterion, lower cost than BC at equal or better return: HalfCheetah default 2629 / 5.9, trust region 2635 / 3.2,
 BC 2628 / 8.2; PointCircle default 27.7 / 37.8, trust region 24.7 / 11.8, BC 27.0 / 89.7; Hopper (2 seeds) default
 1486 / 100, trust region 1459 / 88, BC 1494 / 101. The default beat BC on two tasks there, the trust region on one
 (it is safer everywhere but gives up return on PointCircle and Hopper), so the default stayed; the rows below

@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""PREFINE variants against BC on VALIDATION seeds (9 500…), never the evaluation seeds (10 000…).
+
+This is how a change to PREFINE's defaults is chosen (BENCHMARKS.md, "Settings and why"): the benchmark's pool
+and teacher labels of the given label seeds, each variant fine-tuned with its own checkpoint choice, then
+10 deterministic episodes from seed 9 500. One JSON line per run.
+
+    .venv/bin/python scripts/validate_variants.py --task SafetyHalfCheetahVelocity-v1 --pairs 200 \
+        --seeds 0 1 2 3 --variants prefine bc trust_region logp
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+#: name -> (benchmark method, changes to its config)
+VARIANTS = {
+    "prefine": ("prefine", {}),
+    "bc": ("bc", {}),
+    "trust_region": ("prefine", {"reference_sync_every": 200}),
+    "logp": ("prefine", {"implicit_reward": "logp"}),
+}
+VALIDATION_SEED = 9_500
+
+
+def main() -> None:
+    import torch
+
+    from prefine_core.baselines import method_config
+    from prefine_core.bench import BENCH_DIR, BenchConfig, build_pool, label_pairs, reference_and_behaviours, teacher
+    from prefine_core.evaluate import evaluate_policy
+    from prefine_core.policy import load_policy
+    from prefine_core.prefine import PrefineConfig
+    from prefine_core.trainer import PreferenceData, PrefineTrainer
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=None, help="run folders (default data/bench/validation/<task>)")
+    args = parser.parse_args()
+    if args.pairs <= 0 or min(args.seeds) < 0:
+        parser.error("--pairs must be positive and --seeds not negative")
+    torch.set_num_threads(1)
+    config = BenchConfig(task_id=args.task)  # validates the id; reference, behaviours and pool as the benchmark's
+    out = args.out or BENCH_DIR / "validation" / args.task
+    reference, behaviours = reference_and_behaviours(config, lambda m: print(m, file=sys.stderr))
+    pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
+    for seed in args.seeds:
+        data = PreferenceData.from_pairs(label_pairs(pool, args.pairs, seed))
+        for name in args.variants:
+            method, changes = VARIANTS[name]
+            finetune = method_config(method, dataclasses.replace(PrefineConfig(seed=seed), **changes))
+            torch.manual_seed(seed)
+            result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}",
+                                    judge=teacher(10_000 + seed).judge, name=name).run()
+            ev = evaluate_policy(load_policy(result["path"], args.task), args.task, episodes=10, seed=VALIDATION_SEED)
+            print(json.dumps({"variant": name, "pairs": args.pairs, "seed": seed, "return": round(ev["return_mean"], 1),
+                              "cost": round(ev["cost_mean"], 1), "fall_rate": ev["fall_rate"],
+                              "seconds": round(result["wall_seconds"])}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
