@@ -23,6 +23,8 @@ sys.path.insert(0, str(REPO))
 VARIANTS = {
     "prefine": ("prefine", {}),
     "bc": ("bc", {}),
+    "bc_net": ("bc_net", {}),
+    "pairs": ("pairs", {}),
     "trust_region": ("prefine", {"reference_sync_every": 200}),
     "logp": ("prefine", {"implicit_reward": "logp"}),
 }
@@ -49,7 +51,10 @@ def main() -> None:
     if args.pairs <= 0 or min(args.seeds) < 0:
         parser.error("--pairs must be positive and --seeds not negative")
     torch.set_num_threads(1)
-    config = BenchConfig(task_id=args.task)  # validates the id; reference, behaviours and pool as the benchmark's
+    try:
+        config = BenchConfig(task_id=args.task)  # reference, behaviours and pool as the benchmark's
+    except ValueError as exc:
+        parser.error(str(exc))
     out = args.out or BENCH_DIR / "validation" / args.task
     reference, behaviours = reference_and_behaviours(config, lambda m: print(m, file=sys.stderr))
     pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
