@@ -134,8 +134,8 @@ def lagrangian(config: BenchConfig, log: Callable, default_steps: int) -> tuple[
     path, meta_path = config.out_dir / "lagrangian.safetensors", config.out_dir / "lagrangian.json"
     steps = config.lagrangian_steps or default_steps
     if path.is_file() and meta_path.is_file() and not _same_lagrangian(json.loads(meta_path.read_text()), config, steps):
-        stale = config.out_dir / "stale" / f"lagrangian-{time.strftime('%Y%m%d-%H%M%S')}"
-        stale.mkdir(parents=True)
+        stale = stale_path(config.out_dir, "lagrangian")
+        stale.mkdir()
         for cached in (path, meta_path):
             cached.rename(stale / cached.name)
         log(f"the cached PPO-Lagrangian was trained with other settings: moved to {stale}")
@@ -148,6 +148,12 @@ def lagrangian(config: BenchConfig, log: Callable, default_steps: int) -> tuple[
                 "final_penalty": summary["penalty"], "lagrange_lr": config.lagrange_lr}
         write_text_atomic(meta_path, json.dumps(meta))
     return load_policy(path, config.task_id), json.loads(meta_path.read_text())
+
+
+def stale_path(out_dir: Path, name: str) -> Path:
+    """Where a cached result made with other settings is set aside (kept, never reused): out_dir/stale/<name>-<time>."""
+    (out_dir / "stale").mkdir(parents=True, exist_ok=True)
+    return out_dir / "stale" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _same_lagrangian(meta: dict, config: BenchConfig, steps: int) -> bool:
@@ -272,9 +278,7 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
     finetune = method_config(method, dataclasses.replace(config.finetune, seed=seed))
     result_path = run_dir / "row.json"
     if run_dir.is_dir() and not _same_config(run_dir, finetune):
-        stale = run_dir.parent.parent / "stale" / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        stale.parent.mkdir(parents=True, exist_ok=True)
-        run_dir.rename(stale)
+        run_dir.rename(stale_path(run_dir.parent.parent, run_dir.name))
     if result_path.is_file():  # read back, compared with today's reference and Lagrangian (they may be retrained)
         row = json.loads(result_path.read_text())
         return {**row, **_comparisons(row, evals["reference"], evals["lagrangian"])}
