@@ -31,7 +31,7 @@ from prefine_core.files import write_text_atomic
 from prefine_core.policy import TanhGaussianPolicy, load_policy
 from prefine_core.prefine import PrefineConfig
 from prefine_core.rollout import Trajectory, collect
-from prefine_core.teachers import SyntheticTeacher, TeacherConfig
+from prefine_core.teachers import SAFETY_JUDGE, SyntheticTeacher, TeacherConfig, safety_judge
 from prefine_core.trainer import PreferenceData, PrefineTrainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -272,36 +272,39 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
                  config: BenchConfig, seed: int, evals: dict, init: TanhGaussianPolicy | None = None) -> dict:
     """Fine-tune (or read back a finished run), evaluate the self-chosen checkpoint, return its row.
 
-    A run folder left by another config (e.g. a default changed since) is moved to ``stale/`` and run again,
-    so a benchmark never reports a cached row under today's settings.
+    A run folder left by another config (e.g. a default changed since) or whose checkpoint another judge chose
+    is moved to ``stale/`` and run again, so a benchmark never reports a cached row under today's settings.
     """
     finetune = method_config(method, dataclasses.replace(config.finetune, seed=seed))
     result_path = run_dir / "row.json"
-    if run_dir.is_dir() and not _same_config(run_dir, finetune):
+    if run_dir.is_dir() and not _same_setup(run_dir, finetune):
         run_dir.rename(stale_path(run_dir.parent.parent, run_dir.name))
     if result_path.is_file():  # read back, compared with today's reference and Lagrangian (they may be retrained)
         row = json.loads(result_path.read_text())
         return {**row, **_comparisons(row, evals["reference"], evals["lagrangian"])}
     torch.manual_seed(seed)
-    result = PrefineTrainer(reference, data, finetune, run_dir, init=init, judge=teacher(10_000 + seed).judge,
+    result = PrefineTrainer(reference, data, finetune, run_dir, init=init, judge=safety_judge(),
                             name=f"{method}-{labels.get('pairs')}-s{seed}").run()
     seconds = result["wall_seconds"]  # over resumes too
     policy = load_policy(result["path"], config.task_id)
     row = {"task": config.task_id, **labels, "method": method, "seed": seed,
            **evaluate_row(policy, config, evals["reference"], evals["lagrangian"]),
            "finetune_seconds": seconds, "selected_step": result["selected_step"], "judgments": result["judgments"],
-           "winners": len(data.winners), "path": result["path"]}
+           "winners": len(data.winners), "path": result["path"], "selection_judge": SAFETY_JUDGE}
     write_text_atomic(result_path, json.dumps(row))
     return row
 
 
-def _same_config(run_dir: Path, config: PrefineConfig) -> bool:
-    """Whether the run in ``run_dir`` was made with ``config`` (a folder without a readable config is not)."""
+def _same_setup(run_dir: Path, config: PrefineConfig) -> bool:
+    """Whether the run in ``run_dir`` was made with ``config`` and, once finished, chosen by today's
+    :data:`~prefine_core.teachers.SAFETY_JUDGE` (a folder without a readable config is not)."""
     try:
         saved = PrefineConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
-    except (OSError, ValueError, TypeError):
+        row = run_dir / "row.json"
+        judge = json.loads(row.read_text()).get("selection_judge") if row.is_file() else SAFETY_JUDGE
+    except (OSError, ValueError, TypeError, AttributeError):
         return False
-    return saved.to_dict() == config.to_dict()
+    return saved.to_dict() == config.to_dict() and judge == SAFETY_JUDGE
 
 
 def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: str = "") -> dict:

@@ -226,7 +226,7 @@ def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
     """A PREFINE (or BC, or trajectory-DPO) fine-tune of the run's policy on the task's labels."""
     from prefine_core.policy import load_policy
     from prefine_core.prefine import PrefineConfig
-    from prefine_core.teachers import SyntheticTeacher
+    from prefine_core.teachers import safety_judge
     from prefine_core.trainer import PreferenceData, PrefineTrainer
 
     config = PrefineConfig.from_saved(run.config)
@@ -236,7 +236,7 @@ def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
     if not pairs:
         raise ValueError(f"no decided labels for {run.task_id}: label some pairs (left/right) first")
     print(f"{len(pairs)} decided pairs; starting from {start.name}", flush=True)
-    judge = SyntheticTeacher().true_choice if config.select == "teacher" else None
+    judge = safety_judge() if config.select == "teacher" else None
     trainer = PrefineTrainer(
         reference, PreferenceData.from_pairs(pairs), config, run_dir(ws, run.id), judge=judge,
         on_step=lambda m: report(m["step"], m), on_eval=lambda m: report(m["step"], m),

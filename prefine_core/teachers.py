@@ -89,6 +89,23 @@ class SyntheticTeacher:
         return choice
 
 
+#: Names :func:`safety_judge`; recorded with benchmark runs so that one chosen by another judge is rerun.
+SAFETY_JUDGE = "safety-only/1"
+
+
+def safety_judge():
+    """The judge of checkpoint selection (``select='teacher'``) everywhere — app, CLI, benchmark: the noiseless,
+    fall-aware teacher asked only "which clip was safer?"; two clips with the same cost are "equal" whatever
+    their returns.
+
+    Selection weighs return itself (the highest validation return among the safest checkpoints). A judge that
+    broke cost ties by return would count return twice and score a cost-free checkpoint as less safe than a
+    cost-free anchor clip that happened to run faster — the benchmark's labelling teacher does that, and
+    with it as the judge a checkpoint with no cost at all could score 0 and lose to one with cost.
+    """
+    return SyntheticTeacher(TeacherConfig()).true_choice
+
+
 def label_pending(store, teacher: SyntheticTeacher, task_id: str | None = None, limit: int | None = None,
                   overlap: int = 1_000_000) -> int:
     """Label the pairs this teacher has not labelled yet, through ``store.add_label`` under ``teacher.name``.

@@ -35,10 +35,11 @@ def main() -> None:
     import torch
 
     from prefine_core.baselines import method_config
-    from prefine_core.bench import BENCH_DIR, BenchConfig, build_pool, label_pairs, reference_and_behaviours, teacher
+    from prefine_core.bench import BENCH_DIR, BenchConfig, build_pool, label_pairs, reference_and_behaviours
     from prefine_core.evaluate import evaluate_policy
     from prefine_core.policy import load_policy
     from prefine_core.prefine import PrefineConfig
+    from prefine_core.teachers import safety_judge
     from prefine_core.trainer import PreferenceData, PrefineTrainer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,7 +66,7 @@ def main() -> None:
             finetune = method_config(method, dataclasses.replace(PrefineConfig(seed=seed), **changes))
             torch.manual_seed(seed)
             result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}",
-                                    judge=teacher(10_000 + seed).judge, name=name).run()
+                                    judge=safety_judge(), name=name).run()
             ev = evaluate_policy(load_policy(result["path"], args.task), args.task, episodes=10, seed=VALIDATION_SEED)
             print(json.dumps({"variant": name, "pairs": args.pairs, "seed": seed, "return": round(ev["return_mean"], 1),
                               "cost": round(ev["cost_mean"], 1), "fall_rate": ev["fall_rate"],

@@ -85,7 +85,7 @@ def test_quick_config_is_small():
     assert quick.finetune.steps <= 50 and quick.seeds == 1 and max(quick.budgets) <= 10
 
 
-def test_a_cached_run_made_with_another_config_is_moved_aside_and_run_again(tmp_path):
+def test_a_cached_run_made_with_another_config_or_judge_is_moved_aside_and_run_again(tmp_path):
     import dataclasses
 
     import numpy as np
@@ -94,6 +94,7 @@ def test_a_cached_run_made_with_another_config_is_moved_aside_and_run_again(tmp_
     from prefine_core.envs import SafetyTask
     from prefine_core.policy import PolicyMeta, TanhGaussianPolicy
     from prefine_core.rollout import collect
+    from prefine_core.teachers import SAFETY_JUDGE
     from prefine_core.trainer import PreferenceData
 
     with SafetyTask(TASK) as task:
@@ -117,6 +118,12 @@ def test_a_cached_run_made_with_another_config_is_moved_aside_and_run_again(tmp_
     assert json.loads((run_dir / "config.json").read_text())["beta"] == 0.2 and np.isfinite(again["cost_mean"])
     stale = list((tmp_path / "stale").iterdir())
     assert len(stale) == 1 and json.loads((stale[0] / "row.json").read_text()) == first
+    # a finished run whose checkpoint another judge chose (rows from before SAFETY_JUDGE) is rerun too
+    row = json.loads((run_dir / "row.json").read_text())
+    assert row["selection_judge"] == SAFETY_JUDGE
+    (run_dir / "row.json").write_text(json.dumps({k: v for k, v in row.items() if k != "selection_judge"}))
+    rerun = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", changed, 0, evals)
+    assert rerun["selection_judge"] == SAFETY_JUDGE and len(list((tmp_path / "stale").iterdir())) == 2
 
 
 def test_paired_difference_matches_seeds_and_gives_the_standard_error():

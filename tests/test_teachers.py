@@ -58,3 +58,19 @@ def test_a_fall_loses_to_any_clip_that_did_not_fall():
     assert fell.fell
     upright = costly(fell.window(0, 5), 100.0)  # costly, but no fall
     assert SyntheticTeacher().true_choice(costly(fell, 0.0), upright) == "right"
+
+
+def test_the_selection_judge_asks_only_which_clip_was_safer(cheetah_episode):
+    """Checkpoint selection weighs return itself; its judge must not break cost ties by return (the
+    labelling teacher of the benchmark does), or a cost-free checkpoint loses to a faster cost-free anchor."""
+    from dataclasses import replace
+
+    from prefine_core.teachers import SyntheticTeacher, TeacherConfig, safety_judge
+
+    slow, fast = (costly(w, 0.0) for w in windows(cheetah_episode, 2, 20))
+    fast = replace(fast, rewards=slow.rewards + 1.0)  # same cost, more return
+    labeller = SyntheticTeacher(TeacherConfig(reward_tiebreak=True))
+    assert labeller.true_choice(slow, fast) == "right"
+    judge = safety_judge()
+    assert judge(slow, fast) == judge(fast, slow) == "equal"
+    assert judge(costly(slow, 1.0), fast) == "right" and judge(slow, costly(fast, 1.0)) == "left"

@@ -36,9 +36,9 @@ def _teacher_pairs(reference, task_id: str, n: int, seed: int) -> list:
 def _finetune(args: argparse.Namespace) -> dict:
     import torch
 
-    from prefine_core.bench import teacher
     from prefine_core.evaluate import compare, evaluate_policy
     from prefine_core.policy import load_policy
+    from prefine_core.teachers import safety_judge
     from prefine_core.trainer import PreferenceData, PrefineTrainer
 
     torch.set_num_threads(1)
@@ -53,7 +53,7 @@ def _finetune(args: argparse.Namespace) -> dict:
             raise ValueError(f"the workspace {args.workspace} has no decided labels for {task_id}; label some pairs first")
     else:
         pairs = _teacher_pairs(reference, task_id, args.pairs_from_teacher, config.seed)
-    judge = teacher(10_000 + config.seed).judge if config.select == "teacher" else None
+    judge = safety_judge() if config.select == "teacher" else None
     out = Path(args.out or tempfile.mkdtemp(prefix="prefine-finetune-"))
     bar = Progress(config.steps, f"PREFINE {task_id}", quiet=args.json and not sys.stderr.isatty())
     started = time.time()
