@@ -520,9 +520,12 @@ and validation cost swung between 14 and 416 across checkpoints), Adam 1e-3 for 
 left the fast gait after 4 000 steps; 20 000 steps would break the 5-minute budget with validation), batch
 16 segments + 256 BC pairs, counterfactuals at temperature 1. BC and trajectory DPO use the same steps,
 step size and selection. Checkpoints every 400 steps; the one used is chosen without the true cost: the
-synthetic teacher judges 200-step clips of 2 deterministic validation episodes against the 10 most-winning
-labelled clips (a fall loses the clips it never reached), and among checkpoints within 0.1 of the safest
-the highest validation return wins (`judgments` counts these extra teacher calls).
+teacher, asked only which clip was safer (no reward tie-break — the app's judge too), judges 200-step clips of
+2 deterministic validation episodes against the 10 most-winning labelled clips (a fall loses the clips it never
+reached), and among checkpoints within 0.1 of the safest the highest validation return wins (`judgments` counts
+these extra teacher calls). Until this session's rerun the benchmark's judge was the labelling teacher, which
+breaks cost ties by return: a checkpoint with no cost at all then lost to faster cost-free anchors and could score
+0, so selection counted return twice (PointCircle, BC seed 0: cost-free checkpoints scored 0, the chosen one cost 134).
 Labels: random pool pairs judged by the noiseless synthetic teacher (fall-aware, same-window cost,
 higher return breaks a cost tie); budgets are nested per seed. Evaluation: 10 episodes from seed 10 000,
 deterministic (stochastic beside it). Floors use the fine-tune's own chosen checkpoint, means over seeds.

@@ -35,6 +35,7 @@ SIGMOIDS = ("segment", "step")
 IMPLICIT_REWARDS = ("ratio", "logp")
 SELECTIONS = ("teacher", "heldout", "last")
 LABEL_SETS = ("net", "pairs")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,6 +226,9 @@ class PrefineConfig:
     """Gradient steps."""
     learning_rate: float = 1e-3
     """Adam step size."""
+    lr_schedule: str = "constant"
+    """constant, or cosine: the step size falls from learning_rate to 0 over the run (SGDR without restarts), so
+    late checkpoints settle instead of hopping between gaits."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
     log_every: int = 10
@@ -273,6 +277,12 @@ class PrefineConfig:
         if self.select == "heldout" and self.heldout_fraction <= 0:
             raise ValueError("heldout_fraction must be > 0 when select is 'heldout'")
 
+    def learning_rate_at(self, step: int) -> float:
+        """Adam's step size for gradient step ``step`` (0 = the first)."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        return 0.5 * self.learning_rate * (1.0 + math.cos(math.pi * step / self.steps))
+
     @property
     def is_bc(self) -> bool:
         """Only the BC anchor is on (the BC-on-winners baseline)."""
@@ -320,9 +330,11 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
 }
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
-FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio"}
+FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio",
+                                         "lr_schedule": "constant"}
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
-                                             "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS}
+                                             "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS,
+                                             "lr_schedule": LR_SCHEDULES}
 
 
 def config_fields() -> list[dict]:

@@ -384,6 +384,8 @@ class PrefineTrainer:
                 if self.ratio_reference is not self.reference:
                     batch = with_ratio_reference(batch, self.ratio_reference)
                 loss, metrics = prefine_loss(self.policy, self.reference, batch, c, self.generator, self.ratio_reference)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = c.learning_rate_at(self.step)
                 self.optimizer.zero_grad()
                 loss.backward()
                 if c.grad_clip > 0:

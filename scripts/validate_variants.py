@@ -27,6 +27,8 @@ VARIANTS = {
     "pairs": ("pairs", {}),
     "trust_region": ("prefine", {"reference_sync_every": 200}),
     "logp": ("prefine", {"implicit_reward": "logp"}),
+    "cosine": ("prefine", {"lr_schedule": "cosine"}),
+    "bc_cosine": ("bc", {"lr_schedule": "cosine"}),
 }
 VALIDATION_SEED = 9_500
 

@@ -1,5 +1,6 @@
 """PrefineTrainer end to end with tiny budgets: metrics, checkpoints, resume, selection."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -55,10 +56,11 @@ def test_twenty_step_finetune_reports_metrics_and_saves_a_chosen_policy(setup, t
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000010.safetensors", "step_0000020.safetensors"]
 
 
-@pytest.mark.parametrize("sync", [0, 7])  # 7: the moving reference at the step-10 checkpoint is the step-7 policy
-def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync):
+@pytest.mark.parametrize("sync,schedule", [(0, "constant"), (7, "constant"), (0, "cosine")])
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync, schedule):
+    # sync 7: the moving reference at the step-10 checkpoint is the step-7 policy; cosine: the step size on resume
     reference, data, teacher = setup
-    config = _config(select="last", reference_sync_every=sync)
+    config = _config(select="last", reference_sync_every=sync, lr_schedule=schedule)
     whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
 
     def stop_at_15(metrics):
@@ -73,7 +75,21 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
     a, b = load_policy(whole["path"]).state_dict(), load_policy(resumed["path"]).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(ValueError, match="beta"):
-        PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync), tmp_path / "broken").run()
+        PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync, lr_schedule=schedule),
+                       tmp_path / "broken").run()
+
+
+def test_a_cosine_schedule_takes_adam_from_the_learning_rate_down_to_zero(setup, tmp_path):
+    reference, data, _ = setup
+    config = _config(select="last", steps=20, lr_schedule="cosine", learning_rate=0.01)
+    assert [config.learning_rate_at(s) for s in (0, 10)] == pytest.approx([0.01, 0.005])
+    trainer = PrefineTrainer(reference, data, config, tmp_path)
+    trainer.run()
+    last = 0.5 * 0.01 * (1 + math.cos(math.pi * 19 / 20))  # the step size of the 20th (last) step
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(last) and last < 1e-4
+    flat = PrefineTrainer(reference, data, _config(select="last", steps=20, learning_rate=0.01), tmp_path / "flat")
+    flat.run()
+    assert flat.optimizer.param_groups[0]["lr"] == 0.01
 
 
 def test_a_trust_region_reference_follows_the_policy_every_sync(setup, tmp_path):
