@@ -36,6 +36,7 @@ IMPLICIT_REWARDS = ("ratio", "logp")
 SELECTIONS = ("teacher", "heldout", "last")
 LABEL_SETS = ("net", "pairs")
 LR_SCHEDULES = ("constant", "cosine")
+DISPREF_TARGETS = ("policy", "nearest_winner")
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,23 +105,27 @@ class Batch(NamedTuple):
     neg_mask: torch.Tensor  # (B⁻, L)
     bc_obs: torch.Tensor  # (M, obs_dim) state-action pairs drawn from D⁺ for the BC anchor
     bc_act: torch.Tensor  # (M, act_dim)
+    neg_target: torch.Tensor | None = None  # (B⁻, L, act_dim) what should beat neg_act; None = a policy sample
 
 
 def _log_ratios(
     policy: TanhGaussianPolicy, reference: TanhGaussianPolicy | None, obs: torch.Tensor, act: torch.Tensor,
     ref_logp: torch.Tensor, temperature: float, generator: torch.Generator | None, counterfactual: bool = True,
+    cf_act: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-step log π_θ − log π_ref of the logged actions and of fresh counterfactuals, each (B, L).
 
     Without ``counterfactual`` only the logged actions' log-ratios are computed (second item None).
     ``reference`` None: no reference at all, the implicit reward is log π_θ itself (``ref_logp`` is ignored).
+    ``cf_act`` (B, L, act_dim): given counterfactual actions instead of samples of π_θ.
     """
     if reference is None:
         ref_logp = torch.zeros_like(ref_logp)
     if not counterfactual:
         return policy.log_prob(obs, act) - ref_logp, None
     with torch.no_grad():
-        cf_act = policy.sample(obs, temperature=temperature, generator=generator)  # (B, L, act_dim), eq. 2
+        if cf_act is None:
+            cf_act = policy.sample(obs, temperature=temperature, generator=generator)  # (B, L, act_dim), eq. 2
         cf_ref = reference.log_prob(obs, cf_act) if reference is not None else torch.zeros_like(ref_logp)  # (B, L)
     both = policy.log_prob(obs.unsqueeze(0).expand(2, *obs.shape), torch.stack([act, cf_act]))  # (2, B, L)
     return both[0] - ref_logp, both[1] - cf_ref
@@ -148,7 +153,8 @@ def prefine_loss(
     if not c.is_bc:
         sampled = c.counterfactuals != "none"
         pos, pos_cf = _log_ratios(policy, ratio_ref, batch.pos_obs, batch.pos_act, batch.pos_ref, c.cf_temperature, generator, sampled)
-        neg, neg_cf = _log_ratios(policy, ratio_ref, batch.neg_obs, batch.neg_act, batch.neg_ref, c.cf_temperature, generator, sampled)
+        neg, neg_cf = _log_ratios(policy, ratio_ref, batch.neg_obs, batch.neg_act, batch.neg_ref, c.cf_temperature, generator, sampled,
+                                  cf_act=batch.neg_target)
         if sampled:
             loss_pos, margin_pos = preference_loss(pos, pos_cf, batch.pos_mask, c.beta, per_step, c.margin_clip)
             loss_neg, margin_neg = preference_loss(neg_cf, neg, batch.neg_mask, c.beta, per_step, c.margin_clip)
@@ -216,6 +222,11 @@ class PrefineConfig:
     implicit_reward: str = "ratio"
     """What the preference terms compare: ratio (log π_θ − log π_ref, DPO's implicit reward) or logp (log π_θ
     alone, reference-free as in CPO and SimPO: nothing pulls the policy back towards the unsafe π_ref)."""
+    dispref_target: str = "policy"
+    """What must beat the logged loser action on dispreferred states: policy (a sample of π_θ, the paper's
+    counterfactual) or nearest_winner (the action of a preferred clip in the most similar state, by standardised
+    observation distance). At a state where π_θ still acts like the unsafe loser, pushing down the loser's action
+    against π_θ's own sample mostly widens π_θ; a winner's action gives the term a direction to move the mean."""
     cf_temperature: float = 1.0
     """Std scale of the policy-sampled counterfactual actions."""
     batch_size: int = 16
@@ -272,6 +283,9 @@ class PrefineConfig:
         if self.label_sets == "net" and self.counterfactuals != "policy":
             raise ValueError(f"counterfactuals={self.counterfactuals!r} contrasts each winner with its own loser: "
                              "it needs label_sets='pairs'")
+        if self.dispref_target != "policy" and self.counterfactuals != "policy":
+            raise ValueError(f"dispref_target={self.dispref_target!r} replaces the dispreferred counterfactual; "
+                             "it needs counterfactuals='policy'")
         if self.implicit_reward == "logp" and self.reference_sync_every:
             raise ValueError("reference_sync_every refreshes a reference that implicit_reward='logp' does not use; set it to 0")
         if self.select == "heldout" and self.heldout_fraction <= 0:
@@ -331,10 +345,10 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
 }
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
 FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio",
-                                         "lr_schedule": "constant"}
+                                         "lr_schedule": "constant", "dispref_target": "policy"}
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
                                              "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS,
-                                             "lr_schedule": LR_SCHEDULES}
+                                             "lr_schedule": LR_SCHEDULES, "dispref_target": DISPREF_TARGETS}
 
 
 def config_fields() -> list[dict]:

@@ -129,19 +129,38 @@ class _Clips:
         with torch.no_grad():
             self.ref = reference.log_prob(self.obs, self.act)  # (N, W)
         self.flat = torch.cat([torch.arange(c.length) + i * width for i, c in enumerate(clips)])  # real steps
+        self.target: torch.Tensor | None = None  # (N, W, act_dim), see nearest_actions
 
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def nearest_actions(self, other: "_Clips", chunk: int = 1024) -> torch.Tensor:
+        """(N, W, act_dim): for each of these clips' steps, the action ``other`` took in its nearest state.
+
+        Distance: Euclidean on observations standardised over both sets' real steps (padding gets zeros).
+        """
+        obs_dim, width = self.obs.shape[-1], self.obs.shape[1]
+        mine, theirs = self.obs.reshape(-1, obs_dim)[self.flat], other.obs.reshape(-1, obs_dim)[other.flat]
+        both = torch.cat([mine, theirs])
+        mean, std = both.mean(0), both.std(0).clamp(min=1e-6)
+        mine, theirs = (mine - mean) / std, (theirs - mean) / std
+        nearest = torch.cat([torch.cdist(part, theirs).argmin(-1) for part in mine.split(chunk)])  # (real steps,)
+        actions = other.act.reshape(-1, other.act.shape[-1])[other.flat][nearest]
+        target = torch.zeros(len(self) * width, actions.shape[-1])
+        target[self.flat] = actions
+        return target.reshape(len(self), width, -1)
+
     def segments(self, idx: np.ndarray, length: int, rng: np.random.Generator):
-        """Random windows of ``length`` steps from clips ``idx`` (B,): obs, act, ref, mask."""
+        """Random windows of ``length`` steps from clips ``idx`` (B,): obs, act, ref, mask, and the
+        windows' nearest-winner actions (None unless ``target`` is set)."""
         lengths = self.lengths[idx].numpy()
         starts = (rng.random(len(idx)) * np.maximum(lengths - length + 1, 1)).astype(np.int64)  # (B,)
         t = torch.as_tensor(starts)[:, None] + torch.arange(length)[None, :]  # (B, L)
         mask = (t < torch.as_tensor(lengths)[:, None]).float()  # (B, L)
         t = t.clamp(max=self.obs.shape[1] - 1)
         rows = torch.as_tensor(idx)[:, None].expand_as(t)  # (B, L)
-        return self.obs[rows, t], self.act[rows, t], self.ref[rows, t], mask
+        target = None if self.target is None else self.target[rows, t]
+        return self.obs[rows, t], self.act[rows, t], self.ref[rows, t], mask, target
 
     def steps(self, n: int, rng: np.random.Generator):
         """``n`` random real (state, action) pairs: (n, obs_dim), (n, act_dim)."""
@@ -153,10 +172,10 @@ class _Clips:
 def sample_batch(pos: _Clips, neg: _Clips, paired: bool, config: PrefineConfig, rng: np.random.Generator) -> Batch:
     i = rng.integers(0, len(pos), config.batch_size)
     j = i if paired else rng.integers(0, len(neg), config.batch_size)
-    p_obs, p_act, p_ref, p_mask = pos.segments(i, config.segment_length, rng)
-    n_obs, n_act, n_ref, n_mask = neg.segments(j, config.segment_length, rng)
+    p_obs, p_act, p_ref, p_mask, _ = pos.segments(i, config.segment_length, rng)
+    n_obs, n_act, n_ref, n_mask, n_target = neg.segments(j, config.segment_length, rng)
     bc_obs, bc_act = pos.steps(config.bc_batch_size, rng)
-    return Batch(p_obs, p_act, p_ref, p_mask, n_obs, n_act, n_ref, n_mask, bc_obs, bc_act)
+    return Batch(p_obs, p_act, p_ref, p_mask, n_obs, n_act, n_ref, n_mask, bc_obs, bc_act, n_target)
 
 
 def with_ratio_reference(batch: Batch, ratio_reference: TanhGaussianPolicy) -> Batch:
@@ -374,6 +393,8 @@ class PrefineTrainer:
             write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1))
         pos = _Clips(self.train_data.winners, self.reference)
         neg = _Clips(self.train_data.losers, self.reference)
+        if c.dispref_target == "nearest_winner" and not c.is_bc:
+            neg.target = neg.nearest_actions(pos)
         with SafetyTask(self.task_id) as task:
             if not self.history:
                 self._record_eval(self._validate(task))

@@ -29,6 +29,7 @@ VARIANTS = {
     "logp": ("prefine", {"implicit_reward": "logp"}),
     "cosine": ("prefine", {"lr_schedule": "cosine"}),
     "bc_cosine": ("bc", {"lr_schedule": "cosine"}),
+    "nearest_winner": ("prefine", {"dispref_target": "nearest_winner"}),
 }
 VALIDATION_SEED = 9_500
 

@@ -119,6 +119,25 @@ def test_gradient_moves_probability_towards_preferred_and_away_from_dispreferred
         assert policy.log_prob(batch.neg_obs, batch.neg_act).sum().item() < before_neg - 1.0
 
 
+def test_a_nearest_winner_target_moves_the_mean_from_the_loser_action_towards_the_target():
+    """With the policy's own sample as the contrast the D⁻ term mostly widens π at its mode; with a given
+    safe action as the contrast it moves the mean there (the point of dispref_target='nearest_winner')."""
+    reference = _policy()
+    batch = _batch(reference)
+    with torch.no_grad():  # the loser acted as π_ref's mode; the target is another action at the same states
+        loser = torch.tanh(reference.distribution(batch.neg_obs)[0])
+        batch = batch._replace(neg_act=loser, neg_ref=reference.log_prob(batch.neg_obs, loser))
+    target = loser * 0.2 + 0.5
+    only_dispref = dict(pref_weight=0.0, dispref_weight=1.0, bc_weight=0.0, beta=0.5, margin_clip=0.0)
+    toward = _train(PrefineConfig(**only_dispref, dispref_target="nearest_winner"), batch._replace(neg_target=target), reference)
+    sampled = _train(PrefineConfig(**only_dispref), batch, reference)
+    with torch.no_grad():
+        gap = lambda p: (torch.tanh(p.distribution(batch.neg_obs)[0]) - target).abs().mean().item()  # noqa: E731
+        assert gap(toward) < 0.6 * gap(reference)
+        assert gap(sampled) > 0.8 * gap(reference)
+        assert toward.log_prob(batch.neg_obs, target).sum() > reference.log_prob(batch.neg_obs, target).sum() + 1.0
+
+
 def test_trajectory_dpo_raises_the_winner_over_the_loser():
     reference = _policy()
     batch = _batch(reference)
@@ -140,10 +159,16 @@ def test_bc_only_is_the_nll_of_the_winners():
 
 
 @pytest.mark.parametrize("field,value", [("beta", 0.0), ("steps", 0), ("steps", 2.5), ("sigmoid", "token"),
-                                         ("val_seed", 10_000), ("learning_rate", float("nan"))])
+                                         ("val_seed", 10_000), ("learning_rate", float("nan")),
+                                         ("lr_schedule", "linear"), ("dispref_target", "nearest")])
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         PrefineConfig(**{field: value})
+
+
+def test_a_nearest_winner_target_needs_the_policy_counterfactuals():
+    with pytest.raises(ValueError, match="dispref_target.*counterfactuals='policy'"):
+        PrefineConfig(dispref_target="nearest_winner", counterfactuals="mixed", label_sets="pairs")
 
 
 def test_config_round_trip_and_field_listing():

@@ -92,6 +92,24 @@ def test_a_cosine_schedule_takes_adam_from_the_learning_rate_down_to_zero(setup,
     assert flat.optimizer.param_groups[0]["lr"] == 0.01
 
 
+def test_each_loser_step_gets_the_action_of_the_winner_step_in_the_nearest_state(setup):
+    from dataclasses import replace
+
+    from prefine_core.trainer import _Clips
+
+    reference, data, _ = setup
+    winners = _Clips(data.winners[:2], reference)
+    a, b = data.winners[0], data.winners[1]
+    # a loser that visits b's states 3 and 7, then a's state 5, with its own actions
+    obs = np.stack([b.obs[3], b.obs[7], a.obs[5]]) + 1e-4
+    loser = replace(data.losers[0].window(0, 3), obs=obs)
+    losers = _Clips([loser, data.losers[1]], reference)
+    target = losers.nearest_actions(winners, chunk=2)  # chunked like a large set
+    assert target.shape == (2, losers.obs.shape[1], a.actions.shape[1])
+    assert torch.allclose(target[0, :3], torch.as_tensor(np.stack([b.actions[3], b.actions[7], a.actions[5]])))
+    assert torch.all(target[0, 3:] == 0)  # padding
+
+
 def test_a_trust_region_reference_follows_the_policy_every_sync(setup, tmp_path):
     reference, data, _ = setup
     trainer = PrefineTrainer(reference, data, _config(select="last", steps=20, reference_sync_every=5), tmp_path)
@@ -107,7 +125,8 @@ def test_a_trust_region_reference_follows_the_policy_every_sync(setup, tmp_path)
                                 dict(counterfactuals="mixed", sigmoid="step", label_sets="pairs"), dict(label_sets="pairs"),
                                 dict(pref_weight=0.0, dispref_weight=0.0), dict(select="heldout", heldout_fraction=0.25),
                                 dict(implicit_reward="logp", select="heldout", heldout_fraction=0.25),
-                                dict(reference_sync_every=3, select="heldout", heldout_fraction=0.25)])
+                                dict(reference_sync_every=3, select="heldout", heldout_fraction=0.25),
+                                dict(dispref_target="nearest_winner"), dict(dispref_target="nearest_winner", label_sets="pairs")])
 def test_ablations_and_baselines_run(setup, tmp_path, kw):
     reference, data, _ = setup
     result = PrefineTrainer(reference, data, _config(steps=10, **{"select": "last", **kw}), tmp_path).run()
