@@ -30,6 +30,7 @@ VARIANTS = {
     "cosine": ("prefine", {"lr_schedule": "cosine"}),
     "bc_cosine": ("bc", {"lr_schedule": "cosine"}),
     "nearest_winner": ("prefine", {"dispref_target": "nearest_winner"}),
+    "nearest_winner_cosine": ("prefine", {"dispref_target": "nearest_winner", "lr_schedule": "cosine"}),
 }
 VALIDATION_SEED = 9_500
 
