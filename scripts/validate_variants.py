@@ -31,6 +31,8 @@ VARIANTS = {
     "bc_cosine": ("bc", {"lr_schedule": "cosine"}),
     "nearest_winner": ("prefine", {"dispref_target": "nearest_winner"}),
     "nearest_winner_cosine": ("prefine", {"dispref_target": "nearest_winner", "lr_schedule": "cosine"}),
+    "val4": ("prefine", {"eval_episodes": 4}),
+    "bc_val4": ("bc", {"eval_episodes": 4}),
 }
 VALIDATION_SEED = 9_500
 
