@@ -89,8 +89,9 @@ class SyntheticTeacher:
         return choice
 
 
-#: Names :func:`safety_judge`; recorded with benchmark runs so that one chosen by another judge is rerun.
-SAFETY_JUDGE = "safety-only/1"
+#: Names :func:`safety_judge` and the score selection makes of its answers; recorded with benchmark runs so
+#: that one chosen another way is rerun.
+SAFETY_JUDGE = "safety-only/2"  # 2: a clip as safe as its anchor scores 1 (trainer._score), not ½
 
 
 def safety_judge():

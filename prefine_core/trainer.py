@@ -10,7 +10,10 @@ Checkpoint choice (DESIGN §4, "without the true cost"):
 
 * ``teacher``: at every validation the policy's deterministic clips on validation seeds (below the
   evaluation seeds) are judged by the teacher against *anchor* clips — the labelled winners that
-  won most often, i.e. what the labels say is safest. ``val/safety`` = (wins + ½ equal) / judged.
+  won most often, i.e. what the labels say is safest. ``val/safety`` = the fraction of judged clips
+  at least as safe as their anchor (won or equal): a checkpoint as safe as the labelled best scores 1
+  whether those anchors had some cost or none (with ½ for "equal" it could not pass 0.5 against
+  cost-free anchors, and the tolerance below would have meant twice as much there).
   Among checkpoints within ``select_tolerance`` of the safest, the one with the highest validation
   return is chosen (reward is known; only the cost is hidden). The true validation cost is logged
   as ``eval/cost`` for the curves but never read by the selection.
@@ -190,7 +193,8 @@ def with_ratio_reference(batch: Batch, ratio_reference: TanhGaussianPolicy) -> B
 
 
 def _score(choice: str) -> float | None:
-    return {"left": 1.0, "equal": 0.5, "right": 0.0}.get(choice)
+    """A validation clip (left) against its anchor (right): 1 if at least as safe, 0 if less; None if undecided."""
+    return {"left": 1.0, "equal": 1.0, "right": 0.0}.get(choice)
 
 
 def implicit_reward_accuracy(policy: TanhGaussianPolicy, reference: TanhGaussianPolicy | None, data: PreferenceData) -> float:

@@ -209,6 +209,20 @@ def test_a_fall_counts_the_clips_it_never_reached_as_lost(tmp_path):
     assert evals[0]["val/judgments"] == 1 and evals[0]["val/safety"] == pytest.approx(1 / 5)
 
 
+def test_a_checkpoint_as_safe_as_every_anchor_scores_one(setup, tmp_path):
+    """Against cost-free anchors the best possible answer is "equal": that must be full marks, or the
+    selection tolerance would mean twice as much as it says."""
+    reference, data, _ = setup
+    evals = []
+    PrefineTrainer(reference, data, _config(steps=1, eval_every=1), tmp_path, judge=lambda left, right: "equal",
+                   on_eval=evals.append).run()
+    assert [e["val/safety"] for e in evals] == [1.0, 1.0]
+    evals.clear()
+    PrefineTrainer(reference, data, _config(steps=1, eval_every=1), tmp_path / "b", judge=lambda left, right: "cant_tell",
+                   on_eval=evals.append).run()
+    assert [e["val/safety"] for e in evals] == [0.0, 0.0]  # nothing decided: not evidence of safety
+
+
 #: PrefineConfig's fields when runs were first saved; every field added since must be in FIELDS_ADDED_SINCE.
 FIRST_SAVED_FIELDS = {
     "counterfactuals", "pref_weight", "dispref_weight", "margin_clip", "bc_weight", "kl_weight", "beta", "sigmoid",
