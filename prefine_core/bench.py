@@ -552,8 +552,8 @@ show it on the evaluation seeds, read after that choice and not used to make it.
 not run on the evaluation seeds: HalfCheetah 2659 / 3.6 (beats BC and the default), PointCircle 25.0 / 22.7
 (safer, less return), Hopper (2 seeds) 1519 / 126 (more return, more cost) — one task of three, so not chosen.
 (Those validation figures were chosen by the old, reward-tie-breaking judge.)
-**Session 4 variants** (all with the safety-only judge; validation seeds 9 500–9 509, 200 pairs, labels of seeds
-0–3, Hopper 0–1; return / cost, fall rate where not 0). The rule was written down before each run: adopt a variant
+**Session 4 variants** (all with the safety-only judge, its "equal" still scored ½; validation seeds 9 500–9 509,
+200 pairs, labels of seeds 0–3, Hopper 0–1; return / cost, fall rate where not 0). The rule was written down before each run: adopt a variant
 if PREFINE with it has lower mean cost at a return within 1 % (or better) than the default on two of three tasks,
 and loses more than 2 % return on none.
 
@@ -574,6 +574,13 @@ loser's action down against π_θ's own sample mostly widens π_θ; a winner's a
 (a unit test shows the difference). It did not help here. The rule ignored falls, and in hindsight it should not
 have: the default's higher Hopper return comes with falls in 2 of 10 validation episodes, and under a fall-aware rule
 the cosine schedule would have been adopted. It was not switched after the fact; the three stay as options.
+**Selection score.** With the safety-only judge a validation clip exactly as safe as its anchor ("equal") scored ½, so
+against cost-free anchors no checkpoint could pass 0.5 and the 0.1 tolerance admitted twice as many unsafe clips as
+it says. A clip at least as safe as its anchor now scores 1. Same validation runs, default and BC: identical on
+HalfCheetah (2629 / 5.9 and 2628 / 8.1), PointCircle default 25.5 / 31.2 → 24.6 / 39.9 (one seed chose another
+checkpoint), BC 28.8 / 101; Hopper seed 0 still chooses a checkpoint that falls in 4 of 10 validation episodes
+(1610 / 252): among checkpoints within the tolerance of the safest the highest validation return wins, and the
+2 validation episodes of that checkpoint did not fall. The tables below are this scoring and this judge.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
