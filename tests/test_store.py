@@ -346,3 +346,62 @@ def test_workspace_registers_shipped_policies_idempotently(tmp_path, monkeypatch
     ws = Workspace.open(tmp_path / "ws", shipped=tmp_path / "policies")
     assert sorted(p.kind for p in ws.store.list_policies(CHEETAH)) == ["behaviour", "reference"]
     assert ws.store.url.endswith("prefine.db")
+
+
+def _workspace_with_one_of_everything(data, episode):
+    """A workspace under ``data/workspace`` with a shipped policy beside it, two clips, a pair video and a run log."""
+    from prefine_core.policy import save_policy
+    from prefine_core.workspace import Workspace
+
+    (data / "policies" / CHEETAH).mkdir(parents=True)
+    save_policy(make_policy(CHEETAH), data / "policies" / CHEETAH / "reference.safetensors")
+    ws = Workspace.open(data / "workspace", db_url=f"sqlite:///{data / 'workspace.db'}", shipped=data / "policies")
+    [shipped] = ws.store.list_policies()
+    ids = [ws.store.add_trajectory(clip, shipped.id, "test", ws.trajectories_dir) for clip in (episode, episode.window(0, 10))]
+    pair = ws.store.add_pair(*ids, "random", 0.0, "test")
+    ws.pair_video_path(pair).write_bytes(b"mp4")
+    ws.store.set_pair_video(pair, ws.pair_video_path(pair))
+    run = ws.store.create_run(CHEETAH, shipped.id, "finetune", {})
+    ws.store.update_run(run, log_path=ws.runs_dir / "run.log")
+    ws.store.close()
+    return ids, pair, run
+
+
+def _assert_every_file_found(data, ids, pair, run, episode):
+    from pathlib import Path
+
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(data / "workspace", db_url=f"sqlite:///{data / 'workspace.db'}", shipped=data / "policies")
+    assert [p.path for p in ws.store.list_policies()] == [str(data / "policies" / CHEETAH / "reference.safetensors")]
+    assert ws.store.get_trajectory(ids[0]).length == episode.length  # the arrays load from the new place
+    assert Path(ws.store.get_pair(pair).video_path).read_bytes() == b"mp4"
+    assert ws.store.get_run(run).log_path == str(ws.runs_dir / "run.log")
+    ws.store.close()
+
+
+def test_a_moved_workspace_keeps_every_file_its_rows_name(tmp_path, cheetah_episode):
+    import shutil
+
+    ids, pair, run = _workspace_with_one_of_everything(tmp_path / "before" / "data", cheetah_episode)
+    shutil.move(tmp_path / "before", tmp_path / "after")  # e.g. the checkout renamed
+    _assert_every_file_found(tmp_path / "after" / "data", ids, pair, run, cheetah_episode)  # and no second shipped row
+
+
+def test_rows_with_absolute_paths_from_before_are_made_relative_on_open(tmp_path, cheetah_episode):
+    import shutil
+
+    from prefine_core.store import Store
+
+    data = tmp_path / "before" / "data"
+    ids, pair, run = _workspace_with_one_of_everything(data, cheetah_episode)
+    url = f"sqlite:///{data / 'workspace.db'}"
+    with Store(url).engine.begin() as conn:  # as stored before: absolute
+        for table, column in (("policies", "path"), ("trajectories", "path"), ("pairs", "video_path"), ("runs", "log_path")):
+            conn.execute(text(f"UPDATE {table} SET {column} = :home || '/workspace/' || {column}"), {"home": str(data)})
+    assert Store(url).trajectory_record(ids[0]).path.startswith(str(data))
+    _assert_every_file_found(data, ids, pair, run, cheetah_episode)  # opening it rewrites them
+    with Store(url).engine.connect() as conn:
+        assert not any(path.startswith("/") for (path,) in conn.execute(text("SELECT path FROM trajectories")))
+    shutil.move(tmp_path / "before", tmp_path / "after")
+    _assert_every_file_found(tmp_path / "after" / "data", ids, pair, run, cheetah_episode)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
+from prefine_core.store.paths import FilePaths
 from prefine_core.store.records import (
     LABEL_CHOICES, MAX_NAME, POLICY_KINDS, RETRACT, RUN_STATUSES, LabelRecord, PairRecord, PolicyRecord,
     RunRecord, TrajectoryRecord,
@@ -74,8 +75,8 @@ def _insert_ignore(conn: Connection, table, key: str, **values) -> None:
 class _Writer:
     """The writes of one transaction; files it wrote are removed if the transaction fails."""
 
-    def __init__(self, conn: Connection):
-        self.conn = conn
+    def __init__(self, conn: Connection, paths: FilePaths):
+        self.conn, self.paths = conn, paths
         self.written: list[Path] = []
 
     def ensure_task(self, task_id: str) -> str:
@@ -96,7 +97,7 @@ class _Writer:
 
     def add_policy(self, name, path, task_id, kind, parent_id=None, provenance=None) -> int:
         name = _text("name", name, 200)
-        path = _text("path", str(path), 4096)
+        path = _text("path", self.paths.to_row(path), 4096)
         if kind not in POLICY_KINDS:
             raise ValueError(f"kind must be one of {POLICY_KINDS}, got {kind!r}")
         if provenance is not None and not isinstance(provenance, dict):
@@ -129,11 +130,11 @@ class _Writer:
         path = save_trajectory(trajectory, folder, f"traj-{uuid.uuid4().hex[:16]}")
         self.written.append(path)
         return self.conn.execute(insert(S.trajectories).values(
-            task_id=task_id, policy_id=policy_id, source=source, path=str(path.resolve()), seed=trajectory.seed,
+            task_id=task_id, policy_id=policy_id, source=source, path=self.paths.to_row(path.resolve()), seed=trajectory.seed,
             start=trajectory.start, length=trajectory.length, total_return=trajectory.total_return,
             total_cost=trajectory.total_cost, fell=trajectory.fell, terminated=bool(trajectory.terminated),
             truncated=bool(trajectory.truncated), temperature=temperature,
-            video_path=None if video_path is None else str(video_path), created_at=S.utcnow(),
+            video_path=self.paths.to_row(video_path), created_at=S.utcnow(),
         ).returning(S.trajectories.c.id)).scalar_one()
 
     def add_pair(self, left_id, right_id, strategy, score, reason, video_path=None) -> int:
@@ -152,7 +153,7 @@ class _Writer:
             raise ValueError(f"left_id {left_id} ({rows[left_id]}) and right_id {right_id} ({rows[right_id]}) are from different tasks")
         return self.conn.execute(insert(S.pairs).values(
             task_id=rows[left_id], left_id=left_id, right_id=right_id, strategy=strategy, score=score, reason=reason,
-            video_path=None if video_path is None else str(video_path), created_at=S.utcnow(),
+            video_path=self.paths.to_row(video_path), created_at=S.utcnow(),
         ).returning(S.pairs.c.id)).scalar_one()
 
     def _latest_label(self, pair_id: int, annotator_id: int):
@@ -205,14 +206,37 @@ class Store:
     Opening it migrates the schema to the newest version.
     """
 
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool = True, root: str | os.PathLike | None = None):
         self.url = url
+        self.paths = FilePaths(root)  # a workspace's store keeps its files' paths relative (store/paths.py)
         self.engine = make_engine(url)
         if migrate:
             upgrade(self.engine)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def keep_paths_relative(self) -> int:
+        """Rewrite absolute paths that lie inside the workspace's parent folder in the relative form new rows
+        get (rows written before paths were kept relative); returns how many changed. Nothing without a root."""
+        home = self.paths.home
+        if home is None:
+            return 0
+        columns = [(S.policies, "path"), (S.trajectories, "path"), (S.trajectories, "video_path"), (S.pairs, "video_path"),
+                   (S.runs, "log_path")]
+
+        def write(w: _Writer) -> int:
+            changed = 0
+            for table, name in columns:
+                column = table.c[name]
+                for row_id, stored in w.conn.execute(select(table.c.id, column).where(column.like(f"{home}/%"))).all():
+                    relative = self.paths.to_row(stored)
+                    if relative != stored:
+                        w.conn.execute(update(table).where(table.c.id == row_id).values({name: relative}))
+                        changed += 1
+            return changed
+
+        return self._write(write)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -229,7 +253,7 @@ class Store:
         attempts: list[tuple[list[Path], list[bool]]] = []
 
         def attempt(conn):
-            writer, reached_commit = _Writer(conn), [False]
+            writer, reached_commit = _Writer(conn, self.paths), [False]
             attempts.append((writer.written, reached_commit))
             result = fn(writer)
             reached_commit[0] = True
@@ -254,7 +278,7 @@ class Store:
         """
         with self.engine.connect() as conn:
             conn.execution_options(prefine_write=True)
-            writer = _Writer(conn)
+            writer = _Writer(conn, self.paths)
             try:
                 with conn.begin():
                     yield writer
@@ -273,7 +297,7 @@ class Store:
         row = self._read(lambda c: c.execute(select(S.policies).where(S.policies.c.id == policy_id)).first())
         if row is None:
             raise ValueError(f"policy_id {policy_id} does not exist")
-        return PolicyRecord(**row._mapping)
+        return self.paths.located(PolicyRecord(**row._mapping))
 
     def list_policies(self, task_id: str | None = None, kind: str | None = None) -> list[PolicyRecord]:
         query = select(S.policies).order_by(S.policies.c.id)
@@ -281,7 +305,7 @@ class Store:
             query = query.where(S.policies.c.task_id == task_id)
         if kind is not None:
             query = query.where(S.policies.c.kind == kind)
-        return [PolicyRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+        return [self.paths.located(PolicyRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
 
     # -- trajectories -------------------------------------------------------------------------
     def add_trajectory(self, trajectory: "Trajectory", policy_id: int | None, source: str, folder: str | os.PathLike,
@@ -293,7 +317,7 @@ class Store:
         row = self._read(lambda c: c.execute(select(S.trajectories).where(S.trajectories.c.id == trajectory_id)).first())
         if row is None:
             raise ValueError(f"trajectory_id {trajectory_id} does not exist")
-        return TrajectoryRecord(**row._mapping)
+        return self.paths.located(TrajectoryRecord(**row._mapping))
 
     def get_trajectory(self, trajectory_id: int) -> "Trajectory":
         from prefine_core.rollout import load_trajectory
@@ -306,10 +330,10 @@ class Store:
             query = query.where(S.trajectories.c.task_id == task_id)
         if source is not None:
             query = query.where(S.trajectories.c.source == source)
-        return [TrajectoryRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+        return [self.paths.located(TrajectoryRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
 
     def set_trajectory_video(self, trajectory_id: int, video_path: str | os.PathLike) -> None:
-        self._set(S.trajectories, "trajectory_id", trajectory_id, video_path=str(video_path))
+        self._set(S.trajectories, "trajectory_id", trajectory_id, video_path=self.paths.to_row(video_path))
 
     # -- pairs --------------------------------------------------------------------------------
     def add_pair(self, left_id: int, right_id: int, strategy: str, score: float, reason: str,
@@ -318,7 +342,7 @@ class Store:
         return self._write(lambda w: w.add_pair(left_id, right_id, strategy, score, reason, video_path))
 
     def set_pair_video(self, pair_id: int, video_path: str | os.PathLike) -> None:
-        self._set(S.pairs, "pair_id", pair_id, video_path=str(video_path))
+        self._set(S.pairs, "pair_id", pair_id, video_path=self.paths.to_row(video_path))
 
     def _set(self, table, field: str, row_id: int, **values) -> None:
         row_id = _int_id(field, row_id)
@@ -353,7 +377,7 @@ class Store:
         row = self._read(lambda c: c.execute(select(S.pairs).where(S.pairs.c.id == pair_id)).first())
         if row is None:
             raise ValueError(f"pair_id {pair_id} does not exist")
-        return PairRecord(**row._mapping)
+        return self.paths.located(PairRecord(**row._mapping))
 
     def list_pairs(self, task_id: str | None = None, without_video: bool = False) -> list[PairRecord]:
         query = select(S.pairs).order_by(S.pairs.c.id)
@@ -361,7 +385,7 @@ class Store:
             query = query.where(S.pairs.c.task_id == task_id)
         if without_video:
             query = query.where(S.pairs.c.video_path.is_(None))
-        return [PairRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+        return [self.paths.located(PairRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
 
     def next_pair(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> PairRecord | None:
         """The next pair for ``annotator``, or None when there is none left for them.
@@ -393,7 +417,7 @@ class Store:
             if row is None:
                 return None
             w.hold(row.id, me, judged=False)
-            return PairRecord(**row._mapping)
+            return self.paths.located(PairRecord(**row._mapping))
 
         return self._write(serve)
 
@@ -511,19 +535,21 @@ class Store:
             raise ValueError(f"heartbeat must be a datetime or True, got {fields['heartbeat']!r}")
         if fields.get("output_policy_id") is not None:
             self.get_policy(_int_id("output_policy_id", fields["output_policy_id"]))
+        if fields.get("log_path") is not None:
+            fields["log_path"] = self.paths.to_row(fields["log_path"])
         self._set(S.runs, "run_id", run_id, updated_at=S.utcnow(), **fields)
 
     def get_run(self, run_id: int) -> RunRecord:
         row = self._read(lambda c: c.execute(select(S.runs).where(S.runs.c.id == run_id)).first())
         if row is None:
             raise ValueError(f"run_id {run_id} does not exist")
-        return RunRecord(**row._mapping)
+        return self.paths.located(RunRecord(**row._mapping))
 
     def list_runs(self, task_id: str | None = None) -> list[RunRecord]:
         query = select(S.runs).order_by(S.runs.c.id.desc())
         if task_id is not None:
             query = query.where(S.runs.c.task_id == task_id)
-        return [RunRecord(**r._mapping) for r in self._read(lambda c: c.execute(query).all())]
+        return [self.paths.located(RunRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
 
     def add_metrics(self, run_id: int, step: int, metrics: dict[str, float]) -> None:
         """One row per metric name (``group/name``) at ``step``; all in one transaction."""
