@@ -151,9 +151,15 @@ def lagrangian(config: BenchConfig, log: Callable, default_steps: int) -> tuple[
 
 
 def stale_path(out_dir: Path, name: str) -> Path:
-    """Where a cached result made with other settings is set aside (kept, never reused): out_dir/stale/<name>-<time>."""
+    """Where a cached result made with other settings is set aside (kept, never reused): out_dir/stale/<name>-<time>,
+    with -2, -3 … when the same name was already set aside within that second."""
     (out_dir / "stale").mkdir(parents=True, exist_ok=True)
-    return out_dir / "stale" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = out_dir / "stale" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def _same_lagrangian(meta: dict, config: BenchConfig, steps: int) -> bool:

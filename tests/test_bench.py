@@ -146,3 +146,12 @@ def test_a_cached_lagrangian_counts_only_when_trained_as_asked():
     assert not _same_lagrangian({**old, "cost_limit": 101.3}, config, 1_000_000)
     assert not _same_lagrangian({k: v for k, v in old.items() if k != "lagrange_lr"}, config, 1_000_000)  # was 0.05
     assert _same_lagrangian({**old, "steps": 10_000_000, "env_steps": 10_001_792}, config, 10_000_000)
+
+
+def test_two_results_set_aside_in_the_same_second_get_different_places(tmp_path):
+    from prefine_core.bench import stale_path
+
+    first = stale_path(tmp_path, "prefine_n2_s0")
+    first.mkdir()
+    second = stale_path(tmp_path, "prefine_n2_s0")  # same second (a run and its rerun, both stale)
+    assert second != first and not second.exists() and second.parent == first.parent
