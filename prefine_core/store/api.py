@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
-from prefine_core.store.paths import FilePaths
+from prefine_core.store.paths import PATH_FIELDS, FilePaths
 from prefine_core.store.records import (
     LABEL_CHOICES, MAX_NAME, POLICY_KINDS, RETRACT, RUN_STATUSES, LabelRecord, PairRecord, PolicyRecord,
     RunRecord, TrajectoryRecord,
@@ -222,8 +222,8 @@ class Store:
         home = self.paths.home
         if home is None:
             return 0
-        columns = [(S.policies, "path"), (S.trajectories, "path"), (S.trajectories, "video_path"), (S.pairs, "video_path"),
-                   (S.runs, "log_path")]
+        columns = [(table, column.name) for table in (S.policies, S.trajectories, S.pairs, S.runs)
+                   for column in table.columns if column.name in PATH_FIELDS]
 
         def write(w: _Writer) -> int:
             changed = 0
@@ -240,6 +240,10 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _record(self, cls, row):
+        """A record of ``cls`` from a row, its file paths absolute (store/paths.py)."""
+        return self.paths.located(cls(**row._mapping))
 
     # -- transactions -------------------------------------------------------------------------
     def _write(self, fn):
@@ -297,7 +301,7 @@ class Store:
         row = self._read(lambda c: c.execute(select(S.policies).where(S.policies.c.id == policy_id)).first())
         if row is None:
             raise ValueError(f"policy_id {policy_id} does not exist")
-        return self.paths.located(PolicyRecord(**row._mapping))
+        return self._record(PolicyRecord, row)
 
     def list_policies(self, task_id: str | None = None, kind: str | None = None) -> list[PolicyRecord]:
         query = select(S.policies).order_by(S.policies.c.id)
@@ -305,7 +309,7 @@ class Store:
             query = query.where(S.policies.c.task_id == task_id)
         if kind is not None:
             query = query.where(S.policies.c.kind == kind)
-        return [self.paths.located(PolicyRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
+        return [self._record(PolicyRecord, r) for r in self._read(lambda c: c.execute(query).all())]
 
     # -- trajectories -------------------------------------------------------------------------
     def add_trajectory(self, trajectory: "Trajectory", policy_id: int | None, source: str, folder: str | os.PathLike,
@@ -317,7 +321,7 @@ class Store:
         row = self._read(lambda c: c.execute(select(S.trajectories).where(S.trajectories.c.id == trajectory_id)).first())
         if row is None:
             raise ValueError(f"trajectory_id {trajectory_id} does not exist")
-        return self.paths.located(TrajectoryRecord(**row._mapping))
+        return self._record(TrajectoryRecord, row)
 
     def get_trajectory(self, trajectory_id: int) -> "Trajectory":
         from prefine_core.rollout import load_trajectory
@@ -330,7 +334,7 @@ class Store:
             query = query.where(S.trajectories.c.task_id == task_id)
         if source is not None:
             query = query.where(S.trajectories.c.source == source)
-        return [self.paths.located(TrajectoryRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
+        return [self._record(TrajectoryRecord, r) for r in self._read(lambda c: c.execute(query).all())]
 
     def set_trajectory_video(self, trajectory_id: int, video_path: str | os.PathLike) -> None:
         self._set(S.trajectories, "trajectory_id", trajectory_id, video_path=self.paths.to_row(video_path))
@@ -377,7 +381,7 @@ class Store:
         row = self._read(lambda c: c.execute(select(S.pairs).where(S.pairs.c.id == pair_id)).first())
         if row is None:
             raise ValueError(f"pair_id {pair_id} does not exist")
-        return self.paths.located(PairRecord(**row._mapping))
+        return self._record(PairRecord, row)
 
     def list_pairs(self, task_id: str | None = None, without_video: bool = False) -> list[PairRecord]:
         query = select(S.pairs).order_by(S.pairs.c.id)
@@ -385,7 +389,7 @@ class Store:
             query = query.where(S.pairs.c.task_id == task_id)
         if without_video:
             query = query.where(S.pairs.c.video_path.is_(None))
-        return [self.paths.located(PairRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
+        return [self._record(PairRecord, r) for r in self._read(lambda c: c.execute(query).all())]
 
     def next_pair(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> PairRecord | None:
         """The next pair for ``annotator``, or None when there is none left for them.
@@ -417,7 +421,7 @@ class Store:
             if row is None:
                 return None
             w.hold(row.id, me, judged=False)
-            return self.paths.located(PairRecord(**row._mapping))
+            return self._record(PairRecord, row)
 
         return self._write(serve)
 
@@ -543,13 +547,13 @@ class Store:
         row = self._read(lambda c: c.execute(select(S.runs).where(S.runs.c.id == run_id)).first())
         if row is None:
             raise ValueError(f"run_id {run_id} does not exist")
-        return self.paths.located(RunRecord(**row._mapping))
+        return self._record(RunRecord, row)
 
     def list_runs(self, task_id: str | None = None) -> list[RunRecord]:
         query = select(S.runs).order_by(S.runs.c.id.desc())
         if task_id is not None:
             query = query.where(S.runs.c.task_id == task_id)
-        return [self.paths.located(RunRecord(**r._mapping)) for r in self._read(lambda c: c.execute(query).all())]
+        return [self._record(RunRecord, r) for r in self._read(lambda c: c.execute(query).all())]
 
     def add_metrics(self, run_id: int, step: int, metrics: dict[str, float]) -> None:
         """One row per metric name (``group/name``) at ``step``; all in one transaction."""
