@@ -587,6 +587,15 @@ HalfCheetah (2629 / 5.9 and 2628 / 8.1), PointCircle default 25.5 / 31.2 → 24.
 checkpoint), BC 28.8 / 101; Hopper seed 0 still chooses a checkpoint that falls in 4 of 10 validation episodes
 (1610 / 252): among checkpoints within the tolerance of the safest the highest validation return wins, and the
 2 validation episodes of that checkpoint did not fall. The tables below are this scoring and this judge.
+**Selection rules** (session 5; written down before the study ran). Every checkpoint of the validation runs is
+evaluated on validation seeds 9 500–9 509 (`scripts/validate_selection.py`), and five rules, reading only what the
+selection may read (validation return and length on seeds 9 000…, `val/safety`), pick one checkpoint each:
+today's (highest return within 0.1 of the safest), `safest` (highest `val/safety`, ties by return), `fall_free`
+(today's among checkpoints whose validation episodes did not fall), `smoothed` (today's on `val/safety` averaged
+with the neighbouring checkpoints') and `latest_safe` (the latest within 0.1 of the safest). Adopt a rule if, for
+PREFINE, it gives lower mean validation cost at a return within 1 % (or better) than today's on two of three tasks,
+loses more than 2 % return on none and raises the fall rate on none; of several, the one with the lowest cost
+summed relative to today's. The same rule then serves every method.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

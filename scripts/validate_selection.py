@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""Checkpoint-selection rules compared on VALIDATION seeds (9 500…), never the evaluation seeds (10 000…).
+
+A fine-tune keeps every checkpoint and, for each, what the selection may read: the validation return and
+length on seeds 9 000… and ``val/safety`` (the teacher's verdicts against the anchors). This script
+evaluates every checkpoint of finished run folders (made by ``scripts/validate_variants.py``) on 10
+deterministic episodes from seed 9 500 — cached beside the checkpoints in ``selection-9500.json`` — and
+then reports, per task × variant × rule, the validation return / cost / fall rate of the checkpoint each
+rule picks. The "oracle" row (lowest cost, then highest return, on those very seeds) is no rule: it shows
+how much any rule could gain.
+
+    .venv/bin/python scripts/validate_selection.py data/bench/validation-safety-judge-2/hc ...
+
+The rules and the adoption criterion were fixed before the first run (BENCHMARKS.md, "Settings and why"):
+
+* ``return_within_tolerance`` (today's): highest validation return within 0.1 of the safest.
+* ``safest``: the highest ``val/safety``; ties broken by validation return.
+* ``fall_free``: today's rule among checkpoints whose validation episodes did not fall (all if none).
+* ``smoothed``: today's rule on ``val/safety`` averaged with the neighbouring checkpoints' (a checkpoint
+  between two unsafe ones is likely a lucky draw of 10 verdicts).
+* ``latest_safe``: the latest checkpoint within 0.1 of the safest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+VALIDATION_SEED = 9_500
+EPISODES = 10
+TOLERANCE = 0.1
+CACHE = "selection-9500.json"
+
+
+def _within(history: list[dict], key: str = "val/safety") -> list[dict]:
+    best = max(h[key] for h in history)
+    return [h for h in history if h[key] >= best - TOLERANCE]
+
+
+def return_within_tolerance(history: list[dict], full_length: int) -> dict:
+    return max(_within(history), key=lambda h: (h["eval/return"], h["step"]))
+
+
+def safest(history: list[dict], full_length: int) -> dict:
+    return max(history, key=lambda h: (h["val/safety"], h["eval/return"], h["step"]))
+
+
+def fall_free(history: list[dict], full_length: int) -> dict:
+    upright = [h for h in history if h["eval/length"] >= full_length]
+    return return_within_tolerance(upright or history, full_length)
+
+
+def smoothed(history: list[dict], full_length: int) -> dict:
+    scores = [h["val/safety"] for h in history]
+    rows = [{**h, "smoothed": float(np.mean(scores[max(0, i - 1): i + 2]))} for i, h in enumerate(history)]
+    return max(_within(rows, "smoothed"), key=lambda h: (h["eval/return"], h["step"]))
+
+
+def latest_safe(history: list[dict], full_length: int) -> dict:
+    return max(_within(history), key=lambda h: h["step"])
+
+
+RULES = {f.__name__: f for f in (return_within_tolerance, safest, fall_free, smoothed, latest_safe)}
+
+
+def checkpoint_outcomes(run: Path, task_id: str) -> dict[int, dict]:
+    """Validation outcome of every checkpoint of ``run`` (cached)."""
+    from prefine_core.evaluate import evaluate_policy
+    from prefine_core.policy import load_policy
+
+    cache = run / CACHE
+    outcomes = {int(k): v for k, v in json.loads(cache.read_text()).items()} if cache.exists() else {}
+    for path in sorted((run / "checkpoints").glob("step_*.safetensors")):
+        step = int(path.stem.split("_")[1])
+        if step not in outcomes:
+            ev = evaluate_policy(load_policy(path, task_id), task_id, episodes=EPISODES, seed=VALIDATION_SEED)
+            outcomes[step] = {"return": ev["return_mean"], "cost": ev["cost_mean"], "fall_rate": ev["fall_rate"]}
+            cache.write_text(json.dumps(outcomes, indent=1))
+    return outcomes
+
+
+def main() -> None:
+    import torch
+
+    from prefine_core.envs import SafetyTask
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="folders holding finished run folders")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    table: dict[tuple, list[dict]] = defaultdict(list)
+    for folder in args.folders:
+        for run in sorted(p for p in folder.iterdir() if (p / "state.json").exists()):
+            state = json.loads((run / "state.json").read_text())
+            config = json.loads((run / "config.json").read_text())
+            if state["step"] < config["steps"]:
+                print(f"skip {run}: unfinished", file=sys.stderr)
+                continue
+            task_id = _task_of(run)
+            with SafetyTask(task_id) as task:
+                full_length = task.max_episode_steps
+            outcomes = checkpoint_outcomes(run, task_id)
+            history = [h for h in state["history"] if h["step"] > 0]
+            variant = run.name.split("_n")[0]
+            picks = {name: rule(history, full_length)["step"] for name, rule in RULES.items()}
+            picks["oracle"] = min(outcomes, key=lambda s: (outcomes[s]["cost"], -outcomes[s]["return"]))
+            for name, step in picks.items():
+                table[(task_id, variant, name)].append({"step": step, **outcomes[step]})
+    for (task_id, variant, name), rows in sorted(table.items()):
+        print(json.dumps({"task": task_id, "variant": variant, "rule": name, "runs": len(rows),
+                          "return": round(float(np.mean([r["return"] for r in rows])), 1),
+                          "cost": round(float(np.mean([r["cost"] for r in rows])), 1),
+                          "fall_rate": round(float(np.mean([r["fall_rate"] for r in rows])), 2),
+                          "steps": [r["step"] for r in rows]}), flush=True)
+
+
+def _task_of(run: Path) -> str:
+    """The task a run's policy was made for (its checkpoint metadata)."""
+    from prefine_core.policy import read_meta
+
+    return read_meta(run / "policy.safetensors").task_id
+
+
+if __name__ == "__main__":
+    main()
