@@ -40,6 +40,7 @@ class Workspace:
         url = db_url or os.environ.get("PREFINE_DB_URL") or f"sqlite:///{root / 'prefine.db'}"
         ws = cls(root=root, store=Store(url, root=root), shipped=Path(shipped) if shipped is not None else None)
         ws.store.keep_paths_relative()  # rows from before paths were kept relative
+        ws.store.prune_receipts()  # receipts of writes a day old: no retry comes that late
         for folder in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir):
             folder.mkdir(exist_ok=True)
             remove_abandoned_writes(folder)  # temp files of writers killed mid-write (older than an hour)

@@ -301,20 +301,13 @@ def test_a_retried_write_keeps_only_the_committed_arrays(tmp_path, cheetah_episo
     assert list(folder.glob("*.npz")) == [Path(store.trajectory_record(trajectory_id).path)]
 
 
-def test_a_commit_whose_acknowledgement_is_lost_leaves_no_row_without_its_file(tmp_path, cheetah_episode, monkeypatch):
-    """The database commits, then the client hears an error (a dropped connection) and retries: the first
-    attempt's row is real, so its file must stay (the retry's row is a documented duplicate)."""
+def _lose_the_first_acknowledgement(store) -> list:
+    """The database commits the first write, then the client hears a dropped connection (and retries)."""
     import sqlite3
-    from pathlib import Path
 
     from sqlalchemy import event
     from sqlalchemy.exc import OperationalError
 
-    from prefine_core.store import Store
-    from prefine_core.store import engine as engine_module
-
-    monkeypatch.setattr(engine_module, "BACKOFF_S", 0.001)
-    store, folder = Store(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path / "arrays"
     commits = []
 
     @event.listens_for(store.engine, "commit")
@@ -324,10 +317,56 @@ def test_a_commit_whose_acknowledgement_is_lost_leaves_no_row_without_its_file(t
             conn.connection.dbapi_connection.commit()  # on disk now
             raise OperationalError("COMMIT", {}, sqlite3.OperationalError("server closed the connection"))
 
-    store.add_trajectory(cheetah_episode.window(0, 10), None, "x", folder)
+    return commits
+
+
+def test_a_commit_whose_acknowledgement_is_lost_is_stored_once_with_its_file(tmp_path, cheetah_episode, monkeypatch):
+    """The retry finds the first attempt's receipt: one row, its file on disk, the first attempt's id returned."""
+    from pathlib import Path
+
+    from prefine_core.store import Store
+    from prefine_core.store import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "BACKOFF_S", 0.001)
+    store, folder = Store(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path / "arrays"
+    commits = _lose_the_first_acknowledgement(store)
+    trajectory_id = store.add_trajectory(cheetah_episode.window(0, 10), None, "x", folder)
     rows = store.list_trajectories()
-    assert commits and len(rows) == 2  # the retry stored it again (known, RELIABILITY.md)
-    assert all(Path(r.path).is_file() for r in rows)
+    assert commits and [r.id for r in rows] == [trajectory_id]
+    assert list(folder.glob("*.npz")) == [Path(rows[0].path)]
+
+
+def test_a_label_and_a_served_pair_whose_acknowledgement_is_lost_are_not_repeated(tmp_path, cheetah_episode, monkeypatch):
+    from prefine_core.store import Store
+    from prefine_core.store import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "BACKOFF_S", 0.001)
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    a, b, c = (store.add_trajectory(cheetah_episode.window(i, 10), None, "x", tmp_path / "arrays") for i in (0, 10, 20))
+    first, second = store.add_pair(a, b, "random", 0, "r"), store.add_pair(a, c, "random", 0, "r")
+    commits = _lose_the_first_acknowledgement(store)
+    served = store.next_pair("ann")  # the retry returns the pair the committed attempt handed out
+    assert commits and served.id == first and store.next_pair("ann").id == first
+    commits.clear()
+    label_id = store.add_label(first, "ann", "left")
+    assert commits and [r.id for r in store.label_history()] == [label_id]
+    assert store.next_pair("ann").id == second
+
+
+def test_old_write_receipts_are_pruned(tmp_path):
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from prefine_core.store import Store
+    from prefine_core.store import schema as S
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    count = lambda: store._read(lambda c: c.execute(select(func.count()).select_from(S.write_receipts)).scalar())  # noqa: E731
+    assert count() >= 1
+    assert store.prune_receipts() == 0 and count() >= 1  # fresh receipts stay
+    assert store.prune_receipts(older_than=timedelta(seconds=-1)) >= 1 and count() == 0
 
 
 def test_workspace_registers_shipped_policies_idempotently(tmp_path, monkeypatch):

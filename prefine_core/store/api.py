@@ -38,6 +38,15 @@ _RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartb
 _MAX_SECONDS = 24 * 3600.0
 
 
+def _receipt(result) -> dict:
+    """A write's result as stored in its receipt (JSON): a plain value, or the id of the pair record it returned."""
+    if isinstance(result, PairRecord):
+        return {"pair_id": result.id}
+    if result is None or isinstance(result, (bool, int, float, str)):
+        return {"value": result}
+    raise TypeError(f"a store write returned {type(result).__name__}, which its receipt cannot hold")
+
+
 def _text(field: str, value, max_len: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{field} must be a non-empty string, got {value!r}")
@@ -253,13 +262,23 @@ class Store:
         An attempt that failed inside ``fn`` never reached its commit: its files go. One that failed at the
         commit itself (a connection dropped just then) may have committed on the server with its
         acknowledgement lost; its files stay, so that a row can never point at a deleted file (at worst a
-        file nothing points at remains, and a retried row is stored twice — see RELIABILITY.md)."""
+        file nothing points at remains).
+
+        Each write leaves a receipt (a random key and its result) in its own transaction. A retry first looks
+        for its key: found, the earlier attempt did commit, and its result is returned instead of writing the
+        rows a second time."""
         attempts: list[tuple[list[Path], list[bool]]] = []
+        key = uuid.uuid4().hex
+        receipts = S.write_receipts
 
         def attempt(conn):
+            done = conn.execute(select(receipts.c.result).where(receipts.c.key == key)).first()
+            if done is not None:
+                return self._from_receipt(conn, done.result)
             writer, reached_commit = _Writer(conn, self.paths), [False]
             attempts.append((writer.written, reached_commit))
             result = fn(writer)
+            conn.execute(insert(receipts).values(key=key, result=_receipt(result), created_at=S.utcnow()))
             reached_commit[0] = True
             return result
 
@@ -270,6 +289,18 @@ class Store:
                 if not reached_commit[0]:  # the committed attempt, and any that may have, keep theirs
                     for path in files:
                         path.unlink(missing_ok=True)
+
+    def _from_receipt(self, conn: Connection, receipt: dict):
+        """What a committed write returned, from its receipt (records are read again)."""
+        if "pair_id" in receipt:
+            return self._record(PairRecord, conn.execute(select(S.pairs).where(S.pairs.c.id == receipt["pair_id"])).one())
+        return receipt["value"]
+
+    def prune_receipts(self, older_than: timedelta = timedelta(days=1)) -> int:
+        """Forget write receipts older than ``older_than`` (a retry comes within seconds); returns how many."""
+        cutoff = S.utcnow() - older_than
+        return run_transaction(self.engine, lambda c: c.execute(
+            delete(S.write_receipts).where(S.write_receipts.c.created_at < cutoff)).rowcount)
 
     def _read(self, fn):
         return run_transaction(self.engine, fn, write=False)

@@ -132,3 +132,12 @@ metrics = Table(
     Column("time", DateTime, nullable=False, default=utcnow),
     Index("ix_metrics_run", "run_id", "step"),
 )
+
+write_receipts = Table(
+    "write_receipts", metadata,
+    # One row per acknowledged-or-not write: a retry whose first attempt did commit (its acknowledgement lost)
+    # finds its key here and returns the first attempt's result instead of writing the rows a second time.
+    Column("key", String(36), primary_key=True),
+    Column("result", JSON, nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+)
