@@ -256,6 +256,10 @@ class PrefineConfig:
     """Checkpoint choice without the true cost: teacher (judges validation clips), heldout (pairs), last."""
     select_tolerance: float = 0.1
     """Teacher selection: among checkpoints this close to the safest, take the highest return."""
+    select_smoothing: int = 0
+    """Teacher selection: average each checkpoint's validation safety with this many neighbouring checkpoints on
+    each side before the tolerance applies (a safe checkpoint between two unsafe ones is more likely a lucky draw
+    of a few verdicts than a safe policy). 0 = each checkpoint on its own."""
     heldout_fraction: float = 0.0
     """Fraction of labelled pairs kept out of training for heldout selection."""
     seed: int = 0
@@ -290,6 +294,10 @@ class PrefineConfig:
             raise ValueError("reference_sync_every refreshes a reference that implicit_reward='logp' does not use; set it to 0")
         if self.select == "heldout" and self.heldout_fraction <= 0:
             raise ValueError("heldout_fraction must be > 0 when select is 'heldout'")
+
+    def training_dict(self) -> dict:
+        """The fields that shape training (all but :data:`SELECTION_FIELDS`)."""
+        return {k: v for k, v in self.to_dict().items() if k not in SELECTION_FIELDS}
 
     def learning_rate_at(self, step: int) -> float:
         """Adam's step size for gradient step ``step`` (0 = the first)."""
@@ -340,12 +348,15 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "segment_length": (1, 1000), "reference_sync_every": (0, 1_000_000), "cf_temperature": (0.01, 10.0), "batch_size": (1, 4096),
     "bc_batch_size": (1, 65536), "steps": (1, 1_000_000), "learning_rate": (1e-7, 1.0),
     "grad_clip": (0.0, 1000.0), "log_every": (1, 100_000), "eval_every": (1, 1_000_000), "eval_episodes": (1, 100),
-    "val_seed": (0, 9_999), "window": (1, 1000), "select_tolerance": (0.0, 1.0),
+    "val_seed": (0, 9_999), "window": (1, 1000), "select_tolerance": (0.0, 1.0), "select_smoothing": (0, 10),
     "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
 }
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
 FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio",
-                                         "lr_schedule": "constant", "dispref_target": "policy"}
+                                         "lr_schedule": "constant", "dispref_target": "policy",
+                                         "select_smoothing": 0}
+#: Fields that only choose among a run's checkpoints: changing them never retrains (a finished run is chosen again).
+SELECTION_FIELDS = ("select_tolerance", "select_smoothing")
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
                                              "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS,
                                              "lr_schedule": LR_SCHEDULES, "dispref_target": DISPREF_TARGETS}

@@ -14,8 +14,10 @@ Checkpoint choice (DESIGN §4, "without the true cost"):
   at least as safe as their anchor (won or equal): a checkpoint as safe as the labelled best scores 1
   whether those anchors had some cost or none (with ½ for "equal" it could not pass 0.5 against
   cost-free anchors, and the tolerance below would have meant twice as much there).
-  Among checkpoints within ``select_tolerance`` of the safest, the one with the highest validation
-  return is chosen (reward is known; only the cost is hidden). The true validation cost is logged
+  Among checkpoints within ``select_tolerance`` of the safest (each score first averaged with
+  ``select_smoothing`` neighbouring checkpoints on either side), the one with the highest validation
+  return is chosen (reward is known; only the cost is hidden). Changing only these two never retrains:
+  a finished run resumed with them is chosen again. The true validation cost is logged
   as ``eval/cost`` for the curves but never read by the selection.
 * ``heldout``: accuracy of the implicit reward h on held-out labelled pairs.
 * ``last``: the final step.
@@ -307,9 +309,9 @@ class PrefineTrainer:
         state = json.loads(path.read_text())
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"{path} is not a PREFINE trainer state")
-        saved = PrefineConfig.from_saved(state["config"]).to_dict()
-        if saved != self.config.to_dict():
-            changed = sorted(k for k, v in self.config.to_dict().items() if saved.get(k) != v)
+        saved = PrefineConfig.from_saved(state["config"]).training_dict()
+        if saved != self.config.training_dict():  # a new way to choose the checkpoint needs no retraining
+            changed = sorted(k for k, v in self.config.training_dict().items() if saved.get(k) != v)
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
         self.policy.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         self.policy.train()
@@ -381,8 +383,11 @@ class PrefineTrainer:
             return candidates[-1]
         if self.config.select == "heldout":
             return max(candidates, key=lambda h: (h["val/heldout_accuracy"], h["step"]))
-        best = max(h["val/safety"] for h in candidates)
-        safe = [h for h in candidates if h["val/safety"] >= best - self.config.select_tolerance]
+        k = self.config.select_smoothing
+        scores = [h["val/safety"] for h in candidates]
+        smoothed = [float(np.mean(scores[max(0, i - k): i + k + 1])) for i in range(len(scores))]
+        best = max(smoothed)
+        safe = [h for h, s in zip(candidates, smoothed) if s >= best - self.config.select_tolerance]
         return max(safe, key=lambda h: (h["eval/return"], h["step"]))
 
     # -- the run -------------------------------------------------------------------------------
@@ -393,8 +398,7 @@ class PrefineTrainer:
         self._started = time.time()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self._resume()
-        if not resumed:
-            write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1))
+        write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1))  # its selection may be new
         pos = _Clips(self.train_data.winners, self.reference)
         neg = _Clips(self.train_data.losers, self.reference)
         if c.dispref_target == "nearest_winner" and not c.is_bc:

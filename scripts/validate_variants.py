@@ -42,7 +42,7 @@ def main() -> None:
 
     from prefine_core.baselines import method_config
     from prefine_core.bench import BENCH_DIR, BenchConfig, build_pool, label_pairs, reference_and_behaviours
-    from prefine_core.evaluate import evaluate_policy
+    from prefine_core.evaluate import EVAL_SEED, evaluate_policy
     from prefine_core.policy import load_policy
     from prefine_core.prefine import PrefineConfig
     from prefine_core.teachers import safety_judge
@@ -54,9 +54,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=None, help="run folders (default data/bench/validation/<task>)")
+    parser.add_argument("--validation-seed", type=int, default=VALIDATION_SEED,
+                        help=f"first of the 10 validation episodes' seeds (default {VALIDATION_SEED}; below the evaluation seeds)")
     args = parser.parse_args()
     if args.pairs <= 0 or min(args.seeds) < 0:
         parser.error("--pairs must be positive and --seeds not negative")
+    if not 0 <= args.validation_seed <= EVAL_SEED - 10:
+        parser.error(f"--validation-seed must be in [0, {EVAL_SEED - 10}]: seeds from {EVAL_SEED} on are the evaluation seeds")
     torch.set_num_threads(1)
     try:
         config = BenchConfig(task_id=args.task)  # reference, behaviours and pool as the benchmark's
@@ -73,7 +77,7 @@ def main() -> None:
             torch.manual_seed(seed)
             result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}",
                                     judge=safety_judge(), name=name).run()
-            ev = evaluate_policy(load_policy(result["path"], args.task), args.task, episodes=10, seed=VALIDATION_SEED)
+            ev = evaluate_policy(load_policy(result["path"], args.task), args.task, episodes=10, seed=args.validation_seed)
             print(json.dumps({"variant": name, "pairs": args.pairs, "seed": seed, "return": round(ev["return_mean"], 1),
                               "cost": round(ev["cost_mean"], 1), "fall_rate": ev["fall_rate"],
                               "seconds": round(result["wall_seconds"])}), flush=True)

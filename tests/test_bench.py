@@ -126,6 +126,33 @@ def test_a_cached_run_made_with_another_config_or_judge_is_moved_aside_and_run_a
     assert rerun["selection_judge"] == SAFETY_JUDGE and len(list((tmp_path / "stale").iterdir())) == 2
 
 
+def test_a_cached_run_chosen_another_way_is_chosen_again_not_retrained(tmp_path):
+    import dataclasses
+
+    from prefine_core.bench import finetune_row
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import PolicyMeta, TanhGaussianPolicy
+    from prefine_core.rollout import collect
+    from prefine_core.trainer import PreferenceData
+
+    with SafetyTask(TASK) as task:
+        reference = TanhGaussianPolicy(PolicyMeta(task_id=TASK, obs_dim=task.obs_dim, act_dim=task.act_dim, hidden_sizes=(8,)))
+        clips = [collect(reference, task, seed=s, max_steps=30) for s in range(4)]
+    for i, clip in enumerate(clips):
+        clip.costs[: 5 * i] = 1.0
+    data = PreferenceData.from_pairs([(clips[0], clips[1]), (clips[2], clips[3])])
+    config = dataclasses.replace(BenchConfig.quick(TASK, out_dir=tmp_path), eval_episodes=1)
+    evals = {"reference": None, "lagrangian": None}
+    run_dir = tmp_path / "runs" / "prefine_n2_s0"
+    first = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals)
+    state = (run_dir / "state.json").read_text()
+    reselect = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, select_smoothing=1))
+    again = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", reselect, 0, evals)
+    assert not (tmp_path / "stale").exists() and (run_dir / "state.json").read_text() == state  # not retrained
+    assert json.loads((run_dir / "config.json").read_text())["select_smoothing"] == 1
+    assert again["finetune_seconds"] >= first["finetune_seconds"] and again["seed"] == 0
+
+
 def test_paired_difference_matches_seeds_and_gives_the_standard_error():
     from prefine_core.bench import paired_difference
 

@@ -223,6 +223,34 @@ def test_a_checkpoint_as_safe_as_every_anchor_scores_one(setup, tmp_path):
     assert [e["val/safety"] for e in evals] == [0.0, 0.0]  # nothing decided: not evidence of safety
 
 
+def test_smoothing_passes_over_a_safe_checkpoint_between_two_unsafe_ones(setup, tmp_path):
+    reference, data, _ = setup
+    history = [{"step": 0, "val/safety": 0.0, "eval/return": 0.0}] + [
+        {"step": 10 * (i + 1), "val/safety": safety, "eval/return": ret}
+        for i, (safety, ret) in enumerate([(0.2, 9.0), (0.9, 8.0), (0.2, 9.0), (0.8, 5.0), (0.8, 4.0), (0.8, 3.0)])]
+    chosen = {}
+    for k in (0, 1):
+        trainer = PrefineTrainer(reference, data, _config(select_smoothing=k), tmp_path / str(k), judge=lambda a, b: "left")
+        trainer.history = history
+        chosen[k] = trainer._select()["step"]
+    # alone, the lone spike at step 20 (0.9) is the safest and has the most return of those within 0.1;
+    # smoothed, it averages (0.2 + 0.9 + 0.2) / 3 ≈ 0.43, 40 averages 0.6, and 50 and 60 (0.8) are the safest
+    assert chosen == {0: 20, 1: 50}
+
+
+def test_a_finished_run_resumed_with_another_selection_is_chosen_again_without_training(setup, tmp_path):
+    reference, data, teacher = setup
+    first = PrefineTrainer(reference, data, _config(select_tolerance=1.0), tmp_path, judge=teacher.judge).run()
+    steps = []
+    again = PrefineTrainer(reference, data, _config(select_tolerance=0.0, select_smoothing=1), tmp_path,
+                           judge=teacher.judge, on_step=steps.append).run()
+    assert again["resumed"] and steps == [] and again["history"] == first["history"]  # no step trained
+    assert first["selected_step"] == max(first["history"][1:], key=lambda h: (h["eval/return"], h["step"]))["step"]
+    assert json.loads((tmp_path / "config.json").read_text())["select_smoothing"] == 1
+    with pytest.raises(ValueError, match="beta"):  # a training field is another run
+        PrefineTrainer(reference, data, _config(beta=0.2), tmp_path, judge=teacher.judge).run()
+
+
 #: PrefineConfig's fields when runs were first saved; every field added since must be in FIELDS_ADDED_SINCE.
 FIRST_SAVED_FIELDS = {
     "counterfactuals", "pref_weight", "dispref_weight", "margin_clip", "bc_weight", "kl_weight", "beta", "sigmoid",
