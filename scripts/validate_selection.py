@@ -6,7 +6,7 @@ length on seeds 9 000… and ``val/safety`` (the teacher's verdicts against the 
 evaluates every checkpoint of finished run folders (made by ``scripts/validate_variants.py``) on 10
 deterministic episodes from seed 9 500 — cached beside the checkpoints in ``selection-9500.json`` — and
 then reports, per task × variant × rule, the validation return / cost / fall rate of the checkpoint each
-rule picks. The "oracle" row (lowest cost, then highest return, on those very seeds) is no rule: it shows
+rule picks. The "oracle" row (fewest falls, then lowest cost, then highest return, on those very seeds) is no rule: it shows
 how much any rule could gain.
 
     .venv/bin/python scripts/validate_selection.py data/bench/validation-safety-judge-2/hc ...
@@ -110,7 +110,7 @@ def main() -> None:
             history = [h for h in state["history"] if h["step"] > 0]
             variant = run.name.split("_n")[0]
             picks = {name: rule(history, full_length)["step"] for name, rule in RULES.items()}
-            picks["oracle"] = min(outcomes, key=lambda s: (outcomes[s]["cost"], -outcomes[s]["return"]))
+            picks["oracle"] = min(outcomes, key=lambda s: (outcomes[s]["fall_rate"], outcomes[s]["cost"], -outcomes[s]["return"]))
             for name, step in picks.items():
                 table[(task_id, variant, name)].append({"step": step, **outcomes[step]})
     for (task_id, variant, name), rows in sorted(table.items()):
