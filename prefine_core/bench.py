@@ -629,6 +629,10 @@ data it has not seen: labels of seeds 20–23 (never used before) and validation
 without at a return within 1 % (or better), and on no task it loses more than 2 % return — where a return the
 default reached with more falls does not count as a loss (a fall is never the better trade) — and on no task it
 raises the fall rate.
+**Ten validation episodes** (session 5; written down before it ran). The selection study showed the verdicts on 2
+validation episodes misjudge checkpoints (PointCircle seed 1: checkpoints at cost 0 on seeds 9 000–9 001 cost 32–89
+on seeds 9 500–9 509). `eval_episodes = 10` runs on the same fresh data as the cosine run and is adopted by the same
+criterion (against the default; fall-aware), for every method alike.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

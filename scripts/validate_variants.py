@@ -33,6 +33,8 @@ VARIANTS = {
     "nearest_winner_cosine": ("prefine", {"dispref_target": "nearest_winner", "lr_schedule": "cosine"}),
     "val4": ("prefine", {"eval_episodes": 4}),
     "bc_val4": ("bc", {"eval_episodes": 4}),
+    "val10": ("prefine", {"eval_episodes": 10}),
+    "bc_val10": ("bc", {"eval_episodes": 10}),
 }
 VALIDATION_SEED = 9_500
 
