@@ -291,6 +291,8 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
     if result_path.is_file():  # read back, compared with today's reference and Lagrangian (they may be retrained)
         row = json.loads(result_path.read_text())
         return {**row, **_comparisons(row, evals["reference"], evals["lagrangian"])}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / JUDGE_FILE, SAFETY_JUDGE)  # which judge a run killed mid-training was judged by
     torch.manual_seed(seed)
     result = PrefineTrainer(reference, data, finetune, run_dir, init=init, judge=safety_judge(),
                             name=f"{method}-{labels.get('pairs')}-s{seed}").run()
@@ -304,15 +306,21 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
     return row
 
 
+#: Beside a run's config: the name of the judge its validation history is made with (written before training).
+JUDGE_FILE = "selection_judge.txt"
+
+
 def _setup_of(run_dir: Path, config: PrefineConfig) -> str:
     """How the run in ``run_dir`` relates to ``config``: ``same``; ``reselect`` (trained the same way, its
     checkpoint chosen with other selection fields: chosen again from the same validation history); or ``stale``
-    (trained otherwise, unreadable, or — once finished — judged during training by another judge than today's
-    :data:`~prefine_core.teachers.SAFETY_JUDGE`, so that its validation history itself differs)."""
+    (trained otherwise, unreadable, or judged during training by another judge than today's
+    :data:`~prefine_core.teachers.SAFETY_JUDGE` — read from its row, or from the marker written before training
+    for a run killed midway — so that its validation history itself differs)."""
     try:
         saved = PrefineConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
-        row = run_dir / "row.json"
-        judge = json.loads(row.read_text()).get("selection_judge") if row.is_file() else SAFETY_JUDGE
+        row, marker = run_dir / "row.json", run_dir / JUDGE_FILE
+        judge = (json.loads(row.read_text()).get("selection_judge") if row.is_file()
+                 else marker.read_text().strip() if marker.is_file() else None)  # unmarked and unfinished: unknown
     except (OSError, ValueError, TypeError, AttributeError):
         return "stale"
     if saved.training_dict() != config.training_dict() or judge != SAFETY_JUDGE:

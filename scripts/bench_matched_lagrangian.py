@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +46,7 @@ def matched_row(result: dict, steps: int, lagrange_lr: float) -> dict:
                           out_dir=BENCH_DIR / task / f"matched-lagrangian-limit{limit:g}-steps{steps}")
     policy, meta = lagrangian(matched, print, steps)
     seconds = meta["wall_s"]
+    trained = datetime.fromtimestamp((matched.out_dir / "lagrangian.json").stat().st_mtime, timezone.utc)
     row = evaluate_row(policy, BenchConfig(task_id=task))  # κ = 25 as everywhere else
     ratio = mean("return_mean") / row["return_mean"] if row["return_mean"] > 0 else float("inf")
     return {
@@ -52,6 +54,9 @@ def matched_row(result: dict, steps: int, lagrange_lr: float) -> dict:
         "Lagrangian cost": row["cost_mean"], "Lagrangian return": row["return_mean"],
         "Lagrangian falls": row["fall_rate"], "PREFINE / Lagrangian return": round(ratio, 2), "≥ 90 %": "yes" if ratio >= 0.9 else "no",
         "Lagrangian env steps": meta["env_steps"], "Lagrangian wall s": round(seconds),
+        "trained": trained.strftime("%Y-%m-%d %H:%M UTC"),
+        "reproduce": f"python scripts/bench_matched_lagrangian.py --steps {steps} "
+                     f"--lagrange-lr {meta.get('lagrange_lr', lagrange_lr):g} --tasks {task}",
     }
 
 
@@ -86,12 +91,14 @@ def main() -> None:
     command = "python scripts/bench_matched_lagrangian.py " + " ".join(sys.argv[1:])
     write_section("matched-lagrangian", "\n".join([
         "## PPO-Lagrangian at PREFINE's own cost level", "",
-        f"Measured {machine_line()}, by `{command.strip()}`.", "",
+        f"Table written {machine_line()}, by `{command.strip()}`.", "",
         "The benchmark's Lagrangian aims at cost 25; this one is retrained from scratch (seed 0) with its limit set to "
         "PREFINE's mean cost at the largest budget, and evaluated like every policy above (10 deterministic "
         "episodes from seed 10 000), so that the return comparison is at the same cost level. A Lagrangian "
         "ends near, not at, its limit: compare its cost column too.", "",
-        markdown_table(rows), ""]))
+        markdown_table([{k: v for k, v in r.items() if k != "reproduce"} for r in rows]), "",
+        "Each row, as trained (cached runs are read back, not retrained):", "",
+        *[f"- {r['task']}, {r['Lagrangian env steps']} env steps: `{r['reproduce']}`" for r in rows], ""]))
     print(json.dumps(rows, indent=1))
 
 

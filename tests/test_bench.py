@@ -85,16 +85,13 @@ def test_quick_config_is_small():
     assert quick.finetune.steps <= 50 and quick.seeds == 1 and max(quick.budgets) <= 10
 
 
-def test_a_cached_run_made_with_another_config_or_judge_is_moved_aside_and_run_again(tmp_path):
+def _tiny_run(tmp_path):
+    """A random reference, two labelled pairs, the quick bench config: (reference, data, config, evals, run_dir)."""
     import dataclasses
 
-    import numpy as np
-
-    from prefine_core.bench import finetune_row
     from prefine_core.envs import SafetyTask
     from prefine_core.policy import PolicyMeta, TanhGaussianPolicy
     from prefine_core.rollout import collect
-    from prefine_core.teachers import SAFETY_JUDGE
     from prefine_core.trainer import PreferenceData
 
     with SafetyTask(TASK) as task:
@@ -106,6 +103,18 @@ def test_a_cached_run_made_with_another_config_or_judge_is_moved_aside_and_run_a
     config = dataclasses.replace(BenchConfig.quick(TASK, out_dir=tmp_path), eval_episodes=1)
     evals = {"reference": None, "lagrangian": None}
     run_dir = tmp_path / "runs" / "prefine_n2_s0"
+    return reference, data, config, evals, run_dir
+
+
+def test_a_cached_run_made_with_another_config_or_judge_is_moved_aside_and_run_again(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from prefine_core.bench import finetune_row
+    from prefine_core.teachers import SAFETY_JUDGE
+
+    reference, data, config, evals, run_dir = _tiny_run(tmp_path)
     first = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals)
     assert finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals) == first  # read back
     baselines = {"reference": {"return_mean": 10.0, "cost_mean": 4.0, "length_mean": 30.0},
@@ -130,20 +139,8 @@ def test_a_cached_run_chosen_another_way_is_chosen_again_not_retrained(tmp_path)
     import dataclasses
 
     from prefine_core.bench import finetune_row
-    from prefine_core.envs import SafetyTask
-    from prefine_core.policy import PolicyMeta, TanhGaussianPolicy
-    from prefine_core.rollout import collect
-    from prefine_core.trainer import PreferenceData
 
-    with SafetyTask(TASK) as task:
-        reference = TanhGaussianPolicy(PolicyMeta(task_id=TASK, obs_dim=task.obs_dim, act_dim=task.act_dim, hidden_sizes=(8,)))
-        clips = [collect(reference, task, seed=s, max_steps=30) for s in range(4)]
-    for i, clip in enumerate(clips):
-        clip.costs[: 5 * i] = 1.0
-    data = PreferenceData.from_pairs([(clips[0], clips[1]), (clips[2], clips[3])])
-    config = dataclasses.replace(BenchConfig.quick(TASK, out_dir=tmp_path), eval_episodes=1)
-    evals = {"reference": None, "lagrangian": None}
-    run_dir = tmp_path / "runs" / "prefine_n2_s0"
+    reference, data, config, evals, run_dir = _tiny_run(tmp_path)
     first = finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals)
     state = (run_dir / "state.json").read_text()
     reselect = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, select_smoothing=1))
@@ -151,6 +148,22 @@ def test_a_cached_run_chosen_another_way_is_chosen_again_not_retrained(tmp_path)
     assert not (tmp_path / "stale").exists() and (run_dir / "state.json").read_text() == state  # not retrained
     assert json.loads((run_dir / "config.json").read_text())["select_smoothing"] == 1
     assert again["finetune_seconds"] >= first["finetune_seconds"] and again["seed"] == 0
+
+
+@pytest.mark.parametrize("marker,kept", [(None, False), ("another-judge/1", False), ("today", True)])
+def test_a_run_killed_midway_resumes_only_if_todays_judge_made_its_history(tmp_path, marker, kept):
+    import dataclasses
+
+    from prefine_core.bench import JUDGE_FILE, _setup_of, finetune_row
+    from prefine_core.teachers import SAFETY_JUDGE
+
+    reference, data, config, evals, run_dir = _tiny_run(tmp_path)
+    finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals)
+    (run_dir / "row.json").unlink()  # as if killed before the row was written
+    (run_dir / JUDGE_FILE).unlink()
+    if marker is not None:
+        (run_dir / JUDGE_FILE).write_text(SAFETY_JUDGE if marker == "today" else marker)
+    assert _setup_of(run_dir, dataclasses.replace(config.finetune, seed=0)) == ("same" if kept else "stale")
 
 
 def test_paired_difference_matches_seeds_and_gives_the_standard_error():
