@@ -637,6 +637,12 @@ data it has not seen: labels of seeds 20–23 (never used before) and validation
 without at a return within 1 % (or better), and on no task it loses more than 2 % return — where a return the
 default reached with more falls does not count as a loss (a fall is never the better trade) — and on no task it
 raises the fall rate.
+Result (4 seeds; validation return / cost; no falls anywhere): HalfCheetah default 2625 / 2.98, cosine 2650 / 2.98
+(the same cost to the hundredth: not lower); Hopper 1514 / 130 against 1485 / 107 (1.9 % less return: not within
+1 %); PointCircle 22.8 / 27.1 against 22.1 / 6.0 (3.2 % less return: a loss). **Not adopted**, on data it had not
+seen — last session's "would have passed" was hindsight. BC on the same data: HalfCheetah 2792 / 75.6 (one seed
+chose a checkpoint at cost 271), Hopper 1526 / 155, PointCircle 24.8 / 81.2: safer than BC on all three, PREFINE
+gives up some return on each.
 **Ten validation episodes** (session 5; written down before it ran). The selection study showed the verdicts on 2
 validation episodes misjudge checkpoints (PointCircle seed 1: checkpoints at cost 0 on seeds 9 000–9 001 cost 32–89
 on seeds 9 500–9 509). `eval_episodes = 10` runs on the same fresh data as the cosine run and is adopted by the same
