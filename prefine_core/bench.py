@@ -647,6 +647,10 @@ gives up some return on each.
 validation episodes misjudge checkpoints (PointCircle seed 1: checkpoints at cost 0 on seeds 9 000–9 001 cost 32–89
 on seeds 9 500–9 509). `eval_episodes = 10` runs on the same fresh data as the cosine run and is adopted by the same
 criterion (against the default; fall-aware), for every method alike.
+Result (4 seeds): HalfCheetah 2626 / 6.0 against the default's 2625 / 3.0 (costlier); Hopper 1434 / 137 with falls
+in 12.5 % of episodes against 1514 / 130 and none (seed 23 chose a checkpoint whose validation episodes had already
+fallen once — within 0.1 of the safest, and the fastest); PointCircle 23.4 / 21.0 against 22.8 / 27.1 (better).
+One task of three: **not adopted**. BC with ten: 2660 / 8.2, 1532 / 151 (falls 2.5 %), 23.4 / 47.5.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

@@ -4,7 +4,7 @@
 A fine-tune keeps every checkpoint and, for each, what the selection may read: the validation return and
 length on seeds 9 000… and ``val/safety`` (the teacher's verdicts against the anchors). This script
 evaluates every checkpoint of finished run folders (made by ``scripts/validate_variants.py``) on 10
-deterministic episodes from seed 9 500 — cached beside the checkpoints in ``selection-9500.json`` — and
+deterministic episodes from seed 9 500 — cached beside the checkpoints in ``selection-<seed>.json`` — and
 then reports, per task × variant × rule, the validation return / cost / fall rate of the checkpoint each
 rule picks. The "oracle" row (fewest falls, then lowest cost, then highest return, on those very seeds) is no rule: it shows
 how much any rule could gain.
@@ -36,7 +36,6 @@ sys.path.insert(0, str(REPO))
 VALIDATION_SEED = 9_500
 EPISODES = 10
 TOLERANCE = 0.1
-CACHE = "selection-9500.json"
 
 
 def _within(history: list[dict], key: str = "val/safety") -> list[dict]:
@@ -70,17 +69,17 @@ def latest_safe(history: list[dict], full_length: int) -> dict:
 RULES = {f.__name__: f for f in (return_within_tolerance, safest, fall_free, smoothed, latest_safe)}
 
 
-def checkpoint_outcomes(run: Path, task_id: str) -> dict[int, dict]:
-    """Validation outcome of every checkpoint of ``run`` (cached)."""
+def checkpoint_outcomes(run: Path, task_id: str, seed: int = VALIDATION_SEED) -> dict[int, dict]:
+    """Validation outcome of every checkpoint of ``run`` on 10 episodes from ``seed`` (cached)."""
     from prefine_core.evaluate import evaluate_policy
     from prefine_core.policy import load_policy
 
-    cache = run / CACHE
+    cache = run / f"selection-{seed}.json"
     outcomes = {int(k): v for k, v in json.loads(cache.read_text()).items()} if cache.exists() else {}
     for path in sorted((run / "checkpoints").glob("step_*.safetensors")):
         step = int(path.stem.split("_")[1])
         if step not in outcomes:
-            ev = evaluate_policy(load_policy(path, task_id), task_id, episodes=EPISODES, seed=VALIDATION_SEED)
+            ev = evaluate_policy(load_policy(path, task_id), task_id, episodes=EPISODES, seed=seed)
             outcomes[step] = {"return": ev["return_mean"], "cost": ev["cost_mean"], "fall_rate": ev["fall_rate"]}
             cache.write_text(json.dumps(outcomes, indent=1))
     return outcomes
@@ -93,7 +92,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding finished run folders")
+    parser.add_argument("--validation-seed", type=int, default=VALIDATION_SEED,
+                        help=f"first seed of the 10 episodes each checkpoint is evaluated on (default {VALIDATION_SEED})")
     args = parser.parse_args()
+    if not 0 <= args.validation_seed <= 9_990:
+        parser.error("--validation-seed must be in [0, 9990]: seeds from 10 000 on are the evaluation seeds")
     torch.set_num_threads(1)
     table: dict[tuple, list[dict]] = defaultdict(list)
     for folder in args.folders:
@@ -106,7 +109,7 @@ def main() -> None:
             task_id = _task_of(run)
             with SafetyTask(task_id) as task:
                 full_length = task.max_episode_steps
-            outcomes = checkpoint_outcomes(run, task_id)
+            outcomes = checkpoint_outcomes(run, task_id, args.validation_seed)
             history = [h for h in state["history"] if h["step"] > 0]
             variant = run.name.split("_n")[0]
             picks = {name: rule(history, full_length)["step"] for name, rule in RULES.items()}
