@@ -710,7 +710,7 @@ def summary_markdown(results: list[dict]) -> str:
                 "PREFINE − BC, paired: cost / return": f"{_signed(paired_difference(pre, bc, 'cost_mean'))} / "
                                                       f"{_signed(paired_difference(pre, bc, 'return_mean'))}",
             })
-    return markdown_table(rows)
+    return markdown_table(sorted(rows, key=lambda r: (r["task"], int(r["pairs"]), r["seeds"])))
 
 
 def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR) -> Path:
