@@ -317,7 +317,7 @@ def main() -> int:
         rows.append(row)
     args.out.parent.mkdir(exist_ok=True)
     kept = json.loads(args.out.read_text()) if args.out.is_file() else []  # rows of the other client setting stay
-    key = lambda r: (r["backend"], r.get("clients"), r["sessions"])  # noqa: E731
+    key = lambda r: (r["backend"], r.get("clients", "videos playing"), r["sessions"])  # noqa: E731  (older rows: playing)
     rows = [r for r in kept if key(r) not in {key(n) for n in rows}] + rows
     args.out.write_text(json.dumps(rows, indent=1))
     if not args.no_write:
