@@ -354,8 +354,9 @@ def write_benchmarks(rows: list[dict] | None = None, soak: dict | None = None) -
                   "Measured: " + "; ".join(f"{r['backend']}/{r.get('clients', 'videos playing')}: {r['machine']}"
                                            for r in rows if r.get("machine")) + ".", "",
                   "Where *stored* exceeds *choices*, a session's last choice was stored but its next pair took longer "
-                  "than the 60 s wait, so it was not counted as acknowledged. What limits the latency here (a machine "
-                  "shared with other benchmarks, the app server starved of CPU) is discussed in RELIABILITY.md.", ""]
+                  "than the 60 s wait, so it was not counted as acknowledged. What limits the latency here (ten "
+                  "browsers, a fine-tune and the server on the same 2 cores: the server itself used about a tenth of "
+                  "one core) is discussed in RELIABILITY.md.", ""]
     if soak:
         parts += [f"**Soak** — `.venv/bin/python scripts/soak.py --minutes {soak['minutes']}` · {soak['machine']}", "",
                   "One browser session labelling through the synthetic teacher's choices (new pairs added as they run "
