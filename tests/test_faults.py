@@ -333,13 +333,16 @@ def small_disk(tmp_path):
 def fill(folder: Path) -> Path:
     """Write a file until the disk is full; returns it (delete it to free the space)."""
     filler = folder / "filler"
-    with open(filler, "wb") as handle:
-        try:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:  # unbuffered, down to the last block: no buffered remainder can fail again when the file closes
+        for size in (65536, 4096, 512, 1):
             while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
     return filler
 
 
