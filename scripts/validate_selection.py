@@ -97,6 +97,9 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 <= args.validation_seed <= 9_990:
         parser.error("--validation-seed must be in [0, 9990]: seeds from 10 000 on are the evaluation seeds")
+    missing = [str(f) for f in args.folders if not f.is_dir()]
+    if missing:
+        parser.error(f"not a folder of run folders: {', '.join(missing)}")
     torch.set_num_threads(1)
     table: dict[tuple, list[dict]] = defaultdict(list)
     for folder in args.folders:
