@@ -306,8 +306,11 @@ class PrefineTrainer:
         path = self.out_dir / "state.json"
         if not path.is_file():
             return False
-        state = json.loads(path.read_text())
-        if state.get("format") != STATE_FORMAT:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not a readable trainer state ({exc}); move it away to start afresh") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"{path} is not a PREFINE trainer state")
         saved = PrefineConfig.from_saved(state["config"]).training_dict()
         if saved != self.config.training_dict():  # a new way to choose the checkpoint needs no retraining

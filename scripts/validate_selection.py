@@ -104,9 +104,14 @@ def main() -> None:
     table: dict[tuple, list[dict]] = defaultdict(list)
     for folder in args.folders:
         for run in sorted(p for p in folder.iterdir() if (p / "state.json").exists()):
-            state = json.loads((run / "state.json").read_text())
-            config = json.loads((run / "config.json").read_text())
-            if state["step"] < config["steps"]:
+            try:
+                state = json.loads((run / "state.json").read_text())
+                config = json.loads((run / "config.json").read_text())
+                finished = state["step"] >= config["steps"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                print(f"skip {run}: not a readable run ({type(exc).__name__}: {exc})", file=sys.stderr)
+                continue
+            if not finished:
                 print(f"skip {run}: unfinished", file=sys.stderr)
                 continue
             task_id = _task_of(run)

@@ -251,6 +251,14 @@ def test_a_finished_run_resumed_with_another_selection_is_chosen_again_without_t
         PrefineTrainer(reference, data, _config(beta=0.2), tmp_path, judge=teacher.judge).run()
 
 
+def test_an_unreadable_saved_state_is_named_and_left_as_it_is(setup, tmp_path):
+    reference, data, _ = setup
+    (tmp_path / "state.json").write_text("{garbage")
+    with pytest.raises(ValueError, match="state.json is not a readable trainer state"):
+        PrefineTrainer(reference, data, _config(select="last"), tmp_path).run()
+    assert (tmp_path / "state.json").read_text() == "{garbage"
+
+
 #: PrefineConfig's fields when runs were first saved; every field added since must be in FIELDS_ADDED_SINCE.
 FIRST_SAVED_FIELDS = {
     "counterfactuals", "pref_weight", "dispref_weight", "margin_clip", "bc_weight", "kl_weight", "beta", "sigmoid",
