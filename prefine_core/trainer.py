@@ -199,6 +199,16 @@ def _score(choice: str) -> float | None:
     return {"left": 1.0, "equal": 1.0, "right": 0.0}.get(choice)
 
 
+def choose_by_safety(history: Sequence[dict], tolerance: float, smoothing: int = 0) -> dict:
+    """Teacher selection over validation records: the highest ``eval/return`` among those whose ``val/safety``
+    (averaged with ``smoothing`` neighbours on either side) is within ``tolerance`` of the safest."""
+    scores = [h["val/safety"] for h in history]
+    smoothed = [float(np.mean(scores[max(0, i - smoothing): i + smoothing + 1])) for i in range(len(scores))]
+    best = max(smoothed)
+    safe = [h for h, s in zip(history, smoothed) if s >= best - tolerance]
+    return max(safe, key=lambda h: (h["eval/return"], h["step"]))
+
+
 def implicit_reward_accuracy(policy: TanhGaussianPolicy, reference: TanhGaussianPolicy | None, data: PreferenceData) -> float:
     """Fraction of pairs whose winner has the higher mean per-step log π_θ − log π_ref (log π_θ alone without
     a reference, as the reference-free terms compare)."""
@@ -386,12 +396,7 @@ class PrefineTrainer:
             return candidates[-1]
         if self.config.select == "heldout":
             return max(candidates, key=lambda h: (h["val/heldout_accuracy"], h["step"]))
-        k = self.config.select_smoothing
-        scores = [h["val/safety"] for h in candidates]
-        smoothed = [float(np.mean(scores[max(0, i - k): i + k + 1])) for i in range(len(scores))]
-        best = max(smoothed)
-        safe = [h for h, s in zip(candidates, smoothed) if s >= best - self.config.select_tolerance]
-        return max(safe, key=lambda h: (h["eval/return"], h["step"]))
+        return choose_by_safety(candidates, self.config.select_tolerance, self.config.select_smoothing)
 
     # -- the run -------------------------------------------------------------------------------
 

@@ -33,18 +33,20 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from prefine_core.trainer import choose_by_safety  # noqa: E402  (the trainer's own rule, and its smoothing)
+
 VALIDATION_SEED = 9_500
 EPISODES = 10
 TOLERANCE = 0.1
 
 
-def _within(history: list[dict], key: str = "val/safety") -> list[dict]:
-    best = max(h[key] for h in history)
-    return [h for h in history if h[key] >= best - TOLERANCE]
+def _within(history: list[dict]) -> list[dict]:
+    best = max(h["val/safety"] for h in history)
+    return [h for h in history if h["val/safety"] >= best - TOLERANCE]
 
 
 def return_within_tolerance(history: list[dict], full_length: int) -> dict:
-    return max(_within(history), key=lambda h: (h["eval/return"], h["step"]))
+    return choose_by_safety(history, TOLERANCE)
 
 
 def safest(history: list[dict], full_length: int) -> dict:
@@ -53,13 +55,11 @@ def safest(history: list[dict], full_length: int) -> dict:
 
 def fall_free(history: list[dict], full_length: int) -> dict:
     upright = [h for h in history if h["eval/length"] >= full_length]
-    return return_within_tolerance(upright or history, full_length)
+    return choose_by_safety(upright or history, TOLERANCE)
 
 
 def smoothed(history: list[dict], full_length: int) -> dict:
-    scores = [h["val/safety"] for h in history]
-    rows = [{**h, "smoothed": float(np.mean(scores[max(0, i - 1): i + 2]))} for i, h in enumerate(history)]
-    return max(_within(rows, "smoothed"), key=lambda h: (h["eval/return"], h["step"]))
+    return choose_by_safety(history, TOLERANCE, smoothing=1)
 
 
 def latest_safe(history: list[dict], full_length: int) -> dict:

@@ -272,9 +272,10 @@ class Store:
         receipts = S.write_receipts
 
         def attempt(conn):
-            done = conn.execute(select(receipts.c.result).where(receipts.c.key == key)).first()
-            if done is not None:
-                return self._from_receipt(conn, done.result)
+            if attempts:  # a retry: did an earlier attempt commit after all?
+                done = conn.execute(select(receipts.c.result).where(receipts.c.key == key)).first()
+                if done is not None:
+                    return self._from_receipt(conn, done.result)
             writer, reached_commit = _Writer(conn, self.paths), [False]
             attempts.append((writer.written, reached_commit))
             result = fn(writer)
