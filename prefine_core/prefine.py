@@ -242,6 +242,11 @@ class PrefineConfig:
     late checkpoints settle instead of hopping between gaits."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
+    ema_decay: float = 0.0
+    """Validation, checkpoints and the chosen policy use an exponential moving average of the weights (Polyak
+    averaging) with this decay per gradient step, warmed up as min(decay, (1 + t) / (10 + t)); training steps the raw
+    weights. A preference step moves the policy noisily between gaits; the average moves with the drift and not the
+    noise. 0 = the raw weights."""
     log_every: int = 10
     """Report averaged step metrics through on_step every this many steps."""
     eval_every: int = 400
@@ -347,14 +352,14 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "bc_weight": (0.0, 100.0), "kl_weight": (0.0, 100.0), "beta": (1e-4, 10.0),
     "segment_length": (1, 1000), "reference_sync_every": (0, 1_000_000), "cf_temperature": (0.01, 10.0), "batch_size": (1, 4096),
     "bc_batch_size": (1, 65536), "steps": (1, 1_000_000), "learning_rate": (1e-7, 1.0),
-    "grad_clip": (0.0, 1000.0), "log_every": (1, 100_000), "eval_every": (1, 1_000_000), "eval_episodes": (1, 100),
+    "grad_clip": (0.0, 1000.0), "ema_decay": (0.0, 0.9999), "log_every": (1, 100_000), "eval_every": (1, 1_000_000), "eval_episodes": (1, 100),
     "val_seed": (0, 9_999), "window": (1, 1000), "select_tolerance": (0.0, 1.0), "select_smoothing": (0, 10),
     "heldout_fraction": (0.0, 0.9), "seed": (0, 2**31 - 1),
 }
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
 FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio",
                                          "lr_schedule": "constant", "dispref_target": "policy",
-                                         "select_smoothing": 0}
+                                         "select_smoothing": 0, "ema_decay": 0.0}
 #: Fields that only choose among a run's checkpoints: changing them never retrains (a finished run is chosen again).
 SELECTION_FIELDS = ("select_tolerance", "select_smoothing")
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,

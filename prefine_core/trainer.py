@@ -268,6 +268,8 @@ class PrefineTrainer:
         for p in self.policy.parameters():
             p.requires_grad_(True)
         self.policy.train()
+        # What is validated, checkpointed and chosen: the raw weights, or their moving average (ema_decay).
+        self.averaged = copy.deepcopy(self.policy).eval().requires_grad_(False) if config.ema_decay else None
         # The preference terms' reference: π_ref, or a trust-region copy of the policy refreshed every
         # ``reference_sync_every`` steps (its weights are part of the resumable state).
         self.ratio_reference = copy.deepcopy(self.reference) if config.reference_sync_every else self.reference
@@ -279,16 +281,30 @@ class PrefineTrainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
+    @property
+    def evaluated(self) -> TanhGaussianPolicy:
+        """The policy that validation judges and checkpoints hold: the moving average when ``ema_decay`` is on."""
+        return self.averaged if self.averaged is not None else self.policy
+
+    def _update_average(self) -> None:
+        """Polyak step after gradient step ``self.step``, warmed up so that early steps are not swamped by π_ref."""
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for avg, raw in zip(self.averaged.parameters(), self.policy.parameters()):
+                avg.lerp_(raw, 1.0 - decay)
+
     def _checkpoint_path(self, step: int) -> Path:
         return self.out_dir / "checkpoints" / f"step_{step:07d}.safetensors"
 
     def _save_state(self) -> None:
         from safetensors.torch import save_file
 
-        self._stamp(self.policy, step=self.step)
-        save_policy(self.policy, self._checkpoint_path(self.step))
+        self._stamp(self.evaluated, step=self.step)
+        save_policy(self.evaluated, self._checkpoint_path(self.step))
         opt = self.optimizer.state_dict()
         tensors = {"torch_generator": self.generator.get_state()}
+        if self.averaged is not None:  # the checkpoint holds the average; training resumes from the raw weights
+            tensors.update({f"raw_policy/{k}": v.detach().clone() for k, v in self.policy.state_dict().items()})
         if self.ratio_reference is not self.reference:
             tensors.update({f"ratio_reference/{k}": v.detach().clone() for k, v in self.ratio_reference.state_dict().items()})
         for index, state in opt["state"].items():
@@ -326,9 +342,12 @@ class PrefineTrainer:
         if saved != self.config.training_dict():  # a new way to choose the checkpoint needs no retraining
             changed = sorted(k for k, v in self.config.training_dict().items() if saved.get(k) != v)
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
-        self.policy.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
-        self.policy.train()
+        self.evaluated.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         tensors = load_file(str(self.out_dir / state.get("tensors", "state.safetensors")))
+        if self.averaged is not None:
+            prefix = "raw_policy/"
+            self.policy.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        self.policy.train()
         opt_state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("opt/"):
@@ -364,7 +383,7 @@ class PrefineTrainer:
     def _validate(self, task: SafetyTask) -> dict:
         c = self.config
         self.policy.eval()
-        episodes = [collect(self.policy, task, seed=c.val_seed + i, deterministic=True) for i in range(c.eval_episodes)]
+        episodes = [collect(self.evaluated, task, seed=c.val_seed + i, deterministic=True) for i in range(c.eval_episodes)]
         self.policy.train()
         metrics = {
             "step": self.step,
@@ -386,7 +405,7 @@ class PrefineTrainer:
             metrics["val/judgments"] = judged
         if self.heldout is not None:
             ratio_ref = None if c.implicit_reward == "logp" else self.ratio_reference  # what the loss compares
-            metrics["val/heldout_accuracy"] = implicit_reward_accuracy(self.policy, ratio_ref, self.heldout)
+            metrics["val/heldout_accuracy"] = implicit_reward_accuracy(self.evaluated, ratio_ref, self.heldout)
         return metrics
 
     def _select(self) -> dict:
@@ -429,6 +448,8 @@ class PrefineTrainer:
                     torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
                 self.optimizer.step()
                 self.step += 1
+                if self.averaged is not None:
+                    self._update_average()
                 if c.reference_sync_every and self.step % c.reference_sync_every == 0:
                     self.ratio_reference.load_state_dict(self.policy.state_dict())
                 window.append(metrics)

@@ -35,6 +35,8 @@ VARIANTS = {
     "bc_val4": ("bc", {"eval_episodes": 4}),
     "val10": ("prefine", {"eval_episodes": 10}),
     "bc_val10": ("bc", {"eval_episodes": 10}),
+    "ema": ("prefine", {"ema_decay": 0.995}),
+    "bc_ema": ("bc", {"ema_decay": 0.995}),
 }
 VALIDATION_SEED = 9_500
 

@@ -56,11 +56,13 @@ def test_twenty_step_finetune_reports_metrics_and_saves_a_chosen_policy(setup, t
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000010.safetensors", "step_0000020.safetensors"]
 
 
-@pytest.mark.parametrize("sync,schedule", [(0, "constant"), (7, "constant"), (0, "cosine")])
-def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync, schedule):
-    # sync 7: the moving reference at the step-10 checkpoint is the step-7 policy; cosine: the step size on resume
+@pytest.mark.parametrize("sync,schedule,ema", [(0, "constant", 0.0), (7, "constant", 0.0), (0, "cosine", 0.0),
+                                               (0, "constant", 0.9)])
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync, schedule, ema):
+    # sync 7: the moving reference at the step-10 checkpoint is the step-7 policy; cosine: the step size on resume;
+    # ema: the checkpoint holds the average, and training must resume from the raw weights, not from it
     reference, data, teacher = setup
-    config = _config(select="last", reference_sync_every=sync, lr_schedule=schedule)
+    config = _config(select="last", reference_sync_every=sync, lr_schedule=schedule, ema_decay=ema)
     whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
 
     def stop_at_15(metrics):
@@ -75,8 +77,30 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
     a, b = load_policy(whole["path"]).state_dict(), load_policy(resumed["path"]).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(ValueError, match="beta"):
-        PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync, lr_schedule=schedule),
-                       tmp_path / "broken").run()
+        PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync, lr_schedule=schedule,
+                                                ema_decay=ema), tmp_path / "broken").run()
+
+
+def test_with_ema_the_checkpoints_hold_the_moving_average_of_the_raw_weights(setup, tmp_path):
+    reference, data, _ = setup
+    trainer = PrefineTrainer(reference, data, _config(select="last", steps=10, eval_every=10, ema_decay=0.5), tmp_path)
+    raw, avg = trainer.policy, trainer.averaged
+    with torch.no_grad():  # by hand: one Polyak step from 0 towards 1 at step 0 (warm-up decay 1/10), then at step 90 (0.5)
+        for a, r in zip(avg.parameters(), raw.parameters()):
+            a.zero_(), r.fill_(1.0)
+    trainer._update_average()
+    assert all(torch.allclose(a, torch.full_like(a, 0.9)) for a in avg.parameters())
+    trainer.step = 90
+    trainer._update_average()
+    assert all(torch.allclose(a, torch.full_like(a, 0.95)) for a in avg.parameters())
+
+    trainer = PrefineTrainer(reference, data, _config(select="last", steps=10, eval_every=10, ema_decay=0.5), tmp_path / "run")
+    trainer.run()
+    saved = load_policy(tmp_path / "run" / "policy.safetensors").state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in trainer.averaged.state_dict().items())
+    assert not all(torch.equal(saved[k], v) for k, v in trainer.policy.state_dict().items())  # not the raw weights
+    assert all(not p.requires_grad for p in trainer.averaged.parameters())
+    assert PrefineTrainer(reference, data, _config(select="last", steps=5), tmp_path / "off").averaged is None
 
 
 def test_a_cosine_schedule_takes_adam_from_the_learning_rate_down_to_zero(setup, tmp_path):
