@@ -188,6 +188,30 @@ def test_a_cached_lagrangian_counts_only_when_trained_as_asked():
     assert _same_lagrangian({**old, "steps": 10_000_000, "env_steps": 10_001_792}, config, 10_000_000)
 
 
+def test_a_shipped_lagrangian_is_used_only_when_trained_as_asked_and_readable(tmp_path, monkeypatch):
+    import prefine_core.bench as bench
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, save_policy
+
+    with SafetyTask(TASK) as task:
+        meta = PolicyMeta(task_id=TASK, obs_dim=task.obs_dim, act_dim=task.act_dim, hidden_sizes=(8,), name="lagrangian")
+    shipped = tmp_path / "baselines" / TASK
+    save_policy(TanhGaussianPolicy(meta), shipped / "lagrangian.safetensors")
+    trained = {"wall_s": 12.5, "env_steps": 4096, "steps": 4096, "cost_limit": 25.0, "final_penalty": 0.3, "lagrange_lr": 0.05}
+    (shipped / "lagrangian.json").write_text(json.dumps(trained))
+    monkeypatch.setattr(bench, "SHIPPED_BASELINES", tmp_path / "baselines")
+    logs = []
+    policy, got = bench.lagrangian(BenchConfig(TASK, lagrangian_steps=4096, out_dir=tmp_path / "out"), logs.append, 4096)
+    assert got == trained and policy.meta.name == "lagrangian" and "using the shipped" in logs[0]
+    assert (tmp_path / "out" / "lagrangian.json").is_file()  # cached like a trained one
+    assert not bench._shipped_lagrangian_matches(shipped, BenchConfig(TASK, lagrangian_steps=8192), 8192)
+    assert not bench._shipped_lagrangian_matches(shipped, BenchConfig(TASK, lagrangian_steps=4096, lagrange_lr=0.005), 4096)
+    (shipped / "lagrangian.safetensors").write_bytes(b"not a checkpoint")
+    assert not bench._shipped_lagrangian_matches(shipped, BenchConfig(TASK, lagrangian_steps=4096), 4096)
+    (shipped / "lagrangian.json").write_text("{broken")
+    assert not bench._shipped_lagrangian_matches(shipped, BenchConfig(TASK, lagrangian_steps=4096), 4096)
+
+
 def test_two_results_set_aside_in_the_same_second_get_different_places(tmp_path):
     from prefine_core.bench import stale_path
 
