@@ -695,6 +695,14 @@ On labels not used before (seeds 40–43, 200 pairs) and validation episodes fro
 method's default if PREFINE with it, against PREFINE without, has lower mean cost at a return within 1 % (or better)
 on two of three tasks, loses more than 2 % return on none (a return the default reached with more falls is not a
 loss) and raises the fall rate on none. PREFINE with it against BC with it is reported beside, not used to decide.
+Result (4 seeds, validation return / cost, no falls anywhere; `scripts/validate_variants.py --task ID --pairs 200
+--seeds 40 41 42 43 --variants prefine ema bc bc_ema --validation-seed 9800`): HalfCheetah 2650 / 13.7 → 2668 / 10.6
+(better on both); PointCircle 26.5 / 19.2 → 23.9 / 3.8 (9.8 % less return: a loss); Hopper 1450 / 84 → 1495 / 109
+(costlier). One task of three, and a loss on PointCircle: **not adopted**; `ema_decay` ships as an option (default 0).
+Beside it, PREFINE against BC on the same labels: without averaging HalfCheetah 2650 / 13.7 against 2621 / 4.9,
+PointCircle 26.5 / 19.2 against 23.0 / 17.2, Hopper 1450 / 84 against 1515 / 136; both averaged 2668 / 10.6 against
+2649 / 10.1, 23.9 / 3.8 against 24.2 / 22.9, 1495 / 109 against 1496 / 109 — again a trade-off on every task, never
+lower cost at equal or better return on two.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

@@ -9,6 +9,11 @@ then reports, per task × variant × rule, the validation return / cost / fall r
 rule picks. The "oracle" row (fewest falls, then lowest cost, then highest return, on those very seeds) is no rule: it shows
 how much any rule could gain.
 
+``--frontier C …`` adds what no rule can change, the trade-off each method's checkpoints span: per task × variant
+and cost level C, the best validation return among a run's checkpoints that did not fall and cost at most C,
+averaged over the runs that have one (``runs`` says how many). One method's frontier above another's at every C
+means it is the better fine-tune whatever the selection; crossing frontiers mean it is a trade-off.
+
     .venv/bin/python scripts/validate_selection.py data/bench/validation-safety-judge-2/hc ...
 
 The rules and the adoption criterion were fixed before the first run (BENCHMARKS.md, "Settings and why"):
@@ -94,7 +99,11 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="folders holding finished run folders")
     parser.add_argument("--validation-seed", type=int, default=VALIDATION_SEED,
                         help=f"first seed of the 10 episodes each checkpoint is evaluated on (default {VALIDATION_SEED})")
+    parser.add_argument("--frontier", type=float, nargs="+", default=[], metavar="C",
+                        help="also report the best return at validation cost ≤ C among each run's checkpoints")
     args = parser.parse_args()
+    if any(not np.isfinite(c) or c < 0 for c in args.frontier):
+        parser.error("--frontier cost levels must be finite and not negative")
     if not 0 <= args.validation_seed <= 9_990:
         parser.error("--validation-seed must be in [0, 9990]: seeds from 10 000 on are the evaluation seeds")
     missing = [str(f) for f in args.folders if not f.is_dir()]
@@ -102,6 +111,7 @@ def main() -> None:
         parser.error(f"not a folder of run folders: {', '.join(missing)}")
     torch.set_num_threads(1)
     table: dict[tuple, list[dict]] = defaultdict(list)
+    frontier: dict[tuple, list[float]] = defaultdict(list)
     for folder in args.folders:
         for run in sorted(p for p in folder.iterdir() if (p / "state.json").exists()):
             try:
@@ -124,12 +134,19 @@ def main() -> None:
             picks["oracle"] = min(outcomes, key=lambda s: (outcomes[s]["fall_rate"], outcomes[s]["cost"], -outcomes[s]["return"]))
             for name, step in picks.items():
                 table[(task_id, variant, name)].append({"step": step, **outcomes[step]})
+            for level in args.frontier:
+                reachable = [o["return"] for s, o in outcomes.items() if s > 0 and o["fall_rate"] == 0 and o["cost"] <= level]
+                if reachable:
+                    frontier[(task_id, variant, level)].append(max(reachable))
     for (task_id, variant, name), rows in sorted(table.items()):
         print(json.dumps({"task": task_id, "variant": variant, "rule": name, "runs": len(rows),
                           "return": round(float(np.mean([r["return"] for r in rows])), 1),
                           "cost": round(float(np.mean([r["cost"] for r in rows])), 1),
                           "fall_rate": round(float(np.mean([r["fall_rate"] for r in rows])), 2),
                           "steps": [r["step"] for r in rows]}), flush=True)
+    for (task_id, variant, level), returns in sorted(frontier.items()):
+        print(json.dumps({"task": task_id, "variant": variant, "frontier_cost_at_most": level, "runs": len(returns),
+                          "best_return": round(float(np.mean(returns)), 1)}), flush=True)
 
 
 def _task_of(run: Path) -> str:
