@@ -21,6 +21,9 @@ Checkpoint choice (DESIGN §4, "without the true cost"):
   as ``eval/cost`` for the curves but never read by the selection.
 * ``heldout``: accuracy of the implicit reward h on held-out labelled pairs.
 * ``last``: the final step.
+
+With ``ema_decay`` > 0 every validation, checkpoint and the chosen policy are the moving average of the weights
+(:attr:`PrefineTrainer.evaluated`); the optimizer steps the raw weights, which the resumable state keeps beside it.
 """
 from __future__ import annotations
 
