@@ -709,27 +709,27 @@ of the weight-averaging study's runs evaluated on 10 validation episodes from se
 per run the best return among checkpoints that did not fall and cost at most C, mean over the 4 runs (runs that
 reach C in brackets where not all do).
 
-| task | method | C = 0 | 5 | 10 | 25 | 50 | 100 | 150 |
-|---|---|---|---|---|---|---|---|---|
-| HalfCheetah | PREFINE | – | 2621 | 2641 | 2664 | 2700 | 2739 | |
-| HalfCheetah | BC | 2461 (1) | 2587 | 2621 | 2661 | 2661 | 2728 | |
-| HalfCheetah | PREFINE, averaged | – | 2653 (3) | 2668 | 2682 | 2700 | 2707 | |
-| HalfCheetah | BC, averaged | – | 2634 | 2640 | 2643 | 2664 | 2685 | |
-| PointCircle | PREFINE | 22.8 | 22.8 | 22.8 | 25.5 | 28.0 | 29.3 | |
-| PointCircle | BC | 21.4 | 22.0 | 22.9 | 23.8 | 26.9 | 27.8 | |
-| PointCircle | PREFINE, averaged | 22.9 | 23.7 | 24.3 | 25.7 | 26.5 | 27.3 | |
-| PointCircle | BC, averaged | 22.1 (3) | 22.1 (3) | 22.9 | 24.4 | 26.1 | 26.4 | |
-| Hopper | PREFINE | | | | – | – | 1463 | 1513 |
-| Hopper | BC | | | | – | – | 1483 | 1509 |
-| Hopper | PREFINE, averaged | | | | – | – | 1468 | 1500 |
-| Hopper | BC, averaged | | | | – | – | 1473 | 1499 |
+| task | method | C = 0 | 5 | 10 | 25 | 50 | 100 |
+|---|---|---|---|---|---|---|---|
+| HalfCheetah | PREFINE | – | 2621 | 2641 | 2664 | 2700 | 2739 |
+| HalfCheetah | BC | 2461 (1) | 2587 | 2621 | 2661 | 2661 | 2728 |
+| HalfCheetah | PREFINE, averaged | – | 2653 (3) | 2668 | 2682 | 2700 | 2707 |
+| HalfCheetah | BC, averaged | – | 2634 | 2640 | 2643 | 2664 | 2685 |
+| PointCircle | PREFINE | 22.8 | 22.8 | 22.8 | 25.5 | 28.0 | 29.3 |
+| PointCircle | BC | 21.4 | 22.0 | 22.9 | 23.8 | 26.9 | 27.8 |
+| PointCircle | PREFINE, averaged | 22.9 | 23.7 | 24.3 | 25.7 | 26.5 | 27.3 |
+| PointCircle | BC, averaged | 22.1 (3) | 22.1 (3) | 22.9 | 24.4 | 26.1 | 26.4 |
 
-On HalfCheetah and PointCircle PREFINE's checkpoints reach more return than BC's at every cost level but one, where
-they tie (HalfCheetah C = 25, PointCircle C = 10), with and without averaging; on Hopper the two tie (BC 20 ahead at
-C = 100; PREFINE reaches C = 75 in 2 runs of 4, BC in none). So the preference terms do add to BC in what a fine-tune
-*can* become; what the benchmark's floors measure — the checkpoint each method chooses without the true cost — lands
-PREFINE and BC at different points of those trade-offs from one seed to the next, which is why "lower cost at equal or
-better return" comes and goes between label sets. The gap to close is the choice, not the loss.
+Hopper (no checkpoint of any run under cost 50): C = 100 / 150 — PREFINE 1463 / 1513, BC 1483 / 1509, averaged 1468 /
+1500 and 1473 / 1499; PREFINE reaches C = 75 in 2 runs of 4, BC in none.
+
+Up to C = 100 (four times the cost limit) PREFINE's checkpoints reach more return than BC's at every level on HalfCheetah
+and PointCircle, with and without averaging, but for two ties (HalfCheetah C = 25, PointCircle C = 10) and one BC run
+on HalfCheetah that reached cost 0, which no PREFINE run did; far above the limit BC goes further (C = 150: 2779 against
+2775, 32.6 against 30.3). On Hopper the two tie. So the preference terms do add to BC in what a fine-tune *can* become
+under the limit; what the benchmark's floors measure — the checkpoint each method chooses without the true cost — lands
+PREFINE and BC at different points of those trade-offs from one label set to the next, which is why "lower cost at equal
+or better return" comes and goes. The gap to close is the choice, not the loss.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
