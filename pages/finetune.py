@@ -1,7 +1,7 @@
 """Fine-tune: a form generated from PrefineConfig, background runs, live curves."""
 import streamlit as st
 
-from prefine_core import jobs, launcher, plots
+from prefine_core import checkpoints, jobs, launcher, plots
 from prefine_core.components import ui
 from prefine_core.demo import DEMO_FINETUNE
 
@@ -38,6 +38,23 @@ def run_actions(run) -> None:
         ui.guarded(jobs.resume, ws, run.id, success=f"run {run.id} resumed")
 
 
+def checkpoint_choice(run, limit: float | None) -> None:
+    frame = checkpoints.checkpoint_frame(ws, run.id)
+    steps = frame[frame.available].step.tolist()
+    if not steps:
+        return
+    with st.expander("Trade-off: every checkpoint, and choosing another"):
+        st.plotly_chart(plots.tradeoff_figure(frame, limit), use_container_width=True, key=f"tradeoff_{run.id}")
+        st.caption("Validation episodes (seeds 9 000…), not the evaluation seeds: measure a choice on the Compare page.")
+        chosen = [s for s in frame[frame.chosen].step if s in steps]
+        step = st.selectbox("Checkpoint (step)", steps, index=steps.index(chosen[0]) if chosen else len(steps) - 1,
+                            key=f"checkpoint_{run.id}")
+        if st.button("Use this checkpoint as a policy", key=f"register_{run.id}"):
+            policy_id = ui.guarded(checkpoints.register_checkpoint, ws, run.id, int(step))
+            if policy_id is not None:
+                st.success(f"Step {step} is policy {policy_id}: pick it on the Compare page, or start a fine-tune from it.")
+
+
 @st.fragment(run_every=2.0)
 @ui.survives_outage
 def job_board() -> None:
@@ -66,6 +83,8 @@ def job_board() -> None:
     cols = st.columns(2)
     for i, fig in enumerate(figures):
         cols[i % 2].plotly_chart(fig, use_container_width=True, key=f"curve_{i}")
+    if run.kind == "prefine" and run.status == "done":
+        checkpoint_choice(run, limit or None)
     with st.expander("Log (last lines)"):
         st.code(jobs.log_tail(run, 30) or "(empty)", language=None)
 

@@ -297,7 +297,7 @@ class PrefineTrainer:
                 avg.lerp_(raw, 1.0 - decay)
 
     def _checkpoint_path(self, step: int) -> Path:
-        return self.out_dir / "checkpoints" / f"step_{step:07d}.safetensors"
+        return checkpoint_path(self.out_dir, step)
 
     def _save_state(self) -> None:
         from safetensors.torch import save_file
@@ -482,6 +482,11 @@ class PrefineTrainer:
         self.history.append(metrics)
         if self.on_eval:
             self.on_eval(metrics)
+
+
+def checkpoint_path(out_dir: str | Path, step: int) -> Path:
+    """Where a run in ``out_dir`` keeps its checkpoint of gradient step ``step``."""
+    return Path(out_dir) / "checkpoints" / f"step_{step:07d}.safetensors"
 
 
 def check_seeds_below_eval(clips: Sequence[Trajectory]) -> None:

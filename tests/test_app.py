@@ -129,6 +129,34 @@ def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     assert sorted(limits()) == [0, 2] and not app.exception
 
 
+def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_hand(app, workspace):
+    import json
+
+    from prefine_core import jobs
+    from prefine_core.policy import save_policy
+    from prefine_core.trainer import checkpoint_path
+
+    reference = workspace.store.list_policies(CHEETAH, kind="reference")[0]
+    run_id = workspace.store.create_run(CHEETAH, reference.id, "prefine", {"steps": 20})
+    for step, ret, cost in ((0, 90.0, 80.0), (10, 70.0, 10.0), (20, 85.0, 30.0)):
+        workspace.store.add_metrics(run_id, step, {"eval/return": ret, "eval/cost": cost, "eval/length": 50.0, "val/safety": 0.5})
+        if step:
+            save_policy(make_policy(CHEETAH, seed=step), checkpoint_path(jobs.run_dir(workspace, run_id), step))
+    (jobs.run_dir(workspace, run_id) / "result.json").write_text(json.dumps({"selected_step": 20}))
+    workspace.store.update_run(run_id, status="done")
+    app.switch_page("pages/finetune.py").run()
+    app.selectbox(key="run_select").set_value(run_id).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key=f"checkpoint_{run_id}").value == 20  # the trainer's choice first
+    assert any(c.proto.spec.count("chosen by the trainer") for c in app.get("plotly_chart"))
+    app.selectbox(key=f"checkpoint_{run_id}").set_value(10).run()
+    app.button(key=f"register_{run_id}").click().run()
+    assert not app.exception, app.exception
+    [policy] = [p for p in workspace.store.list_policies(CHEETAH) if p.provenance.get("run_id") == run_id]
+    assert policy.provenance["step"] == 10 and policy.kind == "finetuned"
+    assert any(f"is policy {policy.id}" in m.value for m in app.success)
+
+
 def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path / "fresh"))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()

@@ -1,0 +1,74 @@
+"""A finished fine-tune's checkpoints as a trade-off, and the one a person prefers registered as a policy.
+
+The trainer chooses a checkpoint without the true cost (``trainer.py``), and where on the trade-off between
+return and cost that choice lands varies from one label set to the next (BENCHMARKS.md, "What the checkpoints
+reach"). The app shows every validated checkpoint with its validation return and cost — the curves the user
+already watches — so that a person may prefer another point, a safer one at some return say; registered, it is a
+policy like any other (Compare, a further fine-tune). The figures are from the validation episodes (seeds
+9 000…), never the evaluation seeds: the Compare page measures a choice afresh.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from prefine_core import jobs
+from prefine_core.plots import wide_metrics
+from prefine_core.trainer import checkpoint_path
+from prefine_core.workspace import Workspace
+
+#: Columns of :func:`checkpoint_frame`.
+COLUMNS = ("step", "return", "cost", "length", "safety", "chosen", "available")
+
+
+def _done_finetune(ws: Workspace, run_id: int):
+    run = ws.store.get_run(run_id)  # a ValueError names a run that does not exist
+    if run.kind != "prefine":
+        raise ValueError(f"run {run_id} is a {run.kind} job, not a fine-tune: it has no checkpoints")
+    if run.status != "done":
+        raise ValueError(f"run {run_id} is {run.status}; its checkpoints can be chosen once it is done")
+    return run
+
+
+def checkpoint_frame(ws: Workspace, run_id: int) -> pd.DataFrame:
+    """One row per validation of run ``run_id``: step, validation return / cost / length, the teacher's safety
+    score (NaN without a teacher), whether the trainer chose it, and whether its checkpoint file is there (step 0
+    is the untouched start, which has none)."""
+    wide = wide_metrics(ws.store.run_metrics(run_id))
+    if wide.empty or "eval/return" not in wide.columns:
+        return pd.DataFrame(columns=list(COLUMNS))
+    evals = wide[wide["eval/return"].notna()]
+    outcome = jobs.result(ws, run_id) or {}
+    folder = jobs.run_dir(ws, run_id)
+    column = lambda name: evals[name].to_numpy() if name in evals.columns else float("nan")  # noqa: E731
+    frame = pd.DataFrame({
+        "step": evals.index.astype(int), "return": column("eval/return"), "cost": column("eval/cost"),
+        "length": column("eval/length"), "safety": column("val/safety"),
+    })
+    frame["chosen"] = frame.step == outcome.get("selected_step")
+    frame["available"] = [step > 0 and checkpoint_path(folder, step).is_file() for step in frame.step]
+    return frame.reset_index(drop=True)
+
+
+def register_checkpoint(ws: Workspace, run_id: int, step: int) -> int:
+    """Register the checkpoint of ``step`` of finished run ``run_id`` as a policy of its task; returns its id.
+
+    The trainer's own choice returns the policy the run already registered; any other step is checked as a policy
+    file (a damaged one is refused with the reason) and registered once, however often it is asked for.
+    """
+    from prefine_core.policy import load_policy
+    from prefine_core.prefine import PrefineConfig
+
+    run = _done_finetune(ws, run_id)
+    if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
+        raise ValueError(f"step must be a positive whole number, got {step!r}")
+    outcome = jobs.result(ws, run_id) or {}
+    if step == outcome.get("selected_step") and run.output_policy_id is not None:
+        return run.output_policy_id
+    path = checkpoint_path(jobs.run_dir(ws, run_id), step)
+    if not path.is_file():
+        have = checkpoint_frame(ws, run_id).query("available").step.tolist()
+        raise ValueError(f"run {run_id} has no checkpoint at step {step}; it has checkpoints at steps {have}")
+    load_policy(path, run.task_id)
+    kind = "bc" if PrefineConfig.from_saved(run.config).is_bc else "finetuned"
+    return ws.store.add_policy(f"run {run_id} step {step} ({kind}, chosen by hand)", path, run.task_id, kind,
+                               parent_id=run.policy_id, provenance={"run_id": run_id, "step": step, "chosen_by": "user"})

@@ -1,0 +1,94 @@
+"""A finished fine-tune's checkpoints as a trade-off, and a checkpoint chosen by hand registered as a policy."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import CHEETAH, make_policy
+from prefine_core import checkpoints, jobs
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A workspace with one real 20-step fine-tune, run in this process by the job runner itself."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import save_policy
+    from prefine_core.prefine import PrefineConfig
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path_factory.mktemp("ws"), shipped=None)
+    start = ws.store.add_policy("start", save_policy(make_policy(CHEETAH), ws.policies_dir / "p.safetensors"), CHEETAH,
+                                "reference")
+    with SafetyTask(CHEETAH) as task:
+        ids = [ws.store.add_trajectory(collect(make_policy(CHEETAH, seed=s), task, seed=s, max_steps=40), start, f"src{s}",
+                                       ws.trajectories_dir) for s in range(4)]
+    for a, b in zip(ids, ids[1:]):
+        ws.store.add_label(ws.store.add_pair(a, b, "random", 0.0, "test pair"), "tester", "left")
+    config = PrefineConfig(steps=20, log_every=5, eval_every=10, eval_episodes=1, segment_length=20, batch_size=4,
+                           bc_batch_size=32, select="teacher")
+    run_id = ws.store.create_run(CHEETAH, start, "prefine", config.to_dict())
+    assert jobs.execute(ws, run_id) == "done", jobs.log_tail(ws.store.get_run(run_id), 40)
+    return ws, run_id, start
+
+
+def test_every_validation_is_a_row_and_the_trainers_choice_is_marked(done):
+    ws, run_id, _ = done
+    frame = checkpoints.checkpoint_frame(ws, run_id)
+    assert frame.step.tolist() == [0, 10, 20]
+    assert frame.available.tolist() == [False, True, True]  # step 0 is the untouched start
+    assert frame.chosen.sum() == 1 and frame[frame.chosen].step.item() == jobs.result(ws, run_id)["selected_step"]
+    assert frame["return"].notna().all() and frame["cost"].notna().all() and frame["safety"].between(0, 1).all()
+
+
+def test_a_checkpoint_chosen_by_hand_becomes_a_policy_once(done):
+    from prefine_core.policy import load_policy
+
+    ws, run_id, start = done
+    run = ws.store.get_run(run_id)
+    chosen = jobs.result(ws, run_id)["selected_step"]
+    other = 30 - chosen  # the other of 10 and 20
+    assert checkpoints.register_checkpoint(ws, run_id, chosen) == run.output_policy_id
+    policy_id = checkpoints.register_checkpoint(ws, run_id, other)
+    assert policy_id != run.output_policy_id
+    assert checkpoints.register_checkpoint(ws, run_id, other) == policy_id  # asked again: the same policy
+    policy = ws.store.get_policy(policy_id)
+    assert policy.kind == "finetuned" and policy.parent_id == start and policy.provenance["step"] == other
+    assert load_policy(policy.path, CHEETAH).meta.provenance["step"] == other
+
+
+@pytest.mark.parametrize("step,message", [(15, r"no checkpoint at step 15; it has checkpoints at steps \[10, 20\]"),
+                                          (0, "positive whole number"), (-10, "positive whole number"),
+                                          (True, "positive whole number"), ("10", "positive whole number")])
+def test_a_step_without_a_checkpoint_is_refused_by_name(done, step, message):
+    ws, run_id, _ = done
+    before = len(ws.store.list_policies(CHEETAH))
+    with pytest.raises(ValueError, match=message):
+        checkpoints.register_checkpoint(ws, run_id, step)
+    assert len(ws.store.list_policies(CHEETAH)) == before
+
+
+def test_runs_that_are_not_finished_fine_tunes_and_damaged_checkpoints_are_refused(done):
+    from prefine_core.trainer import checkpoint_path
+
+    ws, run_id, start = done
+    with pytest.raises(ValueError, match="run_id 999 does not exist|999"):
+        checkpoints.register_checkpoint(ws, 999, 10)
+    running = ws.store.create_run(CHEETAH, start, "prefine", {"steps": 20})
+    ws.store.update_run(running, status="running")
+    with pytest.raises(ValueError, match=f"run {running} is running"):
+        checkpoints.register_checkpoint(ws, running, 10)
+    compare = ws.store.create_run(CHEETAH, start, "compare", {})
+    ws.store.update_run(compare, status="done")
+    with pytest.raises(ValueError, match="not a fine-tune"):
+        checkpoints.register_checkpoint(ws, compare, 10)
+    assert checkpoints.checkpoint_frame(ws, compare).empty
+
+    damaged = ws.store.create_run(CHEETAH, start, "prefine", {"steps": 10})
+    ws.store.update_run(damaged, status="done")
+    path = checkpoint_path(jobs.run_dir(ws, damaged), 10)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    before = len(ws.store.list_policies(CHEETAH))
+    with pytest.raises(ValueError, match="step_0000010"):
+        checkpoints.register_checkpoint(ws, damaged, 10)
+    assert len(ws.store.list_policies(CHEETAH)) == before
