@@ -100,7 +100,8 @@ def tradeoff_figure(checkpoints: pd.DataFrame, cost_limit: float | None = None, 
             continue
         fig.add_trace(go.Scatter(
             x=part["cost"], y=part["return"], mode="markers+text", name=name, text=[f"{s}" for s in part.step],
-            textposition="top center", marker=dict(symbol=symbol, size=14 if symbol == "star" else 9, color=color),
+            textposition="top center", cliponaxis=False,
+            marker=dict(symbol=symbol, size=14 if symbol == "star" else 9, color=color),
             hovertemplate="step %{text}<br>cost %{x:.1f}<br>return %{y:.1f}<extra></extra>"))
     if cost_limit is not None:
         fig.add_vline(x=cost_limit, line_dash="dash", line_color="#d62728",

@@ -34,3 +34,14 @@ def test_run_figures_raw_beneath_smoothed_and_cost_limit():
 def test_distribution_figure_has_one_box_per_policy():
     fig = plots.distribution_figure({"A": [1, 2], "B": [3]}, "cost", limit=25)
     assert [t.name for t in fig.data] == ["A", "B"]
+
+
+def test_the_trade_off_marks_the_start_and_the_trainers_choice_and_draws_the_limit_across_cost():
+    frame = pd.DataFrame({"step": [0, 10, 20], "return": [90.0, 70.0, 85.0], "cost": [80.0, 10.0, 30.0],
+                          "chosen": [False, False, True]})
+    fig = plots.tradeoff_figure(frame, cost_limit=25.0)
+    traces = {t.name: t for t in fig.data}
+    assert list(traces["checkpoint"].x) == [10.0] and list(traces["start (step 0)"].text) == ["0"]
+    assert list(traces["chosen by the trainer"].y) == [85.0]
+    assert fig.layout.shapes[0].x0 == 25.0 and fig.layout.xaxis.title.text == "episode cost"
+    assert [t.name for t in plots.tradeoff_figure(frame.assign(chosen=False)).data] == ["checkpoint", "start (step 0)"]
