@@ -49,10 +49,14 @@ def checkpoint_choice(run, limit: float | None) -> None:
         chosen = [s for s in frame[frame.chosen].step if s in steps]
         step = st.selectbox("Checkpoint (step)", steps, index=steps.index(chosen[0]) if chosen else len(steps) - 1,
                             key=f"checkpoint_{run.id}")
+        registered = f"registered_{run.id}"  # kept, so the 2-second refresh does not wipe the confirmation
         if st.button("Use this checkpoint as a policy", key=f"register_{run.id}"):
             policy_id = ui.guarded(checkpoints.register_checkpoint, ws, run.id, int(step))
             if policy_id is not None:
-                st.success(f"Step {step} is policy {policy_id}: pick it on the Compare page, or start a fine-tune from it.")
+                st.session_state[registered] = (int(step), policy_id)
+        if registered in st.session_state:
+            done_step, policy_id = st.session_state[registered]
+            st.success(f"Step {done_step} is policy {policy_id}: pick it on the Compare page, or start a fine-tune from it.")
 
 
 @st.fragment(run_every=2.0)

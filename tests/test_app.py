@@ -155,6 +155,8 @@ def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_han
     [policy] = [p for p in workspace.store.list_policies(CHEETAH) if p.provenance.get("run_id") == run_id]
     assert policy.provenance["step"] == 10 and policy.kind == "finetuned"
     assert any(f"is policy {policy.id}" in m.value for m in app.success)
+    app.run()  # the page refreshes every 2 s: the confirmation stays
+    assert any(f"is policy {policy.id}" in m.value for m in app.success)
 
 
 def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):

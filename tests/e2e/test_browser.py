@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -149,6 +150,23 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     page.wait_for_timeout(2500)
     page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
     shot(page, "6-finetune-done")
+
+    from prefine_core import jobs
+
+    other = 60 - jobs.result(ws, run.id)["selected_step"]  # the checkpoint at 20 or 40 the trainer did not choose
+    page.get_by_text("Trade-off: every checkpoint").click()
+    picker = page.get_by_label("Checkpoint (step)")
+    picker.scroll_into_view_if_needed()
+    picker.click()
+    page.keyboard.type(str(other))  # the select filters its options by what is typed
+    page.get_by_role("option", name=str(other), exact=True).click()
+    page.get_by_role("button", name="Use this checkpoint as a policy").click()
+    page.get_by_text(re.compile(rf"Step {other} is policy \d+")).wait_for(timeout=30_000)
+    page.wait_for_timeout(2500)  # a refresh of the job board later, the confirmation is still there
+    page.get_by_text(re.compile(rf"Step {other} is policy \d+")).wait_for(timeout=1_000)
+    shot(page, "6b-checkpoint-chosen")
+    [mine] = [p for p in ws.store.list_policies(CHEETAH) if p.provenance.get("chosen_by") == "user"]
+    assert mine.provenance == {"run_id": run.id, "step": other, "chosen_by": "user"}
 
     page.get_by_role("link", name="Compare").first.click()
     page.get_by_label("Episodes", exact=True).fill("1")
