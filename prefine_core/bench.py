@@ -746,7 +746,8 @@ the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 
 with 1M env steps reaches 28 at cost 0 — a much harder floor than before. The Hopper one stood still after 1M
 steps (1056, cost 0), so it is trained for 10M (`--lagrangian-steps 10000000`, 46 min on one core): it learns
 to hop under the limit (2M steps: 1307; 10M: 1612 at cost 0, no falls), which makes the Hopper return floor
-1451 instead of 950. HalfCheetah keeps its 0.05 run (2630, cost 14).
+1451 instead of 950. HalfCheetah keeps its 0.05 run (2630, cost 14). The three Lagrangians are shipped in `data/baselines/` (retrained this session with the same
+commands: the same returns and costs to the digit), so a clean clone's benchmark reuses them instead of retraining.
 **Pools.** Each task's pool is the reference plus its shipped behaviour policies (see the Foundation table):
 HalfCheetah w = 0.5 (as fast as the reference) and w = 2 (safe); Hopper w = 0.5 (fast, falls) and a slow hop
 trained on a forward reward that peaks at 0.45 m/s (no cost signal; a cost penalty teaches the hopper to
