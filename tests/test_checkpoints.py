@@ -92,3 +92,22 @@ def test_runs_that_are_not_finished_fine_tunes_and_damaged_checkpoints_are_refus
     with pytest.raises(ValueError, match="step_0000010"):
         checkpoints.register_checkpoint(ws, damaged, 10)
     assert len(ws.store.list_policies(CHEETAH)) == before
+
+
+def test_the_cli_lists_the_trade_off_and_registers_a_step(done, capsys):
+    import json
+
+    from prefine_core.cli import main
+
+    ws, run_id, _ = done
+    assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(run_id), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c["step"] for c in listed["checkpoints"]] == [0, 10, 20] and "registered_policy_id" not in listed
+    other = 30 - jobs.result(ws, run_id)["selected_step"]  # the checkpoint the trainer did not choose
+    assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(run_id), "--register", str(other), "--json"]) == 0
+    registered = json.loads(capsys.readouterr().out)["registered_policy_id"]
+    assert ws.store.get_policy(registered).provenance["step"] == other
+    assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(run_id), "--register", "15", "--json"]) == 2
+    assert "no checkpoint at step 15" in json.loads(capsys.readouterr().out)["error"]
+    assert main(["checkpoints", "--workspace", str(ws.root), "--run", "999", "--json"]) == 2
+    assert "999" in json.loads(capsys.readouterr().out)["error"]

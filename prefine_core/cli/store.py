@@ -1,4 +1,4 @@
-"""CLI commands over the preference store: pairs, label-synthetic, export, import, agreement."""
+"""CLI commands over the preference store: pairs, label-synthetic, export, import, agreement, checkpoints."""
 from __future__ import annotations
 
 import argparse
@@ -119,6 +119,20 @@ def _agreement(args: argparse.Namespace) -> dict:
     return report(ws.store, args.task, SyntheticTeacher(TeacherConfig(equal_margin=args.equal_margin)))
 
 
+def _checkpoints(args: argparse.Namespace) -> dict:
+    from prefine_core.checkpoints import checkpoint_frame, register_checkpoint
+
+    ws = _workspace(args)
+    result: dict = {"run_id": args.run}
+    if args.register is not None:
+        result["registered_policy_id"] = register_checkpoint(ws, args.run, args.register)
+    else:
+        ws.store.get_run(args.run)  # an unknown run is named, not an empty table
+    frame = checkpoint_frame(ws, args.run)
+    result["checkpoints"] = [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return result
+
+
 def register(command) -> None:
     def with_workspace(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--workspace", default=None,
@@ -178,3 +192,10 @@ def register(command) -> None:
     p.add_argument("--task", type=_task, default=None, help="only this task")
     p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="cost difference the truth calls equal")
     p.set_defaults(handler=_agreement)
+
+    p = with_workspace(command("checkpoints", "a fine-tune run's checkpoints (validation return, cost, safety, the "
+                                              "trainer's choice); --register STEP makes one a policy"))
+    p.add_argument("--run", type=positive_int, required=True, help="run id (Fine-tune page, or the store)")
+    p.add_argument("--register", type=positive_int, default=None, metavar="STEP",
+                   help="register the checkpoint of this step of a finished run as a policy of its task")
+    p.set_defaults(handler=_checkpoints)
