@@ -45,7 +45,8 @@ def checkpoint_choice(run, limit: float | None) -> None:
         return
     with st.expander("Trade-off: every checkpoint, and choosing another"):
         st.plotly_chart(plots.tradeoff_figure(frame, limit), use_container_width=True, key=f"tradeoff_{run.id}")
-        st.caption("Validation episodes (seeds 9 000…), not the evaluation seeds: measure a choice on the Compare page.")
+        st.caption(f"Validation episodes (seeds {run.config.get('val_seed', 9000)}…), not the evaluation seeds: "
+                   "measure a choice on the Compare page.")
         chosen = [s for s in frame[frame.chosen].step if s in steps]
         step = st.selectbox("Checkpoint (step)", steps, index=steps.index(chosen[0]) if chosen else len(steps) - 1,
                             key=f"checkpoint_{run.id}")
