@@ -706,8 +706,7 @@ lower cost at equal or better return on two.
 **What the checkpoints reach, whatever the choice** (session 6; descriptive, no rule adopted by it). Every checkpoint
 evaluated on 10 validation episodes from seed 9 800 (`scripts/validate_selection.py data/bench/validation/<task>
 --validation-seed 9800 --frontier 0 5 10 25 50 100`): per run, the best return among checkpoints that did not fall
-and cost at most C. Runs of the weight-averaging study (labels of seeds 40–43) and, for HalfCheetah and PointCircle,
-four more label sets (seeds 44–47, `validate_variants.py … --seeds 44 45 46 47 --variants prefine bc --validation-seed
+and cost at most C. Runs of the weight-averaging study (labels of seeds 40–43) and four more label sets per task (seeds 44–47, `validate_variants.py … --seeds 44 45 46 47 --variants prefine bc --validation-seed
 9800`). Per level: mean over the runs that reach C (how many of 8 in brackets), then PREFINE − BC seed by seed over
 the seeds where both reach it (mean ± standard error, and in how many PREFINE is ahead).
 
@@ -726,17 +725,19 @@ the seeds where both reach it (mean ± standard error, and in how many PREFINE i
 | PointCircle | 50 | 26.6 (8) | 25.6 (8) | +1.0 ± 0.6 | 5 of 8 |
 | PointCircle | 100 | 28.5 (8) | 28.5 (8) | +0.1 ± 1.4 | 5 of 8 |
 
-Hopper (4 runs; no checkpoint of any run under cost 50): at C = 100 PREFINE 1463, BC 1483 (paired −20 ± 16), at
-C = 150 1513 and 1509; PREFINE reaches C = 75 in 2 runs of 4, BC in none. With weight averaging the HalfCheetah and
-PointCircle frontiers of the first four runs are likewise above BC's (averaged too), and Hopper ties.
+Hopper (8 runs, label sets 40–47; only one checkpoint of any run under cost 50, a BC one standing still at return
+1073): at C = 100 PREFINE 1471, BC 1483 (paired −12 ± 9, PREFINE ahead in 3 of 8), at C = 150 1511 and 1517 (−7 ± 6);
+PREFINE reaches C = 75 in 4 runs, BC in 2. With weight averaging (first four runs) the HalfCheetah and PointCircle
+frontiers are likewise above BC's, and Hopper ties.
 
 Under the limit and up to twice it, PREFINE's checkpoints reach more return than BC's on HalfCheetah (by 22–35, about
 two standard errors) and on PointCircle (by 0.8–1.8, where it also reaches cost ≤ 25 in all 8 runs against 6),
-and far above the limit the two meet; on Hopper they tie. So the preference terms do add to BC in what a fine-tune
-*can* become. The checkpoints the methods chose themselves, on the same 8 label sets and the same validation
-episodes: HalfCheetah PREFINE 2649 / 10.6 against BC 2638 / 17.6, PointCircle 24.6 / 18.1 against 22.8 / 28.3 —
-lower cost at higher return on both, where on the benchmark's label sets 0–4 they were not (paired cost −6.9 ± 12.1 and
-−10.2 ± 16.1: within noise either way). What the floors measure, the chosen checkpoint, lands PREFINE and BC at
+and far above the limit the two meet; on Hopper BC's reach a little more return at C ≥ 100 (within two standard
+errors) while PREFINE's get under cost 75 twice as often. So the preference terms do add to BC in what a fine-tune
+*can* become on two tasks of three. The checkpoints the methods chose themselves, on the same 8 label sets and the same
+validation episodes: HalfCheetah PREFINE 2649 / 10.6 against BC 2638 / 17.6, PointCircle 24.6 / 18.1 against
+22.8 / 28.3, Hopper 1472 / 93 against 1452 / 108 — lower cost at higher return on all three, where on the benchmark's
+label sets 0–4 they were not (paired cost −6.9 ± 12.1, −10.2 ± 16.1 and −14.5 ± 25.3: within noise either way). What the floors measure, the chosen checkpoint, lands PREFINE and BC at
 different points of trade-offs that differ by less than the choice's own scatter; that is why "lower cost at equal
 or better return" comes and goes between label sets. The gap to close is the choice, not the loss. (Read after the
 runs; the benchmark's seeds and verdict stay as they are.)
