@@ -706,7 +706,8 @@ lower cost at equal or better return on two.
 **What the checkpoints reach, whatever the choice** (session 6; descriptive, no rule adopted by it). Every checkpoint
 evaluated on 10 validation episodes from seed 9 800 (`scripts/validate_selection.py data/bench/validation/<task>
 --validation-seed 9800 --frontier 0 5 10 25 50 100`): per run, the best return among checkpoints that did not fall
-and cost at most C. Runs of the weight-averaging study (labels of seeds 40–43) and four more label sets per task (seeds 44–47, `validate_variants.py … --seeds 44 45 46 47 --variants prefine bc --validation-seed
+and cost at most C. Runs of the weight-averaging study (labels of seeds 40–43) and four more label sets per task
+(seeds 44–47, `validate_variants.py … --seeds 44 45 46 47 --variants prefine bc --validation-seed
 9800`). Per level: mean over the runs that reach C (how many of 8 in brackets), then PREFINE − BC seed by seed over
 the seeds where both reach it (mean ± standard error, and in how many PREFINE is ahead).
 
