@@ -741,7 +741,8 @@ validation episodes: HalfCheetah PREFINE 2649 / 10.6 against BC 2638 / 17.6, Poi
 label sets 0–4 they were not (paired cost −6.9 ± 12.1, −10.2 ± 16.1 and −14.5 ± 25.3: within noise either way). What the floors measure, the chosen checkpoint, lands PREFINE and BC at
 different points of trade-offs that differ by less than the choice's own scatter; that is why "lower cost at equal
 or better return" comes and goes between label sets. The gap to close is the choice, not the loss. (Read after the
-runs; the benchmark's seeds and verdict stay as they are.)
+runs; the benchmark's seeds and verdict stay as they are. Every run's and checkpoint's figures:
+`data/studies/2026-12-01-averaging-and-frontier/`.)
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
