@@ -696,16 +696,17 @@ method's default if PREFINE with it, against PREFINE without, has lower mean cos
 on two of three tasks, loses more than 2 % return on none (a return the default reached with more falls is not a
 loss) and raises the fall rate on none. PREFINE with it against BC with it is reported beside, not used to decide.
 Result (4 seeds, validation return / cost, no falls anywhere; `scripts/validate_variants.py --task ID --pairs 200
---seeds 40 41 42 43 --variants prefine ema bc bc_ema --validation-seed 9800`): HalfCheetah 2650 / 13.7 → 2668 / 10.6
+--seeds 40 41 42 43 --variants prefine ema bc bc_ema --validation-seed 9800`, read back by `scripts/validate_selection.py
+data/bench/validation/<task> … --validation-seed 9800 --seeds 40 41 42 43`, rule `return_within_tolerance`): HalfCheetah 2650 / 13.6 → 2668 / 10.6
 (better on both); PointCircle 26.5 / 19.2 → 23.9 / 3.8 (9.8 % less return: a loss); Hopper 1450 / 84 → 1495 / 109
 (costlier). One task of three, and a loss on PointCircle: **not adopted**; `ema_decay` ships as an option (default 0).
-Beside it, PREFINE against BC on the same labels: without averaging HalfCheetah 2650 / 13.7 against 2621 / 4.9,
+Beside it, PREFINE against BC on the same labels: without averaging HalfCheetah 2650 / 13.6 against 2621 / 4.9,
 PointCircle 26.5 / 19.2 against 23.0 / 17.2, Hopper 1450 / 84 against 1515 / 136; both averaged 2668 / 10.6 against
 2649 / 10.1, 23.9 / 3.8 against 24.2 / 22.9, 1495 / 109 against 1496 / 109 — again a trade-off on every task, never
 lower cost at equal or better return on two.
 **What the checkpoints reach, whatever the choice** (session 6; descriptive, no rule adopted by it). Every checkpoint
-evaluated on 10 validation episodes from seed 9 800 (`scripts/validate_selection.py data/bench/validation/<task>
---validation-seed 9800 --frontier 0 5 10 25 50 100`): per run, the best return among checkpoints that did not fall
+evaluated on 10 validation episodes from seed 9 800 (`scripts/validate_selection.py data/bench/validation/<task> …
+--validation-seed 9800 --frontier 0 5 10 25 50 75 100 150 --paired prefine bc`, which prints every figure below): per run, the best return among checkpoints that did not fall
 and cost at most C. Runs of the weight-averaging study (labels of seeds 40–43) and four more label sets per task
 (seeds 44–47, `validate_variants.py … --seeds 44 45 46 47 --variants prefine bc --validation-seed
 9800`). Per level: mean over the runs that reach C (how many of 8 in brackets), then PREFINE − BC seed by seed over
@@ -736,7 +737,7 @@ two standard errors) and on PointCircle (by 0.8–1.8, where it also reaches cos
 and far above the limit the two meet; on Hopper BC's reach a little more return at C ≥ 100 (within two standard
 errors) while PREFINE's get under cost 75 twice as often. So the preference terms do add to BC in what a fine-tune
 *can* become on two tasks of three. The checkpoints the methods chose themselves, on the same 8 label sets and the same
-validation episodes: HalfCheetah PREFINE 2649 / 10.6 against BC 2638 / 17.6, PointCircle 24.6 / 18.1 against
+validation episodes: HalfCheetah PREFINE 2649 / 10.6 against BC 2638 / 17.5, PointCircle 24.6 / 18.1 against
 22.8 / 28.3, Hopper 1472 / 93 against 1452 / 108 — lower cost at higher return on all three, where on the benchmark's
 label sets 0–4 they were not (paired cost −6.9 ± 12.1, −10.2 ± 16.1 and −14.5 ± 25.3: within noise either way). What the floors measure, the chosen checkpoint, lands PREFINE and BC at
 different points of trade-offs that differ by less than the choice's own scatter; that is why "lower cost at equal

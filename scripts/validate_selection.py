@@ -14,6 +14,11 @@ and cost level C, the best validation return among a run's checkpoints that did 
 averaged over the runs that have one (``runs`` says how many). One method's frontier above another's at every C
 means it is the better fine-tune whatever the selection; crossing frontiers mean it is a trade-off.
 
+``--paired A B`` adds A − B seed by seed (same label seed, ``bench.paired_difference``: mean ± standard error, and in
+how many seeds A is ahead) for every rule's pick and every frontier level; ``--seeds`` keeps only runs of those label
+seeds; ``--export FILE`` writes every checkpoint's figures as JSON lines (the trainer's own choice marked), the record
+BENCHMARKS.md's studies keep in ``data/studies/``.
+
     .venv/bin/python scripts/validate_selection.py data/bench/validation-safety-judge-2/hc ...
 
 The rules and the adoption criterion were fixed before the first run (BENCHMARKS.md, "Settings and why"):
@@ -38,6 +43,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from prefine_core.bench import paired_difference  # noqa: E402  (the benchmark's own seed-by-seed difference)
+from prefine_core.policy import read_meta  # noqa: E402
 from prefine_core.trainer import choose_by_safety  # noqa: E402  (the trainer's own rule, and its smoothing)
 
 VALIDATION_SEED = 9_500
@@ -101,6 +108,11 @@ def main() -> None:
                         help=f"first seed of the 10 episodes each checkpoint is evaluated on (default {VALIDATION_SEED})")
     parser.add_argument("--frontier", type=float, nargs="+", default=[], metavar="C",
                         help="also report the best return at validation cost ≤ C among each run's checkpoints")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="only runs of these label seeds")
+    parser.add_argument("--paired", nargs=2, metavar=("A", "B"), default=None,
+                        help="also variant A − variant B seed by seed, for every rule and frontier level")
+    parser.add_argument("--export", type=Path, default=None, metavar="FILE",
+                        help="write every checkpoint's validation figures as JSON lines to FILE")
     args = parser.parse_args()
     if any(not np.isfinite(c) or c < 0 for c in args.frontier):
         parser.error("--frontier cost levels must be finite and not negative")
@@ -111,9 +123,17 @@ def main() -> None:
         parser.error(f"not a folder of run folders: {', '.join(missing)}")
     torch.set_num_threads(1)
     table: dict[tuple, list[dict]] = defaultdict(list)
-    frontier: dict[tuple, list[float]] = defaultdict(list)
+    frontier: dict[tuple, list[dict]] = defaultdict(list)
+    exported: list[dict] = []
     for folder in args.folders:
         for run in sorted(p for p in folder.iterdir() if (p / "state.json").exists()):
+            try:
+                variant, seed = run.name.split("_n")[0], int(run.name.rsplit("_s", 1)[1])
+            except (IndexError, ValueError):
+                print(f"skip {run}: not named <variant>_n<pairs>_s<seed> (as validate_variants.py names runs)", file=sys.stderr)
+                continue
+            if args.seeds is not None and seed not in args.seeds:
+                continue
             try:
                 state = json.loads((run / "state.json").read_text())
                 config = json.loads((run / "config.json").read_text())
@@ -124,36 +144,54 @@ def main() -> None:
             if not finished:
                 print(f"skip {run}: unfinished", file=sys.stderr)
                 continue
-            task_id = _task_of(run)
+            meta = read_meta(run / "policy.safetensors")
+            task_id = meta.task_id
             with SafetyTask(task_id) as task:
                 full_length = task.max_episode_steps
             outcomes = checkpoint_outcomes(run, task_id, args.validation_seed)
             history = [h for h in state["history"] if h["step"] > 0]
-            variant = run.name.split("_n")[0]
             picks = {name: rule(history, full_length)["step"] for name, rule in RULES.items()}
             picks["oracle"] = min(outcomes, key=lambda s: (outcomes[s]["fall_rate"], outcomes[s]["cost"], -outcomes[s]["return"]))
             for name, step in picks.items():
-                table[(task_id, variant, name)].append({"step": step, **outcomes[step]})
+                table[(task_id, variant, name)].append({"seed": seed, "step": step, **outcomes[step]})
             for level in args.frontier:
-                reachable = [o["return"] for s, o in outcomes.items() if s > 0 and o["fall_rate"] == 0 and o["cost"] <= level]
+                reachable = [o["return"] for o in outcomes.values() if o["fall_rate"] == 0 and o["cost"] <= level]
                 if reachable:
-                    frontier[(task_id, variant, level)].append(max(reachable))
+                    frontier[(task_id, variant, level)].append({"seed": seed, "return": max(reachable)})
+            selection = {h["step"]: h for h in state["history"]}
+            exported += [{"task": task_id, "run": run.name, "variant": variant, "seed": seed, "step": step,
+                          "chosen": step == meta.provenance.get("step"), "validation_seed": args.validation_seed,
+                          "validation_return": round(o["return"], 2), "validation_cost": o["cost"],
+                          "validation_fall_rate": o["fall_rate"],
+                          "selection_val_safety": selection.get(step, {}).get("val/safety"),
+                          "selection_eval_return": round(selection.get(step, {}).get("eval/return", float("nan")), 2)}
+                         for step, o in sorted(outcomes.items())]
     for (task_id, variant, name), rows in sorted(table.items()):
         print(json.dumps({"task": task_id, "variant": variant, "rule": name, "runs": len(rows),
                           "return": round(float(np.mean([r["return"] for r in rows])), 1),
                           "cost": round(float(np.mean([r["cost"] for r in rows])), 1),
                           "fall_rate": round(float(np.mean([r["fall_rate"] for r in rows])), 2),
                           "steps": [r["step"] for r in rows]}), flush=True)
-    for (task_id, variant, level), returns in sorted(frontier.items()):
-        print(json.dumps({"task": task_id, "variant": variant, "frontier_cost_at_most": level, "runs": len(returns),
-                          "best_return": round(float(np.mean(returns)), 1)}), flush=True)
-
-
-def _task_of(run: Path) -> str:
-    """The task a run's policy was made for (its checkpoint metadata)."""
-    from prefine_core.policy import read_meta
-
-    return read_meta(run / "policy.safetensors").task_id
+    for (task_id, variant, level), rows in sorted(frontier.items()):
+        print(json.dumps({"task": task_id, "variant": variant, "frontier_cost_at_most": level, "runs": len(rows),
+                          "best_return": round(float(np.mean([r["return"] for r in rows])), 1)}), flush=True)
+    if args.paired:
+        a, b = args.paired
+        groups = [("rule", name, table) for name in [*RULES, "oracle"]] + [("frontier_cost_at_most", c, frontier) for c in args.frontier]
+        for task_id in sorted({k[0] for k in table}):
+            for label, key, source in groups:
+                mine, theirs = source.get((task_id, a, key), []), source.get((task_id, b, key), [])
+                line = {"task": task_id, label: key, "paired": f"{a} - {b}"}
+                for metric in ("return", "cost") if label == "rule" else ("return",):
+                    diff = paired_difference(mine, theirs, metric)
+                    line[metric] = None if diff is None else [round(diff[0], 1), round(diff[1], 1)]
+                by_seed = {r["seed"]: r["return"] for r in theirs}
+                both = [r for r in mine if r["seed"] in by_seed]
+                line.update(seeds=len(both), ahead_on_return=sum(r["return"] > by_seed[r["seed"]] for r in both))
+                print(json.dumps(line), flush=True)
+    if args.export:
+        args.export.write_text("".join(json.dumps(r) + "\n" for r in exported))
+        print(f"wrote {len(exported)} checkpoints to {args.export}", file=sys.stderr)
 
 
 if __name__ == "__main__":

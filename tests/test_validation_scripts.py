@@ -1,0 +1,60 @@
+"""scripts/validate_selection.py on hand-made run folders whose checkpoint outcomes are cached (no rollouts):
+the frontier, the seed-by-seed difference and the export are checked against numbers worked out by hand."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import CHEETAH, make_policy
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: (variant, seed) -> {step: (validation return, cost, fall rate)}; the trainer chose step 2 everywhere.
+OUTCOMES = {
+    ("prefine", 1): {1: (100.0, 3.0, 0.0), 2: (120.0, 20.0, 0.0)},
+    ("bc", 1): {1: (90.0, 4.0, 0.0), 2: (130.0, 30.0, 0.0)},
+    ("prefine", 2): {1: (110.0, 0.0, 0.0), 2: (150.0, 8.0, 0.5)},  # step 2 fell once: never on the frontier
+    ("bc", 2): {1: (80.0, 2.0, 0.0), 2: (100.0, 9.0, 0.0)},
+}
+
+
+def _runs(folder: Path) -> None:
+    from prefine_core.policy import save_policy
+
+    for (variant, seed), outcomes in OUTCOMES.items():
+        run = folder / f"{variant}_n4_s{seed}"
+        policy = make_policy(CHEETAH, hidden_sizes=(8,), provenance={"step": 2})
+        save_policy(policy, run / "policy.safetensors")
+        for step in outcomes:
+            save_policy(policy, run / "checkpoints" / f"step_{step:07d}.safetensors")
+        history = [{"step": s, "val/safety": 1.0, "eval/return": r, "eval/length": 1000.0} for s, (r, _, _) in outcomes.items()]
+        (run / "state.json").write_text(json.dumps({"step": 2, "history": history}))
+        (run / "config.json").write_text(json.dumps({"steps": 2}))
+        cache = {str(s): {"return": r, "cost": c, "fall_rate": f} for s, (r, c, f) in outcomes.items()}
+        (run / "selection-9800.json").write_text(json.dumps(cache))
+    (folder / "not_a_run_name").mkdir()
+    (folder / "not_a_run_name" / "state.json").write_text("{}")
+
+
+def test_frontier_paired_difference_and_export_are_what_the_outcomes_say(tmp_path):
+    _runs(tmp_path / "runs")
+    out = subprocess.run([sys.executable, "scripts/validate_selection.py", str(tmp_path / "runs"), "--validation-seed", "9800",
+                          "--frontier", "5", "25", "--paired", "prefine", "bc", "--export", str(tmp_path / "x.jsonl")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "skip" in out.stderr and "not_a_run_name" in out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    frontier = {(r["variant"], r["frontier_cost_at_most"]): r["best_return"] for r in lines if "variant" in r and "frontier_cost_at_most" in r}
+    assert frontier[("prefine", 5.0)] == 105.0 and frontier[("bc", 5.0)] == 85.0  # (100 + 110) / 2, (90 + 80) / 2
+    assert frontier[("prefine", 25.0)] == 115.0  # seed 2's step 2 fell: 110, not 150
+    paired = {r.get("frontier_cost_at_most", r.get("rule")): r for r in lines if "paired" in r}
+    assert paired[5.0]["return"] == [20.0, 10.0] and paired[5.0]["ahead_on_return"] == 2  # diffs 10 and 30
+    assert paired[25.0]["return"] == [20.0, 10.0]  # seed 1: 120 − 90 (BC's 130 costs 30); seed 2: 110 − 100
+    today = paired["return_within_tolerance"]  # both pick step 2 (highest return, all equally safe)
+    assert today["return"] == [20.0, 30.0] and today["cost"] == [-5.5, 4.5] and today["seeds"] == 2
+    exported = [json.loads(line) for line in (tmp_path / "x.jsonl").read_text().splitlines()]
+    assert len(exported) == 8 and sum(r["chosen"] for r in exported) == 4
+    assert {(r["variant"], r["seed"], r["step"], r["validation_cost"]) for r in exported if r["chosen"]} == {
+        ("prefine", 1, 2, 20.0), ("bc", 1, 2, 30.0), ("prefine", 2, 2, 8.0), ("bc", 2, 2, 9.0)}
