@@ -38,8 +38,8 @@ def run_actions(run) -> None:
         ui.guarded(jobs.resume, ws, run.id, success=f"run {run.id} resumed")
 
 
-def checkpoint_choice(run, limit: float | None) -> None:
-    frame = checkpoints.checkpoint_frame(ws, run.id)
+def checkpoint_choice(run, metrics, limit: float | None) -> None:
+    frame = checkpoints.checkpoint_frame(ws, run.id, metrics)
     steps = frame[frame.available].step.tolist()
     if not steps:
         return
@@ -89,7 +89,7 @@ def job_board() -> None:
     for i, fig in enumerate(figures):
         cols[i % 2].plotly_chart(fig, use_container_width=True, key=f"curve_{i}")
     if run.kind == "prefine" and run.status == "done":
-        checkpoint_choice(run, limit or None)
+        checkpoint_choice(run, metrics, limit or None)
     with st.expander("Log (last lines)"):
         st.code(jobs.log_tail(run, 30) or "(empty)", language=None)
 

@@ -29,11 +29,12 @@ def _done_finetune(ws: Workspace, run_id: int):
     return run
 
 
-def checkpoint_frame(ws: Workspace, run_id: int) -> pd.DataFrame:
+def checkpoint_frame(ws: Workspace, run_id: int, metrics: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per validation of run ``run_id``: step, validation return / cost / length, the teacher's safety
     score (NaN without a teacher), whether the trainer chose it, and whether its checkpoint file is there (step 0
-    is the untouched start, which has none)."""
-    wide = wide_metrics(ws.store.run_metrics(run_id))
+    is the untouched start, which has none). ``metrics``: the run's ``store.run_metrics`` when the caller has
+    already read them (the Fine-tune page, for its curves)."""
+    wide = wide_metrics(ws.store.run_metrics(run_id) if metrics is None else metrics)
     if wide.empty or "eval/return" not in wide.columns:
         return pd.DataFrame(columns=list(COLUMNS))
     evals = wide[wide["eval/return"].notna()]

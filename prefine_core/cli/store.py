@@ -123,13 +123,12 @@ def _checkpoints(args: argparse.Namespace) -> dict:
     from prefine_core.checkpoints import checkpoint_frame, register_checkpoint
 
     ws = _workspace(args)
+    ws.store.get_run(args.run)  # an unknown run is named, not listed as an empty table
     result: dict = {"run_id": args.run}
     if args.register is not None:
         result["registered_policy_id"] = register_checkpoint(ws, args.run, args.register)
-    else:
-        ws.store.get_run(args.run)  # an unknown run is named, not an empty table
     frame = checkpoint_frame(ws, args.run)
-    result["checkpoints"] = [{k: (None if v != v else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    result["checkpoints"] = frame.astype(object).where(frame.notna(), None).to_dict("records")  # NaN -> null
     return result
 
 
