@@ -50,7 +50,7 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
         chosen = [s for s in frame[frame.chosen].step if s in steps]
         step = st.selectbox("Checkpoint (step)", steps, index=steps.index(chosen[0]) if chosen else len(steps) - 1,
                             key=f"checkpoint_{run.id}")
-        registered = f"registered_{run.id}"  # kept, so the 2-second refresh does not wipe the confirmation
+        registered = f"registered_{run.id}"  # kept across reruns (a run finishing elsewhere redraws the page)
         if st.button("Use this checkpoint as a policy", key=f"register_{run.id}"):
             policy_id = ui.guarded(checkpoints.register_checkpoint, ws, run.id, int(step))
             if policy_id is not None:
@@ -60,38 +60,56 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
             st.success(f"Step {done_step} is policy {policy_id}: pick it on the Compare page, or start a fine-tune from it.")
 
 
-@st.fragment(run_every=2.0)
-@ui.survives_outage
-def job_board() -> None:
-    table = launcher.jobs_frame(ws, task)
-    st.subheader("Jobs")
-    if table.empty:
-        st.info("No runs yet for this task. Label some pairs, then press Launch.")
-        return
-    st.dataframe(table, hide_index=True, use_container_width=True, key="jobs_table")
-    ids = table.id.tolist()
-    if st.session_state.get("run_select") not in ids:
-        st.session_state["run_select"] = ids[0]
-    run_id = st.selectbox("Run", ids, key="run_select", format_func=lambda i: f"run {i}")
+def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
+    """The chosen run's status, buttons, curves and log; refreshed every 2 s while it is queued or running."""
     run = ws.store.get_run(run_id)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(run.error)}" if run.error else ""))
     run_actions(run)
-    s1, s2 = st.columns([3, 1])
-    smoothing = s1.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
-    limit = s2.number_input("Cost limit line", min_value=0.0, max_value=1e6, value=launcher.COST_LIMIT, step=5.0,
-                            key="cost_limit", help="episode cost drawn as a dashed line on the cost curve (0: none); "
-                                                   "25 is Safety-Gymnasium's usual limit")
     metrics = ws.store.run_metrics(run_id)
-    figures = plots.run_figures(metrics, smoothing, limit or None)
+    figures = plots.run_figures(metrics, smoothing, limit)
     if not figures:
         st.caption("No curve points yet — the first appear after the first logging step.")
     cols = st.columns(2)
     for i, fig in enumerate(figures):
         cols[i % 2].plotly_chart(fig, use_container_width=True, key=f"curve_{i}")
-    if run.kind == "prefine" and run.status == "done":
-        checkpoint_choice(run, metrics, limit or None)
     with st.expander("Log (last lines)"):
         st.code(jobs.log_tail(run, 30) or "(empty)", language=None)
+    if run.kind == "prefine" and run.status == "done":
+        checkpoint_choice(run, metrics, limit)
 
 
-job_board()
+# Only what changes refreshes itself: a finished run's curves and checkpoint picker are drawn once, not
+# re-sent every 2 s (and re-read from the store) while a person works with them; the jobs table checks
+# for new or finished runs every 10 s when none is active, every 2 s while one is.
+table = launcher.jobs_frame(ws, task)
+live = bool(table.status.isin(jobs.ACTIVE).any())
+
+
+@st.fragment(run_every=2.0 if live else 10.0)
+@ui.survives_outage
+def jobs_table(shown: list) -> None:
+    now = launcher.jobs_frame(ws, task)
+    if launcher.run_states(now) != shown:  # a run started, ended or appeared (e.g. from the CLI): redraw the page
+        st.rerun()
+    st.dataframe(now, hide_index=True, use_container_width=True, key="jobs_table")
+
+
+st.subheader("Jobs")
+if table.empty:
+    st.info("No runs yet for this task. Label some pairs, then press Launch.")
+    st.fragment(run_every=10.0)(ui.survives_outage(lambda: launcher.jobs_frame(ws, task).empty or st.rerun()))()
+    st.stop()
+jobs_table(launcher.run_states(table))
+ids = table.id.tolist()
+if st.session_state.get("run_select") not in ids:
+    st.session_state["run_select"] = ids[0]
+c1, c2, c3 = st.columns([2, 3, 1])
+run_id = c1.selectbox("Run", ids, key="run_select", format_func=lambda i: f"run {i}")
+smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
+limit = c3.number_input("Cost limit line", min_value=0.0, max_value=1e6, value=launcher.COST_LIMIT, step=5.0,
+                        key="cost_limit", help="episode cost drawn as a dashed line on the cost curve (0: none); "
+                                               "25 is Safety-Gymnasium's usual limit")
+if ws.store.get_run(run_id).status in jobs.ACTIVE:
+    st.fragment(run_every=2.0)(ui.survives_outage(run_view))(run_id, smoothing, limit or None)
+else:
+    run_view(run_id, smoothing, limit or None)

@@ -51,3 +51,8 @@ def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
                      "step": int(metrics.step.max()) if len(metrics) else 0,
                      "of": run.config.get("steps", ""), "started": run.created_at, "error": run.error or ""})
     return pd.DataFrame(rows, columns=["id", "kind", "status", "step", "of", "started", "error"])
+
+
+def run_states(table: pd.DataFrame) -> list[tuple[int, str]]:
+    """(id, status) of each run in a :func:`jobs_frame`: what, when it changes, needs the page redrawn."""
+    return list(zip(table.id.astype(int).tolist(), table.status.tolist()))
