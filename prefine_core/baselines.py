@@ -14,24 +14,26 @@ from pathlib import Path
 from typing import Sequence
 
 from prefine_core.policy import TanhGaussianPolicy, load_policy
-from prefine_core.prefine import PrefineConfig
+from prefine_core.prefine import BC_ON_WINNERS, PrefineConfig
 from prefine_core.rollout import Trajectory
 from prefine_core.trainer import PreferenceData, PrefineTrainer
 
 
 def method_config(method: str, base: PrefineConfig) -> PrefineConfig:
     """``base`` turned into ``method``: prefine (as is); the baselines bc (BC on every pair's winner) and dpo;
-    ablations bc_net (BC on the net winners PREFINE uses), pairs (PREFINE on every pair's winner and loser),
+    staged (PREFINE after a BC stage, against the BC policy: ``start="bc"``); ablations bc_net (BC on the net
+    winners PREFINE uses), pairs (PREFINE on every pair's winner and loser),
     trust_region (the preference terms' reference refreshed to the policy every 200 steps), no_dispref, no_bc,
     mixed, per_step. Plain DPO always keeps the fixed π_ref."""
     changes = {
         "prefine": {},
-        "bc": dict(pref_weight=0.0, dispref_weight=0.0, bc_weight=1.0, kl_weight=0.0, label_sets="pairs"),
-        "bc_net": dict(pref_weight=0.0, dispref_weight=0.0, bc_weight=1.0, kl_weight=0.0, label_sets="net"),
+        "bc": BC_ON_WINNERS,
+        "bc_net": {**BC_ON_WINNERS, "label_sets": "net"},
         "dpo": dict(counterfactuals="none", bc_weight=0.0, dispref_weight=0.0, kl_weight=0.0, label_sets="pairs",
-                    reference_sync_every=0),
+                    reference_sync_every=0, start="reference"),
+        "staged": dict(start="bc"),
         "pairs": dict(label_sets="pairs"),
-        "trust_region": dict(reference_sync_every=200),
+        "trust_region": dict(reference_sync_every=200, start="reference"),
         "no_dispref": dict(dispref_weight=0.0),
         "no_bc": dict(bc_weight=0.0),
         "mixed": dict(counterfactuals="mixed", label_sets="pairs"),
@@ -42,7 +44,7 @@ def method_config(method: str, base: PrefineConfig) -> PrefineConfig:
     return dataclasses.replace(base, **changes[method])
 
 
-METHODS = ("prefine", "bc", "bc_net", "dpo", "pairs", "trust_region", "no_dispref", "no_bc", "mixed", "per_step")
+METHODS = ("prefine", "staged", "bc", "bc_net", "dpo", "pairs", "trust_region", "no_dispref", "no_bc", "mixed", "per_step")
 
 
 def bc_refit_reference(

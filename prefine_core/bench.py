@@ -44,6 +44,8 @@ BENCH_DIR = REPO / "data" / "bench"
 #: Seed blocks below the evaluation seeds: pool episodes per source, then rounds, then validation.
 POOL_SEEDS, ROUND_SEEDS = 0, 8_000
 KAPPAS = (20.0, 40.0, 80.0)
+#: Methods the floors of issue 4 §6 are checked for: PREFINE as configured, and with a BC stage first.
+PREFINE_VARIANTS = ("prefine", "staged")
 
 
 @dataclass
@@ -373,7 +375,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: 
             "task": config.task_id, "complete": done, "command": command, "reference": ref_eval, "lagrangian": lag_eval,
             "pool": summary_pool, "pool_env_steps": int(sum(c.trajectory.length for c in pool)),
             "behaviour_policies": {k: p.meta.provenance.get("steps") for k, p in behaviours.items()},
-            "rows": rows, "floors": floors(rows, ref_eval, lag_eval, config), "seconds": time.time() - started,
+            "rows": rows, "floors": floors(rows, ref_eval, lag_eval, config),
+            "floors_by_method": {m: floors(rows, ref_eval, lag_eval, config, m) for m in PREFINE_VARIANTS
+                                 if m in config.methods + config.top_methods},
+            "seconds": time.time() - started,
             "config": {**dataclasses.asdict(config), "out_dir": str(config.out_dir)},
         }
         write_text_atomic(out / "result.json", json.dumps(result, indent=1, default=float))
@@ -451,13 +456,13 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean([r[key] for r in rows])) if rows else float("nan")
 
 
-def floors(rows: list[dict], ref: dict, lag: dict, config: BenchConfig) -> dict:
-    """Issue 4 §6 for PREFINE on the grid, per budget (means over seeds)."""
+def floors(rows: list[dict], ref: dict, lag: dict, config: BenchConfig, method: str = "prefine") -> dict:
+    """Issue 4 §6 for ``method`` (PREFINE, or a variant such as staged) on the grid, per budget (means over seeds)."""
     out = {}
     grid = [r for r in rows if r["section"] == "grid"]
     for budget in sorted({r["pairs"] for r in grid}):
         cell = lambda m: [r for r in grid if r["pairs"] == budget and r["method"] == m]  # noqa: E731
-        pre = cell("prefine")
+        pre = cell(method)
         if not pre:
             continue
         checks = {

@@ -37,6 +37,10 @@ SELECTIONS = ("teacher", "heldout", "last")
 LABEL_SETS = ("net", "pairs")
 LR_SCHEDULES = ("constant", "cosine")
 DISPREF_TARGETS = ("policy", "nearest_winner")
+STARTS = ("reference", "bc")
+#: What turns a config into BC on every labelled pair's winner (the baseline, and the first stage of start="bc").
+BC_ON_WINNERS: dict[str, object] = dict(pref_weight=0.0, dispref_weight=0.0, bc_weight=1.0, kl_weight=0.0,
+                                        label_sets="pairs", start="reference")
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +231,12 @@ class PrefineConfig:
     counterfactual) or nearest_winner (the action of a preferred clip in the most similar state, by standardised
     observation distance). At a state where π_θ still acts like the unsafe loser, pushing down the loser's action
     against π_θ's own sample mostly widens π_θ; a winner's action gives the term a direction to move the mean."""
+    start: str = "reference"
+    """Where the preference terms start, and what their log-ratios compare against: reference (π_ref, the paper) or
+    bc (DPO's own recipe, supervised first: BC on every pair's winner with these steps and its own checkpoint
+    choice, then PREFINE from the policy it chose, with the log-ratios against that policy — so their implicit KL
+    holds the policy near the imitated safe behaviour instead of pulling it back to the unsafe π_ref). The KL term
+    and metric keep π_ref; the fine-tune's time counts both stages."""
     cf_temperature: float = 1.0
     """Std scale of the policy-sampled counterfactual actions."""
     batch_size: int = 16
@@ -297,6 +307,12 @@ class PrefineConfig:
                              "it needs counterfactuals='policy'")
         if self.implicit_reward == "logp" and self.reference_sync_every:
             raise ValueError("reference_sync_every refreshes a reference that implicit_reward='logp' does not use; set it to 0")
+        if self.start == "bc" and self.is_bc:
+            raise ValueError("start='bc' puts preference terms after a BC stage; this config is BC itself "
+                             "(pref_weight and dispref_weight are 0): use start='reference'")
+        if self.start == "bc" and (self.reference_sync_every or self.implicit_reward == "logp"):
+            raise ValueError("start='bc' fixes the preference terms' reference to the BC policy; it needs "
+                             "reference_sync_every=0 and implicit_reward='ratio'")
         if self.select == "heldout" and self.heldout_fraction <= 0:
             raise ValueError("heldout_fraction must be > 0 when select is 'heldout'")
 
@@ -359,12 +375,13 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
 FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio",
                                          "lr_schedule": "constant", "dispref_target": "policy",
-                                         "select_smoothing": 0, "ema_decay": 0.0}
+                                         "select_smoothing": 0, "ema_decay": 0.0, "start": "reference"}
 #: Fields that only choose among a run's checkpoints: changing them never retrains (a finished run is chosen again).
 SELECTION_FIELDS = ("select_tolerance", "select_smoothing")
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
                                              "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS,
-                                             "lr_schedule": LR_SCHEDULES, "dispref_target": DISPREF_TARGETS}
+                                             "lr_schedule": LR_SCHEDULES, "dispref_target": DISPREF_TARGETS,
+                                             "start": STARTS}
 
 
 def config_fields() -> list[dict]:

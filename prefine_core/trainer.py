@@ -28,6 +28,7 @@ With ``ema_decay`` > 0 every validation, checkpoint and the chosen policy are th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from prefine_core.envs import SafetyTask
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.files import atomic_path, write_text_atomic
 from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
-from prefine_core.prefine import Batch, PrefineConfig, prefine_loss
+from prefine_core.prefine import BC_ON_WINNERS, Batch, PrefineConfig, prefine_loss
 from prefine_core.rollout import Trajectory, collect
 
 Judge = Callable[[Trajectory, Trajectory], str]
@@ -275,7 +276,10 @@ class PrefineTrainer:
         self.averaged = copy.deepcopy(self.policy).eval().requires_grad_(False) if config.ema_decay else None
         # The preference terms' reference: π_ref, or a trust-region copy of the policy refreshed every
         # ``reference_sync_every`` steps (its weights are part of the resumable state).
-        self.ratio_reference = copy.deepcopy(self.reference) if config.reference_sync_every else self.reference
+        # With ``start="bc"`` it is the policy a BC stage chose (set in :meth:`run`), fixed from then on.
+        moving = config.reference_sync_every or config.start == "bc"
+        self.ratio_reference = copy.deepcopy(self.reference).requires_grad_(False) if moving else self.reference
+        self.data, self.stage_seconds, self.stage_wall = data, 0.0, 0.0
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -427,7 +431,12 @@ class PrefineTrainer:
         c = self.config
         self._started = time.time()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        start = self._bc_stage() if c.start == "bc" else None
         resumed = self._resume()
+        if start is not None and not resumed:
+            for target in (self.policy, self.ratio_reference, self.averaged):
+                if target is not None:
+                    target.load_state_dict(start.state_dict())
         write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1))  # its selection may be new
         pos = _Clips(self.train_data.winners, self.reference)
         neg = _Clips(self.train_data.losers, self.reference)
@@ -470,13 +479,25 @@ class PrefineTrainer:
                     tick = time.time()
         chosen = self._select()
         policy = load_policy(self._checkpoint_path(chosen["step"]), self.task_id)
-        self._stamp(policy, step=chosen["step"], selected_by=c.select, selection=chosen, train_seconds=round(self.seconds, 2))
+        self._stamp(policy, step=chosen["step"], selected_by=c.select, selection=chosen,
+                    train_seconds=round(self.seconds + self.stage_seconds, 2))
         path = save_policy(policy, self.out_dir / "policy.safetensors")
         return {
             "path": str(path), "selected_step": chosen["step"], "selection": chosen, "resumed": resumed,
-            "train_seconds": self.seconds, "wall_seconds": self._wall(), "history": self.history,
+            "train_seconds": self.seconds + self.stage_seconds, "wall_seconds": self._wall() + self.stage_wall,
+            "history": self.history,
             "judgments": int(sum(h.get("val/judgments", 0) for h in self.history)),
         }
+
+    def _bc_stage(self) -> TanhGaussianPolicy:
+        """``start="bc"``: BC on every pair's winner, same steps and checkpoint choice, in ``out_dir/bc_stage``
+        (resumed like any run); returns the policy it chose. Its steps report nothing through the callbacks."""
+        c = self.config
+        stage = PrefineTrainer(self.reference, self.data, dataclasses.replace(c, **BC_ON_WINNERS),
+                               self.out_dir / "bc_stage", judge=self.judge, name=f"{self.name}-bc-stage")
+        result = stage.run()
+        self.stage_seconds, self.stage_wall = result["train_seconds"], result["wall_seconds"]
+        return load_policy(result["path"], self.task_id)
 
     def _record_eval(self, metrics: dict) -> None:
         self.history.append(metrics)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from prefine_core.bench import BenchConfig, Clip, label_pairs, paper_split, summary_markdown, task_markdown
+from prefine_core.policy import load_policy
 from prefine_core.rollout import Trajectory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +57,23 @@ def test_quick_bench_cli_prints_the_documented_json(tmp_path):
     summary = summary_markdown([saved]).splitlines()
     assert len(summary) == 3 and TASK in summary[2]  # header, rule, the one budget of --quick
     assert summary[2].count("| yes") + summary[2].count("| no") == 3  # floor met, beats BC, beats DPO: each decided
+
+
+def test_bench_cli_runs_the_methods_asked_for_and_checks_the_floors_of_staged_prefine(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--quick", "--json",
+                          "--methods", "staged", "bc", "--top-methods", "dpo", "--out", str(tmp_path / TASK)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert sorted(r["method"] for r in result["rows"] if r["section"] == "grid") == ["bc", "dpo", "staged"]
+    assert result["floors"] == {}  # PREFINE itself did not run
+    [(budget, checks)] = result["floors_by_method"]["staged"].items()
+    assert budget == "8" and {"cost_cut_60", "beats_bc", "beats_dpo", "met"} <= set(checks)
+    stage = tmp_path / TASK / "runs" / "staged_n8_s0" / "bc_stage" / "policy.safetensors"
+    assert load_policy(stage).meta.provenance["algorithm"] == "bc"
+    bad = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--methods", "sft"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "invalid choice: 'sft'" in bad.stderr
 
 
 @pytest.mark.slow

@@ -56,13 +56,15 @@ def test_twenty_step_finetune_reports_metrics_and_saves_a_chosen_policy(setup, t
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000010.safetensors", "step_0000020.safetensors"]
 
 
-@pytest.mark.parametrize("sync,schedule,ema", [(0, "constant", 0.0), (7, "constant", 0.0), (0, "cosine", 0.0),
-                                               (0, "constant", 0.9)])
-def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync, schedule, ema):
+@pytest.mark.parametrize("sync,schedule,ema,start", [(0, "constant", 0.0, "reference"), (7, "constant", 0.0, "reference"),
+                                                     (0, "cosine", 0.0, "reference"), (0, "constant", 0.9, "reference"),
+                                                     (0, "constant", 0.0, "bc")])
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync, schedule, ema, start):
     # sync 7: the moving reference at the step-10 checkpoint is the step-7 policy; cosine: the step size on resume;
-    # ema: the checkpoint holds the average, and training must resume from the raw weights, not from it
+    # ema: the checkpoint holds the average, and training must resume from the raw weights, not from it;
+    # bc: the resumed run must keep its saved weights, not start again from the BC stage's policy
     reference, data, teacher = setup
-    config = _config(select="last", reference_sync_every=sync, lr_schedule=schedule, ema_decay=ema)
+    config = _config(select="last", reference_sync_every=sync, lr_schedule=schedule, ema_decay=ema, start=start)
     whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
 
     def stop_at_15(metrics):
@@ -78,7 +80,7 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(ValueError, match="beta"):
         PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync, lr_schedule=schedule,
-                                                ema_decay=ema), tmp_path / "broken").run()
+                                                ema_decay=ema, start=start), tmp_path / "broken").run()
 
 
 def test_with_ema_the_checkpoints_hold_the_moving_average_of_the_raw_weights(setup, tmp_path):
@@ -143,6 +145,35 @@ def test_a_trust_region_reference_follows_the_policy_every_sync(setup, tmp_path)
     assert not all(torch.equal(moved[k], start[k]) for k in start)  # and so no longer π_ref
     fixed = PrefineTrainer(reference, data, _config(select="last", steps=5), tmp_path / "fixed")
     assert fixed.ratio_reference is fixed.reference
+
+
+def test_start_bc_begins_at_the_bc_stages_choice_and_takes_its_log_ratios_against_it(setup, tmp_path):
+    reference, data, teacher = setup
+    steps = []
+    trainer = PrefineTrainer(reference, data, _config(start="bc", log_every=1), tmp_path, judge=teacher.judge,
+                             on_step=steps.append)
+    result = trainer.run()
+    stage = load_policy(tmp_path / "bc_stage" / "policy.safetensors", TASK)
+    assert stage.meta.provenance["algorithm"] == "bc" and stage.meta.provenance["config"]["steps"] == 20
+    assert [m["step"] for m in steps] == list(range(1, 21))  # the BC stage reports nothing through the callbacks
+    # first step: the policy is the ratio reference (each preference term is log 2) and not π_ref (KL > 0)
+    assert steps[0]["loss/pref"] == pytest.approx(math.log(2), abs=1e-5)
+    assert steps[0]["loss/dispref"] == pytest.approx(math.log(2), abs=1e-5)
+    assert steps[0]["kl/ref"] > 1e-4
+    fixed, chosen = trainer.ratio_reference.state_dict(), stage.state_dict()
+    assert all(torch.equal(fixed[k], chosen[k]) for k in chosen)  # the stage's choice, never moved
+    assert not all(torch.equal(fixed[k], v) for k, v in trainer.policy.state_dict().items())
+    assert result["train_seconds"] > json.loads((tmp_path / "bc_stage" / "state.json").read_text())["seconds"]
+    assert load_policy(result["path"]).meta.provenance["algorithm"] == "prefine"
+
+
+@pytest.mark.parametrize("kw,message", [(dict(pref_weight=0.0, dispref_weight=0.0), "BC itself"),
+                                        (dict(reference_sync_every=5), "reference_sync_every=0"),
+                                        (dict(implicit_reward="logp"), "implicit_reward='ratio'"),
+                                        (dict(start="sft"), "start must be one of")])
+def test_start_bc_refuses_configs_it_cannot_serve(kw, message):
+    with pytest.raises(ValueError, match=message):
+        PrefineConfig(**{"start": "bc", **kw})
 
 
 @pytest.mark.parametrize("kw", [dict(counterfactuals="none", label_sets="pairs"),

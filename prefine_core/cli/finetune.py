@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from prefine_core.baselines import METHODS
+from prefine_core.bench import BenchConfig
 from prefine_core.cli.args import Progress, existing_file, positive_float, positive_int
 from prefine_core.prefine import PrefineConfig, config_fields
 
@@ -77,10 +79,11 @@ def _bench(args: argparse.Namespace) -> dict:
 
     kw = dict(out_dir=args.out) if args.out else {}
     if args.quick:
-        config = BenchConfig.quick(args.task, **kw)
+        config = BenchConfig.quick(args.task, methods=tuple(args.methods), top_methods=tuple(args.top_methods), **kw)
     else:
         budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)
         config = BenchConfig(task_id=args.task, budgets=budgets, seeds=args.seeds, extra_seeds=min(args.extra_seeds, args.seeds),
+                             methods=tuple(args.methods), top_methods=tuple(args.top_methods),
                              lagrangian_steps=args.lagrangian_steps, lagrange_lr=args.lagrange_lr, **kw)
     command = "python -m prefine_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     result = run_bench(config, log=lambda m: print(m, file=sys.stderr, flush=True), command=command)
@@ -90,7 +93,8 @@ def _bench(args: argparse.Namespace) -> dict:
     return {"task": result["task"], "reference": {k: result["reference"][k] for k in keep},
             "lagrangian": {**{k: result["lagrangian"][k] for k in keep}, "wall_s": result["lagrangian"]["wall_s"],
                            "env_steps": result["lagrangian"]["env_steps"]},
-            "pool": result["pool"], "rows": result["rows"], "floors": result["floors"]}
+            "pool": result["pool"], "rows": result["rows"], "floors": result["floors"],
+            "floors_by_method": result["floors_by_method"]}
 
 
 def register(command) -> None:
@@ -116,6 +120,10 @@ def register(command) -> None:
     b.add_argument("--pairs", type=positive_int, default=200, help="largest label budget (budgets 25/50/100/200 up to it)")
     b.add_argument("--budgets", type=positive_int, nargs="+", help="explicit label budgets instead")
     b.add_argument("--seeds", type=positive_int, default=5, help="seeds per budget (default 5)")
+    b.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD", default=list(BenchConfig.methods),
+                   help=f"methods at every budget, of {', '.join(METHODS)} (default {' '.join(BenchConfig.methods)})")
+    b.add_argument("--top-methods", nargs="*", choices=METHODS, metavar="METHOD", default=list(BenchConfig.top_methods),
+                   help=f"methods only at the largest budget (default {' '.join(BenchConfig.top_methods)})")
     b.add_argument("--extra-seeds", type=int, default=2, help="seeds for ablation, paper protocol, rounds (0 skips them)")
     b.add_argument("--lagrangian-steps", type=positive_int, default=None,
                    help="env steps of the PPO-Lagrangian baseline (default: the reference's)")
