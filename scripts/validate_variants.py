@@ -37,11 +37,8 @@ VARIANTS = {
     "bc_val10": ("bc", {"eval_episodes": 10}),
     "ema": ("prefine", {"ema_decay": 0.995}),
     "bc_ema": ("bc", {"ema_decay": 0.995}),
-    # DPO's own recipe: supervised first, then preferences against the supervised policy. PREFINE started from,
-    # and with its log-ratios against, the policy the BC run chose (its BC anchor and KL stay as configured).
-    "staged": ("prefine", {}),
+    "staged": ("staged", {}),  # a BC stage first, then PREFINE against the policy it chose (start="bc")
 }
-STAGED_FROM = "bc"  #: the variant whose chosen policy the staged variant starts from and compares against
 VALIDATION_SEED = 9_500
 
 
@@ -79,18 +76,12 @@ def main() -> None:
     pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
     for seed in args.seeds:
         data = PreferenceData.from_pairs(label_pairs(pool, args.pairs, seed))
-        chosen = {}
-        order = sorted(args.variants, key=lambda v: v == "staged")  # the staged variant needs the BC run first
-        if "staged" in order and STAGED_FROM not in order:
-            order.insert(0, STAGED_FROM)
-        for name in order:
+        for name in args.variants:
             method, changes = VARIANTS[name]
             finetune = method_config(method, dataclasses.replace(PrefineConfig(seed=seed), **changes))
-            start = load_policy(chosen[STAGED_FROM], args.task) if name == "staged" else reference
             torch.manual_seed(seed)
-            result = PrefineTrainer(start, data, finetune, out / f"{name}_n{args.pairs}_s{seed}",
+            result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}",
                                     judge=safety_judge(), name=name).run()
-            chosen[name] = result["path"]
             ev = evaluate_policy(load_policy(result["path"], args.task), args.task, episodes=10, seed=args.validation_seed)
             print(json.dumps({"variant": name, "pairs": args.pairs, "seed": seed, "return": round(ev["return_mean"], 1),
                               "cost": round(ev["cost_mean"], 1), "fall_rate": ev["fall_rate"],
