@@ -749,6 +749,18 @@ different points of trade-offs that differ by less than the choice's own scatter
 or better return" comes and goes between label sets. The gap to close is the choice, not the loss. (Read after the
 runs; the benchmark's seeds and verdict stay as they are. Every run's and checkpoint's figures:
 `data/studies/2026-12-01-averaging-and-frontier/`.)
+**Staged PREFINE** (session 7; `start = "bc"`, method `staged`; rule written down before it ran). DPO's own recipe
+takes π_ref to be the supervised policy; here π_ref is the unsafe start, whose implicit KL holds PREFINE back
+(DESIGN §4, lesson 3). Staged first runs BC on every pair's winner (same steps, its own checkpoint choice), then
+PREFINE from the policy BC chose, with the log-ratios against it. On validation (label sets 48–51, episodes
+9 700…) it passed the rule — lower cost than BC at a higher return on HalfCheetah (2660 / 5.7 against 2628 / 5.8,
+a hair) and PointCircle (25.0 / 34.4 against 24.0 / 42.6), no fall rate above BC's — so it was measured on the
+benchmark's label sets 0–4 and evaluation seeds at 200 pairs (the PREFINE and BC rows reproduced the table below
+to the digit): HalfCheetah 2662 / 8.3 against BC 2624 / 7.1 (paired: cost +1.2 ± 4.6, return +38 ± 7, the clearest
+paired gain over BC of any variant, at BC's cost), PointCircle 27.4 / 50.3 against 29.9 / 95.7 (cost −45 ± 27,
+return −2.4 ± 2.5), Hopper 1542 / 143.5 against 1405 / 80.5 (+63 ± 40, +137 ± 89). It beats BC on no task by the
+strict rule, and every other floor holds for it at 200 pairs (fine-tune 72–107 s with its BC stage): an option,
+not the default. Runs, rows and command: `data/studies/2026-12-01-staged/`.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

@@ -86,7 +86,8 @@ def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
         jobs.resume(ws, run_id)
 
 
-def test_tiny_finetune_writes_curves_and_a_policy(ws):
+@pytest.mark.parametrize("start", ["reference", "bc"])
+def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
     from prefine_core.demo import auto_label
     from prefine_core.envs import SafetyTask
     from prefine_core.prefine import PrefineConfig
@@ -100,13 +101,14 @@ def test_tiny_finetune_writes_curves_and_a_policy(ws):
     for pair_id in pairs:  # random policies rarely exceed the limit: the teacher says "equal"; decide by hand
         ws.store.add_label(pair_id, "tester", "left")
     config = PrefineConfig(steps=20, log_every=5, eval_every=10, eval_episodes=1, segment_length=20, batch_size=4,
-                           bc_batch_size=32, select="last")
+                           bc_batch_size=32, select="last", start=start)
     run_id = jobs.launch(ws, "prefine", CHEETAH, 1, config.to_dict())
     run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
     assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
     metrics = ws.store.run_metrics(run_id)
     assert {"loss/total", "eval/return", "eval/cost"} <= set(metrics.name)
     assert ws.store.get_policy(run.output_policy_id).kind == "finetuned"
+    assert sorted(metrics[metrics.name == "loss/total"].step) == [5, 10, 15, 20]  # the BC stage (start=bc) logs no curve
 
 
 def test_prepare_job_makes_pairs_with_videos(ws):
