@@ -760,7 +760,9 @@ to the digit): HalfCheetah 2662 / 8.3 against BC 2624 / 7.1 (paired: cost +1.2 �
 paired gain over BC of any variant, at BC's cost), PointCircle 27.4 / 50.3 against 29.9 / 95.7 (cost −45 ± 27,
 return −2.4 ± 2.5), Hopper 1542 / 143.5 against 1405 / 80.5 (+63 ± 40, +137 ± 89). It beats BC on no task by the
 strict rule, and every other floor holds for it at 200 pairs (fine-tune 72–107 s with its BC stage): an option,
-not the default. Runs, rows and command: `data/studies/2026-12-01-staged/`.
+not the default. A choice rule for it written down beforehand (the teacher-safest checkpoint, for both methods)
+beat BC on validation on one task of three (PointCircle) and was not taken further. Runs, rows and commands:
+`data/studies/2026-12-01-staged/`.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
