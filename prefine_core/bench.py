@@ -761,7 +761,9 @@ paired gain over BC of any variant, at BC's cost), PointCircle 27.4 / 50.3 again
 return −2.4 ± 2.5), Hopper 1542 / 143.5 against 1405 / 80.5 (+63 ± 40, +137 ± 89). It beats BC on no task by the
 strict rule, and every other floor holds for it at 200 pairs (fine-tune 72–107 s with its BC stage): an option,
 not the default. A choice rule for it written down beforehand (the teacher-safest checkpoint, for both methods)
-beat BC on validation on one task of three (PointCircle) and was not taken further. Runs, rows and commands:
+beat BC on validation on one task of three (PointCircle) and was not taken further. With 10 seeds (read after the
+decision) the HalfCheetah parity goes: staged − BC cost +20.9 ± 11.3, return +59 ± 21 (faster and costlier, as
+PREFINE), PointCircle −34 ± 19 / −1.8 ± 1.6; staged − PREFINE is within noise on both. Runs, rows and commands:
 `data/studies/2026-12-01-staged/`.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
