@@ -36,6 +36,8 @@ def run_actions(run) -> None:
         jobs.cancel(ws, run.id)
     if run.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{run.id}"):
         ui.guarded(jobs.resume, ws, run.id, success=f"run {run.id} resumed")
+        if ws.store.get_run(run.id).status in jobs.ACTIVE:
+            st.rerun()  # redraw with the run live (its view refreshes again), not with the status read before the click
 
 
 def checkpoint_choice(run, metrics, limit: float | None) -> None:

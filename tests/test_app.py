@@ -127,6 +127,10 @@ def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     assert sorted(limits()) == [0, 1]  # the usual limit 25, on the cost curve only
     app.number_input(key="cost_limit").set_value(40.0).run()
     assert sorted(limits()) == [0, 2] and not app.exception
+    app.button(key=f"resume_{run_id}").click().run()  # the page redraws at once with the run live again
+    assert not app.exception, app.exception
+    assert not any("boom" in m.value for m in app.markdown), [m.value for m in app.markdown]
+    assert any(m.value.startswith("**Status:**") for m in app.markdown)
 
 
 def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_hand(app, workspace):
