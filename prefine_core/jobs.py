@@ -198,6 +198,8 @@ def execute(ws: Workspace, run_id: int) -> str:
     print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {run.kind} on {run.task_id}", flush=True)
 
     def report(step: int, metrics: dict) -> None:
+        if cancelled.is_set():  # the handler's Cancelled was swallowed somewhere (library code): stop here instead
+            raise Cancelled()
         ws.store.add_metrics(run_id, int(step), {k: float(v) for k, v in metrics.items() if k != "step"})
 
     status, fields = "done", {}

@@ -70,6 +70,30 @@ def test_cancel_stops_the_process(ws):
     assert not jobs.process_alive(run.pid, run_id)
 
 
+def test_a_cancel_swallowed_by_library_code_still_stops_the_run_at_its_next_report(ws, monkeypatch):
+    import signal
+    import threading
+
+    reports = []
+
+    def swallowing_job(ws, run, report):  # as code that catches BaseException around a C call would
+        for step in range(200):
+            try:
+                time.sleep(0.01)
+            except BaseException:
+                pass
+            report(step, {"x": 1.0})
+            reports.append(step)
+        return {}
+
+    monkeypatch.setitem(jobs.KINDS, "swallow", swallowing_job)
+    monkeypatch.setattr(jobs, "_heartbeat", lambda *args: None)
+    run_id = ws.store.create_run(CHEETAH, 1, "swallow", {})
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert jobs.execute(ws, run_id) == "cancelled"
+    assert ws.store.get_run(run_id).status == "cancelled" and 0 < len(reports) < 200
+
+
 def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
     from prefine_core.comparison import comparison_config
 
