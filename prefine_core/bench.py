@@ -759,7 +759,7 @@ benchmark's label sets 0–4 and evaluation seeds at 200 pairs (the PREFINE and 
 to the digit): HalfCheetah 2662 / 8.3 against BC 2624 / 7.1 (paired: cost +1.2 ± 4.6, return +38 ± 7, the clearest
 paired gain over BC of any variant, at BC's cost), PointCircle 27.4 / 50.3 against 29.9 / 95.7 (cost −45 ± 27,
 return −2.4 ± 2.5), Hopper 1542 / 143.5 against 1405 / 80.5 (+63 ± 40, +137 ± 89). It beats BC on no task by the
-strict rule, and every other floor holds for it at 200 pairs (fine-tune 72–107 s with its BC stage): an option,
+strict rule, and every other floor holds for it at 200 pairs (fine-tune 55–87 s with its BC stage): an option,
 not the default. A choice rule for it written down beforehand (the teacher-safest checkpoint, for both methods)
 beat BC on validation on one task of three (PointCircle) and was not taken further. With 10 seeds (read after the
 decision) the HalfCheetah parity goes: staged − BC cost +20.9 ± 11.3, return +59 ± 21 (faster and costlier, as

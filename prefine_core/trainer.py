@@ -429,9 +429,9 @@ class PrefineTrainer:
     def run(self) -> dict:
         """Train (resuming from the last checkpoint if there is one), choose, save; returns a summary."""
         c = self.config
-        self._started = time.time()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         start = self._bc_stage() if c.start == "bc" else None
+        self._started = time.time()  # this run's wall time from here: the BC stage counts its own (stage_wall)
         resumed = self._resume()
         if start is not None and not resumed:
             for target in (self.policy, self.ratio_reference, self.averaged):

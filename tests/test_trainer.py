@@ -1,6 +1,7 @@
 """PrefineTrainer end to end with tiny budgets: metrics, checkpoints, resume, selection."""
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -152,7 +153,9 @@ def test_start_bc_begins_at_the_bc_stages_choice_and_takes_its_log_ratios_agains
     steps = []
     trainer = PrefineTrainer(reference, data, _config(start="bc", log_every=1), tmp_path, judge=teacher.judge,
                              on_step=steps.append)
+    began = time.time()
     result = trainer.run()
+    assert result["wall_seconds"] <= time.time() - began  # the BC stage's wall time is counted once
     stage = load_policy(tmp_path / "bc_stage" / "policy.safetensors", TASK)
     assert stage.meta.provenance["algorithm"] == "bc" and stage.meta.provenance["config"]["steps"] == 20
     assert [m["step"] for m in steps] == list(range(1, 21))  # the BC stage reports nothing through the callbacks
