@@ -5,6 +5,7 @@ import pandas as pd
 
 from prefine_core import jobs
 from prefine_core.prefine import PrefineConfig, config_fields
+from prefine_core.trainer import STAGE_PREFIX, steps_done, total_steps
 from prefine_core.workspace import Workspace
 
 #: Fields shown first; the rest go under "More settings".
@@ -46,11 +47,22 @@ def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
     jobs.reap(ws, task_id)
     rows = []
     for run in ws.store.list_runs(task_id):
-        metrics = ws.store.run_metrics(run.id) if run.kind == "prefine" else pd.DataFrame(columns=["step"])
-        rows.append({"id": run.id, "kind": run.kind, "status": run.status,
-                     "step": int(metrics.step.max()) if len(metrics) else 0,
-                     "of": run.config.get("steps", ""), "started": run.created_at, "error": run.error or ""})
+        done, total = _progress(ws, run) if run.kind == "prefine" else (0, "")
+        rows.append({"id": run.id, "kind": run.kind, "status": run.status, "step": done, "of": total,
+                     "started": run.created_at, "error": run.error or ""})
     return pd.DataFrame(rows, columns=["id", "kind", "status", "step", "of", "started", "error"])
+
+
+def _progress(ws: Workspace, run) -> tuple[int, int]:
+    """(gradient steps done, in all) of a fine-tune run, counting a ``start="bc"`` run's BC stage."""
+    steps, start = int(run.config.get("steps", 0)), str(run.config.get("start", "reference"))
+    metrics = ws.store.run_metrics(run.id)
+    own = metrics[~metrics.name.str.startswith(STAGE_PREFIX)].step
+    if len(own):
+        done = steps_done(steps, start, int(own.max()), stage=False)
+    else:  # nothing from the run itself yet: its BC stage's progress, if it has one
+        done = int(metrics.step.max()) if len(metrics) else 0
+    return done, total_steps(steps, start)
 
 
 def run_states(table: pd.DataFrame) -> list[tuple[int, str]]:

@@ -11,14 +11,17 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-#: Curves shown for a fine-tune run, in order: (panel title, metric names).
+#: ``trainer.STAGE_PREFIX`` (not imported: this module needs no torch): a ``start="bc"`` run's BC stage.
+_STAGE = "bc_stage/"
+#: Curves shown for a fine-tune run, in order: (panel title, metric names). A ``start="bc"`` run's BC stage
+#: (steps from 1, as the run's own) is drawn beside the run's own curves.
 CURVE_PANELS = (
-    ("Loss terms", ("loss/total", "loss/pref", "loss/dispref", "loss/bc")),
+    ("Loss terms", ("loss/total", "loss/pref", "loss/dispref", "loss/bc", _STAGE + "loss/bc")),
     ("Preference accuracy", ("pref/accuracy",)),
-    ("Evaluation return", ("eval/return",)),
-    ("Evaluation cost", ("eval/cost",)),
-    ("KL to the reference", ("kl/ref",)),
-    ("Validation safety (teacher)", ("val/safety",)),
+    ("Evaluation return", ("eval/return", _STAGE + "eval/return")),
+    ("Evaluation cost", ("eval/cost", _STAGE + "eval/cost")),
+    ("KL to the reference", ("kl/ref", _STAGE + "kl/ref")),
+    ("Validation safety (teacher)", ("val/safety", _STAGE + "val/safety")),
 )
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 

@@ -5,6 +5,7 @@ chosen without the true cost), the trainer (setup, loop, checkpoint, select, sav
 
 The trainer never touches the store or the UI: it reports through ``on_step(metrics)`` every
 ``log_every`` steps and ``on_eval(metrics)`` at every validation; the job runner wires those up.
+A ``start="bc"`` run reports its BC stage first, under ``bc_stage/`` names (:func:`steps_done` says how far it is).
 
 Checkpoint choice (DESIGN §4, "without the true cost"):
 
@@ -48,6 +49,8 @@ from prefine_core.rollout import Trajectory, collect
 Judge = Callable[[Trajectory, Trajectory], str]
 Callback = Callable[[dict], None]
 STATE_FORMAT = "prefine-trainer/1"
+#: Prefix of the metric names a ``start="bc"`` run's BC stage reports under.
+STAGE_PREFIX = "bc_stage/"
 #: Anchor clips the teacher compares validation clips with.
 N_ANCHORS = 10
 
@@ -491,10 +494,12 @@ class PrefineTrainer:
 
     def _bc_stage(self) -> TanhGaussianPolicy:
         """``start="bc"``: BC on every pair's winner, same steps and checkpoint choice, in ``out_dir/bc_stage``
-        (resumed like any run); returns the policy it chose. Its steps report nothing through the callbacks."""
+        (resumed like any run); returns the policy it chose. It reports through the same callbacks, its metric
+        names under :data:`STAGE_PREFIX` (its steps count 1…steps, as this run's own do: see :func:`steps_done`)."""
         c = self.config
         stage = PrefineTrainer(self.reference, self.data, dataclasses.replace(c, **BC_ON_WINNERS),
-                               self.out_dir / "bc_stage", judge=self.judge, name=f"{self.name}-bc-stage")
+                               self.out_dir / "bc_stage", judge=self.judge, name=f"{self.name}-bc-stage",
+                               on_step=_as_stage(self.on_step), on_eval=_as_stage(self.on_eval))
         result = stage.run()
         self.stage_seconds, self.stage_wall = result["train_seconds"], result["wall_seconds"]
         return load_policy(result["path"], self.task_id)
@@ -503,6 +508,28 @@ class PrefineTrainer:
         self.history.append(metrics)
         if self.on_eval:
             self.on_eval(metrics)
+
+
+def _as_stage(callback: Callback | None) -> Callback | None:
+    """``callback`` fed a BC stage's metrics under :data:`STAGE_PREFIX` names (the step stays ``step``)."""
+    if callback is None:
+        return None
+    return lambda metrics: callback({(k if k == "step" else STAGE_PREFIX + k): v for k, v in metrics.items()})
+
+
+def in_stage(metrics: dict) -> bool:
+    """Whether reported ``metrics`` come from a ``start="bc"`` run's BC stage."""
+    return any(k.startswith(STAGE_PREFIX) for k in metrics)
+
+
+def total_steps(steps: int, start: str) -> int:
+    """Gradient steps a run of ``steps`` steps takes in all: as many again in its BC stage when ``start="bc"``."""
+    return steps * (2 if start == "bc" else 1)
+
+
+def steps_done(steps: int, start: str, step: int, stage: bool) -> int:
+    """How far, of :func:`total_steps`, a run is when it reports ``step`` (from its BC stage if ``stage``)."""
+    return step if stage or start != "bc" else steps + step
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:

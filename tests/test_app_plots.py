@@ -31,6 +31,18 @@ def test_run_figures_raw_beneath_smoothed_and_cost_limit():
     assert plots.run_figures(pd.DataFrame(columns=["step", "name", "value"])) == []
 
 
+def test_a_staged_runs_bc_stage_is_drawn_beside_the_run_from_its_first_report():
+    from prefine_core.trainer import STAGE_PREFIX
+
+    stage_only = pd.DataFrame({"step": [0, 10], "name": [STAGE_PREFIX + "eval/return"] * 2, "value": [1.0, 2.0]})
+    (returns,) = plots.run_figures(stage_only)  # only the stage has reported: its curve shows, not "no points yet"
+    assert [t.name for t in returns.data if t.showlegend is not False] == [STAGE_PREFIX + "eval/return"]
+    both = pd.concat([stage_only, pd.DataFrame({"step": [0], "name": ["eval/return"], "value": [2.0]})])
+    (returns,) = plots.run_figures(both)
+    assert [t.name for t in returns.data if t.showlegend is not False] == ["eval/return", STAGE_PREFIX + "eval/return"]
+    assert plots._STAGE == STAGE_PREFIX
+
+
 def test_distribution_figure_has_one_box_per_policy():
     fig = plots.distribution_figure({"A": [1, 2], "B": [3]}, "cost", limit=25)
     assert [t.name for t in fig.data] == ["A", "B"]

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from conftest import CHEETAH, make_policy
-from prefine_core import jobs
+from prefine_core import jobs, launcher
+from prefine_core.trainer import STAGE_PREFIX
 
 
 def wait_for(ws, run_id, statuses, timeout=120):
@@ -132,7 +133,28 @@ def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
     metrics = ws.store.run_metrics(run_id)
     assert {"loss/total", "eval/return", "eval/cost"} <= set(metrics.name)
     assert ws.store.get_policy(run.output_policy_id).kind == "finetuned"
-    assert sorted(metrics[metrics.name == "loss/total"].step) == [5, 10, 15, 20]  # the BC stage (start=bc) logs no curve
+    assert sorted(metrics[metrics.name == "loss/total"].step) == [5, 10, 15, 20]
+    stage_losses = sorted(metrics[metrics.name == STAGE_PREFIX + "loss/bc"].step)
+    assert stage_losses == ([5, 10, 15, 20] if start == "bc" else [])  # the BC stage's curve, under its own name
+    row = launcher.jobs_frame(ws, CHEETAH).set_index("id").loc[run_id]
+    assert row.step == row.of == (40 if start == "bc" else 20)
+
+
+def test_the_jobs_table_counts_a_staged_runs_bc_stage_in_its_progress(ws):
+    from prefine_core.prefine import PrefineConfig
+
+    staged = ws.store.create_run(CHEETAH, 1, "prefine", PrefineConfig(steps=100, start="bc").to_dict())
+    plain = ws.store.create_run(CHEETAH, 1, "prefine", PrefineConfig(steps=100).to_dict())
+    progress = lambda run_id: tuple(launcher.jobs_frame(ws, CHEETAH).set_index("id").loc[run_id, ["step", "of"]])  # noqa: E731
+    assert progress(staged) == (0, 200) and progress(plain) == (0, 100)
+    ws.store.add_metrics(staged, 60, {STAGE_PREFIX + "loss/bc": 1.0})
+    assert progress(staged) == (60, 200)
+    ws.store.add_metrics(staged, 100, {STAGE_PREFIX + "eval/return": 1.0})
+    ws.store.add_metrics(staged, 0, {"eval/return": 1.0})  # the stage is done; the run's own step 0
+    assert progress(staged) == (100, 200)
+    ws.store.add_metrics(staged, 30, {"loss/total": 1.0})
+    ws.store.add_metrics(plain, 30, {"loss/total": 1.0})
+    assert progress(staged) == (130, 200) and progress(plain) == (30, 100)
 
 
 def test_prepare_job_makes_pairs_with_videos(ws):

@@ -12,7 +12,7 @@ from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy
 from prefine_core.prefine import FIELDS_ADDED_SINCE, PrefineConfig
 from prefine_core.rollout import collect
 from prefine_core.teachers import SyntheticTeacher
-from prefine_core.trainer import PreferenceData, PrefineTrainer
+from prefine_core.trainer import STAGE_PREFIX, PreferenceData, PrefineTrainer, in_stage, steps_done, total_steps
 
 TASK = "SafetyHalfCheetahVelocity-v1"
 
@@ -69,7 +69,7 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
     whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
 
     def stop_at_15(metrics):
-        if metrics["step"] == 15:
+        if metrics["step"] == 15 and not in_stage(metrics):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -82,6 +82,26 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
     with pytest.raises(ValueError, match="beta"):
         PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync, lr_schedule=schedule,
                                                 ema_decay=ema, start=start), tmp_path / "broken").run()
+
+
+def test_a_staged_run_stopped_in_its_bc_stage_resumes_there_and_matches_an_unbroken_run(setup, tmp_path):
+    reference, data, _ = setup
+    config = _config(select="last", start="bc")
+    whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
+
+    def stop_in_stage(metrics):
+        if metrics["step"] == 15 and in_stage(metrics):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        PrefineTrainer(reference, data, config, tmp_path / "broken", on_step=stop_in_stage).run()
+    assert json.loads((tmp_path / "broken" / "bc_stage" / "state.json").read_text())["step"] == 10
+    assert not (tmp_path / "broken" / "state.json").exists()
+    reports = []
+    resumed = PrefineTrainer(reference, data, config, tmp_path / "broken", on_step=reports.append).run()
+    assert [(m["step"], in_stage(m)) for m in reports] == [(15, True), (20, True), (5, False), (10, False), (15, False), (20, False)]
+    a, b = load_policy(whole["path"]).state_dict(), load_policy(resumed["path"]).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def test_with_ema_the_checkpoints_hold_the_moving_average_of_the_raw_weights(setup, tmp_path):
@@ -150,15 +170,23 @@ def test_a_trust_region_reference_follows_the_policy_every_sync(setup, tmp_path)
 
 def test_start_bc_begins_at_the_bc_stages_choice_and_takes_its_log_ratios_against_it(setup, tmp_path):
     reference, data, teacher = setup
-    steps = []
+    reports, evals = [], []
     trainer = PrefineTrainer(reference, data, _config(start="bc", log_every=1), tmp_path, judge=teacher.judge,
-                             on_step=steps.append)
+                             on_step=reports.append, on_eval=evals.append)
     began = time.time()
     result = trainer.run()
     assert result["wall_seconds"] <= time.time() - began  # the BC stage's wall time is counted once
     stage = load_policy(tmp_path / "bc_stage" / "policy.safetensors", TASK)
     assert stage.meta.provenance["algorithm"] == "bc" and stage.meta.provenance["config"]["steps"] == 20
-    assert [m["step"] for m in steps] == list(range(1, 21))  # the BC stage reports nothing through the callbacks
+    # the BC stage reports first, under its own names, then the run itself; progress runs 1…40 without a step back
+    staged = [in_stage(m) for m in reports]
+    assert staged == [True] * 20 + [False] * 20 and [m["step"] for m in reports] == list(range(1, 21)) * 2
+    assert all(k == "step" or k.startswith(STAGE_PREFIX) for k in reports[0]) and STAGE_PREFIX + "loss/bc" in reports[0]
+    assert [steps_done(20, "bc", m["step"], s) for m, s in zip(reports, staged)] == list(range(1, 41))
+    assert total_steps(20, "bc") == 40 and total_steps(20, "reference") == 20
+    assert [(m["step"], in_stage(m)) for m in evals] == [(0, True), (10, True), (20, True), (0, False), (10, False), (20, False)]
+    assert STAGE_PREFIX + "eval/return" in evals[0] and STAGE_PREFIX + "val/safety" in evals[0]
+    steps = [m for m in reports if not in_stage(m)]
     # first step: the policy is the ratio reference (each preference term is log 2) and not π_ref (KL > 0)
     assert steps[0]["loss/pref"] == pytest.approx(math.log(2), abs=1e-5)
     assert steps[0]["loss/dispref"] == pytest.approx(math.log(2), abs=1e-5)
@@ -222,7 +250,7 @@ def test_a_run_saved_before_a_field_existed_resumes_as_it_started(setup, tmp_pat
     config = _config(select="last", **FIELDS_ADDED_SINCE)
 
     def stop_at_15(metrics):
-        if metrics["step"] == 15:
+        if metrics["step"] == 15 and not in_stage(metrics):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -41,7 +41,7 @@ def _finetune(args: argparse.Namespace) -> dict:
     from prefine_core.evaluate import compare, evaluate_policy
     from prefine_core.policy import load_policy
     from prefine_core.teachers import safety_judge
-    from prefine_core.trainer import PreferenceData, PrefineTrainer
+    from prefine_core.trainer import STAGE_PREFIX, PreferenceData, PrefineTrainer, in_stage, steps_done, total_steps
 
     torch.set_num_threads(1)
     config = _config_from_args(args)
@@ -57,12 +57,18 @@ def _finetune(args: argparse.Namespace) -> dict:
         pairs = _teacher_pairs(reference, task_id, args.pairs_from_teacher, config.seed)
     judge = safety_judge() if config.select == "teacher" else None
     out = Path(args.out or tempfile.mkdtemp(prefix="prefine-finetune-"))
-    bar = Progress(config.steps, f"PREFINE {task_id}", quiet=args.json and not sys.stderr.isatty())
+    bar = Progress(total_steps(config.steps, config.start), f"PREFINE {task_id}", quiet=args.json and not sys.stderr.isatty())
+
+    def progress(metrics: dict) -> None:
+        stage = in_stage(metrics)
+        loss = metrics[STAGE_PREFIX + "loss/total" if stage else "loss/total"]
+        bar.update_to(steps_done(config.steps, config.start, metrics["step"], stage), loss=loss,
+                      **({"stage": "bc"} if stage else {}))
+
     started = time.time()
     try:
         result = PrefineTrainer(reference, PreferenceData.from_pairs(pairs), config, out, judge=judge,
-                                on_step=lambda m: bar.update_to(m["step"], loss=m["loss/total"]),
-                                parent=str(args.policy)).run()
+                                on_step=progress, parent=str(args.policy)).run()
     finally:
         bar.close()
     seconds = time.time() - started
