@@ -38,6 +38,8 @@ VARIANTS = {
     "ema": ("prefine", {"ema_decay": 0.995}),
     "bc_ema": ("bc", {"ema_decay": 0.995}),
     "staged": ("staged", {}),  # a BC stage first, then PREFINE against the policy it chose (start="bc")
+    "dispref1": ("prefine", {"dispref_weight": 1.0}),  # the D⁻ term (what BC cannot use) at twice the default weight
+    "dispref2": ("prefine", {"dispref_weight": 2.0}),
 }
 VALIDATION_SEED = 9_500
 
