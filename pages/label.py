@@ -1,4 +1,6 @@
 """Label: a synchronised pair player, one choice per pair, by button or keyboard."""
+import time
+
 import streamlit as st
 
 from prefine_core import labelling
@@ -8,8 +10,8 @@ from prefine_core.demo import question
 ws, task = ui.workspace(), ui.task_id()
 st.title("Label")
 left, right = st.columns([2, 1])
-right.text_input("Your name", key="annotator", max_chars=64, help="labels are saved under this name; "
-                 "each browser tab keeps its own")
+right.text_input("Your name", max_chars=64, help="labels are saved under this name; each browser tab keeps its own "
+                 "(other pages keep it too; a reload asks again)", **ui.kept("annotator"))
 name = ui.annotator()
 if not name:
     left.info("Enter your name on the right to start labelling.")
@@ -22,7 +24,10 @@ right.toggle("Show cost overlay", key="show_cost", value=True,
 
 
 def act(action: str, seconds: float | None = None) -> None:
-    msg = ui.guarded(labelling.apply, ws.store, name, action, st.session_state.get("pair_id"), seconds)
+    pair_id, shown = st.session_state.get("pair_id"), st.session_state.get("shown_at")
+    if seconds is None and shown and shown[0] == pair_id:  # a button: time since the pair was drawn (keys time themselves)
+        seconds = time.time() - shown[1]
+    msg = ui.guarded(labelling.apply, ws.store, name, action, pair_id, seconds)
     if msg is not None:
         st.session_state["flash"] = msg
         st.session_state.pop("pair_id", None)
@@ -47,6 +52,8 @@ with left:
         st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
         st.stop()
     st.session_state["pair_id"] = pair.id
+    if st.session_state.get("shown_at", (None,))[0] != pair.id:
+        st.session_state["shown_at"] = (pair.id, time.time())
     view = labelling.pair_view(ws.store, pair)
     if view.video is None:
         st.warning("This pair's video is still being rendered; it appears here as soon as it is ready.")

@@ -60,11 +60,23 @@ def test_label_needs_a_name_then_labels_and_undoes(app, workspace):
     assert not app.exception, app.exception
     labels = workspace.store.effective_labels(CHEETAH)
     assert labels[labels.annotator == "ada"].pair_id.tolist() == [first]
+    assert 0 < labels[labels.annotator == "ada"].seconds.iloc[0] < 60  # a button's label is timed too
     assert app.session_state["pair_id"] != first
     app.button(key="undo").click().run()
     labels = workspace.store.effective_labels(CHEETAH)
     assert "ada" not in labels.annotator.tolist()
     assert app.session_state["pair_id"] == first
+
+
+def test_the_name_outlives_a_visit_to_another_page(app):
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("ada").run()
+    app.switch_page("pages/home.py").run()
+    app.switch_page("pages/label.py").run()
+    assert not app.exception, app.exception
+    assert app.text_input(key="annotator").value == "ada"
+    assert any(t.value == "Labelling as: ada" for t in app.text)
+    assert not any("Enter your name" in i.value for i in app.info)
 
 
 def test_markup_in_a_name_is_shown_as_text(app):

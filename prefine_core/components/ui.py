@@ -64,6 +64,16 @@ def _keep(widget_key: str, state_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
 
 
+def kept(widget_key: str) -> dict:
+    """Widget arguments that make the value of the widget ``widget_key`` outlive switching pages: Streamlit drops
+    the state of a widget that a page run did not draw, so the value is also kept under a plain session key and
+    handed back before the widget is drawn again. Use as ``st.text_input("Name", **ui.kept("name"))``."""
+    plain = f"kept_{widget_key}"
+    if widget_key not in st.session_state and plain in st.session_state:
+        st.session_state[widget_key] = st.session_state[plain]
+    return {"key": widget_key, "on_change": _keep, "args": (widget_key, plain)}
+
+
 def sidebar(ws: Workspace) -> None:
     """Task and demo mode; kept under plain session keys so they outlive any page's widgets."""
     tasks = task_ids(ws)
@@ -79,8 +89,8 @@ def sidebar(ws: Workspace) -> None:
 
 
 def annotator() -> str:
-    """This session's annotator name ('' until entered); never shared between sessions."""
-    return (st.session_state.get("annotator") or "").strip()
+    """This session's annotator name ('' until entered; kept across pages); never shared between sessions."""
+    return (st.session_state.get("annotator") or st.session_state.get("kept_annotator") or "").strip()
 
 
 def _reason(exc: DBAPIError) -> str:
