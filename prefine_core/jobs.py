@@ -229,7 +229,7 @@ def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
     from prefine_core.policy import load_policy
     from prefine_core.prefine import PrefineConfig
     from prefine_core.teachers import safety_judge
-    from prefine_core.trainer import PreferenceData, PrefineTrainer
+    from prefine_core.trainer import PreferenceData, PrefineTrainer, saved_step
 
     config = PrefineConfig.from_saved(run.config)
     start = ws.store.get_policy(run.policy_id)
@@ -238,6 +238,10 @@ def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
     if not pairs:
         raise ValueError(f"no decided labels for {run.task_id}: label some pairs (left/right) first")
     print(f"{len(pairs)} decided pairs; starting from {start.name}", flush=True)
+    resumes_at = saved_step(run_dir(ws, run.id))
+    if resumes_at is not None:
+        print(f"resuming from the checkpoint of step {resumes_at} of {config.steps} (checkpoints every "
+              f"{config.eval_every} steps: the steps after it are trained again)", flush=True)
     judge = safety_judge() if config.select == "teacher" else None
     trainer = PrefineTrainer(
         reference, PreferenceData.from_pairs(pairs), config, run_dir(ws, run.id), judge=judge,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -88,6 +89,16 @@ class PreferenceData:
         order = np.random.default_rng(seed).permutation(len(self.winners))
         pick = lambda idx: PreferenceData(tuple(self.winners[i] for i in idx), tuple(self.losers[i] for i in idx))  # noqa: E731
         return pick(order[n_out:]), pick(order[:n_out])
+
+    def fingerprint(self) -> str:
+        """A digest of every label as the trainer sees it (each pair's clips, in order): a resumed run checks that it
+        trains on what it started with."""
+        digest = hashlib.sha256(b"paired" if self.paired else b"sets")
+        for side in (self.winners, self.losers):
+            digest.update(len(side).to_bytes(8, "little"))
+            for clip in side:
+                digest.update(_clip_key(clip) + clip.costs.tobytes())
+        return digest.hexdigest()
 
     def _tally(self) -> dict[bytes, list]:
         """clip key -> [wins, losses, the clip], over every label (a clip labelled twice is counted twice)."""
@@ -283,6 +294,7 @@ class PrefineTrainer:
         moving = config.reference_sync_every or config.start == "bc"
         self.ratio_reference = copy.deepcopy(self.reference).requires_grad_(False) if moving else self.reference
         self.data, self.stage_seconds, self.stage_wall = data, 0.0, 0.0
+        self.data_fingerprint = data.fingerprint()  # saved with the state; a resume on other labels is refused
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -329,6 +341,7 @@ class PrefineTrainer:
             "format": STATE_FORMAT, "step": self.step, "config": self.config.to_dict(), "tensors": tensors_path.name,
             "param_groups": opt["param_groups"], "numpy_rng": self.rng.bit_generator.state,
             "history": self.history, "seconds": self.seconds, "wall_seconds": self._wall(),
+            "data": {"fingerprint": self.data_fingerprint, "pairs": len(self.data.winners)},
         }
         with atomic_path(self.out_dir / "state.json") as tmp:
             Path(tmp).write_text(json.dumps(state, indent=1))
@@ -352,6 +365,11 @@ class PrefineTrainer:
         if saved != self.config.training_dict():  # a new way to choose the checkpoint needs no retraining
             changed = sorted(k for k, v in self.config.training_dict().items() if saved.get(k) != v)
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
+        started_on = state.get("data")  # absent in states written before the check
+        if started_on and started_on["fingerprint"] != self.data_fingerprint:
+            raise ValueError(f"the labels changed since this run started ({started_on['pairs']} decided pairs then, "
+                             f"{len(self.data.winners)} now, or some changed): a resumed run trains on what it started "
+                             "with, so start a new run for the new labels")
         self.evaluated.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         tensors = load_file(str(self.out_dir / state.get("tensors", "state.safetensors")))
         if self.averaged is not None:
@@ -530,6 +548,14 @@ def total_steps(steps: int, start: str) -> int:
 def steps_done(steps: int, start: str, step: int, stage: bool) -> int:
     """How far, of :func:`total_steps`, a run is when it reports ``step`` (from its BC stage if ``stage``)."""
     return step if stage or start != "bc" else steps + step
+
+
+def saved_step(out_dir: str | Path) -> int | None:
+    """The step a run in ``out_dir`` resumes from (its last checkpoint), or None if it has saved none."""
+    try:
+        return int(json.loads((Path(out_dir) / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: run() says which
+        return None
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:

@@ -111,11 +111,9 @@ def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
         jobs.resume(ws, run_id)
 
 
-@pytest.mark.parametrize("start", ["reference", "bc"])
-def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
+def _label_five_pairs(ws) -> list[int]:
     from prefine_core.demo import auto_label
     from prefine_core.envs import SafetyTask
-    from prefine_core.prefine import PrefineConfig
     from prefine_core.rollout import collect
 
     with SafetyTask(CHEETAH) as task:
@@ -125,8 +123,20 @@ def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
     assert auto_label(ws, CHEETAH, 10) == 5
     for pair_id in pairs:  # random policies rarely exceed the limit: the teacher says "equal"; decide by hand
         ws.store.add_label(pair_id, "tester", "left")
-    config = PrefineConfig(steps=20, log_every=5, eval_every=10, eval_episodes=1, segment_length=20, batch_size=4,
-                           bc_batch_size=32, select="last", start=start)
+    return pairs
+
+
+def _tiny_config(**kw):
+    from prefine_core.prefine import PrefineConfig
+
+    return PrefineConfig(steps=20, log_every=5, eval_every=10, eval_episodes=1, segment_length=20, batch_size=4,
+                         bc_batch_size=32, select="last", **kw)
+
+
+@pytest.mark.parametrize("start", ["reference", "bc"])
+def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
+    _label_five_pairs(ws)
+    config = _tiny_config(start=start)
     run_id = jobs.launch(ws, "prefine", CHEETAH, 1, config.to_dict())
     run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
     assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
@@ -138,6 +148,22 @@ def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
     assert stage_losses == ([5, 10, 15, 20] if start == "bc" else [])  # the BC stage's curve, under its own name
     row = launcher.jobs_frame(ws, CHEETAH).set_index("id").loc[run_id]
     assert row.step == row.of == (40 if start == "bc" else 20)
+
+
+def test_a_resumed_finetune_says_where_it_resumes_and_refuses_labels_that_changed(ws):
+    pairs = _label_five_pairs(ws)
+    run_id = jobs.launch(ws, "prefine", CHEETAH, 1, _tiny_config().to_dict())
+    assert wait_for(ws, run_id, ("done", "failed"), timeout=180).status == "done"
+    ws.store.update_run(run_id, status="failed", error="test: as if it had died after its last checkpoint")
+    jobs.resume(ws, run_id)
+    run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
+    assert run.status == "done", run.error
+    assert "resuming from the checkpoint of step 20 of 20" in jobs.log_tail(run, 40)
+    ws.store.add_label(pairs[0], "another", "right")  # the pair now has one vote each way: no longer decided
+    ws.store.update_run(run_id, status="failed", error="test")
+    jobs.resume(ws, run_id)
+    run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
+    assert run.status == "failed" and "labels changed since this run started (5 decided pairs then, 4 now" in run.error
 
 
 def test_the_jobs_table_counts_a_staged_runs_bc_stage_in_its_progress(ws):

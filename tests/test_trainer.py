@@ -84,6 +84,26 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
                                                 ema_decay=ema, start=start), tmp_path / "broken").run()
 
 
+def test_a_run_resumed_on_other_labels_is_refused_and_keeps_its_state(setup, tmp_path):
+    reference, data, _ = setup
+    config = _config(select="last")
+
+    def stop_at_15(metrics):
+        if metrics["step"] == 15:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        PrefineTrainer(reference, data, config, tmp_path, on_step=stop_at_15).run()
+    saved = (tmp_path / "state.json").read_text()
+    fewer = PreferenceData(data.winners[:-1], data.losers[:-1])
+    flipped = PreferenceData((data.losers[0], *data.winners[1:]), (data.winners[0], *data.losers[1:]))
+    for other, now in ((fewer, 3), (flipped, 4)):
+        with pytest.raises(ValueError, match=f"labels changed since this run started \\(4 decided pairs then, {now} now"):
+            PrefineTrainer(reference, other, config, tmp_path).run()
+        assert (tmp_path / "state.json").read_text() == saved
+    assert PrefineTrainer(reference, data, config, tmp_path).run()["resumed"]  # the same labels resume
+
+
 def test_a_staged_run_stopped_in_its_bc_stage_resumes_there_and_matches_an_unbroken_run(setup, tmp_path):
     reference, data, _ = setup
     config = _config(select="last", start="bc")
