@@ -96,7 +96,7 @@ def jobs_table(shown: list) -> None:
     st.dataframe(now, hide_index=True, use_container_width=True, key="jobs_table")
 
 
-st.subheader("Jobs")
+st.subheader("Runs")
 if table.empty:
     st.info("No runs yet for this task. Label some pairs, then press Launch.")
     st.fragment(run_every=10.0)(ui.survives_outage(lambda: launcher.jobs_frame(ws, task).empty or st.rerun()))()

@@ -35,8 +35,8 @@ def checkpoint_frame(ws: Workspace, run_id: int, metrics: pd.DataFrame | None = 
     is the untouched start, which has none). ``metrics``: the run's ``store.run_metrics`` when the caller has
     already read them (the Fine-tune page, for its curves)."""
     wide = wide_metrics(ws.store.run_metrics(run_id) if metrics is None else metrics)
-    if wide.empty or "eval/return" not in wide.columns:
-        return pd.DataFrame(columns=list(COLUMNS))
+    if wide.empty or "eval/return" not in wide.columns:  # typed, so that frame[frame.available] stays a frame of rows
+        return pd.DataFrame({name: pd.Series(dtype=bool if name in ("chosen", "available") else float) for name in COLUMNS})
     evals = wide[wide["eval/return"].notna()]
     outcome = jobs.result(ws, run_id) or {}
     folder = jobs.run_dir(ws, run_id)

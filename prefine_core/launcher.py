@@ -43,14 +43,16 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
 
 
 def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
-    """One row per run of the task, newest first, after marking runs whose process died as failed."""
+    """One row per fine-tune run of the task, newest first, after marking runs whose process died as failed.
+    (Pair preparation and comparisons show their progress on their own pages.)"""
     jobs.reap(ws, task_id)
     rows = []
     for run in ws.store.list_runs(task_id):
-        done, total = _progress(ws, run) if run.kind == "prefine" else (0, "")
-        rows.append({"id": run.id, "kind": run.kind, "status": run.status, "step": done, "of": total,
-                     "started": run.created_at, "error": run.error or ""})
-    return pd.DataFrame(rows, columns=["id", "kind", "status", "step", "of", "started", "error"])
+        if run.kind == "prefine":
+            done, total = _progress(ws, run)
+            rows.append({"id": run.id, "status": run.status, "step": done, "of": total,
+                         "started": run.created_at, "error": run.error or ""})
+    return pd.DataFrame(rows, columns=["id", "status", "step", "of", "started", "error"])
 
 
 def _progress(ws: Workspace, run) -> tuple[int, int]:

@@ -123,6 +123,19 @@ def test_two_sessions_label_under_their_own_names(app, workspace):
     assert got == {"ann": (shown["ann"], "left"), "bob": (shown["bob"], "right")}
 
 
+def test_the_finetune_page_lists_fine_tunes_not_other_jobs(app, workspace):
+    other = [workspace.store.create_run(CHEETAH, 1, kind, {}) for kind in ("compare", "prepare")]
+    finetune = workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
+    for run_id in (*other, finetune):
+        workspace.store.update_run(run_id, status="done")
+    app.switch_page("pages/finetune.py").run()
+    assert not app.exception, app.exception
+    shown = app.selectbox(key="run_select").options
+    finetunes = [r.id for r in workspace.store.list_runs(CHEETAH) if r.kind == "prefine"]
+    assert sorted(shown) == sorted(f"run {i}" for i in finetunes) and f"run {finetune}" in shown
+    assert not any(f"run {i}" in shown for i in other)
+
+
 def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     run_id = workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
     for step in (5, 10):
