@@ -13,20 +13,25 @@ if len(policies) < 2:
     st.stop()
 ids = [p.id for p in policies]
 names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
-tuned = [p.id for p in policies if p.kind in ("finetuned", "bc")]
-reference = next((p.id for p in policies if p.kind == "reference"), ids[0])
+first_a, first_b = comparison.default_pair(policies)
 c1, c2, c3 = st.columns([3, 3, 1])
-a = c1.selectbox("A (before)", ids, index=ids.index(reference), format_func=names.get, key="policy_a")
-b = c2.selectbox("B (after)", ids, index=ids.index(tuned[-1] if tuned else ids[-1]), format_func=names.get, key="policy_b")
-episodes = c3.number_input("Episodes", 1, 100, 5, key="episodes", help="evaluation seeds 10000, 10001, …; the same for A and B")
-if st.button("Evaluate both on the same seeds", key="compare", type="primary"):
-    config = ui.guarded(comparison.comparison_config, a, b, int(episodes))
-    if config is not None:
-        jobs.launch(ws, "compare", task, a, config)
-
-
+a = c1.selectbox("A (before)", ids, format_func=names.get, **ui.kept("policy_a", ids, index=ids.index(first_a)))
+b = c2.selectbox("B (after)", ids, format_func=names.get, **ui.kept("policy_b", ids, index=ids.index(first_b)))
+# No bounds on the field itself: a browser holds back a value outside them (the page would evaluate the one before);
+# comparison_config says what is wrong instead.
+episodes = c3.number_input("Episodes", step=1, help="1 to 100; evaluation seeds 10000, 10001, …; the same "
+                           "for A and B", **ui.kept("episodes", value=5))
+config = ui.guarded(comparison.comparison_config, a, b, episodes)
 jobs.reap(ws, task)
 run = comparison.latest_comparison(ws, a, b)
+running = run is not None and run.status in jobs.ACTIVE
+if st.button("Evaluate both on the same seeds", key="compare", type="primary", disabled=config is None or running):
+    if ui.guarded(comparison.launch_comparison, ws, task, config) is not None:
+        st.rerun()  # draws the new run's progress, the button held
+if config is None:
+    st.stop()  # the one message above says what to change
+if running:
+    st.caption(f"The button is held while run {run.id} is comparing these two (one evaluation of a pair at a time).")
 
 
 @st.fragment(run_every=2.0)
@@ -37,8 +42,8 @@ def progress(run_id: int) -> None:
     if run.status not in jobs.ACTIVE:
         st.rerun()
     done = ws.store.run_metrics(run_id)
-    st.info(f"Evaluating in the background… {int(done.step.max()) if len(done) else 0} of "
-            f"{2 * run.config['episodes']} episodes, then the video")
+    st.info(f"Evaluating {comparison.describe(run.config)} in the background… "
+            f"{int(done.step.max()) if len(done) else 0} of {2 * run.config['episodes']} episodes, then the video")
 
 
 if run is None:
@@ -49,6 +54,7 @@ elif run.status != "done":
     st.error(f"The comparison {run.status}: {ui.plain(run.error or 'no reason recorded')}. Press the button to try again.")
 else:
     result = jobs.result(ws, run.id)
+    st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
     st.dataframe(comparison.comparison_table(result), hide_index=True, use_container_width=True, key="compare_table")
     limit = result["a"].get("cost_limit")
     d1, d2 = st.columns(2)

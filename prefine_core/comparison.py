@@ -1,7 +1,7 @@
 """Two policies on the same seeds: the numbers side by side, their deltas, and one video of both.
 
 :func:`run_comparison` is the body of a ``compare`` job (it runs in a background process, see
-:mod:`prefine_core.jobs`); :func:`comparison_table` and :func:`latest_comparison` serve the page.
+:mod:`prefine_core.jobs`); :func:`launch_comparison` starts one, and the rest serve the page.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prefine_core import jobs
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.workspace import Workspace
 
@@ -25,17 +26,41 @@ ROWS = (
 )
 
 
+def default_pair(policies: list) -> tuple[int, int]:
+    """(A, B) to offer first: the reference before, the newest fine-tune after (else the newest other policy)."""
+    ids = [p.id for p in policies]
+    reference = next((p.id for p in policies if p.kind == "reference"), ids[0])
+    tuned = [p.id for p in policies if p.kind in ("finetuned", "bc")]
+    return reference, (tuned or [i for i in ids if i != reference])[-1]
+
+
 def comparison_config(policy_a: int, policy_b: int, episodes: int = 5, video_steps: int = 300,
                       cost_limit: float = 25.0, seed: int = EVAL_SEED) -> dict:
     """The config of a ``compare`` job, validated where it enters."""
     if policy_a == policy_b:
-        raise ValueError("pick two different policies to compare")
+        raise ValueError("A and B are the same policy: pick two different policies to compare")
     if not 1 <= episodes <= 100:
-        raise ValueError(f"episodes must be between 1 and 100, got {episodes}")
+        raise ValueError(f"Episodes must be between 1 and 100, got {episodes}")
     if not 10 <= video_steps <= 1000:
         raise ValueError(f"video steps must be between 10 and 1000, got {video_steps}")
     return {"policy_a": int(policy_a), "policy_b": int(policy_b), "episodes": int(episodes), "seed": int(seed),
             "cost_limit": float(cost_limit), "video_seed": int(seed), "video_steps": int(video_steps)}
+
+
+def launch_comparison(ws: Workspace, task_id: str, config: dict) -> int:
+    """Start a ``compare`` job of ``config``; refused while one of the same A and B is queued or running."""
+    jobs.reap(ws, task_id)  # a run whose process died does not hold the pair
+    run = latest_comparison(ws, config["policy_a"], config["policy_b"])
+    if run is not None and run.status in jobs.ACTIVE:
+        raise ValueError(f"run {run.id} is already comparing these two policies; wait for it to finish")
+    return jobs.launch(ws, "compare", task_id, config["policy_a"], config)
+
+
+def describe(config: dict) -> str:
+    """What a compare job evaluates, e.g. '5 episodes each, seeds 10000–10004'."""
+    first, episodes = config["seed"], config["episodes"]
+    seeds = f"seed {first}" if episodes == 1 else f"seeds {first}–{first + episodes - 1}"
+    return f"{episodes} episode{'s' if episodes > 1 else ''} each, {seeds}"
 
 
 def run_comparison(ws: Workspace, config: dict, folder: Path, report) -> dict:
@@ -64,7 +89,8 @@ def run_comparison(ws: Workspace, config: dict, folder: Path, report) -> dict:
 
 
 def comparison_table(result: dict) -> pd.DataFrame:
-    """Rows of :data:`ROWS`; columns A, B, Δ (B − A), Δ % and whether B is better."""
+    """Rows of :data:`ROWS`; columns A, B, Δ (B − A), Δ % and whether B is better, the last two as text
+    (a relative change of a metric that is 0 for A, or a verdict on a tie, has no number to show)."""
     a, b = result["a"], result["b"]
     rows = []
     for key, label, lower_better in ROWS:
@@ -72,8 +98,8 @@ def comparison_table(result: dict) -> pd.DataFrame:
             continue
         delta = b[key] - a[key]
         rows.append({"metric": label, "A": a[key], "B": b[key], "Δ (B − A)": delta,
-                     "Δ %": 100.0 * delta / abs(a[key]) if a[key] else float("nan"),
-                     "B better": (delta < 0) == lower_better if delta else None})
+                     "Δ %": f"{100.0 * delta / abs(a[key]):+.1f} %" if a[key] else "– (A is 0)",
+                     "B better": ("yes" if (delta < 0) == lower_better else "no") if delta else "equal"})
     return pd.DataFrame(rows)
 
 

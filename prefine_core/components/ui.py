@@ -64,14 +64,17 @@ def _keep(widget_key: str, state_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
 
 
-def kept(widget_key: str) -> dict:
+def kept(widget_key: str, options: list | None = None, **defaults) -> dict:
     """Widget arguments that make the value of the widget ``widget_key`` outlive switching pages: Streamlit drops
     the state of a widget that a page run did not draw, so the value is also kept under a plain session key and
-    handed back before the widget is drawn again. Use as ``st.text_input("Name", **ui.kept("name"))``."""
+    handed back before the widget is drawn again — unless ``options`` no longer hold it (a deleted policy), when
+    ``defaults`` (e.g. ``index=``, ``value=``) apply as on a first visit. Use as ``st.text_input("Name", **ui.kept("name"))``."""
     plain = f"kept_{widget_key}"
     if widget_key not in st.session_state and plain in st.session_state:
-        st.session_state[widget_key] = st.session_state[plain]
-    return {"key": widget_key, "on_change": _keep, "args": (widget_key, plain)}
+        if options is None or st.session_state[plain] in options:
+            st.session_state[widget_key] = st.session_state[plain]
+    given = widget_key in st.session_state  # a default beside a value set here would only draw a warning
+    return {"key": widget_key, "on_change": _keep, "args": (widget_key, plain), **({} if given else defaults)}
 
 
 def sidebar(ws: Workspace) -> None:

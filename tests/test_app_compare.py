@@ -1,0 +1,97 @@
+"""AppTest of the Compare page: its choices, what it refuses, and how it shows a result."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import CHEETAH
+from prefine_core import comparison, jobs
+from test_app import app, workspace  # noqa: F401  (the fixtures: a fresh small workspace for this module)
+
+
+def compare_runs(ws) -> list:
+    return [run for run in ws.store.list_runs(CHEETAH) if run.kind == "compare"]
+
+
+def open_compare(at, a: int, b: int, episodes: int | None = None):
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="policy_a").set_value(a)
+    at.selectbox(key="policy_b").set_value(b)
+    if episodes is not None:
+        at.number_input(key="episodes").set_value(episodes)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_choices_outlive_a_visit_to_another_page(app):
+    open_compare(app, 1, 2, episodes=2)
+    app.switch_page("pages/data.py").run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+    assert (app.selectbox(key="policy_a").value, app.selectbox(key="policy_b").value) == (1, 2)
+    assert app.number_input(key="episodes").value == 2
+
+
+def test_the_default_pair_is_two_different_policies(app):
+    app.switch_page("pages/compare.py").run()
+    reference = app.selectbox(key="policy_a").value
+    assert app.selectbox(key="policy_b").value != reference
+    assert not app.error
+
+
+@pytest.mark.parametrize("episodes", [0, 101])
+def test_an_out_of_range_episodes_value_is_refused_with_a_message(app, workspace, episodes):
+    before = len(compare_runs(workspace))
+    app.switch_page("pages/compare.py").run()
+    field = app.number_input(key="episodes")
+    assert field.min is None and field.max is None  # a browser holds back a value outside the field's own bounds
+    open_compare(app, 1, 2, episodes=episodes)
+    assert [e.value for e in app.error] == [f"Episodes must be between 1 and 100, got {episodes}"]
+    assert app.button(key="compare").disabled
+    assert len(compare_runs(workspace)) == before
+
+
+def test_the_same_policy_twice_gives_one_message(app):
+    open_compare(app, 2, 2)
+    assert len(app.error) == 1 and "pick two different policies" in app.error[0].value
+    assert not app.main.caption and not app.main.info  # no "Not evaluated yet" under it
+    assert app.button(key="compare").disabled
+
+
+def test_no_second_comparison_of_a_pair_while_one_runs(app, workspace, monkeypatch):
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # the run stays queued; no process evaluates it
+    open_compare(app, 2, 1, episodes=3)
+    app.button(key="compare").click().run()
+    assert not app.exception, app.exception
+    [run] = [r for r in compare_runs(workspace) if (r.config["policy_a"], r.config["policy_b"]) == (2, 1)]
+    assert run.config["episodes"] == 3
+    assert app.button(key="compare").disabled
+    assert any(f"run {run.id} is comparing these two" in c.value for c in app.caption)
+    assert any("3 episodes each, seeds 10000–10002" in i.value and "0 of 6 episodes" in i.value for i in app.info)
+    with pytest.raises(ValueError, match=f"run {run.id} is already comparing these two policies"):
+        comparison.launch_comparison(workspace, CHEETAH, comparison.comparison_config(2, 1, 3))
+    assert len([r for r in compare_runs(workspace) if r.config["policy_a"] == 2]) == 1
+
+
+def summary(**values) -> dict:
+    return {"return_mean": 100.0, "cost_mean": 50.0, "violation_rate": 1.0, "catastrophic_rate": 0.0,
+            "normalized_cost": 2.0, "cost_per_step": 0.05, "length_mean": 1000.0, "fall_rate": 0.0,
+            "returns": [99.0, 101.0], "costs": [40.0, 60.0], "cost_limit": 25.0, **values}
+
+
+def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
+    run_id = workspace.store.create_run(CHEETAH, 1, "compare", comparison.comparison_config(1, 3, episodes=2))
+    video = jobs.run_dir(workspace, run_id) / "pair.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    result = {"a": summary(), "b": summary(return_mean=90.0, cost_mean=10.0), "video": str(video), "video_seed": 10000}
+    (video.parent / "result.json").write_text(json.dumps(result))
+    workspace.store.update_run(run_id, status="done")
+    open_compare(app, 1, 3)
+    assert any(c.value.startswith("2 episodes each, seeds 10000–10001") for c in app.caption)
+    table = app.dataframe[0].value.set_index("metric")
+    assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
+    assert table.loc["return (mean)", "B better"] == "no"
+    assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
