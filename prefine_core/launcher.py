@@ -49,24 +49,30 @@ def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
     rows = []
     for run in ws.store.list_runs(task_id):
         if run.kind == "prefine":
-            done, total = _progress(ws, run)
+            done, total, _ = run_progress(ws, run)
             rows.append({"id": run.id, "status": run.status, "step": done, "of": total,
                          "started": run.created_at, "error": run.error or ""})
     return pd.DataFrame(rows, columns=["id", "status", "step", "of", "started", "error"])
 
 
-def _progress(ws: Workspace, run) -> tuple[int, int]:
-    """(gradient steps done, in all) of a fine-tune run, counting a ``start="bc"`` run's BC stage."""
+def run_progress(ws: Workspace, run) -> tuple[int, int, bool]:
+    """(gradient steps done, in all, whether in its BC stage) of a fine-tune run; a ``start="bc"`` run counts its
+    BC stage's steps first."""
     steps, start = int(run.config.get("steps", 0)), str(run.config.get("start", "reference"))
     metrics = ws.store.run_metrics(run.id)
     own = metrics[~metrics.name.str.startswith(STAGE_PREFIX)].step
     if len(own):
-        done = steps_done(steps, start, int(own.max()), stage=False)
-    else:  # nothing from the run itself yet: its BC stage's progress, if it has one
-        done = int(metrics.step.max()) if len(metrics) else 0
-    return done, total_steps(steps, start)
+        return steps_done(steps, start, int(own.max()), stage=False), total_steps(steps, start), False
+    # nothing from the run itself yet: its BC stage's progress, if it has one
+    return int(metrics.step.max()) if len(metrics) else 0, total_steps(steps, start), start == "bc"
 
 
 def run_states(table: pd.DataFrame) -> list[tuple[int, str]]:
     """(id, status) of each run in a :func:`jobs_frame`: what, when it changes, needs the page redrawn."""
     return list(zip(table.id.astype(int).tolist(), table.status.tolist()))
+
+
+def progress_bar(ws: Workspace, run) -> tuple[float, str]:
+    """(fraction done, its text) of an active fine-tune run, for a progress bar."""
+    done, total, in_stage = run_progress(ws, run)
+    return min(done / max(total, 1), 1.0), f"step {done} of {total}" + (" (BC stage)" if in_stage else "")
