@@ -45,8 +45,17 @@ with tabs[5]:
                               help="a .zip exported here, a DSRL/D4RL .hdf5 dataset, or a .safetensors policy")
     if upload is not None and st.button(f"Import {upload.name}", key="import"):
         ui.guarded(lambda: st.success(transfer.import_upload(ws, upload.name, upload.getvalue(), task)))
+
+
+def delete_chosen() -> None:
+    """Runs before the page redraws, so the choice and the confirmation can be cleared once the pairs are gone."""
+    doomed = st.session_state["delete_ids"]
+    if ui.guarded(ws.store.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)") is not None:
+        st.session_state["delete_ids"], st.session_state["delete_confirm"] = [], ""
+
+
 with tabs[6]:
     doomed = st.multiselect("Pairs to delete, with all their labels", pairs.id.tolist(), key="delete_ids")
     confirm = st.text_input("Type DELETE to confirm", key="delete_confirm")
-    if st.button("Delete", key="delete", type="primary", disabled=not doomed or confirm != "DELETE"):
-        ui.guarded(ws.store.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)")
+    st.button("Delete", key="delete", type="primary", disabled=not doomed or confirm != "DELETE",
+              on_click=delete_chosen)

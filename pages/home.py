@@ -8,14 +8,19 @@ ws, task = ui.workspace(), ui.task_id()
 st.title("PREFINE Studio")
 st.markdown("Teach a fast but reckless robot to be **safe** from your judgements: watch two clips, say which "
             "behaved more safely, and after a few dozen answers fine-tune the policy and compare before and after.")
+
+
+def auto_label() -> None:
+    """Runs before the page redraws, so the counts above already include the new labels."""
+    st.session_state["auto_label_said"] = ui.guarded(demo.auto_label_report, ws, task, int(st.session_state["auto_n"]))
+
+
 jobs.reap(ws, task)
 status = demo.demo_status(ws, task)
 if status.next_step == "no_policy":
     st.error(f"No policy is registered for {task}. Pick another task in the sidebar, or import a policy on the Data page.")
     st.stop()
-steps = ["prepare", "label", "finetune", "compare"]
-st.progress((steps.index(status.next_step) + (status.next_step == "compare")) / 4,
-            text=f"Next step: {status.next_step}")
+st.progress(status.steps_done / len(demo.STEPS), text=status.progress_text)
 
 with st.container(border=True):
     st.markdown(f"**1 · Pairs to judge** — {status.pairs} pairs, {status.videos_ready} videos ready")
@@ -29,14 +34,12 @@ with st.container(border=True):
 with st.container(border=True):
     st.markdown(f"**2 · Judge** — *{demo.question(task)}* — {status.labels} labels, {status.decided} decided pairs")
     st.page_link("pages/label.py", label="Label pairs yourself", icon=":material/label:")
-    c1, c2 = st.columns([1, 3])
-    n = c1.number_input("Pairs to auto-label", 1, 500, 20, key="auto_n", label_visibility="collapsed")
-    if c2.button("Auto-label with the synthetic teacher", key="auto_label",
-                 help="a simulated labeller that judges by the true cost, so a demo never stalls"):
-        done = ui.guarded(demo.auto_label, ws, task, int(n))
-        if done is not None:
-            st.toast(f"the teacher labelled {done} pair(s)" if done else "no unlabelled pairs left for the teacher")
-            st.rerun()
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    c1.number_input("Pairs to auto-label", 1, 500, 20, key="auto_n")
+    c2.button("Auto-label with the synthetic teacher", key="auto_label", on_click=auto_label,
+              help="a simulated labeller that judges by the true cost, so a demo never stalls")
+    if said := st.session_state.pop("auto_label_said", None):
+        st.info(said)
 
 with st.container(border=True):
     st.markdown("**3 · Fine-tune** — a short PREFINE run in the background, with live curves")

@@ -3,7 +3,7 @@
 It works on a fresh workspace with nothing prepared: the shipped reference policy (and any shipped
 behaviour policies) of the task make the pool, a ``prepare`` job renders the pair videos in the
 background, :func:`auto_label` lets the synthetic teacher label pairs so a demo never stalls, and
-:func:`demo_status` tells the home page which step comes next.
+:func:`demo_status` tells the home page which steps are done and which comes next.
 """
 from __future__ import annotations
 
@@ -67,6 +67,23 @@ def auto_label(ws: Workspace, task_id: str, n: int, annotator: str = TEACHER) ->
     return done
 
 
+def auto_label_report(ws: Workspace, task_id: str, n: int) -> str:
+    """:func:`auto_label`, said in words, with what to do when the teacher ran out of pairs."""
+    done = auto_label(ws, task_id, n)
+    pairs = f"{done} pair{'' if done == 1 else 's'}"
+    if done == n:
+        return f"The synthetic teacher labelled {pairs}."
+    if done:
+        return f"The synthetic teacher labelled {pairs}; no unlabelled pairs left — prepare more to label more."
+    if ws.store.counts(task_id)["pairs"] == 0:
+        return "No pairs to label yet — prepare pairs first (step 1)."
+    return "The synthetic teacher found no unlabelled pairs left — prepare more first."
+
+
+#: The guided path, in order: each step's name in the status, and as the home page says it.
+STEPS = {"prepare": "Prepare pairs", "label": "Label", "finetune": "Fine-tune", "compare": "Compare"}
+
+
 @dataclass(frozen=True)
 class DemoStatus:
     pairs: int
@@ -75,11 +92,14 @@ class DemoStatus:
     decided: int
     reference_id: int | None
     finetuned_id: int | None
+    compared: bool
+    """Whether a comparison of the newest fine-tuned policy has finished."""
     preparing: bool
     training: bool
 
     @property
     def next_step(self) -> str:
+        """The first step of :data:`STEPS` not done yet; ``done`` after the last, ``no_policy`` before the first."""
         if self.reference_id is None:
             return "no_policy"
         if self.videos_ready == 0:
@@ -88,16 +108,30 @@ class DemoStatus:
             return "label"
         if self.finetuned_id is None:
             return "finetune"
-        return "compare"
+        return "done" if self.compared else "compare"
+
+    @property
+    def steps_done(self) -> int:
+        return len(STEPS) if self.next_step == "done" else list(STEPS).index(self.next_step)
+
+    @property
+    def progress_text(self) -> str:
+        if self.next_step == "done":
+            return f"all {len(STEPS)} steps done"
+        return f"{self.steps_done} of {len(STEPS)} steps done · next: {STEPS[self.next_step]}"
 
 
 def demo_status(ws: Workspace, task_id: str) -> DemoStatus:
     counts = ws.store.counts(task_id)
     references = ws.store.list_policies(task_id, kind="reference")
     tuned = [p for p in ws.store.list_policies(task_id) if p.kind in ("finetuned", "bc")]
-    runs = [r for r in ws.store.list_runs(task_id) if r.status in ("queued", "running")]
+    finetuned_id = tuned[-1].id if tuned else None
+    runs = ws.store.list_runs(task_id)
+    active = [r for r in runs if r.status in ("queued", "running")]
     return DemoStatus(
         pairs=counts["pairs"], videos_ready=counts["videos_ready"], labels=counts["labels"],
         decided=len(ws.store.decided_pairs(task_id)),
-        reference_id=references[0].id if references else None, finetuned_id=tuned[-1].id if tuned else None,
-        preparing=any(r.kind == "prepare" for r in runs), training=any(r.kind == "prefine" for r in runs))
+        reference_id=references[0].id if references else None, finetuned_id=finetuned_id,
+        compared=any(r.kind == "compare" and r.status == "done"
+                     and finetuned_id in (r.config.get("policy_a"), r.config.get("policy_b")) for r in runs),
+        preparing=any(r.kind == "prepare" for r in active), training=any(r.kind == "prefine" for r in active))

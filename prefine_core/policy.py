@@ -28,7 +28,19 @@ _ACTION_EPS = 1e-6
 
 
 class CheckpointError(ValueError):
-    """A policy file that cannot be used; the message says why."""
+    """A policy file that cannot be used; the message says why.
+
+    Where the message names the file, ``problem`` is the rest of it ("is not …", "has no …"): a caller that knows
+    the file by another name (an upload, by the name its user gave it) can say it with that name.
+    """
+
+    def __init__(self, message: str, problem: str | None = None):
+        super().__init__(message)
+        self.problem = problem
+
+
+def _refused(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path.name} {problem}", problem)
 
 
 @dataclass(frozen=True)
@@ -163,16 +175,15 @@ def _open_checkpoint(path: Path) -> tuple[PolicyMeta, dict[str, torch.Tensor]]:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path.name} is not a readable safetensors policy (corrupt, truncated or another format): {exc}"
-        ) from None
+    except (SafetensorError, OSError, RuntimeError, ValueError):  # the library's own words mean nothing to a user
+        problem = "is not a readable safetensors policy file (corrupt, truncated or another format)"
+        raise _refused(path, problem) from None
     if "prefine" not in header:
-        raise CheckpointError(f"{path.name} has no PREFINE metadata; it is not a policy saved by this tool")
+        raise _refused(path, "has no PREFINE metadata; it is not a policy saved by this tool")
     try:
         meta = PolicyMeta.from_json(header["prefine"])
     except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path.name} has invalid metadata: {exc}") from None
+        raise _refused(path, f"has invalid metadata: {exc}") from None
     return meta, tensors
 
 
@@ -181,17 +192,17 @@ def load_policy(path: str | os.PathLike, task_id: str | None = None) -> TanhGaus
     path = Path(path)
     meta, tensors = _open_checkpoint(path)
     if task_id is not None and meta.task_id != task_id:
-        raise CheckpointError(f"{path.name} is a policy for {meta.task_id}, not for {task_id}")
+        raise _refused(path, f"is a policy for {meta.task_id}, not for {task_id}")
     policy = TanhGaussianPolicy(meta)
     expected = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:
         wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
         details = ", ".join(f"{k}: expected {expected.get(k)}, found {found.get(k)}" for k in wrong[:4])
-        raise CheckpointError(f"{path.name} does not match its metadata's sizes ({details})")
+        raise _refused(path, f"does not match its metadata's sizes ({details})")
     bad = [k for k, v in tensors.items() if not torch.isfinite(v).all()]
     if bad:
-        raise CheckpointError(f"{path.name} holds non-finite values in {bad}")
+        raise _refused(path, f"holds non-finite values in {bad}")
     policy.load_state_dict(tensors)
     policy.eval()
     return policy

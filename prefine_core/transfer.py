@@ -14,6 +14,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from prefine_core.store import PolicyRecord
 from prefine_core.workspace import Workspace
 
 MAX_UNPACKED = 2 * 1024**3
@@ -56,28 +57,56 @@ def _unpack(data: bytes, target: Path) -> Path:
     return manifests[0].parent
 
 
-def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
-    """Check and register an uploaded policy; the message says whether it fits ``task_id``."""
-    from prefine_core.envs import SafetyTask
-    from prefine_core.policy import check_compatible, load_policy
+def _same_file(ws: Workspace, task_id: str, data: bytes) -> PolicyRecord | None:
+    """The policy of ``task_id`` whose file holds exactly ``data``, if any: an upload is a policy the workspace
+    already has when it is the same bytes, whatever the file is called (a shipped policy included)."""
+    for policy in ws.store.list_policies(task_id):
+        path = Path(policy.path)
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return policy
+    return None
 
-    target = ws.policies_dir / "imported" / f"{uuid.uuid4().hex[:12]}-{Path(filename).name}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    try:
-        policy = load_policy(target)
-        with SafetyTask(policy.meta.task_id) as task:  # an unknown task id, or sizes that do not fit it
-            check_compatible(policy, task)
-    except ValueError as exc:
-        target.unlink(missing_ok=True)
-        raise ValueError(f"{filename} is not a usable policy: {exc}") from None
+
+def _imported(filename: str, task_id: str, policy: PolicyRecord, added: bool) -> str:
+    said = f"{filename} {'was added' if added else 'is already imported'} as {policy.name} (policy {policy.id})"
+    if policy.task_id != task_id:
+        said += f", a policy for {policy.task_id}, not {task_id} — switch the task in the sidebar to use it"
+    return said if added else f"{said}; nothing new was added"
+
+
+def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
+    """Check and register an uploaded policy, once: the same file again returns the policy it already is. The
+    message says which, under the name the user gave the file, and whether it fits ``task_id``."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.files import atomic_path
+    from prefine_core.policy import CheckpointError, check_compatible, load_policy
+
+    with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:  # checked before anything reaches the policies
+        upload = Path(tmp) / "upload.safetensors"
+        upload.write_bytes(data)
+        try:
+            policy = load_policy(upload)
+            with SafetyTask(policy.meta.task_id) as task:  # an unknown task id, or sizes that do not fit it
+                check_compatible(policy, task)
+        except ValueError as exc:
+            reason = f"it {exc.problem}" if isinstance(exc, CheckpointError) and exc.problem else str(exc)
+            raise ValueError(f"{filename} is not a usable policy: {reason}") from None
     meta = policy.meta
-    ws.store.add_policy(meta.name or Path(filename).stem, target, meta.task_id, "imported",
-                        provenance={"uploaded_as": filename, **meta.provenance})
-    if meta.task_id != task_id:
-        return (f"{filename} is a policy for {meta.task_id}, not {task_id}; it was added to {meta.task_id} — "
-                "switch the task in the sidebar to use it")
-    return f"{filename} was added as a policy for {task_id}"
+    known = _same_file(ws, meta.task_id, data)
+    if known is not None:
+        return _imported(filename, task_id, known, added=False)
+    name = Path(filename).name
+    target = ws.policies_dir / "imported" / f"{uuid.uuid4().hex[:12]}-{name}"
+    shown = f"{meta.name} from {name}" if meta.name else Path(name).stem  # the file's name tells imports apart
+    try:
+        with atomic_path(target) as partial:
+            Path(partial).write_bytes(data)
+        policy_id = ws.store.add_policy(shown, target, meta.task_id, "imported",
+                                        provenance={"uploaded_as": filename, **meta.provenance})
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return _imported(filename, task_id, ws.store.get_policy(policy_id), added=True)
 
 
 def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
@@ -85,7 +114,7 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     from prefine_core.exchange import import_bundle, import_hdf5
 
     suffix = Path(filename).suffix.lower().lstrip(".")
-    if suffix not in ACCEPTED:
+    if suffix not in ACCEPTED or "\0" in filename:
         raise ValueError(f"{filename} is not a file PREFINE Studio can import; {_WHAT}")
     if not data:
         raise ValueError(f"{filename} is empty; {_WHAT}")

@@ -83,3 +83,68 @@ def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkey
     assert not app.exception, app.exception
     assert ws.store.list_pairs(CHEETAH) == [] and ws.store.effective_labels(CHEETAH).empty
     assert ws.store.counts()["trajectories"] == 3, "the clips stay"
+    assert app.multiselect(key="delete_ids").value == [] and app.text_input(key="delete_confirm").value == ""
+    assert app.button(key="delete").disabled, "after a delete, the next one needs a new choice and confirmation"
+    assert any("deleted 1 pair(s)" in t.value for t in app.toast)
+
+
+def _imported_files(ws) -> list:
+    folder = ws.policies_dir / "imported"
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def test_importing_the_same_policy_again_returns_the_existing_one(ws, tmp_path):
+    from prefine_core.policy import save_policy
+
+    data = save_policy(make_policy(CHEETAH, name="fast"), tmp_path / "p.safetensors").read_bytes()
+    assert "was added" in transfer.import_upload(ws, "cheetah.safetensors", data, CHEETAH)
+    (first,) = ws.store.list_policies(CHEETAH, kind="imported")
+    assert "cheetah.safetensors" in first.name, "the uploaded file's name tells imports apart"
+    files, counts = _imported_files(ws), ws.store.counts()
+    for name in ("cheetah.safetensors", "copy.safetensors"):  # the same bytes, under any name
+        message = transfer.import_upload(ws, name, data, CHEETAH)
+        assert f"already imported as {first.name} (policy {first.id})" in message
+    assert ws.store.list_policies(CHEETAH) == [first] and ws.store.counts() == counts
+    assert _imported_files(ws) == files
+
+
+def test_a_copy_of_a_registered_policy_is_not_imported_again(ws, tmp_path):
+    from prefine_core.policy import save_policy
+
+    path = save_policy(make_policy(CHEETAH), ws.policies_dir / "shipped.safetensors")
+    policy_id = ws.store.add_policy("behaviour_penalty2", path, CHEETAH, "reference")
+    message = transfer.import_upload(ws, "reference.safetensors", path.read_bytes(), CHEETAH)
+    assert f"(policy {policy_id})" in message
+    assert [p.id for p in ws.store.list_policies()] == [policy_id] and _imported_files(ws) == []
+
+
+def test_a_corrupt_policy_upload_names_the_users_file_in_plain_words(ws):
+    before = ws.store.counts()
+    with pytest.raises(ValueError) as refused:
+        transfer.import_upload(ws, "bad.safetensors", b"this is a text file, renamed", CHEETAH)
+    message = str(refused.value)
+    assert message.startswith("bad.safetensors is not a usable policy") and "not a readable safetensors" in message
+    assert message.count("bad.safetensors") == 1, "no internal stored file name"
+    assert "HeaderTooLarge" not in message and "deserializing" not in message, "no raw library error"
+    assert ws.store.counts() == before and _imported_files(ws) == []
+
+
+def test_the_import_button_pressed_twice_adds_one_policy(ws, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from prefine_core.policy import save_policy
+
+    data = save_policy(make_policy(CHEETAH), tmp_path / "p.safetensors").read_bytes()
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/data.py").run()
+    app.file_uploader(key="upload").set_value(("cheetah.safetensors", data, "application/octet-stream")).run()
+    app.button(key="import").click().run()
+    assert any("was added" in s.value for s in app.success), [e.value for e in app.error]
+    app.button(key="import").click().run()
+    assert not app.exception, app.exception
+    (policy,) = ws.store.list_policies(CHEETAH, kind="imported")  # the app also registered the shipped ones
+    assert any(f"already imported as {policy.name} (policy {policy.id})" in s.value for s in app.success)

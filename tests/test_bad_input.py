@@ -215,9 +215,11 @@ def test_policy_upload_with_an_unknown_task_or_wrong_sizes_is_refused(ws, tmp_pa
                                   "..\\..\\escape.safetensors", "sub/../../escape.safetensors"])
 def test_upload_file_names_cannot_escape_the_workspace(name, ws, tmp_path):
     from prefine_core import transfer
+    from prefine_core.policy import save_policy
 
-    message = transfer.import_upload(ws, name, _valid_bytes(tmp_path), CHEETAH)
-    assert "was added" in message
+    data = save_policy(make_policy(CHEETAH, name=name), tmp_path / "new.safetensors").read_bytes()  # not one it has
+    message = transfer.import_upload(ws, name, data, CHEETAH)
+    assert f"{name} was added" in message
     added = ws.store.list_policies()[-1]
     assert Path(added.path).resolve().is_relative_to(ws.policies_dir.resolve())
     assert not Path("/etc/escape.safetensors").exists() and not Path("/tmp/escape.safetensors").exists()

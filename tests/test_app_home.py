@@ -1,0 +1,91 @@
+"""The home page's guided path: progress counts finished steps only, and the synthetic teacher says what it did."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import CHEETAH, make_policy
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """The shipped policies and 5 pairs whose 'videos' exist."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    with SafetyTask(CHEETAH) as task:
+        ids = [ws.store.add_trajectory(collect(make_policy(CHEETAH), task, seed=s, max_steps=10), None, "t",
+                                       ws.trajectories_dir) for s in range(6)]
+    for i in range(5):
+        video = ws.videos_dir / f"pair-{i}.mp4"
+        video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        ws.store.add_pair(ids[i], ids[i + 1], "random", 0.5, "test pair", video_path=str(video))
+    return ws
+
+
+def _home(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _progress(at: AppTest) -> tuple[float, str]:
+    (bar,) = at.get("progress")
+    return bar.proto.value / 100, bar.proto.text
+
+
+def _auto_label(at: AppTest, n: int) -> str:
+    at.number_input(key="auto_n").set_value(n)
+    at.button(key="auto_label").click().run()
+    assert not at.exception, at.exception
+    return " ".join(m.value for m in (*at.success, *at.info))  # a toast before a rerun never shows in a browser
+
+
+def test_auto_label_says_how_many_it_labelled_and_when_none_are_left(ws, monkeypatch):
+    at = _home(ws.root, monkeypatch)
+    assert "labelled 2 pairs" in _auto_label(at, 2)
+    assert "labelled 3 pairs" in _auto_label(at, 10)
+    assert "no unlabelled pairs left — prepare more first" in _auto_label(at, 10)
+
+
+def test_the_number_of_pairs_to_auto_label_shows_its_label(ws, monkeypatch):
+    at = _home(ws.root, monkeypatch)
+    assert at.number_input(key="auto_n").proto.label_visibility.value == 0  # VISIBLE
+
+
+def test_auto_label_on_a_fresh_workspace_says_to_prepare_pairs_first(tmp_path, monkeypatch):
+    at = _home(tmp_path / "fresh", monkeypatch)
+    assert "prepare pairs first" in _auto_label(at, 5)
+
+
+def test_progress_counts_finished_steps_in_plain_words(ws, monkeypatch):
+    from prefine_core.policy import save_policy
+
+    at = _home(ws.root, monkeypatch)
+    assert _progress(at) == (0.25, "1 of 4 steps done · next: Label")
+    for pair in ws.store.list_pairs(CHEETAH):
+        ws.store.add_label(pair.id, "tester", "left")
+    reference = ws.store.list_policies(CHEETAH, kind="reference")[0]
+    tuned = ws.store.add_policy("run 1", save_policy(make_policy(CHEETAH), ws.policies_dir / "tuned.safetensors"),
+                                CHEETAH, "finetuned", parent_id=reference.id)
+    at.run()
+    assert _progress(at) == (0.75, "3 of 4 steps done · next: Compare")
+    run_id = ws.store.create_run(CHEETAH, reference.id, "compare", {"policy_a": reference.id, "policy_b": tuned})
+    at.run()
+    assert _progress(at) == (0.75, "3 of 4 steps done · next: Compare"), "a comparison counts once it has finished"
+    ws.store.update_run(run_id, status="done")
+    at.run()
+    assert _progress(at) == (1.0, "all 4 steps done")
+
+
+def test_a_fresh_workspace_starts_at_nothing_done(tmp_path, monkeypatch):
+    at = _home(tmp_path / "fresh", monkeypatch)
+    assert _progress(at) == (0.0, "0 of 4 steps done · next: Prepare pairs")
