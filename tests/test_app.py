@@ -102,6 +102,18 @@ def test_finetune_without_labels_says_what_to_do(app):
     assert any("label at least 2" in e.value for e in app.error)
 
 
+def test_an_out_of_range_setting_is_refused_by_name_on_launch(app, workspace):
+    app.switch_page("pages/finetune.py").run()
+    steps = app.number_input(key="cfg_steps")
+    assert steps.min is None and steps.max is None and "1 to 1000000" in steps.help  # else a browser sends the old value
+    before = len(workspace.store.list_runs())
+    steps.set_value(-5)  # a form sends its values with the submit
+    app.button(key="FormSubmitter:finetune_form-Launch").click().run()
+    assert not app.exception, app.exception
+    assert any("steps must be in [1, 1000000], got -5" in e.value for e in app.error), [e.value for e in app.error]
+    assert len(workspace.store.list_runs()) == before
+
+
 def test_compare_and_data_pages_render(app):
     app.switch_page("pages/compare.py").run()
     assert not app.exception, app.exception

@@ -141,18 +141,19 @@ def guarded(action, *args, success: str | None = None, **kwargs):
 
 
 def number_widget(container, field: dict, value, key: str):
-    """A widget for one generated config field: a select for choices, else a bounded number input."""
+    """A widget for one generated config field: a select for choices, else a number input whose bounds are said
+    in its help but not set on it: a browser holds back a value outside a widget's bounds and the form would send
+    the previous one; ``PrefineConfig`` refuses it instead, with a message that names the field."""
     if field["choices"]:
         return container.selectbox(field["name"], field["choices"], index=field["choices"].index(value),
                                    help=field["help"], key=key)
-    if field["type"] == "int":
-        return container.number_input(field["name"], min_value=field["min"], max_value=field["max"], value=int(value),
-                                      step=1, help=field["help"], key=key)
     low, high = field["min"], field["max"]
-    return container.number_input(field["name"], min_value=None if low is None else float(low),
-                                  max_value=None if high is None else float(high), value=float(value),
-                                  step=float(f"{abs(value) / 10:.0e}") if value else 0.01, format="%g",
-                                  help=field["help"], key=key)
+    bounds = (f" ({low} to {high})" if low is not None and high is not None else
+              f" (at least {low})" if low is not None else f" (at most {high})" if high is not None else "")
+    if field["type"] == "int":
+        return container.number_input(field["name"], value=int(value), step=1, help=field["help"] + bounds, key=key)
+    return container.number_input(field["name"], value=float(value), step=float(f"{abs(value) / 10:.0e}") if value else 0.01,
+                                  format="%g", help=field["help"] + bounds, key=key)
 
 
 def plain(text: str) -> str:
