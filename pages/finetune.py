@@ -110,7 +110,8 @@ if st.session_state.get("run_select") not in ids:
     st.session_state["run_select"] = ids[0]
 c1, c2, c3 = st.columns([2, 3, 1])
 run_id = c1.selectbox("Run", ids, key="run_select", format_func=lambda i: f"run {i}")
-smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing")
+smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+                      help="of the per-step curves (losses, accuracy, KL); validation points are drawn as measured")
 limit = c3.number_input("Cost limit line", min_value=0.0, max_value=1e6, value=launcher.COST_LIMIT, step=5.0,
                         key="cost_limit", help="episode cost drawn as a dashed line on the cost curve (0: none); "
                                                "25 is Safety-Gymnasium's usual limit")

@@ -70,10 +70,17 @@ def curve_figure(metrics: pd.DataFrame, names: tuple[str, ...], title: str = "",
     return fig
 
 
+def _validation(names: tuple[str, ...]) -> bool:
+    """Whether a panel shows validation points (one every ``eval_every`` steps), not per-step metrics."""
+    return all(n.removeprefix(_STAGE).startswith(("eval/", "val/")) for n in names)
+
+
 def run_figures(metrics: pd.DataFrame, smoothing: float = 0.6, cost_limit: float | None = None) -> list[go.Figure]:
-    """The :data:`CURVE_PANELS` of a run that have data."""
+    """The :data:`CURVE_PANELS` of a run that have data. ``smoothing`` is for the per-step curves: the validation
+    panels are a handful of points, which an average over the previous ones would draw late and off."""
     present = set(metrics.name) if not metrics.empty else set()
-    return [curve_figure(metrics, names, title, smoothing, cost_limit if "eval/cost" in names else None)
+    return [curve_figure(metrics, names, title, 0.0 if _validation(names) else smoothing,
+                         cost_limit if "eval/cost" in names else None)
             for title, names in CURVE_PANELS if present.intersection(names)]
 
 

@@ -31,6 +31,14 @@ def test_run_figures_raw_beneath_smoothed_and_cost_limit():
     assert plots.run_figures(pd.DataFrame(columns=["step", "name", "value"])) == []
 
 
+def test_validation_points_are_drawn_as_measured_and_per_step_curves_smoothed():
+    metrics = pd.DataFrame({"step": [10, 20, 10, 20], "name": ["loss/total", "loss/total", "eval/cost", "eval/cost"],
+                            "value": [1.0, 0.0, 700.0, 530.0]})
+    loss, cost = plots.run_figures(metrics, smoothing=0.9)
+    assert list(cost.data[1].y) == [700.0, 530.0]  # the line ends where the last validation was
+    assert loss.data[1].y[-1] > 0.0  # the loss is smoothed
+
+
 def test_a_staged_runs_bc_stage_is_drawn_beside_the_run_from_its_first_report():
     from prefine_core.trainer import STAGE_PREFIX
 
