@@ -70,8 +70,9 @@ with left:
 
 with right:
     p = labelling.progress(ws.store, name, task)
-    st.metric("Your labels", p["mine"])
-    st.progress(p["labelled"] / max(p["pairs"], 1), text=f"{p['labelled']} of {p['pairs']} pairs labelled, "
+    st.metric("Your labels", p["mine"], help=f"{p['for_you']} pair(s) left for you, this one included")
+    st.caption(f"{p['for_you']} left for you")
+    st.progress(p["labelled"] / max(p["pairs"], 1), text=f"{p['labelled']} of {p['pairs']} pairs labelled by anyone, "
                 f"{p['pending']} pending, {p['videos_ready']} videos ready")
     st.markdown("**Why this pair**")
     st.text(f"{pair.reason}\n(strategy: {pair.strategy}, pair {pair.id})")

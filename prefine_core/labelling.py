@@ -88,10 +88,12 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
 
 
 def progress(store: Store, annotator: str, task_id: str) -> dict:
-    """mine (this annotator's standing labels), labelled and pending pairs, videos ready, for the task."""
+    """mine (this annotator's standing labels), for_you (pairs still to be handed to them, the one in view
+    included), labelled (by anyone) and pending pairs, videos ready, for the task."""
     counts = store.counts(task_id)
     labels = store.effective_labels(task_id)
-    return {"mine": int((labels.annotator == annotator).sum()), "labelled": counts["labelled"],
+    return {"mine": int((labels.annotator == annotator).sum()), "for_you": store.pairs_open_to(annotator, task_id),
+            "labelled": counts["labelled"],
             "pending": counts["pending"], "pairs": counts["pairs"], "videos_ready": counts["videos_ready"]}
 
 

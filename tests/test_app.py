@@ -56,6 +56,8 @@ def test_label_needs_a_name_then_labels_and_undoes(app, workspace):
     app.text_input(key="annotator").input("ada").run()
     assert not app.exception, app.exception
     first = app.session_state["pair_id"]
+    left = workspace.store.pairs_open_to("ada", CHEETAH)
+    assert left > 0 and any(c.value == f"{left} left for you" for c in app.caption)
     app.button(key="choice_left").click().run()
     assert not app.exception, app.exception
     labels = workspace.store.effective_labels(CHEETAH)

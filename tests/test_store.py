@@ -77,8 +77,10 @@ def test_labels_are_append_only_and_undo_supersedes(store, tmp_path, cheetah_epi
 def test_next_pair_overlap_video_first_and_skip(store, tmp_path, cheetah_episode):
     _, (p1, p2, p3) = fill(store, tmp_path, cheetah_episode)
     store.set_pair_video(p3, tmp_path / "p3.mp4")
+    assert store.pairs_open_to("a") == 3 and store.pairs_open_to("a", "another-task") == 0
     assert store.next_pair("a").id == p3  # video ready first
     assert store.next_pair("a").id == p3  # the pair handed out stays until labelled
+    assert (store.pairs_open_to("a"), store.pairs_open_to("b"), store.pairs_open_to("b", overlap=2)) == (3, 2, 3)
     assert store.next_pair("b").id == p1  # p3 is leased to a (overlap 1)
     assert store.next_pair("b", overlap=2).id == p1  # b's own lease comes first
     store.add_label(p3, "a", "left")
@@ -86,7 +88,8 @@ def test_next_pair_overlap_video_first_and_skip(store, tmp_path, cheetah_episode
     assert store.next_pair("a").id == p1  # a skip holds no slot
     assert store.next_pair("c", overlap=2).id == p3  # with overlap 2 a second person gets p3
     assert store.next_pair("b").id == p2
-    assert store.next_pair("d") is None  # p1, p2 leased, p3 labelled
+    assert store.pairs_open_to("d") == 0 and store.next_pair("d") is None  # p1, p2 leased, p3 labelled
+    assert store.pairs_open_to("a") == 1  # p1, its own lease; p2 is held by b
     assert store.counts()["labelled"] == 1
 
 

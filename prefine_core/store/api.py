@@ -209,6 +209,17 @@ def _effective_rows():
             .group_by(S.labels.c.pair_id, S.labels.c.annotator_id).subquery())
 
 
+
+def _open_to(me: int, task_id: str | None, overlap: int) -> list:
+    """Conditions on ``pairs`` of a pair annotator ``me`` may be handed: no standing label of theirs on it, and fewer
+    than ``overlap`` others have labelled it or hold it within :data:`LEASE` (see :meth:`Store.next_pair`)."""
+    L, A, P = S.labels, S.assignments, S.pairs
+    my_latest = select(func.max(L.c.id)).where(L.c.annotator_id == me).group_by(L.c.pair_id)
+    my_done = select(L.c.pair_id).where(L.c.id.in_(my_latest), L.c.choice != RETRACT)
+    full = (select(A.c.pair_id).where(A.c.annotator_id != me, or_(A.c.judged, A.c.served_at >= S.utcnow() - LEASE))
+            .group_by(A.c.pair_id).having(func.count() >= overlap))
+    return [P.c.id.not_in(my_done), P.c.id.not_in(full)] + ([P.c.task_id == task_id] if task_id is not None else [])
+
 class Store:
     """The preference store at ``url`` (any SQLAlchemy URL: ``sqlite:///…`` or ``postgresql+psycopg://…``).
 
@@ -437,18 +448,11 @@ class Store:
             if w.conn.dialect.name == "postgresql":
                 w.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72410002)")  # one server at a time
             me = w.annotator_id(annotator)
-            L, A, P = S.labels, S.assignments, S.pairs
-            fresh = S.utcnow() - LEASE
-            my_latest = select(func.max(L.c.id)).where(L.c.annotator_id == me).group_by(L.c.pair_id)
-            my_done = select(L.c.pair_id).where(L.c.id.in_(my_latest), L.c.choice != RETRACT)
-            full = (select(A.c.pair_id).where(A.c.annotator_id != me, or_(A.c.judged, A.c.served_at >= fresh))
-                    .group_by(A.c.pair_id).having(func.count() >= overlap))
-            my_lease = select(A.c.pair_id).where(A.c.annotator_id == me, ~A.c.judged, A.c.served_at >= fresh)
-            query = (select(P).where(P.c.id.not_in(my_done), P.c.id.not_in(full))
+            A, P = S.assignments, S.pairs
+            my_lease = select(A.c.pair_id).where(A.c.annotator_id == me, ~A.c.judged, A.c.served_at >= S.utcnow() - LEASE)
+            query = (select(P).where(*_open_to(me, task_id, overlap))
                      .order_by(case((P.c.id.in_(my_lease), 0), else_=1), case((P.c.video_path.is_(None), 1), else_=0), P.c.id)
                      .limit(1))
-            if task_id is not None:
-                query = query.where(P.c.task_id == task_id)
             row = w.conn.execute(query).first()
             if row is None:
                 return None
@@ -456,6 +460,16 @@ class Store:
             return self._record(PairRecord, row)
 
         return self._write(serve)
+
+    def pairs_open_to(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> int:
+        """How many pairs :meth:`next_pair` could still hand ``annotator`` (none handed out by asking)."""
+        overlap, name = _int_id("overlap", overlap), _text("annotator", annotator, MAX_NAME)
+
+        def count(c):
+            me = c.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar()
+            return c.execute(select(func.count()).select_from(S.pairs).where(*_open_to(me or -1, task_id, overlap))).scalar_one()
+
+        return int(self._read(count))
 
     # -- labels -------------------------------------------------------------------------------
     def add_label(self, pair_id: int, annotator: str, choice: str, seconds: float | None = None) -> int:
