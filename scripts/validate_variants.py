@@ -40,6 +40,8 @@ VARIANTS = {
     "staged": ("staged", {}),  # a BC stage first, then PREFINE against the policy it chose (start="bc")
     "dispref1": ("prefine", {"dispref_weight": 1.0}),  # the D⁻ term (what BC cannot use) at twice the default weight
     "dispref2": ("prefine", {"dispref_weight": 2.0}),
+    "steps12k": ("prefine", {"steps": 12_000, "eval_every": 1_200}),  # three times the steps, as many checkpoints
+    "bc_steps12k": ("bc", {"steps": 12_000, "eval_every": 1_200}),
 }
 VALIDATION_SEED = 9_500
 
