@@ -8,6 +8,7 @@ import pytest
 
 from prefine_core.bench import BenchConfig, Clip, label_pairs, paper_split, summary_markdown, task_markdown
 from prefine_core.policy import load_policy
+from prefine_core.prefine import PrefineConfig
 from prefine_core.rollout import Trajectory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,3 +238,21 @@ def test_two_results_set_aside_in_the_same_second_get_different_places(tmp_path)
     first.mkdir()
     second = stale_path(tmp_path, "prefine_n2_s0")  # same second (a run and its rerun, both stale)
     assert second != first and not second.exists() and second.parent == first.parent
+
+
+def test_bench_config_flag_sets_the_fine_tune_every_method_derives_from(tmp_path):
+    from prefine_core.cli import build_parser
+    from prefine_core.cli.finetune import bench_config
+
+    config = tmp_path / "steps.json"
+    config.write_text(json.dumps({"steps": 12000, "eval_every": 1200}))
+    args = build_parser().parse_args(["bench", "--task", TASK, "--budgets", "200", "--config", str(config)])
+    bench = bench_config(args)
+    assert (bench.finetune.steps, bench.finetune.eval_every, bench.budgets) == (12000, 1200, (200,))
+    assert bench_config(build_parser().parse_args(["bench", "--task", TASK])).finetune == PrefineConfig()
+    config.write_text(json.dumps({"steps": -1}))
+    bad = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--config", str(config),
+                          "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "steps must be in [1, 1000000], got -1" in bad.stderr
+    assert not (tmp_path / "out").exists()
+

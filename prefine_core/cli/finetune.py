@@ -80,17 +80,25 @@ def _finetune(args: argparse.Namespace) -> dict:
             "comparison": compare(evaluation, reference_eval), "config": config.to_dict()}
 
 
-def _bench(args: argparse.Namespace) -> dict:
-    from prefine_core.bench import BenchConfig, run_bench, write_benchmarks
-
+def bench_config(args: argparse.Namespace) -> BenchConfig:
+    """The benchmark the ``bench`` flags ask for."""
     kw = dict(out_dir=args.out) if args.out else {}
+    if args.config:
+        if args.quick:
+            raise ValueError("--config sets the fine-tune of a full benchmark; --quick has its own tiny one")
+        kw["finetune"] = PrefineConfig.from_json(Path(args.config).read_text())
     if args.quick:
-        config = BenchConfig.quick(args.task, methods=tuple(args.methods), top_methods=tuple(args.top_methods), **kw)
-    else:
-        budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)
-        config = BenchConfig(task_id=args.task, budgets=budgets, seeds=args.seeds, extra_seeds=min(args.extra_seeds, args.seeds),
-                             methods=tuple(args.methods), top_methods=tuple(args.top_methods),
-                             lagrangian_steps=args.lagrangian_steps, lagrange_lr=args.lagrange_lr, **kw)
+        return BenchConfig.quick(args.task, methods=tuple(args.methods), top_methods=tuple(args.top_methods), **kw)
+    budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)
+    return BenchConfig(task_id=args.task, budgets=budgets, seeds=args.seeds, extra_seeds=min(args.extra_seeds, args.seeds),
+                       methods=tuple(args.methods), top_methods=tuple(args.top_methods),
+                       lagrangian_steps=args.lagrangian_steps, lagrange_lr=args.lagrange_lr, **kw)
+
+
+def _bench(args: argparse.Namespace) -> dict:
+    from prefine_core.bench import run_bench, write_benchmarks
+
+    config = bench_config(args)
     command = "python -m prefine_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     result = run_bench(config, log=lambda m: print(m, file=sys.stderr, flush=True), command=command)
     if args.write_benchmarks:
@@ -135,6 +143,8 @@ def register(command) -> None:
                    help="env steps of the PPO-Lagrangian baseline (default: the reference's)")
     b.add_argument("--lagrange-lr", type=positive_float, default=0.05,
                    help="step size of the PPO-Lagrangian's multiplier (default 0.05)")
+    b.add_argument("--config", type=existing_file, metavar="FILE",
+                   help="PrefineConfig as JSON that every method derives from (default: the defaults; not with --quick)")
     b.add_argument("--quick", action="store_true", help="a 1–2 minute version (tests)")
     b.add_argument("--out", help="output folder (default data/bench/<task>)")
     b.add_argument("--write-benchmarks", action="store_true", help="rewrite the benchmark section of BENCHMARKS.md")
