@@ -31,10 +31,10 @@ with st.form("finetune_form"):
 
 
 def run_actions(run) -> None:
-    c1, c2, _ = st.columns([1, 1, 4])
-    if run.status in jobs.ACTIVE and c1.button("Cancel", key=f"cancel_{run.id}"):
+    button, _ = st.columns([1, 5])  # one place: Cancel while it runs, Resume once it failed or was cancelled
+    if run.status in jobs.ACTIVE and button.button("Cancel", key=f"cancel_{run.id}"):
         jobs.cancel(ws, run.id)
-    if run.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{run.id}"):
+    if run.status in ("failed", "cancelled") and button.button("Resume", key=f"resume_{run.id}"):
         ui.guarded(jobs.resume, ws, run.id, success=f"run {run.id} resumed")
         if ws.store.get_run(run.id).status in jobs.ACTIVE:
             st.rerun()  # redraw with the run live (its view refreshes again), not with the status read before the click
