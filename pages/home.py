@@ -26,8 +26,10 @@ with st.container(border=True):
     st.markdown(f"**1 · Pairs to judge** — {status.pairs} pairs, {status.videos_ready} videos ready")
     if status.preparing:
         st.caption("Rolling out the policies and rendering videos in the background; labelling can start with the first video.")
-    elif st.button("Prepare pairs", key="prepare", type="primary" if status.next_step == "prepare" else "secondary",
-                   help="rolls out the shipped policies and renders the pair videos (about a minute)"):
+    elif st.button("Prepare pairs" if status.pairs == 0 else "Prepare more pairs", key="prepare",
+                   type="primary" if status.next_step == "prepare" else "secondary",
+                   help="rolls out the shipped policies and renders the pair videos in the background (one to two "
+                        "minutes on two cores)" + ("; adds a new batch beside the pairs there are" if status.pairs else "")):
         jobs.launch(ws, "prepare", task, None, {})
         st.rerun()
 
