@@ -190,10 +190,26 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     return manifest, rows, arrays
 
 
+def _refuse_labels_already_here(ws: Workspace, labels: list[dict]) -> None:
+    """An export whose labels the workspace already holds (imported before, or exported from here) would add its
+    pairs a second time, and a pair twice counts twice in a fine-tune: refused, nothing added. A label is the same
+    when its annotator, choice and the instant it was given are."""
+    def key(annotator, choice, created_at) -> tuple:
+        return annotator, choice, created_at.isoformat() if isinstance(created_at, datetime) else created_at
+
+    here = {key(h.annotator, h.choice, h.created_at) for h in ws.store.label_history()}
+    again = [label for label in labels if key(label["annotator"], label["choice"], label["created_at"]) in here]
+    if again:
+        raise ValueError(f"{len(again)} of this export's {len(labels)} labels are already in the workspace (it was "
+                         "imported before, or exported from it): importing it again would count its pairs twice; "
+                         "nothing was added")
+
+
 def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
     """Import an export made by :func:`export_bundle`; all or nothing. Returns counts of what was added."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
+    _refuse_labels_already_here(ws, rows["labels"])
     copied: list[Path] = []
     try:
         with ws.store.batch() as batch:

@@ -33,6 +33,11 @@ def test_export_zip_imports_into_another_workspace(ws, tmp_path):
     message = transfer.import_upload(other, "export.zip", data, CHEETAH)
     assert "1 pairs" in message
     assert other.store.effective_labels(CHEETAH).choice.tolist() == ["left"]
+    before = other.store.counts(CHEETAH)
+    for target in (other, ws):  # again, and back into the workspace it came from: its pairs would count twice
+        with pytest.raises(ValueError, match="1 of this export's 1 labels are already in the workspace"):
+            transfer.import_upload(target, "export.zip", data, CHEETAH)
+    assert other.store.counts(CHEETAH) == before
 
 
 @pytest.mark.parametrize("name, data, says", [
