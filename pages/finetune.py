@@ -67,10 +67,10 @@ def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
     run = ws.store.get_run(run_id)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(run.error)}" if run.error else ""))
     run_actions(run)
-    if run.status in jobs.ACTIVE:
-        fraction, text = launcher.progress_bar(ws, run)
-        st.progress(fraction, text=text)
     metrics = ws.store.run_metrics(run_id)
+    if run.status in jobs.ACTIVE:
+        fraction, text = launcher.progress_bar(run, metrics)
+        st.progress(fraction, text=text)
     figures = plots.run_figures(metrics, smoothing, limit)
     if not figures:
         st.caption("No curve points yet — the first appear after the first logging step.")

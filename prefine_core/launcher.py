@@ -49,17 +49,16 @@ def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
     rows = []
     for run in ws.store.list_runs(task_id):
         if run.kind == "prefine":
-            done, total, _ = run_progress(ws, run)
+            done, total, _ = run_progress(run, ws.store.run_metrics(run.id))
             rows.append({"id": run.id, "status": run.status, "step": done, "of": total,
                          "started": run.created_at, "error": run.error or ""})
     return pd.DataFrame(rows, columns=["id", "status", "step", "of", "started", "error"])
 
 
-def run_progress(ws: Workspace, run) -> tuple[int, int, bool]:
-    """(gradient steps done, in all, whether in its BC stage) of a fine-tune run; a ``start="bc"`` run counts its
-    BC stage's steps first."""
+def run_progress(run, metrics: pd.DataFrame) -> tuple[int, int, bool]:
+    """(gradient steps done, in all, whether in its BC stage) of a fine-tune run whose ``store.run_metrics`` are
+    ``metrics``; a ``start="bc"`` run counts its BC stage's steps first."""
     steps, start = int(run.config.get("steps", 0)), str(run.config.get("start", "reference"))
-    metrics = ws.store.run_metrics(run.id)
     own = metrics[~metrics.name.str.startswith(STAGE_PREFIX)].step
     if len(own):
         return steps_done(steps, start, int(own.max()), stage=False), total_steps(steps, start), False
@@ -72,7 +71,7 @@ def run_states(table: pd.DataFrame) -> list[tuple[int, str]]:
     return list(zip(table.id.astype(int).tolist(), table.status.tolist()))
 
 
-def progress_bar(ws: Workspace, run) -> tuple[float, str]:
-    """(fraction done, its text) of an active fine-tune run, for a progress bar."""
-    done, total, in_stage = run_progress(ws, run)
+def progress_bar(run, metrics: pd.DataFrame) -> tuple[float, str]:
+    """(fraction done, its text) of an active fine-tune run (``metrics``: its ``store.run_metrics``), for a progress bar."""
+    done, total, in_stage = run_progress(run, metrics)
     return min(done / max(total, 1), 1.0), f"step {done} of {total}" + (" (BC stage)" if in_stage else "")

@@ -175,14 +175,14 @@ def test_the_jobs_table_counts_a_staged_runs_bc_stage_in_its_progress(ws):
     assert progress(staged) == (0, 200) and progress(plain) == (0, 100)
     ws.store.add_metrics(staged, 60, {STAGE_PREFIX + "loss/bc": 1.0})
     assert progress(staged) == (60, 200)
-    assert launcher.progress_bar(ws, ws.store.get_run(staged)) == (0.3, "step 60 of 200 (BC stage)")
+    assert launcher.progress_bar(ws.store.get_run(staged), ws.store.run_metrics(staged)) == (0.3, "step 60 of 200 (BC stage)")
     ws.store.add_metrics(staged, 100, {STAGE_PREFIX + "eval/return": 1.0})
     ws.store.add_metrics(staged, 0, {"eval/return": 1.0})  # the stage is done; the run's own step 0
     assert progress(staged) == (100, 200)
     ws.store.add_metrics(staged, 30, {"loss/total": 1.0})
     ws.store.add_metrics(plain, 30, {"loss/total": 1.0})
     assert progress(staged) == (130, 200) and progress(plain) == (30, 100)
-    assert launcher.progress_bar(ws, ws.store.get_run(staged)) == (0.65, "step 130 of 200")
+    assert launcher.progress_bar(ws.store.get_run(staged), ws.store.run_metrics(staged)) == (0.65, "step 130 of 200")
 
 
 def test_prepare_job_makes_pairs_with_videos(ws):

@@ -209,7 +209,6 @@ def _effective_rows():
             .group_by(S.labels.c.pair_id, S.labels.c.annotator_id).subquery())
 
 
-
 def _open_to(me: int, task_id: str | None, overlap: int) -> list:
     """Conditions on ``pairs`` of a pair annotator ``me`` may be handed: no standing label of theirs on it, and fewer
     than ``overlap`` others have labelled it or hold it within :data:`LEASE` (see :meth:`Store.next_pair`)."""
@@ -219,6 +218,7 @@ def _open_to(me: int, task_id: str | None, overlap: int) -> list:
     full = (select(A.c.pair_id).where(A.c.annotator_id != me, or_(A.c.judged, A.c.served_at >= S.utcnow() - LEASE))
             .group_by(A.c.pair_id).having(func.count() >= overlap))
     return [P.c.id.not_in(my_done), P.c.id.not_in(full)] + ([P.c.task_id == task_id] if task_id is not None else [])
+
 
 class Store:
     """The preference store at ``url`` (any SQLAlchemy URL: ``sqlite:///…`` or ``postgresql+psycopg://…``).
