@@ -75,6 +75,20 @@ def test_no_second_comparison_of_a_pair_while_one_runs(app, workspace, monkeypat
     assert len([r for r in compare_runs(workspace) if r.config["policy_a"] == 2]) == 1
 
 
+def test_a_comparison_of_a_policy_that_is_not_there_is_refused_before_a_process_starts(workspace):
+    from conftest import HOPPER, make_policy
+    from prefine_core.policy import save_policy
+
+    path = save_policy(make_policy(HOPPER), workspace.policies_dir / "hopper-for-compare.safetensors")
+    hopper = workspace.store.add_policy("a hopper", path, HOPPER, "imported")
+    before = len(workspace.store.list_runs())
+    with pytest.raises(ValueError, match="policy_id 4242 does not exist"):
+        comparison.launch_comparison(workspace, CHEETAH, comparison.comparison_config(1, 4242))
+    with pytest.raises(ValueError, match=f"policy {hopper}\\) is a policy for {HOPPER}, not {CHEETAH}"):
+        comparison.launch_comparison(workspace, CHEETAH, comparison.comparison_config(1, hopper))
+    assert len(workspace.store.list_runs()) == before
+
+
 def summary(**values) -> dict:
     return {"return_mean": 100.0, "cost_mean": 50.0, "violation_rate": 1.0, "catastrophic_rate": 0.0,
             "normalized_cost": 2.0, "cost_per_step": 0.05, "length_mean": 1000.0, "fall_rate": 0.0,
