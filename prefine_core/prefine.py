@@ -38,6 +38,7 @@ LABEL_SETS = ("net", "pairs")
 LR_SCHEDULES = ("constant", "cosine")
 DISPREF_TARGETS = ("policy", "nearest_winner")
 STARTS = ("reference", "bc")
+STEP_CREDITS = ("none", "learned")
 #: What turns a config into BC on every labelled pair's winner (the baseline, and the first stage of start="bc").
 BC_ON_WINNERS: dict[str, object] = dict(pref_weight=0.0, dispref_weight=0.0, bc_weight=1.0, kl_weight=0.0,
                                         label_sets="pairs", start="reference")
@@ -110,6 +111,9 @@ class Batch(NamedTuple):
     bc_obs: torch.Tensor  # (M, obs_dim) state-action pairs drawn from D⁺ for the BC anchor
     bc_act: torch.Tensor  # (M, act_dim)
     neg_target: torch.Tensor | None = None  # (B⁻, L, act_dim) what should beat neg_act; None = a policy sample
+    pos_weight: torch.Tensor | None = None  # (B⁺, L) per-step credit of preferred steps; None = 1 on every step
+    neg_weight: torch.Tensor | None = None  # (B⁻, L) per-step credit of dispreferred steps
+    bc_weight: torch.Tensor | None = None  # (M,) per-pair weight of the BC anchor's state-action pairs
 
 
 def _log_ratios(
@@ -133,6 +137,14 @@ def _log_ratios(
         cf_ref = reference.log_prob(obs, cf_act) if reference is not None else torch.zeros_like(ref_logp)  # (B, L)
     both = policy.log_prob(obs.unsqueeze(0).expand(2, *obs.shape), torch.stack([act, cf_act]))  # (2, B, L)
     return both[0] - ref_logp, both[1] - cf_ref
+
+
+def _credited(logged: torch.Tensor, counterfactual: torch.Tensor | None, weight: torch.Tensor | None):
+    """Per-step log-ratios (B, L) of the logged actions and of the counterfactuals at the same states, each
+    scaled by the step's credit (B, L); unchanged without weights."""
+    if weight is None:
+        return logged, counterfactual
+    return logged * weight, None if counterfactual is None else counterfactual * weight
 
 
 def prefine_loss(
@@ -159,6 +171,8 @@ def prefine_loss(
         pos, pos_cf = _log_ratios(policy, ratio_ref, batch.pos_obs, batch.pos_act, batch.pos_ref, c.cf_temperature, generator, sampled)
         neg, neg_cf = _log_ratios(policy, ratio_ref, batch.neg_obs, batch.neg_act, batch.neg_ref, c.cf_temperature, generator, sampled,
                                   cf_act=batch.neg_target)
+        pos, pos_cf = _credited(pos, pos_cf, batch.pos_weight)
+        neg, neg_cf = _credited(neg, neg_cf, batch.neg_weight)
         if sampled:
             loss_pos, margin_pos = preference_loss(pos, pos_cf, batch.pos_mask, c.beta, per_step, c.margin_clip)
             loss_neg, margin_neg = preference_loss(neg_cf, neg, batch.neg_mask, c.beta, per_step, c.margin_clip)
@@ -173,7 +187,8 @@ def prefine_loss(
             pref_loss = pref_loss + loss_dpo.mean()
             margins.append(margin_dpo)
     mean, std = policy.distribution(batch.bc_obs)  # (M, act_dim) each
-    bc_loss = -policy.log_prob(batch.bc_obs, batch.bc_act).mean()
+    bc_nll = -policy.log_prob(batch.bc_obs, batch.bc_act)  # (M,)
+    bc_loss = bc_nll.mean() if batch.bc_weight is None else (batch.bc_weight * bc_nll).sum() / batch.bc_weight.sum().clamp(min=1e-8)
     with torch.no_grad():
         mean_ref, std_ref = reference.distribution(batch.bc_obs)
     kl = gaussian_kl(mean, std, mean_ref, std_ref).mean()
@@ -237,6 +252,10 @@ class PrefineConfig:
     choice, then PREFINE from the policy it chose, with the log-ratios against that policy — so their implicit KL
     holds the policy near the imitated safe behaviour instead of pulling it back to the unsafe π_ref). The KL term
     and metric keep π_ref; the fine-tune's time counts both stages."""
+    step_credit: str = "none"
+    """Per-step credit (``prefine_core.credit``): none, or learned — a step cost fitted to the same labels (Bradley–Terry
+    on clip sums) weighs each winner step by how safe and each loser step by how unsafe it looks, in the preference
+    terms and the BC anchor; a label says which clip was safer, not at which steps."""
     cf_temperature: float = 1.0
     """Std scale of the policy-sampled counterfactual actions."""
     batch_size: int = 16
@@ -375,13 +394,14 @@ FIELD_BOUNDS: dict[str, tuple[float | None, float | None]] = {
 #: Fields added after runs were first saved -> the value that reproduces what those runs did.
 FIELDS_ADDED_SINCE: dict[str, object] = {"label_sets": "pairs", "reference_sync_every": 0, "implicit_reward": "ratio",
                                          "lr_schedule": "constant", "dispref_target": "policy",
-                                         "select_smoothing": 0, "ema_decay": 0.0, "start": "reference"}
+                                         "select_smoothing": 0, "ema_decay": 0.0, "start": "reference",
+                                         "step_credit": "none"}
 #: Fields that only choose among a run's checkpoints: changing them never retrains (a finished run is chosen again).
 SELECTION_FIELDS = ("select_tolerance", "select_smoothing")
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS, "sigmoid": SIGMOIDS, "select": SELECTIONS,
                                              "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS,
                                              "lr_schedule": LR_SCHEDULES, "dispref_target": DISPREF_TARGETS,
-                                             "start": STARTS}
+                                             "start": STARTS, "step_credit": STEP_CREDITS}
 
 
 def config_fields() -> list[dict]:

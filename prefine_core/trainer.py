@@ -40,6 +40,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from prefine_core.credit import fit_step_cost, step_weights, unsafe_probability
 from prefine_core.envs import SafetyTask
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.files import atomic_path, write_text_atomic
@@ -153,6 +154,12 @@ class _Clips:
             self.ref = reference.log_prob(self.obs, self.act)  # (N, W)
         self.flat = torch.cat([torch.arange(c.length) + i * width for i, c in enumerate(clips)])  # real steps
         self.target: torch.Tensor | None = None  # (N, W, act_dim), see nearest_actions
+        self.weight: torch.Tensor | None = None  # (N, W) per-step credit, see credit.step_weights
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(N, W) 1.0 on real steps."""
+        return (torch.arange(self.obs.shape[1])[None, :] < self.lengths[:, None]).float()
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -174,8 +181,8 @@ class _Clips:
         return target.reshape(len(self), width, -1)
 
     def segments(self, idx: np.ndarray, length: int, rng: np.random.Generator):
-        """Random windows of ``length`` steps from clips ``idx`` (B,): obs, act, ref, mask, and the
-        windows' nearest-winner actions (None unless ``target`` is set)."""
+        """Random windows of ``length`` steps from clips ``idx`` (B,): obs, act, ref, mask, the windows'
+        nearest-winner actions (None unless ``target`` is set) and their step weights (None unless ``weight`` is)."""
         lengths = self.lengths[idx].numpy()
         starts = (rng.random(len(idx)) * np.maximum(lengths - length + 1, 1)).astype(np.int64)  # (B,)
         t = torch.as_tensor(starts)[:, None] + torch.arange(length)[None, :]  # (B, L)
@@ -183,22 +190,24 @@ class _Clips:
         t = t.clamp(max=self.obs.shape[1] - 1)
         rows = torch.as_tensor(idx)[:, None].expand_as(t)  # (B, L)
         target = None if self.target is None else self.target[rows, t]
-        return self.obs[rows, t], self.act[rows, t], self.ref[rows, t], mask, target
+        weight = None if self.weight is None else self.weight[rows, t] * mask
+        return self.obs[rows, t], self.act[rows, t], self.ref[rows, t], mask, target, weight
 
     def steps(self, n: int, rng: np.random.Generator):
-        """``n`` random real (state, action) pairs: (n, obs_dim), (n, act_dim)."""
+        """``n`` random real (state, action) pairs and their step weights: (n, obs_dim), (n, act_dim), (n,) or None."""
         pick = self.flat[torch.as_tensor(rng.integers(0, len(self.flat), n))]
-        width = self.obs.shape[1]
-        return self.obs[pick // width, pick % width], self.act[pick // width, pick % width]
+        row, t = pick // self.obs.shape[1], pick % self.obs.shape[1]
+        return self.obs[row, t], self.act[row, t], None if self.weight is None else self.weight[row, t]
 
 
 def sample_batch(pos: _Clips, neg: _Clips, paired: bool, config: PrefineConfig, rng: np.random.Generator) -> Batch:
     i = rng.integers(0, len(pos), config.batch_size)
     j = i if paired else rng.integers(0, len(neg), config.batch_size)
-    p_obs, p_act, p_ref, p_mask, _ = pos.segments(i, config.segment_length, rng)
-    n_obs, n_act, n_ref, n_mask, n_target = neg.segments(j, config.segment_length, rng)
-    bc_obs, bc_act = pos.steps(config.bc_batch_size, rng)
-    return Batch(p_obs, p_act, p_ref, p_mask, n_obs, n_act, n_ref, n_mask, bc_obs, bc_act, n_target)
+    p_obs, p_act, p_ref, p_mask, _, p_weight = pos.segments(i, config.segment_length, rng)
+    n_obs, n_act, n_ref, n_mask, n_target, n_weight = neg.segments(j, config.segment_length, rng)
+    bc_obs, bc_act, bc_weight = pos.steps(config.bc_batch_size, rng)
+    return Batch(p_obs, p_act, p_ref, p_mask, n_obs, n_act, n_ref, n_mask, bc_obs, bc_act, n_target,
+                 p_weight, n_weight, bc_weight)
 
 
 def with_ratio_reference(batch: Batch, ratio_reference: TanhGaussianPolicy) -> Batch:
@@ -274,6 +283,9 @@ class PrefineTrainer:
         if config.select == "heldout" and self.heldout is None:
             raise ValueError(f"heldout_fraction {config.heldout_fraction} of {len(data.winners)} pairs holds out none")
         self.anchors = self.train_data.anchors()  # from every label, before net() merges repeated clips
+        self.labelled = self.train_data  # every training pair as labelled (the step-cost fit needs the pairs)
+        if config.step_credit != "none" and not self.labelled.paired:
+            raise ValueError(f"step_credit={config.step_credit!r} fits a step cost to labelled pairs; this data has none")
         if config.label_sets == "net":
             self.train_data = self.train_data.net()
         if not self.train_data.paired and (config.counterfactuals != "policy"):
@@ -463,6 +475,8 @@ class PrefineTrainer:
         neg = _Clips(self.train_data.losers, self.reference)
         if c.dispref_target == "nearest_winner" and not c.is_bc:
             neg.target = neg.nearest_actions(pos)
+        if c.step_credit == "learned":
+            self._give_step_credit(pos, neg)
         with SafetyTask(self.task_id) as task:
             if not self.history:
                 self._record_eval(self._validate(task))
@@ -509,6 +523,13 @@ class PrefineTrainer:
             "history": self.history,
             "judgments": int(sum(h.get("val/judgments", 0) for h in self.history)),
         }
+
+    def _give_step_credit(self, pos: _Clips, neg: _Clips) -> None:
+        """``step_credit="learned"``: a step cost fitted to this run's labelled pairs weighs winners' steps by how
+        safe, losers' by how unsafe they look (:mod:`prefine_core.credit`)."""
+        model = fit_step_cost(list(zip(self.labelled.winners, self.labelled.losers)), seed=self.config.seed)
+        for clips, unsafe in ((pos, False), (neg, True)):
+            clips.weight = step_weights(unsafe_probability(model, clips.obs, clips.act), clips.mask, unsafe)
 
     def _bc_stage(self) -> TanhGaussianPolicy:
         """``start="bc"``: BC on every pair's winner, same steps and checkpoint choice, in ``out_dir/bc_stage``

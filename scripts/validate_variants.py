@@ -42,6 +42,7 @@ VARIANTS = {
     "dispref2": ("prefine", {"dispref_weight": 2.0}),
     "steps12k": ("prefine", {"steps": 12_000, "eval_every": 1_200}),  # three times the steps, as many checkpoints
     "bc_steps12k": ("bc", {"steps": 12_000, "eval_every": 1_200}),
+    "credit": ("prefine", {"step_credit": "learned"}),  # per-step credit from a step cost fitted to the labels
 }
 VALIDATION_SEED = 9_500
 
