@@ -9,13 +9,16 @@ fall (the teacher ranks a fall below any clip that did not fall):
 
     P(winner safer than loser) = σ( Ĉ(loser) − Ĉ(winner) ),   Ĉ(τ) = Σ_t ĉ(s_t, a_t) + b·[τ fell]
 
-and turns it into a per-step probability that the step was unsafe, p_t = 1 − exp(−ĉ(s_t, a_t)). The fine-tune
-(``PrefineConfig.step_credit = "learned"``) then weights winners' steps by 1 − p_t and losers' steps by p_t, each
-set's weights divided by their mean over its real steps: credit moves between steps, the terms' total weight stays.
-No true cost is read here: only the labels, the logged states and actions and whether a clip fell.
+and places each step between the labelled steps that look safest and the ones that look most unsafe:
 
-Labels fix ĉ only up to scale (Bradley–Terry sees differences of sums), so p is a relative, not a calibrated,
-probability; the normalisation makes the weights independent of that scale to first order.
+    p_t = clip( (ĉ(s_t, a_t) − q₅) / (q₉₅ − q₅), 0, 1 ),   q: percentiles of ĉ over every labelled step.
+
+Labels fix ĉ only up to a scale and, for clips of equal length, an added constant per step (Bradley–Terry sees
+differences of sums), so p is a relative unsafety score, not a calibrated probability; the percentiles make it
+independent of both. The fine-tune (``PrefineConfig.step_credit = "learned"``) weights winners' steps by 1 − p_t and
+losers' steps by p_t, each set's weights divided by their mean over its real steps: credit moves between steps, the
+terms' total weight stays. No true cost is read here: only the labels, the logged states and actions and whether a
+clip fell.
 """
 from __future__ import annotations
 
@@ -45,6 +48,8 @@ class StepCost(nn.Module):
         self.net = nn.Sequential(nn.Linear(len(mean), HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, HIDDEN), nn.Tanh(),
                                  nn.Linear(HIDDEN, 1))
         self.fall = nn.Parameter(torch.zeros(()))
+        self.register_buffer("low", torch.zeros(()))  # q₅ and q₉₅ of ĉ over the labelled steps, set by the fit
+        self.register_buffer("high", torch.ones(()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(…, obs_dim + act_dim) -> (…,) step costs ≥ 0."""
@@ -96,7 +101,12 @@ def fit_step_cost(pairs: Sequence[tuple[Trajectory, Trajectory]], seed: int = 0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    with torch.no_grad():
+        step_costs = model(real)
+        model.low.copy_(torch.quantile(step_costs, 0.05))
+        model.high.copy_(torch.quantile(step_costs, 0.95).clamp(min=model.low + 1e-6))
+    return model
 
 
 def _widen(part: tuple[torch.Tensor, torch.Tensor, torch.Tensor], width: int):
@@ -105,10 +115,12 @@ def _widen(part: tuple[torch.Tensor, torch.Tensor, torch.Tensor], width: int):
     return F.pad(features, (0, 0, 0, extra)), F.pad(mask, (0, extra)), fell
 
 
-def unsafe_probability(model: StepCost, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    """(…, obs_dim), (…, act_dim) -> (…,) p = 1 − exp(−ĉ(s, a)) ∈ [0, 1): how likely the step was an unsafe one."""
+def unsafe_score(model: StepCost, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """(…, obs_dim), (…, act_dim) -> (…,) p ∈ [0, 1]: 0 as safe-looking as the safest labelled steps, 1 as unsafe as
+    the most unsafe ones (the module's percentile scale)."""
     with torch.no_grad():
-        return 1.0 - torch.exp(-model(torch.cat([obs, act], dim=-1)))
+        step_cost = model(torch.cat([obs, act], dim=-1))
+        return ((step_cost - model.low) / (model.high - model.low)).clamp(0.0, 1.0)
 
 
 def step_weights(probability: torch.Tensor, mask: torch.Tensor, unsafe: bool) -> torch.Tensor:

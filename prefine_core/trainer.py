@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from prefine_core.credit import fit_step_cost, step_weights, unsafe_probability
+from prefine_core.credit import fit_step_cost, step_weights, unsafe_score
 from prefine_core.envs import SafetyTask
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.files import atomic_path, write_text_atomic
@@ -529,7 +529,7 @@ class PrefineTrainer:
         safe, losers' by how unsafe they look (:mod:`prefine_core.credit`)."""
         model = fit_step_cost(list(zip(self.labelled.winners, self.labelled.losers)), seed=self.config.seed)
         for clips, unsafe in ((pos, False), (neg, True)):
-            clips.weight = step_weights(unsafe_probability(model, clips.obs, clips.act), clips.mask, unsafe)
+            clips.weight = step_weights(unsafe_score(model, clips.obs, clips.act), clips.mask, unsafe)
 
     def _bc_stage(self) -> TanhGaussianPolicy:
         """``start="bc"``: BC on every pair's winner, same steps and checkpoint choice, in ``out_dir/bc_stage``

@@ -59,13 +59,17 @@ def test_twenty_step_finetune_reports_metrics_and_saves_a_chosen_policy(setup, t
 
 @pytest.mark.parametrize("sync,schedule,ema,start", [(0, "constant", 0.0, "reference"), (7, "constant", 0.0, "reference"),
                                                      (0, "cosine", 0.0, "reference"), (0, "constant", 0.9, "reference"),
-                                                     (0, "constant", 0.0, "bc")])
+                                                     (0, "constant", 0.0, "bc"), (0, "constant", 0.0, "credit")])
 def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(setup, tmp_path, sync, schedule, ema, start):
     # sync 7: the moving reference at the step-10 checkpoint is the step-7 policy; cosine: the step size on resume;
     # ema: the checkpoint holds the average, and training must resume from the raw weights, not from it;
     # bc: the resumed run must keep its saved weights, not start again from the BC stage's policy
+    # credit: the step cost is fitted again on resume and must give the same weights
     reference, data, teacher = setup
-    config = _config(select="last", reference_sync_every=sync, lr_schedule=schedule, ema_decay=ema, start=start)
+    credit = "learned" if start == "credit" else "none"
+    start = "reference" if start == "credit" else start
+    config = _config(select="last", reference_sync_every=sync, lr_schedule=schedule, ema_decay=ema, start=start,
+                     step_credit=credit)
     whole = PrefineTrainer(reference, data, config, tmp_path / "whole").run()
 
     def stop_at_15(metrics):
@@ -81,7 +85,7 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_unbroken_run(s
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     with pytest.raises(ValueError, match="beta"):
         PrefineTrainer(reference, data, _config(select="last", beta=0.2, reference_sync_every=sync, lr_schedule=schedule,
-                                                ema_decay=ema, start=start), tmp_path / "broken").run()
+                                                ema_decay=ema, start=start, step_credit=credit), tmp_path / "broken").run()
 
 
 def test_a_run_resumed_on_other_labels_is_refused_and_keeps_its_state(setup, tmp_path):
@@ -232,7 +236,8 @@ def test_start_bc_refuses_configs_it_cannot_serve(kw, message):
                                 dict(pref_weight=0.0, dispref_weight=0.0), dict(select="heldout", heldout_fraction=0.25),
                                 dict(implicit_reward="logp", select="heldout", heldout_fraction=0.25),
                                 dict(reference_sync_every=3, select="heldout", heldout_fraction=0.25),
-                                dict(dispref_target="nearest_winner"), dict(dispref_target="nearest_winner", label_sets="pairs")])
+                                dict(dispref_target="nearest_winner"), dict(dispref_target="nearest_winner", label_sets="pairs"),
+                                dict(step_credit="learned"), dict(step_credit="learned", pref_weight=0.0, dispref_weight=0.0)])
 def test_ablations_and_baselines_run(setup, tmp_path, kw):
     reference, data, _ = setup
     result = PrefineTrainer(reference, data, _config(steps=10, **{"select": "last", **kw}), tmp_path).run()
