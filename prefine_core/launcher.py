@@ -46,24 +46,30 @@ def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
     """One row per fine-tune run of the task, newest first, after marking runs whose process died as failed.
     (Pair preparation and comparisons show their progress on their own pages.)"""
     jobs.reap(ws, task_id)
+    runs = [run for run in ws.store.list_runs(task_id) if run.kind == "prefine"]
+    latest = ws.store.latest_steps([run.id for run in runs], except_prefix=STAGE_PREFIX)
     rows = []
-    for run in ws.store.list_runs(task_id):
-        if run.kind == "prefine":
-            done, total, _ = run_progress(run, ws.store.run_metrics(run.id))
-            rows.append({"id": run.id, "status": run.status, "step": done, "of": total,
-                         "started": run.created_at, "error": run.error or ""})
+    for run in runs:
+        done, total, _ = _progress(run, *latest[run.id])
+        rows.append({"id": run.id, "status": run.status, "step": done, "of": total,
+                     "started": run.created_at, "error": run.error or ""})
     return pd.DataFrame(rows, columns=["id", "status", "step", "of", "started", "error"])
 
 
 def run_progress(run, metrics: pd.DataFrame) -> tuple[int, int, bool]:
     """(gradient steps done, in all, whether in its BC stage) of a fine-tune run whose ``store.run_metrics`` are
     ``metrics``; a ``start="bc"`` run counts its BC stage's steps first."""
-    steps, start = int(run.config.get("steps", 0)), str(run.config.get("start", "reference"))
     own = metrics[~metrics.name.str.startswith(STAGE_PREFIX)].step
-    if len(own):
-        return steps_done(steps, start, int(own.max()), stage=False), total_steps(steps, start), False
+    return _progress(run, int(own.max()) if len(own) else None, int(metrics.step.max()) if len(metrics) else None)
+
+
+def _progress(run, own_step: int | None, any_step: int | None) -> tuple[int, int, bool]:
+    """:func:`run_progress` from the highest step the run reported itself and the highest of any metric."""
+    steps, start = int(run.config.get("steps", 0)), str(run.config.get("start", "reference"))
+    if own_step is not None:
+        return steps_done(steps, start, own_step, stage=False), total_steps(steps, start), False
     # nothing from the run itself yet: its BC stage's progress, if it has one
-    return int(metrics.step.max()) if len(metrics) else 0, total_steps(steps, start), start == "bc"
+    return any_step or 0, total_steps(steps, start), start == "bc"
 
 
 def run_states(table: pd.DataFrame) -> list[tuple[int, str]]:

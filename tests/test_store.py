@@ -144,6 +144,19 @@ def test_runs_and_metrics(store, tmp_path):
         store.add_metrics(run, 1, {"x": float("inf")})
 
 
+def test_latest_steps_per_run_in_one_query_with_a_literal_prefix(store, tmp_path):
+    ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    staged, plain, empty = (store.create_run(CHEETAH, ref, "prefine", {}) for _ in range(3))
+    store.add_metrics(staged, 70, {"bc_stage/loss/bc": 1.0})
+    store.add_metrics(staged, 20, {"loss/total": 1.0})
+    store.add_metrics(plain, 40, {"bcXstage/loss": 1.0})  # "_" is a LIKE wildcard: the prefix must match literally
+    store.add_metrics(plain, 30, {"loss/total": 1.0})
+    assert store.latest_steps([staged, plain, empty], except_prefix="bc_stage/") == {
+        staged: (20, 70), plain: (40, 40), empty: (None, None)}
+    assert store.latest_steps([staged]) == {staged: (70, 70)}
+    assert store.latest_steps([]) == {}
+
+
 def test_failed_batch_leaves_no_rows_and_no_files(store, tmp_path, cheetah_episode):
     folder = tmp_path / "arrays"
     with pytest.raises(ValueError, match="pair_id"):

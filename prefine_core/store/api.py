@@ -628,6 +628,18 @@ class Store:
 
         return pd.DataFrame([tuple(r) for r in rows], columns=["step", "name", "value", "time"])
 
+    def latest_steps(self, run_ids: list[int], except_prefix: str = "") -> dict[int, tuple[int | None, int | None]]:
+        """run id -> (its highest step among metrics whose name does not start with ``except_prefix``, its highest
+        step over all of them); None where there is none. One query, without reading the metrics themselves."""
+        if not run_ids:
+            return {}
+        m = S.metrics.c
+        others = case((func.substr(m.name, 1, len(except_prefix)) == except_prefix, None), else_=m.step) if except_prefix else m.step
+        query = (select(m.run_id, func.max(others), func.max(m.step))
+                 .where(m.run_id.in_([_int_id("run_id", r) for r in run_ids])).group_by(m.run_id))
+        found = {int(r[0]): (r[1], r[2]) for r in self._read(lambda c: c.execute(query).all())}
+        return {r: found.get(r, (None, None)) for r in run_ids}
+
     # -- summary ------------------------------------------------------------------------------
     def counts(self, task_id: str | None = None) -> dict:
         """trajectories, pairs, videos_ready, labelled (pairs with ≥ 1 judgement), pending (pairs with none),
