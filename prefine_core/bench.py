@@ -779,6 +779,18 @@ against 2636 / 10.9 (paired return −0.6 ± 17.3, cost +3.6 ± 6.7), PointCircl
 With four times the seeds the 5- and 10-seed gaps on HalfCheetah and Hopper shrink to noise, and PointCircle stays
 safer at a return within one standard error: by the strict rule one task of three (Hopper, by less than a standard
 error), every other floor held on all three. The issue's 5-seed verdict below stands.
+**Session 9** (rule written down before the run; `data/studies/2026-12-01-step-credit/`). A per-step signal: a step
+cost ĉ(s, a) fitted to the same labels by Bradley–Terry on clip sums (with a learned fall penalty; no true cost read)
+weighs winners' steps by how safe and losers' steps by how unsafe they look, in the preference terms and the BC
+anchor (`step_credit = "learned"`, `prefine_core/credit.py`). Label sets 60–63, validation episodes 9 970…: it
+beats BC on HalfCheetah only (2706 / 31.8 against 2662 / 33.6), not on PointCircle (25.1 / 65.9 against 23.8 / 26.8)
+or Hopper (1531 / 167 against 1487 / 108), and moved the default faster and costlier on all three — not run on the
+evaluation seeds; an option. The fitted step cost orders held-out pairs right in 82–94 % of cases, but its per-step
+credit is coarse (p 0.45 / 0.62 / 0.23 on truly costly steps against 0.12 / 0.35 / 0.01 on cost-free ones): each
+pool clip is one policy at one speed, so its label says little about which of its steps were unsafe. The same model
+was tried as a checkpoint judge (its Bradley–Terry verdicts instead of the teacher's) and dropped before any study:
+on deterministic validation rollouts (HalfCheetah, 50 labels) its clip costs moved by about as much as separates
+the safe behaviour policy's clips from the reference's, so its verdicts against the anchors were all 0.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
