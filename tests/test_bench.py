@@ -256,3 +256,10 @@ def test_bench_config_flag_sets_the_fine_tune_every_method_derives_from(tmp_path
     assert bad.returncode == 2 and "steps must be in [1, 1000000], got -1" in bad.stderr
     assert not (tmp_path / "out").exists()
 
+
+
+def test_benchmarks_md_holds_the_notes_the_benchmark_writes():
+    # write_benchmarks puts bench.NOTES under the tables; an edit to one side only would be lost on the next run
+    from prefine_core.bench import NOTES
+
+    assert NOTES.strip() in (REPO / "BENCHMARKS.md").read_text()
