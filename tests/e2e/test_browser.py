@@ -104,6 +104,22 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     page.wait_for_timeout(500)
     shot(page, "2b-label-cost-hidden")
     page.get_by_text("Show cost overlay").click()
+    # During playback the control bar names the frame on screen (the one whose step the clip shows burned in),
+    # not currentTime's, which runs about a frame ahead of it.
+    seen = page.frame(url=re.compile(r".*pair_player.*")).evaluate("""async () => {
+        const v = document.getElementById("video"), label = document.getElementById("step"), seen = [];
+        await v.play();
+        await new Promise((done) => {
+            const check = (now, meta) => {
+                seen.push([Number(label.textContent.split(" ")[1]), Math.floor(meta.mediaTime * fps() + 1e-3)]);
+                if (seen.length < 30 && !v.paused) v.requestVideoFrameCallback(check); else done();
+            };
+            v.requestVideoFrameCallback(check);
+        });
+        v.pause();
+        return seen;
+    }""")
+    assert len(seen) >= 10 and all(shown == on_screen for shown, on_screen in seen), seen
 
     latencies, labelled = [], []
     for _ in range(5):
