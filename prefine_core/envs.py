@@ -226,12 +226,20 @@ class SafetyTask:
         Shadows and reflections are switched off after the first frame: on a CPU (Mesa llvmpipe)
         that renders 1.4–1.6× faster and changes nothing a labeller needs to see.
         """
-        frame = self._env.render()
+        frame = self._draw()
         if not self._fast_render:
             self._fast_render = _disable_costly_effects(self._env)
             if self._fast_render:
-                frame = self._env.render()
+                frame = self._draw()
         return np.asarray(frame, dtype=np.uint8)
+
+    def _draw(self):
+        """The env's frame, without the red sphere navigation tasks draw around the agent on a costly step: the clip's
+        overlay marks cost (render.annotate), and a clip shown without cost must not give it away."""
+        builder = self._env.unwrapped
+        if hasattr(builder, "task") and hasattr(builder, "render_parameters"):  # navigation tasks (safety_gymnasium Builder)
+            return builder.task.render(cost={}, **dataclasses.asdict(builder.render_parameters))
+        return self._env.render()
 
     def close(self) -> None:
         self._env.close()

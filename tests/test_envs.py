@@ -85,6 +85,24 @@ def test_out_of_bounds_costs_in_circle_and_speeding_in_velocity():
     assert step.cost == 0.0 and step.constraint_costs == {"cost_velocity": 0.0}
 
 
+def test_a_costly_step_renders_without_the_envs_red_cost_sphere():
+    # Navigation tasks draw a red sphere around the agent on a costly step; a clip shown without cost must not show it
+    # (the overlay of render.annotate marks cost where it is wanted).
+    import dataclasses
+
+    with SafetyTask(CIRCLE, render=True, width=96, height=96) as task:
+        task.reset(seed=0)
+        task.render()  # the viewer exists, shadows off
+        while task.step(np.array([1.0, 0.0])).cost == 0:  # leaves the boundary within 300 steps (test above)
+            pass
+        builder = task._env.unwrapped
+        with_sphere = np.asarray(task._env.render())
+        cost_free = np.asarray(builder.task.render(cost={}, **dataclasses.asdict(builder.render_parameters)))
+        frame = task.render()
+    assert np.abs(with_sphere.astype(int) - cost_free).sum() > 0, "the env draws its sphere on this step"
+    assert np.array_equal(frame, cost_free)
+
+
 def test_camera_and_fall_per_family():
     assert camera_for(CIRCLE) == "fixedfar"
     assert can_fall(HOPPER) and not can_fall(CHEETAH) and not can_fall(CIRCLE)
