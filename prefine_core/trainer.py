@@ -139,7 +139,7 @@ def _clip_key(clip: Trajectory) -> bytes:
 
 
 class _Clips:
-    """A set of clips padded to (N, W, ·) tensors, with log π_ref of the logged actions."""
+    """A set of clips padded to (N, W, ·) tensors, with the logged actions' log-probabilities under ``reference``."""
 
     def __init__(self, clips: Sequence[Trajectory], reference: TanhGaussianPolicy):
         width = max(c.length for c in clips)
@@ -471,8 +471,12 @@ class PrefineTrainer:
                 if target is not None:
                     target.load_state_dict(start.state_dict())
         write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1))  # its selection may be new
-        pos = _Clips(self.train_data.winners, self.reference)
-        neg = _Clips(self.train_data.losers, self.reference)
+        # The logged actions' log-probabilities the preference terms compare against: π_ref's, or, with start="bc",
+        # the fixed BC policy's, both computed once; only a trust-region reference moves and is recomputed per batch.
+        moving = c.reference_sync_every > 0
+        fixed = self.reference if moving else self.ratio_reference
+        pos = _Clips(self.train_data.winners, fixed)
+        neg = _Clips(self.train_data.losers, fixed)
         if c.dispref_target == "nearest_winner" and not c.is_bc:
             neg.target = neg.nearest_actions(pos)
         if c.step_credit == "learned":
@@ -484,7 +488,7 @@ class PrefineTrainer:
             tick = time.time()
             while self.step < c.steps:
                 batch = sample_batch(pos, neg, self.train_data.paired, c, self.rng)
-                if self.ratio_reference is not self.reference:
+                if moving:
                     batch = with_ratio_reference(batch, self.ratio_reference)
                 loss, metrics = prefine_loss(self.policy, self.reference, batch, c, self.generator, self.ratio_reference)
                 for group in self.optimizer.param_groups:
