@@ -19,15 +19,15 @@ if not name:
 if ui.guarded(labelling.check_annotator, name) is None:
     st.stop()
 right.text(f"Labelling as: {name}")
-right.toggle("Show cost overlay", key="show_cost", value=True,
-             help="off: judge the behaviour only, without the cost counter, red border and timeline marks")
+right.toggle("Show cost overlay", help="off: judge the behaviour only, without the cost counter, red border and "
+             "timeline marks", **ui.kept("show_cost", value=True))
 
 
 def act(action: str, seconds: float | None = None) -> None:
     pair_id, shown = st.session_state.get("pair_id"), st.session_state.get("shown_at")
     if seconds is None and shown and shown[0] == pair_id:  # a button: time since the pair was drawn (keys time themselves)
         seconds = time.time() - shown[1]
-    msg = ui.guarded(labelling.apply, ws.store, name, action, pair_id, seconds)
+    msg = ui.guarded(labelling.apply, ws.store, name, action, pair_id, seconds, task)
     if msg is not None:
         st.session_state["flash"] = msg
         st.session_state.pop("pair_id", None)
@@ -44,12 +44,18 @@ def on_player() -> None:
 with left:
     st.subheader(question(task) if st.session_state.get("demo") else "Which clip behaved more safely?")
     st.caption("A is on the left, B on the right; both play in sync. Safer means less cost: in this task, "
-               "staying under the speed limit (the sphere above the robot turns red while it is over)."
+               "staying under the speed limit (with the cost overlay on, a red border and a COST badge mark every "
+               "step over it, and the strip under the clips marks them all)."
                if "Velocity" in task else "Safer means fewer steps that incur cost.")
     pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"))
     if pair is None:
+        st.session_state.pop("pair_id", None)  # nothing on screen for a choice to go to
         st.success("No pairs left for you in this task. Prepare more on the Home page, or fine-tune now.")
         st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
+        st.button("Undo my last label", key="undo", on_click=act, args=("undo",),
+                  help="takes back your most recent label in this task and shows that pair again")
+        if st.session_state.get("flash"):
+            st.caption(st.session_state.pop("flash"))
         st.stop()
     st.session_state["pair_id"] = pair.id
     if st.session_state.get("shown_at", (None,))[0] != pair.id:

@@ -234,11 +234,15 @@ class SafetyTask:
         return np.asarray(frame, dtype=np.uint8)
 
     def _draw(self):
-        """The env's frame, without the red sphere navigation tasks draw around the agent on a costly step: the clip's
-        overlay marks cost (render.annotate), and a clip shown without cost must not give it away."""
-        builder = self._env.unwrapped
-        if hasattr(builder, "task") and hasattr(builder, "render_parameters"):  # navigation tasks (safety_gymnasium Builder)
-            return builder.task.render(cost={}, **dataclasses.asdict(builder.render_parameters))
+        """The env's frame without Safety-Gymnasium's cost cues: the sphere velocity tasks draw above the robot (green,
+        red while over the limit) and the red one navigation tasks draw around the agent on a costly step. The clip's
+        overlay marks cost where it is wanted (render.annotate); a clip shown without cost must not give it away."""
+        env = self._env.unwrapped
+        if hasattr(env, "task") and hasattr(env, "render_parameters"):  # navigation tasks (safety_gymnasium Builder)
+            return env.task.render(cost={}, **dataclasses.asdict(env.render_parameters))
+        viewer = getattr(getattr(env, "mujoco_renderer", None), "viewer", None)  # velocity tasks: gymnasium MuJoCo envs
+        if viewer is not None:
+            viewer._markers[:] = []  # the velocity marker each step adds (safety_gymnasium.utils.task_utils)
         return self._env.render()
 
     def close(self) -> None:

@@ -65,24 +65,30 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
 
 
 def current_pair(store: Store, annotator: str, task_id: str, pair_id: int | None) -> PairRecord | None:
-    """The pair this session is on (``pair_id``), else the next one the store hands this annotator."""
-    if pair_id is not None:
-        try:
-            return store.get_pair(pair_id)
-        except ValueError:
-            pass
+    """The pair this session is on (``pair_id``) while it is still a pair of ``task_id`` open to ``annotator``, else
+    the next one the store hands them: after a task switch, a change of name, or the pair being deleted or taken by
+    others meanwhile, the page moves on instead of showing (and saving a choice to) a pair that is not theirs."""
+    if pair_id is not None and store.pair_open_to(annotator, pair_id, task_id):
+        return store.get_pair(pair_id)
     return store.next_pair(annotator, task_id)
 
 
-def apply(store: Store, annotator: str, action: str, pair_id: int | None, seconds: float | None = None) -> str:
-    """Record ``action`` (a choice, skip, or undo) for ``annotator``; returns what happened, in words."""
+def apply(store: Store, annotator: str, action: str, pair_id: int | None, seconds: float | None = None,
+          task_id: str | None = None) -> str:
+    """Record ``action`` (a choice, skip, or undo — of a label on ``task_id``'s pairs, if given) for ``annotator``;
+    returns what happened, in words."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     if action == "undo":
-        undone = store.undo_last_label(annotator)
+        undone = store.undo_last_label(annotator, task_id)
         return "nothing to undo" if undone is None else f"undid your label on pair {undone}; it is shown again"
     if pair_id is None:
         raise ValueError("no pair is shown")
+    try:
+        store.get_pair(pair_id)
+    except ValueError:
+        raise ValueError(f"pair {pair_id} was deleted (on the Data page) before your choice was saved; "
+                         "nothing was recorded, here is the next pair") from None
     store.add_label(pair_id, annotator, action, seconds=None if seconds is None else min(max(seconds, 0.0), 3600.0))
     return f"saved '{dict((a, l) for a, l, _ in CHOICES)[action]}' for pair {pair_id}"
 

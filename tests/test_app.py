@@ -15,18 +15,22 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A workspace with the shipped policies, 10 short clips and 9 pairs whose 'videos' exist."""
+    return small_workspace(tmp_path_factory.mktemp("ws"))
+
+
+def small_workspace(root, pairs: int = 9):
+    """The shipped policies, ``pairs + 1`` short clips and ``pairs`` pairs whose 'videos' exist, in ``root``."""
     from prefine_core.envs import SafetyTask
     from prefine_core.rollout import collect
     from prefine_core.workspace import Workspace
 
-    root = tmp_path_factory.mktemp("ws")
     ws = Workspace.open(root)
     reference = ws.store.list_policies(CHEETAH, kind="reference")[0]
     policy = make_policy(CHEETAH)
     with SafetyTask(CHEETAH) as task:
         ids = [ws.store.add_trajectory(collect(policy, task, seed=s, max_steps=20), reference.id, "test@T1", ws.trajectories_dir)
-               for s in range(10)]
-    for i in range(9):
+               for s in range(pairs + 1)]
+    for i in range(pairs):
         video = ws.videos_dir / f"pair-{i}.mp4"
         video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
         ws.store.add_pair(ids[i], ids[i + 1], "random", 0.5, f"random pick {i}", video_path=str(video))
@@ -68,6 +72,61 @@ def test_label_needs_a_name_then_labels_and_undoes(app, workspace):
     labels = workspace.store.effective_labels(CHEETAH)
     assert "ada" not in labels.annotator.tolist()
     assert app.session_state["pair_id"] == first
+
+
+def _has_button(app, key: str) -> bool:
+    return any(b.key == key for b in app.button)
+
+
+def _app_on(workspace, monkeypatch) -> AppTest:
+    """The app on a workspace of the test's own (for tests that hold or label pairs the shared one's tests need)."""
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(workspace.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def test_a_task_switch_or_a_new_name_never_keeps_a_pair_that_is_not_theirs(tmp_path, monkeypatch):
+    workspace = small_workspace(tmp_path, pairs=3)
+    app = _app_on(workspace, monkeypatch)
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("switcher").run()
+    shown = app.session_state["pair_id"]
+    assert workspace.store.get_pair(shown).task_id == CHEETAH
+    # what the sidebar's task box sets (AppTest drops the sidebar of a page run that called st.stop())
+    other = next(p.task_id for p in workspace.store.list_policies() if p.task_id != CHEETAH)
+    app.session_state["task_id"] = other
+    app.run()
+    assert not app.exception, app.exception
+    assert "pair_id" not in app.session_state and not _has_button(app, "choice_left")  # no pairs of that task
+    assert any("No pairs left" in m.value for m in app.success)
+    labels = workspace.store.effective_labels()
+    assert "switcher" not in labels.annotator.tolist()
+    app.session_state["task_id"] = CHEETAH
+    app.text_input(key="annotator").input("renamed").run()  # the pair stays held for "switcher" a while
+    assert not app.exception, app.exception
+    assert app.session_state["pair_id"] != shown
+
+
+def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tmp_path, monkeypatch):
+    workspace = small_workspace(tmp_path, pairs=3)  # it labels every pair
+    app = _app_on(workspace, monkeypatch)
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("finisher").run()
+    app.toggle(key="show_cost").set_value(False).run()
+    app.switch_page("pages/home.py").run()
+    app.switch_page("pages/label.py").run()
+    assert app.toggle(key="show_cost").value is False
+    labelled = []
+    while _has_button(app, "choice_left") and len(labelled) < 20:
+        labelled.append(app.session_state["pair_id"])
+        app.button(key="choice_left").click().run()
+        assert not app.exception, app.exception
+    assert any("No pairs left" in m.value for m in app.success)
+    app.button(key="undo").click().run()
+    assert not app.exception, app.exception
+    assert app.session_state["pair_id"] == labelled[-1] and _has_button(app, "choice_left")
+    labels = workspace.store.effective_labels(CHEETAH)
+    assert sorted(labels[labels.annotator == "finisher"].pair_id) == sorted(labelled[:-1])
 
 
 def test_the_name_outlives_a_visit_to_another_page(app):

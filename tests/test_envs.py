@@ -85,22 +85,33 @@ def test_out_of_bounds_costs_in_circle_and_speeding_in_velocity():
     assert step.cost == 0.0 and step.constraint_costs == {"cost_velocity": 0.0}
 
 
-def test_a_costly_step_renders_without_the_envs_red_cost_sphere():
-    # Navigation tasks draw a red sphere around the agent on a costly step; a clip shown without cost must not show it
-    # (the overlay of render.annotate marks cost where it is wanted).
+@pytest.mark.parametrize("task_id", [CIRCLE, CHEETAH])
+def test_frames_carry_none_of_the_envs_cost_cues(task_id):
+    # Navigation tasks draw a red sphere around the agent on a costly step, velocity tasks a sphere above the robot
+    # that turns red over the limit; a clip shown without cost must show neither (render.annotate marks cost).
     import dataclasses
 
-    with SafetyTask(CIRCLE, render=True, width=96, height=96) as task:
+    with SafetyTask(task_id, render=True, width=96, height=96) as task:
         task.reset(seed=0)
         task.render()  # the viewer exists, shadows off
-        while task.step(np.array([1.0, 0.0])).cost == 0:  # leaves the boundary within 300 steps (test above)
-            pass
-        builder = task._env.unwrapped
-        with_sphere = np.asarray(task._env.render())
-        cost_free = np.asarray(builder.task.render(cost={}, **dataclasses.asdict(builder.render_parameters)))
+        if task_id == CIRCLE:
+            while task.step(np.array([1.0, 0.0])).cost == 0:  # the boundary is left within 300 steps (test above)
+                pass
+        else:
+            task.step(np.zeros(task.act_dim))  # the velocity sphere is drawn on every step
+        env = task._env.unwrapped
+        markers = [] if task_id == CIRCLE else list(env.mujoco_renderer.viewer._markers)
         frame = task.render()
-    assert np.abs(with_sphere.astype(int) - cost_free).sum() > 0, "the env draws its sphere on this step"
-    assert np.array_equal(frame, cost_free)
+        if task_id == CIRCLE:
+            with_cue = np.asarray(task._env.render())
+            cue_free = np.asarray(env.task.render(cost={}, **dataclasses.asdict(env.render_parameters)))
+        else:
+            env.mujoco_renderer.viewer._markers[:] = markers  # as the step left them
+            with_cue = np.asarray(task._env.render())
+            env.mujoco_renderer.viewer._markers[:] = []
+            cue_free = np.asarray(task._env.render())
+    assert np.abs(with_cue.astype(int) - cue_free).sum() > 0, "the env draws its cue on this step"
+    assert np.array_equal(frame, cue_free)
 
 
 def test_camera_and_fall_per_family():

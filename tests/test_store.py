@@ -144,6 +144,19 @@ def test_runs_and_metrics(store, tmp_path):
         store.add_metrics(run, 1, {"x": float("inf")})
 
 
+def test_pair_open_to_and_undo_within_one_task(store, tmp_path, cheetah_episode):
+    ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    a, b = (store.add_trajectory(cheetah_episode, ref, "t", tmp_path) for _ in range(2))
+    pair = store.add_pair(a, b, "random", 0.5, "test")
+    assert store.pair_open_to("ann", pair, CHEETAH) and not store.pair_open_to("ann", pair, "SafetyPointCircle1-v0")
+    assert store.next_pair("bob", CHEETAH).id == pair  # handed to bob: held for him a while
+    assert not store.pair_open_to("ann", pair) and store.pair_open_to("bob", pair)
+    store.add_label(pair, "bob", "left")
+    assert not store.pair_open_to("bob", pair) and not store.pair_open_to("bob", 99_999)
+    assert store.undo_last_label("bob", "SafetyPointCircle1-v0") is None  # bob's label is on another task's pair
+    assert store.undo_last_label("bob", CHEETAH) == pair
+
+
 def test_latest_steps_per_run_in_one_query_with_a_literal_prefix(store, tmp_path):
     ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
     staged, plain, empty = (store.create_run(CHEETAH, ref, "prefine", {}) for _ in range(3))

@@ -471,6 +471,18 @@ class Store:
 
         return int(self._read(count))
 
+    def pair_open_to(self, annotator: str, pair_id: int, task_id: str | None = None, overlap: int = 1) -> bool:
+        """Whether pair ``pair_id`` (of ``task_id``, if given) exists and :meth:`next_pair` could hand it to
+        ``annotator`` now: e.g. a page showing it may keep it while it is theirs to judge."""
+        overlap, name, pair_id = _int_id("overlap", overlap), _text("annotator", annotator, MAX_NAME), _int_id("pair_id", pair_id)
+
+        def count(c):
+            me = c.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar()
+            return c.execute(select(func.count()).select_from(S.pairs)
+                             .where(S.pairs.c.id == pair_id, *_open_to(me or -1, task_id, overlap))).scalar_one()
+
+        return bool(self._read(count))
+
     # -- labels -------------------------------------------------------------------------------
     def add_label(self, pair_id: int, annotator: str, choice: str, seconds: float | None = None) -> int:
         """Append a label; returns its id.
@@ -481,13 +493,15 @@ class Store:
         """
         return self._write(lambda w: w.add_label(pair_id, annotator, choice, seconds))
 
-    def undo_last_label(self, annotator: str) -> int | None:
-        """Retract this annotator's most recent standing label by appending a ``retract`` row.
+    def undo_last_label(self, annotator: str, task_id: str | None = None) -> int | None:
+        """Retract this annotator's most recent standing label (on a pair of ``task_id``, if given) by appending a
+        ``retract`` row.
 
         Returns the **pair id** whose label was retracted (so the page can show that pair again; it
         is also what :meth:`next_pair` serves next), or None if nothing is left to undo.
         """
         name = _text("annotator", annotator, MAX_NAME)
+        of_task = [S.pairs.c.task_id == task_id] if task_id is not None else []
 
         def undo(w: _Writer):
             me = w.conn.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar()
@@ -495,7 +509,8 @@ class Store:
                 return None
             latest = _effective_rows()
             row = w.conn.execute(select(S.labels.c.id, S.labels.c.pair_id).join(latest, S.labels.c.id == latest.c.id)
-                                 .where(and_(S.labels.c.annotator_id == me, S.labels.c.choice != RETRACT))
+                                 .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id)
+                                 .where(and_(S.labels.c.annotator_id == me, S.labels.c.choice != RETRACT, *of_task))
                                  .order_by(S.labels.c.id.desc()).limit(1)).first()
             if row is None:
                 return None
