@@ -17,10 +17,10 @@ first_a, first_b = comparison.default_pair(policies)
 c1, c2, c3 = st.columns([3, 3, 1])
 a = c1.selectbox("A (before)", ids, format_func=names.get, **ui.kept("policy_a", ids, index=ids.index(first_a)))
 b = c2.selectbox("B (after)", ids, format_func=names.get, **ui.kept("policy_b", ids, index=ids.index(first_b)))
-# No bounds on the field itself: a browser holds back a value outside them (the page would evaluate the one before);
-# comparison_config says what is wrong instead.
-episodes = c3.number_input("Episodes", step=1, help="1 to 100; evaluation seeds 10000, 10001, …; the same "
-                           "for A and B", **ui.kept("episodes", value=5))
+# Text, not a number field: a browser's number field rounds or holds back what it cannot hold (1e9 arrived as 1, 2.5
+# as 2) and the page would evaluate a count nobody typed; comparison_config says what is wrong instead.
+episodes = c3.text_input("Episodes", help="1 to 100; evaluation seeds 10000, 10001, …; the same for A and B",
+                         **ui.kept("episodes", value="5"))
 config = ui.guarded(comparison.comparison_config, a, b, episodes)
 jobs.reap(ws, task)
 run = comparison.latest_comparison(ws, a, b)

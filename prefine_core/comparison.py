@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from prefine_core import jobs
+from prefine_core.entry import parse_number
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.workspace import Workspace
 
@@ -36,7 +37,8 @@ def default_pair(policies: list) -> tuple[int, int]:
 
 def comparison_config(policy_a: int, policy_b: int, episodes: int = 5, video_steps: int = 300,
                       cost_limit: float = 25.0, seed: int = EVAL_SEED) -> dict:
-    """The config of a ``compare`` job, validated where it enters."""
+    """The config of a ``compare`` job, validated where it enters (``episodes`` may be the text typed into the page)."""
+    episodes = parse_number("Episodes", episodes, whole=True)
     if policy_a == policy_b:
         raise ValueError("A and B are the same policy: pick two different policies to compare")
     if not 1 <= episodes <= 100:

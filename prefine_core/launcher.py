@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from prefine_core import jobs
+from prefine_core.entry import parse_number
 from prefine_core.prefine import PrefineConfig, config_fields
 from prefine_core.trainer import STAGE_PREFIX, steps_done, total_steps
 from prefine_core.workspace import Workspace
@@ -21,6 +22,14 @@ def form_fields() -> tuple[list[dict], list[dict]]:
     return primary, [f for f in fields if f["name"] not in PRIMARY]
 
 
+def form_config(values: dict) -> PrefineConfig:
+    """The PrefineConfig of the form's values: numbers as typed (text) are parsed by their field's type, a bad one
+    refused by name (:func:`prefine_core.entry.parse_number`), then the config's own checks."""
+    types = {f["name"]: f["type"] for f in config_fields() if not f["choices"]}
+    return PrefineConfig.from_dict({name: parse_number(name, value, whole=types[name] == "int") if name in types else value
+                                    for name, value in values.items()})
+
+
 def start_policies(ws: Workspace, task_id: str) -> list:
     """Policies a fine-tune may start from: the task's reference first, then earlier fine-tunes."""
     order = {"reference": 0, "finetuned": 1, "bc": 2, "imported": 3, "behaviour": 4}
@@ -31,7 +40,7 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
     """Validate the form values and the data, then start the run; a ValueError says what to fix."""
     if policy_id is None:
         raise ValueError(f"no policy to start from for {task_id}; import one on the Data page")
-    config = PrefineConfig.from_dict(values)
+    config = form_config(values)
     policy = ws.store.get_policy(policy_id)
     if policy.task_id != task_id:
         raise ValueError(f"{policy.name} is a policy for {policy.task_id}; pick a policy for {task_id}")
@@ -39,6 +48,11 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
     if decided < 2:
         raise ValueError(f"{decided} pair(s) of {task_id} have a left/right label; label at least 2 "
                          "(Label page, or auto-label on Home) before fine-tuning")
+    jobs.reap(ws, task_id)  # a run whose process died does not count as running
+    for run in ws.store.list_runs(task_id):
+        if run.kind == "prefine" and run.status in jobs.ACTIVE and run.policy_id == policy_id and run.config == config.to_dict():
+            raise ValueError(f"run {run.id} with these settings from this policy is already {run.status} (a second "
+                             "click on Launch?); change a setting (a seed, say) to start another beside it")
     return jobs.launch(ws, "prefine", task_id, policy_id, config.to_dict())
 
 

@@ -153,8 +153,11 @@ def test_finetune_form_is_generated_from_the_config(app):
 
     app.switch_page("pages/finetune.py").run()
     assert not app.exception, app.exception
-    for field in config_fields():
-        assert app.session_state[f"cfg_{field['name']}"] == field["default"]
+    from prefine_core.launcher import form_config
+    from prefine_core.prefine import PrefineConfig
+
+    values = {field["name"]: app.session_state[f"cfg_{field['name']}"] for field in config_fields()}
+    assert form_config(values) == PrefineConfig()  # every field shown with its default, read back exactly
 
 
 def test_finetune_without_labels_says_what_to_do(app):
@@ -163,15 +166,22 @@ def test_finetune_without_labels_says_what_to_do(app):
     assert any("label at least 2" in e.value for e in app.error)
 
 
-def test_an_out_of_range_setting_is_refused_by_name_on_launch(app, workspace):
+@pytest.mark.parametrize("field,typed,message", [
+    ("cfg_steps", "-5", "steps must be in [1, 1000000], got -5"),
+    ("cfg_steps", "1e30", "steps must be in [1, 1000000], got 1000000000000000019884624838656"),  # a number field sent 1
+    ("cfg_steps", "2.5", "steps must be a whole number, got '2.5'"),  # a number field sent 2
+    ("cfg_steps", "", "steps is empty: type a whole number"),  # a number field sent the previous value
+    ("cfg_beta", "1e400", "beta must be a finite number, got '1e400'"),  # a number field sent nothing, then the default
+    ("cfg_learning_rate", "fast", "learning_rate must be a number, got 'fast'"),
+])
+def test_a_bad_setting_is_refused_by_name_on_launch(app, workspace, field, typed, message):
     app.switch_page("pages/finetune.py").run()
-    steps = app.number_input(key="cfg_steps")
-    assert steps.min is None and steps.max is None and "1 to 1000000" in steps.help  # else a browser sends the old value
+    assert "1 to 1000000" in app.text_input(key="cfg_steps").help
     before = len(workspace.store.list_runs())
-    steps.set_value(-5)  # a form sends its values with the submit
+    app.text_input(key=field).set_value(typed)  # a form sends its values with the submit
     app.button(key="FormSubmitter:finetune_form-Launch").click().run()
     assert not app.exception, app.exception
-    assert any("steps must be in [1, 1000000], got -5" in e.value for e in app.error), [e.value for e in app.error]
+    assert any(message in e.value for e in app.error), [e.value for e in app.error]
     assert len(workspace.store.list_runs()) == before
 
 

@@ -191,3 +191,17 @@ def test_prepare_job_makes_pairs_with_videos(ws):
     assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
     pairs = ws.store.list_pairs(CHEETAH)
     assert len(pairs) == 2 and all(p.video_ready for p in pairs)
+
+
+def test_a_second_launch_of_the_same_settings_while_the_first_runs_is_refused(ws):
+    _label_five_pairs(ws)
+    values = _tiny_config().to_dict()
+    first = launcher.launch_finetune(ws, CHEETAH, 1, values)  # a double click on Launch
+    try:
+        with pytest.raises(ValueError, match=f"run {first} with these settings from this policy is already"):
+            launcher.launch_finetune(ws, CHEETAH, 1, values)
+        other = launcher.launch_finetune(ws, CHEETAH, 1, {**values, "seed": 1})  # another seed is another run
+        jobs.cancel(ws, other)
+    finally:
+        jobs.cancel(ws, first)
+    assert [r.id for r in ws.store.list_runs(CHEETAH) if r.kind == "prefine"] == [other, first]

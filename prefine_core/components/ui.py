@@ -12,6 +12,7 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
 from prefine_core import jobs
+from prefine_core.entry import shown
 from prefine_core.workspace import Workspace
 
 DEFAULT_TASK = "SafetyHalfCheetahVelocity-v1"
@@ -141,19 +142,17 @@ def guarded(action, *args, success: str | None = None, **kwargs):
 
 
 def number_widget(container, field: dict, value, key: str):
-    """A widget for one generated config field: a select for choices, else a number input whose bounds are said
-    in its help but not set on it: a browser holds back a value outside a widget's bounds and the form would send
-    the previous one; ``PrefineConfig`` refuses it instead, with a message that names the field."""
+    """A widget for one generated config field: a select for choices, else a text field (its bounds said in its
+    help) whose text :func:`prefine_core.launcher.form_config` parses: a browser's number field rounds, clamps or
+    drops what it cannot hold (``1e30`` arrived as 1, an emptied field as the previous value) and the form would
+    start a run with a value nobody typed; the parser and ``PrefineConfig`` refuse it instead, naming the field."""
     if field["choices"]:
         return container.selectbox(field["name"], field["choices"], index=field["choices"].index(value),
                                    help=field["help"], key=key)
     low, high = field["min"], field["max"]
     bounds = (f" ({low} to {high})" if low is not None and high is not None else
               f" (at least {low})" if low is not None else f" (at most {high})" if high is not None else "")
-    if field["type"] == "int":
-        return container.number_input(field["name"], value=int(value), step=1, help=field["help"] + bounds, key=key)
-    return container.number_input(field["name"], value=float(value), step=float(f"{abs(value) / 10:.0e}") if value else 0.01,
-                                  format="%g", help=field["help"] + bounds, key=key)
+    return container.text_input(field["name"], value=shown(value), help=field["help"] + bounds, key=key)
 
 
 def plain(text: str) -> str:
