@@ -129,8 +129,30 @@ def resume(ws: Workspace, run_id: int) -> None:
     run = ws.store.get_run(run_id)
     if run.status in ACTIVE or run.status == "done":
         raise ValueError(f"run {run_id} is {run.status}; only failed or cancelled runs can be resumed")
+    if run.kind == "prefine":  # said now, not by the process after it started; the run stays as it is
+        from prefine_core.trainer import PreferenceData, check_resumable
+
+        pairs = ws.store.preference_pairs(run.task_id)
+        if pairs:
+            check_resumable(run_dir(ws, run_id), PreferenceData.from_pairs(pairs))
+        _drop_what_is_redone(ws, run_id)
     ws.store.update_run(run_id, status="queued", error=None, pid=None, heartbeat=None)
     _spawn(ws, run_id)
+
+
+def _drop_what_is_redone(ws: Workspace, run_id: int) -> None:
+    """What a fine-tune reported after its last checkpoint is trained and reported again on a resume: drop it, or
+    the curves and the progress bar run ahead of the run (a staged run's BC stage has its own checkpoint)."""
+    from prefine_core.trainer import STAGE_PREFIX, saved_step
+
+    folder = run_dir(ws, run_id)
+    own = saved_step(folder)
+    if own is not None:
+        ws.store.delete_metrics_after(run_id, own, prefix=STAGE_PREFIX, keep_prefixed=True)
+        return
+    ws.store.delete_metrics_after(run_id, -1, prefix=STAGE_PREFIX, keep_prefixed=True)  # it starts afresh
+    stage = saved_step(folder / "bc_stage")
+    ws.store.delete_metrics_after(run_id, -1 if stage is None else stage, prefix=STAGE_PREFIX)
 
 
 def lost(run: RunRecord, now=None) -> bool:
@@ -215,7 +237,8 @@ def execute(ws: Workspace, run_id: int) -> str:
         if cancelled.is_set():
             status, fields["error"] = "cancelled", "cancelled by the user"
         else:
-            status, fields["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            # a ValueError is what the user can fix, in words already; anything else is named for the report
+            status, fields["error"] = "failed", str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
     finally:
         stop.set()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

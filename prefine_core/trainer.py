@@ -377,11 +377,7 @@ class PrefineTrainer:
         if saved != self.config.training_dict():  # a new way to choose the checkpoint needs no retraining
             changed = sorted(k for k, v in self.config.training_dict().items() if saved.get(k) != v)
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
-        started_on = state.get("data")  # absent in states written before the check
-        if started_on and started_on["fingerprint"] != self.data_fingerprint:
-            raise ValueError(f"the labels changed since this run started ({started_on['pairs']} decided pairs then, "
-                             f"{len(self.data.winners)} now, or some changed): a resumed run trains on what it started "
-                             "with, so start a new run for the new labels")
+        check_same_labels(state.get("data"), self.data)
         self.evaluated.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         tensors = load_file(str(self.out_dir / state.get("tensors", "state.safetensors")))
         if self.averaged is not None:
@@ -575,12 +571,35 @@ def steps_done(steps: int, start: str, step: int, stage: bool) -> int:
     return step if stage or start != "bc" else steps + step
 
 
+def _saved_state(out_dir: str | Path) -> dict | None:
+    try:
+        state = json.loads((Path(out_dir) / "state.json").read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: run() says which
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def saved_step(out_dir: str | Path) -> int | None:
     """The step a run in ``out_dir`` resumes from (its last checkpoint), or None if it has saved none."""
     try:
-        return int(json.loads((Path(out_dir) / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: run() says which
+        return int(_saved_state(out_dir)["step"])
+    except (KeyError, TypeError, ValueError):
         return None
+
+
+def check_same_labels(started_on: dict | None, data: PreferenceData) -> None:
+    """A resumed run trains on what it started with: a ValueError if ``data`` is not the labels a run's saved state
+    says it started on (``started_on``: that state's ``data`` entry; None, from a state older than the check, passes)."""
+    if started_on and started_on.get("fingerprint") != data.fingerprint():
+        raise ValueError(f"the labels changed since this run started ({started_on.get('pairs')} decided pairs then, "
+                         f"{len(data.winners)} now, or some changed): a resumed run trains on what it started "
+                         "with, so start a new run for the new labels")
+
+
+def check_resumable(out_dir: str | Path, data: PreferenceData) -> None:
+    """:func:`check_same_labels` for the run saved in ``out_dir``, before a process is started to resume it."""
+    state = _saved_state(out_dir)
+    check_same_labels(state.get("data") if state else None, data)
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:

@@ -159,11 +159,17 @@ def test_a_resumed_finetune_says_where_it_resumes_and_refuses_labels_that_change
     run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
     assert run.status == "done", run.error
     assert "resuming from the checkpoint of step 20 of 20" in jobs.log_tail(run, 40)
+    ws.store.add_metrics(run_id, 25, {"loss/total": 1.0})  # as if reported after its last checkpoint (step 20)
+    ws.store.update_run(run_id, status="failed", error="test: died after step 25")
+    jobs.resume(ws, run_id)
+    assert ws.store.run_metrics(run_id).step.max() == 20  # what is trained again is reported again, not twice
+    assert wait_for(ws, run_id, ("done", "failed"), timeout=180).status == "done"
     ws.store.add_label(pairs[0], "another", "right")  # the pair now has one vote each way: no longer decided
     ws.store.update_run(run_id, status="failed", error="test")
-    jobs.resume(ws, run_id)
-    run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
-    assert run.status == "failed" and "labels changed since this run started (5 decided pairs then, 4 now" in run.error
+    with pytest.raises(ValueError, match=r"labels changed since this run started \(5 decided pairs then, 4 now"):
+        jobs.resume(ws, run_id)  # said on the click, before a process starts
+    run = ws.store.get_run(run_id)
+    assert (run.status, run.error) == ("failed", "test")
 
 
 def test_the_jobs_table_counts_a_staged_runs_bc_stage_in_its_progress(ws):
@@ -205,3 +211,24 @@ def test_a_second_launch_of_the_same_settings_while_the_first_runs_is_refused(ws
     finally:
         jobs.cancel(ws, first)
     assert [r.id for r in ws.store.list_runs(CHEETAH) if r.kind == "prefine"] == [other, first]
+
+
+def test_a_resume_drops_what_the_run_will_report_again_stage_by_stage(ws):
+    from prefine_core.prefine import PrefineConfig
+
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", PrefineConfig(steps=100, start="bc").to_dict())
+    for step in (40, 60, 80):
+        ws.store.add_metrics(run_id, step, {STAGE_PREFIX + "loss/bc": 1.0})
+    folder = jobs.run_dir(ws, run_id)
+    (folder / "bc_stage").mkdir(parents=True)
+    (folder / "bc_stage" / "state.json").write_text('{"step": 50}')  # stopped in its BC stage after step 80
+    jobs._drop_what_is_redone(ws, run_id)
+    assert sorted(ws.store.run_metrics(run_id).step) == [40]
+    for step in (60, 80, 100):
+        ws.store.add_metrics(run_id, step, {STAGE_PREFIX + "loss/bc": 1.0})
+    (folder / "bc_stage" / "state.json").write_text('{"step": 100}')  # the stage finished
+    ws.store.add_metrics(run_id, 0, {"eval/return": 1.0})
+    ws.store.add_metrics(run_id, 30, {"loss/total": 1.0})  # then stopped in stage 2 before its first checkpoint
+    jobs._drop_what_is_redone(ws, run_id)
+    metrics = ws.store.run_metrics(run_id)
+    assert not (~metrics.name.str.startswith(STAGE_PREFIX)).any() and metrics.step.max() == 100  # the stage is whole

@@ -144,6 +144,18 @@ def test_runs_and_metrics(store, tmp_path):
         store.add_metrics(run, 1, {"x": float("inf")})
 
 
+def test_metrics_after_a_step_are_dropped_by_prefix_or_all_but_it(store, tmp_path):
+    ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    run = store.create_run(CHEETAH, ref, "prefine", {})
+    for step in (10, 20, 30):
+        store.add_metrics(run, step, {"loss/total": 1.0, "bc_stage/loss/bc": 1.0})
+    assert store.delete_metrics_after(run, 20, prefix="bc_stage/", keep_prefixed=True) == 1  # the run's own step 30
+    assert store.delete_metrics_after(run, 10, prefix="bc_stage/") == 2  # the stage's steps 20 and 30
+    rows = store.run_metrics(run)
+    assert sorted(zip(rows.step, rows.name)) == [(10, "bc_stage/loss/bc"), (10, "loss/total"), (20, "loss/total")]
+    assert store.delete_metrics_after(run, -1) == 3 and store.run_metrics(run).empty
+
+
 def test_pair_open_to_and_undo_within_one_task(store, tmp_path, cheetah_episode):
     ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
     a, b = (store.add_trajectory(cheetah_episode, ref, "t", tmp_path) for _ in range(2))

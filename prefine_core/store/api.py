@@ -643,6 +643,17 @@ class Store:
 
         return pd.DataFrame([tuple(r) for r in rows], columns=["step", "name", "value", "time"])
 
+    def delete_metrics_after(self, run_id: int, step: int, prefix: str = "", keep_prefixed: bool = False) -> int:
+        """Drop the run's metric rows of steps after ``step`` (a run resumed from its checkpoint of ``step`` reports
+        them again): those whose name starts with ``prefix``, or with ``keep_prefixed`` all others; returns how many
+        rows went."""
+        run_id, step, m = _int_id("run_id", run_id), int(step), S.metrics.c
+        where = [m.run_id == run_id, m.step > step]
+        if prefix:
+            prefixed = func.substr(m.name, 1, len(prefix)) == prefix
+            where.append(~prefixed if keep_prefixed else prefixed)
+        return self._write(lambda w: w.conn.execute(delete(S.metrics).where(*where)).rowcount)
+
     def latest_steps(self, run_ids: list[int], except_prefix: str = "") -> dict[int, tuple[int | None, int | None]]:
         """run id -> (its highest step among metrics whose name does not start with ``except_prefix``, its highest
         step over all of them); None where there is none. One query, without reading the metrics themselves."""
