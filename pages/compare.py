@@ -22,7 +22,11 @@ b = c2.selectbox("B (after)", ids, format_func=names.get, **ui.kept("policy_b", 
 episodes = c3.text_input("Episodes", help="1 to 100; evaluation seeds 10000, 10001, …; the same for A and B",
                          **ui.kept("episodes", value="5"))
 config = ui.guarded(comparison.comparison_config, a, b, episodes)
-jobs.reap(ws, task)
+others = [r for r in comparison.active_comparisons(ws, task) if (r.config["policy_a"], r.config["policy_b"]) != (a, b)]
+for other in others:  # e.g. after a reload, which resets A and B
+    st.info(f"Run {other.id} is comparing {names.get(other.config['policy_a'], other.config['policy_a'])} and "
+            f"{names.get(other.config['policy_b'], other.config['policy_b'])} in the background: pick them as A and B "
+            "to follow it.")
 run = comparison.latest_comparison(ws, a, b)
 running = run is not None and run.status in jobs.ACTIVE
 if st.button("Evaluate both on the same seeds", key="compare", type="primary", disabled=config is None or running):
@@ -56,6 +60,8 @@ else:
     result = jobs.result(ws, run.id)
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
     st.dataframe(comparison.comparison_table(result), hide_index=True, use_container_width=True, key="compare_table")
+    if comparison.doing_less(result):
+        st.warning(comparison.doing_less(result))
     limit = result["a"].get("cost_limit")
     d1, d2 = st.columns(2)
     d1.plotly_chart(plots.distribution_figure({"A": result["a"]["returns"], "B": result["b"]["returns"]},

@@ -110,6 +110,27 @@ def comparison_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Below this share of A's return, a B with less cost is said to be safer mostly by doing less.
+DOING_LESS = 0.5
+
+
+def doing_less(result: dict) -> str | None:
+    """A warning when B's lower cost comes with less than :data:`DOING_LESS` of A's return (e.g. a fine-tune chosen
+    from too few labels that stands still): "safer" there is not a safe gait (DESIGN §4, lesson 1); None otherwise."""
+    a, b = result["a"], result["b"]
+    if b["cost_mean"] >= a["cost_mean"] or a["return_mean"] <= 0 or b["return_mean"] >= DOING_LESS * a["return_mean"]:
+        return None
+    share = max(b["return_mean"], 0.0) / a["return_mean"]
+    return (f"B has less cost, but keeps only {100 * share:.0f} % of A's return: it is safer mostly by doing less "
+            f"(standing still is safe, not useful). More labels, or another checkpoint of its run, may keep more.")
+
+
+def active_comparisons(ws: Workspace, task_id: str) -> list:
+    """Compare runs of the task that are queued or running, newest first (after marking dead ones as failed)."""
+    jobs.reap(ws, task_id)
+    return [r for r in ws.store.list_runs(task_id) if r.kind == "compare" and r.status in jobs.ACTIVE]
+
+
 def latest_comparison(ws: Workspace, policy_a: int, policy_b: int):
     """The newest compare run of exactly these two policies (any status), or None."""
     for run in ws.store.list_runs():

@@ -75,6 +75,19 @@ def test_no_second_comparison_of_a_pair_while_one_runs(app, workspace, monkeypat
     with pytest.raises(ValueError, match=f"run {run.id} is already comparing these two policies"):
         comparison.launch_comparison(workspace, CHEETAH, comparison.comparison_config(2, 1, 3))
     assert len([r for r in compare_runs(workspace) if r.config["policy_a"] == 2]) == 1
+    open_compare(app, 1, 2)  # e.g. after a reload reset A and B: the running one is still said
+    assert any(f"Run {run.id} is comparing" in i.value and "pick them as A and B" in i.value for i in app.info)
+    workspace.store.update_run(run.id, status="cancelled")
+
+
+def test_a_b_that_is_safer_by_doing_little_is_said_so():
+    from prefine_core.comparison import doing_less
+
+    standing = {"a": summary(return_mean=4695.0, cost_mean=923.0), "b": summary(return_mean=-74.5, cost_mean=1.0)}
+    assert "keeps only 0 % of A's return" in doing_less(standing)
+    assert "keeps only 40 %" in doing_less({"a": summary(), "b": summary(return_mean=40.0, cost_mean=1.0)})
+    assert doing_less({"a": summary(), "b": summary(return_mean=60.0, cost_mean=1.0)}) is None  # a safe gait
+    assert doing_less({"a": summary(), "b": summary(return_mean=10.0, cost_mean=80.0)}) is None  # not safer
 
 
 def test_a_comparison_of_a_policy_that_is_not_there_is_refused_before_a_process_starts(workspace):
