@@ -50,7 +50,7 @@ with tabs[5]:
 def delete_chosen() -> None:
     """Runs before the page redraws, so the choice and the confirmation can be cleared once the pairs are gone."""
     doomed = st.session_state["delete_ids"]
-    if ui.guarded(ws.store.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)") is not None:
+    if ui.guarded(ws.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)") is not None:
         st.session_state["delete_ids"], st.session_state["delete_confirm"] = [], ""
 
 

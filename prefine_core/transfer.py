@@ -132,4 +132,6 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
             counts = import_hdf5(ws, path, task_id)
         except (OSError, KeyError) as exc:
             raise ValueError(f"{filename} could not be read as a DSRL/D4RL dataset: {exc}") from None
-        return f"imported {counts['clips']} clips from {counts['episodes']} episodes as {counts['source']}"
+        clips, episodes = counts["clips"], counts["episodes"]
+        return (f"imported {clips} clip{'s' if clips != 1 else ''} from {episodes} episode{'s' if episodes != 1 else ''} "
+                f"as {counts['source']}")

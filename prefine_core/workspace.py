@@ -59,6 +59,16 @@ class Workspace:
         """The pair's video with the cost overlay; :func:`plain_video_path` names its cost-free twin."""
         return self.videos_dir / f"pair-{pair_id}.mp4"
 
+    def delete_pairs(self, pair_ids: list[int]) -> int:
+        """:meth:`Store.delete_pairs`, then the pairs' rendered videos (each pair has its own); returns how many
+        pairs went. An unknown id deletes nothing, files included."""
+        videos = [pair.video_path for pair in map(self.store.get_pair, sorted(set(pair_ids))) if pair.video_path]
+        deleted = self.store.delete_pairs(pair_ids)
+        for video in videos:
+            for path in (Path(video), plain_video_path(video)):
+                path.unlink(missing_ok=True)
+        return deleted
+
     @property
     def policies_dir(self) -> Path:
         return self.root / "policies"

@@ -81,6 +81,13 @@ def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkey
     app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
     app.switch_page("pages/data.py").run()
     (pair,) = ws.store.list_pairs(CHEETAH)
+    from prefine_core.workspace import plain_video_path
+
+    videos = [ws.pair_video_path(pair.id), plain_video_path(ws.pair_video_path(pair.id))]
+    for video in videos:
+        video.parent.mkdir(parents=True, exist_ok=True)
+        video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    ws.store.set_pair_video(pair.id, videos[0])
     app.multiselect(key="delete_ids").set_value([pair.id]).run()
     assert app.button(key="delete").disabled, "deleting must wait for the typed confirmation"
     app.text_input(key="delete_confirm").input("DELETE").run()
@@ -88,6 +95,7 @@ def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkey
     assert not app.exception, app.exception
     assert ws.store.list_pairs(CHEETAH) == [] and ws.store.effective_labels(CHEETAH).empty
     assert ws.store.counts()["trajectories"] == 3, "the clips stay"
+    assert not any(video.exists() for video in videos), "its videos go with it"
     assert app.multiselect(key="delete_ids").value == [] and app.text_input(key="delete_confirm").value == ""
     assert app.button(key="delete").disabled, "after a delete, the next one needs a new choice and confirmation"
     assert any("deleted 1 pair(s)" in t.value for t in app.toast)
