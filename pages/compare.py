@@ -59,14 +59,14 @@ elif run.status != "done":
 else:
     result = jobs.result(ws, run.id)
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
-    st.dataframe(comparison.comparison_table(result), hide_index=True, use_container_width=True, key="compare_table")
+    st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
     if comparison.doing_less(result):
         st.warning(comparison.doing_less(result))
     limit = result["a"].get("cost_limit")
     d1, d2 = st.columns(2)
     d1.plotly_chart(plots.distribution_figure({"A": result["a"]["returns"], "B": result["b"]["returns"]},
-                                              "Return per episode"), use_container_width=True, key="dist_return")
+                                              "Return per episode"), width="stretch", key="dist_return")
     d2.plotly_chart(plots.distribution_figure({"A": result["a"]["costs"], "B": result["b"]["costs"]},
-                                              "Cost per episode", limit), use_container_width=True, key="dist_cost")
+                                              "Cost per episode", limit), width="stretch", key="dist_cost")
     st.subheader(f"Same seed ({result['video_seed']}), side by side: A left, B right")
     st.video(result["video"], loop=True, autoplay=True, muted=True)

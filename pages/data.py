@@ -9,7 +9,7 @@ st.title("Data")
 tabs = st.tabs(["Pairs", "Labels", "Clips", "Policies", "Agreement", "Export / import", "Delete"])
 with tabs[0]:
     pairs = browse.pairs_frame(ws.store, task)
-    st.dataframe(pairs, hide_index=True, use_container_width=True, key="pairs_table")
+    st.dataframe(pairs, hide_index=True, width="stretch", key="pairs_table")
     if len(pairs):
         pick = st.selectbox("Preview pair", pairs.id.tolist(), key="preview_pair")
         pair = ws.store.get_pair(pick)
@@ -18,11 +18,11 @@ with tabs[0]:
         else:
             st.caption("Its video is not rendered yet.")
 with tabs[1]:
-    st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, use_container_width=True, key="labels_table")
+    st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, width="stretch", key="labels_table")
 with tabs[2]:
-    st.dataframe(browse.trajectories_frame(ws.store, task), hide_index=True, use_container_width=True, key="clips_table")
+    st.dataframe(browse.trajectories_frame(ws.store, task), hide_index=True, width="stretch", key="clips_table")
 with tabs[3]:
-    st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, use_container_width=True, key="policies_table")
+    st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, width="stretch", key="policies_table")
 with tabs[4]:
     stats = ui.guarded(agreement.report, ws.store, task)
     if stats and stats["judgements"]:
@@ -31,8 +31,8 @@ with tabs[4]:
         c2.metric("Pairs judged by ≥ 2", stats["overlapping_pairs"])
         c3.metric("Krippendorff's α", "—" if stats["krippendorff_alpha"] is None else f"{stats['krippendorff_alpha']:.2f}")
         st.caption("Agreement of each annotator with the true cost ordering, and Cohen's κ between annotators")
-        st.dataframe(stats["annotators"], hide_index=True, use_container_width=True, key="agreement_table")
-        st.dataframe(stats["kappa"], hide_index=True, use_container_width=True, key="kappa_table")
+        st.dataframe(stats["annotators"], hide_index=True, width="stretch", key="agreement_table")
+        st.dataframe(stats["kappa"], hide_index=True, width="stretch", key="kappa_table")
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:

@@ -46,7 +46,7 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
     if not steps:
         return
     with st.expander("Trade-off: every checkpoint, and choosing another"):
-        st.plotly_chart(plots.tradeoff_figure(frame, limit), use_container_width=True, key=f"tradeoff_{run.id}")
+        st.plotly_chart(plots.tradeoff_figure(frame, limit), width="stretch", key=f"tradeoff_{run.id}")
         st.caption(f"Validation episodes (seeds {run.config.get('val_seed', 9000)}…), not the evaluation seeds: "
                    "measure a choice on the Compare page.")
         chosen = [s for s in frame[frame.chosen].step if s in steps]
@@ -76,7 +76,7 @@ def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
         st.caption("No curve points yet — the first appear after the first logging step.")
     cols = st.columns(2)
     for i, fig in enumerate(figures):
-        cols[i % 2].plotly_chart(fig, use_container_width=True, key=f"curve_{i}")
+        cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve_{i}")
     with st.expander("Log (last lines)"):
         st.code(jobs.log_tail(run, 30) or "(empty)", language=None)
     if run.kind == "prefine" and run.status == "done":
@@ -96,7 +96,7 @@ def jobs_table(shown: list) -> None:
     now = launcher.jobs_frame(ws, task)
     if launcher.run_states(now) != shown:  # a run started, ended or appeared (e.g. from the CLI): redraw the page
         st.rerun()
-    st.dataframe(now, hide_index=True, use_container_width=True, key="jobs_table")
+    st.dataframe(now, hide_index=True, width="stretch", key="jobs_table")
 
 
 st.subheader("Runs")

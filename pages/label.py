@@ -67,9 +67,9 @@ with left:
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):
-        col.button(label, key=f"choice_{action}", on_click=act, args=(action,), use_container_width=True,
+        col.button(label, key=f"choice_{action}", on_click=act, args=(action,), width="stretch",
                    help=f"shortcut: {keys}")
-    cols[-1].button("Undo", key="undo", on_click=act, args=("undo",), use_container_width=True,
+    cols[-1].button("Undo", key="undo", on_click=act, args=("undo",), width="stretch",
                     help=f"shortcut: {labelling.UNDO_KEYS}")
     if st.session_state.get("flash"):
         st.caption(st.session_state.pop("flash"))
