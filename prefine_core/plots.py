@@ -97,9 +97,14 @@ def distribution_figure(samples: dict[str, list[float]], title: str, limit: floa
     return fig
 
 
+#: Up to this many checkpoints carry their step as a label on the trade-off plot.
+LABELLED_CHECKPOINTS = 8
+
+
 def tradeoff_figure(checkpoints: pd.DataFrame, cost_limit: float | None = None, height: int = 320) -> go.Figure:
     """Validation cost (x) against return (y) of a run's checkpoints (``checkpoints.checkpoint_frame``), each
-    labelled by its step; the trainer's choice is a star, the untouched start (step 0) a grey diamond."""
+    labelled by its step while there are at most :data:`LABELLED_CHECKPOINTS` (more crowd into a blot; hovering
+    always says the step); the trainer's choice is a star, the untouched start (step 0) a grey diamond."""
     fig = go.Figure()
     groups = (("checkpoint", ~checkpoints.chosen & (checkpoints.step > 0), "circle", _COLORS[0]),
               ("start (step 0)", checkpoints.step == 0, "diamond", "#7f7f7f"),
@@ -108,15 +113,17 @@ def tradeoff_figure(checkpoints: pd.DataFrame, cost_limit: float | None = None, 
         part = checkpoints[rows]
         if part.empty:
             continue
+        labelled = symbol != "circle" or len(part) <= LABELLED_CHECKPOINTS
         fig.add_trace(go.Scatter(
-            x=part["cost"], y=part["return"], mode="markers+text", name=name, text=[f"{s}" for s in part.step],
+            x=part["cost"], y=part["return"], mode="markers+text" if labelled else "markers", name=name,
+            text=[f"{s}" for s in part.step],
             textposition="top center", cliponaxis=False,
             marker=dict(symbol=symbol, size=14 if symbol == "star" else 9, color=color),
             hovertemplate="step %{text}<br>cost %{x:.1f}<br>return %{y:.1f}<extra></extra>"))
     if cost_limit is not None:
         fig.add_vline(x=cost_limit, line_dash="dash", line_color="#d62728",
                       annotation_text=f"cost limit {cost_limit:g}", annotation_position="top right")
-    fig.update_layout(title="Every checkpoint on validation episodes (label: step)", height=height,
+    fig.update_layout(title="Every checkpoint on validation episodes (label or hover: step)", height=height,
                       margin=dict(l=10, r=10, t=40, b=10), xaxis_title="episode cost", yaxis_title="episode return",
                       legend=dict(orientation="h", y=-0.25))
     return fig

@@ -65,3 +65,9 @@ def test_the_trade_off_marks_the_start_and_the_trainers_choice_and_draws_the_lim
     assert list(traces["chosen by the trainer"].y) == [85.0]
     assert fig.layout.shapes[0].x0 == 25.0 and fig.layout.xaxis.title.text == "episode cost"
     assert [t.name for t in plots.tradeoff_figure(frame.assign(chosen=False)).data] == ["checkpoint", "start (step 0)"]
+    assert traces["checkpoint"].mode == "markers+text"
+    many = pd.DataFrame({"step": range(0, 4400, 400), "cost": range(11), "return": range(11),
+                         "chosen": [False] * 10 + [True], "available": True})
+    crowded = {t.name: t for t in plots.tradeoff_figure(many).data}
+    assert crowded["checkpoint"].mode == "markers" and list(crowded["checkpoint"].text)[0] == "400"  # hover says it
+    assert crowded["chosen by the trainer"].mode == "markers+text"
