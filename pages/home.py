@@ -53,7 +53,9 @@ with st.container(border=True):
         from prefine_core.prefine import PrefineConfig
 
         values = {**PrefineConfig().to_dict(), **demo.DEMO_FINETUNE}
-        if ui.guarded(launch_finetune, ws, task, status.reference_id, values) is not None:
+        run_id = ui.guarded(launch_finetune, ws, task, status.reference_id, values)
+        if run_id is not None:
+            ui.set_kept("run_select", run_id)  # the Fine-tune page opens on it
             st.switch_page("pages/finetune.py")
     st.page_link("pages/finetune.py", label="Fine-tune page: all settings and curves", icon=":material/monitoring:")
 

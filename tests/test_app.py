@@ -235,6 +235,9 @@ def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     assert sorted(limits()) == [0, 1]  # the usual limit 25, on the cost curve only
     app.number_input(key="cost_limit").set_value(40.0).run()
     assert sorted(limits()) == [0, 2] and not app.exception
+    app.switch_page("pages/home.py").run()  # the run picked and the limit line outlive a visit to another page
+    app.switch_page("pages/finetune.py").run()
+    assert app.session_state["run_select"] == run_id and sorted(limits()) == [0, 2]
     app.button(key=f"resume_{run_id}").click().run()  # the page redraws at once with the run live again
     assert not app.exception, app.exception
     assert not any("boom" in m.value for m in app.markdown), [m.value for m in app.markdown]

@@ -78,6 +78,11 @@ def kept(widget_key: str, options: list | None = None, **defaults) -> dict:
     return {"key": widget_key, "on_change": _keep, "args": (widget_key, plain), **({} if given else defaults)}
 
 
+def set_kept(widget_key: str, value) -> None:
+    """Set a :func:`kept` widget's value from code (e.g. select the run just launched), so that it is kept too."""
+    st.session_state[widget_key] = st.session_state[f"kept_{widget_key}"] = value
+
+
 def sidebar(ws: Workspace) -> None:
     """Task and demo mode; kept under plain session keys so they outlive any page's widgets."""
     tasks = task_ids(ws)
