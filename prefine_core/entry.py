@@ -13,7 +13,7 @@ import math
 def parse_number(label: str, text: object, whole: bool = False) -> int | float:
     """``text`` as typed (``"4000"``, ``"1e-3"``, ``" 2 "``) -> an int (``whole``) or a finite float; a ValueError
     names ``label`` when it is empty, not a number, not finite, or (``whole``) has a fractional part. A number
-    passes through unchanged in kind."""
+    given as a number (a form's default, a dict from code) is checked the same way."""
     kind = "a whole number" if whole else "a number"
     if isinstance(text, bool):
         raise ValueError(f"{label} must be {kind}, got {text!r}")
