@@ -60,8 +60,8 @@ else:
     result = jobs.result(ws, run.id)
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
     st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
-    if comparison.doing_less(result):
-        st.warning(comparison.doing_less(result))
+    if warning := comparison.doing_less(result):
+        st.warning(warning)
     limit = result["a"].get("cost_limit")
     d1, d2 = st.columns(2)
     d1.plotly_chart(plots.distribution_figure({"A": result["a"]["returns"], "B": result["b"]["returns"]},

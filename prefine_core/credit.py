@@ -63,9 +63,10 @@ def _features(clip: Trajectory) -> np.ndarray:
     return np.concatenate([clip.obs, clip.actions], axis=1).astype(np.float32)  # (T, obs_dim + act_dim)
 
 
-def _padded(clips: Sequence[Trajectory]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, W, d) features, (N, W) mask of real steps, (N,) 1.0 where the clip ended in a fall."""
-    width = max(c.length for c in clips)
+def _padded(clips: Sequence[Trajectory], width: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, W, d) features, (N, W) mask of real steps, (N,) 1.0 where the clip ended in a fall; W = ``width`` (at
+    least the longest clip's length)."""
+    width = width or max(c.length for c in clips)
     dim = clips[0].obs.shape[1] + clips[0].actions.shape[1]
     features, mask = torch.zeros(len(clips), width, dim), torch.zeros(len(clips), width)
     for i, clip in enumerate(clips):
@@ -84,9 +85,8 @@ def fit_step_cost(pairs: Sequence[tuple[Trajectory, Trajectory]], seed: int = 0)
     """Fit ĉ to (winner, loser) pairs: Adam on the Bradley–Terry loss, minibatches of pairs, a fixed number of steps."""
     if not pairs:
         raise ValueError("fitting a step cost needs at least one decided pair")
-    winners, losers = _padded([w for w, _ in pairs]), _padded([l for _, l in pairs])
-    width = max(winners[0].shape[1], losers[0].shape[1])
-    winners, losers = (_widen(part, width) for part in (winners, losers))
+    width = max(c.length for pair in pairs for c in pair)
+    winners, losers = _padded([w for w, _ in pairs], width), _padded([l for _, l in pairs], width)
     real = torch.cat([winners[0][winners[1] > 0], losers[0][losers[1] > 0]])  # (steps, d)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # the caller's global RNG stream is left as it was
@@ -107,12 +107,6 @@ def fit_step_cost(pairs: Sequence[tuple[Trajectory, Trajectory]], seed: int = 0)
         model.low.copy_(torch.quantile(step_costs, 0.05))
         model.high.copy_(torch.quantile(step_costs, 0.95).clamp(min=model.low + 1e-6))
     return model
-
-
-def _widen(part: tuple[torch.Tensor, torch.Tensor, torch.Tensor], width: int):
-    features, mask, fell = part
-    extra = width - features.shape[1]
-    return F.pad(features, (0, 0, 0, extra)), F.pad(mask, (0, extra)), fell
 
 
 def unsafe_score(model: StepCost, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

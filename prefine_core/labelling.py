@@ -85,11 +85,14 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
     if pair_id is None:
         raise ValueError("no pair is shown")
     try:
-        store.get_pair(pair_id)
+        store.add_label(pair_id, annotator, action, seconds=None if seconds is None else min(max(seconds, 0.0), 3600.0))
     except ValueError:
-        raise ValueError(f"pair {pair_id} was deleted (on the Data page) before your choice was saved; "
-                         "nothing was recorded, here is the next pair") from None
-    store.add_label(pair_id, annotator, action, seconds=None if seconds is None else min(max(seconds, 0.0), 3600.0))
+        try:
+            store.get_pair(pair_id)
+        except ValueError:  # only now asked, not before every label
+            raise ValueError(f"pair {pair_id} was deleted (on the Data page) before your choice was saved; "
+                             "nothing was recorded, here is the next pair") from None
+        raise
     return f"saved '{dict((a, l) for a, l, _ in CHOICES)[action]}' for pair {pair_id}"
 
 

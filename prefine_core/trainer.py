@@ -377,7 +377,7 @@ class PrefineTrainer:
         if saved != self.config.training_dict():  # a new way to choose the checkpoint needs no retraining
             changed = sorted(k for k, v in self.config.training_dict().items() if saved.get(k) != v)
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
-        check_same_labels(state.get("data"), self.data)
+        check_same_labels(state.get("data"), self.data_fingerprint, len(self.data.winners))
         self.evaluated.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         tensors = load_file(str(self.out_dir / state.get("tensors", "state.safetensors")))
         if self.averaged is not None:
@@ -469,8 +469,8 @@ class PrefineTrainer:
         write_text_atomic(self.out_dir / "config.json", json.dumps(c.to_dict(), indent=1))  # its selection may be new
         # The logged actions' log-probabilities the preference terms compare against: π_ref's, or, with start="bc",
         # the fixed BC policy's, both computed once; only a trust-region reference moves and is recomputed per batch.
-        moving = c.reference_sync_every > 0
-        fixed = self.reference if moving else self.ratio_reference
+        refreshed = c.reference_sync_every > 0
+        fixed = self.reference if refreshed else self.ratio_reference
         pos = _Clips(self.train_data.winners, fixed)
         neg = _Clips(self.train_data.losers, fixed)
         if c.dispref_target == "nearest_winner" and not c.is_bc:
@@ -484,7 +484,7 @@ class PrefineTrainer:
             tick = time.time()
             while self.step < c.steps:
                 batch = sample_batch(pos, neg, self.train_data.paired, c, self.rng)
-                if moving:
+                if refreshed:
                     batch = with_ratio_reference(batch, self.ratio_reference)
                 loss, metrics = prefine_loss(self.policy, self.reference, batch, c, self.generator, self.ratio_reference)
                 for group in self.optimizer.param_groups:
@@ -587,19 +587,20 @@ def saved_step(out_dir: str | Path) -> int | None:
         return None
 
 
-def check_same_labels(started_on: dict | None, data: PreferenceData) -> None:
-    """A resumed run trains on what it started with: a ValueError if ``data`` is not the labels a run's saved state
-    says it started on (``started_on``: that state's ``data`` entry; None, from a state older than the check, passes)."""
-    if started_on and started_on.get("fingerprint") != data.fingerprint():
+def check_same_labels(started_on: dict | None, fingerprint: str, pairs: int) -> None:
+    """A resumed run trains on what it started with: a ValueError if the labels of ``fingerprint``
+    (:meth:`PreferenceData.fingerprint`, ``pairs`` decided pairs) are not those a run's saved state says it started on
+    (``started_on``: that state's ``data`` entry; None, from a state older than the check, passes)."""
+    if started_on and started_on.get("fingerprint") != fingerprint:
         raise ValueError(f"the labels changed since this run started ({started_on.get('pairs')} decided pairs then, "
-                         f"{len(data.winners)} now, or some changed): a resumed run trains on what it started "
+                         f"{pairs} now, or some changed): a resumed run trains on what it started "
                          "with, so start a new run for the new labels")
 
 
 def check_resumable(out_dir: str | Path, data: PreferenceData) -> None:
     """:func:`check_same_labels` for the run saved in ``out_dir``, before a process is started to resume it."""
     state = _saved_state(out_dir)
-    check_same_labels(state.get("data") if state else None, data)
+    check_same_labels(state.get("data") if state else None, data.fingerprint(), len(data.winners))
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:

@@ -209,6 +209,11 @@ def _effective_rows():
             .group_by(S.labels.c.pair_id, S.labels.c.annotator_id).subquery())
 
 
+def _starts_with(column, prefix: str):
+    """``column`` begins with ``prefix``, literally (in LIKE, ``_`` and ``%`` would be wildcards)."""
+    return func.substr(column, 1, len(prefix)) == prefix
+
+
 def _open_to(me: int, task_id: str | None, overlap: int) -> list:
     """Conditions on ``pairs`` of a pair annotator ``me`` may be handed: no standing label of theirs on it, and fewer
     than ``overlap`` others have labelled it or hold it within :data:`LEASE` (see :meth:`Store.next_pair`)."""
@@ -650,8 +655,7 @@ class Store:
         run_id, step, m = _int_id("run_id", run_id), int(step), S.metrics.c
         where = [m.run_id == run_id, m.step > step]
         if prefix:
-            prefixed = func.substr(m.name, 1, len(prefix)) == prefix
-            where.append(~prefixed if keep_prefixed else prefixed)
+            where.append(~_starts_with(m.name, prefix) if keep_prefixed else _starts_with(m.name, prefix))
         return self._write(lambda w: w.conn.execute(delete(S.metrics).where(*where)).rowcount)
 
     def latest_steps(self, run_ids: list[int], except_prefix: str = "") -> dict[int, tuple[int | None, int | None]]:
@@ -660,7 +664,7 @@ class Store:
         if not run_ids:
             return {}
         m = S.metrics.c
-        others = case((func.substr(m.name, 1, len(except_prefix)) == except_prefix, None), else_=m.step) if except_prefix else m.step
+        others = case((_starts_with(m.name, except_prefix), None), else_=m.step) if except_prefix else m.step
         query = (select(m.run_id, func.max(others), func.max(m.step))
                  .where(m.run_id.in_([_int_id("run_id", r) for r in run_ids])).group_by(m.run_id))
         found = {int(r[0]): (r[1], r[2]) for r in self._read(lambda c: c.execute(query).all())}
