@@ -790,7 +790,8 @@ credit is coarse (p 0.45 / 0.62 / 0.23 on truly costly steps against 0.12 / 0.35
 pool clip is one policy at one speed, so its label says little about which of its steps were unsafe. The same model
 was tried as a checkpoint judge (its Bradley–Terry verdicts instead of the teacher's) and dropped before any study:
 on deterministic validation rollouts (HalfCheetah, 50 labels) its clip costs moved by about as much as separates
-the safe behaviour policy's clips from the reference's, so its verdicts against the anchors were all 0.
+the safe behaviour policy's clips from the reference's: it judged the safe policy's nearly cost-free clips (cost
+0–3) less safe than the most-winning anchor (verdicts 0.00), as it judged the reference's (`judge_diagnostic.py`).
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
