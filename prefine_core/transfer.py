@@ -8,9 +8,9 @@ ValueError saying what to upload instead; the store is unchanged.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import tempfile
-import uuid
 import zipfile
 from pathlib import Path
 
@@ -96,15 +96,19 @@ def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     if known is not None:
         return _imported(filename, task_id, known, added=False)
     name = Path(filename).name
-    target = ws.policies_dir / "imported" / f"{uuid.uuid4().hex[:12]}-{name}"
+    # named by its content: two imports of the same new file at once (two tabs, two app instances) write the same
+    # bytes to the same path, and the store keeps one row per (task, path)
+    target = ws.policies_dir / "imported" / f"{hashlib.sha256(data).hexdigest()[:24]}.safetensors"
     shown = f"{meta.name} from {name}" if meta.name else Path(name).stem  # the file's name tells imports apart
+    existed = target.is_file()
     try:
         with atomic_path(target) as partial:
             Path(partial).write_bytes(data)
         policy_id = ws.store.add_policy(shown, target, meta.task_id, "imported",
                                         provenance={"uploaded_as": filename, **meta.provenance})
     except BaseException:
-        target.unlink(missing_ok=True)
+        if not existed:
+            target.unlink(missing_ok=True)
         raise
     return _imported(filename, task_id, ws.store.get_policy(policy_id), added=True)
 

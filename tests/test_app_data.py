@@ -131,6 +131,20 @@ def test_a_copy_of_a_registered_policy_is_not_imported_again(ws, tmp_path):
     assert [p.id for p in ws.store.list_policies()] == [policy_id] and _imported_files(ws) == []
 
 
+def test_two_imports_of_one_new_policy_at_once_register_it_once(ws, tmp_path, monkeypatch):
+    """Both imports check for the same bytes before either registers them (two tabs, two app instances): the
+    window is opened here by hiding the first import from the second's check."""
+    from prefine_core.policy import save_policy
+
+    data = save_policy(make_policy(CHEETAH), tmp_path / "p.safetensors").read_bytes()
+    monkeypatch.setattr(transfer, "_same_file", lambda *args: None)
+    first = transfer.import_upload(ws, "mine.safetensors", data, CHEETAH)
+    second = transfer.import_upload(ws, "same-bytes-other-name.safetensors", data, CHEETAH)
+    (policy,) = ws.store.list_policies(CHEETAH, kind="imported")
+    assert f"(policy {policy.id})" in first and f"(policy {policy.id})" in second
+    assert len(_imported_files(ws)) == 1 and _imported_files(ws)[0].read_bytes() == data
+
+
 def test_a_corrupt_policy_upload_names_the_users_file_in_plain_words(ws):
     before = ws.store.counts()
     with pytest.raises(ValueError) as refused:
