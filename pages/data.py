@@ -1,8 +1,9 @@
 """Data: browse clips, pairs, labels and policies; export, import, delete."""
 import streamlit as st
 
-from prefine_core import agreement, browse, transfer
+from prefine_core import agreement, browse, pool, transfer
 from prefine_core.components import ui
+from prefine_core.workspace import plain_video_path
 
 ws, task = ui.workspace(), ui.task_id()
 st.title("Data")
@@ -20,7 +21,21 @@ with tabs[0]:
 with tabs[1]:
     st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, width="stretch", key="labels_table")
 with tabs[2]:
-    st.dataframe(browse.trajectories_frame(ws.store, task), hide_index=True, width="stretch", key="clips_table")
+    clips = browse.trajectories_frame(ws.store, task)
+    st.dataframe(clips, hide_index=True, width="stretch", key="clips_table")
+    if len(clips):
+        pick = st.selectbox("Preview clip", clips.id.tolist(), key="preview_clip")
+        with_cost = st.toggle("Show cost overlay", value=True, key="clip_cost")
+        record = ws.store.trajectory_record(pick)
+        video = pool.clip_video(record)
+        if video is None and not pool.renderable(record):
+            st.caption(f"Clip {pick} comes from an imported dataset: there is no policy and seed to replay, so no video.")
+        elif video is None and st.button(f"Render clip {pick}", key="render_clip", help="replays it; a few seconds"):
+            with st.spinner(f"Rendering clip {pick}…"):
+                if ui.guarded(pool.render_clip, ws, pick) is not None:
+                    st.rerun()  # drawn again without the button
+        if video:
+            st.video(str(video if with_cost else plain_video_path(video)), loop=True, muted=True)
 with tabs[3]:
     st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, width="stretch", key="policies_table")
 with tabs[4]:

@@ -249,6 +249,32 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
     return {"rendered": rendered, "unrenderable": skipped, "pending_before": len(pending)}
 
 
+def clip_video(record: TrajectoryRecord) -> Path | None:
+    """The clip's rendered video, if it has one whose files are both still there."""
+    video = record.video_path
+    return Path(video) if video and Path(video).is_file() and plain_video_path(video).is_file() else None
+
+
+def render_clip(ws: Workspace, trajectory_id: int, size: int = 256, fps: int = 30) -> Path:
+    """The video of one clip (rendered once, then reused), with its cost-free twin beside it; refused in words for
+    a clip with no simulator state to replay."""
+    from prefine_core import render
+
+    record = ws.store.trajectory_record(trajectory_id)
+    if clip_video(record) is not None:
+        return clip_video(record)
+    frames = _FrameCache(ws.store, size).frames(record)
+    if frames is None:
+        raise ValueError(f"clip {trajectory_id} comes from {record.source}, an imported dataset with no policy and "
+                         "seed to replay, so it has no video")
+    costs, out = ws.store.get_trajectory(trajectory_id).costs, ws.clip_video_path(trajectory_id)
+    title = f"clip {trajectory_id}"
+    render.write_clip_video(frames, costs, plain_video_path(out), fps=fps, title=title, show_cost=False)
+    render.write_clip_video(frames, costs, out, fps=fps, title=title)
+    ws.store.set_trajectory_video(trajectory_id, out)
+    return out
+
+
 def start_background_render(ws: Workspace, task_id: str | None = None, size: int = 256) -> subprocess.Popen:
     """Render pending pair videos in a separate OS process; its log is appended to ``<runs>/render-latest.log``."""
     command = [sys.executable, "-m", "prefine_core", "pairs", "--render-only", "--workspace", str(ws.root),

@@ -59,6 +59,10 @@ class Workspace:
         """The pair's video with the cost overlay; :func:`plain_video_path` names its cost-free twin."""
         return self.videos_dir / f"pair-{pair_id}.mp4"
 
+    def clip_video_path(self, trajectory_id: int) -> Path:
+        """One clip's own video with the cost overlay (Data page); its cost-free twin is beside it."""
+        return self.videos_dir / f"clip-{trajectory_id}.mp4"
+
     def delete_pairs(self, pair_ids: list[int]) -> int:
         """:meth:`Store.delete_pairs`, then the pairs' rendered videos (each pair has its own); returns how many
         pairs went. An unknown id deletes nothing, files included."""
@@ -111,6 +115,6 @@ class Workspace:
 
 
 def plain_video_path(video_path: str | Path) -> Path:
-    """Where the cost-free rendering of a pair video lives, next to it (for "hide cost" labelling)."""
+    """Where the cost-free rendering of a pair's or a clip's video lives, next to it (for "hide cost" labelling)."""
     path = Path(video_path)
     return path.with_name(f"{path.stem}-plain{path.suffix}")

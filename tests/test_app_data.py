@@ -175,3 +175,30 @@ def test_the_import_button_pressed_twice_adds_one_policy(ws, tmp_path, monkeypat
     assert not app.exception, app.exception
     (policy,) = ws.store.list_policies(CHEETAH, kind="imported")  # the app also registered the shipped ones
     assert any(f"already imported as {policy.name} (policy {policy.id})" in s.value for s in app.success)
+
+
+def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from prefine_core import pool
+    from prefine_core.policy import save_policy
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    path = save_policy(make_policy(CHEETAH), ws.policies_dir / "reference.safetensors")
+    ws.store.add_policy("reference", path, CHEETAH, "reference")
+    pool.collect_pool(ws, pool.PoolConfig(CHEETAH, seeds=(0,), reference_temperatures=(1.0,), clip_length=20,
+                                          max_steps=20))
+    (clip,) = ws.store.list_trajectories(CHEETAH)
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120).run()
+    app.switch_page("pages/data.py").run()
+    assert app.selectbox(key="preview_clip").value == clip.id and len(app.get("video")) == 0  # no pairs: no video
+    app.button(key="render_clip").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert pool.clip_video(ws.store.trajectory_record(clip.id)) is not None
+    assert not any(b.key == "render_clip" for b in app.button), "a rendered clip plays; it is not rendered again"
+    assert len(app.get("video")) == 1

@@ -118,3 +118,32 @@ def test_background_render_process(pool_ws):
         process.kill()
         raise
     assert ws.store.counts(CHEETAH)["videos_ready"] == 1
+
+
+def test_a_clip_is_rendered_once_as_its_own_video_and_a_dataset_clip_is_refused(pool_ws):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from prefine_core import pool
+    from prefine_core.rollout import Trajectory
+    from prefine_core.workspace import plain_video_path
+
+    ws, config = pool_ws
+    record = next(r for r in ws.store.list_trajectories(CHEETAH) if pool.renderable(r) and r.start > 0)
+    assert pool.clip_video(record) is None
+    video = pool.render_clip(ws, record.id, size=64)
+    frames = iio.imread(video)
+    assert len(frames) == record.length == config.clip_length, "one frame per step of the window, not of the episode"
+    assert len(iio.imread(plain_video_path(video))) == record.length
+    assert pool.clip_video(ws.store.trajectory_record(record.id)) == video
+    stamp = video.stat().st_mtime_ns
+    assert pool.render_clip(ws, record.id, size=64) == video and video.stat().st_mtime_ns == stamp, "reused"
+
+    steps = 5
+    dataset = Trajectory(obs=np.zeros((steps, 17), np.float32), actions=np.zeros((steps, 6), np.float32),
+                         rewards=np.zeros(steps, np.float32), costs=np.zeros(steps, np.float32), terminated=False,
+                         truncated=False, task_id=CHEETAH)
+    clip = ws.store.add_trajectory(dataset, None, "dsrl", ws.trajectories_dir)
+    with pytest.raises(ValueError, match=f"clip {clip} comes from dsrl, an imported dataset"):
+        pool.render_clip(ws, clip)
+    assert ws.store.trajectory_record(clip).video_path is None
