@@ -17,7 +17,10 @@ import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
                          (-1 = none), start, and ``constraint/<name>`` (T,) per constraint
 * ``policies/<id>.safetensors`` the checkpoints (safetensors + JSON metadata), if included
 
-Ids are the exporting store's; an import gives everything new ids and keeps the references.
+Ids are the exporting store's; an import gives everything new ids and keeps the references. An import
+merges: what the workspace already holds (the same clip arrays, the same pair of clips, the same label:
+annotator, choice and instant) is not added again, so exports of several annotators' workspaces, or an
+export brought back where it came from, add only what is new and no pair counts twice.
 
 An import (of a bundle or of an HDF5 file) checks everything before it writes anything, writes
 all rows in one transaction, and writes array files to fresh names that are removed again if
@@ -29,8 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -190,47 +192,125 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     return manifest, rows, arrays
 
 
-def _refuse_labels_already_here(ws: Workspace, labels: list[dict]) -> None:
-    """An export whose labels the workspace already holds (imported before, or exported from here) would add its
-    pairs a second time, and a pair twice counts twice in a fine-tune: refused, nothing added. A label is the same
-    when its annotator, choice and the instant it was given are."""
-    def key(annotator, choice, created_at) -> tuple:
-        return annotator, choice, created_at.isoformat() if isinstance(created_at, datetime) else created_at
+def _label_key(annotator: str, choice: str, created_at) -> tuple:
+    """A label is the same label in two stores when its annotator, choice and the instant it was given are."""
+    return annotator, choice, created_at.isoformat() if isinstance(created_at, datetime) else created_at
 
-    here = {key(h.annotator, h.choice, h.created_at) for h in ws.store.label_history()}
-    again = [label for label in labels if key(label["annotator"], label["choice"], label["created_at"]) in here]
-    if again:
-        raise ValueError(f"{len(again)} of this export's {len(labels)} labels are already in the workspace (it was "
-                         "imported before, or exported from it): importing it again would count its pairs twice; "
-                         "nothing was added")
+
+def _same_arrays(a: Trajectory, b: Trajectory) -> bool:
+    return (a.task_id == b.task_id and a.obs.shape == b.obs.shape and a.actions.shape == b.actions.shape
+            and np.array_equal(a.obs, b.obs) and np.array_equal(a.actions, b.actions))
+
+
+@dataclass
+class _Merge:
+    """How a bundle lands in a workspace that may hold part of it already: what is mapped onto rows here, and
+    what is new. Clips are the same clip when their arrays are; pairs when they show the same two clips in the same
+    order; labels by :func:`_label_key`."""
+    policies: dict[int, int] = field(default_factory=dict)
+    """Export policy id -> this store's policy, for the policies that are here already (same file or same path)."""
+    trajectories: dict[int, int] = field(default_factory=dict)
+    pairs: dict[int, int] = field(default_factory=dict)
+    new_labels: list[dict] = field(default_factory=list)
+    labels_here: int = 0
+
+    def anything_new(self, rows: dict[str, list[dict]]) -> bool:
+        return bool(self.new_labels) or any(len(rows[name]) > len(mapped) for name, mapped in (
+            ("policies", self.policies), ("trajectories", self.trajectories), ("pairs", self.pairs)))
+
+
+def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays: dict[int, Trajectory]) -> _Merge:
+    """Map the bundle onto what the workspace holds; refuse, before anything is written, a pair on which an
+    annotator's history here and in the bundle went separate ways (which label would stand is then unknowable)."""
+    store, merge = ws.store, _Merge()
+    for p in rows["policies"]:
+        here = (ws.policy_with_bytes(p["task_id"], (folder / p["file"]).read_bytes()) if p["file"] is not None else
+                next((q for q in store.list_policies(p["task_id"]) if q.path == str(p["path"])), None))
+        if here is not None:
+            merge.policies[p["id"]] = here.id
+    by_window: dict[tuple, list] = {}
+    for task_id in {t["task_id"] for t in rows["trajectories"]}:
+        for record in store.list_trajectories(task_id):
+            by_window.setdefault((record.task_id, record.seed, record.start, record.length), []).append(record.id)
+    for t in rows["trajectories"]:
+        for candidate in by_window.get((t["task_id"], t["seed"], t["start"], t["length"]), []):
+            if _same_arrays(arrays[t["id"]], store.get_trajectory(candidate)):
+                merge.trajectories[t["id"]] = candidate
+                break
+    local_pairs = {(p.left_id, p.right_id): p.id for task_id in {p["task_id"] for p in rows["pairs"]}
+                   for p in store.list_pairs(task_id)}
+    for p in rows["pairs"]:
+        sides = (merge.trajectories.get(p["left_id"]), merge.trajectories.get(p["right_id"]))
+        if sides in local_pairs:
+            merge.pairs[p["id"]] = local_pairs[sides]
+    history: dict[tuple[int, str], list[tuple]] = {}
+    for h in store.label_history():
+        history.setdefault((h.pair_id, h.annotator), []).append(_label_key(h.annotator, h.choice, h.created_at))
+    theirs: dict[tuple[int, str], list[dict]] = {}
+    for label in rows["labels"]:
+        theirs.setdefault((label["pair_id"], label["annotator"]), []).append(label)
+    for (pair_id, annotator), labels in theirs.items():
+        keys = [_label_key(annotator, label["choice"], label["created_at"]) for label in labels]
+        mine = history.get((merge.pairs[pair_id], annotator), []) if pair_id in merge.pairs else []
+        if set(keys) <= set(mine):
+            merge.labels_here += len(labels)
+        elif keys[:len(mine)] == mine:  # the bundle carries this history on: its later labels are new
+            merge.labels_here += len(mine)
+            merge.new_labels += labels[len(mine):]
+        else:
+            raise ValueError(f"pair {pair_id} of the export was labelled by {annotator} here and in the export, "
+                             "differently; which label stands would be a guess, so nothing was added")
+    merge.new_labels.sort(key=lambda label: label["id"])
+    return merge
 
 
 def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
-    """Import an export made by :func:`export_bundle`; all or nothing. Returns counts of what was added."""
+    """Import an export made by :func:`export_bundle`, all or nothing, merged into what the workspace holds: what
+    is already here (the same clips, pairs and labels, as after exporting from here or importing before) is not
+    added again, so no pair counts twice in a fine-tune; another annotator's labels on pairs that are here join
+    them. Returns counts of what was added, and ``labels_already_here``."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
-    _refuse_labels_already_here(ws, rows["labels"])
+    merge = _plan_merge(ws, folder, rows, arrays)
+    if not merge.anything_new(rows):
+        raise ValueError(f"everything in this export ({len(rows['labels'])} labels, {len(rows['pairs'])} pairs, "
+                         f"{len(rows['trajectories'])} clips) is already in the workspace: it was imported before, or "
+                         "exported from it; nothing was added")
+    needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs]
     copied: list[Path] = []
+    added = {"policies": 0, "trajectories": 0, "pairs": 0}
     try:
         with ws.store.batch() as batch:
-            policy_map: dict[int, int] = {}
+            policy_map = dict(merge.policies)
             for p in sorted(rows["policies"], key=lambda r: r["id"]):
+                if p["id"] in policy_map:
+                    continue
                 path = p["path"]
                 if p["file"] is not None:
-                    target = ws.policies_dir / "imported" / f"{uuid.uuid4().hex[:12]}-{Path(p['path']).name}"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(folder / p["file"], target)
-                    copied.append(target)
+                    data = (folder / p["file"]).read_bytes()
+                    target = ws.imported_policy_path(data)
+                    if not target.is_file():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(data)
+                        copied.append(target)
                     path = str(target)
                 provenance = dict(p["provenance"] or {}, imported_from=str(folder.resolve()), original_id=p["id"])
                 policy_map[p["id"]] = batch.add_policy(p["name"], path, p["task_id"], p["kind"],
                                                        policy_map.get(p["parent_id"]), provenance)
-            trajectory_map = {t["id"]: batch.add_trajectory(
-                arrays[t["id"]], policy_map.get(t["policy_id"]), t["source"], ws.trajectories_dir,
-                temperature=t["temperature"]) for t in rows["trajectories"]}
-            pair_map = {p["id"]: batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
-                                                p["strategy"], p["score"], p["reason"]) for p in rows["pairs"]}
-            for label in rows["labels"]:
+                added["policies"] += 1
+            trajectory_map = dict(merge.trajectories)
+            for t in rows["trajectories"]:
+                if t["id"] not in trajectory_map:  # the pool's clips without a pair too
+                    trajectory_map[t["id"]] = batch.add_trajectory(
+                        arrays[t["id"]], policy_map.get(t["policy_id"]), t["source"], ws.trajectories_dir,
+                        temperature=t["temperature"])
+                    added["trajectories"] += 1
+            pair_map = dict(merge.pairs)
+            for p in needed_pairs:
+                pair_map[p["id"]] = batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
+                                                   p["strategy"], p["score"], p["reason"])
+                added["pairs"] += 1
+            for label in merge.new_labels:
                 created = datetime.fromisoformat(label["created_at"]) if label["created_at"] else None
                 batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
                                 created_at=created, allow_retract=True)
@@ -238,8 +318,7 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
         for path in copied:
             path.unlink(missing_ok=True)
         raise
-    return {"policies": len(policy_map), "trajectories": len(trajectory_map), "pairs": len(pair_map),
-            "labels": len(rows["labels"])}
+    return {**added, "labels": len(merge.new_labels), "labels_already_here": merge.labels_here}
 
 
 def _read_hdf5(path: Path) -> dict[str, np.ndarray]:

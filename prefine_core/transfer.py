@@ -8,7 +8,6 @@ ValueError saying what to upload instead; the store is unchanged.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import tempfile
 import zipfile
@@ -57,16 +56,6 @@ def _unpack(data: bytes, target: Path) -> Path:
     return manifests[0].parent
 
 
-def _same_file(ws: Workspace, task_id: str, data: bytes) -> PolicyRecord | None:
-    """The policy of ``task_id`` whose file holds exactly ``data``, if any: an upload is a policy the workspace
-    already has when it is the same bytes, whatever the file is called (a shipped policy included)."""
-    for policy in ws.store.list_policies(task_id):
-        path = Path(policy.path)
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return policy
-    return None
-
-
 def _imported(filename: str, task_id: str, policy: PolicyRecord, added: bool) -> str:
     said = f"{filename} {'was added' if added else 'is already imported'} as {policy.name} (policy {policy.id})"
     if policy.task_id != task_id:
@@ -92,13 +81,11 @@ def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
             reason = f"it {exc.problem}" if isinstance(exc, CheckpointError) and exc.problem else str(exc)
             raise ValueError(f"{filename} is not a usable policy: {reason}") from None
     meta = policy.meta
-    known = _same_file(ws, meta.task_id, data)
+    known = ws.policy_with_bytes(meta.task_id, data)
     if known is not None:
         return _imported(filename, task_id, known, added=False)
     name = Path(filename).name
-    # named by its content: two imports of the same new file at once (two tabs, two app instances) write the same
-    # bytes to the same path, and the store keeps one row per (task, path)
-    target = ws.policies_dir / "imported" / f"{hashlib.sha256(data).hexdigest()[:24]}.safetensors"
+    target = ws.imported_policy_path(data)  # two imports of one new file at once write one file and one row
     shown = f"{meta.name} from {name}" if meta.name else Path(name).stem  # the file's name tells imports apart
     existed = target.is_file()
     try:
@@ -127,7 +114,9 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
         if suffix == "zip":
             counts = import_bundle(ws, _unpack(data, Path(tmp)))
-            return f"imported {counts['pairs']} pairs, {counts['labels']} label rows, {counts['trajectories']} clips"
+            here = counts["labels_already_here"]
+            return (f"imported {counts['pairs']} pairs, {counts['labels']} label rows, {counts['trajectories']} clips"
+                    + (f"; {here} label rows were already here and were not added again" if here else ""))
         if not data.startswith(b"\x89HDF\r\n\x1a\n"):
             raise ValueError(f"{filename} is not an HDF5 file (its first bytes are wrong); {_WHAT}")
         path = Path(tmp) / Path(filename).name

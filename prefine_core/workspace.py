@@ -9,12 +9,13 @@ later (training still running) are picked up by the next open or :meth:`Workspac
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefine_core.files import remove_abandoned_writes
-from prefine_core.store import Store
+from prefine_core.store import PolicyRecord, Store
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_POLICIES = REPO / "data" / "policies"
@@ -76,6 +77,19 @@ class Workspace:
     @property
     def policies_dir(self) -> Path:
         return self.root / "policies"
+
+    def imported_policy_path(self, data: bytes) -> Path:
+        """Where an imported checkpoint's bytes are kept: named by their hash, so importing the same file twice (two
+        tabs, two app instances, a bundle and an upload) writes one file, and the store keeps one row per path."""
+        return self.policies_dir / "imported" / f"{hashlib.sha256(data).hexdigest()[:24]}.safetensors"
+
+    def policy_with_bytes(self, task_id: str, data: bytes) -> PolicyRecord | None:
+        """The policy of ``task_id`` whose file holds exactly ``data``, whatever it is called (a shipped one too)."""
+        for policy in self.store.list_policies(task_id):
+            path = Path(policy.path)
+            if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+                return policy
+        return None
 
     @property
     def runs_dir(self) -> Path:

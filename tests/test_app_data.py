@@ -35,7 +35,7 @@ def test_export_zip_imports_into_another_workspace(ws, tmp_path):
     assert other.store.effective_labels(CHEETAH).choice.tolist() == ["left"]
     before = other.store.counts(CHEETAH)
     for target in (other, ws):  # again, and back into the workspace it came from: its pairs would count twice
-        with pytest.raises(ValueError, match="1 of this export's 1 labels are already in the workspace"):
+        with pytest.raises(ValueError, match=r"everything in this export \(1 labels, 1 pairs, 3 clips\) is already in the workspace"):
             transfer.import_upload(target, "export.zip", data, CHEETAH)
     assert other.store.counts(CHEETAH) == before
 
@@ -137,7 +137,7 @@ def test_two_imports_of_one_new_policy_at_once_register_it_once(ws, tmp_path, mo
     from prefine_core.policy import save_policy
 
     data = save_policy(make_policy(CHEETAH), tmp_path / "p.safetensors").read_bytes()
-    monkeypatch.setattr(transfer, "_same_file", lambda *args: None)
+    monkeypatch.setattr(type(ws), "policy_with_bytes", lambda *args: None)
     first = transfer.import_upload(ws, "mine.safetensors", data, CHEETAH)
     second = transfer.import_upload(ws, "same-bytes-other-name.safetensors", data, CHEETAH)
     (policy,) = ws.store.list_policies(CHEETAH, kind="imported")

@@ -55,7 +55,8 @@ def test_export_import_round_trip(labelled_ws, tmp_path):
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["format"] == "prefine-export/1"
     ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
-    assert import_bundle(ws2, tmp_path / "out") == {"policies": 2, "trajectories": 4, "pairs": 3, "labels": 5}
+    assert import_bundle(ws2, tmp_path / "out") == {"policies": 2, "trajectories": 4, "pairs": 3, "labels": 5,
+                                                   "labels_already_here": 0}
     assert _label_view(ws2.store) == _label_view(labelled_ws.store)
     assert ws2.store.effective_labels().choice.tolist() == ["right"]
     ref, ft = ws2.store.list_policies(CHEETAH)
@@ -72,6 +73,70 @@ def test_export_import_round_trip(labelled_ws, tmp_path):
                   for line in (tmp_path / "again" / f"{name}.jsonl").read_text().splitlines()]
         assert len(first) == len(second)
         assert [r.get("choice", r.get("reason")) for r in first] == [r.get("choice", r.get("reason")) for r in second]
+
+
+def _standing(store) -> dict:
+    """The standing label per (pair shown as its two clips' windows, annotator)."""
+    def clip(trajectory_id):
+        record = store.trajectory_record(trajectory_id)
+        return record.source, record.seed, record.start
+
+    return {(clip(r.left_id), clip(r.right_id), r.annotator): r.choice for r in store.effective_labels().itertuples()}
+
+
+def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share(labelled_ws, tmp_path):
+    """A lead hands the pairs out, two annotators label them in workspaces of their own, and the lead imports both
+    exports: each pair stays once, the labels of all three stand on it, and an import again adds nothing."""
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    lead = labelled_ws
+    export_bundle(lead, tmp_path / "handout")
+    p1, p2, p3 = (p.id for p in lead.store.list_pairs(CHEETAH))
+    exports = []
+    for name, choices in (("cy", ("left", "equal", "right")), ("di", ("right", "right", "cant_tell"))):
+        annotator_ws = Workspace.open(tmp_path / name, shipped=None)
+        import_bundle(annotator_ws, tmp_path / "handout")
+        for pair, choice in zip(annotator_ws.store.list_pairs(CHEETAH), choices):
+            annotator_ws.store.add_label(pair.id, name, choice)
+        export_bundle(annotator_ws, tmp_path / f"from-{name}")
+        exports.append(tmp_path / f"from-{name}")
+    before = {name: lead.store.counts()[name] for name in ("trajectories", "pairs")}
+    history = len(lead.store.label_history())
+    first = import_bundle(lead, exports[0])
+    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "labels_already_here": 5}
+    assert import_bundle(lead, exports[1])["labels"] == 3
+    assert {name: lead.store.counts()[name] for name in ("trajectories", "pairs")} == before, "nothing twice"
+    assert len(lead.store.label_history()) == history + 6 and len(lead.store.list_policies()) == 2
+    standing = lead.store.effective_labels()
+    assert sorted(standing.annotator) == ["ann", "cy", "cy", "cy", "di", "di", "di"]
+    assert dict(zip(standing[standing.annotator == "cy"].pair_id, standing[standing.annotator == "cy"].choice)) == {
+        p1: "left", p2: "equal", p3: "right"}
+    with pytest.raises(ValueError, match=r"everything in this export \(8 labels, 3 pairs, 4 clips\) is already"):
+        import_bundle(lead, exports[0])
+    assert len(lead.store.label_history()) == history + 6
+
+
+def test_a_history_carried_on_elsewhere_merges_and_one_that_went_another_way_is_refused(labelled_ws, tmp_path):
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    elsewhere = Workspace.open(tmp_path / "elsewhere", shipped=None)
+    import_bundle(elsewhere, tmp_path / "out")
+    first = elsewhere.store.list_pairs(CHEETAH)[0].id
+    elsewhere.store.add_label(first, "ann", "equal")  # ann changes her mind there
+    export_bundle(elsewhere, tmp_path / "on")
+    assert import_bundle(labelled_ws, tmp_path / "on")["labels"] == 1
+    assert _standing(labelled_ws.store) == _standing(elsewhere.store), "her later label stands here too"
+
+    labelled_ws.store.add_label(labelled_ws.store.list_pairs(CHEETAH)[0].id, "ann", "left")  # and here, differently
+    elsewhere.store.add_label(first, "ann", "right")
+    export_bundle(elsewhere, tmp_path / "apart")
+    counts, history = labelled_ws.store.counts(), len(labelled_ws.store.label_history())
+    with pytest.raises(ValueError, match="labelled by ann here and in the export, differently"):
+        import_bundle(labelled_ws, tmp_path / "apart")
+    assert labelled_ws.store.counts() == counts and len(labelled_ws.store.label_history()) == history
 
 
 def _corrupt_missing_array(out):

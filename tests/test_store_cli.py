@@ -43,7 +43,10 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
     assert code == 0 and out["labels"] == 3 and out["trajectories"] == 8
     monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)
-    assert code == 0 and out == {"kind": "bundle", "policies": 1, "trajectories": 8, "pairs": 3, "labels": 3}
+    assert code == 0 and out == {"kind": "bundle", "policies": 1, "trajectories": 8, "pairs": 3, "labels": 3,
+                                 "labels_already_here": 0}
+    code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)
+    assert code == 2 and "already in the workspace" in out["error"]
 
     (tmp_path / "x.hdf5").write_bytes(b"not hdf5")
     code, out = _run(capsys, "import", str(tmp_path / "x.hdf5"), "--workspace", ws2)
