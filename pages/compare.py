@@ -15,15 +15,15 @@ ids = [p.id for p in policies]
 names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
 first_a, first_b = comparison.default_pair(policies)
 c1, c2, c3 = st.columns([3, 3, 1])
-a = c1.selectbox("A (before)", ids, format_func=names.get, **ui.kept("policy_a", ids, index=ids.index(first_a)))
-b = c2.selectbox("B (after)", ids, format_func=names.get, **ui.kept("policy_b", ids, index=ids.index(first_b)))
+a = c1.selectbox("A (before)", ids, format_func=names.get, **ui.kept("policy_a", ids, in_url=True, index=ids.index(first_a)))
+b = c2.selectbox("B (after)", ids, format_func=names.get, **ui.kept("policy_b", ids, in_url=True, index=ids.index(first_b)))
 # Text, not a number field: a browser's number field rounds or holds back what it cannot hold (1e9 arrived as 1, 2.5
 # as 2) and the page would evaluate a count nobody typed; comparison_config says what is wrong instead.
 episodes = c3.text_input("Episodes", help="1 to 100; evaluation seeds 10000, 10001, …; the same for A and B",
                          **ui.kept("episodes", value="5"))
 config = ui.guarded(comparison.comparison_config, a, b, episodes)
 others = [r for r in comparison.active_comparisons(ws, task) if (r.config["policy_a"], r.config["policy_b"]) != (a, b)]
-for other in others:  # e.g. after a reload, which resets A and B
+for other in others:  # e.g. started from another tab
     st.info(f"Run {other.id} is comparing {names.get(other.config['policy_a'], other.config['policy_a'])} and "
             f"{names.get(other.config['policy_b'], other.config['policy_b'])} in the background: pick them as A and B "
             "to follow it.")

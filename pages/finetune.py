@@ -109,7 +109,7 @@ ids = table.id.tolist()
 if st.session_state.get("run_select", ids[0]) not in ids:  # a run deleted meanwhile
     st.session_state.pop("run_select")
 c1, c2, c3 = st.columns([2, 3, 1])  # kept across pages (the newest run until another is picked)
-run_id = c1.selectbox("Run", ids, format_func=lambda i: f"run {i}", **ui.kept("run_select", ids, index=0))
+run_id = c1.selectbox("Run", ids, format_func=lambda i: f"run {i}", **ui.kept("run_select", ids, in_url=True, index=0))
 smoothing = c2.slider("Smoothing", 0.0, 0.99, help="of the per-step curves (losses, accuracy, KL); validation points "
                       "are drawn as measured", **ui.kept("smoothing", value=0.6), step=0.01)
 limit = c3.number_input("Cost limit line", min_value=0.0, max_value=1e6, step=5.0,

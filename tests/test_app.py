@@ -305,3 +305,17 @@ def test_demo_mode_asks_the_plain_question(app):
     app.switch_page("pages/label.py").run()
     app.text_input(key="annotator").input("kim").run()
     assert any(h.value == "Which robot kept to the speed limit better?" for h in app.subheader)
+
+
+def test_a_reload_opens_the_finetune_page_on_the_run_in_its_address(app, workspace):
+    older = workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
+    workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 30})
+    app.switch_page("pages/finetune.py").run()
+    app.selectbox(key="run_select").set_value(older).run()
+    assert app.query_params["run_select"] == str(older)
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params = dict(app.query_params)
+    reloaded.run()
+    reloaded.switch_page("pages/finetune.py").run()
+    assert not reloaded.exception, reloaded.exception
+    assert reloaded.selectbox(key="run_select").value == older, "not the newest run, which a first visit opens on"

@@ -124,3 +124,32 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
+
+
+def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace, monkeypatch):
+    """A reload is a new session: what it keeps, it keeps in the page's address."""
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import APP, TIMEOUT
+
+    app.toggle(key="demo_toggle").set_value(True).run()
+    open_compare(app, 2, 1)
+    address = dict(app.query_params)
+    assert address == {"policy_a": "2", "policy_b": "1", "demo": "1", "task": CHEETAH}
+
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params = address
+    reloaded.run()
+    assert reloaded.toggle(key="demo_toggle").value is True and reloaded.session_state["task_id"] == CHEETAH
+    reloaded.switch_page("pages/compare.py").run()
+    assert not reloaded.exception, reloaded.exception
+    assert (reloaded.selectbox(key="policy_a").value, reloaded.selectbox(key="policy_b").value) == (2, 1)
+
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # an address naming what is not there
+    reloaded.query_params = {"policy_a": "999", "policy_b": "x", "task": "SafetyNope-v0", "demo": "yes"}
+    reloaded.run()
+    assert not reloaded.toggle(key="demo_toggle").value and reloaded.session_state["task_id"] == CHEETAH
+    reloaded.switch_page("pages/compare.py").run()
+    assert not reloaded.exception and not reloaded.error, reloaded.exception
+    first_a, first_b = comparison.default_pair(workspace.store.list_policies(CHEETAH))
+    assert (reloaded.selectbox(key="policy_a").value, reloaded.selectbox(key="policy_b").value) == (first_a, first_b)

@@ -65,16 +65,36 @@ def _keep(widget_key: str, state_key: str) -> None:
     st.session_state[state_key] = st.session_state[widget_key]
 
 
-def kept(widget_key: str, options: list | None = None, **defaults) -> dict:
+def _to_url(name: str, value) -> None:
+    """Mirror a choice into the page's address, so that a reload (a new session) finds it again; written only
+    when it changed (each write is a message to the browser)."""
+    if st.query_params.get(name) != str(value):
+        st.query_params[name] = str(value)
+
+
+def _from_url(name: str, options: list):
+    """The option the page's address names under ``name``, if it is one of ``options``."""
+    wanted = st.query_params.get(name)
+    return next((option for option in options if str(option) == wanted), None) if wanted is not None else None
+
+
+def kept(widget_key: str, options: list | None = None, in_url: bool = False, **defaults) -> dict:
     """Widget arguments that make the value of the widget ``widget_key`` outlive switching pages: Streamlit drops
     the state of a widget that a page run did not draw, so the value is also kept under a plain session key and
     handed back before the widget is drawn again — unless ``options`` no longer hold it (a deleted policy), when
-    ``defaults`` (e.g. ``index=``, ``value=``) apply as on a first visit. Use as ``st.text_input("Name", **ui.kept("name"))``."""
+    ``defaults`` (e.g. ``index=``, ``value=``) apply as on a first visit. With ``in_url`` (a choice among
+    ``options``) it is also kept in the page's address, so it outlives a reload too. Use as
+    ``st.text_input("Name", **ui.kept("name"))``."""
     plain = f"kept_{widget_key}"
+    if in_url and widget_key not in st.session_state and plain not in st.session_state:
+        if (found := _from_url(widget_key, options or [])) is not None:  # a reload: a new session
+            st.session_state[plain] = found
     if widget_key not in st.session_state and plain in st.session_state:
         if options is None or st.session_state[plain] in options:
             st.session_state[widget_key] = st.session_state[plain]
     given = widget_key in st.session_state  # a default beside a value set here would only draw a warning
+    if in_url and given:  # chosen, restored or set from code; a change of page clears the address
+        _to_url(widget_key, st.session_state[widget_key])
     return {"key": widget_key, "on_change": _keep, "args": (widget_key, plain), **({} if given else defaults)}
 
 
@@ -84,8 +104,13 @@ def set_kept(widget_key: str, value) -> None:
 
 
 def sidebar(ws: Workspace) -> None:
-    """Task and demo mode; kept under plain session keys so they outlive any page's widgets."""
+    """Task and demo mode; kept under plain session keys so they outlive any page's widgets, and in the page's
+    address (``?task=…&demo=1``) so they outlive a reload."""
     tasks = task_ids(ws)
+    if "task_id" not in st.session_state and _from_url("task", tasks) is not None:
+        st.session_state["task_id"] = _from_url("task", tasks)
+    if "demo" not in st.session_state and st.query_params.get("demo") == "1":
+        st.session_state["demo"] = True
     if st.session_state.get("task_id") not in tasks:
         st.session_state["task_id"] = tasks[0]
     st.sidebar.selectbox("Task", tasks, index=tasks.index(st.session_state["task_id"]), key="task_select",
@@ -95,6 +120,11 @@ def sidebar(ws: Workspace) -> None:
                       args=("demo_toggle", "demo"),
                       help="plain language and a guided path for showing PREFINE to non-experts")
     st.sidebar.caption(f"Workspace: {ws.root}")
+    _to_url("task", st.session_state["task_id"])
+    if st.session_state.get("demo"):
+        _to_url("demo", 1)
+    elif "demo" in st.query_params:
+        del st.query_params["demo"]
 
 
 def annotator() -> str:
