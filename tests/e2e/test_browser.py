@@ -117,9 +117,20 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
             v.requestVideoFrameCallback(check);
         });
         v.pause();
-        return seen;
+        const pauses = [];  // and a pause stops on the frame on screen, which the bar then names
+        for (const wait of [170, 230, 290, 350, 410]) {
+            await v.play();
+            await new Promise((done) => setTimeout(done, wait));
+            const onScreen = presented;
+            v.pause();
+            await new Promise((done) => setTimeout(done, 300));
+            pauses.push([onScreen, Number(label.textContent.split(" ")[1]), frameAt(v.currentTime)]);
+        }
+        return {seen, pauses};
     }""")
+    seen, pauses = seen["seen"], seen["pauses"]
     assert len(seen) >= 10 and all(shown == on_screen for shown, on_screen in seen), seen
+    assert all(on_screen == shown == current for on_screen, shown, current in pauses), pauses
 
     latencies, labelled = [], []
     for _ in range(5):
