@@ -792,6 +792,22 @@ was tried as a checkpoint judge (its Bradley–Terry verdicts instead of the tea
 on deterministic validation rollouts (HalfCheetah, 50 labels) its clip costs moved by about as much as separates
 the safe behaviour policy's clips from the reference's: it judged the safe policy's nearly cost-free clips (cost
 0–3) less safe than the most-winning anchor (verdicts 0.00), as it judged the reference's (`judge_diagnostic.py`).
+**Session 10** (`data/studies/2026-12-01-floor-power/`, `…-selection-tolerance/`). How often the 5-seed floor comes
+out met for the method as it is: over all C(20, 5) = 15 504 draws of five of the twenty label sets of the
+twenty-seed run, PREFINE has lower mean cost than BC at a mean return at least BC's in 16.7 % of draws on
+HalfCheetah, 21.8 % on Hopper and 17.3 % on PointCircle (BC beats PREFINE by the same rule in 17.2 %, 1.5 % and
+4.2 %), and on two tasks of three in 12.0 % (`power.py`). Sets 0–4, the benchmark's, pass on none. Robust passing
+would take much more than a better choice: with every PREFINE run shifted by half of BC's mean cost and half of
+BC's return spread, Hopper would pass in 97 % of draws and PointCircle in 66 %, HalfCheetah (PREFINE's two
+fast, costly picks among twenty) in 39 %. Then a pre-registered test of the one selection setting never chosen by
+the issue's own comparison with BC, `select_tolerance` (0.1 since session 2; session 5 judged tolerance 0 by PREFINE
+against PREFINE), on label sets 52–63 with every checkpoint evaluated on 10 validation episodes from seed 9 980: no
+band passes on two tasks in more than 15.0 % of five-label-set draws (today's 6.4 %, tolerance 0 and 0.05 11.4 %);
+a narrower band moves PREFINE below BC's cost on HalfCheetah (−4.2 ± 7.6 against +0.5 ± 9.3) and changes nothing on
+PointCircle, and on these twelve label sets PREFINE's chosen Hopper checkpoints are no better than BC's at any band
+(−20 ± 42 return, +6 ± 16 cost at 0.1). Not adopted; nothing was run on the evaluation seeds. On label sets 40–47
+(session 6) every band from 0 to 0.1 had PREFINE below BC's cost at a higher return on all three tasks; on 52–63 it
+does not on two: the sign belongs to the label sets.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
