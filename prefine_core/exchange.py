@@ -186,6 +186,11 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"labels.jsonl: label {label['id']} has pair_id {label['pair_id']}, which is not in the export")
         if label["choice"] not in (*LABEL_CHOICES, RETRACT):
             raise ValueError(f"labels.jsonl: label {label['id']} has choice {label['choice']!r}")
+        try:  # the instant it was given: part of what makes it the same label in another store
+            datetime.fromisoformat(label["created_at"])
+        except (TypeError, ValueError):
+            raise ValueError(f"labels.jsonl: label {label['id']} has created_at {label['created_at']!r}, "
+                             "not an ISO 8601 time") from None
         if label["supersedes_id"] is not None and label["supersedes_id"] not in seen:
             raise ValueError(f"labels.jsonl: label {label['id']} supersedes {label['supersedes_id']}, which does not come before it")
         seen.add(label["id"])
@@ -311,9 +316,8 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
                                                    p["strategy"], p["score"], p["reason"])
                 added["pairs"] += 1
             for label in merge.new_labels:
-                created = datetime.fromisoformat(label["created_at"]) if label["created_at"] else None
                 batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
-                                created_at=created, allow_retract=True)
+                                created_at=datetime.fromisoformat(label["created_at"]), allow_retract=True)
     except BaseException:
         for path in copied:
             path.unlink(missing_ok=True)

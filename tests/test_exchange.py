@@ -159,6 +159,13 @@ def _corrupt_bad_json(out):
         handle.write('{"id": 99, "left_id": \n')
 
 
+def _corrupt_label_time(out):
+    lines = (out / "labels.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    row["created_at"] = "yesterday"
+    (out / "labels.jsonl").write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+
+
 def _corrupt_late_failure(out):
     """Passes the checks, fails inside the transaction (annotator name too long for the store)."""
     lines = (out / "labels.jsonl").read_text().splitlines()
@@ -170,6 +177,7 @@ def _corrupt_late_failure(out):
 @pytest.mark.parametrize("corrupt, message", [
     (_corrupt_missing_array, "missing"),
     (_corrupt_label_choice, "dunno"),
+    (_corrupt_label_time, "created_at 'yesterday', not an ISO 8601 time"),
     (_corrupt_truncated_labels, "partial"),
     (_corrupt_bad_json, "not valid JSON"),
     (_corrupt_late_failure, "annotator"),
