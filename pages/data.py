@@ -16,8 +16,11 @@ with tabs[0]:
         pair = ws.store.get_pair(pick)
         if pair.video_ready:
             st.video(pair.video_path, loop=True, muted=True)
+        elif (job := pool.video_job(ws, task)) is not None:
+            st.caption(f"Its video is being rendered (run {job.id}).")
         else:
             st.caption("Its video is not rendered yet.")
+            st.button("Render the missing videos", key="render_missing", on_click=lambda: ui.guarded(pool.render_missing, ws, task))
 with tabs[1]:
     st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, width="stretch", key="labels_table")
 with tabs[2]:

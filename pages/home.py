@@ -1,7 +1,7 @@
 """Home: what PREFINE Studio does, and a guided path that works on a fresh workspace."""
 import streamlit as st
 
-from prefine_core import demo, jobs
+from prefine_core import demo, jobs, pool
 from prefine_core.components import ui
 
 ws, task = ui.workspace(), ui.task_id()
@@ -26,10 +26,15 @@ with st.container(border=True):
     st.markdown(f"**1 · Pairs to judge** — {status.pairs} pairs, {status.videos_ready} videos ready")
     if status.preparing:
         st.caption("Rolling out the policies and rendering videos in the background; labelling can start with the first video.")
-    elif st.button("Prepare pairs" if status.pairs == 0 else "Prepare more pairs", key="prepare",
-                   type="primary" if status.next_step == "prepare" else "secondary",
-                   help="rolls out the shipped policies and renders the pair videos in the background (one to two "
-                        "minutes on two cores)" + ("; adds a new batch beside the pairs there are" if status.pairs else "")):
+    elif status.videos_ready < status.pairs:
+        st.caption(f"{status.pairs - status.videos_ready} pairs have no video yet (made without rendering, or imported).")
+        st.button("Render the missing videos", key="render_missing", on_click=lambda: ui.guarded(pool.render_missing, ws, task),
+                  help="renders them in the background; labelling can go on with the pairs that have one")
+    if not status.preparing and st.button(
+            "Prepare pairs" if status.pairs == 0 else "Prepare more pairs", key="prepare",
+            type="primary" if status.next_step == "prepare" else "secondary",
+            help="rolls out the shipped policies and renders the pair videos in the background (one to two minutes on "
+                 "two cores)" + ("; adds a new batch beside the pairs there are" if status.pairs else "")):
         jobs.launch(ws, "prepare", task, None, {})
         st.rerun()
 

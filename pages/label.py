@@ -3,7 +3,7 @@ import time
 
 import streamlit as st
 
-from prefine_core import labelling
+from prefine_core import labelling, pool
 from prefine_core.components import pair_player, ui
 from prefine_core.demo import question
 
@@ -61,14 +61,26 @@ with left:
     if st.session_state.get("shown_at", (None,))[0] != pair.id:
         st.session_state["shown_at"] = (pair.id, time.time())
     view = labelling.pair_view(ws.store, pair)
+    # Always drawn, so that the player below keeps its place in the page when the notice comes and goes: a player
+    # that moved would be drawn anew, and the keys would go to the one that was taken away.
+    notice = st.container()
     if view.video is None:
-        st.warning("This pair's video is still being rendered; it appears here as soon as it is ready.")
-        st.fragment(run_every=2.0)(ui.survives_outage(lambda: ws.store.get_pair(pair.id).video_ready and st.rerun()))()
+        with notice:
+            job = pool.video_job(ws, task)
+            if job is not None:
+                st.warning(f"This pair's video is being rendered (run {job.id}); it appears here as soon as it is "
+                           "ready. A choice waits for it.")
+            else:
+                st.warning("This pair has no video, and nothing is rendering it (pairs made without --render, or "
+                           "imported). A choice waits for it.")
+                st.button("Render the missing videos", key="render_missing", type="primary",
+                          on_click=lambda: ui.guarded(pool.render_missing, ws, task))
+            st.fragment(run_every=2.0)(ui.survives_outage(lambda: ws.store.get_pair(pair.id).video_ready and st.rerun()))()
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):
         col.button(label, key=f"choice_{action}", on_click=act, args=(action,), width="stretch",
-                   help=f"shortcut: {keys}")
+                   help=f"shortcut: {keys}", disabled=view.video is None)
     cols[-1].button("Undo", key="undo", on_click=act, args=("undo",), width="stretch",
                     help=f"shortcut: {labelling.UNDO_KEYS}")
     if st.session_state.get("flash"):

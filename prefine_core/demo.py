@@ -95,6 +95,7 @@ class DemoStatus:
     compared: bool
     """Whether a comparison of the newest fine-tuned policy has finished."""
     preparing: bool
+    """A job is rolling out the pool or rendering videos (``prepare`` or ``render``)."""
     training: bool
 
     @property
@@ -134,4 +135,4 @@ def demo_status(ws: Workspace, task_id: str) -> DemoStatus:
         reference_id=references[0].id if references else None, finetuned_id=finetuned_id,
         compared=any(r.kind == "compare" and r.status == "done"
                      and finetuned_id in (r.config.get("policy_a"), r.config.get("policy_b")) for r in runs),
-        preparing=any(r.kind == "prepare" for r in active), training=any(r.kind == "prefine" for r in active))
+        preparing=any(r.kind in ("prepare", "render") for r in active), training=any(r.kind == "prefine" for r in active))

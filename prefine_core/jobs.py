@@ -290,7 +290,14 @@ def _prepare(ws: Workspace, run: RunRecord, report) -> dict:
     return prepare_pairs(ws, run.task_id, run.config, report)
 
 
-KINDS: dict[str, Callable] = {"prefine": _finetune, "compare": _compare, "prepare": _prepare}
+def _render(ws: Workspace, run: RunRecord, report) -> dict:
+    from prefine_core.pool import render_pending
+
+    return render_pending(ws, run.task_id, size=int(run.config.get("size", 256)),
+                          on_progress=lambda done, total: report(done, {"render/videos": done}))
+
+
+KINDS: dict[str, Callable] = {"prefine": _finetune, "compare": _compare, "prepare": _prepare, "render": _render}
 
 
 def main(argv: list[str] | None = None) -> int:

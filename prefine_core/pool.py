@@ -7,14 +7,11 @@ Clips are fixed-length windows (``clip_length``; 0 = whole episodes); a clip tha
 is marked (``Trajectory.fell``). Temperature 0 means deterministic (mean) actions.
 
 Pair videos are rendered by re-running the clip's seeded rollout with rendering on (same seed, same
-trajectory) — in a background OS process (:func:`start_background_render`), so a labeller never
+trajectory) — in a background job (:func:`render_missing`, or a ``prepare`` job), so a labeller never
 waits; :meth:`Store.next_pair` serves pairs whose video is ready first.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,16 +272,19 @@ def render_clip(ws: Workspace, trajectory_id: int, size: int = 256, fps: int = 3
     return out
 
 
-def start_background_render(ws: Workspace, task_id: str | None = None, size: int = 256) -> subprocess.Popen:
-    """Render pending pair videos in a separate OS process; its log is appended to ``<runs>/render-latest.log``."""
-    command = [sys.executable, "-m", "prefine_core", "pairs", "--render-only", "--workspace", str(ws.root),
-               "--size", str(size), "--json"]
-    if task_id:
-        command += ["--task", task_id]
-    env = dict(os.environ, PREFINE_DB_URL=ws.store.url, OMP_NUM_THREADS="1")
-    log = open(ws.runs_dir / "render-latest.log", "ab")
-    try:
-        return subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=Path(__file__).resolve().parent.parent,
-                                start_new_session=True)
-    finally:
-        log.close()
+def video_job(ws: Workspace, task_id: str):
+    """The background job rendering ``task_id``'s pair videos now (a ``prepare`` or ``render`` job), or None."""
+    from prefine_core import jobs
+
+    jobs.reap(ws, task_id)
+    return next((run for run in ws.store.list_runs(task_id)
+                 if run.kind in ("prepare", "render") and run.status in jobs.ACTIVE), None)
+
+
+def render_missing(ws: Workspace, task_id: str, size: int = 256) -> int:
+    """Render ``task_id``'s pair videos that are missing in a background job (``render``), unless a job is already
+    at it; returns that job's run id. Its progress and log are a run's, like a fine-tune's."""
+    from prefine_core import jobs
+
+    running = video_job(ws, task_id)
+    return running.id if running is not None else jobs.launch(ws, "render", task_id, None, {"size": int(size)})

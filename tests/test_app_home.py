@@ -89,3 +89,18 @@ def test_progress_counts_finished_steps_in_plain_words(ws, monkeypatch):
 def test_a_fresh_workspace_starts_at_nothing_done(tmp_path, monkeypatch):
     at = _home(tmp_path / "fresh", monkeypatch)
     assert _progress(at) == (0.0, "0 of 4 steps done · next: Prepare pairs")
+
+
+def test_pairs_without_video_are_said_and_rendered_in_one_job_on_request(ws, monkeypatch):
+    from prefine_core import jobs
+
+    ids = [t.id for t in ws.store.list_trajectories(CHEETAH)]
+    ws.store.add_pair(ids[0], ids[2], "random", 0.5, "no video yet")
+    at = _home(ws.root, monkeypatch)
+    assert any("1 pairs have no video yet" in c.value for c in at.caption)
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # the job itself: test_pool; here, one run queued
+    at.button(key="render_missing").click().run()
+    assert not at.exception, at.exception
+    [run] = [r for r in ws.store.list_runs(CHEETAH) if r.kind == "render"]
+    assert run.status == "queued"
+    assert not any(b.key == "render_missing" for b in at.button), "while it renders, no second button"

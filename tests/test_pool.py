@@ -2,8 +2,6 @@
 videos rendered ahead of time (in this process and in a background OS process)."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from conftest import CHEETAH, HOPPER, make_policy
@@ -106,18 +104,23 @@ def test_render_pending_writes_pair_videos(pool_ws):
     assert ws.store.next_pair("labeller").id == ready.id  # the ready pair is served first
 
 
-def test_background_render_process(pool_ws):
-    from prefine_core import pool
+def test_missing_videos_render_in_one_background_job(pool_ws):
+    import time
+
+    from prefine_core import jobs, pool
 
     ws, _ = pool_ws
     pool.generate_pairs(ws.store, CHEETAH, 1, "random")
-    process = pool.start_background_render(ws, CHEETAH, size=48)
-    try:
-        assert process.wait(timeout=180) == 0
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    assert ws.store.counts(CHEETAH)["videos_ready"] == 1
+    assert pool.video_job(ws, CHEETAH) is None
+    run_id = pool.render_missing(ws, CHEETAH, size=48)
+    assert pool.video_job(ws, CHEETAH).id == run_id and pool.render_missing(ws, CHEETAH) == run_id, "not twice"
+    deadline = time.time() + 180
+    while ws.store.get_run(run_id).status in jobs.ACTIVE and time.time() < deadline:
+        time.sleep(0.5)
+    run = ws.store.get_run(run_id)
+    assert (run.kind, run.status) == ("render", "done"), run.error
+    assert ws.store.counts(CHEETAH)["videos_ready"] == 1 and jobs.result(ws, run_id)["rendered"] == 1
+    assert pool.video_job(ws, CHEETAH) is None
 
 
 def test_a_clip_is_rendered_once_as_its_own_video_and_a_dataset_clip_is_refused(pool_ws):

@@ -63,8 +63,9 @@ def _pairs(args: argparse.Namespace) -> dict:
         result["pairs_added"] = pool.generate_pairs(ws.store, args.task, args.n, args.strategy, seed=args.seed,
                                                     include_datasets=args.include_datasets)
         result["strategy"] = args.strategy
-    if args.background:
-        result["render_pid"] = pool.start_background_render(ws, args.task, size=args.size).pid
+    if args.background:  # a run per task, shown by the app like any job (and not started twice)
+        tasks = [args.task] if args.task else sorted({p.task_id for p in ws.store.list_pairs(None, without_video=True)})
+        result["render_runs"] = [pool.render_missing(ws, task, size=args.size) for task in tasks]
     elif args.render or args.render_only:
         pending = len(ws.store.list_pairs(args.task, without_video=True))
         bar = Progress(pending, "render")
@@ -154,7 +155,7 @@ def register(command) -> None:
     p.add_argument("--include-datasets", action="store_true",
                    help="also pair clips of imported datasets (they have no video: for the synthetic teacher)")
     p.add_argument("--render", action="store_true", help="render pending pair videos here, after generating")
-    p.add_argument("--background", action="store_true", help="render pending pair videos in a background process")
+    p.add_argument("--background", action="store_true", help="render pending pair videos in a background job (a run)")
     p.add_argument("--render-only", action="store_true", help="only render pending pair videos")
     p.add_argument("--size", type=positive_int, default=256, help="video frame size in pixels (default 256)")
     p.add_argument("--fps", type=positive_int, default=30, help="video frame rate (default 30)")

@@ -6,6 +6,7 @@ next-pair latency measured in the browser is written to ``test-artifacts/latency
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,6 +34,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(root: Path):
+    """``streamlit run app.py`` on the workspace in ``root``; yields its URL."""
+    port = free_port()
+    env = dict(os.environ, PREFINE_WORKSPACE=str(root), MUJOCO_GL="egl")
+    env.pop("PREFINE_DB_URL", None)
+    log = open(root / "streamlit.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                               "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """A small prepared workspace (8 pairs of 100-step clips) and the app serving it."""
@@ -44,25 +70,8 @@ def app_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e-ws")
     ws = Workspace.open(root)
     prepare_pairs(ws, CHEETAH, {"seeds": [0, 1], "max_steps": 100, "clip_length": 100, "pairs": 8}, lambda *a: None)
-    port = free_port()
-    env = dict(os.environ, PREFINE_WORKSPACE=str(root), MUJOCO_GL="egl")
-    env.pop("PREFINE_DB_URL", None)
-    log = open(root / "streamlit.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                               "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    yield url, ws
-    server.terminate()
-    server.wait(timeout=20)
-    log.close()
+    with serving(root) as url:
+        yield url, ws
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +223,52 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     page.get_by_text("Agreement").first.click()
     page.get_by_text("Judgements").first.wait_for()
     shot(page, "8-data-agreement")
+
+
+def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_request(tmp_path, page):
+    """A pair whose video is missing refuses a choice and says why, offers to render, and the keys keep working on
+    the pairs after it (the player once moved down the page when the notice came, was drawn anew, and the keys went
+    to the one taken away)."""
+    from prefine_core import pool
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    pool.collect_pool(ws, pool.PoolConfig(CHEETAH, seeds=(0, 1), reference_temperatures=(1.0,), clip_length=50,
+                                          max_steps=100))
+    pool.generate_pairs(ws.store, CHEETAH, 1, "random")
+    pool.render_pending(ws, CHEETAH, size=64)
+    pool.generate_pairs(ws.store, CHEETAH, 2, "random", seed=1)  # no video: served after the one that has one
+    labels = lambda: len(ws.store.label_history())  # noqa: E731
+    with serving(ws.root) as url:
+        page.goto(f"{url}/label")
+        page.get_by_label("Your name", exact=True).fill("e2e-key")
+        page.get_by_label("Your name", exact=True).press("Enter")
+        body = player(page).locator("body[data-pair-id]")
+        player(page).locator("video[src]").wait_for(state="attached")
+        first = body.get_attribute("data-pair-id")
+        page.get_by_role("heading", name="Label").click()
+        page.keyboard.press("1")
+        page.wait_for_function("""([before]) => document.querySelector('iframe[title="prefine_core.components.pair_player"]')
+            .contentDocument.body.dataset.pairId !== before""", arg=[first])
+        assert labels() == 1
+        page.get_by_text("nothing is rendering it").wait_for()
+        assert player(page).locator("video[src]").count() == 0, "not the last pair's video"
+        assert page.get_by_role("button", name="A safer").is_disabled()
+        page.get_by_role("heading", name="Label").click()
+        page.keyboard.press("1")
+        player(page).get_by_text("no video yet: nothing was saved").wait_for()
+        shot(page, "9-no-video")
+        assert labels() == 1
+        page.get_by_role("button", name="Render the missing videos").click()
+        player(page).locator("video[src]").wait_for(state="attached", timeout=120_000)
+        for key, count in (("2", 2), ("1", 3)):  # this pair, then the next, rendered by the same job
+            player(page).locator("video[src]").wait_for(state="attached", timeout=120_000)
+            shown = body.get_attribute("data-pair-id")
+            page.get_by_role("heading", name="Label").click()
+            page.keyboard.press(key)
+            deadline = time.time() + 30
+            while labels() < count and time.time() < deadline:
+                time.sleep(0.2)
+            assert labels() == count, (key, shown)
+    [run] = [r for r in ws.store.list_runs(CHEETAH) if r.kind == "render"]
+    assert run.status == "done"
