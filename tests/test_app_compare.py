@@ -153,3 +153,37 @@ def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace,
     assert not reloaded.exception and not reloaded.error, reloaded.exception
     first_a, first_b = comparison.default_pair(workspace.store.list_policies(CHEETAH))
     assert (reloaded.selectbox(key="policy_a").value, reloaded.selectbox(key="policy_b").value) == (first_a, first_b)
+
+
+def test_a_task_switch_gives_that_tasks_default_pair_not_one_policy_twice(app, workspace):
+    from conftest import HOPPER
+
+    hopper = workspace.store.list_policies(HOPPER)
+    assert len(hopper) >= 2, "the shipped Hopper policies"
+    open_compare(app, 2, 1)
+    app.session_state["task_id"] = HOPPER  # the sidebar's choice (AppTest leaves the sidebar out of this page's run)
+    app.run()
+    assert not app.exception, app.exception
+    chosen = (app.selectbox(key="policy_a").value, app.selectbox(key="policy_b").value)
+    assert chosen == comparison.default_pair(hopper) and chosen[0] != chosen[1], chosen
+    assert not app.error, [e.value for e in app.error]
+    app.session_state["task_id"] = CHEETAH
+    app.run()
+    chosen = (app.selectbox(key="policy_a").value, app.selectbox(key="policy_b").value)
+    assert chosen == comparison.default_pair(workspace.store.list_policies(CHEETAH)), chosen
+
+
+def test_an_address_naming_one_policy_of_another_task_still_compares_two(app, workspace):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import HOPPER
+    from test_app import APP, TIMEOUT
+
+    first_a, first_b = comparison.default_pair(workspace.store.list_policies(CHEETAH))
+    hopper = workspace.store.list_policies(HOPPER)[0].id
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params = {"task": CHEETAH, "policy_a": str(first_b), "policy_b": str(hopper)}
+    reloaded.run()
+    reloaded.switch_page("pages/compare.py").run()
+    assert (reloaded.selectbox(key="policy_a").value, reloaded.selectbox(key="policy_b").value) == (first_b, first_a)
+    assert not reloaded.error, [e.value for e in reloaded.error]

@@ -86,6 +86,11 @@ def kept(widget_key: str, options: list | None = None, in_url: bool = False, **d
     ``options``) it is also kept in the page's address, so it outlives a reload too. Use as
     ``st.text_input("Name", **ui.kept("name"))``."""
     plain = f"kept_{widget_key}"
+    if options is not None and st.session_state.get(widget_key, options[0] if options else None) not in options:
+        del st.session_state[widget_key]  # e.g. a policy of the task before a switch: this task's default instead
+        st.session_state.pop(plain, None)
+        if in_url and widget_key in st.query_params:
+            del st.query_params[widget_key]
     if in_url and widget_key not in st.session_state and plain not in st.session_state:
         if (found := _from_url(widget_key, options or [])) is not None:  # a reload: a new session
             st.session_state[plain] = found
