@@ -63,9 +63,10 @@ def _imported(filename: str, task_id: str, policy: PolicyRecord, added: bool) ->
     return said if added else f"{said}; nothing new was added"
 
 
-def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
-    """Check and register an uploaded policy, once: the same file again returns the policy it already is. The
-    message says which, under the name the user gave the file, and whether it fits ``task_id``."""
+def register_policy(ws: Workspace, filename: str, data: bytes) -> tuple[PolicyRecord, bool]:
+    """Check an uploaded policy file and register it, once: the same bytes again give the policy they already are.
+    Returns (the policy, whether it was added now); a file that is not a usable policy raises a ValueError that
+    names it by ``filename``."""
     from prefine_core.envs import SafetyTask
     from prefine_core.files import atomic_path
     from prefine_core.policy import CheckpointError, check_compatible, load_policy
@@ -83,7 +84,7 @@ def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     meta = policy.meta
     known = ws.policy_with_bytes(meta.task_id, data)
     if known is not None:
-        return _imported(filename, task_id, known, added=False)
+        return known, False
     name = Path(filename).name
     target = ws.imported_policy_path(data)  # two imports of one new file at once write one file and one row
     shown = f"{meta.name} from {name}" if meta.name else Path(name).stem  # the file's name tells imports apart
@@ -97,12 +98,29 @@ def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
         if not existed:
             target.unlink(missing_ok=True)
         raise
-    return _imported(filename, task_id, ws.store.get_policy(policy_id), added=True)
+    return ws.store.get_policy(policy_id), True
+
+
+def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
+    """:func:`register_policy`, said in words under the name the user gave the file, and whether it fits ``task_id``."""
+    return _imported(filename, task_id, *register_policy(ws, filename, data))
+
+
+def import_zip(ws: Workspace, filename: str, data: bytes) -> dict:
+    """Import an export bundle that arrived as a zip (:func:`export_zip`'s download); returns the counts of
+    :func:`prefine_core.exchange.import_bundle`."""
+    from prefine_core.exchange import import_bundle
+
+    with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
+        try:
+            return import_bundle(ws, _unpack(data, Path(tmp)))
+        except ValueError as exc:
+            raise ValueError(f"{filename}: {exc}") from None
 
 
 def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
     """Import one uploaded file; returns what was added, in words."""
-    from prefine_core.exchange import import_bundle, import_hdf5
+    from prefine_core.exchange import import_hdf5
 
     suffix = Path(filename).suffix.lower().lstrip(".")
     if suffix not in ACCEPTED or "\0" in filename:
@@ -111,12 +129,12 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
         raise ValueError(f"{filename} is empty; {_WHAT}")
     if suffix == "safetensors":
         return import_policy(ws, filename, data, task_id)
+    if suffix == "zip":
+        counts = import_zip(ws, filename, data)
+        here = counts["labels_already_here"]
+        return (f"imported {counts['pairs']} pairs, {counts['labels']} label rows, {counts['trajectories']} clips"
+                + (f"; {here} label rows were already here and were not added again" if here else ""))
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
-        if suffix == "zip":
-            counts = import_bundle(ws, _unpack(data, Path(tmp)))
-            here = counts["labels_already_here"]
-            return (f"imported {counts['pairs']} pairs, {counts['labels']} label rows, {counts['trajectories']} clips"
-                    + (f"; {here} label rows were already here and were not added again" if here else ""))
         if not data.startswith(b"\x89HDF\r\n\x1a\n"):
             raise ValueError(f"{filename} is not an HDF5 file (its first bytes are wrong); {_WHAT}")
         path = Path(tmp) / Path(filename).name

@@ -502,7 +502,9 @@ def test_annotator_name_with_markup_is_shown_as_text(ws, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     clips = ws.store.list_trajectories()
-    ws.store.add_pair(clips[0].id, clips[3].id, "random", 0.0, "a pair for the markup test")
+    video = ws.videos_dir / "markup-pair.mp4"  # a choice waits for a video
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    ws.store.add_pair(clips[0].id, clips[3].id, "random", 0.0, "a pair for the markup test", video_path=str(video))
     monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
     monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)

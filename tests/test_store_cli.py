@@ -61,3 +61,38 @@ def test_cli_rejects_a_bad_task(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["pairs", "--task", "SafetyCheetah-v9"])
     assert exc.value.code == 2 and "unknown task id" in capsys.readouterr().err
+
+
+def test_cli_import_takes_what_the_data_page_takes(tmp_path, capsys, monkeypatch):
+    """The zip the Data page downloads, a policy file, and a path that is not there, each said in words."""
+    from prefine_core import transfer
+    from prefine_core.policy import save_policy
+    from prefine_core.rollout import collect
+    from prefine_core.envs import SafetyTask
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    source = Workspace.open(tmp_path / "source", shipped=None)
+    with SafetyTask(CHEETAH) as task:
+        ids = [source.store.add_trajectory(collect(make_policy(CHEETAH), task, seed=s, max_steps=10), None, "t",
+                                           source.trajectories_dir) for s in range(2)]
+    source.store.add_label(source.store.add_pair(ids[0], ids[1], "random", 0.0, "r"), "ann", "left")
+    (tmp_path / "export.zip").write_bytes(transfer.export_zip(source, CHEETAH))
+    target = str(tmp_path / "target")
+    code, out = _run(capsys, "import", str(tmp_path / "export.zip"), "--workspace", target)
+    assert code == 0 and out["kind"] == "bundle" and (out["pairs"], out["labels"], out["trajectories"]) == (1, 1, 2)
+    code, out = _run(capsys, "import", str(tmp_path / "export.zip"), "--workspace", target)
+    assert code == 2 and "export.zip: everything in this export" in out["error"]
+
+    policy = save_policy(make_policy(CHEETAH), tmp_path / "mine.safetensors")
+    code, out = _run(capsys, "import", str(policy), "--workspace", target)
+    assert code == 0 and out["kind"] == "policy" and out["added"] is True and out["task_id"] == CHEETAH
+    code, again = _run(capsys, "import", str(policy), "--workspace", target)
+    assert code == 0 and again["policy_id"] == out["policy_id"] and again["added"] is False
+
+    code, out = _run(capsys, "import", str(tmp_path / "nowhere.zip"), "--workspace", target)
+    assert code == 2 and "nowhere.zip does not exist" in out["error"]
+    (tmp_path / "notes.txt").write_text("hello")
+    code, out = _run(capsys, "import", str(tmp_path / "notes.txt"), "--workspace", target)
+    assert code == 2 and "not a file PREFINE Studio can import" in out["error"]

@@ -98,18 +98,29 @@ def _export(args: argparse.Namespace) -> dict:
 
 
 def _import(args: argparse.Namespace) -> dict:
+    """The same imports as the Data page's uploader, from a path."""
+    from prefine_core import transfer
     from prefine_core.exchange import import_bundle, import_hdf5
 
     ws = _workspace(args)
     path = Path(args.path)
+    what = "an export folder or .zip, a .safetensors policy, or an .hdf5/.h5 dataset"
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; give {what}")
     if path.is_dir():
         return {"kind": "bundle", **import_bundle(ws, path)}
-    if path.suffix.lower() in (".hdf5", ".h5"):
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return {"kind": "bundle", **transfer.import_zip(ws, path.name, path.read_bytes())}
+    if suffix == ".safetensors":
+        policy, added = transfer.register_policy(ws, path.name, path.read_bytes())
+        return {"kind": "policy", "policy_id": policy.id, "name": policy.name, "task_id": policy.task_id, "added": added}
+    if suffix in (".hdf5", ".h5"):
         if args.task is None:
             raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
         return {"kind": "hdf5", **import_hdf5(ws, path, args.task, clip_length=args.clip_length,
                                               max_episodes=args.max_episodes, source=args.source)}
-    raise ValueError(f"{path} is neither an export folder nor an .hdf5/.h5 file")
+    raise ValueError(f"{path} is not a file PREFINE Studio can import; give {what}")
 
 
 def _agreement(args: argparse.Namespace) -> dict:
@@ -180,8 +191,9 @@ def register(command) -> None:
     p.add_argument("--no-policies", action="store_true", help="leave the policy checkpoints out")
     p.set_defaults(handler=_export)
 
-    p = with_workspace(command("import", "import an export folder, or a DSRL/D4RL HDF5 dataset as pool clips"))
-    p.add_argument("path", help="export folder, or .hdf5/.h5 file")
+    p = with_workspace(command("import", "import an export (folder or .zip), a .safetensors policy, or a DSRL/D4RL "
+                                         "HDF5 dataset as pool clips"))
+    p.add_argument("path", help="export folder or .zip (as the Data page downloads it), .safetensors policy, or .hdf5/.h5 file")
     p.add_argument("--task", type=_task, default=None, help="task the HDF5 dataset was recorded in")
     p.add_argument("--clip-length", type=non_negative_int, default=200, help="HDF5: clip length, 0 = whole episodes")
     p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes")
