@@ -50,7 +50,14 @@ with left:
     pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"))
     if pair is None:
         st.session_state.pop("pair_id", None)  # nothing on screen for a choice to go to
-        st.success("No pairs left for you in this task. Prepare more on the Home page, or fine-tune now.")
+        if (job := pool.video_job(ws, task)) is not None:
+            st.info(f"Pairs are being prepared (run {job.id}); the first appears here as soon as its video is ready.")
+            st.fragment(run_every=3.0)(ui.survives_outage(
+                lambda: labelling.current_pair(ws.store, name, task, None) is not None and st.rerun()))()
+        elif labelling.progress(ws.store, name, task)["mine"]:
+            st.success("No pairs left for you in this task. Prepare more on the Home page, or fine-tune on your labels.")
+        else:
+            st.info("No pairs to label in this task yet: prepare some on the Home page.")
         st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
         st.button("Undo my last label", key="undo", on_click=act, args=("undo",),
                   help="takes back your most recent label in this task and shows that pair again")

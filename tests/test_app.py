@@ -98,7 +98,7 @@ def test_a_task_switch_or_a_new_name_never_keeps_a_pair_that_is_not_theirs(tmp_p
     app.run()
     assert not app.exception, app.exception
     assert "pair_id" not in app.session_state and not _has_button(app, "choice_left")  # no pairs of that task
-    assert any("No pairs left" in m.value for m in app.success)
+    assert [m.value for m in app.info] == ["No pairs to label in this task yet: prepare some on the Home page."]
     labels = workspace.store.effective_labels()
     assert "switcher" not in labels.annotator.tolist()
     app.session_state["task_id"] = CHEETAH
@@ -281,7 +281,7 @@ def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
     assert at.button(key="prepare").proto.type == "primary"
     at.switch_page("pages/label.py").run()
     at.text_input(key="annotator").input("zoe").run()
-    assert any("No pairs left" in s.value for s in at.success)
+    assert any("No pairs to label in this task yet" in i.value for i in at.info), "nothing to fine-tune on yet"
     at.switch_page("pages/compare.py").run()
     assert not at.exception
     at.switch_page("pages/finetune.py").run()
@@ -319,3 +319,17 @@ def test_a_reload_opens_the_finetune_page_on_the_run_in_its_address(app, workspa
     reloaded.switch_page("pages/finetune.py").run()
     assert not reloaded.exception, reloaded.exception
     assert reloaded.selectbox(key="run_select").value == older, "not the newest run, which a first visit opens on"
+
+
+def test_label_says_pairs_are_on_their_way_while_a_job_prepares_them(tmp_path, monkeypatch):
+    from prefine_core import jobs
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # queued: what the page sees while one starts
+    run_id = jobs.launch(ws, "prepare", CHEETAH, None, {})
+    at = _app_on(ws, monkeypatch).run()
+    at.switch_page("pages/label.py").run()
+    at.text_input(key="annotator").input("zoe").run()
+    assert not at.exception, at.exception
+    assert any(f"Pairs are being prepared (run {run_id})" in i.value for i in at.info), [i.value for i in at.info]
