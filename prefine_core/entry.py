@@ -21,9 +21,12 @@ def parse_number(label: str, text: object, whole: bool = False) -> int | float:
     if not typed:
         raise ValueError(f"{label} is empty: type {kind}")
     try:
+        if not typed.isascii():  # Python reads other scripts' digits too ("٣٠٠" is 300): a number here is 0-9
+            raise ValueError(typed)
         value = float(typed)
     except ValueError:
-        raise ValueError(f"{label} must be {kind}, got {typed!r}") from None
+        raise ValueError(f"{label} must be {kind} in digits 0-9, got {typed!r}" if not typed.isascii() else
+                         f"{label} must be {kind}, got {typed!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{label} must be a finite number, got {typed!r}")
     if not whole:

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from conftest import make_policy
 from prefine_core.cli import build_parser
 from prefine_core.policy import load_policy
 
@@ -75,3 +76,33 @@ def test_bad_arguments_exit_2_with_a_message(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_refused_command_line_with_json_is_one_line_and_one_json_object(tmp_path, capsys):
+    from prefine_core.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--policy", str(tmp_path / "x.safetensors"), "--episodes", "many", "--json"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    said = json.loads(out)["error"]
+    assert "argument --policy: no file at" in said and said in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:  # without --json, argparse's usage and message as always
+        main(["evaluate", "--policy", str(tmp_path / "x.safetensors"), "--episodes", "many"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == "" and err.startswith("usage:")
+
+
+def test_finetune_refuses_a_missing_workspace_and_an_out_that_is_a_file(tmp_path, capsys):
+    from prefine_core.cli import main
+    from prefine_core.policy import save_policy
+
+    policy = save_policy(make_policy("SafetyHalfCheetahVelocity-v1"), tmp_path / "p.safetensors")
+    code = main(["finetune", "--policy", str(policy), "--workspace", str(tmp_path / "nowhere"), "--json"])
+    assert code == 2 and "the workspace" in json.loads(capsys.readouterr().out)["error"]
+    assert not (tmp_path / "nowhere").exists(), "no workspace made where the labels were looked for"
+    (tmp_path / "taken").write_text("a file")
+    code = main(["finetune", "--policy", str(policy), "--pairs-from-teacher", "4", "--out", str(tmp_path / "taken"),
+                 "--json"])
+    assert code == 2 and "is a file; give a run folder" in json.loads(capsys.readouterr().out)["error"]
+    assert (tmp_path / "taken").read_text() == "a file"

@@ -18,6 +18,8 @@ def test_what_was_typed_becomes_that_number(typed, whole, value):
                                                  ("1e400", False, "x must be a finite number, got '1e400'"),
                                                  ("nan", False, "x must be a finite number"),
                                                  ("4k", False, "x must be a number, got '4k'"),
+                                                 ("٣٠٠", True, "x must be a whole number in digits 0-9, got '٣٠٠'"),
+                                                 ("１０", False, "x must be a number in digits 0-9"),
                                                  (True, True, "x must be a whole number, got True")])
 def test_anything_else_is_refused_by_name(typed, whole, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

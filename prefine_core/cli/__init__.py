@@ -17,8 +17,22 @@ import sys
 _AREAS = ("foundation", "store", "finetune")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose refusals of a command line with ``--json`` are one line on stderr and one JSON object on
+    stdout, as every other refusal (the sub-commands' parsers are of this class too)."""
+    json_errors = False
+
+    def error(self, message: str):
+        if not _Parser.json_errors:
+            super().error(message)  # usage and the message on stderr, exit 2
+        said = f"{self.prog}: {message}"
+        print(f"error: {said}", file=sys.stderr)
+        print(json.dumps({"error": said}))
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m prefine_core", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m prefine_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -38,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _Parser.json_errors = "--json" in argv
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)

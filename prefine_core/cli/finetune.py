@@ -45,11 +45,15 @@ def _finetune(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(1)
     config = _config_from_args(args)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file; give a run folder (a new one, or a run's to resume it)")
     reference = load_policy(args.policy)
     task_id = reference.meta.task_id
     if args.workspace:
         from prefine_core.workspace import Workspace
 
+        if not Path(args.workspace).is_dir():  # labels are read from it: a new, empty one would only say so later
+            raise ValueError(f"the workspace {args.workspace} does not exist; give the folder the labels are in")
         pairs = Workspace.open(args.workspace).store.preference_pairs(task_id)
         if not pairs:
             raise ValueError(f"the workspace {args.workspace} has no decided labels for {task_id}; label some pairs first")
