@@ -50,7 +50,10 @@ with tabs[4]:
         c3.metric("Krippendorff's α", "—" if stats["krippendorff_alpha"] is None else f"{stats['krippendorff_alpha']:.2f}")
         st.caption("Agreement of each annotator with the true cost ordering, and Cohen's κ between annotators")
         st.dataframe(stats["annotators"], hide_index=True, width="stretch", key="agreement_table")
-        st.dataframe(stats["kappa"], hide_index=True, width="stretch", key="kappa_table")
+        if len(stats["kappa"]):
+            st.dataframe(stats["kappa"], hide_index=True, width="stretch", key="kappa_table")
+        else:
+            st.caption("Cohen's κ needs two annotators who judged the same pairs.")
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:

@@ -27,7 +27,7 @@ with st.form("finetune_form"):
         run_id = ui.guarded(launcher.launch_finetune, ws, task, start.id if start else None, values)
         if run_id is not None:
             ui.set_kept("run_select", run_id)
-            st.success(f"Run {run_id} started in the background; its curves appear below.")
+            st.toast(f"Run {run_id} started in the background; its curves appear below.")  # outlives the refreshes
 
 
 def run_actions(run) -> None:

@@ -272,7 +272,8 @@ def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
         name=f"run {run.id}: fine-tuned {start.name}", parent=start.name)
     summary = trainer.run()
     kind = "bc" if config.is_bc else "finetuned"
-    policy_id = ws.store.add_policy(f"run {run.id} ({kind}, {len(pairs)} pairs)", summary["path"], run.task_id, kind,
+    name = f"run {run.id} ({kind}, {len(pairs)} pairs, {config.steps} steps, seed {config.seed})"  # told apart in lists
+    policy_id = ws.store.add_policy(name, summary["path"], run.task_id, kind,
                                     parent_id=start.id, provenance={"run_id": run.id, "config": config.to_dict()})
     return {"output_policy_id": policy_id, "path": summary["path"], "selected_step": summary["selected_step"],
             "train_seconds": summary["train_seconds"]}

@@ -202,3 +202,17 @@ def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypa
     assert pool.clip_video(ws.store.trajectory_record(clip.id)) is not None
     assert not any(b.key == "render_clip" for b in app.button), "a rendered clip plays; it is not rendered again"
     assert len(app.get("video")) == 1
+
+
+def test_agreement_with_one_annotator_says_what_kappa_needs(ws, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/data.py").run()
+    assert not app.exception, app.exception
+    assert any(c.value == "Cohen's κ needs two annotators who judged the same pairs." for c in app.caption)
+    assert "kappa_table" not in [d.key for d in app.dataframe]
