@@ -52,7 +52,10 @@ def progress(run_id: int) -> None:
 
 
 if run is None:
-    st.caption("Not evaluated yet: press the button above (it runs in the background).")
+    swapped = comparison.latest_comparison(ws, b, a)
+    st.caption("Not evaluated yet: press the button above (it runs in the background)."
+               + (f" Run {swapped.id} compared these two the other way round: swap A and B to see it."
+                  if swapped is not None and swapped.status == "done" else ""))
 elif run.status in jobs.ACTIVE:
     progress(run.id)
 elif run.status != "done":

@@ -124,6 +124,8 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
+    open_compare(app, 3, 1)  # the same two the other way round: not run yet, and said where the result is
+    assert any(f"Run {run_id} compared these two the other way round" in c.value for c in app.caption)
 
 
 def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace, monkeypatch):

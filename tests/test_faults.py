@@ -33,10 +33,15 @@ def fake_clip(seed: int, length: int = 20):
                       terminated=False, truncated=True, seed=seed)
 
 
-def small_store(ws, n_pairs: int = 6) -> list[int]:
+def small_store(ws, n_pairs: int = 6, videos: bool = False) -> list[int]:
+    """``n_pairs`` pairs of fake clips; with ``videos``, each with a (fake) video file, as the Label page needs."""
+    video = ws.videos_dir / "fake.mp4"
+    if videos:
+        video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
     with ws.store.batch() as batch:
         ids = [batch.add_trajectory(fake_clip(s), None, "fault", ws.trajectories_dir) for s in range(n_pairs + 1)]
-        return [batch.add_pair(a, b, "random", 0.0, "fault test") for a, b in zip(ids, ids[1:])]
+        return [batch.add_pair(a, b, "random", 0.0, "fault test", video_path=str(video) if videos else None)
+                for a, b in zip(ids, ids[1:])]
 
 
 # -- writers killed mid-write -----------------------------------------------------------------------
@@ -264,7 +269,7 @@ def test_label_page_says_when_the_database_is_locked_and_keeps_the_pair(tmp_path
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
     ws.store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
-    small_store(ws)
+    small_store(ws, videos=True)
     monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
     monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)
