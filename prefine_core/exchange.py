@@ -254,8 +254,13 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
     theirs: dict[tuple[int, str], list[dict]] = {}
     for label in rows["labels"]:
         theirs.setdefault((label["pair_id"], label["annotator"]), []).append(label)
+    everywhere = {key for keys in history.values() for key in keys}
     for (pair_id, annotator), labels in theirs.items():
         keys = [_label_key(annotator, label["choice"], label["created_at"]) for label in labels]
+        if pair_id not in merge.pairs and everywhere.intersection(keys):
+            raise ValueError(f"pair {pair_id} of the export is not here, but {annotator}'s labels on it are, on "
+                             "another pair (its clips differ from those here): importing it would count them twice, "
+                             "so nothing was added")
         mine = history.get((merge.pairs[pair_id], annotator), []) if pair_id in merge.pairs else []
         if set(keys) <= set(mine):
             merge.labels_here += len(labels)

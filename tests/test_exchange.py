@@ -139,6 +139,23 @@ def test_a_history_carried_on_elsewhere_merges_and_one_that_went_another_way_is_
     assert labelled_ws.store.counts() == counts and len(labelled_ws.store.label_history()) == history
 
 
+def test_labels_here_on_a_pair_whose_clips_differ_are_refused_not_counted_twice(labelled_ws, tmp_path):
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.rollout import load_trajectory, save_trajectory
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    labelled = json.loads((tmp_path / "out" / "labels.jsonl").read_text().splitlines()[0])["pair_id"]
+    pair = next(json.loads(line) for line in (tmp_path / "out" / "pairs.jsonl").read_text().splitlines()
+                if json.loads(line)["id"] == labelled)
+    clip = load_trajectory(tmp_path / "out" / "arrays" / f"{pair['left_id']}.npz")
+    clip.obs[0, 0] += 1.0  # the same window, other numbers: no longer the clip that is here
+    save_trajectory(clip, tmp_path / "out" / "arrays", str(pair["left_id"]))
+    counts, history = labelled_ws.store.counts(), len(labelled_ws.store.label_history())
+    with pytest.raises(ValueError, match="labels on it are, on another pair"):
+        import_bundle(labelled_ws, tmp_path / "out")
+    assert labelled_ws.store.counts() == counts and len(labelled_ws.store.label_history()) == history
+
+
 def _corrupt_missing_array(out):
     next((out / "arrays").glob("*.npz")).unlink()
 
