@@ -86,7 +86,7 @@ def kept(widget_key: str, options: list | None = None, in_url: bool = False, **d
     ``options``) it is also kept in the page's address, so it outlives a reload too. Use as
     ``st.text_input("Name", **ui.kept("name"))``."""
     plain = f"kept_{widget_key}"
-    if options is not None and st.session_state.get(widget_key, options[0] if options else None) not in options:
+    if options is not None and widget_key in st.session_state and st.session_state[widget_key] not in options:
         del st.session_state[widget_key]  # e.g. a policy of the task before a switch: this task's default instead
         st.session_state.pop(plain, None)
         if in_url and widget_key in st.query_params:
