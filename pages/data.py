@@ -15,7 +15,7 @@ with tabs[0]:
         pick = st.selectbox("Preview pair", pairs.id.tolist(), key="preview_pair")
         pair = ws.store.get_pair(pick)
         if pair.video_ready:
-            st.video(pair.video_path, loop=True, muted=True)
+            st.columns([1, 1])[0].video(pair.video_path, loop=True, muted=True)
         elif (job := pool.video_job(ws, task)) is not None:
             st.caption(f"Its video is being rendered (run {job.id}).")
         else:
@@ -37,8 +37,8 @@ with tabs[2]:
             with st.spinner(f"Rendering clip {pick}…"):
                 if ui.guarded(pool.render_clip, ws, pick) is not None:
                     st.rerun()  # drawn again without the button
-        if video:
-            st.video(str(video if with_cost else plain_video_path(video)), loop=True, muted=True)
+        if video:  # at about its own size (256 px), not stretched across the page
+            st.columns([1, 2])[0].video(str(video if with_cost else plain_video_path(video)), loop=True, muted=True)
 with tabs[3]:
     st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, width="stretch", key="policies_table")
 with tabs[4]:
