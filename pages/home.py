@@ -24,8 +24,13 @@ st.progress(status.steps_done / len(demo.STEPS), text=status.progress_text)
 
 with st.container(border=True):
     st.markdown(f"**1 · Pairs to judge** — {status.pairs} pairs, {status.videos_ready} videos ready")
-    if status.preparing:
-        st.caption("Rolling out the policies and rendering videos in the background; labelling can start with the first video.")
+    if status.preparing and (job := pool.video_job(ws, task)) is not None:
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        c1.caption(f"{'Rolling out the policies and rendering' if job.kind == 'prepare' else 'Rendering'} videos in the "
+                   f"background (run {job.id}): {status.videos_ready} of {status.pairs} ready; labelling can start "
+                   "with the first video.")
+        c2.button("Cancel", key="cancel_videos", on_click=jobs.cancel, args=(ws, job.id),
+                  help="stops the job; the videos rendered so far stay, the rest can be rendered later")
     elif status.videos_ready < status.pairs:
         st.caption(f"{status.pairs - status.videos_ready} pairs have no video yet (made without rendering, or imported).")
         st.button("Render the missing videos", key="render_missing", on_click=lambda: ui.guarded(pool.render_missing, ws, task),

@@ -104,3 +104,7 @@ def test_pairs_without_video_are_said_and_rendered_in_one_job_on_request(ws, mon
     [run] = [r for r in ws.store.list_runs(CHEETAH) if r.kind == "render"]
     assert run.status == "queued"
     assert not any(b.key == "render_missing" for b in at.button), "while it renders, no second button"
+    assert any(c.value.startswith(f"Rendering videos in the background (run {run.id}): 5 of 6 ready") for c in at.caption)
+    at.button(key="cancel_videos").click().run()
+    assert ws.store.get_run(run.id).status == "cancelled"
+    assert any(b.key == "render_missing" for b in at.button), "and it can be started again"
