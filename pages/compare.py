@@ -15,9 +15,11 @@ ids = [p.id for p in policies]
 names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
 first_a, first_b = comparison.default_pair(policies)
 c1, c2, c3 = st.columns([3, 3, 1])
-a = c1.selectbox("A (before)", ids, format_func=names.get, **ui.kept("policy_a", ids, in_url=True, index=ids.index(first_a)))
+a = c1.selectbox("A (before)", ids, format_func=names.get,
+                 **ui.kept(ui.scoped("policy_a", task), ids, in_url="policy_a", index=ids.index(first_a)))
 first_b = first_b if first_b != a else first_a  # A came from the address or a kept choice: B's default is another
-b = c2.selectbox("B (after)", ids, format_func=names.get, **ui.kept("policy_b", ids, in_url=True, index=ids.index(first_b)))
+b = c2.selectbox("B (after)", ids, format_func=names.get,
+                 **ui.kept(ui.scoped("policy_b", task), ids, in_url="policy_b", index=ids.index(first_b)))
 # Text, not a number field: a browser's number field rounds or holds back what it cannot hold (1e9 arrived as 1, 2.5
 # as 2) and the page would evaluate a count nobody typed; comparison_config says what is wrong instead.
 episodes = c3.text_input("Episodes", help="1 to 100; evaluation seeds 10000, 10001, …; the same for A and B",

@@ -26,7 +26,7 @@ with st.form("finetune_form"):
     if st.form_submit_button("Launch", type="primary"):
         run_id = ui.guarded(launcher.launch_finetune, ws, task, start.id if start else None, values)
         if run_id is not None:
-            ui.set_kept("run_select", run_id)
+            ui.set_kept(ui.scoped("run_select", task), run_id)
             st.toast(f"Run {run_id} started in the background; its curves appear below.")  # outlives the refreshes
 
 
@@ -106,10 +106,9 @@ if table.empty:
     st.stop()
 jobs_table(launcher.run_states(table))
 ids = table.id.tolist()
-if st.session_state.get("run_select", ids[0]) not in ids:  # a run deleted meanwhile
-    st.session_state.pop("run_select")
-c1, c2, c3 = st.columns([2, 3, 1])  # kept across pages (the newest run until another is picked)
-run_id = c1.selectbox("Run", ids, format_func=lambda i: f"run {i}", **ui.kept("run_select", ids, in_url=True, index=0))
+c1, c2, c3 = st.columns([2, 3, 1])  # kept across pages and in the address (the newest run until another is picked)
+run_id = c1.selectbox("Run", ids, format_func=lambda i: f"run {i}",
+                      **ui.kept(ui.scoped("run_select", task), ids, in_url="run_select", index=0))
 smoothing = c2.slider("Smoothing", 0.0, 0.99, help="of the per-step curves (losses, accuracy, KL); validation points "
                       "are drawn as measured", **ui.kept("smoothing", value=0.6), step=0.01)
 limit = c3.number_input("Cost limit line", min_value=0.0, max_value=1e6, step=5.0,

@@ -65,7 +65,7 @@ with st.container(border=True):
         values = {**PrefineConfig().to_dict(), **demo.DEMO_FINETUNE}
         run_id = ui.guarded(launch_finetune, ws, task, status.reference_id, values)
         if run_id is not None:
-            ui.set_kept("run_select", run_id)  # the Fine-tune page opens on it
+            ui.set_kept(ui.scoped("run_select", task), run_id)  # the Fine-tune page opens on it
             st.switch_page("pages/finetune.py")
     st.page_link("pages/finetune.py", label="Fine-tune page: all settings and curves", icon=":material/monitoring:")
 

@@ -10,6 +10,7 @@ from conftest import CHEETAH, make_policy
 
 TIMEOUT = 60
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+RUN = f"run_select.{CHEETAH}"  # the Fine-tune page's run box, one per task (ui.scoped)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def test_the_finetune_page_lists_fine_tunes_not_other_jobs(app, workspace):
         workspace.store.update_run(run_id, status="done")
     app.switch_page("pages/finetune.py").run()
     assert not app.exception, app.exception
-    shown = app.selectbox(key="run_select").options
+    shown = app.selectbox(key=RUN).options
     finetunes = [r.id for r in workspace.store.list_runs(CHEETAH) if r.kind == "prefine"]
     assert sorted(shown) == sorted(f"run {i}" for i in finetunes) and f"run {finetune}" in shown
     assert not any(f"run {i}" in shown for i in other)
@@ -226,7 +227,7 @@ def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     workspace.store.update_run(run_id, status="failed", error="ValueError: boom")
     app.switch_page("pages/finetune.py").run()  # a fresh session: nothing of this run is in session state
     assert not app.exception, app.exception
-    assert app.session_state["run_select"] == run_id
+    assert app.session_state[RUN] == run_id
     assert any("boom" in m.value for m in app.markdown)
     assert app.button(key=f"resume_{run_id}") is not None
     assert len(app.get("plotly_chart")) == 2
@@ -237,7 +238,7 @@ def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     assert sorted(limits()) == [0, 2] and not app.exception
     app.switch_page("pages/home.py").run()  # the run picked and the limit line outlive a visit to another page
     app.switch_page("pages/finetune.py").run()
-    assert app.session_state["run_select"] == run_id and sorted(limits()) == [0, 2]
+    assert app.session_state[RUN] == run_id and sorted(limits()) == [0, 2]
     app.button(key=f"resume_{run_id}").click().run()  # the page redraws at once with the run live again
     assert not app.exception, app.exception
     assert not any("boom" in m.value for m in app.markdown), [m.value for m in app.markdown]
@@ -260,7 +261,7 @@ def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_han
     (jobs.run_dir(workspace, run_id) / "result.json").write_text(json.dumps({"selected_step": 20}))
     workspace.store.update_run(run_id, status="done")
     app.switch_page("pages/finetune.py").run()
-    app.selectbox(key="run_select").set_value(run_id).run()
+    app.selectbox(key=RUN).set_value(run_id).run()
     assert not app.exception, app.exception
     assert app.selectbox(key=f"checkpoint_{run_id}").value == 20  # the trainer's choice first
     assert any(c.proto.spec.count("chosen by the trainer") for c in app.get("plotly_chart"))
@@ -311,14 +312,14 @@ def test_a_reload_opens_the_finetune_page_on_the_run_in_its_address(app, workspa
     older = workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
     workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 30})
     app.switch_page("pages/finetune.py").run()
-    app.selectbox(key="run_select").set_value(older).run()
+    app.selectbox(key=RUN).set_value(older).run()
     assert app.query_params["run_select"] == str(older)
     reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
     reloaded.query_params = dict(app.query_params)
     reloaded.run()
     reloaded.switch_page("pages/finetune.py").run()
     assert not reloaded.exception, reloaded.exception
-    assert reloaded.selectbox(key="run_select").value == older, "not the newest run, which a first visit opens on"
+    assert reloaded.selectbox(key=RUN).value == older, "not the newest run, which a first visit opens on"
 
 
 def test_label_says_pairs_are_on_their_way_while_a_job_prepares_them(tmp_path, monkeypatch):

@@ -10,14 +10,17 @@ from prefine_core import comparison, jobs
 from test_app import app, workspace  # noqa: F401  (the fixtures: a fresh small workspace for this module)
 
 
+A, B = f"policy_a.{CHEETAH}", f"policy_b.{CHEETAH}"  # Compare's boxes, one pair per task (ui.scoped)
+
+
 def compare_runs(ws) -> list:
     return [run for run in ws.store.list_runs(CHEETAH) if run.kind == "compare"]
 
 
 def open_compare(at, a: int, b: int, episodes: int | None = None):
     at.switch_page("pages/compare.py").run()
-    at.selectbox(key="policy_a").set_value(a)
-    at.selectbox(key="policy_b").set_value(b)
+    at.selectbox(key=A).set_value(a)
+    at.selectbox(key=B).set_value(b)
     if episodes is not None:
         at.text_input(key="episodes").set_value(str(episodes))
     at.run()
@@ -30,14 +33,14 @@ def test_choices_outlive_a_visit_to_another_page(app):
     app.switch_page("pages/data.py").run()
     app.switch_page("pages/compare.py").run()
     assert not app.exception, app.exception
-    assert (app.selectbox(key="policy_a").value, app.selectbox(key="policy_b").value) == (1, 2)
+    assert (app.selectbox(key=A).value, app.selectbox(key=B).value) == (1, 2)
     assert app.text_input(key="episodes").value == "2"
 
 
 def test_the_default_pair_is_two_different_policies(app):
     app.switch_page("pages/compare.py").run()
-    reference = app.selectbox(key="policy_a").value
-    assert app.selectbox(key="policy_b").value != reference
+    reference = app.selectbox(key=A).value
+    assert app.selectbox(key=B).value != reference
     assert not app.error
 
 
@@ -145,7 +148,7 @@ def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace,
     assert reloaded.toggle(key="demo_toggle").value is True and reloaded.session_state["task_id"] == CHEETAH
     reloaded.switch_page("pages/compare.py").run()
     assert not reloaded.exception, reloaded.exception
-    assert (reloaded.selectbox(key="policy_a").value, reloaded.selectbox(key="policy_b").value) == (2, 1)
+    assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (2, 1)
 
     reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # an address naming what is not there
     reloaded.query_params = {"policy_a": "999", "policy_b": "x", "task": "SafetyNope-v0", "demo": "yes"}
@@ -154,10 +157,12 @@ def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace,
     reloaded.switch_page("pages/compare.py").run()
     assert not reloaded.exception and not reloaded.error, reloaded.exception
     first_a, first_b = comparison.default_pair(workspace.store.list_policies(CHEETAH))
-    assert (reloaded.selectbox(key="policy_a").value, reloaded.selectbox(key="policy_b").value) == (first_a, first_b)
+    assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (first_a, first_b)
 
 
-def test_a_task_switch_gives_that_tasks_default_pair_not_one_policy_twice(app, workspace):
+def test_a_task_switch_gives_that_tasks_own_pair_and_coming_back_the_first_tasks(app, workspace):
+    """Each task has its own A and B boxes: a switch never shows one task's policies among the other's (the
+    browser kept showing the old names while the server evaluated the new task's defaults)."""
     from conftest import HOPPER
 
     hopper = workspace.store.list_policies(HOPPER)
@@ -166,13 +171,13 @@ def test_a_task_switch_gives_that_tasks_default_pair_not_one_policy_twice(app, w
     app.session_state["task_id"] = HOPPER  # the sidebar's choice (AppTest leaves the sidebar out of this page's run)
     app.run()
     assert not app.exception, app.exception
-    chosen = (app.selectbox(key="policy_a").value, app.selectbox(key="policy_b").value)
+    chosen = (app.selectbox(key=f"policy_a.{HOPPER}").value, app.selectbox(key=f"policy_b.{HOPPER}").value)
     assert chosen == comparison.default_pair(hopper) and chosen[0] != chosen[1], chosen
     assert not app.error, [e.value for e in app.error]
+    assert "policy_a" not in app.query_params, "the address no longer names the other task's policy"
     app.session_state["task_id"] = CHEETAH
     app.run()
-    chosen = (app.selectbox(key="policy_a").value, app.selectbox(key="policy_b").value)
-    assert chosen == comparison.default_pair(workspace.store.list_policies(CHEETAH)), chosen
+    assert (app.selectbox(key=A).value, app.selectbox(key=B).value) == (2, 1), "the first task's own choice"
 
 
 def test_an_address_naming_one_policy_of_another_task_still_compares_two(app, workspace):
@@ -187,5 +192,5 @@ def test_an_address_naming_one_policy_of_another_task_still_compares_two(app, wo
     reloaded.query_params = {"task": CHEETAH, "policy_a": str(first_b), "policy_b": str(hopper)}
     reloaded.run()
     reloaded.switch_page("pages/compare.py").run()
-    assert (reloaded.selectbox(key="policy_a").value, reloaded.selectbox(key="policy_b").value) == (first_b, first_a)
+    assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (first_b, first_a)
     assert not reloaded.error, [e.value for e in reloaded.error]

@@ -78,28 +78,36 @@ def _from_url(name: str, options: list):
     return next((option for option in options if str(option) == wanted), None) if wanted is not None else None
 
 
-def kept(widget_key: str, options: list | None = None, in_url: bool = False, **defaults) -> dict:
+def scoped(name: str, scope: str) -> str:
+    """The key of the widget ``name`` for ``scope`` (the task): a choice among one task's policies or runs is another
+    widget than the same choice among another task's, so a task switch never shows one task's choice in the other's."""
+    return f"{name}.{scope}"
+
+
+def kept(widget_key: str, options: list | None = None, in_url: str | bool = False, **defaults) -> dict:
     """Widget arguments that make the value of the widget ``widget_key`` outlive switching pages: Streamlit drops
     the state of a widget that a page run did not draw, so the value is also kept under a plain session key and
     handed back before the widget is drawn again — unless ``options`` no longer hold it (a deleted policy), when
     ``defaults`` (e.g. ``index=``, ``value=``) apply as on a first visit. With ``in_url`` (a choice among
-    ``options``) it is also kept in the page's address, so it outlives a reload too. Use as
+    ``options``; a string names its parameter, default ``widget_key``) it is also kept in the page's address, so it
+    outlives a reload too; an address naming none of the options loses that parameter. Use as
     ``st.text_input("Name", **ui.kept("name"))``."""
     plain = f"kept_{widget_key}"
+    url = (in_url if isinstance(in_url, str) else widget_key) if in_url else None
     if options is not None and widget_key in st.session_state and st.session_state[widget_key] not in options:
-        del st.session_state[widget_key]  # e.g. a policy of the task before a switch: this task's default instead
+        del st.session_state[widget_key]  # e.g. a policy deleted meanwhile: the default instead
         st.session_state.pop(plain, None)
-        if in_url and widget_key in st.query_params:
-            del st.query_params[widget_key]
-    if in_url and widget_key not in st.session_state and plain not in st.session_state:
-        if (found := _from_url(widget_key, options or [])) is not None:  # a reload: a new session
+    if url and url in st.query_params and _from_url(url, options or []) is None:
+        del st.query_params[url]  # it names nothing here (a deleted run, another task's policy, a typo)
+    if url and widget_key not in st.session_state and plain not in st.session_state:
+        if (found := _from_url(url, options or [])) is not None:  # a reload: a new session
             st.session_state[plain] = found
     if widget_key not in st.session_state and plain in st.session_state:
         if options is None or st.session_state[plain] in options:
             st.session_state[widget_key] = st.session_state[plain]
     given = widget_key in st.session_state  # a default beside a value set here would only draw a warning
-    if in_url and given:  # chosen, restored or set from code; a change of page clears the address
-        _to_url(widget_key, st.session_state[widget_key])
+    if url and given:  # chosen, restored or set from code; a change of page clears the address
+        _to_url(url, st.session_state[widget_key])
     return {"key": widget_key, "on_change": _keep, "args": (widget_key, plain), **({} if given else defaults)}
 
 
