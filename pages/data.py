@@ -17,7 +17,9 @@ with tabs[0]:
         if pair.video_ready:
             st.columns([1, 1])[0].video(pair.video_path, loop=True, muted=True)
         elif (job := pool.video_job(ws, task)) is not None:
-            st.caption(f"Its video is being rendered (run {job.id}).")
+            st.caption(f"Its video is being rendered (run {job.id}); it shows here when it is ready.")
+            ui.cancel_job_button(ws, job.id, key="cancel_videos")
+            st.fragment(run_every=2.0)(ui.survives_outage(lambda: ws.store.get_pair(pick).video_ready and st.rerun()))()
         else:
             st.caption("Its video is not rendered yet.")
             st.button("Render the missing videos", key="render_missing", on_click=lambda: ui.guarded(pool.render_missing, ws, task))

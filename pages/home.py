@@ -29,8 +29,8 @@ with st.container(border=True):
         c1.caption(f"{'Rolling out the policies and rendering' if job.kind == 'prepare' else 'Rendering'} videos in the "
                    f"background (run {job.id}): {status.videos_ready} of {status.pairs} ready; labelling can start "
                    "with the first video.")
-        c2.button("Cancel", key="cancel_videos", on_click=jobs.cancel, args=(ws, job.id),
-                  help="stops the job; the videos rendered so far stay, the rest can be rendered later")
+        with c2:
+            ui.cancel_job_button(ws, job.id, key="cancel_videos")
     elif status.videos_ready < status.pairs:
         st.caption(f"{status.pairs - status.videos_ready} pairs have no video yet (made without rendering, or imported).")
         st.button("Render the missing videos", key="render_missing", on_click=lambda: ui.guarded(pool.render_missing, ws, task),

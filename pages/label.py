@@ -77,6 +77,7 @@ with left:
             if job is not None:
                 st.warning(f"This pair's video is being rendered (run {job.id}); it appears here as soon as it is "
                            "ready. A choice waits for it.")
+                ui.cancel_job_button(ws, job.id, key="cancel_videos")
             else:
                 st.warning("This pair has no video, and nothing is rendering it (pairs made without --render, or "
                            "imported). A choice waits for it.")

@@ -140,6 +140,12 @@ def sidebar(ws: Workspace) -> None:
         del st.query_params["demo"]
 
 
+def cancel_job_button(ws: Workspace, run_id: int, key: str) -> None:
+    """A button that cancels background run ``run_id`` (a video job, say, named on a page that has no run list)."""
+    st.button(f"Cancel run {run_id}", key=key, on_click=jobs.cancel, args=(ws, run_id),
+              help="stops it; what it finished stays (rendered videos, for one); it can be started again")
+
+
 def annotator() -> str:
     """This session's annotator name ('' until entered; kept across pages); never shared between sessions."""
     return (st.session_state.get("annotator") or st.session_state.get("kept_annotator") or "").strip()
