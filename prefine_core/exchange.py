@@ -207,6 +207,24 @@ def _same_arrays(a: Trajectory, b: Trajectory) -> bool:
             and np.array_equal(a.obs, b.obs) and np.array_equal(a.actions, b.actions))
 
 
+class _ClipsHere:
+    """The workspace's clips of some tasks, found by their window (task, seed, start, length) and then their arrays:
+    an imported clip that is one of them is the same clip, not a new one."""
+
+    def __init__(self, store, task_ids):
+        self.store, self.by_window = store, {}
+        for task_id in task_ids:
+            for record in store.list_trajectories(task_id):
+                self.by_window.setdefault((record.task_id, record.seed, record.start, record.length), []).append(record.id)
+
+    def find(self, clip: Trajectory) -> int | None:
+        """The id of the clip here with ``clip``'s window and arrays, if any."""
+        for candidate in self.by_window.get((clip.task_id, clip.seed, clip.start, clip.length), []):
+            if _same_arrays(clip, self.store.get_trajectory(candidate)):
+                return candidate
+        return None
+
+
 @dataclass
 class _Merge:
     """How a bundle lands in a workspace that may hold part of it already: what is mapped onto rows here, and
@@ -233,15 +251,10 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
                 next((q for q in store.list_policies(p["task_id"]) if q.path == str(p["path"])), None))
         if here is not None:
             merge.policies[p["id"]] = here.id
-    by_window: dict[tuple, list] = {}
-    for task_id in {t["task_id"] for t in rows["trajectories"]}:
-        for record in store.list_trajectories(task_id):
-            by_window.setdefault((record.task_id, record.seed, record.start, record.length), []).append(record.id)
+    here = _ClipsHere(store, {t["task_id"] for t in rows["trajectories"]})
     for t in rows["trajectories"]:
-        for candidate in by_window.get((t["task_id"], t["seed"], t["start"], t["length"]), []):
-            if _same_arrays(arrays[t["id"]], store.get_trajectory(candidate)):
-                merge.trajectories[t["id"]] = candidate
-                break
+        if (found := here.find(arrays[t["id"]])) is not None:
+            merge.trajectories[t["id"]] = found
     local_pairs = {(p.left_id, p.right_id): p.id for task_id in {p["task_id"] for p in rows["pairs"]}
                    for p in store.list_pairs(task_id)}
     for p in rows["pairs"]:
@@ -392,6 +405,13 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
                          f"{task_id} has {dims[0]} and {dims[1]}")
     episodes = episodes_from_arrays(data, task_id, path.name)[:max_episodes]
     source = source or f"dataset:{path.name}"
+    cut = [clip for e in episodes for clip in clips(e, clip_length)]
+    here = _ClipsHere(ws.store, [task_id])
+    new = [clip for clip in cut if here.find(clip) is None]  # imported before: not twice in the pool
+    if cut and not new:
+        raise ValueError(f"all {len(cut)} clips of {path.name} are already in the workspace (it was imported before "
+                         "with this clip length); nothing was added")
     with ws.store.batch() as batch:
-        ids = [batch.add_trajectory(clip, None, source, ws.trajectories_dir) for e in episodes for clip in clips(e, clip_length)]
-    return {"source": source, "episodes": len(episodes), "clips": len(ids), "steps": int(sum(e.length for e in episodes))}
+        ids = [batch.add_trajectory(clip, None, source, ws.trajectories_dir) for clip in new]
+    return {"source": source, "episodes": len(episodes), "clips": len(ids), "steps": int(sum(e.length for e in episodes)),
+            "clips_already_here": len(cut) - len(new)}

@@ -245,7 +245,7 @@ def test_hdf5_import_splits_episodes_into_clips(tmp_path, two_episodes):
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
     result = import_hdf5(ws, _dsrl_file(tmp_path / "cheetah.hdf5", two_episodes), CHEETAH, clip_length=30)
-    assert result == {"source": "dataset:cheetah.hdf5", "episodes": 2, "clips": 4, "steps": 120}
+    assert result == {"source": "dataset:cheetah.hdf5", "episodes": 2, "clips": 4, "steps": 120, "clips_already_here": 0}
     records = ws.store.list_trajectories(CHEETAH, source="dataset:cheetah.hdf5")
     assert [(r.start, r.length, r.policy_id) for r in records] == [(0, 30, None), (30, 30, None)] * 2
     np.testing.assert_array_equal(ws.store.get_trajectory(records[3].id).obs, two_episodes[1].obs[30:60])
@@ -254,6 +254,21 @@ def test_hdf5_import_splits_episodes_into_clips(tmp_path, two_episodes):
     with pytest.raises(ValueError, match="with video"):  # dataset clips cannot be shown to people
         generate_pairs(ws.store, CHEETAH, 2)
     assert len(generate_pairs(ws.store, CHEETAH, 2, include_datasets=True)) == 2
+
+
+def test_an_hdf5_dataset_imported_again_adds_only_clips_not_here(tmp_path, two_episodes):
+    from prefine_core.exchange import import_hdf5
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    path = _dsrl_file(tmp_path / "cheetah.hdf5", two_episodes)
+    import_hdf5(ws, path, CHEETAH, clip_length=30, max_episodes=1)
+    more = import_hdf5(ws, path, CHEETAH, clip_length=30)  # the second episode is new, the first is here
+    assert (more["clips"], more["clips_already_here"]) == (2, 2) and ws.store.counts()["trajectories"] == 4
+    with pytest.raises(ValueError, match="all 4 clips of cheetah.hdf5 are already in the workspace"):
+        import_hdf5(ws, path, CHEETAH, clip_length=30)
+    assert ws.store.counts()["trajectories"] == 4
+    assert import_hdf5(ws, path, CHEETAH, clip_length=60)["clips"] == 2, "other windows are other clips"
 
 
 @pytest.mark.parametrize("kwargs, message", [
