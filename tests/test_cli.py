@@ -70,6 +70,7 @@ def test_tiny_pretrain_then_rollout_evaluate_render(tmp_path):
     (["evaluate", "--policy", "no/such/file.safetensors"], "no file at"),
     (["evaluate", "--policy", "README.md"], "not a readable safetensors policy"),
     (["render", "--policy", "README.md", "--out", "x.gif"], "must end in .mp4"),
+    (["evaluate", "--policy", "README.md", "--episodes", "٣"], "expected digits 0-9, got '٣'"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = cli(*args)

@@ -96,3 +96,13 @@ def test_cli_import_takes_what_the_data_page_takes(tmp_path, capsys, monkeypatch
     (tmp_path / "notes.txt").write_text("hello")
     code, out = _run(capsys, "import", str(tmp_path / "notes.txt"), "--workspace", target)
     assert code == 2 and "not a file PREFINE Studio can import" in out["error"]
+
+
+@pytest.mark.parametrize("command", [["export"], ["agreement"], ["label-synthetic"], ["pairs", "--render-only"],
+                                     ["pairs", "--task", CHEETAH, "--n", "2"]])
+def test_a_command_that_reads_a_workspace_refuses_one_that_is_not_there(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    missing = tmp_path / "typo"
+    code, out = _run(capsys, *command, "--workspace", str(missing))
+    assert code == 2 and f"the workspace {missing} does not exist" in out["error"]
+    assert not missing.exists(), "no empty workspace made where one was looked for"

@@ -8,9 +8,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 
+def _ascii(text: str) -> str:
+    """Python reads other scripts' digits as numbers too (``int("٣")`` is 3); a number on the command line is 0-9."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"expected digits 0-9, got {text!r}")
+    return text
+
+
 def _whole_number(text: str, low: int) -> int:
     try:
-        value = int(text)
+        value = int(_ascii(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < low:
@@ -28,7 +35,7 @@ def non_negative_int(text: str) -> int:
 
 def _finite_number(text: str, positive: bool) -> float:
     try:
-        value = float(text)
+        value = float(_ascii(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not (value > 0 if positive else value >= 0) or value == float("inf"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefine_core.baselines import METHODS
 from prefine_core.bench import BenchConfig
-from prefine_core.cli.args import Progress, existing_file, positive_float, positive_int
+from prefine_core.cli.args import Progress, existing_file, non_negative_int, positive_float, positive_int
 from prefine_core.prefine import PrefineConfig, config_fields
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -142,7 +142,7 @@ def register(command) -> None:
                    help=f"methods at every budget, of {', '.join(METHODS)} (default {' '.join(BenchConfig.methods)})")
     b.add_argument("--top-methods", nargs="*", choices=METHODS, metavar="METHOD", default=list(BenchConfig.top_methods),
                    help=f"methods only at the largest budget (default {' '.join(BenchConfig.top_methods)})")
-    b.add_argument("--extra-seeds", type=int, default=2, help="seeds for ablation, paper protocol, rounds (0 skips them)")
+    b.add_argument("--extra-seeds", type=non_negative_int, default=2, help="seeds for ablation, paper protocol, rounds (0 skips them)")
     b.add_argument("--lagrangian-steps", type=positive_int, default=None,
                    help="env steps of the PPO-Lagrangian baseline (default: the reference's)")
     b.add_argument("--lagrange-lr", type=positive_float, default=0.05,

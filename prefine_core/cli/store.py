@@ -7,9 +7,14 @@ from pathlib import Path
 from prefine_core.cli.args import Progress, non_negative_float, non_negative_int, positive_int
 
 
-def _workspace(args: argparse.Namespace):
+def _workspace(args: argparse.Namespace, existing: bool = True):
+    """The workspace of ``--workspace``; one that reads from it (``existing``) refuses a folder that is not there
+    instead of making an empty workspace in a mistyped place and reporting nothing in it."""
     from prefine_core.workspace import Workspace
 
+    if existing and args.workspace and not Path(args.workspace).is_dir():
+        raise ValueError(f"the workspace {args.workspace} does not exist (a new one is made by `pairs --collect` "
+                         "or `import`)")
     return Workspace.open(args.workspace)
 
 
@@ -46,7 +51,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def _pairs(args: argparse.Namespace) -> dict:
     from prefine_core import pool
 
-    ws = _workspace(args)
+    ws = _workspace(args, existing=args.render_only or not args.collect)
     result: dict = {"workspace": str(ws.root)}
     if not args.render_only:
         if args.task is None:
@@ -102,7 +107,7 @@ def _import(args: argparse.Namespace) -> dict:
     from prefine_core import transfer
     from prefine_core.exchange import import_bundle, import_hdf5
 
-    ws = _workspace(args)
+    ws = _workspace(args, existing=False)
     path = Path(args.path)
     what = "an export folder or .zip, a .safetensors policy, or an .hdf5/.h5 dataset"
     if not path.exists():
