@@ -30,8 +30,8 @@ with tabs[2]:
     st.dataframe(clips, hide_index=True, width="stretch", key="clips_table")
     if len(clips):
         pick = st.selectbox("Preview clip", clips.id.tolist(), key="preview_clip")
-        with_cost = st.toggle("Show cost overlay", value=True, key="clip_cost")
         record = ws.store.trajectory_record(pick)
+        with_cost = pool.renderable(record) and st.toggle("Show cost overlay", value=True, key="clip_cost")
         video = pool.clip_video(record)
         if video is None and not pool.renderable(record):
             st.caption(f"Clip {pick} comes from an imported dataset: there is no policy and seed to replay, so no video.")

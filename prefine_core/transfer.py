@@ -18,7 +18,7 @@ from prefine_core.workspace import Workspace
 
 MAX_UNPACKED = 2 * 1024**3
 ACCEPTED = ("zip", "h5", "hdf5", "safetensors")
-_WHAT = "upload a .zip exported from PREFINE Studio, a .hdf5 offline dataset or a .safetensors policy"
+_WHAT = "PREFINE Studio imports a .zip it exported, a .hdf5 offline dataset or a .safetensors policy"
 
 
 def export_zip(ws: Workspace, task_id: str | None) -> bytes:

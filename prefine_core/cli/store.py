@@ -140,7 +140,9 @@ def _checkpoints(args: argparse.Namespace) -> dict:
     from prefine_core.checkpoints import checkpoint_frame, register_checkpoint
 
     ws = _workspace(args)
-    ws.store.get_run(args.run)  # an unknown run is named, not listed as an empty table
+    run = ws.store.get_run(args.run)  # an unknown run is named, not listed as an empty table
+    if run.kind != "prefine":
+        raise ValueError(f"run {args.run} is a {run.kind} run, not a fine-tune: it has no checkpoints")
     result: dict = {"run_id": args.run}
     if args.register is not None:
         result["registered_policy_id"] = register_checkpoint(ws, args.run, args.register)
