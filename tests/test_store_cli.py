@@ -106,3 +106,23 @@ def test_a_command_that_reads_a_workspace_refuses_one_that_is_not_there(tmp_path
     code, out = _run(capsys, *command, "--workspace", str(missing))
     assert code == 2 and f"the workspace {missing} does not exist" in out["error"]
     assert not missing.exists(), "no empty workspace made where one was looked for"
+
+
+def test_cli_runs_lists_every_kind_and_cancels_one(tmp_path, capsys, monkeypatch):
+    from prefine_core import jobs
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # queued, as a run is while its process starts
+    render = jobs.launch(ws, "render", CHEETAH, None, {})
+    tune = ws.store.create_run(CHEETAH, None, "prefine", {"steps": 10})
+    ws.store.add_metrics(tune, 7, {"loss/total": 1.0})
+    ws.store.update_run(tune, status="failed", error="boom")
+    code, out = _run(capsys, "runs", "--workspace", str(ws.root))
+    assert code == 0 and [(r["id"], r["kind"], r["status"], r["step"]) for r in out["runs"]] == [
+        (tune, "prefine", "failed", 7), (render, "render", "queued", None)]
+    code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", str(render))
+    assert code == 0 and out["cancelled"] == render and ws.store.get_run(render).status == "cancelled"
+    code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", "999")
+    assert code == 2 and "999" in out["error"]

@@ -151,6 +151,29 @@ def _checkpoints(args: argparse.Namespace) -> dict:
     return result
 
 
+def _runs(args: argparse.Namespace) -> dict:
+    """Every background run (fine-tunes, comparisons, pair preparation, video rendering), as the app runs them; and
+    cancelling or resuming one."""
+    from prefine_core import jobs
+
+    ws = _workspace(args)
+    said = {}
+    if args.cancel is not None:
+        ws.store.get_run(args.cancel)  # named if unknown
+        jobs.cancel(ws, args.cancel)
+        said["cancelled"] = args.cancel
+    if args.resume is not None:
+        jobs.resume(ws, args.resume)
+        said["resumed"] = args.resume
+    jobs.reap(ws, args.task)
+    runs = ws.store.list_runs(args.task)
+    steps = ws.store.latest_steps([run.id for run in runs])
+    return {**said, "runs": [{"id": run.id, "kind": run.kind, "task_id": run.task_id, "status": run.status,
+                              "step": steps.get(run.id, (None, None))[1], "error": run.error,
+                              "created_at": run.created_at.isoformat() if run.created_at else None,
+                              "log": run.log_path} for run in runs]}
+
+
 def register(command) -> None:
     def with_workspace(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--workspace", default=None,
@@ -206,6 +229,14 @@ def register(command) -> None:
     p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes")
     p.add_argument("--source", default=None, help="HDF5: pool source name (default dataset:<file name>)")
     p.set_defaults(handler=_import)
+
+    p = with_workspace(command("runs", "list the background runs (fine-tunes, comparisons, pair preparation, video "
+                                       "rendering); cancel or resume one"))
+    p.add_argument("--task", type=_task, default=None, help="only this task's runs")
+    p.add_argument("--cancel", type=positive_int, default=None, metavar="RUN_ID", help="ask this run to stop")
+    p.add_argument("--resume", type=positive_int, default=None, metavar="RUN_ID",
+                   help="start a failed or cancelled run again from its last checkpoint")
+    p.set_defaults(handler=_runs)
 
     p = with_workspace(command("agreement", "agreement with the true cost ordering and between annotators"))
     p.add_argument("--task", type=_task, default=None, help="only this task")
