@@ -128,9 +128,12 @@ def validate_task_id(task_id: str) -> str:
     reason = _unbuildable(str(task_id))
     if reason:
         raise UnknownTaskError(f"task {task_id!r} cannot be built here: {reason}")
-    near = difflib.get_close_matches(str(task_id), known, n=5, cutoff=0.5)
-    hint = ", ".join(near) if near else ", ".join(known[:5]) + ", …"
-    raise UnknownTaskError(f"unknown task id {task_id!r}; nearest valid ids: {hint}")
+    near = difflib.get_close_matches(str(task_id), known, n=5, cutoff=0.6)  # 0.5 let "Bogus-v0" near "SafetyDoggoPush2-v0"
+    if near:
+        raise UnknownTaskError(f"unknown task id {task_id!r}; nearest valid ids: {', '.join(near)}")
+    shipped = [t for t in ("SafetyHalfCheetahVelocity-v1", "SafetyHopperVelocity-v1", "SafetyPointCircle1-v0") if t in known]
+    raise UnknownTaskError(f"unknown task id {task_id!r}: none of the {len(known)} Safety-Gymnasium ids is close to it; "
+                           f"the shipped policies are for {', '.join(shipped)}")
 
 
 def camera_for(task_id: str) -> str:

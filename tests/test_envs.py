@@ -47,8 +47,9 @@ def test_unknown_task_lists_nearest_ids():
     with pytest.raises(UnknownTaskError) as err:
         validate_task_id("SafetyHalfCheetahVelocity-v9")
     assert "SafetyHalfCheetahVelocity-v1" in str(err.value)
-    with pytest.raises(UnknownTaskError):
-        SafetyTask("NoSuchTask-v0")
+    with pytest.raises(UnknownTaskError, match="none of the .* ids is close to it; the shipped policies are for "
+                                              f"{CHEETAH}, {HOPPER}, {CIRCLE}"):
+        SafetyTask("Bogus-v0")  # not a list of unrelated ids called "nearest"
 
 
 def test_task_ids_cover_navigation_and_velocity():
