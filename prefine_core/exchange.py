@@ -310,11 +310,8 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
                     continue
                 path = p["path"]
                 if p["file"] is not None:
-                    data = (folder / p["file"]).read_bytes()
-                    target = ws.imported_policy_path(data)
-                    if not target.is_file():
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(data)
+                    target, wrote = ws.keep_imported_policy((folder / p["file"]).read_bytes())
+                    if wrote:
                         copied.append(target)
                     path = str(target)
                 provenance = dict(p["provenance"] or {}, imported_from=str(folder.resolve()), original_id=p["id"])

@@ -68,7 +68,6 @@ def register_policy(ws: Workspace, filename: str, data: bytes) -> tuple[PolicyRe
     Returns (the policy, whether it was added now); a file that is not a usable policy raises a ValueError that
     names it by ``filename``."""
     from prefine_core.envs import SafetyTask
-    from prefine_core.files import atomic_path
     from prefine_core.policy import CheckpointError, check_compatible, load_policy
 
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:  # checked before anything reaches the policies
@@ -86,16 +85,13 @@ def register_policy(ws: Workspace, filename: str, data: bytes) -> tuple[PolicyRe
     if known is not None:
         return known, False
     name = Path(filename).name
-    target = ws.imported_policy_path(data)  # two imports of one new file at once write one file and one row
     shown = f"{meta.name} from {name}" if meta.name else Path(name).stem  # the file's name tells imports apart
-    existed = target.is_file()
+    target, wrote = ws.keep_imported_policy(data)  # two imports of one new file at once: one file and one row
     try:
-        with atomic_path(target) as partial:
-            Path(partial).write_bytes(data)
         policy_id = ws.store.add_policy(shown, target, meta.task_id, "imported",
                                         provenance={"uploaded_as": filename, **meta.provenance})
     except BaseException:
-        if not existed:
+        if wrote:
             target.unlink(missing_ok=True)
         raise
     return ws.store.get_policy(policy_id), True

@@ -78,10 +78,19 @@ class Workspace:
     def policies_dir(self) -> Path:
         return self.root / "policies"
 
-    def imported_policy_path(self, data: bytes) -> Path:
-        """Where an imported checkpoint's bytes are kept: named by their hash, so importing the same file twice (two
-        tabs, two app instances, a bundle and an upload) writes one file, and the store keeps one row per path."""
-        return self.policies_dir / "imported" / f"{hashlib.sha256(data).hexdigest()[:24]}.safetensors"
+    def keep_imported_policy(self, data: bytes) -> tuple[Path, bool]:
+        """Write an imported checkpoint's bytes (atomically) where imports keep them: named by their hash, so importing
+        the same file twice (two tabs, two app instances, a bundle and an upload) writes one file, and the store keeps
+        one row per path. Returns the path and whether this call wrote it (a caller undoing a failed import removes
+        only a file it wrote)."""
+        from prefine_core.files import atomic_path
+
+        target = self.policies_dir / "imported" / f"{hashlib.sha256(data).hexdigest()[:24]}.safetensors"
+        if target.is_file():
+            return target, False
+        with atomic_path(target) as partial:
+            Path(partial).write_bytes(data)
+        return target, True
 
     def policy_with_bytes(self, task_id: str, data: bytes) -> PolicyRecord | None:
         """The policy of ``task_id`` whose file holds exactly ``data``, whatever it is called (a shipped one too)."""
