@@ -127,8 +127,7 @@ def doing_less(result: dict) -> str | None:
 
 def active_comparisons(ws: Workspace, task_id: str) -> list:
     """Compare runs of the task that are queued or running, newest first (after marking dead ones as failed)."""
-    jobs.reap(ws, task_id)
-    return [r for r in ws.store.list_runs(task_id) if r.kind == "compare" and r.status in jobs.ACTIVE]
+    return jobs.active(ws, task_id, ("compare",))
 
 
 def latest_comparison(ws: Workspace, policy_a: int, policy_b: int):

@@ -179,6 +179,12 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     return gone
 
 
+def active(ws: Workspace, task_id: str, kinds: tuple[str, ...]) -> list[RunRecord]:
+    """The task's queued or running runs of ``kinds``, newest first, after :func:`reap` marked the dead ones."""
+    reap(ws, task_id)
+    return [run for run in ws.store.list_runs(task_id) if run.kind in kinds and run.status in ACTIVE]
+
+
 def log_tail(run: RunRecord, lines: int = 20) -> str:
     if not run.log_path or not Path(run.log_path).is_file():
         return ""

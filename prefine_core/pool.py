@@ -276,9 +276,7 @@ def video_job(ws: Workspace, task_id: str):
     """The background job rendering ``task_id``'s pair videos now (a ``prepare`` or ``render`` job), or None."""
     from prefine_core import jobs
 
-    jobs.reap(ws, task_id)
-    return next((run for run in ws.store.list_runs(task_id)
-                 if run.kind in ("prepare", "render") and run.status in jobs.ACTIVE), None)
+    return next(iter(jobs.active(ws, task_id, ("prepare", "render"))), None)
 
 
 def render_missing(ws: Workspace, task_id: str, size: int = 256) -> int:
