@@ -19,10 +19,10 @@ with tabs[0]:
         elif (job := pool.video_job(ws, task)) is not None:
             st.caption(f"Its video is being rendered (run {job.id}); it shows here when it is ready.")
             ui.cancel_job_button(ws, job.id, key="cancel_videos")
-            st.fragment(run_every=2.0)(ui.survives_outage(lambda: ws.store.get_pair(pick).video_ready and st.rerun()))()
+            ui.rerun_when(lambda: ws.store.get_pair(pick).video_ready, every=2.0)
         else:
             st.caption("Its video is not rendered yet.")
-            st.button("Render the missing videos", key="render_missing", on_click=lambda: ui.guarded(pool.render_missing, ws, task))
+            ui.render_missing_button(ws, task)
 with tabs[1]:
     st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, width="stretch", key="labels_table")
 with tabs[2]:

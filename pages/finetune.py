@@ -102,7 +102,7 @@ def jobs_table(shown: list) -> None:
 st.subheader("Runs")
 if table.empty:
     st.info("No runs yet for this task. Label some pairs, then press Launch.")
-    st.fragment(run_every=10.0)(ui.survives_outage(lambda: launcher.jobs_frame(ws, task).empty or st.rerun()))()
+    ui.rerun_when(lambda: not launcher.jobs_frame(ws, task).empty, every=10.0)
     st.stop()
 jobs_table(launcher.run_states(table))
 ids = table.id.tolist()

@@ -33,8 +33,8 @@ with st.container(border=True):
             ui.cancel_job_button(ws, job.id, key="cancel_videos")
     elif status.videos_ready < status.pairs:
         st.caption(f"{status.pairs - status.videos_ready} pairs have no video yet (made without rendering, or imported).")
-        st.button("Render the missing videos", key="render_missing", on_click=lambda: ui.guarded(pool.render_missing, ws, task),
-                  help="renders them in the background; labelling can go on with the pairs that have one")
+        ui.render_missing_button(ws, task, help="renders them in the background; labelling can go on with the pairs "
+                                                "that have one")
     if not status.preparing and st.button(
             "Prepare pairs" if status.pairs == 0 else "Prepare more pairs", key="prepare",
             type="primary" if status.next_step == "prepare" else "secondary",

@@ -52,8 +52,7 @@ with left:
         st.session_state.pop("pair_id", None)  # nothing on screen for a choice to go to
         if (job := pool.video_job(ws, task)) is not None:
             st.info(f"Pairs are being prepared (run {job.id}); the first appears here as soon as its video is ready.")
-            st.fragment(run_every=3.0)(ui.survives_outage(
-                lambda: labelling.current_pair(ws.store, name, task, None) is not None and st.rerun()))()
+            ui.rerun_when(lambda: labelling.current_pair(ws.store, name, task, None) is not None, every=3.0)
         elif labelling.progress(ws.store, name, task)["mine"]:
             st.success("No pairs left for you in this task. Prepare more on the Home page, or fine-tune on your labels.")
         else:
@@ -81,9 +80,8 @@ with left:
             else:
                 st.warning("This pair has no video, and nothing is rendering it (pairs made without --render, or "
                            "imported). A choice waits for it.")
-                st.button("Render the missing videos", key="render_missing", type="primary",
-                          on_click=lambda: ui.guarded(pool.render_missing, ws, task))
-            st.fragment(run_every=2.0)(ui.survives_outage(lambda: ws.store.get_pair(pair.id).video_ready and st.rerun()))()
+                ui.render_missing_button(ws, task, type="primary")
+            ui.rerun_when(lambda: ws.store.get_pair(pair.id).video_ready, every=2.0)
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):

@@ -258,8 +258,8 @@ def render_clip(ws: Workspace, trajectory_id: int, size: int = 256, fps: int = 3
     from prefine_core import render
 
     record = ws.store.trajectory_record(trajectory_id)
-    if clip_video(record) is not None:
-        return clip_video(record)
+    if (ready := clip_video(record)) is not None:
+        return ready
     frames = _FrameCache(ws.store, size).frames(record)
     if frames is None:
         raise ValueError(f"clip {trajectory_id} comes from {record.source}, an imported dataset with no policy and "

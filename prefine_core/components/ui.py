@@ -120,8 +120,8 @@ def sidebar(ws: Workspace) -> None:
     """Task and demo mode; kept under plain session keys so they outlive any page's widgets, and in the page's
     address (``?task=…&demo=1``) so they outlive a reload."""
     tasks = task_ids(ws)
-    if "task_id" not in st.session_state and _from_url("task", tasks) is not None:
-        st.session_state["task_id"] = _from_url("task", tasks)
+    if "task_id" not in st.session_state and (named := _from_url("task", tasks)) is not None:
+        st.session_state["task_id"] = named
     if "demo" not in st.session_state and st.query_params.get("demo") == "1":
         st.session_state["demo"] = True
     if st.session_state.get("task_id") not in tasks:
@@ -144,6 +144,20 @@ def cancel_job_button(ws: Workspace, run_id: int, key: str) -> None:
     """A button that cancels background run ``run_id`` (a video job, say, named on a page that has no run list)."""
     st.button(f"Cancel run {run_id}", key=key, on_click=jobs.cancel, args=(ws, run_id),
               help="stops it; what it finished stays (rendered videos, for one); it can be started again")
+
+
+def render_missing_button(ws: Workspace, task_id: str, **button) -> None:
+    """"Render the missing videos": starts the task's background render job (:func:`pool.render_missing`)."""
+    from prefine_core import pool
+
+    st.button("Render the missing videos", key="render_missing", on_click=lambda: guarded(pool.render_missing, ws, task_id),
+              **button)
+
+
+def rerun_when(ready, every: float) -> None:
+    """Check ``ready()`` every ``every`` seconds in a fragment, and draw the whole page again once it holds (a video
+    rendered, a pair prepared, a run started elsewhere); a database outage meanwhile is said, not raised."""
+    st.fragment(run_every=every)(survives_outage(lambda: ready() and st.rerun()))()
 
 
 def annotator() -> str:
