@@ -167,6 +167,11 @@ def lost(run: RunRecord, now=None) -> bool:
     return now - (run.updated_at or run.created_at) > START_TIMEOUT
 
 
+#: What a user does about a run of each kind whose process died (only a fine-tune has checkpoints).
+_AGAIN = {"prefine": "press Resume to continue from its last checkpoint",
+          "render": "render the missing videos again, or Resume it: the videos done stay"}
+
+
 def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     """Mark every active run whose process is gone as failed; returns their ids."""
     gone = []
@@ -174,7 +179,7 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
         if lost(run):
             ws.store.update_run(run.id, status="failed", error=(
                 "the run's process stopped without reporting (app restart, crash or out of memory); "
-                "press Resume to continue from its last checkpoint"))
+                + _AGAIN.get(run.kind, f"press Resume (or `cli runs --resume {run.id}`) to start it again")))
             gone.append(run.id)
     return gone
 

@@ -232,3 +232,13 @@ def test_a_resume_drops_what_the_run_will_report_again_stage_by_stage(ws):
     jobs._drop_what_is_redone(ws, run_id)
     metrics = ws.store.run_metrics(run_id)
     assert not (~metrics.name.str.startswith(STAGE_PREFIX)).any() and metrics.step.max() == 100  # the stage is whole
+
+
+def test_a_dead_render_job_is_not_told_to_continue_from_a_checkpoint(ws):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id = ws.store.create_run(CHEETAH, None, "render", {})
+    ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
+    assert jobs.reap(ws) == [run_id]
+    error = ws.store.get_run(run_id).error
+    assert "the videos done stay" in error and "checkpoint" not in error
