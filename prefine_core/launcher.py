@@ -48,9 +48,8 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
     if decided < 2:
         raise ValueError(f"{decided} pair(s) of {task_id} have a left/right label; label at least 2 "
                          "(Label page, or auto-label on Home) before fine-tuning")
-    jobs.reap(ws, task_id)  # a run whose process died does not count as running
-    for run in ws.store.list_runs(task_id):
-        if run.kind == "prefine" and run.status in jobs.ACTIVE and run.policy_id == policy_id and run.config == config.to_dict():
+    for run in jobs.active(ws, task_id, ("prefine",)):  # a run whose process died does not count as running
+        if run.policy_id == policy_id and run.config == config.to_dict():
             raise ValueError(f"run {run.id} with these settings from this policy is already {run.status} (a second "
                              "click on Launch?); change a setting (a seed, say) to start another beside it")
     return jobs.launch(ws, "prefine", task_id, policy_id, config.to_dict())
