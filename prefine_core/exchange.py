@@ -291,17 +291,15 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
     """Import an export made by :func:`export_bundle`, all or nothing, merged into what the workspace holds: what
     is already here (the same clips, pairs and labels, as after exporting from here or importing before) is not
     added again, so no pair counts twice in a fine-tune; another annotator's labels on pairs that are here join
-    them. Returns counts of what was added, and ``labels_already_here``."""
+    them. Returns counts of what was added (all 0 for an export that is here already), and ``labels_already_here``."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
     merge = _plan_merge(ws, folder, rows, arrays)
-    if not merge.anything_new(rows):
-        raise ValueError(f"everything in this export ({len(rows['labels'])} labels, {len(rows['pairs'])} pairs, "
-                         f"{len(rows['trajectories'])} clips) is already in the workspace: it was imported before, or "
-                         "exported from it; nothing was added")
+    added = {"policies": 0, "trajectories": 0, "pairs": 0}
+    if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
+        return {**added, "labels": 0, "labels_already_here": merge.labels_here}
     needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs]
     copied: list[Path] = []
-    added = {"policies": 0, "trajectories": 0, "pairs": 0}
     try:
         with ws.store.batch() as batch:
             policy_map = dict(merge.policies)
@@ -386,7 +384,8 @@ def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = 
 
 def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_length: int = 200,
                 max_episodes: int | None = None, source: str | None = None) -> dict:
-    """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts."""
+    """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts. Clips already
+    here (the file imported before with this clip length) are not added again: ``clips_already_here``."""
     from prefine_core.envs import SafetyTask
     from prefine_core.pool import clips
 
@@ -405,9 +404,6 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
     cut = [clip for e in episodes for clip in clips(e, clip_length)]
     here = _ClipsHere(ws.store, [task_id])
     new = [clip for clip in cut if here.find(clip) is None]  # imported before: not twice in the pool
-    if cut and not new:
-        raise ValueError(f"all {len(cut)} clips of {path.name} are already in the workspace (it was imported before "
-                         "with this clip length); nothing was added")
     with ws.store.batch() as batch:
         ids = [batch.add_trajectory(clip, None, source, ws.trajectories_dir) for clip in new]
     return {"source": source, "episodes": len(episodes), "clips": len(ids), "steps": int(sum(e.length for e in episodes)),

@@ -128,6 +128,9 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     if suffix == "zip":
         counts = import_zip(ws, filename, data)
         here = counts["labels_already_here"]
+        if not any(counts[k] for k in ("policies", "trajectories", "pairs", "labels")):
+            return (f"nothing new in {filename}: everything in it is already in the workspace (imported before, or "
+                    "exported from here); nothing was added")
         return (f"imported {counts['pairs']} pairs, {counts['labels']} label rows, {counts['trajectories']} clips"
                 + (f"; {here} label rows were already here and were not added again" if here else ""))
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
@@ -139,6 +142,9 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
             counts = import_hdf5(ws, path, task_id)
         except (OSError, KeyError) as exc:
             raise ValueError(f"{filename} could not be read as a DSRL/D4RL dataset: {exc}") from None
-        clips, episodes = counts["clips"], counts["episodes"]
+        clips, episodes, here = counts["clips"], counts["episodes"], counts["clips_already_here"]
+        if not clips and here:
+            return (f"nothing new in {filename}: all {here} of its clips are already in the workspace (imported "
+                    "before with this clip length); nothing was added")
         return (f"imported {clips} clip{'s' if clips != 1 else ''} from {episodes} episode{'s' if episodes != 1 else ''} "
                 f"as {counts['source']}")

@@ -45,8 +45,9 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)
     assert code == 0 and out == {"kind": "bundle", "policies": 1, "trajectories": 8, "pairs": 3, "labels": 3,
                                  "labels_already_here": 0}
-    code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)
-    assert code == 2 and "already in the workspace" in out["error"]
+    code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)  # again: a success adding nothing
+    assert code == 0 and out == {"kind": "bundle", "policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
+                                 "labels_already_here": 3}
 
     (tmp_path / "x.hdf5").write_bytes(b"not hdf5")
     code, out = _run(capsys, "import", str(tmp_path / "x.hdf5"), "--workspace", ws2)
@@ -82,8 +83,10 @@ def test_cli_import_takes_what_the_data_page_takes(tmp_path, capsys, monkeypatch
     target = str(tmp_path / "target")
     code, out = _run(capsys, "import", str(tmp_path / "export.zip"), "--workspace", target)
     assert code == 0 and out["kind"] == "bundle" and (out["pairs"], out["labels"], out["trajectories"]) == (1, 1, 2)
-    code, out = _run(capsys, "import", str(tmp_path / "export.zip"), "--workspace", target)
-    assert code == 2 and "export.zip: everything in this export" in out["error"]
+    counts = Workspace.open(target, shipped=None).store.counts()
+    code, out = _run(capsys, "import", str(tmp_path / "export.zip"), "--workspace", target)  # again: nothing new
+    assert code == 0 and (out["pairs"], out["labels"], out["trajectories"], out["labels_already_here"]) == (0, 0, 0, 1)
+    assert Workspace.open(target, shipped=None).store.counts() == counts
 
     policy = save_policy(make_policy(CHEETAH), tmp_path / "mine.safetensors")
     code, out = _run(capsys, "import", str(policy), "--workspace", target)
