@@ -90,7 +90,7 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
         try:
             store.get_pair(pair_id)
         except ValueError:  # only now asked, not before every label
-            raise ValueError(f"pair {pair_id} was deleted (on the Data page) before your choice was saved; "
+            raise ValueError(f"pair {pair_id} is no longer in the store (deleted on the Data page meanwhile?); "
                              "nothing was recorded, here is the next pair") from None
         raise
     return f"saved '{dict((a, l) for a, l, _ in CHOICES)[action]}' for pair {pair_id}"

@@ -130,6 +130,19 @@ def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tm
     assert sorted(labels[labels.annotator == "finisher"].pair_id) == sorted(labelled[:-1])
 
 
+def test_a_choice_on_a_pair_deleted_meanwhile_says_so_and_moves_on(tmp_path, monkeypatch):
+    workspace = small_workspace(tmp_path, pairs=3)
+    app = _app_on(workspace, monkeypatch)
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("late").run()
+    shown = app.session_state["pair_id"]
+    workspace.store.delete_pairs([shown])  # someone cleans up on the Data page while the pair is on screen
+    app.button(key="choice_left").click().run()
+    assert not app.exception, app.exception
+    assert any(f"pair {shown} is no longer in the store" in e.value for e in app.error), [e.value for e in app.error]
+    assert app.session_state["pair_id"] != shown and workspace.store.effective_labels(CHEETAH).empty
+
+
 def test_the_name_outlives_a_visit_to_another_page(app):
     app.switch_page("pages/label.py").run()
     app.text_input(key="annotator").input("ada").run()
