@@ -4,7 +4,7 @@ import time
 import streamlit as st
 
 from prefine_core import labelling, pool
-from prefine_core.components import pair_player, ui
+from prefine_core.components import pair_player, ui, undo_keys
 from prefine_core.demo import question
 
 ws, task = ui.workspace(), ui.task_id()
@@ -59,7 +59,8 @@ with left:
             st.info("No pairs to label in this task yet: prepare some on the Home page.")
         st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
         st.button("Undo my last label", key="undo", on_click=act, args=("undo",),
-                  help="takes back your most recent label in this task and shows that pair again")
+                  help=f"takes back your most recent label in this task and shows that pair again (key {labelling.UNDO_KEYS})")
+        undo_keys(f"<kbd>{labelling.UNDO_KEYS}</kbd> undo your last label", key="player", on_change=on_player)
         if st.session_state.get("flash"):
             st.caption(st.session_state.pop("flash"))
         st.stop()

@@ -26,3 +26,10 @@ def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None)
         costs_left=view.costs_left,
         costs_right=view.costs_right, fps=view.fps, show_cost=show_cost, keys_html=keys_html,
         overlay={"top": 40, "clip_width": 256, "clip_height": 256, "gap": 8, "border": 4}, key=key, default=None, on_change=on_change)
+
+
+def undo_keys(keys_html: str, key: str, on_change=None) -> dict | None:
+    """The pair player with no pair: nothing shown but the legend, and only the undo key works (the screen after the
+    last pair, where a keyboard labeller takes back the last choice). Same events as :func:`pair_player`."""
+    return _pair_player(pair_id=None, video=None, video_plain=None, costs_left=[], costs_right=[], fps=30,
+                        show_cost=True, keys_html=keys_html, overlay=None, key=key, default=None, on_change=on_change)

@@ -270,5 +270,13 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
             while labels() < count and time.time() < deadline:
                 time.sleep(0.2)
             assert labels() == count, (key, shown)
+        page.get_by_text("No pairs left for you").wait_for()  # every pair labelled: U still takes the last one back
+        page.get_by_role("heading", name="Label").click()
+        page.keyboard.press("u")
+        page.wait_for_function("""([last]) => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
+            return f && f.contentDocument.body.dataset.pairId === last; }""", arg=[shown])
+        mine = ws.store.effective_labels(CHEETAH)
+        assert sorted(mine[mine.annotator == "e2e-key"].pair_id) == sorted(
+            p.id for p in ws.store.list_pairs(CHEETAH) if p.id != int(shown))
     [run] = [r for r in ws.store.list_runs(CHEETAH) if r.kind == "render"]
     assert run.status == "done"
