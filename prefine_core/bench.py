@@ -233,17 +233,21 @@ def pool_summary(pool: list[Clip]) -> list[dict]:
     return rows
 
 
-def teacher(seed: int) -> SyntheticTeacher:
-    """The benchmark's labeller: fall-aware, same-window cost, higher return breaks a cost tie."""
-    return SyntheticTeacher(TeacherConfig(reward_tiebreak=True, seed=seed))
+def teacher(seed: int, mistake_rate: float = 0.0) -> SyntheticTeacher:
+    """The benchmark's labeller: fall-aware, same-window cost, higher return breaks a cost tie; noiseless unless a
+    ``mistake_rate`` swaps that share of its answers (a labeller who errs, for the noisy-label studies)."""
+    return SyntheticTeacher(TeacherConfig(reward_tiebreak=True, seed=seed, mistake_rate=mistake_rate))
 
 
-def label_pairs(pool: list[Clip], n: int, seed: int, must_include: list[Clip] | None = None) -> list[tuple[Trajectory, Trajectory]]:
-    """``n`` distinct random pairs (each with one clip of ``must_include`` if given), judged by the teacher.
+def label_pairs(pool: list[Clip], n: int, seed: int, must_include: list[Clip] | None = None,
+                mistake_rate: float = 0.0) -> list[tuple[Trajectory, Trajectory]]:
+    """``n`` distinct random pairs (each with one clip of ``must_include`` if given), judged by the teacher, as
+    (winner, loser).
 
-    The first k pairs of a seed are the same for every n ≥ k, so budgets are nested.
+    The first k pairs of a seed are the same for every n ≥ k, so budgets are nested; the pairs do not depend on
+    ``mistake_rate``, only which of each pair won.
     """
-    rng, judge = np.random.default_rng(1_000 + seed), teacher(seed).judge
+    rng, judge = np.random.default_rng(1_000 + seed), teacher(seed, mistake_rate).judge
     left_pool = must_include or pool
     seen, decided = set(), []
     for _ in range(50 * n):

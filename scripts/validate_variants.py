@@ -66,9 +66,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="run folders (default data/bench/validation/<task>)")
     parser.add_argument("--validation-seed", type=int, default=VALIDATION_SEED,
                         help=f"first of the 10 validation episodes' seeds (default {VALIDATION_SEED}; below the evaluation seeds)")
+    parser.add_argument("--mistake-rate", type=float, default=0.0,
+                        help="share of the teacher's answers swapped (a labeller who errs; default 0, the benchmark's)")
     args = parser.parse_args()
     if args.pairs <= 0 or min(args.seeds) < 0:
         parser.error("--pairs must be positive and --seeds not negative")
+    if not 0.0 <= args.mistake_rate < 0.5:
+        parser.error("--mistake-rate must be in [0, 0.5): at 0.5 the labels say nothing")
     if not 0 <= args.validation_seed <= EVAL_SEED - 10:
         parser.error(f"--validation-seed must be in [0, {EVAL_SEED - 10}]: seeds from {EVAL_SEED} on are the evaluation seeds")
     torch.set_num_threads(1)
@@ -80,15 +84,17 @@ def main() -> None:
     reference, behaviours = reference_and_behaviours(config, lambda m: print(m, file=sys.stderr))
     pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
     for seed in args.seeds:
-        data = PreferenceData.from_pairs(label_pairs(pool, args.pairs, seed))
+        data = PreferenceData.from_pairs(label_pairs(pool, args.pairs, seed, mistake_rate=args.mistake_rate))
+        noise = f"_m{args.mistake_rate:g}" if args.mistake_rate else ""  # not the noiseless runs' folders
         for name in args.variants:
             method, changes = VARIANTS[name]
             finetune = method_config(method, dataclasses.replace(PrefineConfig(seed=seed), **changes))
             torch.manual_seed(seed)
-            result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}",
+            result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}{noise}",
                                     judge=safety_judge(), name=name).run()
             ev = evaluate_policy(load_policy(result["path"], args.task), args.task, episodes=10, seed=args.validation_seed)
-            print(json.dumps({"variant": name, "pairs": args.pairs, "seed": seed, "return": round(ev["return_mean"], 1),
+            print(json.dumps({"variant": name, "pairs": args.pairs, "seed": seed, "mistake_rate": args.mistake_rate,
+                              "validation_seed": args.validation_seed, "return": round(ev["return_mean"], 1),
                               "cost": round(ev["cost_mean"], 1), "fall_rate": ev["fall_rate"],
                               "seconds": round(result["wall_seconds"])}), flush=True)
 

@@ -34,6 +34,14 @@ def test_labels_are_nested_across_budgets_and_winners_are_safer():
         assert (winner.total_cost, -winner.total_return) < (loser.total_cost, -loser.total_return)
 
 
+def test_a_labeller_who_errs_swaps_that_share_of_the_same_pairs():
+    pool = [_clip(c, r, s) for s, (c, r) in enumerate([(c % 10, c) for c in range(40)])]
+    clean, noisy = label_pairs(pool, 300, seed=3), label_pairs(pool, 300, seed=3, mistake_rate=0.2)
+    assert [frozenset(map(id, p)) for p in clean] == [frozenset(map(id, p)) for p in noisy], "the same pairs"
+    swapped = sum(a[0] is not b[0] for a, b in zip(clean, noisy)) / len(clean)
+    assert 0.13 < swapped < 0.27, swapped
+
+
 def test_paper_split_uses_the_threshold_scaled_to_the_clip():
     pool = [_clip(c, 1, s) for s, c in enumerate([0, 0, 1, 3, 5, 8])]
     data = paper_split(pool, kappa=20.0, sizes=(10, 10), seed=0, episode_steps=100, window=10)  # threshold 2 per clip
