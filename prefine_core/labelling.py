@@ -10,7 +10,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefine_core.store import PairRecord, Store
+from prefine_core.store import AlreadyAnswered, PairRecord, Store
 from prefine_core.store.records import MAX_NAME
 from prefine_core.workspace import plain_video_path
 
@@ -84,8 +84,11 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
         return "nothing to undo" if undone is None else f"undid your label on pair {undone}; it is shown again"
     if pair_id is None:
         raise ValueError("no pair is shown")
-    try:
-        store.add_label(pair_id, annotator, action, seconds=None if seconds is None else min(max(seconds, 0.0), 3600.0))
+    try:  # only_new: a second tab still showing a pair answered in the first must not overwrite that answer
+        store.add_label(pair_id, annotator, action, seconds=None if seconds is None else min(max(seconds, 0.0), 3600.0),
+                        only_new=True)
+    except AlreadyAnswered:
+        raise
     except ValueError:
         try:
             store.get_pair(pair_id)

@@ -143,6 +143,24 @@ def test_a_choice_on_a_pair_deleted_meanwhile_says_so_and_moves_on(tmp_path, mon
     assert app.session_state["pair_id"] != shown and workspace.store.effective_labels(CHEETAH).empty
 
 
+def test_a_second_tab_on_an_answered_pair_cannot_overwrite_the_answer(tmp_path, monkeypatch):
+    workspace = small_workspace(tmp_path, pairs=3)
+    first, second = _app_on(workspace, monkeypatch), _app_on(workspace, monkeypatch)
+    for tab in (first, second):
+        tab.switch_page("pages/label.py").run()
+        tab.text_input(key="annotator").input("carol").run()
+    shown = first.session_state["pair_id"]
+    assert second.session_state["pair_id"] == shown  # the same person's pair, in both tabs
+    first.button(key="choice_left").click().run()
+    second.button(key="choice_right").click().run()
+    assert not second.exception, second.exception
+    assert any(f"carol already answered pair {shown} ('left')" in e.value for e in second.error), [e.value for e in second.error]
+    assert second.session_state["pair_id"] != shown, "the second tab moves on"
+    labels = workspace.store.effective_labels(CHEETAH)
+    assert labels[labels.pair_id == shown].choice.tolist() == ["left"]
+    assert [r.choice for r in workspace.store.label_history() if r.pair_id == shown] == ["left"], "nothing written"
+
+
 def test_the_name_outlives_a_visit_to_another_page(app):
     app.switch_page("pages/label.py").run()
     app.text_input(key="annotator").input("ada").run()

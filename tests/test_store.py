@@ -156,6 +156,19 @@ def test_metrics_after_a_step_are_dropped_by_prefix_or_all_but_it(store, tmp_pat
     assert store.delete_metrics_after(run, -1) == 3 and store.run_metrics(run).empty
 
 
+def test_only_new_refuses_a_second_answer_but_not_one_after_undo(store, tmp_path, cheetah_episode):
+    from prefine_core.store import AlreadyAnswered
+
+    _, (p1, _, _) = fill(store, tmp_path, cheetah_episode)
+    store.add_label(p1, "ann", "left", only_new=True)
+    with pytest.raises(AlreadyAnswered, match=f"ann already answered pair {p1} \\('left'\\)"):
+        store.add_label(p1, "ann", "right", only_new=True)
+    store.add_label(p1, "bob", "right", only_new=True)  # another annotator's first answer
+    assert store.undo_last_label("ann") == p1
+    store.add_label(p1, "ann", "equal", only_new=True)  # after a retraction the pair is theirs to answer again
+    assert [r.choice for r in store.label_history() if r.annotator == "ann"] == ["left", "retract", "equal"]
+
+
 def test_pair_open_to_and_undo_within_one_task(store, tmp_path, cheetah_episode):
     ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
     a, b = (store.add_trajectory(cheetah_episode, ref, "t", tmp_path) for _ in range(2))

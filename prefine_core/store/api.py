@@ -38,6 +38,10 @@ _RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartb
 _MAX_SECONDS = 24 * 3600.0
 
 
+class AlreadyAnswered(ValueError):
+    """A label asked to be an annotator's first answer on a pair (``only_new``) found one standing there."""
+
+
 def _receipt(result) -> dict:
     """A write's result as stored in its receipt (JSON): a plain value, or the id of the pair record it returned."""
     if isinstance(result, PairRecord):
@@ -170,8 +174,9 @@ class _Writer:
             S.labels.c.pair_id == pair_id, S.labels.c.annotator_id == annotator_id)).order_by(S.labels.c.id.desc()).limit(1)).first()
 
     def add_label(self, pair_id, annotator, choice, seconds=None, created_at: datetime | None = None,
-                  allow_retract: bool = False) -> int:
-        """``created_at`` and ``allow_retract`` serve imports, which replay another store's history."""
+                  allow_retract: bool = False, only_new: bool = False) -> int:
+        """``created_at`` and ``allow_retract`` serve imports, which replay another store's history; ``only_new``
+        refuses a pair the annotator already answered (their standing label would be superseded)."""
         pair_id = _int_id("pair_id", pair_id)
         if choice not in LABEL_CHOICES and not (allow_retract and choice == RETRACT):
             raise ValueError(f"choice must be one of {LABEL_CHOICES}, got {choice!r}")
@@ -181,6 +186,9 @@ class _Writer:
         if self.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id == pair_id)).first() is None:
             raise ValueError(f"pair_id {pair_id} does not exist")
         previous = self._latest_label(pair_id, annotator_id)
+        if only_new and previous is not None and previous.choice != RETRACT:
+            raise AlreadyAnswered(f"{annotator} already answered pair {pair_id} ('{previous.choice}'), in another tab "
+                                  "or window perhaps; that answer stands and nothing was changed (Undo takes it back)")
         label_id = self.conn.execute(insert(S.labels).values(
             pair_id=pair_id, annotator_id=annotator_id, choice=choice, seconds=seconds,
             supersedes_id=None if previous is None else previous.id, created_at=created_at or S.utcnow(),
@@ -489,14 +497,16 @@ class Store:
         return bool(self._read(count))
 
     # -- labels -------------------------------------------------------------------------------
-    def add_label(self, pair_id: int, annotator: str, choice: str, seconds: float | None = None) -> int:
+    def add_label(self, pair_id: int, annotator: str, choice: str, seconds: float | None = None,
+                  only_new: bool = False) -> int:
         """Append a label; returns its id.
 
         ``choice`` is one of :data:`LABEL_CHOICES`: ``left``/``right`` (that clip was safer), ``equal``,
         ``cant_tell``, or ``skip`` (passed on the pair: kept, never served to this annotator again,
-        never a preference). Labelling a pair again supersedes the annotator's earlier label.
+        never a preference). Labelling a pair again supersedes the annotator's earlier label, unless
+        ``only_new``: then it raises :class:`AlreadyAnswered` (checked in the same transaction as the write).
         """
-        return self._write(lambda w: w.add_label(pair_id, annotator, choice, seconds))
+        return self._write(lambda w: w.add_label(pair_id, annotator, choice, seconds, only_new=only_new))
 
     def undo_last_label(self, annotator: str, task_id: str | None = None) -> int | None:
         """Retract this annotator's most recent standing label (on a pair of ``task_id``, if given) by appending a
