@@ -12,7 +12,7 @@ st.markdown("Teach a fast but reckless robot to be **safe** from your judgements
 
 def auto_label() -> None:
     """Runs before the page redraws, so the counts above already include the new labels."""
-    st.session_state["auto_label_said"] = ui.guarded(demo.auto_label_report, ws, task, int(st.session_state["auto_n"]))
+    st.session_state["auto_label_said"] = ui.guarded(demo.auto_label_report, ws, task, st.session_state["auto_n"])
 
 
 jobs.reap(ws, task)
@@ -47,7 +47,7 @@ with st.container(border=True):
     st.markdown(f"**2 · Judge** — *{demo.question(task)}* — {status.labels} labels, {status.decided} decided pairs")
     st.page_link("pages/label.py", label="Label pairs yourself", icon=":material/label:")
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
-    c1.number_input("Pairs to auto-label", 1, 500, 20, key="auto_n")
+    c1.text_input("Pairs to auto-label", help=f"1 to {demo.MAX_AUTO_LABEL}", **ui.kept("auto_n", value="20"))
     c2.button("Auto-label with the synthetic teacher", key="auto_label", on_click=auto_label,
               help="a simulated labeller that judges by the true cost, so a demo never stalls")
     if said := st.session_state.pop("auto_label_said", None):

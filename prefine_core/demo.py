@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prefine_core.entry import parse_number
 from prefine_core.workspace import Workspace
 
 #: The plain question of each task family (DESIGN §3: velocity tasks cost above a speed limit,
@@ -67,8 +68,16 @@ def auto_label(ws: Workspace, task_id: str, n: int, annotator: str = TEACHER) ->
     return done
 
 
-def auto_label_report(ws: Workspace, task_id: str, n: int) -> str:
-    """:func:`auto_label`, said in words, with what to do when the teacher ran out of pairs."""
+#: The most pairs one press of Home's *Auto-label* labels.
+MAX_AUTO_LABEL = 500
+
+
+def auto_label_report(ws: Workspace, task_id: str, n: int | str) -> str:
+    """:func:`auto_label`, said in words, with what to do when the teacher ran out of pairs; ``n`` may be the text
+    typed into the page, checked before anything is labelled."""
+    n = parse_number("Pairs to auto-label", n, whole=True)
+    if not 1 <= n <= MAX_AUTO_LABEL:
+        raise ValueError(f"Pairs to auto-label must be between 1 and {MAX_AUTO_LABEL}, got {n}; nothing was labelled")
     done = auto_label(ws, task_id, n)
     pairs = f"{done} pair{'' if done == 1 else 's'}"
     if done == n:

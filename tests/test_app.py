@@ -321,7 +321,7 @@ def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
 
 
 def test_auto_label_and_data_page_with_agreement(app, workspace):
-    app.number_input(key="auto_n").set_value(3)
+    app.text_input(key="auto_n").input("3")
     app.button(key="auto_label").click().run()
     assert not app.exception, app.exception
     labels = workspace.store.effective_labels(CHEETAH)

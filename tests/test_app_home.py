@@ -42,11 +42,11 @@ def _progress(at: AppTest) -> tuple[float, str]:
     return bar.proto.value / 100, bar.proto.text
 
 
-def _auto_label(at: AppTest, n: int) -> str:
-    at.number_input(key="auto_n").set_value(n)
+def _auto_label(at: AppTest, n: int | str) -> str:
+    at.text_input(key="auto_n").input(str(n))
     at.button(key="auto_label").click().run()
     assert not at.exception, at.exception
-    return " ".join(m.value for m in (*at.success, *at.info))  # a toast before a rerun never shows in a browser
+    return " ".join(m.value for m in (*at.success, *at.info, *at.error))  # a toast before a rerun never shows
 
 
 def test_auto_label_says_how_many_it_labelled_and_when_none_are_left(ws, monkeypatch):
@@ -58,7 +58,22 @@ def test_auto_label_says_how_many_it_labelled_and_when_none_are_left(ws, monkeyp
 
 def test_the_number_of_pairs_to_auto_label_shows_its_label(ws, monkeypatch):
     at = _home(ws.root, monkeypatch)
-    assert at.number_input(key="auto_n").proto.label_visibility.value == 0  # VISIBLE
+    assert at.text_input(key="auto_n").proto.label_visibility.value == 0  # VISIBLE
+
+
+@pytest.mark.parametrize("typed, says", [("0", "between 1 and 500, got 0"), ("-3", "between 1 and 500, got -3"),
+                                         ("1000000000", "got 1000000000"), ("2.5", "must be a whole number"),
+                                         ("", "is empty"), ("many", "must be a whole number")])
+def test_a_count_to_auto_label_out_of_bounds_is_refused_and_labels_nothing(tmp_path, monkeypatch, typed, says):
+    """A browser's number field kept showing 0 while the last valid value (20) was used, and labelled pairs."""
+    from prefine_core.workspace import Workspace
+
+    at = _home(tmp_path / "ws", monkeypatch)
+    ws = Workspace.open(tmp_path / "ws")
+    before = len(ws.store.label_history())
+    said = _auto_label(at, typed)
+    assert says in said and "Pairs to auto-label" in said, said
+    assert len(ws.store.label_history()) == before
 
 
 def test_auto_label_on_a_fresh_workspace_says_to_prepare_pairs_first(tmp_path, monkeypatch):
