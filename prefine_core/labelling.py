@@ -10,6 +10,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefine_core.demo import TEACHER
 from prefine_core.store import AlreadyAnswered, PairRecord, Store
 from prefine_core.store.records import MAX_NAME
 from prefine_core.workspace import plain_video_path
@@ -50,6 +51,8 @@ def check_annotator(name: str) -> str:
         raise ValueError(f"your name is {len(name)} characters long; use at most {MAX_NAME}")
     if not name.isprintable():
         raise ValueError("your name contains control characters; use letters, digits and spaces")
+    if name.casefold() == TEACHER.casefold():  # its labels would read as yours, and Undo would take back its own
+        raise ValueError(f"'{TEACHER}' is the name of the simulated labeller (Home's Auto-label); choose your own")
     return name
 
 

@@ -180,6 +180,15 @@ def test_markup_in_a_name_is_shown_as_text(app):
     assert not any("<b>" in m.value for m in app.markdown)
 
 
+@pytest.mark.parametrize("name", ["synthetic-teacher", " Synthetic-Teacher "])
+def test_the_simulated_labellers_name_is_not_a_persons(app, name):
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input(name).run()
+    assert not app.exception, app.exception
+    assert any("is the name of the simulated labeller" in e.value for e in app.error), [e.value for e in app.error]
+    assert not _has_button(app, "choice_left") and "pair_id" not in app.session_state
+
+
 def test_finetune_form_is_generated_from_the_config(app):
     from prefine_core.prefine import config_fields
 
