@@ -53,10 +53,10 @@ with left:
         if (job := pool.video_job(ws, task)) is not None:
             st.info(f"Pairs are being prepared (run {job.id}); the first appears here as soon as its video is ready.")
             ui.rerun_when(lambda: labelling.current_pair(ws.store, name, task, None) is not None, every=3.0)
-        elif labelling.progress(ws.store, name, task)["mine"]:
-            st.success("No pairs left for you in this task. Prepare more on the Home page, or fine-tune on your labels.")
+        elif (said := labelling.why_no_pair(ws.store, name, task)).startswith("No pairs left"):
+            st.success(said)
         else:
-            st.info("No pairs to label in this task yet: prepare some on the Home page.")
+            st.info(said)
         st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
         st.button("Undo my last label", key="undo", on_click=act, args=("undo",),
                   help=f"takes back your most recent label in this task and shows that pair again (key {labelling.UNDO_KEYS})")

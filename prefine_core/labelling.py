@@ -112,6 +112,17 @@ def progress(store: Store, annotator: str, task_id: str) -> dict:
             "pending": counts["pending"], "pairs": counts["pairs"], "videos_ready": counts["videos_ready"]}
 
 
+def why_no_pair(store: Store, annotator: str, task_id: str) -> str:
+    """What the Label page says when :func:`current_pair` found nothing for ``annotator``."""
+    p = progress(store, annotator, task_id)
+    if p["mine"]:
+        return "No pairs left for you in this task. Prepare more on the Home page, or fine-tune on your labels."
+    if not p["pairs"]:
+        return "No pairs to label in this task yet: prepare some on the Home page."
+    return (f"All {p['pairs']} pairs of this task are labelled, or being labelled, by others (each pair goes to one "
+            "person); prepare more on the Home page to label more.")
+
+
 def keys_html() -> str:
     """The shortcut legend shown under the player (static text, no user input in it)."""
     parts = [f"<kbd>{html.escape(keys)}</kbd> {html.escape(label)}" for _, label, keys in CHOICES]

@@ -161,6 +161,18 @@ def test_a_second_tab_on_an_answered_pair_cannot_overwrite_the_answer(tmp_path, 
     assert [r.choice for r in workspace.store.label_history() if r.pair_id == shown] == ["left"], "nothing written"
 
 
+def test_a_newcomer_on_pairs_all_taken_by_others_is_told_so(tmp_path, monkeypatch):
+    workspace = small_workspace(tmp_path, pairs=2)
+    for pair in workspace.store.list_pairs(CHEETAH):
+        workspace.store.add_label(pair.id, "synthetic-teacher", "left")  # e.g. Home's Auto-label took them all
+    app = _app_on(workspace, monkeypatch)
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("bob").run()
+    assert not app.exception, app.exception
+    assert [m.value for m in app.info] == ["All 2 pairs of this task are labelled, or being labelled, by others (each "
+                                           "pair goes to one person); prepare more on the Home page to label more."]
+
+
 def test_the_name_outlives_a_visit_to_another_page(app):
     app.switch_page("pages/label.py").run()
     app.text_input(key="annotator").input("ada").run()
