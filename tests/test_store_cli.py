@@ -129,3 +129,5 @@ def test_cli_runs_lists_every_kind_and_cancels_one(tmp_path, capsys, monkeypatch
     assert code == 0 and out["cancelled"] == render and ws.store.get_run(render).status == "cancelled"
     code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", "999")
     assert code == 2 and "999" in out["error"]
+    code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", str(tune))  # over already: not a success
+    assert code == 2 and out["error"] == f"run {tune} is failed; only queued or running runs can be cancelled"

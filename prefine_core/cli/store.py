@@ -159,7 +159,9 @@ def _runs(args: argparse.Namespace) -> dict:
     ws = _workspace(args)
     said = {}
     if args.cancel is not None:
-        ws.store.get_run(args.cancel)  # named if unknown
+        run = ws.store.get_run(args.cancel)  # named if unknown
+        if run.status not in jobs.ACTIVE:  # the app's button is drawn on live runs only; here a typo would pass
+            raise ValueError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
         jobs.cancel(ws, args.cancel)
         said["cancelled"] = args.cancel
     if args.resume is not None:
