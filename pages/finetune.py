@@ -66,6 +66,14 @@ def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
     """The chosen run's status, buttons, curves and log; refreshed every 2 s while it is queued or running."""
     run = ws.store.get_run(run_id)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(run.error)}" if run.error else ""))
+    if run.status == "done" and run.output_policy_id is not None:
+        made = ws.store.get_policy(run.output_policy_id)
+        st.success(f"Saved as policy {made.id}, {ui.plain(made.name)}.")
+        if run.policy_id is not None and st.button("Compare it with the policy it started from", key=f"compare_{run.id}",
+                                                   icon=":material/compare:"):
+            ui.set_kept(ui.scoped("policy_a", task), run.policy_id)
+            ui.set_kept(ui.scoped("policy_b", task), made.id)
+            st.switch_page("pages/compare.py")
     run_actions(run)
     metrics = ws.store.run_metrics(run_id)
     if run.status in jobs.ACTIVE:

@@ -327,6 +327,26 @@ def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_han
     assert any(f"is policy {policy.id}" in m.value for m in app.success)
 
 
+def test_a_done_run_names_its_policy_and_opens_compare_on_before_and_after(app, workspace):
+    from prefine_core.components import ui
+    from prefine_core.policy import save_policy
+
+    reference = workspace.store.list_policies(CHEETAH, kind="reference")[0]
+    run_id = workspace.store.create_run(CHEETAH, reference.id, "prefine", {"steps": 20})
+    path = save_policy(make_policy(CHEETAH, seed=5), workspace.root / "made.safetensors")
+    made = workspace.store.add_policy("made by the run", path, CHEETAH, "finetuned", reference.id, {"run_id": run_id})
+    workspace.store.update_run(run_id, status="done", output_policy_id=made)
+    app.switch_page("pages/finetune.py").run()
+    app.selectbox(key=RUN).set_value(run_id).run()
+    assert not app.exception, app.exception
+    assert any(f"Saved as policy {made}, made by the run" in m.value for m in app.success)
+    app.button(key=f"compare_{run_id}").click().run()
+    assert not app.exception, app.exception
+    assert app.session_state[ui.scoped("policy_a", CHEETAH)] == reference.id
+    assert app.session_state[ui.scoped("policy_b", CHEETAH)] == made
+    assert app.title[0].value == "Compare"
+
+
 def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path / "fresh"))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
