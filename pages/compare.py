@@ -64,6 +64,7 @@ elif run.status != "done":
     st.error(f"The comparison {run.status}: {ui.plain(run.error or 'no reason recorded')}. Press the button to try again.")
 else:
     result = jobs.result(ws, run.id)
+    st.markdown(f"**{comparison.verdict(result)}**")
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
     st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
     if warning := comparison.doing_less(result):

@@ -110,6 +110,24 @@ def comparison_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def verdict(result: dict) -> str:
+    """The comparison in one plain sentence, for people who do not read the table (a demo's audience): how the
+    cost per episode moved, how much of A's reward B kept, and falls when either fell."""
+    a, b = result["a"], result["b"]
+    if a["cost_mean"] > 0:
+        change = 100.0 * (b["cost_mean"] - a["cost_mean"]) / a["cost_mean"]
+        moved = (f"cut the cost per episode by {-change:.0f} %" if change < 0 else
+                 f"raised the cost per episode by {change:.0f} %" if change > 0 else "kept the same cost per episode")
+        moved += f" ({a['cost_mean']:.3g} → {b['cost_mean']:.3g})"
+    else:
+        moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {b['cost_mean']:.3g} where A had none"
+    kept = (f", and earned {100.0 * b['return_mean'] / a['return_mean']:.0f} % of A's reward" if a["return_mean"] > 0 else "")
+    falls = ""
+    if a.get("fall_rate", 0) or b.get("fall_rate", 0):
+        falls = f"; it fell in {100 * b['fall_rate']:.0f} % of episodes (A: {100 * a['fall_rate']:.0f} %)"
+    return f"B {moved}{kept}{falls}."
+
+
 #: Below this share of A's return, a B with less cost is said to be safer mostly by doing less.
 DOING_LESS = 0.5
 

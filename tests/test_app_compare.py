@@ -93,6 +93,18 @@ def test_a_b_that_is_safer_by_doing_little_is_said_so():
     assert doing_less({"a": summary(), "b": summary(return_mean=10.0, cost_mean=80.0)}) is None  # not safer
 
 
+def test_the_verdict_says_the_comparison_in_one_plain_sentence():
+    from prefine_core.comparison import verdict
+
+    assert verdict({"a": summary(return_mean=4660.0, cost_mean=919.0), "b": summary(return_mean=2624.0, cost_mean=7.06)}) == (
+        "B cut the cost per episode by 99 % (919 → 7.06), and earned 56 % of A's reward.")
+    assert verdict({"a": summary(cost_mean=10.0), "b": summary(cost_mean=20.0)}).startswith(
+        "B raised the cost per episode by 100 % (10 → 20)")
+    assert verdict({"a": summary(cost_mean=0.0), "b": summary(cost_mean=0.0)}).startswith("B had no cost, as A had none")
+    falls = verdict({"a": summary(fall_rate=0.2), "b": summary(fall_rate=0.0)})
+    assert falls.endswith("; it fell in 0 % of episodes (A: 20 %).")
+
+
 def test_a_comparison_of_a_policy_that_is_not_there_is_refused_before_a_process_starts(workspace):
     from conftest import HOPPER, make_policy
     from prefine_core.policy import save_policy
@@ -123,6 +135,8 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     workspace.store.update_run(run_id, status="done")
     open_compare(app, 1, 3)
     assert any(c.value.startswith("2 episodes each, seeds 10000–10001") for c in app.caption)
+    assert any(m.value == "**B cut the cost per episode by 80 % (50 → 10), and earned 90 % of A's reward.**"
+               for m in app.markdown)
     table = app.dataframe[0].value.set_index("metric")
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"
