@@ -23,11 +23,14 @@ with st.form("finetune_form"):
         for i, field in enumerate(more):
             values[field["name"]] = ui.number_widget(cols[i % 4], field, defaults.get(field["name"], field["default"]),
                                                      key=f"cfg_{field['name']}")
+    inputs = (task, start.id if start else None, values)
     if st.form_submit_button("Launch", type="primary"):
-        run_id = ui.guarded(launcher.launch_finetune, ws, task, start.id if start else None, values)
+        run_id = ui.guarded(launcher.launch_finetune, ws, *inputs, keep=("launch_refused", inputs))
         if run_id is not None:
             ui.set_kept(ui.scoped("run_select", task), run_id)
             st.toast(f"Run {run_id} started in the background; its curves appear below.")  # outlives the refreshes
+    else:  # a refusal stays while what it refused is still in the form
+        ui.kept_refusal("launch_refused", inputs)
 
 
 def run_actions(run) -> None:

@@ -312,7 +312,8 @@ class PrefineConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             if (low is not None and value < low) or (high is not None and value > high):
-                raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+                said = f"{value:.6g}" if abs(value) >= 1e15 else repr(value)  # 1e30 typed, not its 31 digits
+                raise ValueError(f"{name} must be in [{low}, {high}], got {said}")
         for name, choices in FIELD_CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")

@@ -189,24 +189,37 @@ def survives_outage(fn):
     return wrapper
 
 
-def guarded(action, *args, success: str | None = None, **kwargs):
+def guarded(action, *args, success: str | None = None, keep: tuple[str, object] | None = None, **kwargs):
     """Run ``action``; show a ValueError/OSError as a message that says what to do instead of a traceback.
 
     A database that stays locked or unreachable through the store's retries is said so: the action
-    was not saved, and the page keeps its state so the same action can be repeated.
+    was not saved, and the page keeps its state so the same action can be repeated. ``keep`` = (key, inputs)
+    keeps a refusal for :func:`kept_refusal` to show again on the page's later runs (a run finishing elsewhere
+    redraws the page, and the message would go while the input it names is still there); a success clears it.
     """
     try:
         value = action(*args, **kwargs)
     except (ValueError, OSError) as exc:
         st.error(str(exc))
+        if keep is not None:
+            st.session_state[keep[0]] = (str(exc), keep[1])
         return None
     except DBAPIError as exc:
         st.error(f"Not saved: the database is busy or unreachable ({_reason(exc)}). Nothing was lost; "
                  "try the same action again in a moment.")
         return None
+    if keep is not None:
+        st.session_state.pop(keep[0], None)
     if success:
         st.toast(success)
     return value
+
+
+def kept_refusal(key: str, inputs: object) -> None:
+    """Show again the refusal :func:`guarded` kept under ``key``, while the inputs are those it refused."""
+    kept = st.session_state.get(key)
+    if kept is not None and kept[1] == inputs:
+        st.error(kept[0])
 
 
 def number_widget(container, field: dict, value, key: str):
