@@ -107,3 +107,35 @@ def test_finetune_refuses_a_missing_workspace_and_an_out_that_is_a_file(tmp_path
                  "--json"])
     assert code == 2 and "is a file; give a run folder" in json.loads(capsys.readouterr().out)["error"]
     assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatch):
+    """``--background`` records the run in the workspace and starts it as the app's Launch does: `runs` lists it,
+    it registers its policy, and the policy file given is the workspace's own policy when its bytes are."""
+    import time
+
+    from prefine_core.cli import main
+    from test_app import small_workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = small_workspace(tmp_path / "ws", pairs=3)
+    for pair in ws.store.list_pairs():
+        ws.store.add_label(pair.id, "ann", "left")
+    reference = ws.store.list_policies("SafetyHalfCheetahVelocity-v1", kind="reference")[0]
+    flags = ["--steps", "20", "--eval-every", "10", "--eval-episodes", "1", "--json"]
+    code = main(["finetune", "--policy", reference.path, "--background", "--pairs-from-teacher", "4", *flags])
+    assert code == 2 and "--background needs --workspace" in json.loads(capsys.readouterr().out)["error"]
+    code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", "--out",
+                 str(tmp_path / "out"), *flags])
+    assert code == 2 and "drop --out" in json.loads(capsys.readouterr().out)["error"]
+    code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", *flags])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["policy_id"] == reference.id and out["status"] in ("queued", "running"), out
+    deadline = time.time() + 240
+    while ws.store.get_run(out["run_id"]).status in ("queued", "running") and time.time() < deadline:
+        time.sleep(1)
+    run = ws.store.get_run(out["run_id"])
+    assert run.status == "done", (run.status, run.error)
+    assert ws.store.get_policy(run.output_policy_id).parent_id == reference.id
+    assert main(["runs", "--workspace", str(ws.root), "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["runs"]] == [run.id]

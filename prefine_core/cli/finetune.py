@@ -47,6 +47,8 @@ def _finetune(args: argparse.Namespace) -> dict:
     config = _config_from_args(args)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a file; give a run folder (a new one, or a run's to resume it)")
+    if args.background:
+        return _launch_in_workspace(args, config)
     reference = load_policy(args.policy)
     task_id = reference.meta.task_id
     if args.workspace:
@@ -82,6 +84,28 @@ def _finetune(args: argparse.Namespace) -> dict:
     return {"path": result["path"], "task_id": task_id, "pairs": len(pairs), "selected_step": result["selected_step"],
             "seconds": round(seconds, 2), "evaluation": evaluation, "reference": reference_eval,
             "comparison": compare(evaluation, reference_eval), "config": config.to_dict()}
+
+
+def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dict:
+    """``--background``: the app's Launch from the command line: the policy file registered in the workspace (once:
+    the same bytes are the same policy), the run recorded there and started in its own process; the app's Fine-tune
+    page and ``runs`` follow, cancel and resume it, and it registers the policy it makes."""
+    from prefine_core import transfer
+    from prefine_core.launcher import launch_finetune
+    from prefine_core.workspace import Workspace
+
+    if not args.workspace:
+        raise ValueError("--background needs --workspace: the run is recorded in that workspace, where the app and "
+                         "`runs` show it, and trains on its labels")
+    if args.out:
+        raise ValueError("--background keeps the run's checkpoints in the workspace's run folder; drop --out")
+    if not Path(args.workspace).is_dir():
+        raise ValueError(f"the workspace {args.workspace} does not exist; give the folder the labels are in")
+    ws = Workspace.open(args.workspace)
+    policy, _ = transfer.register_policy(ws, Path(args.policy).name, Path(args.policy).read_bytes())
+    run_id = launch_finetune(ws, policy.task_id, policy.id, config.to_dict())
+    return {"run_id": run_id, "task_id": policy.task_id, "policy_id": policy.id, "status": ws.store.get_run(run_id).status,
+            "follow": f"the app's Fine-tune page (run {run_id}), or `runs --workspace {args.workspace}`"}
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
@@ -125,6 +149,10 @@ def register(command) -> None:
     p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
     p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
     p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (default 10)")
+    p.add_argument("--background", action="store_true",
+                   help="with --workspace: start the run as the app's Launch does (recorded in the workspace, shown "
+                        "live on the Fine-tune page and by `runs`, its policy registered) and return its run id; "
+                        "without it the fine-tune runs here and is not recorded in the workspace")
     for f in config_fields():
         flag = "--" + f["name"].replace("_", "-")
         bounds = f" [{f['min']}, {f['max']}]" if f["min"] is not None else ""
