@@ -112,7 +112,8 @@ def comparison_table(result: dict) -> pd.DataFrame:
 
 def verdict(result: dict) -> str:
     """The comparison in one plain sentence, for people who do not read the table (a demo's audience): how the
-    cost per episode moved, how much of A's reward B kept, and falls when either fell."""
+    cost per episode moved, how much of A's reward B kept, in how many episodes each kept within the cost limit,
+    and falls when either fell."""
     a, b = result["a"], result["b"]
     if a["cost_mean"] > 0:
         change = 100.0 * (b["cost_mean"] - a["cost_mean"]) / a["cost_mean"]
@@ -122,10 +123,15 @@ def verdict(result: dict) -> str:
     else:
         moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {b['cost_mean']:.3g} where A had none"
     kept = (f", and earned {100.0 * b['return_mean'] / a['return_mean']:.0f} % of A's reward" if a["return_mean"] > 0 else "")
+    within = ""
+    if a.get("costs") and b.get("costs") and a.get("cost_limit") is not None:
+        under = lambda s: sum(c <= s["cost_limit"] for c in s["costs"])  # noqa: E731
+        within = (f"; it kept within the cost limit ({a['cost_limit']:g}) in {under(b)} of {len(b['costs'])} "
+                  f"episodes (A: {under(a)})")
     falls = ""
     if a.get("fall_rate", 0) or b.get("fall_rate", 0):
         falls = f"; it fell in {100 * b['fall_rate']:.0f} % of episodes (A: {100 * a['fall_rate']:.0f} %)"
-    return f"B {moved}{kept}{falls}."
+    return f"B {moved}{kept}{within}{falls}."
 
 
 #: Below this share of A's return, a B with less cost is said to be safer mostly by doing less.

@@ -96,8 +96,10 @@ def test_a_b_that_is_safer_by_doing_little_is_said_so():
 def test_the_verdict_says_the_comparison_in_one_plain_sentence():
     from prefine_core.comparison import verdict
 
-    assert verdict({"a": summary(return_mean=4660.0, cost_mean=919.0), "b": summary(return_mean=2624.0, cost_mean=7.06)}) == (
-        "B cut the cost per episode by 99 % (919 → 7.06), and earned 56 % of A's reward.")
+    assert verdict({"a": summary(return_mean=4660.0, cost_mean=919.0, costs=[900.0, 938.0]),
+                    "b": summary(return_mean=2624.0, cost_mean=7.06, costs=[13.0, 1.12])}) == (
+        "B cut the cost per episode by 99 % (919 → 7.06), and earned 56 % of A's reward; it kept within the cost "
+        "limit (25) in 2 of 2 episodes (A: 0).")
     assert verdict({"a": summary(cost_mean=10.0), "b": summary(cost_mean=20.0)}).startswith(
         "B raised the cost per episode by 100 % (10 → 20)")
     assert verdict({"a": summary(cost_mean=0.0), "b": summary(cost_mean=0.0)}).startswith("B had no cost, as A had none")
@@ -135,8 +137,8 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     workspace.store.update_run(run_id, status="done")
     open_compare(app, 1, 3)
     assert any(c.value.startswith("2 episodes each, seeds 10000–10001") for c in app.caption)
-    assert any(m.value == "**B cut the cost per episode by 80 % (50 → 10), and earned 90 % of A's reward.**"
-               for m in app.markdown)
+    assert any(m.value == "**B cut the cost per episode by 80 % (50 → 10), and earned 90 % of A's reward; it kept "
+               "within the cost limit (25) in 0 of 2 episodes (A: 0).**" for m in app.markdown), [m.value for m in app.markdown]
     table = app.dataframe[0].value.set_index("metric")
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"
