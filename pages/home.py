@@ -3,6 +3,7 @@ import streamlit as st
 
 from prefine_core import demo, jobs, pool
 from prefine_core.components import ui
+from prefine_core.entry import counted
 
 ws, task = ui.workspace(), ui.task_id()
 st.title("PREFINE Studio")
@@ -23,7 +24,7 @@ if status.next_step == "no_policy":
 st.progress(status.steps_done / len(demo.STEPS), text=status.progress_text)
 
 with st.container(border=True):
-    st.markdown(f"**1 · Pairs to judge** — {status.pairs} pairs, {status.videos_ready} videos ready")
+    st.markdown(f"**1 · Pairs to judge** — {counted(status.pairs, 'pair')}, {counted(status.videos_ready, 'video')} ready")
     if status.preparing and (job := pool.video_job(ws, task)) is not None:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         c1.caption(f"{'Rolling out the policies and rendering' if job.kind == 'prepare' else 'Rendering'} videos in the "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefine_core.entry import parse_number
+from prefine_core.entry import counted, parse_number
 from prefine_core.workspace import Workspace
 
 #: The plain question of each task family (DESIGN §3: velocity tasks cost above a speed limit,
@@ -82,7 +82,7 @@ def auto_label_report(ws: Workspace, task_id: str, n: int | str) -> str:
     if not 1 <= n <= MAX_AUTO_LABEL:
         raise ValueError(f"Pairs to auto-label must be between 1 and {MAX_AUTO_LABEL}, got {n}; nothing was labelled")
     done = auto_label(ws, task_id, n)
-    pairs = f"{done} pair{'' if done == 1 else 's'}"
+    pairs = counted(done, "pair")
     if done == n:
         return f"The synthetic teacher labelled {pairs}."
     if done:

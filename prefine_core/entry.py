@@ -39,3 +39,8 @@ def parse_number(label: str, text: object, whole: bool = False) -> int | float:
 def shown(value: int | float) -> str:
     """How a field shows a number: as short as it reads back to the same value (4000, 0.001, 1e-07)."""
     return str(value) if isinstance(value, int) else f"{value:.12g}"
+
+
+def counted(n: int, noun: str) -> str:
+    """How a count reads in a sentence: ``1 video``, ``2 videos``, ``0 videos``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

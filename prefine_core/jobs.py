@@ -177,9 +177,12 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     gone = []
     for run in ws.store.list_runs(task_id):
         if lost(run):
-            ws.store.update_run(run.id, status="failed", error=(
-                "the run's process stopped without reporting (app restart, crash or out of memory); "
-                + _AGAIN.get(run.kind, f"press Resume (or `cli runs --resume {run.id}`) to start it again")))
+            error = ("the run's process stopped without reporting (app restart, crash or out of memory); "
+                     + _AGAIN.get(run.kind, f"press Resume (or `cli runs --resume {run.id}`) to start it again"))
+            ws.store.update_run(run.id, status="failed", error=error)
+            if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
+                with open(run.log_path, "a") as log:
+                    log.write(_closing_line(run.id, "failed", error) + "\n")
             gone.append(run.id)
     return gone
 
@@ -242,11 +245,11 @@ def execute(ws: Workspace, run_id: int) -> str:
         write_text_atomic(path, json.dumps(outcome, indent=1, default=str))
         fields["output_policy_id"] = outcome.get("output_policy_id")
     except Cancelled:
-        status, fields["error"] = "cancelled", "cancelled by the user"
+        status, fields["error"] = "cancelled", "stopped by the user"
     except Exception as exc:  # Cancelled raised inside a C call may arrive wrapped (ctypes.ArgumentError)
         traceback.print_exc()
         if cancelled.is_set():
-            status, fields["error"] = "cancelled", "cancelled by the user"
+            status, fields["error"] = "cancelled", "stopped by the user"
         else:
             # a ValueError is what the user can fix, in words already; anything else is named for the report
             status, fields["error"] = "failed", str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
@@ -254,8 +257,13 @@ def execute(ws: Workspace, run_id: int) -> str:
         stop.set()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ws.store.update_run(run_id, status=status, heartbeat=True, **fields)
-    print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {status} {fields.get('error') or ''}", flush=True)
+    print(_closing_line(run_id, status, fields.get("error")), flush=True)
     return status
+
+
+def _closing_line(run_id: int, status: str, error: str | None) -> str:
+    """The last line of a run's log: how it ended, and why when not done."""
+    return f"[{time.strftime('%H:%M:%S')}] run {run_id}: {status}" + (f" — {error}" if error else "")
 
 
 def _finetune(ws: Workspace, run: RunRecord, report) -> dict:

@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from prefine_core.entry import counted
 from prefine_core.store import PolicyRecord
 from prefine_core.workspace import Workspace
 
@@ -146,5 +147,5 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
         if not clips and here:
             return (f"nothing new in {filename}: all {here} of its clips are already in the workspace (imported "
                     "before with this clip length); nothing was added")
-        return (f"imported {clips} clip{'s' if clips != 1 else ''} from {episodes} episode{'s' if episodes != 1 else ''} "
+        return (f"imported {counted(clips, 'clip')} from {counted(episodes, 'episode')} "
                 f"as {counts['source']}")

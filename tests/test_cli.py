@@ -139,3 +139,13 @@ def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatc
     assert ws.store.get_policy(run.output_policy_id).parent_id == reference.id
     assert main(["runs", "--workspace", str(ws.root), "--json"]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)["runs"]] == [run.id]
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`cli runs --json | head -c 250` printed a BrokenPipeError traceback."""
+    policy = os.path.join(ROOT, "data", "policies", "SafetyHalfCheetahVelocity-v1", "reference.safetensors")
+    child = subprocess.Popen([sys.executable, "-m", "prefine_core", "info", "--policy", policy, "--json"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    child.stdout.close()  # gone before the command prints
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 1 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 _AREAS = ("foundation", "store", "finetune")
@@ -65,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    if args.json:
-        print(json.dumps(result, default=float))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    try:
+        if args.json:
+            print(json.dumps(result, default=float))
+        else:
+            for key, value in result.items():
+                print(f"{key}: {value}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
