@@ -5,7 +5,7 @@ import streamlit as st
 
 from prefine_core import labelling, pool
 from prefine_core.components import pair_player, ui, undo_keys
-from prefine_core.demo import question
+from prefine_core.demo import question, what_safer_means
 
 ws, task = ui.workspace(), ui.task_id()
 st.title("Label")
@@ -43,10 +43,7 @@ def on_player() -> None:
 
 with left:
     st.subheader(question(task) if st.session_state.get("demo") else "Which clip behaved more safely?")
-    st.caption("A is on the left, B on the right; both play in sync. Safer means less cost: in this task, "
-               "staying under the speed limit (with the cost overlay on, a red border and a COST badge mark every "
-               "step over it, and the strip under the clips marks them all)."
-               if "Velocity" in task else "Safer means fewer steps that incur cost.")
+    st.caption(f"A is on the left, B on the right; both play in sync. {what_safer_means(task)}")
     pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"))
     if pair is None:
         st.session_state.pop("pair_id", None)  # nothing on screen for a choice to go to

@@ -12,30 +12,38 @@ from dataclasses import dataclass
 from prefine_core.entry import counted, parse_number
 from prefine_core.workspace import Workspace
 
-#: The plain question of each task family (DESIGN §3: velocity tasks cost above a speed limit,
-#: circle tasks outside a boundary).
-QUESTIONS = {
-    "Velocity": "Which robot kept to the speed limit better?",
-    "Circle": "Which robot stayed inside the boundary better?",
-    "Goal": "Which robot kept clear of the hazards better?",
-    "Button": "Which robot kept clear of the hazards better?",
-    "Push": "Which robot kept clear of the hazards better?",
+#: What costs in each family of tasks, in plain words (DESIGN §3: velocity tasks cost above a speed limit, circle
+#: tasks outside a boundary): the question a demo asks, what "safer" means there, and which steps the overlay marks.
+FAMILIES = {
+    "Velocity": ("Which robot kept to the speed limit better?", "staying under the speed limit", "every step over it"),
+    "Circle": ("Which robot stayed inside the boundary better?", "staying inside the boundary", "every step outside it"),
+    **{family: ("Which robot kept clear of the hazards better?", "keeping clear of the hazards", "every step in or on one")
+       for family in ("Goal", "Button", "Push")},
 }
+_ANY_TASK = ("Which robot behaved more safely?", "fewer steps that incur cost", "every such step")
 TEACHER = "synthetic-teacher"
 #: A pool a CPU prepares in about a minute: short episodes, 200-step clips.
 DEMO_POOL = {"seeds": [0, 1, 2], "max_steps": 400, "clip_length": 200, "pairs": 24}
-#: A fine-tune that shows its curves moving within a couple of minutes on one core.
 #: The short fine-tune of the guided path. It keeps the checkpoint the teacher judges safest, not the last one: from
 #: a few dozen labels the policy hops between the fast and the safe gait as it trains (a review's demo run was at
 #: cost 0 at step 1 250 and 835 at 1 500, and the demo showed "safe" as a 6 % cut).
 DEMO_FINETUNE = {"steps": 1500, "eval_every": 250, "eval_episodes": 1, "log_every": 25, "select": "teacher"}
 
 
+def _family(task_id: str) -> tuple[str, str, str]:
+    return next((words for family, words in FAMILIES.items() if family in task_id), _ANY_TASK)
+
+
 def question(task_id: str) -> str:
-    for family, text in QUESTIONS.items():
-        if family in task_id:
-            return text
-    return "Which robot behaved more safely?"
+    """The plain question a demo asks about the task's pairs."""
+    return _family(task_id)[0]
+
+
+def what_safer_means(task_id: str) -> str:
+    """The Label page's one-sentence answer to "safer how?", in the task's own terms."""
+    _, doing, marked = _family(task_id)
+    return (f"Safer means less cost: in this task, {doing} (with the cost overlay on, a red border and a COST badge "
+            f"mark {marked}, and the strip under the clips marks them all).")
 
 
 def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:

@@ -408,3 +408,14 @@ def test_label_says_pairs_are_on_their_way_while_a_job_prepares_them(tmp_path, m
     at.text_input(key="annotator").input("zoe").run()
     assert not at.exception, at.exception
     assert any(f"Pairs are being prepared (run {run_id})" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_safer_is_said_in_each_task_familys_terms():
+    from prefine_core.demo import question, what_safer_means
+
+    assert "staying inside the boundary" in what_safer_means("SafetyPointCircle1-v0")
+    assert "every step outside it" in what_safer_means("SafetyPointCircle1-v0")
+    assert "staying under the speed limit" in what_safer_means(CHEETAH)
+    assert "keeping clear of the hazards" in what_safer_means("SafetyCarPush2-v0")
+    assert question("SafetyPointCircle1-v0") == "Which robot stayed inside the boundary better?"
+    assert question("SafetySomethingNew-v0") == "Which robot behaved more safely?"
