@@ -812,6 +812,16 @@ PointCircle, and on these twelve label sets PREFINE's chosen Hopper checkpoints 
 (−20 ± 42 return, +6 ± 16 cost at 0.1). Not adopted; nothing was run on the evaluation seeds. On label sets 40–47
 (session 6) every band from 0 to 0.1 had PREFINE below BC's cost at a higher return on all three tasks; on 52–63 it
 does not on two: the sign belongs to the label sets.
+**Session 11** (`data/studies/2026-12-01-noisy-labels/`; written down before it ran). People err, and BC copies
+every winner, so a labeller who swaps answers is where PREFINE's use of the losers (net label sets, the D⁻ term)
+should show if it helps. On label sets 70–73 (200 pairs) labelled with `mistake_rate` 0.2 (one decided answer in
+five swapped; the same pairs at ε = 0 beside them), PREFINE and BC with their own checkpoint choice, 10 validation
+episodes from seed 9 990: PREFINE beats BC by the issue's rule on none of the three tasks at ε = 0.2 (the hypothesis
+asked two). It is safer than BC on HalfCheetah (14.4 against 24.9 at 32 less return) and PointCircle (23.8 against
+58.1 at 2.6 less), faster and costlier on Hopper: another point of the same trade-off, as without noise. The noise
+costs neither method clearly on HalfCheetah or Hopper; on PointCircle it makes PREFINE slower (−6.7 ± 1.7 return).
+With 200 random pairs over 160–300 clips most clips are labelled once or twice, so the net label sets have little
+to cancel. No default changed; nothing ran on the evaluation seeds.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
