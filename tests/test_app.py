@@ -86,11 +86,15 @@ def _app_on(workspace, monkeypatch) -> AppTest:
     return AppTest.from_file(APP, default_timeout=TIMEOUT)
 
 
+def labelling_as(app: AppTest, name: str) -> AppTest:
+    """``app`` on the Label page, its name typed in."""
+    app.switch_page("pages/label.py").run()
+    return app.text_input(key="annotator").input(name).run()
+
+
 def test_a_task_switch_or_a_new_name_never_keeps_a_pair_that_is_not_theirs(tmp_path, monkeypatch):
     workspace = small_workspace(tmp_path, pairs=3)
-    app = _app_on(workspace, monkeypatch)
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("switcher").run()
+    app = labelling_as(_app_on(workspace, monkeypatch), "switcher")
     shown = app.session_state["pair_id"]
     assert workspace.store.get_pair(shown).task_id == CHEETAH
     # what the sidebar's task box sets (AppTest drops the sidebar of a page run that called st.stop())
@@ -110,9 +114,7 @@ def test_a_task_switch_or_a_new_name_never_keeps_a_pair_that_is_not_theirs(tmp_p
 
 def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tmp_path, monkeypatch):
     workspace = small_workspace(tmp_path, pairs=3)  # it labels every pair
-    app = _app_on(workspace, monkeypatch)
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("finisher").run()
+    app = labelling_as(_app_on(workspace, monkeypatch), "finisher")
     app.toggle(key="show_cost").set_value(False).run()
     app.switch_page("pages/home.py").run()
     app.switch_page("pages/label.py").run()
@@ -132,9 +134,7 @@ def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tm
 
 def test_a_choice_on_a_pair_deleted_meanwhile_says_so_and_moves_on(tmp_path, monkeypatch):
     workspace = small_workspace(tmp_path, pairs=3)
-    app = _app_on(workspace, monkeypatch)
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("late").run()
+    app = labelling_as(_app_on(workspace, monkeypatch), "late")
     shown = app.session_state["pair_id"]
     workspace.store.delete_pairs([shown])  # someone cleans up on the Data page while the pair is on screen
     app.button(key="choice_left").click().run()
@@ -147,8 +147,7 @@ def test_a_second_tab_on_an_answered_pair_cannot_overwrite_the_answer(tmp_path, 
     workspace = small_workspace(tmp_path, pairs=3)
     first, second = _app_on(workspace, monkeypatch), _app_on(workspace, monkeypatch)
     for tab in (first, second):
-        tab.switch_page("pages/label.py").run()
-        tab.text_input(key="annotator").input("carol").run()
+        labelling_as(tab, "carol")
     shown = first.session_state["pair_id"]
     assert second.session_state["pair_id"] == shown  # the same person's pair, in both tabs
     first.button(key="choice_left").click().run()
@@ -165,17 +164,14 @@ def test_a_newcomer_on_pairs_all_taken_by_others_is_told_so(tmp_path, monkeypatc
     workspace = small_workspace(tmp_path, pairs=2)
     for pair in workspace.store.list_pairs(CHEETAH):
         workspace.store.add_label(pair.id, "synthetic-teacher", "left")  # e.g. Home's Auto-label took them all
-    app = _app_on(workspace, monkeypatch)
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("bob").run()
+    app = labelling_as(_app_on(workspace, monkeypatch), "bob")
     assert not app.exception, app.exception
     assert [m.value for m in app.info] == ["All 2 pairs of this task are labelled, or being labelled, by others (each "
                                            "pair goes to one person); prepare more on the Home page to label more."]
 
 
 def test_the_name_outlives_a_visit_to_another_page(app):
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("ada").run()
+    labelling_as(app, "ada")
     app.switch_page("pages/home.py").run()
     app.switch_page("pages/label.py").run()
     assert not app.exception, app.exception
@@ -185,8 +181,7 @@ def test_the_name_outlives_a_visit_to_another_page(app):
 
 
 def test_markup_in_a_name_is_shown_as_text(app):
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("<b>eve</b>").run()
+    labelling_as(app, "<b>eve</b>")
     assert not app.exception
     assert any(t.value == "Labelling as: <b>eve</b>" for t in app.text)
     assert not any("<b>" in m.value for m in app.markdown)
@@ -194,8 +189,7 @@ def test_markup_in_a_name_is_shown_as_text(app):
 
 @pytest.mark.parametrize("name", ["synthetic-teacher", " Synthetic-Teacher "])
 def test_the_simulated_labellers_name_is_not_a_persons(app, name):
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input(name).run()
+    labelling_as(app, name)
     assert not app.exception, app.exception
     assert any("is the name of the simulated labeller" in e.value for e in app.error), [e.value for e in app.error]
     assert not _has_button(app, "choice_left") and "pair_id" not in app.session_state
