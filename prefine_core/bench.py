@@ -822,6 +822,13 @@ asked two). It is safer than BC on HalfCheetah (14.4 against 24.9 at 32 less ret
 costs neither method clearly on HalfCheetah or Hopper; on PointCircle it makes PREFINE slower (−6.7 ± 1.7 return).
 With 200 random pairs over 160–300 clips most clips are labelled once or twice, so the net label sets have little
 to cancel. No default changed; nothing ran on the evaluation seeds.
+A pool check (`data/studies/2026-12-01-hopper-pool/`, descriptive): of the Hopper pool's 86 slow-gait clips that did
+not fall, only 26 keep within the limit scaled to the clip (5 per 200 steps), and 20 of those are an episode's first
+window (the hopper starting up); its median clip costs 26.5 (about 130 per episode), and no other source has a clip
+within it. The pool holds no steady hop under the limit, so copying its winners lands where PREFINE (101.8) and BC
+(114.5) do, and the Lagrangian's gait (1612 at cost 0) is one it does not contain. HalfCheetah's and PointCircle's
+safe sources keep within it (23 % and 68–100 % of clips). A slower Hopper behaviour policy is the next thing to try
+there; it changes the pool for every method, so the Hopper benchmark would be rerun whole.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
