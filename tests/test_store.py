@@ -274,6 +274,40 @@ def test_version_0002_assignments_are_back_filled(store_url):
     store.close()
 
 
+def test_a_deleted_pairs_id_is_never_given_to_a_new_pair(store_url):
+    """A page still showing a deleted pair must not save a choice onto a new pair that took its number (SQLite gave
+    out the highest deleted id again); a store upgraded from 0004 keeps its rows, its references and foreign keys."""
+    from prefine_core.store import Store
+    from prefine_core.store.engine import make_engine, upgrade
+
+    engine = make_engine(store_url)
+    upgrade(engine, "0004")
+    now = datetime(2025, 1, 1)
+    with engine.begin() as conn:
+        _old_task_and_two_clips(conn, now)
+        for _ in range(3):
+            conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
+                              "VALUES (:t, 1, 2, 'random', 0, 'old', :now)"), {"t": CHEETAH, "now": now})
+        conn.execute(text("INSERT INTO annotators (name, created_at) VALUES ('old-ann', :now)"), {"now": now})
+        conn.execute(text("INSERT INTO labels (pair_id, annotator_id, choice, created_at) VALUES (2, 1, 'left', :now)"),
+                     {"now": now})
+    engine.dispose()
+    store = Store(store_url)
+    assert [p.id for p in store.list_pairs()] == [1, 2, 3] and store.effective_labels().pair_id.tolist() == [2]
+    store.delete_pairs([3])
+    assert store.add_pair(1, 2, "random", 0.0, "new") == 4
+    store.delete_pairs([4])  # the highest id, deleted: the next pair still gets a new number
+    assert store.add_pair(1, 2, "random", 0.0, "newer") == 5
+    assert [p.id for p in store.list_pairs()] == [1, 2, 5]
+    with pytest.raises(ValueError, match="pair_id"):
+        store.add_label(3, "old-ann", "left")  # the deleted pair stays deleted
+    with pytest.raises(Exception):  # foreign keys are on again after the upgrade
+        with store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO labels (pair_id, annotator_id, choice, created_at) VALUES (999, 1, 'left', :now)"),
+                         {"now": now})
+    store.close()
+
+
 def test_schema_matches_migrations(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

@@ -136,5 +136,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with _migration_lock(engine):
         with engine.connect() as conn:
             conn.execution_options(prefine_write=True)
-            with conn.begin():
-                command.upgrade(_alembic_config(conn), revision)
+            raw = conn.connection.dbapi_connection if is_sqlite(engine) else None
+            if raw is not None:  # a table rebuild (0005) drops a table others refer to: SQLite's procedure turns
+                raw.execute("PRAGMA foreign_keys=OFF")  # foreign keys off, outside the transaction, and checks them
+            try:
+                with conn.begin():
+                    command.upgrade(_alembic_config(conn), revision)
+                    if raw is not None and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").first()):
+                        raise RuntimeError(f"the schema upgrade would break a reference ({tuple(broken)}); nothing changed")
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys=ON")

@@ -72,6 +72,7 @@ pairs = Table(
     Column("created_at", DateTime, nullable=False, default=utcnow),
     CheckConstraint("left_id <> right_id", name="ck_pairs_distinct"),
     Index("ix_pairs_task", "task_id"),
+    sqlite_autoincrement=True,  # 0005: a deleted pair's id is never handed to a new pair (a page may still show it)
 )
 
 annotators = Table(
