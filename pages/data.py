@@ -12,14 +12,14 @@ with tabs[0]:
     pairs = browse.pairs_frame(ws.store, task)
     st.dataframe(pairs, hide_index=True, width="stretch", key="pairs_table")
     if len(pairs):
-        pick = st.selectbox("Preview pair", pairs.id.tolist(), key="preview_pair")
-        pair = ws.store.get_pair(pick)
+        shown_pair = st.selectbox("Preview pair", pairs.id.tolist(), key="preview_pair")
+        pair = ws.store.get_pair(shown_pair)
         if pair.video_ready:
             st.columns([1, 1])[0].video(pair.video_path, loop=True, muted=True)
         elif (job := pool.video_job(ws, task)) is not None:
             st.caption(f"Its video is being rendered (run {job.id}); it shows here when it is ready.")
             ui.cancel_job_button(ws, job.id, key="cancel_videos")
-            ui.rerun_when(lambda: ws.store.get_pair(pick).video_ready, every=2.0)
+            ui.rerun_when(lambda: ws.store.get_pair(shown_pair).video_ready, every=2.0)
         else:
             st.caption("Its video is not rendered yet.")
             ui.render_missing_button(ws, task)
@@ -59,11 +59,14 @@ with tabs[4]:
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:
+    made_of = (task, ws.store.counts(task), len(ws.store.list_policies(task)))  # of another task or state: not offered
     if st.button("Prepare an export of this task", key="export"):
-        st.session_state["export_zip"] = ui.guarded(transfer.export_zip, ws, task)
-    if st.session_state.get("export_zip"):
-        st.download_button("Download export (.zip)", st.session_state["export_zip"], file_name=f"prefine-{task}.zip",
+        st.session_state["export_zip"] = (made_of, ui.guarded(transfer.export_zip, ws, task))
+    if (kept := st.session_state.get("export_zip")) and kept[1] and kept[0] == made_of:
+        st.download_button("Download export (.zip)", kept[1], file_name=f"prefine-{task}.zip",
                            mime="application/zip", key="download_export")
+    elif kept:
+        st.caption("The export prepared earlier was of another task, or the workspace changed since: prepare it again.")
     upload = st.file_uploader("Import a file", type=list(transfer.ACCEPTED), key="upload",
                               help="a .zip exported here, a DSRL/D4RL .hdf5 dataset, or a .safetensors policy")
     if upload is not None and st.button(f"Import {upload.name}", key="import"):

@@ -72,6 +72,31 @@ def test_a_policy_for_another_task_is_filed_under_its_task(ws, tmp_path):
     assert [p.task_id for p in ws.store.list_policies(kind="imported")] == [HOPPER]
 
 
+def test_an_export_is_offered_only_for_the_task_and_state_it_was_made_of(ws, monkeypatch):
+    """It was offered after a task switch under the new task's file name, and after deletions, holding what was gone."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    app.session_state["task_id"] = CHEETAH
+    app.switch_page("pages/data.py").run()
+    app.button(key="export").click().run()
+    assert not app.exception, app.exception
+    assert len(app.get("download_button")) == 1
+    ws.store.add_label(ws.store.list_pairs(CHEETAH)[0].id, "bea", "right")  # the workspace changed since
+    app.run()
+    assert not app.get("download_button")
+    assert any("prepare it again" in c.value for c in app.caption)
+    app.button(key="export").click().run()
+    assert len(app.get("download_button")) == 1
+    app.session_state["task_id"] = HOPPER
+    app.run()
+    assert not app.get("download_button"), "not under another task's name"
+
+
 def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkeypatch):
     from pathlib import Path
 

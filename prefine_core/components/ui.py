@@ -156,8 +156,17 @@ def render_missing_button(ws: Workspace, task_id: str, **button) -> None:
 
 def rerun_when(ready, every: float) -> None:
     """Check ``ready()`` every ``every`` seconds in a fragment, and draw the whole page again once it holds (a video
-    rendered, a pair prepared, a run started elsewhere); a database outage meanwhile is said, not raised."""
-    st.fragment(run_every=every)(survives_outage(lambda: ready() and st.rerun()))()
+    rendered, a pair prepared, a run started elsewhere), or once what it watches is gone (a ValueError: a pair deleted
+    meanwhile; the page drawn again shows what is there); a database outage meanwhile is said, not raised."""
+    def check() -> None:
+        try:
+            done = ready()
+        except ValueError:
+            done = True
+        if done:
+            st.rerun()
+
+    st.fragment(run_every=every)(survives_outage(check))()
 
 
 def annotator() -> str:
