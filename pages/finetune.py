@@ -118,6 +118,7 @@ if table.empty:
 jobs_table(launcher.run_states(table))
 ids = table.id.tolist()
 c1, c2, c3 = st.columns([2, 3, 1])  # kept across pages and in the address (the newest run until another is picked)
+ui.follow_newest(ui.scoped("run_select", task), ids[0])
 run_id = c1.selectbox("Run", ids, format_func=lambda i: f"run {i}",
                       **ui.kept(ui.scoped("run_select", task), ids, in_url="run_select", index=0))
 smoothing = c2.slider("Smoothing", 0.0, 0.99, help="of the per-step curves (losses, accuracy, KL); validation points "

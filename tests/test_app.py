@@ -343,6 +343,31 @@ def test_a_done_run_names_its_policy_and_opens_compare_on_before_and_after(app, 
     assert app.title[0].value == "Compare"
 
 
+def test_the_run_shown_follows_a_newer_run_unless_another_was_picked(tmp_path, monkeypatch):
+    """A run started from the CLI (or another tab) showed in the table while the view stayed on the older one."""
+    workspace = small_workspace(tmp_path, pairs=2)
+    reference = workspace.store.list_policies(CHEETAH, kind="reference")[0]
+
+    def finished_run() -> int:
+        run_id = workspace.store.create_run(CHEETAH, reference.id, "prefine", {"steps": 20})
+        workspace.store.update_run(run_id, status="done")
+        return run_id
+
+    first = finished_run()
+    app = _app_on(workspace, monkeypatch)
+    app.session_state["task_id"] = CHEETAH
+    app.switch_page("pages/finetune.py").run()
+    assert app.selectbox(key=RUN).value == first
+    second = finished_run()
+    app.run()  # what the runs table's watch does when a run appears
+    assert not app.exception, app.exception
+    assert app.selectbox(key=RUN).value == second
+    app.selectbox(key=RUN).set_value(first).run()  # a person picks an older run: it stays
+    finished_run()
+    app.run()
+    assert app.selectbox(key=RUN).value == first
+
+
 def test_a_fresh_workspace_guides_the_first_step(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path / "fresh"))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()

@@ -116,6 +116,15 @@ def set_kept(widget_key: str, value) -> None:
     st.session_state[widget_key] = st.session_state[f"kept_{widget_key}"] = value
 
 
+def follow_newest(widget_key: str, newest) -> None:
+    """A :func:`kept` choice among items newest first that shows the newest moves to a newer one when it appears (a
+    run started from the CLI or another tab); a choice of an older item stays."""
+    seen = f"newest_{widget_key}"
+    if st.session_state.get(seen) not in (None, newest) and st.session_state.get(widget_key) == st.session_state[seen]:
+        set_kept(widget_key, newest)
+    st.session_state[seen] = newest
+
+
 def sidebar(ws: Workspace) -> None:
     """Task and demo mode; kept under plain session keys so they outlive any page's widgets, and in the page's
     address (``?task=…&demo=1``) so they outlive a reload."""
