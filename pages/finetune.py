@@ -60,9 +60,11 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
             policy_id = ui.guarded(checkpoints.register_checkpoint, ws, run.id, int(step))
             if policy_id is not None:
                 st.session_state[registered] = (int(step), policy_id)
-        if registered in st.session_state:
+                st.rerun()  # the form above offers it as a start
+        if registered in st.session_state and st.session_state[registered][0] == int(step):
             done_step, policy_id = st.session_state[registered]
-            st.success(f"Step {done_step} is policy {policy_id}: pick it on the Compare page, or start a fine-tune from it.")
+            st.success(f"Step {done_step} is policy {policy_id}: pick it on the Compare page, or start a fine-tune from it "
+                       "(\"Start from\" above).")
 
 
 def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
