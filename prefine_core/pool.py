@@ -221,12 +221,13 @@ class _FrameCache:
 
 def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, fps: int = 30, limit: int | None = None,
                    on_progress=None) -> dict:
-    """Render the video of every pair that has none yet; returns counts of rendered and unrenderable pairs."""
+    """Render the video of every pair that has none yet; returns counts of rendered and unrenderable pairs, and of
+    pairs deleted while they rendered (their files removed; the others still rendered)."""
     from prefine_core import render
 
     pending = ws.store.list_pairs(task_id, without_video=True)[:limit]
     cache = _FrameCache(ws.store, size)
-    rendered = skipped = 0
+    rendered = skipped = deleted = 0
     for done, pair in enumerate(pending):
         left, right = ws.store.trajectory_record(pair.left_id), ws.store.trajectory_record(pair.right_id)
         frames_left, frames_right = cache.frames(left), cache.frames(right)
@@ -239,11 +240,18 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
             render.write_pair_video(frames_left, costs_left, frames_right, costs_right, plain_video_path(out),
                                     fps=fps, show_cost=False)
             render.write_pair_video(frames_left, costs_left, frames_right, costs_right, out, fps=fps)
-            ws.store.set_pair_video(pair.id, out)
-            rendered += 1
+            try:
+                ws.store.set_pair_video(pair.id, out)
+                rendered += 1
+            except ValueError:
+                if any(p.id == pair.id for p in ws.store.list_pairs(task_id)):
+                    raise
+                for path in (out, plain_video_path(out)):  # deleted (Data page) while it rendered: no orphan files
+                    path.unlink(missing_ok=True)
+                deleted += 1
         if on_progress:
             on_progress(done + 1, len(pending))
-    return {"rendered": rendered, "unrenderable": skipped, "pending_before": len(pending)}
+    return {"rendered": rendered, "unrenderable": skipped, "deleted_meanwhile": deleted, "pending_before": len(pending)}
 
 
 def clip_video(record: TrajectoryRecord) -> Path | None:

@@ -96,12 +96,31 @@ def test_render_pending_writes_pair_videos(pool_ws):
     ws, _ = pool_ws
     pool.generate_pairs(ws.store, CHEETAH, 2, "random")
     result = pool.render_pending(ws, CHEETAH, size=64, limit=1)
-    assert result == {"rendered": 1, "unrenderable": 0, "pending_before": 1}
+    assert result == {"rendered": 1, "unrenderable": 0, "deleted_meanwhile": 0, "pending_before": 1}
     (ready,) = [p for p in ws.store.list_pairs(CHEETAH) if p.video_ready]
     assert ready.video_path.endswith(".mp4") and (ws.videos_dir / f"pair-{ready.id}.mp4").stat().st_size > 1000
     plain = ws.videos_dir / f"pair-{ready.id}-plain.mp4"  # for "hide the cost": the same pair without overlay
     assert plain.stat().st_size > 1000 and plain.read_bytes() != (ws.videos_dir / f"pair-{ready.id}.mp4").read_bytes()
     assert ws.store.next_pair("labeller").id == ready.id  # the ready pair is served first
+
+
+def test_a_pair_deleted_while_the_videos_render_is_passed_over(pool_ws):
+    """Deleting a pending pair on the Data page failed the whole render job and left the pair's files behind."""
+    from prefine_core import pool
+
+    ws, _ = pool_ws
+    first, second, third = pool.generate_pairs(ws.store, CHEETAH, 3, "random", seed=5)
+    doomed = []
+
+    def delete_the_second(done: int, total: int) -> None:  # a person deletes it while the job is on the first
+        if done == 1:
+            ws.delete_pairs([second])
+            doomed.append(second)
+
+    result = pool.render_pending(ws, CHEETAH, size=48, on_progress=delete_the_second)
+    assert doomed and result["deleted_meanwhile"] == 1 and result["rendered"] == result["pending_before"] - 1
+    assert not list(ws.videos_dir.glob(f"pair-{second}*")), "no files of the deleted pair"
+    assert ws.store.get_pair(third).video_ready, "the pairs after it still rendered"
 
 
 def test_missing_videos_render_in_one_background_job(pool_ws):
