@@ -27,12 +27,20 @@ ROWS = (
 )
 
 
+def newest_finetune(policies: list) -> int | None:
+    """The newest fine-tuned policy a run chose itself (or imported); a checkpoint a person registered by hand counts
+    only when there is no other (it is an alternative to look at, not the run's result)."""
+    tuned = [p for p in policies if p.kind in ("finetuned", "bc")]
+    chosen = [p for p in tuned if (p.provenance or {}).get("chosen_by") != "user"]
+    return (chosen or tuned)[-1].id if tuned else None
+
+
 def default_pair(policies: list) -> tuple[int, int]:
     """(A, B) to offer first: the reference before, the newest fine-tune after (else the newest other policy)."""
     ids = [p.id for p in policies]
     reference = next((p.id for p in policies if p.kind == "reference"), ids[0])
-    tuned = [p.id for p in policies if p.kind in ("finetuned", "bc")]
-    return reference, (tuned or [i for i in ids if i != reference])[-1]
+    tuned = newest_finetune(policies)
+    return reference, tuned if tuned is not None else [i for i in ids if i != reference][-1]
 
 
 def comparison_config(policy_a: int, policy_b: int, episodes: int = 5, video_steps: int = 300,

@@ -123,8 +123,8 @@ class DemoStatus:
         """The first step of :data:`STEPS` not done yet; ``done`` after the last, ``no_policy`` before the first."""
         if self.reference_id is None:
             return "no_policy"
-        if self.videos_ready == 0:
-            return "prepare"
+        if self.pairs == 0 or (self.videos_ready == 0 and self.decided < 4):  # imported pairs with labels: on to
+            return "prepare"                                                   # the fine-tune, videos or not
         if self.decided < 4:
             return "label"
         if self.finetuned_id is None:
@@ -145,8 +145,9 @@ class DemoStatus:
 def demo_status(ws: Workspace, task_id: str) -> DemoStatus:
     counts = ws.store.counts(task_id)
     references = ws.store.list_policies(task_id, kind="reference")
-    tuned = [p for p in ws.store.list_policies(task_id) if p.kind in ("finetuned", "bc")]
-    finetuned_id = tuned[-1].id if tuned else None
+    from prefine_core.comparison import newest_finetune
+
+    finetuned_id = newest_finetune(ws.store.list_policies(task_id))
     runs = ws.store.list_runs(task_id)
     active = [r for r in runs if r.status in ("queued", "running")]
     return DemoStatus(

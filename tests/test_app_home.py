@@ -99,6 +99,29 @@ def test_progress_counts_finished_steps_in_plain_words(ws, monkeypatch):
     ws.store.update_run(run_id, status="done")
     at.run()
     assert _progress(at) == (1.0, "all 4 steps done")
+    hand = ws.store.add_policy("run 1 step 200 (finetuned, chosen by hand)", save_policy(
+        make_policy(CHEETAH, seed=3), ws.policies_dir / "hand.safetensors"), CHEETAH, "finetuned", parent_id=reference.id,
+        provenance={"run_id": 1, "step": 200, "chosen_by": "user"})
+    at.run()
+    assert _progress(at) == (1.0, "all 4 steps done"), "a checkpoint picked by hand is not a new fine-tune to compare"
+    from prefine_core.comparison import default_pair
+    assert default_pair(ws.store.list_policies(CHEETAH)) == (reference.id, tuned) != (reference.id, hand)
+
+
+def test_imported_labelled_pairs_without_videos_lead_on_to_the_fine_tune(tmp_path, monkeypatch):
+    """After an import (labels, no videos) Home said to prepare pairs, with 11 decided pairs beside it."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    with SafetyTask(CHEETAH) as task:
+        ids = [ws.store.add_trajectory(collect(make_policy(CHEETAH), task, seed=s, max_steps=10), None, "t",
+                                       ws.trajectories_dir) for s in range(5)]
+    for a, b in zip(ids, ids[1:]):
+        ws.store.add_label(ws.store.add_pair(a, b, "random", 0.0, "imported"), "ann", "left")
+    at = _home(ws.root, monkeypatch)
+    assert _progress(at) == (0.5, "2 of 4 steps done · next: Fine-tune")
 
 
 def test_a_fresh_workspace_starts_at_nothing_done(tmp_path, monkeypatch):
@@ -112,7 +135,7 @@ def test_pairs_without_video_are_said_and_rendered_in_one_job_on_request(ws, mon
     ids = [t.id for t in ws.store.list_trajectories(CHEETAH)]
     ws.store.add_pair(ids[0], ids[2], "random", 0.5, "no video yet")
     at = _home(ws.root, monkeypatch)
-    assert any("1 pairs have no video yet" in c.value for c in at.caption)
+    assert any("1 pair without a video yet" in c.value for c in at.caption)
     monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # the job itself: test_pool; here, one run queued
     at.button(key="render_missing").click().run()
     assert not at.exception, at.exception
