@@ -41,6 +41,6 @@ def shown(value: int | float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.12g}"
 
 
-def counted(n: int, noun: str) -> str:
-    """How a count reads in a sentence: ``1 video``, ``2 videos``, ``0 videos``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """How a count reads in a sentence: ``1 video``, ``2 videos``, ``0 videos`` (``plural`` where it is not +s)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -291,13 +291,15 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
     """Import an export made by :func:`export_bundle`, all or nothing, merged into what the workspace holds: what
     is already here (the same clips, pairs and labels, as after exporting from here or importing before) is not
     added again, so no pair counts twice in a fine-tune; another annotator's labels on pairs that are here join
-    them. Returns counts of what was added (all 0 for an export that is here already), and ``labels_already_here``."""
+    them. Returns counts of what was added (all 0 for an export that is here already), ``labels_already_here``, and
+    the ``tasks`` the export holds."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
     merge = _plan_merge(ws, folder, rows, arrays)
     added = {"policies": 0, "trajectories": 0, "pairs": 0}
+    tasks = sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]})
     if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
-        return {**added, "labels": 0, "labels_already_here": merge.labels_here}
+        return {**added, "labels": 0, "labels_already_here": merge.labels_here, "tasks": tasks}
     needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs]
     copied: list[Path] = []
     try:
@@ -335,7 +337,7 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
         for path in copied:
             path.unlink(missing_ok=True)
         raise
-    return {**added, "labels": len(merge.new_labels), "labels_already_here": merge.labels_here}
+    return {**added, "labels": len(merge.new_labels), "labels_already_here": merge.labels_here, "tasks": tasks}
 
 
 def _read_hdf5(path: Path) -> dict[str, np.ndarray]:

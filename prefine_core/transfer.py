@@ -132,8 +132,12 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
         if not any(counts[k] for k in ("policies", "trajectories", "pairs", "labels")):
             return (f"nothing new in {filename}: everything in it is already in the workspace (imported before, or "
                     "exported from here); nothing was added")
-        return (f"imported {counts['pairs']} pairs, {counts['labels']} label rows, {counts['trajectories']} clips"
-                + (f"; {here} label rows were already here and were not added again" if here else ""))
+        elsewhere = [t for t in counts["tasks"] if t != task_id]
+        return (f"imported {counted(counts['pairs'], 'pair')}, {counted(counts['labels'], 'label row')}, "
+                f"{counted(counts['trajectories'], 'clip')} and {counted(counts['policies'], 'policy', 'policies')}"
+                + (f" into {', '.join(counts['tasks'])}" if counts["tasks"] else "")
+                + (f"; pick {'it' if len(elsewhere) == 1 else 'those'} in the sidebar to see them" if elsewhere else "")
+                + (f"; {counted(here, 'label row')} already here {'was' if here == 1 else 'were'} not added again" if here else ""))
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
         if not data.startswith(b"\x89HDF\r\n\x1a\n"):
             raise ValueError(f"{filename} is not an HDF5 file (its first bytes are wrong); {_WHAT}")

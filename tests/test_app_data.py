@@ -31,7 +31,9 @@ def test_export_zip_imports_into_another_workspace(ws, tmp_path):
     data = transfer.export_zip(ws, CHEETAH)
     other = Workspace.open(tmp_path / "other", shipped=None)
     message = transfer.import_upload(other, "export.zip", data, CHEETAH)
-    assert "1 pairs" in message
+    assert message == f"imported 1 pair, 1 label row, 3 clips and 0 policies into {CHEETAH}"
+    hopper_view = transfer.import_upload(Workspace.open(tmp_path / "third", shipped=None), "export.zip", data, HOPPER)
+    assert hopper_view.endswith(f"into {CHEETAH}; pick it in the sidebar to see them"), "said where it went"
     assert other.store.effective_labels(CHEETAH).choice.tolist() == ["left"]
     before = other.store.counts(CHEETAH)
     before_here = ws.store.counts(CHEETAH)

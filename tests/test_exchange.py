@@ -56,7 +56,7 @@ def test_export_import_round_trip(labelled_ws, tmp_path):
     assert manifest["format"] == "prefine-export/1"
     ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
     assert import_bundle(ws2, tmp_path / "out") == {"policies": 2, "trajectories": 4, "pairs": 3, "labels": 5,
-                                                   "labels_already_here": 0}
+                                                   "labels_already_here": 0, "tasks": [CHEETAH]}
     assert _label_view(ws2.store) == _label_view(labelled_ws.store)
     assert ws2.store.effective_labels().choice.tolist() == ["right"]
     ref, ft = ws2.store.list_policies(CHEETAH)
@@ -104,7 +104,7 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     before = {name: lead.store.counts()[name] for name in ("trajectories", "pairs")}
     history = len(lead.store.label_history())
     first = import_bundle(lead, exports[0])
-    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "labels_already_here": 5}
+    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "labels_already_here": 5, "tasks": [CHEETAH]}
     assert import_bundle(lead, exports[1])["labels"] == 3
     assert {name: lead.store.counts()[name] for name in ("trajectories", "pairs")} == before, "nothing twice"
     assert len(lead.store.label_history()) == history + 6 and len(lead.store.list_policies()) == 2
@@ -113,7 +113,7 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     assert dict(zip(standing[standing.annotator == "cy"].pair_id, standing[standing.annotator == "cy"].choice)) == {
         p1: "left", p2: "equal", p3: "right"}
     assert import_bundle(lead, exports[0]) == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
-                                               "labels_already_here": 8}
+                                               "labels_already_here": 8, "tasks": [CHEETAH]}
     assert len(lead.store.label_history()) == history + 6
 
 

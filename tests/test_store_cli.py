@@ -44,10 +44,10 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)
     assert code == 0 and out == {"kind": "bundle", "policies": 1, "trajectories": 8, "pairs": 3, "labels": 3,
-                                 "labels_already_here": 0}
+                                 "labels_already_here": 0, "tasks": [CHEETAH]}
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)  # again: a success adding nothing
     assert code == 0 and out == {"kind": "bundle", "policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
-                                 "labels_already_here": 3}
+                                 "labels_already_here": 3, "tasks": [CHEETAH]}
 
     (tmp_path / "x.hdf5").write_bytes(b"not hdf5")
     code, out = _run(capsys, "import", str(tmp_path / "x.hdf5"), "--workspace", ws2)
