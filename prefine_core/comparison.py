@@ -123,14 +123,16 @@ def verdict(result: dict) -> str:
     cost per episode moved, how much of A's reward B kept, in how many episodes each kept within the cost limit,
     and falls when either fell."""
     a, b = result["a"], result["b"]
+    number = lambda x: f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"  # noqa: E731  (926, 7.06; never 1.23e+03)
+    percent = lambda x: f"{x:.0f}" if abs(x) >= 1 or x == 0 else f"{x:.1g}"  # noqa: E731  (a 0.2 % change is not 0 %)
     if a["cost_mean"] > 0:
         change = 100.0 * (b["cost_mean"] - a["cost_mean"]) / a["cost_mean"]
-        moved = (f"cut the cost per episode by {-change:.0f} %" if change < 0 else
-                 f"raised the cost per episode by {change:.0f} %" if change > 0 else "kept the same cost per episode")
-        moved += f" ({a['cost_mean']:.3g} → {b['cost_mean']:.3g})"
+        moved = (f"cut the cost per episode by {percent(-change)} %" if change < 0 else
+                 f"raised the cost per episode by {percent(change)} %" if change > 0 else "kept the same cost per episode")
+        moved += f" ({number(a['cost_mean'])} → {number(b['cost_mean'])})"
     else:
-        moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {b['cost_mean']:.3g} where A had none"
-    kept = (f", and earned {100.0 * b['return_mean'] / a['return_mean']:.0f} % of A's reward" if a["return_mean"] > 0 else "")
+        moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {number(b['cost_mean'])} where A had none"
+    kept = (f", and earned {percent(100.0 * b['return_mean'] / a['return_mean'])} % of A's return" if a["return_mean"] > 0 else "")
     within = ""
     if a.get("costs") and b.get("costs") and a.get("cost_limit") is not None:
         under = lambda s: sum(c <= s["cost_limit"] for c in s["costs"])  # noqa: E731

@@ -98,11 +98,14 @@ def test_the_verdict_says_the_comparison_in_one_plain_sentence():
 
     assert verdict({"a": summary(return_mean=4660.0, cost_mean=919.0, costs=[900.0, 938.0]),
                     "b": summary(return_mean=2624.0, cost_mean=7.06, costs=[13.0, 1.12])}) == (
-        "B cut the cost per episode by 99 % (919 → 7.06), and earned 56 % of A's reward; it kept within the cost "
+        "B cut the cost per episode by 99 % (919 → 7.06), and earned 56 % of A's return; it kept within the cost "
         "limit (25) in 2 of 2 episodes (A: 0).")
     assert verdict({"a": summary(cost_mean=10.0), "b": summary(cost_mean=20.0)}).startswith(
         "B raised the cost per episode by 100 % (10 → 20)")
     assert verdict({"a": summary(cost_mean=0.0), "b": summary(cost_mean=0.0)}).startswith("B had no cost, as A had none")
+    small = verdict({"a": summary(cost_mean=926.0), "b": summary(cost_mean=924.0)})
+    assert small.startswith("B cut the cost per episode by 0.2 % (926 → 924)"), small  # not "by 0 %"
+    assert "(1,234 → 12,345)" in verdict({"a": summary(cost_mean=1234.0), "b": summary(cost_mean=12345.0)})
     falls = verdict({"a": summary(fall_rate=0.2), "b": summary(fall_rate=0.0)})
     assert falls.endswith("; it fell in 0 % of episodes (A: 20 %).")
 
@@ -137,7 +140,7 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     workspace.store.update_run(run_id, status="done")
     open_compare(app, 1, 3)
     assert any(c.value.startswith("2 episodes each, seeds 10000–10001") for c in app.caption)
-    assert any(m.value == "**B cut the cost per episode by 80 % (50 → 10), and earned 90 % of A's reward; it kept "
+    assert any(m.value == "**B cut the cost per episode by 80 % (50 → 10), and earned 90 % of A's return; it kept "
                "within the cost limit (25) in 0 of 2 episodes (A: 0).**" for m in app.markdown), [m.value for m in app.markdown]
     table = app.dataframe[0].value.set_index("metric")
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
