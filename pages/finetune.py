@@ -115,6 +115,7 @@ def jobs_table(shown: list) -> None:
 st.subheader("Runs")
 if table.empty:
     st.info("No runs yet for this task. Label some pairs, then press Launch.")
+    st.query_params.pop("run_select", None)  # another task's run (the box that would clear it is not drawn)
     ui.rerun_when(lambda: not launcher.jobs_frame(ws, task).empty, every=10.0)
     st.stop()
 jobs_table(launcher.run_states(table))

@@ -58,7 +58,7 @@ def _unpack(data: bytes, target: Path) -> Path:
 
 
 def _imported(filename: str, task_id: str, policy: PolicyRecord, added: bool) -> str:
-    said = f"{filename} {'was added' if added else 'is already imported'} as {policy.name} (policy {policy.id})"
+    said = f"{filename} {'was added' if added else 'is already in the workspace'} as {policy.name} (policy {policy.id})"
     if policy.task_id != task_id:
         said += f", a policy for {policy.task_id}, not {task_id} — switch the task in the sidebar to use it"
     return said if added else f"{said}; nothing new was added"

@@ -144,7 +144,7 @@ def test_importing_the_same_policy_again_returns_the_existing_one(ws, tmp_path):
     files, counts = _imported_files(ws), ws.store.counts()
     for name in ("cheetah.safetensors", "copy.safetensors"):  # the same bytes, under any name
         message = transfer.import_upload(ws, name, data, CHEETAH)
-        assert f"already imported as {first.name} (policy {first.id})" in message
+        assert f"already in the workspace as {first.name} (policy {first.id})" in message
     assert ws.store.list_policies(CHEETAH) == [first] and ws.store.counts() == counts
     assert _imported_files(ws) == files
 
@@ -202,7 +202,7 @@ def test_the_import_button_pressed_twice_adds_one_policy(ws, tmp_path, monkeypat
     app.button(key="import").click().run()
     assert not app.exception, app.exception
     (policy,) = ws.store.list_policies(CHEETAH, kind="imported")  # the app also registered the shipped ones
-    assert any(f"already imported as {policy.name} (policy {policy.id})" in s.value for s in app.success)
+    assert any(f"already in the workspace as {policy.name} (policy {policy.id})" in s.value for s in app.success)
 
 
 def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypatch):
