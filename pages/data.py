@@ -1,7 +1,7 @@
 """Data: browse clips, pairs, labels and policies; export, import, delete."""
 import streamlit as st
 
-from prefine_core import agreement, browse, pool, transfer
+from prefine_core import agreement, browse, labelling, pool, transfer
 from prefine_core.components import ui
 from prefine_core.workspace import plain_video_path
 
@@ -44,6 +44,12 @@ with tabs[2]:
 with tabs[3]:
     st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, width="stretch", key="policies_table")
 with tabs[4]:
+    c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+    people = c1.text_input("People per pair", value=str(ws.store.task_overlap(task)), key=ui.scoped("overlap", task),
+                           help="how many annotators the Label page hands each pair of this task to (1 to 10); "
+                                "agreement between people needs 2 or more")
+    if c2.button("Save", key="save_overlap"):
+        ui.guarded(lambda: st.success(labelling.set_people_per_pair(ws.store, task, people)))
     stats = ui.guarded(agreement.report, ws.store, task)
     if stats and stats["judgements"]:
         c1, c2, c3 = st.columns(3)
@@ -55,7 +61,7 @@ with tabs[4]:
         if len(stats["kappa"]):
             st.dataframe(stats["kappa"], hide_index=True, width="stretch", key="kappa_table")
         else:
-            st.caption("Cohen's κ needs two annotators who judged the same pairs.")
+            st.caption("Cohen's κ needs two annotators who judged the same pairs: set People per pair to 2 or more.")
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefine_core.demo import TEACHER
+from prefine_core.entry import counted, parse_number
 from prefine_core.store import AlreadyAnswered, PairRecord, Store
 from prefine_core.store.records import MAX_NAME
 from prefine_core.workspace import plain_video_path
@@ -71,9 +72,10 @@ def current_pair(store: Store, annotator: str, task_id: str, pair_id: int | None
     """The pair this session is on (``pair_id``) while it is still a pair of ``task_id`` open to ``annotator``, else
     the next one the store hands them: after a task switch, a change of name, or the pair being deleted or taken by
     others meanwhile, the page moves on instead of showing (and saving a choice to) a pair that is not theirs."""
-    if pair_id is not None and store.pair_open_to(annotator, pair_id, task_id):
+    overlap = store.task_overlap(task_id)
+    if pair_id is not None and store.pair_open_to(annotator, pair_id, task_id, overlap=overlap):
         return store.get_pair(pair_id)
-    return store.next_pair(annotator, task_id)
+    return store.next_pair(annotator, task_id, overlap=overlap)
 
 
 def apply(store: Store, annotator: str, action: str, pair_id: int | None, seconds: float | None = None,
@@ -105,11 +107,20 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
 def progress(store: Store, annotator: str, task_id: str) -> dict:
     """mine (this annotator's standing labels), for_you (pairs still to be handed to them, the one in view
     included), labelled (by anyone) and pending pairs, videos ready, for the task."""
-    counts = store.counts(task_id)
+    counts, overlap = store.counts(task_id), store.task_overlap(task_id)
     labels = store.effective_labels(task_id)
-    return {"mine": int((labels.annotator == annotator).sum()), "for_you": store.pairs_open_to(annotator, task_id),
+    return {"mine": int((labels.annotator == annotator).sum()),
+            "for_you": store.pairs_open_to(annotator, task_id, overlap=overlap), "overlap": overlap,
             "labelled": counts["labelled"],
             "pending": counts["pending"], "pairs": counts["pairs"], "videos_ready": counts["videos_ready"]}
+
+
+def set_people_per_pair(store: Store, task_id: str, typed: object) -> str:
+    """Set how many annotators each of the task's pairs goes to, from what was typed; says what changed."""
+    overlap = parse_number("People per pair", typed, whole=True)
+    store.set_task_overlap(task_id, overlap)
+    return (f"each pair of {task_id} now goes to {counted(overlap, 'person', 'people')}"
+            + ("; judged pairs are offered to more people until that many judged them" if overlap > 1 else ""))
 
 
 def why_no_pair(store: Store, annotator: str, task_id: str) -> str:
@@ -119,8 +130,9 @@ def why_no_pair(store: Store, annotator: str, task_id: str) -> str:
         return "No pairs left for you in this task. Prepare more on the Home page, or fine-tune on your labels."
     if not p["pairs"]:
         return "No pairs to label in this task yet: prepare some on the Home page."
-    return (f"All {p['pairs']} pairs of this task are labelled, or being labelled, by others (each pair goes to one "
-            "person); prepare more on the Home page to label more.")
+    return (f"All {p['pairs']} pairs of this task are labelled, or being labelled, by others (each pair goes to "
+            f"{'one person' if p['overlap'] == 1 else counted(p['overlap'], 'person', 'people')}); prepare more on "
+            "the Home page to label more, or hand each pair to more people (Data page, Agreement).")
 
 
 def keys_html() -> str:

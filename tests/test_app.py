@@ -167,7 +167,21 @@ def test_a_newcomer_on_pairs_all_taken_by_others_is_told_so(tmp_path, monkeypatc
     app = labelling_as(_app_on(workspace, monkeypatch), "bob")
     assert not app.exception, app.exception
     assert [m.value for m in app.info] == ["All 2 pairs of this task are labelled, or being labelled, by others (each "
-                                           "pair goes to one person); prepare more on the Home page to label more."]
+                                           "pair goes to one person); prepare more on the Home page to label more, or "
+                                           "hand each pair to more people (Data page, Agreement)."]
+    from prefine_core import labelling
+    said = labelling.set_people_per_pair(workspace.store, CHEETAH, " 2 ")  # a lead asks for agreement
+    assert said.startswith(f"each pair of {CHEETAH} now goes to 2 people")
+    app.run()
+    assert not app.exception, app.exception
+    assert app.session_state["pair_id"] in [p.id for p in workspace.store.list_pairs(CHEETAH)], "offered to bob too"
+    app.button(key="choice_right").click().run()
+    labels = workspace.store.effective_labels(CHEETAH)
+    assert sorted(labels.annotator.tolist()) == ["bob", "synthetic-teacher", "synthetic-teacher"]
+    for typed, says in (("0", "from 1 to 10, got 0"), ("11", "got 11"), ("two", "People per pair must be a whole number")):
+        with pytest.raises(ValueError, match=says):
+            labelling.set_people_per_pair(workspace.store, CHEETAH, typed)
+    assert workspace.store.task_overlap(CHEETAH) == 2
 
 
 def test_the_name_outlives_a_visit_to_another_page(app):

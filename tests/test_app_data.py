@@ -242,5 +242,18 @@ def test_agreement_with_one_annotator_says_what_kappa_needs(ws, monkeypatch):
     app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
     app.switch_page("pages/data.py").run()
     assert not app.exception, app.exception
-    assert any(c.value == "Cohen's κ needs two annotators who judged the same pairs." for c in app.caption)
+    assert any(c.value == "Cohen's κ needs two annotators who judged the same pairs: set People per pair to 2 or more."
+               for c in app.caption)
     assert "kappa_table" not in [d.key for d in app.dataframe]
+    app.session_state["task_id"] = CHEETAH
+    app.run()
+    box = app.text_input(key=f"overlap.{CHEETAH}")
+    assert box.value == "1"
+    box.input("many").run()
+    app.button(key="save_overlap").click().run()
+    assert any("People per pair must be a whole number" in e.value for e in app.error)
+    assert ws.store.task_overlap(CHEETAH) == 1
+    app.text_input(key=f"overlap.{CHEETAH}").input("3").run()
+    app.button(key="save_overlap").click().run()
+    assert not app.exception, app.exception
+    assert ws.store.task_overlap(CHEETAH) == 3 and any("now goes to 3 people" in m.value for m in app.success)

@@ -308,6 +308,19 @@ def test_a_deleted_pairs_id_is_never_given_to_a_new_pair(store_url):
     store.close()
 
 
+def test_a_tasks_people_per_pair_is_stored_and_bounded(store, tmp_path, cheetah_episode):
+    _, (p1, _, _) = fill(store, tmp_path, cheetah_episode)
+    assert store.task_overlap(CHEETAH) == 1 and store.task_overlap("NeverSeen-v0") == 1
+    store.add_label(p1, "ann", "left")
+    store.set_task_overlap(CHEETAH, 2)
+    assert store.task_overlap(CHEETAH) == 2
+    assert store.pair_open_to("bob", p1, CHEETAH, overlap=store.task_overlap(CHEETAH))
+    for bad in (0, 11, 2.5, True, "2"):
+        with pytest.raises(ValueError, match="people per pair"):
+            store.set_task_overlap(CHEETAH, bad)
+    assert store.task_overlap(CHEETAH) == 2
+
+
 def test_schema_matches_migrations(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

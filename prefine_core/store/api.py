@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # the store imports neither torch (rollout does) nor pandas u
 
 #: How long a pair handed to an annotator counts as taken by them (for overlap) before it is freed.
 LEASE = timedelta(minutes=10)
+#: The most annotators one pair can be handed to (agreement needs 2; more is rarely worth the labels).
+MAX_OVERLAP = 10
 _RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartbeat", "config"}
 _MAX_SECONDS = 24 * 3600.0
 
@@ -473,6 +475,23 @@ class Store:
             return self._record(PairRecord, row)
 
         return self._write(serve)
+
+    def task_overlap(self, task_id: str) -> int:
+        """How many annotators the Label page hands each pair of ``task_id`` to (1 for a task not set)."""
+        value = self._read(lambda c: c.execute(select(S.tasks.c.overlap).where(S.tasks.c.id == task_id)).scalar())
+        return int(value or 1)
+
+    def set_task_overlap(self, task_id: str, overlap: int) -> None:
+        """Hand each pair of ``task_id`` to ``overlap`` annotators from now on (1 to :data:`MAX_OVERLAP`); pairs
+        judged already keep their labels, and a raised overlap offers them to more people."""
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= MAX_OVERLAP:
+            raise ValueError(f"people per pair must be a whole number from 1 to {MAX_OVERLAP}, got {overlap!r}")
+
+        def write(w: _Writer):
+            w.ensure_task(task_id)
+            w.conn.execute(update(S.tasks).where(S.tasks.c.id == task_id).values(overlap=overlap))
+
+        self._write(write)
 
     def pairs_open_to(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> int:
         """How many pairs :meth:`next_pair` could still hand ``annotator`` (none handed out by asking)."""

@@ -23,6 +23,8 @@ tasks = Table(
     "tasks", metadata,
     Column("id", String(128), primary_key=True),
     Column("created_at", DateTime, nullable=False, default=utcnow),
+    # 0006: how many annotators the Label page hands each of the task's pairs to (agreement needs ≥ 2)
+    Column("overlap", Integer, nullable=False, server_default="1"),
 )
 
 policies = Table(
