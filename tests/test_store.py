@@ -215,6 +215,16 @@ def _old_task_and_two_clips(conn, now) -> None:
             "true, :now)"), {"t": CHEETAH, "path": f"/old/{i}.npz", "i": i, "now": now})
 
 
+def _old_pairs_and_a_label(conn, now, pairs: int, labelled: int, reason: str = "old") -> None:
+    """Beside :func:`_old_task_and_two_clips`: ``pairs`` pairs of its two clips, and old-ann's 'left' on pair ``labelled``."""
+    for _ in range(pairs):
+        conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
+                          "VALUES (:t, 1, 2, 'random', 0, :why, :now)"), {"t": CHEETAH, "why": reason, "now": now})
+    conn.execute(text("INSERT INTO annotators (name, created_at) VALUES ('old-ann', :now)"), {"now": now})
+    conn.execute(text("INSERT INTO labels (pair_id, annotator_id, choice, created_at) VALUES (:p, 1, 'left', :now)"),
+                 {"p": labelled, "now": now})
+
+
 def test_older_schema_opens_and_keeps_its_data(store_url):
     """A database made by schema version 0001 (before assignments) opens in the current version."""
     from prefine_core.store import Store
@@ -226,11 +236,7 @@ def test_older_schema_opens_and_keeps_its_data(store_url):
     now = datetime(2025, 1, 1)
     with engine.begin() as conn:
         _old_task_and_two_clips(conn, now)
-        conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
-                          "VALUES (:t, 1, 2, 'random', 0, 'old pair', :now)"), {"t": CHEETAH, "now": now})
-        conn.execute(text("INSERT INTO annotators (name, created_at) VALUES ('old-ann', :now)"), {"now": now})
-        conn.execute(text("INSERT INTO labels (pair_id, annotator_id, choice, created_at) VALUES (1, 1, 'left', :now)"),
-                     {"now": now})
+        _old_pairs_and_a_label(conn, now, pairs=1, labelled=1, reason="old pair")
     engine.dispose()
     store = Store(store_url)
     assert current_revision(store.engine) == head_revision()
@@ -285,12 +291,7 @@ def test_a_deleted_pairs_id_is_never_given_to_a_new_pair(store_url):
     now = datetime(2025, 1, 1)
     with engine.begin() as conn:
         _old_task_and_two_clips(conn, now)
-        for _ in range(3):
-            conn.execute(text("INSERT INTO pairs (task_id, left_id, right_id, strategy, score, reason, created_at) "
-                              "VALUES (:t, 1, 2, 'random', 0, 'old', :now)"), {"t": CHEETAH, "now": now})
-        conn.execute(text("INSERT INTO annotators (name, created_at) VALUES ('old-ann', :now)"), {"now": now})
-        conn.execute(text("INSERT INTO labels (pair_id, annotator_id, choice, created_at) VALUES (2, 1, 'left', :now)"),
-                     {"now": now})
+        _old_pairs_and_a_label(conn, now, pairs=3, labelled=2)
     engine.dispose()
     store = Store(store_url)
     assert [p.id for p in store.list_pairs()] == [1, 2, 3] and store.effective_labels().pair_id.tolist() == [2]
