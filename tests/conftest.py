@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import torch
 
 torch.set_num_threads(1)
 os.environ.setdefault("MUJOCO_GL", "egl")
+# A test that opens "the" workspace (a page or command run without its own) must not write into the checkout's
+# data/workspace, where a user's own labels live; a fresh folder per test session instead.
+os.environ.setdefault("PREFINE_WORKSPACE", tempfile.mkdtemp(prefix="prefine-test-workspace-"))
 
 CHEETAH = "SafetyHalfCheetahVelocity-v1"
 HOPPER = "SafetyHopperVelocity-v1"
