@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefine_core.demo import TEACHER
 from prefine_core.entry import counted, parse_number
-from prefine_core.store import AlreadyAnswered, PairRecord, Store
+from prefine_core.store import NotFound, PairRecord, Store
 from prefine_core.store.records import MAX_NAME
 from prefine_core.workspace import plain_video_path
 
@@ -92,15 +92,9 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
     try:  # only_new: a second tab still showing a pair answered in the first must not overwrite that answer
         store.add_label(pair_id, annotator, action, seconds=None if seconds is None else min(max(seconds, 0.0), 3600.0),
                         only_new=True)
-    except AlreadyAnswered:
-        raise
-    except ValueError:
-        try:
-            store.get_pair(pair_id)
-        except ValueError:  # only now asked, not before every label
-            raise ValueError(f"pair {pair_id} is no longer in the store (deleted on the Data page meanwhile?); "
-                             "nothing was recorded, here is the next pair") from None
-        raise
+    except NotFound:
+        raise ValueError(f"pair {pair_id} is no longer in the store (deleted on the Data page meanwhile?); "
+                         "nothing was recorded, here is the next pair") from None
     return f"saved '{dict((a, l) for a, l, _ in CHOICES)[action]}' for pair {pair_id}"
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from prefine_core import queries
-from prefine_core.store import PolicyRecord, Store, TrajectoryRecord
+from prefine_core.store import NotFound, PolicyRecord, Store, TrajectoryRecord
 from prefine_core.workspace import Workspace, plain_video_path
 
 #: Strategies score all pairs of candidates; a larger pool is subsampled (seeded) to this many clips.
@@ -243,9 +243,7 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
             try:
                 ws.store.set_pair_video(pair.id, out)
                 rendered += 1
-            except ValueError:
-                if any(p.id == pair.id for p in ws.store.list_pairs(task_id)):
-                    raise
+            except NotFound:
                 for path in (out, plain_video_path(out)):  # deleted (Data page) while it rendered: no orphan files
                     path.unlink(missing_ok=True)
                 deleted += 1

@@ -40,6 +40,11 @@ _RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartb
 _MAX_SECONDS = 24 * 3600.0
 
 
+class NotFound(ValueError):
+    """A row named by its id is not in the store (never was, or deleted meanwhile): callers that hold an id a person
+    saw (a page showing a pair, a job rendering it) catch this one without asking the store again."""
+
+
 class AlreadyAnswered(ValueError):
     """A label asked to be an annotator's first answer on a pair (``only_new``) found one standing there."""
 
@@ -107,7 +112,7 @@ class _Writer:
     def _policy_row(self, policy_id: int):
         row = self.conn.execute(select(S.policies).where(S.policies.c.id == policy_id)).first()
         if row is None:
-            raise ValueError(f"policy_id {policy_id} does not exist")
+            raise NotFound(f"policy_id {policy_id} does not exist")
         return row
 
     def add_policy(self, name, path, task_id, kind, parent_id=None, provenance=None) -> int:
@@ -186,7 +191,7 @@ class _Writer:
             seconds = _finite("seconds", seconds, 0.0, _MAX_SECONDS)
         annotator_id = self.annotator_id(annotator)
         if self.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id == pair_id)).first() is None:
-            raise ValueError(f"pair_id {pair_id} does not exist")
+            raise NotFound(f"pair_id {pair_id} does not exist")
         previous = self._latest_label(pair_id, annotator_id)
         if only_new and previous is not None and previous.choice != RETRACT:
             raise AlreadyAnswered(f"{annotator} already answered pair {pair_id} ('{previous.choice}'), in another tab "
@@ -358,7 +363,7 @@ class Store:
     def get_policy(self, policy_id: int) -> PolicyRecord:
         row = self._read(lambda c: c.execute(select(S.policies).where(S.policies.c.id == policy_id)).first())
         if row is None:
-            raise ValueError(f"policy_id {policy_id} does not exist")
+            raise NotFound(f"policy_id {policy_id} does not exist")
         return self._record(PolicyRecord, row)
 
     def list_policies(self, task_id: str | None = None, kind: str | None = None) -> list[PolicyRecord]:
@@ -378,7 +383,7 @@ class Store:
     def trajectory_record(self, trajectory_id: int) -> TrajectoryRecord:
         row = self._read(lambda c: c.execute(select(S.trajectories).where(S.trajectories.c.id == trajectory_id)).first())
         if row is None:
-            raise ValueError(f"trajectory_id {trajectory_id} does not exist")
+            raise NotFound(f"trajectory_id {trajectory_id} does not exist")
         return self._record(TrajectoryRecord, row)
 
     def get_trajectory(self, trajectory_id: int) -> "Trajectory":
@@ -411,7 +416,7 @@ class Store:
 
         def write(w: _Writer):
             if w.conn.execute(update(table).where(table.c.id == row_id).values(**values)).rowcount != 1:
-                raise ValueError(f"{field} {row_id} does not exist")
+                raise NotFound(f"{field} {row_id} does not exist")
 
         self._write(write)
 
@@ -427,7 +432,7 @@ class Store:
             found = set(w.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id.in_(ids))).scalars())
             missing = [i for i in ids if i not in found]
             if missing:
-                raise ValueError(f"pair_id {missing[0]} does not exist" + (f" (nor {missing[1:]})" if missing[1:] else ""))
+                raise NotFound(f"pair_id {missing[0]} does not exist" + (f" (nor {missing[1:]})" if missing[1:] else ""))
             w.conn.execute(delete(S.assignments).where(S.assignments.c.pair_id.in_(ids)))
             w.conn.execute(update(S.labels).where(S.labels.c.pair_id.in_(ids)).values(supersedes_id=None))
             w.conn.execute(delete(S.labels).where(S.labels.c.pair_id.in_(ids)))
@@ -438,7 +443,7 @@ class Store:
     def get_pair(self, pair_id: int) -> PairRecord:
         row = self._read(lambda c: c.execute(select(S.pairs).where(S.pairs.c.id == pair_id)).first())
         if row is None:
-            raise ValueError(f"pair_id {pair_id} does not exist")
+            raise NotFound(f"pair_id {pair_id} does not exist")
         return self._record(PairRecord, row)
 
     def list_pairs(self, task_id: str | None = None, without_video: bool = False) -> list[PairRecord]:
@@ -641,7 +646,7 @@ class Store:
     def get_run(self, run_id: int) -> RunRecord:
         row = self._read(lambda c: c.execute(select(S.runs).where(S.runs.c.id == run_id)).first())
         if row is None:
-            raise ValueError(f"run_id {run_id} does not exist")
+            raise NotFound(f"run_id {run_id} does not exist")
         return self._record(RunRecord, row)
 
     def list_runs(self, task_id: str | None = None) -> list[RunRecord]:
@@ -662,7 +667,7 @@ class Store:
 
         def write(w: _Writer):
             if w.conn.execute(select(S.runs.c.id).where(S.runs.c.id == run_id)).first() is None:
-                raise ValueError(f"run_id {run_id} does not exist")
+                raise NotFound(f"run_id {run_id} does not exist")
             now = S.utcnow()
             w.conn.execute(insert(S.metrics), [dict(r, run_id=run_id, step=step, time=now) for r in rows])
 
