@@ -73,3 +73,14 @@ class Progress:
         self.bar.close()
 
 
+
+
+def open_workspace(folder: str | None, existing: bool = True):
+    """The workspace in ``folder`` (default: ``$PREFINE_WORKSPACE`` or data/workspace). A command that reads from it
+    (``existing``) refuses a folder that is not there instead of making an empty workspace in a mistyped place and
+    reporting nothing in it."""
+    from prefine_core.workspace import Workspace
+
+    if existing and folder and not Path(folder).is_dir():
+        raise ValueError(f"the workspace {folder} does not exist (a new one is made by `pairs --collect` or `import`)")
+    return Workspace.open(folder)

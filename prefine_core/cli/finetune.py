@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefine_core.baselines import METHODS
 from prefine_core.bench import BenchConfig
-from prefine_core.cli.args import Progress, existing_file, non_negative_int, positive_float, positive_int
+from prefine_core.cli.args import Progress, existing_file, non_negative_int, open_workspace, positive_float, positive_int
 from prefine_core.prefine import PrefineConfig, config_fields
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -52,11 +52,7 @@ def _finetune(args: argparse.Namespace) -> dict:
     reference = load_policy(args.policy)
     task_id = reference.meta.task_id
     if args.workspace:
-        from prefine_core.workspace import Workspace
-
-        if not Path(args.workspace).is_dir():  # labels are read from it: a new, empty one would only say so later
-            raise ValueError(f"the workspace {args.workspace} does not exist; give the folder the labels are in")
-        pairs = Workspace.open(args.workspace).store.preference_pairs(task_id)
+        pairs = open_workspace(args.workspace).store.preference_pairs(task_id)
         if not pairs:
             raise ValueError(f"the workspace {args.workspace} has no decided labels for {task_id}; label some pairs first")
     else:
@@ -92,16 +88,13 @@ def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dic
     page and ``runs`` follow, cancel and resume it, and it registers the policy it makes."""
     from prefine_core import transfer
     from prefine_core.launcher import launch_finetune
-    from prefine_core.workspace import Workspace
 
     if not args.workspace:
         raise ValueError("--background needs --workspace: the run is recorded in that workspace, where the app and "
                          "`runs` show it, and trains on its labels")
     if args.out:
         raise ValueError("--background keeps the run's checkpoints in the workspace's run folder; drop --out")
-    if not Path(args.workspace).is_dir():
-        raise ValueError(f"the workspace {args.workspace} does not exist; give the folder the labels are in")
-    ws = Workspace.open(args.workspace)
+    ws = open_workspace(args.workspace)
     policy, _ = transfer.register_policy(ws, Path(args.policy).name, Path(args.policy).read_bytes())
     run_id = launch_finetune(ws, policy.task_id, policy.id, config.to_dict())
     return {"run_id": run_id, "task_id": policy.task_id, "policy_id": policy.id, "status": ws.store.get_run(run_id).status,

@@ -4,18 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import Progress, non_negative_float, non_negative_int, positive_int
+from prefine_core.cli.args import Progress, non_negative_float, non_negative_int, open_workspace, positive_int
 
 
 def _workspace(args: argparse.Namespace, existing: bool = True):
-    """The workspace of ``--workspace``; one that reads from it (``existing``) refuses a folder that is not there
-    instead of making an empty workspace in a mistyped place and reporting nothing in it."""
-    from prefine_core.workspace import Workspace
-
-    if existing and args.workspace and not Path(args.workspace).is_dir():
-        raise ValueError(f"the workspace {args.workspace} does not exist (a new one is made by `pairs --collect` "
-                         "or `import`)")
-    return Workspace.open(args.workspace)
+    """The workspace of ``--workspace`` (:func:`prefine_core.cli.args.open_workspace`)."""
+    return open_workspace(args.workspace, existing)
 
 
 def _task(text: str) -> str:
