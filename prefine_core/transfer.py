@@ -115,6 +115,24 @@ def import_zip(ws: Workspace, filename: str, data: bytes) -> dict:
             raise ValueError(f"{filename}: {exc}") from None
 
 
+def _bundle_said(filename: str, counts: dict, task_id: str) -> str:
+    """What an imported export added, in words: counts, the tasks it went into (pointing at the sidebar when that is
+    not the task on screen), and the labels that were here already."""
+    here = counts["labels_already_here"]
+    if not any(counts[k] for k in ("policies", "trajectories", "pairs", "labels")):
+        return (f"nothing new in {filename}: everything in it is already in the workspace (imported before, or "
+                "exported from here); nothing was added")
+    said = (f"imported {counted(counts['pairs'], 'pair')}, {counted(counts['labels'], 'label row')}, "
+            f"{counted(counts['trajectories'], 'clip')} and {counted(counts['policies'], 'policy', 'policies')}")
+    if counts["tasks"]:
+        said += f" into {', '.join(counts['tasks'])}"
+    if elsewhere := [t for t in counts["tasks"] if t != task_id]:
+        said += f"; pick {'it' if len(elsewhere) == 1 else 'those'} in the sidebar to see them"
+    if here:
+        said += f"; {counted(here, 'label row')} already here {'was' if here == 1 else 'were'} not added again"
+    return said
+
+
 def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
     """Import one uploaded file; returns what was added, in words."""
     from prefine_core.exchange import import_hdf5
@@ -127,17 +145,7 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     if suffix == "safetensors":
         return import_policy(ws, filename, data, task_id)
     if suffix == "zip":
-        counts = import_zip(ws, filename, data)
-        here = counts["labels_already_here"]
-        if not any(counts[k] for k in ("policies", "trajectories", "pairs", "labels")):
-            return (f"nothing new in {filename}: everything in it is already in the workspace (imported before, or "
-                    "exported from here); nothing was added")
-        elsewhere = [t for t in counts["tasks"] if t != task_id]
-        return (f"imported {counted(counts['pairs'], 'pair')}, {counted(counts['labels'], 'label row')}, "
-                f"{counted(counts['trajectories'], 'clip')} and {counted(counts['policies'], 'policy', 'policies')}"
-                + (f" into {', '.join(counts['tasks'])}" if counts["tasks"] else "")
-                + (f"; pick {'it' if len(elsewhere) == 1 else 'those'} in the sidebar to see them" if elsewhere else "")
-                + (f"; {counted(here, 'label row')} already here {'was' if here == 1 else 'were'} not added again" if here else ""))
+        return _bundle_said(filename, import_zip(ws, filename, data), task_id)
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
         if not data.startswith(b"\x89HDF\r\n\x1a\n"):
             raise ValueError(f"{filename} is not an HDF5 file (its first bytes are wrong); {_WHAT}")
