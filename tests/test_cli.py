@@ -94,6 +94,19 @@ def test_a_refused_command_line_with_json_is_one_line_and_one_json_object(tmp_pa
     assert exit_info.value.code == 2 and out == "" and err.startswith("usage:")
 
 
+def test_render_refuses_an_out_in_a_folder_that_is_not_there(tmp_path, capsys):
+    """A typo in the folder of --out is said, naming it, and no folder is made for it (it once was, silently)."""
+    from prefine_core.cli import main
+
+    out = tmp_path / "vidoes" / "clips" / "clip.mp4"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["render", "--policy", "README.md", "--out", str(out), "--json"])
+    assert exit_info.value.code == 2
+    said = json.loads(capsys.readouterr().out)["error"]
+    assert f"argument --out: no folder {out.parent} to write {out} in" in said
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_finetune_refuses_a_missing_workspace_and_an_out_that_is_a_file(tmp_path, capsys):
     from prefine_core.cli import main
     from prefine_core.policy import save_policy

@@ -58,6 +58,14 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def file_to_write(text: str) -> Path:
+    """A file to be written in a folder that exists: a mistyped folder is refused, never made."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {text} in (make it first, or check the path)")
+    return path
+
+
 class Progress:
     """A tqdm bar on stderr that the library feeds through a callback."""
 

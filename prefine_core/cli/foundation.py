@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import Progress, existing_file, non_negative_float, positive_float, non_negative_int, positive_int
+from prefine_core.cli.args import (Progress, existing_file, file_to_write, non_negative_float, non_negative_int,
+                                   positive_float, positive_int)
 
 
 def _pretrain(args: argparse.Namespace) -> dict:
@@ -139,7 +140,7 @@ def _register_policy_commands(command) -> None:
     p.add_argument("--steps", type=positive_int, default=200, help="steps to render (default 200)")
     p.add_argument("--size", type=positive_int, default=256, help="frame width and height in pixels (default 256)")
     p.add_argument("--deterministic", action="store_true", help="take the mean action")
-    p.add_argument("--out", required=True, help="output .mp4 path")
+    p.add_argument("--out", type=file_to_write, required=True, help="output .mp4 path, in a folder that exists")
     p.set_defaults(handler=_render)
 
     p = command("evaluate", "evaluate a policy on fixed seeds (DESIGN §5)")
