@@ -131,3 +131,25 @@ def test_cli_runs_lists_every_kind_and_cancels_one(tmp_path, capsys, monkeypatch
     assert code == 2 and "999" in out["error"]
     code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", str(tune))  # over already: not a success
     assert code == 2 and out["error"] == f"run {tune} is failed; only queued or running runs can be cancelled"
+
+
+def test_agreement_sets_people_per_pair_as_the_data_page_does(tmp_path, capsys, monkeypatch):
+    from prefine_core import labelling
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    root = str(ws.root)
+    code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH, "--people-per-pair", " 3 ")
+    assert code == 0 and out["people_per_pair"] == 3 and ws.store.task_overlap(CHEETAH) == 3
+    assert out["set"] == f"each pair of {CHEETAH} now goes to 3 people; judged pairs are offered to more people until that many judged them"
+    for typed in ("0", "11", "2.5", "two", "", "٣"):  # refused in the Data page's own words, nothing changed
+        with pytest.raises(ValueError) as on_the_page:
+            labelling.set_people_per_pair(ws.store, CHEETAH, typed)
+        code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH, "--people-per-pair", typed)
+        assert code == 2 and out["error"] == str(on_the_page.value), typed
+    assert ws.store.task_overlap(CHEETAH) == 3
+    code, out = _run(capsys, "agreement", "--workspace", root, "--people-per-pair", "2")
+    assert code == 2 and out["error"] == "--people-per-pair needs --task (each task has its own)"
+    code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH)
+    assert code == 0 and out["people_per_pair"] == 3 and "set" not in out

@@ -123,11 +123,20 @@ def _import(args: argparse.Namespace) -> dict:
 
 
 def _agreement(args: argparse.Namespace) -> dict:
+    """Agreement, and the task's people per pair (set with ``--people-per-pair``, as on the Data page's Agreement tab)."""
     from prefine_core.agreement import report
+    from prefine_core.labelling import set_people_per_pair
     from prefine_core.teachers import SyntheticTeacher, TeacherConfig
 
     ws = _workspace(args)
-    return report(ws.store, args.task, SyntheticTeacher(TeacherConfig(equal_margin=args.equal_margin)))
+    result = {}
+    if args.people_per_pair is not None:
+        if args.task is None:
+            raise ValueError("--people-per-pair needs --task (each task has its own)")
+        result["set"] = set_people_per_pair(ws.store, args.task, args.people_per_pair)  # the Data page's own check
+    if args.task is not None:
+        result["people_per_pair"] = ws.store.task_overlap(args.task)
+    return {**result, **report(ws.store, args.task, SyntheticTeacher(TeacherConfig(equal_margin=args.equal_margin)))}
 
 
 def _checkpoints(args: argparse.Namespace) -> dict:
@@ -234,9 +243,13 @@ def register(command) -> None:
                    help="start a failed or cancelled run again from its last checkpoint")
     p.set_defaults(handler=_runs)
 
-    p = with_workspace(command("agreement", "agreement with the true cost ordering and between annotators"))
-    p.add_argument("--task", type=_task, default=None, help="only this task")
+    p = with_workspace(command("agreement", "agreement with the true cost ordering and between annotators; "
+                                            "--people-per-pair sets how many annotators each pair goes to"))
+    p.add_argument("--task", type=_task, default=None, help="only this task (and its people per pair)")
     p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="cost difference the truth calls equal")
+    p.add_argument("--people-per-pair", default=None, metavar="N",
+                   help="hand each pair of --task to N annotators from now on (1 to 10; 2 or more for agreement "
+                        "between people), as the Data page's Agreement tab")
     p.set_defaults(handler=_agreement)
 
     p = with_workspace(command("checkpoints", "a fine-tune run's checkpoints (validation return, cost, safety, the "
