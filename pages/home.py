@@ -16,7 +16,9 @@ def auto_label() -> None:
     st.session_state["auto_label_said"] = ui.guarded(demo.auto_label_report, ws, task, st.session_state["auto_n"])
 
 
-jobs.reap(ws, task)
+# Before the status: finding the video job marks the task's runs whose process died as failed (jobs.active reaps),
+# so the status counts none of them as running; that is the one reaping of this draw.
+job = pool.video_job(ws, task)
 status = demo.demo_status(ws, task)
 if status.next_step == "no_policy":
     st.error(f"No policy is registered for {task}. Pick another task in the sidebar, or import a policy on the Data page.")
@@ -25,7 +27,7 @@ st.progress(status.steps_done / len(demo.STEPS), text=status.progress_text)
 
 with st.container(border=True):
     st.markdown(f"**1 · Pairs to judge** — {counted(status.pairs, 'pair')}, {counted(status.videos_ready, 'video')} ready")
-    if status.preparing and (job := pool.video_job(ws, task)) is not None:
+    if status.preparing and job is not None:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         c1.caption(f"{'Rolling out the policies and rendering' if job.kind == 'prepare' else 'Rendering'} videos in the "
                    f"background (run {job.id}): {status.videos_ready} of {status.pairs} ready; labelling can start "

@@ -146,3 +146,24 @@ def test_pairs_without_video_are_said_and_rendered_in_one_job_on_request(ws, mon
     at.button(key="cancel_videos").click().run()
     assert ws.store.get_run(run.id).status == "cancelled"
     assert any(b.key == "render_missing" for b in at.button), "and it can be started again"
+
+
+def test_a_draw_reaps_the_runs_once(ws, monkeypatch):
+    """Home marked dead runs failed itself and then again through the video job's lookup: two passes over every run
+    of the task (and a process check of each live one) per draw, where one tells all."""
+    from prefine_core import jobs
+
+    at = _home(ws.root, monkeypatch)  # the workspace opened (its own reaping, once per process) before counting
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)
+    run_id = jobs.launch(ws, "render", CHEETAH, None, {})  # queued: a video job on show
+    reaped, reap = [], jobs.reap
+
+    def counted_reap(ws, task_id=None):
+        reaped.append(task_id)
+        return reap(ws, task_id)
+
+    monkeypatch.setattr(jobs, "reap", counted_reap)
+    at.run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith(f"Rendering videos in the background (run {run_id})") for c in at.caption)
+    assert reaped == [CHEETAH]
