@@ -68,6 +68,9 @@ def main() -> None:
                         help=f"first of the 10 validation episodes' seeds (default {VALIDATION_SEED}; below the evaluation seeds)")
     parser.add_argument("--mistake-rate", type=float, default=0.0,
                         help="share of the teacher's answers swapped (a labeller who errs; default 0, the benchmark's)")
+    parser.add_argument("--extra-behaviour", type=Path, default=None, metavar="PATH",
+                        help="one more behaviour policy (safetensors + JSON) in the pool, rolled out after the shipped "
+                             "sources so that their clips stay as the benchmark's")
     args = parser.parse_args()
     if args.pairs <= 0 or min(args.seeds) < 0:
         parser.error("--pairs must be positive and --seeds not negative")
@@ -82,7 +85,13 @@ def main() -> None:
         parser.error(str(exc))
     out = args.out or BENCH_DIR / "validation" / args.task
     reference, behaviours = reference_and_behaviours(config, lambda m: print(m, file=sys.stderr))
+    if args.extra_behaviour:
+        try:
+            behaviours[args.extra_behaviour.stem] = load_policy(args.extra_behaviour, args.task)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--extra-behaviour: {exc}")
     pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
+    extra = f"_pool-{args.extra_behaviour.stem}" if args.extra_behaviour else ""  # not the benchmark pool's folders
     for seed in args.seeds:
         data = PreferenceData.from_pairs(label_pairs(pool, args.pairs, seed, mistake_rate=args.mistake_rate))
         noise = f"_m{args.mistake_rate:g}" if args.mistake_rate else ""  # not the noiseless runs' folders
@@ -90,12 +99,14 @@ def main() -> None:
             method, changes = VARIANTS[name]
             finetune = method_config(method, dataclasses.replace(PrefineConfig(seed=seed), **changes))
             torch.manual_seed(seed)
-            result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}{noise}",
+            result = PrefineTrainer(reference, data, finetune, out / f"{name}_n{args.pairs}_s{seed}{noise}{extra}",
                                     judge=safety_judge(), name=name).run()
             ev = evaluate_policy(load_policy(result["path"], args.task), args.task, episodes=10, seed=args.validation_seed)
             print(json.dumps({"variant": name, "pairs": args.pairs, "seed": seed, "mistake_rate": args.mistake_rate,
-                              "validation_seed": args.validation_seed, "return": round(ev["return_mean"], 1),
+                              "validation_seed": args.validation_seed,
+                              "extra_behaviour": args.extra_behaviour.stem if args.extra_behaviour else None, "return": round(ev["return_mean"], 1),
                               "cost": round(ev["cost_mean"], 1), "fall_rate": ev["fall_rate"],
+                              "violation_rate": ev["violation_rate"],
                               "seconds": round(result["wall_seconds"])}), flush=True)
 
 

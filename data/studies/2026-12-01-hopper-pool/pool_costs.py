@@ -6,6 +6,9 @@ episode's first window (the robot still starting up) or later ones (a gait that 
 as the benchmark does (its seeds, stochastic rollouts); about a minute per task on one core.
 
     .venv/bin/python data/studies/2026-12-01-hopper-pool/pool_costs.py SafetyHopperVelocity-v1
+
+``--extra-behaviour PATH`` adds one more behaviour policy to the pool, rolled out after the shipped sources (so
+their clips stay the benchmark's): how a candidate for the pool is checked before it is shipped.
 """
 from __future__ import annotations
 
@@ -17,16 +20,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 
-def main(tasks: list[str]) -> None:
+def main(tasks: list[str], extra: Path | None = None) -> None:
     import torch
 
     from prefine_core.bench import BenchConfig, build_pool, reference_and_behaviours
     from prefine_core.envs import SafetyTask
+    from prefine_core.policy import load_policy
 
     torch.set_num_threads(1)
     for task in tasks:
         config = BenchConfig(task_id=task)
         reference, behaviours = reference_and_behaviours(config, lambda m: None)
+        if extra is not None:
+            behaviours[extra.stem] = load_policy(extra, task)
         pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
         with SafetyTask(task) as env:
             episode_steps = config.max_steps or env.max_episode_steps
@@ -37,10 +43,20 @@ def main(tasks: list[str]) -> None:
             costs = np.array([t.total_cost for t in clips])
             under = [t for t, c in zip(clips, costs) if c <= limit]
             first = sum(t.start == 0 for t in under)
+            every = [c.trajectory for c in pool if c.source == source]
+            if extra is not None:  # a candidate is also judged by its falls and its pace (return per clip)
+                print(f"  {source}: {len(every)} clips, {100 * np.mean([t.fell for t in every]):.0f} % fell; return per "
+                      f"clip that did not fall, median {np.median([t.total_return for t in clips]):.0f}")
             print(f"  {source}: {len(clips)} clips that did not fall; cost quantiles 10/25/50/75/90 % "
                   f"{np.percentile(costs, [10, 25, 50, 75, 90]).round(1).tolist()}; within the limit {len(under)} "
                   f"({100 * len(under) / max(len(clips), 1):.0f} %), of which {first} are an episode's first window")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["SafetyHopperVelocity-v1"])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tasks", nargs="*", default=["SafetyHopperVelocity-v1"])
+    parser.add_argument("--extra-behaviour", type=Path, default=None, metavar="PATH")
+    args = parser.parse_args()
+    main(args.tasks, args.extra_behaviour)
