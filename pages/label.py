@@ -44,13 +44,15 @@ def on_player() -> None:
 with left:
     st.subheader(question(task) if st.session_state.get("demo") else "Which clip behaved more safely?")
     st.caption(f"A is on the left, B on the right; both play in sync. {what_safer_means(task)}")
-    pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"))
+    overlap = ws.store.task_overlap(task)  # people per pair: once per draw, for the pair and the progress
+    pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"), overlap)
     if pair is None:
         st.session_state.pop("pair_id", None)  # nothing on screen for a choice to go to
         if (job := pool.video_job(ws, task)) is not None:
             st.info(f"Pairs are being prepared (run {job.id}); the first appears here as soon as its video is ready.")
-            ui.rerun_when(lambda: labelling.current_pair(ws.store, name, task, None) is not None, every=3.0)
-        elif (said := labelling.why_no_pair(ws.store, name, task)).startswith("No pairs left"):
+            ui.rerun_when(lambda: labelling.current_pair(ws.store, name, task, None, ws.store.task_overlap(task))
+                          is not None, every=3.0)
+        elif (said := labelling.why_no_pair(ws.store, name, task, overlap)).startswith("No pairs left"):
             st.success(said)
         else:
             st.info(said)
@@ -91,7 +93,7 @@ with left:
         st.caption(st.session_state.pop("flash"))
 
 with right:
-    p = labelling.progress(ws.store, name, task)
+    p = labelling.progress(ws.store, name, task, overlap)
     st.metric("Your labels", p["mine"], help=f"{p['for_you']} pair(s) left for you, this one included")
     st.caption(f"{p['for_you']} left for you")
     st.progress(p["labelled"] / max(p["pairs"], 1), text=f"{p['labelled']} of {p['pairs']} pairs labelled by anyone, "

@@ -68,11 +68,11 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
         costs_right=store.get_trajectory(pair.right_id).costs.tolist(), reason=pair.reason, strategy=pair.strategy)
 
 
-def current_pair(store: Store, annotator: str, task_id: str, pair_id: int | None) -> PairRecord | None:
+def current_pair(store: Store, annotator: str, task_id: str, pair_id: int | None, overlap: int) -> PairRecord | None:
     """The pair this session is on (``pair_id``) while it is still a pair of ``task_id`` open to ``annotator``, else
     the next one the store hands them: after a task switch, a change of name, or the pair being deleted or taken by
-    others meanwhile, the page moves on instead of showing (and saving a choice to) a pair that is not theirs."""
-    overlap = store.task_overlap(task_id)
+    others meanwhile, the page moves on instead of showing (and saving a choice to) a pair that is not theirs.
+    ``overlap`` is the task's people per pair (:meth:`Store.task_overlap`, read once per page draw)."""
     if pair_id is not None and store.pair_open_to(annotator, pair_id, task_id, overlap=overlap):
         return store.get_pair(pair_id)
     return store.next_pair(annotator, task_id, overlap=overlap)
@@ -98,10 +98,10 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
     return f"saved '{dict((a, l) for a, l, _ in CHOICES)[action]}' for pair {pair_id}"
 
 
-def progress(store: Store, annotator: str, task_id: str) -> dict:
-    """mine (this annotator's standing labels), for_you (pairs still to be handed to them, the one in view
-    included), labelled (by anyone) and pending pairs, videos ready, for the task."""
-    counts, overlap = store.counts(task_id), store.task_overlap(task_id)
+def progress(store: Store, annotator: str, task_id: str, overlap: int) -> dict:
+    """mine (this annotator's standing labels), for_you (pairs still to be handed to them at ``overlap`` people per
+    pair, the one in view included), labelled (by anyone) and pending pairs, videos ready, for the task."""
+    counts = store.counts(task_id)
     labels = store.effective_labels(task_id)
     return {"mine": int((labels.annotator == annotator).sum()),
             "for_you": store.pairs_open_to(annotator, task_id, overlap=overlap), "overlap": overlap,
@@ -117,9 +117,9 @@ def set_people_per_pair(store: Store, task_id: str, typed: object) -> str:
             + ("; judged pairs are offered to more people until that many judged them" if overlap > 1 else ""))
 
 
-def why_no_pair(store: Store, annotator: str, task_id: str) -> str:
-    """What the Label page says when :func:`current_pair` found nothing for ``annotator``."""
-    p = progress(store, annotator, task_id)
+def why_no_pair(store: Store, annotator: str, task_id: str, overlap: int) -> str:
+    """What the Label page says when :func:`current_pair` found nothing for ``annotator`` at ``overlap``."""
+    p = progress(store, annotator, task_id, overlap)
     if p["mine"]:
         return "No pairs left for you in this task. Prepare more on the Home page, or fine-tune on your labels."
     if not p["pairs"]:

@@ -112,6 +112,29 @@ def test_a_task_switch_or_a_new_name_never_keeps_a_pair_that_is_not_theirs(tmp_p
     assert app.session_state["pair_id"] != shown
 
 
+def test_a_label_page_draw_reads_the_people_per_pair_once(tmp_path, monkeypatch):
+    """The pair and the progress beside it are worked out at one people per pair, read once per draw (it was read
+    for each), whether a pair is shown or none is left."""
+    from prefine_core.store import Store
+
+    workspace = small_workspace(tmp_path, pairs=1)
+    app = labelling_as(_app_on(workspace, monkeypatch), "counter")
+    reads, task_overlap = [], Store.task_overlap
+
+    def counted(store, task_id):
+        reads.append(task_id)
+        return task_overlap(store, task_id)
+
+    monkeypatch.setattr(Store, "task_overlap", counted)
+    app.run()
+    assert not app.exception, app.exception
+    assert _has_button(app, "choice_left") and reads == [CHEETAH]
+    reads.clear()
+    app.button(key="choice_left").click().run()  # the only pair: none left
+    assert not app.exception, app.exception
+    assert any(s.value.startswith("No pairs left for you") for s in app.success) and reads == [CHEETAH]
+
+
 def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tmp_path, monkeypatch):
     workspace = small_workspace(tmp_path, pairs=3)  # it labels every pair
     app = labelling_as(_app_on(workspace, monkeypatch), "finisher")
