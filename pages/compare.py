@@ -23,7 +23,7 @@ b = c2.selectbox("B (after)", ids, format_func=names.get,
 # Text, not a number field: a browser's number field rounds or holds back what it cannot hold (1e9 arrived as 1, 2.5
 # as 2) and the page would evaluate a count nobody typed; comparison_config says what is wrong instead.
 episodes = c3.text_input("Episodes", help="1 to 100; evaluation seeds 10000, 10001, …; the same for A and B",
-                         **ui.kept("episodes", value="5"))
+                         **ui.kept("episodes", in_url=True, value="5"))
 config = ui.guarded(comparison.comparison_config, a, b, episodes)
 others = [r for r in comparison.active_comparisons(ws, task) if (r.config["policy_a"], r.config["policy_b"]) != (a, b)]
 for other in others:  # e.g. started from another tab

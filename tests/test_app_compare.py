@@ -150,16 +150,16 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert any(f"Run {run_id} compared these two the other way round" in c.value for c in app.caption)
 
 
-def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace, monkeypatch):
-    """A reload is a new session: what it keeps, it keeps in the page's address."""
+def test_a_reload_keeps_the_task_demo_mode_the_pair_compared_and_the_episodes(app, workspace, monkeypatch):
+    """A reload is a new session: what it keeps, it keeps in the page's address (the episodes went back to 5)."""
     from streamlit.testing.v1 import AppTest
 
     from test_app import APP, TIMEOUT
 
     app.toggle(key="demo_toggle").set_value(True).run()
-    open_compare(app, 2, 1)
+    open_compare(app, 2, 1, episodes=7)
     address = dict(app.query_params)
-    assert address == {"policy_a": "2", "policy_b": "1", "demo": "1", "task": CHEETAH}
+    assert address == {"policy_a": "2", "policy_b": "1", "episodes": "7", "demo": "1", "task": CHEETAH}
 
     reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
     reloaded.query_params = address
@@ -168,6 +168,10 @@ def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace,
     reloaded.switch_page("pages/compare.py").run()
     assert not reloaded.exception, reloaded.exception
     assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (2, 1)
+    assert reloaded.text_input(key="episodes").value == "7"
+    reloaded.text_input(key="episodes").set_value("1e9").run()  # kept as typed, and refused as typed
+    assert dict(reloaded.query_params)["episodes"] == "1e9"
+    assert [e.value for e in reloaded.error] == ["Episodes must be between 1 and 100, got 1000000000"]
 
     reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # an address naming what is not there
     reloaded.query_params = {"policy_a": "999", "policy_b": "x", "task": "SafetyNope-v0", "demo": "yes"}
@@ -177,6 +181,7 @@ def test_a_reload_keeps_the_task_demo_mode_and_the_pair_compared(app, workspace,
     assert not reloaded.exception and not reloaded.error, reloaded.exception
     first_a, first_b = comparison.default_pair(workspace.store.list_policies(CHEETAH))
     assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (first_a, first_b)
+    assert reloaded.text_input(key="episodes").value == "5"
 
 
 def test_a_task_switch_gives_that_tasks_own_pair_and_coming_back_the_first_tasks(app, workspace):

@@ -72,10 +72,12 @@ def _to_url(name: str, value) -> None:
         st.query_params[name] = str(value)
 
 
-def _from_url(name: str, options: list):
-    """The option the page's address names under ``name``, if it is one of ``options``."""
+def _from_url(name: str, options: list | None):
+    """The option the page's address names under ``name``, if it is one of ``options`` (any text with None)."""
     wanted = st.query_params.get(name)
-    return next((option for option in options if str(option) == wanted), None) if wanted is not None else None
+    if wanted is None or options is None:
+        return wanted
+    return next((option for option in options if str(option) == wanted), None)
 
 
 def scoped(name: str, scope: str) -> str:
@@ -88,19 +90,19 @@ def kept(widget_key: str, options: list | None = None, in_url: str | bool = Fals
     """Widget arguments that make the value of the widget ``widget_key`` outlive switching pages: Streamlit drops
     the state of a widget that a page run did not draw, so the value is also kept under a plain session key and
     handed back before the widget is drawn again — unless ``options`` no longer hold it (a deleted policy), when
-    ``defaults`` (e.g. ``index=``, ``value=``) apply as on a first visit. With ``in_url`` (a choice among
-    ``options``; a string names its parameter, default ``widget_key``) it is also kept in the page's address, so it
-    outlives a reload too; an address naming none of the options loses that parameter. Use as
-    ``st.text_input("Name", **ui.kept("name"))``."""
+    ``defaults`` (e.g. ``index=``, ``value=``) apply as on a first visit. With ``in_url`` (a string names its
+    parameter, default ``widget_key``) it is also kept in the page's address, so it outlives a reload too: a choice
+    among ``options`` (an address naming none of them loses that parameter), or without ``options`` a text field's
+    text as typed (the page checks it as it checks typing). Use as ``st.text_input("Name", **ui.kept("name"))``."""
     plain = f"kept_{widget_key}"
     url = (in_url if isinstance(in_url, str) else widget_key) if in_url else None
     if options is not None and widget_key in st.session_state and st.session_state[widget_key] not in options:
         del st.session_state[widget_key]  # e.g. a policy deleted meanwhile: the default instead
         st.session_state.pop(plain, None)
-    if url and url in st.query_params and _from_url(url, options or []) is None:
+    if url and url in st.query_params and _from_url(url, options) is None:
         del st.query_params[url]  # it names nothing here (a deleted run, another task's policy, a typo)
     if url and widget_key not in st.session_state and plain not in st.session_state:
-        if (found := _from_url(url, options or [])) is not None:  # a reload: a new session
+        if (found := _from_url(url, options)) is not None:  # a reload: a new session
             st.session_state[plain] = found
     if widget_key not in st.session_state and plain in st.session_state:
         if options is None or st.session_state[plain] in options:
