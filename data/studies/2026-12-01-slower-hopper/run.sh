@@ -9,7 +9,7 @@ common=(--task SafetyHopperVelocity-v1 --pairs 200 --seeds 80 81 82 83 84 85 86 
 case "${1:-both}" in
   benchmark) .venv/bin/python scripts/validate_variants.py "${common[@]}" > "$here/results-benchmark-pool.jsonl" ;;
   candidate) .venv/bin/python scripts/validate_variants.py "${common[@]}" \
-               --extra-behaviour "$here/behaviour_candidate.safetensors" > "$here/results-candidate-pool.jsonl" ;;
+               --extra-behaviour "$here/behaviour_speedcap0.35.safetensors" > "$here/results-candidate-pool.jsonl" ;;
   both) "$0" benchmark; "$0" candidate ;;
   *) echo "usage: $0 [benchmark|candidate|both]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Reads results-<pool>.jsonl (README.md's study) and prints its tables and the verdict on H1–H3; stdlib only."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+POOLS = ("benchmark", "candidate")
+METHODS = ("prefine", "bc")
+LIMIT, RETURN_FLOOR = 25.0, 0.9 * 1612  # the benchmark's cost limit; 90 % of the PPO-Lagrangian's return
+
+
+def paired(a: list[float], b: list[float]) -> str:
+    d = [x - y for x, y in zip(a, b)]
+    se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+    return f"{statistics.mean(d):+.1f} ± {se:.1f}"
+
+
+def load() -> dict:
+    runs = {}
+    for pool in POOLS:
+        path = HERE / f"results-{pool}-pool.jsonl"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            r = json.loads(line)
+            runs[pool, r["variant"], r["seed"]] = r
+    return runs
+
+
+def main() -> None:
+    runs = load()
+    seeds = sorted({s for _, _, s in runs if all((p, m, s) in runs for p in POOLS for m in METHODS)})
+    if not seeds:
+        raise SystemExit("no label set has all four runs yet")
+    col = {(p, m): {k: [runs[p, m, s][k] for s in seeds] for k in ("return", "cost", "fall_rate", "violation_rate")}
+           for p in POOLS for m in METHODS}
+    mean = {key: {k: statistics.mean(x) for k, x in c.items()} for key, c in col.items()}
+    print(f"Label sets {seeds[0]}–{seeds[-1]} ({len(seeds)}), 200 pairs, 10 validation episodes from seed 8 000.")
+    print()
+    print("| pool | method | return | cost | over the limit | falls |")
+    print("|---|---|---|---|---|---|")
+    for p in POOLS:
+        for m in METHODS:
+            r = mean[p, m]
+            print(f"| {p} | {m} | {r['return']:.0f} | {r['cost']:.1f} | {r['violation_rate']:.2f} | {r['fall_rate']:.2f} |")
+    print()
+    print("Paired by label set (return / cost):")
+    for m in METHODS:
+        print(f"  {m}, candidate − benchmark pool: {paired(col['candidate', m]['return'], col['benchmark', m]['return'])}"
+              f" / {paired(col['candidate', m]['cost'], col['benchmark', m]['cost'])}")
+    for p in POOLS:
+        print(f"  PREFINE − BC, {p} pool: {paired(col[p, 'prefine']['return'], col[p, 'bc']['return'])}"
+              f" / {paired(col[p, 'prefine']['cost'], col[p, 'bc']['cost'])}")
+    print()
+    h1 = all(mean["candidate", m]["cost"] < min(LIMIT, mean["benchmark", m]["cost"])
+             and mean["candidate", m]["violation_rate"] < mean["benchmark", m]["violation_rate"] for m in METHODS)
+    h2 = mean["candidate", "prefine"]["return"] >= RETURN_FLOOR
+    c_p, c_b = mean["candidate", "prefine"], mean["candidate", "bc"]
+    h3 = c_p["cost"] < c_b["cost"] and c_p["return"] >= c_b["return"]
+    print(f"H1 (with the candidate both methods under the limit, below their own cost with the benchmark's pool, "
+          f"fewer episodes over it): {'held' if h1 else 'not held'}")
+    print(f"H2 (with the candidate PREFINE's return at least {RETURN_FLOOR:.0f}): {'held' if h2 else 'not held'} "
+          f"({c_p['return']:.0f})")
+    print(f"H3 (with the candidate PREFINE beats BC by the issue's rule): {'held' if h3 else 'not held'}")
+    print(f"Decision: {'ship the candidate and rerun the Hopper benchmark' if h1 and h2 else 'the benchmark pool stays'}")
+
+
+if __name__ == "__main__":
+    main()
