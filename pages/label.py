@@ -37,7 +37,9 @@ def on_player() -> None:
     event = st.session_state.get("player") or {}
     if event.get("nonce") and event["nonce"] != st.session_state.get("nonce") and event.get("action") in labelling.ACTIONS:
         st.session_state["nonce"] = event["nonce"]
-        if event["action"] == "undo" or event.get("pair_id") == st.session_state.get("pair_id"):
+        if refused := labelling.refused_key(event, st.session_state.get("pair_id"), ui.task_id()):
+            st.session_state["flash"] = refused  # e.g. a key pressed just after a task switch: said, not dropped
+        else:
             act(event["action"], event.get("seconds"))
 
 
@@ -59,7 +61,7 @@ with left:
         st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
         st.button("Undo my last label", key="undo", on_click=act, args=("undo",),
                   help=f"takes back your most recent label in this task and shows that pair again (key {labelling.UNDO_KEYS})")
-        undo_keys(f"<kbd>{labelling.UNDO_KEYS}</kbd> undo your last label", key="player", on_change=on_player)
+        undo_keys(f"<kbd>{labelling.UNDO_KEYS}</kbd> undo your last label", task, key="player", on_change=on_player)
         if st.session_state.get("flash"):
             st.caption(st.session_state.pop("flash"))
         st.stop()

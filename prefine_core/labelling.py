@@ -24,6 +24,7 @@ CHOICES = (
     ("cant_tell", "Can't tell", "C or 4"),
     ("skip", "Skip", "S or 5"),
 )
+CHOICE_LABELS = {action: label for action, label, _ in CHOICES}
 UNDO_KEYS = "U"
 PLAYER_KEYS = (("space", "play / pause"), (",  .", "frame back / forward"), ("[  ]", "slower / faster"),
                ("click the timeline", "seek"))
@@ -33,6 +34,7 @@ ACTIONS = {action for action, _, _ in CHOICES} | {"undo"}
 @dataclass(frozen=True)
 class PairView:
     pair_id: int
+    task_id: str
     video: bytes | None
     video_plain: bytes | None
     """The same pair rendered without the cost overlay, if the pool rendered one."""
@@ -62,7 +64,7 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
         return Path(path).read_bytes() if path and Path(path).is_file() else None
 
     return PairView(
-        pair_id=pair.id, video=read(pair.video_path),
+        pair_id=pair.id, task_id=pair.task_id, video=read(pair.video_path),
         video_plain=read(plain_video_path(pair.video_path)) if pair.video_path else None,
         costs_left=store.get_trajectory(pair.left_id).costs.tolist(),
         costs_right=store.get_trajectory(pair.right_id).costs.tolist(), reason=pair.reason, strategy=pair.strategy)
@@ -95,7 +97,25 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
     except NotFound:
         raise ValueError(f"pair {pair_id} is no longer in the store (deleted on the Data page meanwhile?); "
                          "nothing was recorded, here is the next pair") from None
-    return f"saved '{dict((a, l) for a, l, _ in CHOICES)[action]}' for pair {pair_id}"
+    return f"saved '{CHOICE_LABELS[action]}' for pair {pair_id}"
+
+
+def refused_key(event: dict, pair_id: int | None, task_id: str) -> str | None:
+    """Why the player's key ``event`` (``{action, pair_id, task_id, …}``) is not applied to what the page shows now
+    (pair ``pair_id`` of ``task_id``), or None when it is. A key pressed on a task or a pair no longer on screen — just
+    after switching task, before that task's pair came — judged a pair other than the one shown now: saved, it would
+    go to a pair nobody saw, or to (and be undone in) a task left already."""
+    action, pressed_pair, pressed_task = event.get("action"), event.get("pair_id"), event.get("task_id")
+    if pressed_task != task_id:
+        if action == "undo":
+            return (f"Nothing undone: {UNDO_KEYS} was pressed on {pressed_task or 'another task'}, before {task_id} was "
+                    f"shown; press it again to undo your last label in {task_id}.")
+        return (f"Nothing saved: that key ({CHOICE_LABELS[action]}) was pressed on a pair of "
+                f"{pressed_task or 'another task'}, before {task_id}'s was shown; judge the pair on screen now.")
+    if action != "undo" and pressed_pair != pair_id:
+        return (f"Nothing saved: that key ({CHOICE_LABELS[action]}) was for pair {pressed_pair}, which is no longer "
+                "on screen; judge the pair on screen now.")
+    return None
 
 
 def progress(store: Store, annotator: str, task_id: str, overlap: int) -> dict:

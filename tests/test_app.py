@@ -135,6 +135,25 @@ def test_a_label_page_draw_reads_the_people_per_pair_once(tmp_path, monkeypatch)
     assert any(s.value.startswith("No pairs left for you") for s in app.success) and reads == [CHEETAH]
 
 
+def test_a_key_pressed_on_what_is_no_longer_shown_is_refused_in_words():
+    """A key pressed just after a task switch, before the new task's pair came, was for the pair of the task left:
+    it saves nothing (it judged another pair than the one shown now; saved, it would be undone in the wrong task) and
+    says so, where it was dropped without a word."""
+    from conftest import HOPPER
+    from prefine_core.labelling import refused_key
+
+    assert refused_key({"action": "left", "pair_id": 3, "task_id": CHEETAH}, 3, CHEETAH) is None
+    assert refused_key({"action": "undo", "pair_id": None, "task_id": CHEETAH}, 5, CHEETAH) is None
+    assert refused_key({"action": "left", "pair_id": 3, "task_id": CHEETAH}, 9, HOPPER) == (
+        f"Nothing saved: that key (A safer) was pressed on a pair of {CHEETAH}, before {HOPPER}'s was shown; judge "
+        "the pair on screen now.")
+    assert refused_key({"action": "undo", "pair_id": 3, "task_id": CHEETAH}, None, HOPPER) == (
+        f"Nothing undone: U was pressed on {CHEETAH}, before {HOPPER} was shown; press it again to undo your last label "
+        f"in {HOPPER}.")
+    assert refused_key({"action": "skip", "pair_id": 3, "task_id": CHEETAH}, 4, CHEETAH) == (
+        "Nothing saved: that key (Skip) was for pair 3, which is no longer on screen; judge the pair on screen now.")
+
+
 def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tmp_path, monkeypatch):
     workspace = small_workspace(tmp_path, pairs=3)  # it labels every pair
     app = labelling_as(_app_on(workspace, monkeypatch), "finisher")

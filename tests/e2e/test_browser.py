@@ -75,9 +75,12 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def page():
+    """One headless Chromium page for the module's tests (each test opens the app it needs in it)."""
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (./studio test installs it)")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -280,3 +283,59 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
             p.id for p in ws.store.list_pairs(CHEETAH) if p.id != int(shown))
     [run] = [r for r in ws.store.list_runs(CHEETAH) if r.kind == "render"]
     assert run.status == "done"
+
+
+def test_a_key_just_after_a_task_switch_is_refused_in_words_and_the_next_counts_for_the_new_pair(tmp_path, page):
+    """The Task box kept the keyboard once a task was chosen, so the keys pressed next typed into it and labelled
+    nothing, without a word. Now the keys are the page's again at once: one pressed before the new task's pair came
+    judged the other task's pair and is refused on screen (or counts for the new pair, if that came first), and once
+    the new pair is shown a key counts for it."""
+    from conftest import HOPPER, make_policy
+    from prefine_core.envs import SafetyTask
+    from prefine_core.rollout import collect
+    from test_app import small_workspace
+
+    ws = small_workspace(tmp_path / "ws", pairs=3)  # stand-in videos: the keys need one, not a playable one
+    reference = ws.store.list_policies(HOPPER, kind="reference")[0]
+    with SafetyTask(HOPPER) as task:
+        ids = [ws.store.add_trajectory(collect(make_policy(HOPPER), task, seed=s, max_steps=20), reference.id, "test@T1",
+                                       ws.trajectories_dir) for s in range(4)]
+    for i in range(3):
+        video = ws.videos_dir / f"hopper-{i}.mp4"
+        video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        ws.store.add_pair(ids[i], ids[i + 1], "random", 0.5, f"hopper pick {i}", video_path=str(video))
+    history = lambda: ws.store.label_history()  # noqa: E731
+    with serving(ws.root) as url:
+        page.goto(f"{url}/label")
+        page.get_by_label("Your name", exact=True).fill("e2e-switch")
+        page.get_by_label("Your name", exact=True).press("Enter")
+        body = player(page).locator("body[data-pair-id]")
+        body.wait_for()
+        for left, target in ((CHEETAH, HOPPER), (HOPPER, CHEETAH)):
+            before = len(history())
+            page.get_by_role("combobox", name="Task").click()
+            page.get_by_role("option", name=target).click()
+            page.keyboard.press("1")  # at once: the pair of the task left is most likely on screen still
+            refused = page.get_by_text(f"Nothing saved: that key (A safer) was pressed on a pair of {left}, before "
+                                       f"{target}'s was shown; judge the pair on screen now.")
+            deadline = time.time() + 30
+            while not refused.count() and len(history()) == before and time.time() < deadline:
+                time.sleep(0.2)
+            if refused.count():
+                assert len(history()) == before, "refused, and nothing saved"
+            else:  # the new pair came before the key: it counted for that pair
+                [label] = history()[before:]
+                assert ws.store.get_pair(label.pair_id).task_id == target and label.choice == "left"
+                page.get_by_text(f"saved 'A safer' for pair {label.pair_id}").wait_for()
+            page.wait_for_function("""([ids]) => { const f = document.querySelector(
+                    'iframe[title="prefine_core.components.pair_player"]');
+                const b = f && f.contentDocument && f.contentDocument.body;  // the new task's pair, settled
+                return b && ids.includes(b.dataset.pairId) && !b.querySelector('#flash').textContent; }""",
+                                   arg=[[str(pair.id) for pair in ws.store.list_pairs(target)]])
+            shown, counted = int(body.get_attribute("data-pair-id")), len(history())
+            page.keyboard.press("2")  # no click on the page first: the keys are its own again
+            deadline = time.time() + 30
+            while len(history()) == counted and time.time() < deadline:
+                time.sleep(0.2)
+            assert [(label.pair_id, label.choice) for label in history()[counted:]] == [(shown, "right")], target
+        shot(page, "10-keys-after-a-task-switch")
