@@ -1,13 +1,19 @@
 #!/usr/bin/env python
-"""Reads results-<pool>.jsonl (README.md's study) and prints its tables and the verdict on H1–H3; stdlib only."""
+"""Reads results-<pool>-pool.jsonl (README.md's study) and prints its tables and the verdict on H1–H3; stdlib only.
+
+    analysis.py [CANDIDATE]     # behaviour_speedcap0.35 (default, analysis.txt) or behaviour_cap0.6_penalty2
+"""
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-POOLS = ("benchmark", "candidate")
+CANDIDATE = sys.argv[1] if len(sys.argv) > 1 else "behaviour_speedcap0.35"
+POOLS = ("benchmark", CANDIDATE)
+KEYS = ("benchmark", "candidate")  # how the tables below name the two pools
 METHODS = ("prefine", "bc")
 LIMIT, RETURN_FLOOR = 25.0, 0.9 * 1612  # the benchmark's cost limit; 90 % of the PPO-Lagrangian's return
 
@@ -24,23 +30,24 @@ def load() -> dict:
         path = HERE / f"results-{pool}-pool.jsonl"
         for line in path.read_text().splitlines() if path.exists() else []:
             r = json.loads(line)
-            runs[pool, r["variant"], r["seed"]] = r
+            runs["candidate" if pool == CANDIDATE else pool, r["variant"], r["seed"]] = r
     return runs
 
 
 def main() -> None:
     runs = load()
-    seeds = sorted({s for _, _, s in runs if all((p, m, s) in runs for p in POOLS for m in METHODS)})
+    seeds = sorted({s for _, _, s in runs if all((p, m, s) in runs for p in KEYS for m in METHODS)})
     if not seeds:
         raise SystemExit("no label set has all four runs yet")
     col = {(p, m): {k: [runs[p, m, s][k] for s in seeds] for k in ("return", "cost", "fall_rate", "violation_rate")}
-           for p in POOLS for m in METHODS}
+           for p in KEYS for m in METHODS}
     mean = {key: {k: statistics.mean(x) for k, x in c.items()} for key, c in col.items()}
-    print(f"Label sets {seeds[0]}–{seeds[-1]} ({len(seeds)}), 200 pairs, 10 validation episodes from seed 8 000.")
+    print(f"Candidate {CANDIDATE}. Label sets {seeds[0]}–{seeds[-1]} ({len(seeds)}), 200 pairs, 10 validation episodes "
+          f"from seed 8 000.")
     print()
     print("| pool | method | return | cost | over the limit | falls |")
     print("|---|---|---|---|---|---|")
-    for p in POOLS:
+    for p in KEYS:
         for m in METHODS:
             r = mean[p, m]
             print(f"| {p} | {m} | {r['return']:.0f} | {r['cost']:.1f} | {r['violation_rate']:.2f} | {r['fall_rate']:.2f} |")
@@ -49,7 +56,7 @@ def main() -> None:
     for m in METHODS:
         print(f"  {m}, candidate − benchmark pool: {paired(col['candidate', m]['return'], col['benchmark', m]['return'])}"
               f" / {paired(col['candidate', m]['cost'], col['benchmark', m]['cost'])}")
-    for p in POOLS:
+    for p in KEYS:
         print(f"  PREFINE − BC, {p} pool: {paired(col[p, 'prefine']['return'], col[p, 'bc']['return'])}"
               f" / {paired(col[p, 'prefine']['cost'], col[p, 'bc']['cost'])}")
     print()

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The study's fine-tunes (README.md): PREFINE and BC on label sets 80–87, 200 pairs, validation episodes from seed
-# 8 000, with the benchmark's Hopper pool and with the candidate gait added. About 20 minutes per pool on one core.
+# 8 000, with the benchmark's Hopper pool (`run.sh benchmark`) and with a candidate gait added (`run.sh CANDIDATE`,
+# a policy file beside this script: behaviour_speedcap0.35 or behaviour_cap0.6_penalty2). About 20 minutes per pool
+# on one core; SEEDS="80 81 82 83" runs part of the label sets (the results file is appended to).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=data/studies/2026-12-01-slower-hopper
-common=(--task SafetyHopperVelocity-v1 --pairs 200 --seeds 80 81 82 83 84 85 86 87 --variants prefine bc
+pool=${1:?usage: $0 benchmark|CANDIDATE}
+common=(--task SafetyHopperVelocity-v1 --pairs 200 --seeds ${SEEDS:-80 81 82 83 84 85 86 87} --variants prefine bc
         --validation-seed 8000)
-case "${1:-both}" in
-  benchmark) .venv/bin/python scripts/validate_variants.py "${common[@]}" > "$here/results-benchmark-pool.jsonl" ;;
-  candidate) .venv/bin/python scripts/validate_variants.py "${common[@]}" \
-               --extra-behaviour "$here/behaviour_speedcap0.35.safetensors" > "$here/results-candidate-pool.jsonl" ;;
-  both) "$0" benchmark; "$0" candidate ;;
-  *) echo "usage: $0 [benchmark|candidate|both]" >&2; exit 2 ;;
-esac
+if [ "$pool" = benchmark ]; then
+  .venv/bin/python scripts/validate_variants.py "${common[@]}" >> "$here/results-benchmark-pool.jsonl"
+else
+  [ -f "$here/$pool.safetensors" ] || { echo "no candidate $here/$pool.safetensors" >&2; exit 2; }
+  .venv/bin/python scripts/validate_variants.py "${common[@]}" --extra-behaviour "$here/$pool.safetensors" \
+    >> "$here/results-$pool-pool.jsonl"
+fi
