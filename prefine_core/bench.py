@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -900,11 +901,27 @@ def summary_markdown(results: list[dict]) -> str:
     return markdown_table(sorted(rows, key=lambda r: (r["task"], int(r["pairs"]), r["seeds"])))
 
 
-def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR) -> Path:
-    """Rewrite the prefine-bench section of BENCHMARKS.md from every ``<task>/result.json`` under ``root``."""
-    from prefine_core.report import machine_line, write_section
+def run_headings(markdown: str) -> set[str]:
+    """The run folders whose tables a prefine-bench section shows (``### <task>`` or ``### <task> — run `<folder>```)."""
+    return {m.group(2) or m.group(1) for m in re.finditer(r"^### (\S+)(?: — run `([^`]+)`)?", markdown, re.M)}
 
-    results = [json.loads(p.read_text()) for p in sorted(root.glob("*/result.json"))]
+
+def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR, path: Path | None = None) -> Path:
+    """Rewrite the prefine-bench section of BENCHMARKS.md from every ``<run>/result.json`` under ``root``.
+
+    Refused (ValueError, nothing written) when the section shows a run whose ``result.json`` is not under ``root``
+    — a clone where only some benchmarks ran — since rewriting it would drop that run's tables.
+    """
+    from prefine_core.report import BENCHMARKS, machine_line, read_section, write_section
+
+    path = path or BENCHMARKS
+    found = sorted(root.glob("*/result.json"))
+    missing = run_headings(read_section("prefine-bench", path)) - {p.parent.name for p in found}
+    if missing:
+        raise ValueError(f"{path.name} shows benchmark runs whose result.json is not under {root}: "
+                         f"{', '.join(sorted(missing))}; rewriting it now would drop their tables. Put each "
+                         f"<run>/result.json back under {root} (or delete those runs' tables from {path.name} first)")
+    results = [json.loads(p.read_text()) for p in found]
     parts = ["## PREFINE fine-tuning benchmark (issue 4)", "", f"Machine: {machine_line()}", ""]
     if results:
         parts += ["**Summary.** PREFINE (its own checkpoint choice, means over seeds) against the floors: cost cut ≥ 60 %, no "
@@ -916,4 +933,4 @@ def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR) -> Path:
     if notes:
         parts += [notes.strip(), ""]
     parts += [task_markdown(r) for r in results]
-    return write_section("prefine-bench", "\n".join(parts))
+    return write_section("prefine-bench", "\n".join(parts), path)

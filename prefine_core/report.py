@@ -27,13 +27,22 @@ def machine_line() -> str:
     return f"{now} · {cpu} · {os.cpu_count()} cores (load average {load} at start) · Python {platform.python_version()}"
 
 
-def write_section(name: str, markdown: str, path: Path = BENCHMARKS) -> Path:
-    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+def _section_pattern(name: str) -> re.Pattern:
     if not re.fullmatch(r"[a-z0-9-]+", name):
         raise ValueError(f"section name must be lowercase letters, digits and '-', got {name!r}")
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{markdown.strip()}\n{end}"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    return re.compile(re.escape(f"<!-- {name}:start -->") + "(.*?)" + re.escape(f"<!-- {name}:end -->"), re.S)
+
+
+def read_section(name: str, path: Path = BENCHMARKS) -> str:
+    """The markdown between a section's markers ("" when the file or the section is not there)."""
+    match = _section_pattern(name).search(path.read_text()) if path.exists() else None
+    return match.group(1).strip() if match else ""
+
+
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS) -> Path:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    pattern = _section_pattern(name)
+    block = f"<!-- {name}:start -->\n{markdown.strip()}\n<!-- {name}:end -->"
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two benchmarks finishing together must not drop a section
         text = path.read_text() if path.exists() else _HEADER

@@ -67,6 +67,20 @@ def test_quick_bench_cli_prints_the_documented_json(tmp_path):
     assert len(summary) == 3 and TASK in summary[2]  # header, rule, the one budget of --quick
     assert summary[2].count("| yes") + summary[2].count("| no") == 3  # floor met, beats BC, beats DPO: each decided
 
+    # BENCHMARKS.md is rewritten from the results under the root, and never drops a run it shows but cannot find
+    from prefine_core.bench import write_benchmarks
+
+    shown = tmp_path / "BENCHMARKS.md"
+    shown.write_text(f"# B\n\n<!-- prefine-bench:start -->\n### {TASK}\n\n### {TASK} — run `{TASK}-10seeds`\n"
+                     f"<!-- prefine-bench:end -->\n")
+    before = shown.read_bytes()
+    with pytest.raises(ValueError, match=f"not under {tmp_path}: {TASK}-10seeds; rewriting it now would drop"):
+        write_benchmarks(root=tmp_path, path=shown)
+    assert shown.read_bytes() == before
+    shown.write_text(f"# B\n\n<!-- prefine-bench:start -->\n### {TASK}\n<!-- prefine-bench:end -->\n")
+    write_benchmarks(root=tmp_path, path=shown)
+    assert f"### {TASK}\n" in shown.read_text() and "**Summary.**" in shown.read_text()
+
 
 def test_bench_cli_runs_the_methods_asked_for_and_checks_the_floors_of_staged_prefine(tmp_path):
     out = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--quick", "--json",

@@ -123,7 +123,10 @@ def _bench(args: argparse.Namespace) -> dict:
     command = "python -m prefine_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     result = run_bench(config, log=lambda m: print(m, file=sys.stderr, flush=True), command=command)
     if args.write_benchmarks:
-        write_benchmarks(root=Path(config.out_dir).parent)
+        try:
+            write_benchmarks(root=Path(config.out_dir).parent)
+        except ValueError as exc:
+            raise ValueError(f"{exc}. This run's result is kept in {Path(config.out_dir) / 'result.json'}") from exc
     keep = ("return_mean", "cost_mean", "length_mean", "fall_rate", "violation_rate", "catastrophic_rate")
     return {"task": result["task"], "reference": {k: result["reference"][k] for k in keep},
             "lagrangian": {**{k: result["lagrangian"][k] for k in keep}, "wall_s": result["lagrangian"]["wall_s"],
