@@ -49,7 +49,8 @@ def main(tasks: list[str], extra: Path | None = None) -> None:
                       f"clip that did not fall, median {np.median([t.total_return for t in clips]):.0f}")
             print(f"  {source}: {len(clips)} clips that did not fall; cost quantiles 10/25/50/75/90 % "
                   f"{np.percentile(costs, [10, 25, 50, 75, 90]).round(1).tolist()}; within the limit {len(under)} "
-                  f"({100 * len(under) / max(len(clips), 1):.0f} %), of which {first} are an episode's first window")
+                  f"({100 * len(under) / max(len(clips), 1):.0f} %), of which {first} are an episode's first window"
+                  + (f"; past the first window {len(under) - first} of {sum(t.start > 0 for t in clips)}" if extra else ""))
 
 
 if __name__ == "__main__":
