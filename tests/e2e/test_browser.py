@@ -339,3 +339,25 @@ def test_a_key_just_after_a_task_switch_is_refused_in_words_and_the_next_counts_
                 time.sleep(0.2)
             assert [(label.pair_id, label.choice) for label in history()[counted:]] == [(shown, "right")], target
         shot(page, "10-keys-after-a-task-switch")
+
+
+def test_keys_label_at_once_after_the_demo_mode_toggle(tmp_path, page):
+    """Toggling Demo mode left the keyboard on the toggle (a checkbox), where the player ignores keys, so the next
+    choice key did nothing until the page was clicked. Now the sidebar toggle gives the keyboard back."""
+    from test_app import small_workspace
+
+    ws = small_workspace(tmp_path / "ws", pairs=2)  # stand-in videos: the keys need one, not a playable one
+    with serving(ws.root) as url:
+        page.goto(f"{url}/label")
+        page.get_by_label("Your name", exact=True).fill("e2e-demo")
+        page.get_by_label("Your name", exact=True).press("Enter")
+        body = player(page).locator("body[data-pair-id]")
+        body.wait_for()
+        page.get_by_text("Demo mode").click()
+        page.wait_for_url(re.compile(r"demo=1"))
+        shown = int(body.get_attribute("data-pair-id"))
+        page.keyboard.press("1")  # no click on the page first
+        deadline = time.time() + 30
+        while not ws.store.label_history() and time.time() < deadline:
+            time.sleep(0.2)
+        assert [(label.pair_id, label.choice) for label in ws.store.label_history()] == [(shown, "left")]
