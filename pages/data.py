@@ -41,8 +41,23 @@ with tabs[2]:
                     st.rerun()  # drawn again without the button
         if video:  # at about its own size (256 px), not stretched across the page
             st.columns([1, 2])[0].video(str(video if with_cost else plain_video_path(video)), loop=True, muted=True)
+def delete_chosen_policy() -> None:
+    """As :func:`delete_chosen`: runs before the page redraws, so the choice can be cleared once the policy is gone."""
+    policy = ui.guarded(ws.delete_policy, st.session_state["policy_delete_id"])
+    if policy is not None:
+        st.toast(f"deleted policy {policy.id} ('{policy.name}')")
+        st.session_state["policy_delete_id"], st.session_state["policy_delete_confirm"] = None, ""
+
+
 with tabs[3]:
-    st.dataframe(browse.policies_frame(ws.store, task), hide_index=True, width="stretch", key="policies_table")
+    policies = browse.policies_frame(ws.store, task)
+    st.dataframe(policies, hide_index=True, width="stretch", key="policies_table")
+    names = dict(zip(map(int, policies.id), policies.name))
+    gone = st.selectbox("Policy to delete (one nothing uses: a wrong upload, a checkpoint registered by mistake)",
+                        list(names), index=None, format_func=lambda i: f"{i}: {names[i]}", key="policy_delete_id")
+    sure = st.text_input("Type DELETE to confirm", key="policy_delete_confirm")
+    st.button("Delete policy", key="policy_delete", disabled=gone is None or sure != "DELETE",
+              on_click=delete_chosen_policy)
 with tabs[4]:
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
     people = c1.text_input("People per pair", value=str(ws.store.task_overlap(task)), key=ui.scoped("overlap", task),

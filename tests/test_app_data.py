@@ -257,3 +257,33 @@ def test_agreement_with_one_annotator_says_what_kappa_needs(ws, monkeypatch):
     app.button(key="save_overlap").click().run()
     assert not app.exception, app.exception
     assert ws.store.task_overlap(CHEETAH) == 3 and any("now goes to 3 people" in m.value for m in app.success)
+
+
+def test_a_policy_nothing_uses_is_deleted_with_its_file_and_a_shipped_one_is_refused(ws, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from prefine_core import transfer
+    from prefine_core.policy import save_policy
+
+    data = save_policy(make_policy(CHEETAH), tmp_path / "wrong.safetensors").read_bytes()
+    wrong, _ = transfer.register_policy(ws, "wrong.safetensors", data)
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/data.py").run()
+    shipped = ws.store.list_policies(CHEETAH, kind="reference")[0]
+    app.selectbox(key="policy_delete_id").set_value(shipped.id).run()
+    assert app.button(key="policy_delete").disabled, "deleting must wait for the typed confirmation"
+    app.text_input(key="policy_delete_confirm").input("DELETE").run()
+    app.button(key="policy_delete").click().run()
+    assert not app.exception, app.exception
+    assert any("is shipped with PREFINE Studio" in e.value for e in app.error)
+    assert ws.store.get_policy(shipped.id).name == shipped.name
+    app.selectbox(key="policy_delete_id").set_value(wrong.id).run()
+    app.text_input(key="policy_delete_confirm").input("DELETE").run()
+    app.button(key="policy_delete").click().run()
+    assert not app.exception, app.exception
+    assert wrong.id not in [p.id for p in ws.store.list_policies()] and not Path(wrong.path).exists()
+    assert app.selectbox(key="policy_delete_id").value is None and app.text_input(key="policy_delete_confirm").value == ""

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from conftest import CHEETAH, make_policy
-from store_backends import cheetah_episode, fill, pg_schema_url, store, store_url  # noqa: F401
+from store_backends import cheetah_episode, fill, pg_schema_url, store, store_url, windows  # noqa: F401
 
 
 def test_policies_are_registered_once_per_path(store, tmp_path):
@@ -121,6 +121,32 @@ def test_delete_pairs_takes_their_labels_and_nothing_else(store, tmp_path, cheet
     assert [p.id for p in store.list_pairs()] == [p2]
     assert [h.pair_id for h in store.label_history()] == [p2]
     assert store.counts()["trajectories"] == 4
+
+
+def test_a_policy_is_deleted_only_when_nothing_uses_it(store, tmp_path, cheetah_episode):
+    from prefine_core.store import NotFound
+
+    ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    [store.add_trajectory(w, ref, "test", tmp_path) for w in windows(cheetah_episode, 1)]
+    child = store.add_policy("ft", tmp_path / "ft.safetensors", CHEETAH, "finetuned", parent_id=ref)
+    made = store.create_run(CHEETAH, None, "prefine", {})
+    store.update_run(made, output_policy_id=child)
+    compared = store.add_policy("upload", tmp_path / "up.safetensors", CHEETAH, "imported")
+    store.create_run(CHEETAH, None, "comparison", {"policy_a": 999, "policy_b": compared})
+    wrong = store.add_policy("wrong upload", tmp_path / "wrong.safetensors", CHEETAH, "imported")
+    with pytest.raises(ValueError, match=r"policy \d+ \('ref'\) is still used by 1 clip, 1 policy made from it; nothing"):
+        store.delete_policy(ref)
+    with pytest.raises(ValueError, match=rf"\('ft'\) is still used by 1 run \(runs \[{made}\]\); nothing was deleted"):
+        store.delete_policy(child)
+    with pytest.raises(ValueError, match=r"\('upload'\) is still used by 1 run"):
+        store.delete_policy(compared)
+    assert len(store.list_policies()) == 4 and store.counts()["trajectories"] == 1  # nothing went
+    assert store.delete_policy(wrong).name == "wrong upload"
+    assert [p.name for p in store.list_policies()] == ["ref", "ft", "upload"]
+    with pytest.raises(NotFound, match=f"policy_id {wrong} does not exist"):
+        store.delete_policy(wrong)
+    with pytest.raises(ValueError, match="policy_id must be"):
+        store.delete_policy("1; drop table policies")
 
 
 def test_runs_and_metrics(store, tmp_path):

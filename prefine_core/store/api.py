@@ -19,6 +19,7 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from prefine_core.entry import counted
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
 from prefine_core.store.paths import PATH_FIELDS, FilePaths
@@ -373,6 +374,37 @@ class Store:
         if kind is not None:
             query = query.where(S.policies.c.kind == kind)
         return [self._record(PolicyRecord, r) for r in self._read(lambda c: c.execute(query).all())]
+
+    def delete_policy(self, policy_id: int) -> PolicyRecord:
+        """Delete the row of a policy nothing in the store refers to (a wrong upload, a checkpoint registered by
+        mistake) and return what it was; its file is the caller's (:func:`prefine_core.transfer.delete_policy`).
+
+        Refused, with what still uses it and nothing deleted, while any clip was rolled out with it, any run started
+        from it, made it or compared it, or any policy was made from it: their records would lose the policy they
+        name."""
+        policy_id = _int_id("policy_id", policy_id)
+        policy = self.get_policy(policy_id)
+
+        def write(w: _Writer):
+            P, T, R = S.policies, S.trajectories, S.runs
+            if w.conn.execute(select(P.c.id).where(P.c.id == policy_id)).first() is None:
+                raise NotFound(f"policy_id {policy_id} does not exist")
+            clips = w.conn.execute(select(func.count()).select_from(T).where(T.c.policy_id == policy_id)).scalar_one()
+            children = w.conn.execute(select(func.count()).select_from(P).where(P.c.parent_id == policy_id)).scalar_one()
+            runs = [r.id for r in w.conn.execute(select(R.c.id, R.c.policy_id, R.c.output_policy_id, R.c.config)
+                                                 .where(R.c.task_id == policy.task_id))
+                    if policy_id in (r.policy_id, r.output_policy_id)
+                    or policy_id in ((r.config or {}).get("policy_a"), (r.config or {}).get("policy_b"))]
+            uses = [counted(n, noun, plural) for n, noun, plural in
+                    ((clips, "clip", None), (len(runs), "run", None), (children, "policy made from it", "policies made from it"))
+                    if n]
+            if uses:
+                raise ValueError(f"policy {policy_id} ('{policy.name}') is still used by {', '.join(uses)}"
+                                 f"{f' (runs {sorted(runs)})' if runs else ''}; nothing was deleted")
+            return w.conn.execute(delete(P).where(P.c.id == policy_id)).rowcount
+
+        self._write(write)
+        return policy
 
     # -- trajectories -------------------------------------------------------------------------
     def add_trajectory(self, trajectory: "Trajectory", policy_id: int | None, source: str, folder: str | os.PathLike,
