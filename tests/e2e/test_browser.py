@@ -98,6 +98,15 @@ def player(page):
     return page.frame_locator('iframe[title="prefine_core.components.pair_player"]')
 
 
+def sign_in(page, name: str):
+    """On the Label page: give the annotator's name; returns the player's body, once it shows a pair."""
+    page.get_by_label("Your name", exact=True).fill(name)
+    page.get_by_label("Your name", exact=True).press("Enter")
+    body = player(page).locator("body[data-pair-id]")
+    body.wait_for()
+    return body
+
+
 def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     url, ws = app_url
     page.goto(url)
@@ -105,10 +114,7 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     shot(page, "1-home")
 
     page.get_by_role("link", name="Label").first.click()
-    page.get_by_label("Your name", exact=True).fill("e2e-ada")
-    page.get_by_label("Your name", exact=True).press("Enter")
-    body = player(page).locator("body[data-pair-id]")
-    body.wait_for()
+    body = sign_in(page, "e2e-ada")
     player(page).locator("video[src]").wait_for(state="attached")
     shot(page, "2-label")
     page.get_by_text("Show cost overlay").click()
@@ -307,10 +313,7 @@ def test_a_key_just_after_a_task_switch_is_refused_in_words_and_the_next_counts_
     history = lambda: ws.store.label_history()  # noqa: E731
     with serving(ws.root) as url:
         page.goto(f"{url}/label")
-        page.get_by_label("Your name", exact=True).fill("e2e-switch")
-        page.get_by_label("Your name", exact=True).press("Enter")
-        body = player(page).locator("body[data-pair-id]")
-        body.wait_for()
+        body = sign_in(page, "e2e-switch")
         for left, target in ((CHEETAH, HOPPER), (HOPPER, CHEETAH)):
             before = len(history())
             page.get_by_role("combobox", name="Task").click()
@@ -349,10 +352,7 @@ def test_keys_label_at_once_after_the_demo_mode_toggle(tmp_path, page):
     ws = small_workspace(tmp_path / "ws", pairs=2)  # stand-in videos: the keys need one, not a playable one
     with serving(ws.root) as url:
         page.goto(f"{url}/label")
-        page.get_by_label("Your name", exact=True).fill("e2e-demo")
-        page.get_by_label("Your name", exact=True).press("Enter")
-        body = player(page).locator("body[data-pair-id]")
-        body.wait_for()
+        body = sign_in(page, "e2e-demo")
         page.get_by_text("Demo mode").click()
         page.wait_for_url(re.compile(r"demo=1"))
         shown = int(body.get_attribute("data-pair-id"))
