@@ -81,8 +81,6 @@ class Progress:
         self.bar.close()
 
 
-
-
 def open_workspace(folder: str | None, existing: bool = True):
     """The workspace in ``folder`` (default: ``$PREFINE_WORKSPACE`` or data/workspace). A command that reads from it
     (``existing``) refuses a folder that is not there instead of making an empty workspace in a mistyped place and

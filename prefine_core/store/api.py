@@ -377,7 +377,7 @@ class Store:
 
     def delete_policy(self, policy_id: int) -> PolicyRecord:
         """Delete the row of a policy nothing in the store refers to (a wrong upload, a checkpoint registered by
-        mistake) and return what it was; its file is the caller's (:func:`prefine_core.transfer.delete_policy`).
+        mistake) and return what it was; its file is the caller's (:meth:`prefine_core.workspace.Workspace.delete_policy`).
 
         Refused, with what still uses it and nothing deleted, while any clip was rolled out with it, any run started
         from it, made it or compared it, or any policy was made from it: their records would lose the policy they
@@ -387,8 +387,7 @@ class Store:
 
         def write(w: _Writer):
             P, T, R = S.policies, S.trajectories, S.runs
-            if w.conn.execute(select(P.c.id).where(P.c.id == policy_id)).first() is None:
-                raise NotFound(f"policy_id {policy_id} does not exist")
+            w._policy_row(policy_id)  # deleted meanwhile: NotFound
             clips = w.conn.execute(select(func.count()).select_from(T).where(T.c.policy_id == policy_id)).scalar_one()
             children = w.conn.execute(select(func.count()).select_from(P).where(P.c.parent_id == policy_id)).scalar_one()
             runs = [r.id for r in w.conn.execute(select(R.c.id, R.c.policy_id, R.c.output_policy_id, R.c.config)
