@@ -60,4 +60,13 @@ if __name__ == "__main__":
     parser.add_argument("tasks", nargs="*", default=["SafetyHopperVelocity-v1"])
     parser.add_argument("--extra-behaviour", type=Path, default=None, metavar="PATH")
     args = parser.parse_args()
+    if args.extra_behaviour is not None:  # before any rollout: a wrong file is said at once, by name
+        from prefine_core.policy import load_policy
+
+        try:
+            task = load_policy(args.extra_behaviour).meta.task_id
+        except (OSError, ValueError) as exc:
+            parser.error(f"--extra-behaviour: {exc}")
+        if args.tasks != [task]:
+            parser.error(f"--extra-behaviour is a policy for {task}; check that one task alone")
     main(args.tasks, args.extra_behaviour)
