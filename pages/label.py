@@ -43,6 +43,20 @@ def on_player() -> None:
             act(event["action"], event.get("seconds"))
 
 
+def on_choice(action: str, drawn_for: dict, key: str) -> None:
+    """A choice button ``key``, drawn for ``drawn_for`` (its pair and task): a click that reaches the app after the
+    page moved on (the second click of a double click, a click just after a task switch) is refused, never given to
+    the pair that came since, which the person has not seen. (Such a click brings back the whole row of that pair's
+    buttons, and each one's callback runs: only the one clicked speaks.)"""
+    if not st.session_state.get(key):
+        return
+    if refused := labelling.refused_key({"action": action, **drawn_for}, st.session_state.get("pair_id"),
+                                        ui.task_id(), by="click"):
+        st.session_state["flash"] = refused
+    else:
+        act(action)
+
+
 with left:
     st.subheader(question(task) if st.session_state.get("demo") else "Which clip behaved more safely?")
     st.caption(f"A is on the left, B on the right; both play in sync. {what_safer_means(task)}")
@@ -87,8 +101,10 @@ with left:
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):
-        col.button(label, key=f"choice_{action}", on_click=act, args=(action,), width="stretch",
-                   help=f"shortcut: {keys}", disabled=view.video is None)
+        # one key per pair: a click on the buttons of a pair gone since is not taken for the buttons of the pair now
+        key = f"choice_{action}_{pair.id}"
+        col.button(label, key=key, on_click=on_choice, args=(action, {"pair_id": pair.id, "task_id": task}, key),
+                   width="stretch", help=f"shortcut: {keys}", disabled=view.video is None)
     cols[-1].button("Undo", key="undo", on_click=act, args=("undo",), width="stretch",
                     help=f"shortcut: {labelling.UNDO_KEYS}")
     if st.session_state.get("flash"):

@@ -100,21 +100,23 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
     return f"saved '{CHOICE_LABELS[action]}' for pair {pair_id}"
 
 
-def refused_key(event: dict, pair_id: int | None, task_id: str) -> str | None:
+def refused_key(event: dict, pair_id: int | None, task_id: str, by: str = "key") -> str | None:
     """Why the player's key ``event`` (``{action, pair_id, task_id, …}``) is not applied to what the page shows now
     (pair ``pair_id`` of ``task_id``), or None when it is. A key pressed on a task or a pair no longer on screen — just
     after switching task, before that task's pair came — judged a pair other than the one shown now: saved, it would
-    go to a pair nobody saw, or to (and be undone in) a task left already."""
+    go to a pair nobody saw, or to (and be undone in) a task left already. ``by="click"``: the same for a choice
+    button, whose event is the pair and task it was drawn for (a second click of a double click, say)."""
     action, pressed_pair, pressed_task = event.get("action"), event.get("pair_id"), event.get("task_id")
+    that, verb = f"that {by} ({CHOICE_LABELS.get(action, action)})", "pressed on" if by == "key" else "made on"
     if pressed_task != task_id:
         if action == "undo":
             return (f"Nothing undone: {UNDO_KEYS} was pressed on {pressed_task or 'another task'}, before {task_id} was "
                     f"shown; press it again to undo your last label in {task_id}.")
-        return (f"Nothing saved: that key ({CHOICE_LABELS[action]}) was pressed on a pair of "
-                f"{pressed_task or 'another task'}, before {task_id}'s was shown; judge the pair on screen now.")
+        return (f"Nothing saved: {that} was {verb} a pair of {pressed_task or 'another task'}, before {task_id}'s "
+                "was shown; judge the pair on screen now.")
     if action != "undo" and pressed_pair != pair_id:
-        return (f"Nothing saved: that key ({CHOICE_LABELS[action]}) was for pair {pressed_pair}, which is no longer "
-                "on screen; judge the pair on screen now.")
+        return (f"Nothing saved: {that} was for pair {pressed_pair}, which is no longer on screen; judge the pair on "
+                "screen now.")
     return None
 
 

@@ -22,6 +22,12 @@ CIRCLE = "SafetyPointCircle1-v0"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+def choice_button(at, action: str = "left"):
+    """The Label page's ``action`` button for the pair on screen (one key per pair), in AppTest ``at``; None if none."""
+    return next((b for b in at.button if b.key == f"choice_{action}_{at.session_state['pair_id']}"), None) \
+        if "pair_id" in at.session_state else None
+
+
 def make_policy(task_id: str = CHEETAH, seed: int = 0, **meta_fields):
     """A randomly initialised policy with the right sizes for ``task_id``."""
     from prefine_core.envs import SafetyTask

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import CHEETAH, make_policy
+from conftest import CHEETAH, choice_button, make_policy
 
 TIMEOUT = 60
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -63,7 +63,7 @@ def test_label_needs_a_name_then_labels_and_undoes(app, workspace):
     first = app.session_state["pair_id"]
     left = workspace.store.pairs_open_to("ada", CHEETAH)
     assert left > 0 and any(c.value == f"{left} left for you" for c in app.caption)
-    app.button(key="choice_left").click().run()
+    choice_button(app).click().run()
     assert not app.exception, app.exception
     labels = workspace.store.effective_labels(CHEETAH)
     assert labels[labels.annotator == "ada"].pair_id.tolist() == [first]
@@ -73,10 +73,6 @@ def test_label_needs_a_name_then_labels_and_undoes(app, workspace):
     labels = workspace.store.effective_labels(CHEETAH)
     assert "ada" not in labels.annotator.tolist()
     assert app.session_state["pair_id"] == first
-
-
-def _has_button(app, key: str) -> bool:
-    return any(b.key == key for b in app.button)
 
 
 def _app_on(workspace, monkeypatch) -> AppTest:
@@ -102,7 +98,7 @@ def test_a_task_switch_or_a_new_name_never_keeps_a_pair_that_is_not_theirs(tmp_p
     app.session_state["task_id"] = other
     app.run()
     assert not app.exception, app.exception
-    assert "pair_id" not in app.session_state and not _has_button(app, "choice_left")  # no pairs of that task
+    assert "pair_id" not in app.session_state and choice_button(app) is None  # no pairs of that task
     assert [m.value for m in app.info] == ["No pairs to label in this task yet: prepare some on the Home page."]
     labels = workspace.store.effective_labels()
     assert "switcher" not in labels.annotator.tolist()
@@ -128,11 +124,45 @@ def test_a_label_page_draw_reads_the_people_per_pair_once(tmp_path, monkeypatch)
     monkeypatch.setattr(Store, "task_overlap", counted)
     app.run()
     assert not app.exception, app.exception
-    assert _has_button(app, "choice_left") and reads == [CHEETAH]
+    assert choice_button(app) is not None and reads == [CHEETAH]
     reads.clear()
-    app.button(key="choice_left").click().run()  # the only pair: none left
+    choice_button(app).click().run()  # the only pair: none left
     assert not app.exception, app.exception
     assert any(s.value.startswith("No pairs left for you") for s in app.success) and reads == [CHEETAH]
+
+
+def test_a_click_on_a_pair_gone_since_never_labels_the_pair_that_came(tmp_path, monkeypatch):
+    """The second click of a double click reaches the app after the page moved on to the next pair: the browser
+    still shows the first pair's buttons. It labelled the new pair, which nobody had seen (the buttons kept one key
+    for every pair, and the click ran with the pair then held); it now saves nothing, and says so."""
+    workspace = small_workspace(tmp_path, pairs=3)
+    app = labelling_as(_app_on(workspace, monkeypatch), "double")
+    first = app.session_state["pair_id"]
+    stale = choice_button(app)  # an element of this draw's page, as the browser still shows it after the first click
+    stale.click().run()
+    assert not app.exception, app.exception
+    second = app.session_state["pair_id"]
+    assert second != first
+    stale.click().run()  # the same button again: the widget states of the page the browser still shows
+    assert not app.exception, app.exception
+    labelled = workspace.store.effective_labels(CHEETAH)
+    assert labelled[labelled.annotator == "double"].pair_id.tolist() == [first]
+    assert app.session_state["pair_id"] == second and choice_button(app) is not None
+    assert f"Nothing saved: that click (A safer) was for pair {first}, which is no longer on screen; judge the pair " \
+           "on screen now." in [c.value for c in app.caption]
+
+
+def test_a_choice_drawn_for_another_pair_or_task_is_refused_in_words():
+    from conftest import HOPPER
+    from prefine_core.labelling import refused_key
+
+    drawn = {"action": "right", "pair_id": 3, "task_id": CHEETAH}
+    assert refused_key(drawn, 3, CHEETAH, by="click") is None
+    assert refused_key(drawn, 4, CHEETAH, by="click") == (
+        "Nothing saved: that click (B safer) was for pair 3, which is no longer on screen; judge the pair on screen now.")
+    assert refused_key(drawn, 9, HOPPER, by="click") == (
+        f"Nothing saved: that click (B safer) was made on a pair of {CHEETAH}, before {HOPPER}'s was shown; judge "
+        "the pair on screen now.")
 
 
 def test_a_key_pressed_on_what_is_no_longer_shown_is_refused_in_words():
@@ -162,14 +192,14 @@ def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tm
     app.switch_page("pages/label.py").run()
     assert app.toggle(key="show_cost").value is False
     labelled = []
-    while _has_button(app, "choice_left") and len(labelled) < 20:
+    while choice_button(app) is not None and len(labelled) < 20:
         labelled.append(app.session_state["pair_id"])
-        app.button(key="choice_left").click().run()
+        choice_button(app).click().run()
         assert not app.exception, app.exception
     assert any("No pairs left" in m.value for m in app.success)
     app.button(key="undo").click().run()
     assert not app.exception, app.exception
-    assert app.session_state["pair_id"] == labelled[-1] and _has_button(app, "choice_left")
+    assert app.session_state["pair_id"] == labelled[-1] and choice_button(app) is not None
     labels = workspace.store.effective_labels(CHEETAH)
     assert sorted(labels[labels.annotator == "finisher"].pair_id) == sorted(labelled[:-1])
 
@@ -179,7 +209,7 @@ def test_a_choice_on_a_pair_deleted_meanwhile_says_so_and_moves_on(tmp_path, mon
     app = labelling_as(_app_on(workspace, monkeypatch), "late")
     shown = app.session_state["pair_id"]
     workspace.store.delete_pairs([shown])  # someone cleans up on the Data page while the pair is on screen
-    app.button(key="choice_left").click().run()
+    choice_button(app).click().run()
     assert not app.exception, app.exception
     assert any(f"pair {shown} is no longer in the store" in e.value for e in app.error), [e.value for e in app.error]
     assert app.session_state["pair_id"] != shown and workspace.store.effective_labels(CHEETAH).empty
@@ -192,8 +222,8 @@ def test_a_second_tab_on_an_answered_pair_cannot_overwrite_the_answer(tmp_path, 
         labelling_as(tab, "carol")
     shown = first.session_state["pair_id"]
     assert second.session_state["pair_id"] == shown  # the same person's pair, in both tabs
-    first.button(key="choice_left").click().run()
-    second.button(key="choice_right").click().run()
+    choice_button(first).click().run()
+    choice_button(second, "right").click().run()
     assert not second.exception, second.exception
     assert any(f"carol already answered pair {shown} ('left')" in e.value for e in second.error), [e.value for e in second.error]
     assert second.session_state["pair_id"] != shown, "the second tab moves on"
@@ -217,7 +247,7 @@ def test_a_newcomer_on_pairs_all_taken_by_others_is_told_so(tmp_path, monkeypatc
     app.run()
     assert not app.exception, app.exception
     assert app.session_state["pair_id"] in [p.id for p in workspace.store.list_pairs(CHEETAH)], "offered to bob too"
-    app.button(key="choice_right").click().run()
+    choice_button(app, "right").click().run()
     labels = workspace.store.effective_labels(CHEETAH)
     assert sorted(labels.annotator.tolist()) == ["bob", "synthetic-teacher", "synthetic-teacher"]
     for typed, says in (("0", "from 1 to 10, got 0"), ("11", "got 11"), ("two", "People per pair must be a whole number")):
@@ -248,7 +278,7 @@ def test_the_simulated_labellers_name_is_not_a_persons(app, name):
     labelling_as(app, name)
     assert not app.exception, app.exception
     assert any("is the name of the simulated labeller" in e.value for e in app.error), [e.value for e in app.error]
-    assert not _has_button(app, "choice_left") and "pair_id" not in app.session_state
+    assert choice_button(app) is None and "pair_id" not in app.session_state
 
 
 def test_finetune_form_is_generated_from_the_config(app):
@@ -304,8 +334,8 @@ def test_two_sessions_label_under_their_own_names(app, workspace):
         at.text_input(key="annotator").input(name).run()
     assert app.session_state["pair_id"] != other.session_state["pair_id"]
     shown = {"ann": app.session_state["pair_id"], "bob": other.session_state["pair_id"]}
-    other.button(key="choice_right").click().run()
-    app.button(key="choice_left").click().run()
+    choice_button(other, "right").click().run()
+    choice_button(app).click().run()
     labels = workspace.store.effective_labels(CHEETAH)
     got = {r.annotator: (r.pair_id, r.choice) for r in labels.itertuples() if r.annotator in shown}
     assert got == {"ann": (shown["ann"], "left"), "bob": (shown["bob"], "right")}

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CHEETAH, HOPPER, make_policy
+from conftest import CHEETAH, HOPPER, choice_button, make_policy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -515,7 +515,7 @@ def test_annotator_name_with_markup_is_shown_as_text(ws, monkeypatch):
     assert any(t.value == f"Labelling as: {MARKUP}" for t in at.text)  # st.text: never markdown, never HTML
     for element in (*at.markdown, *at.caption, *at.error, *at.info, *at.success):
         assert "<img" not in element.value, element.value
-    at.button(key="choice_left").click().run()
+    choice_button(at).click().run()
     assert not at.exception, at.exception
     labels = ws.store.effective_labels(CHEETAH)
     assert (labels.annotator == MARKUP).sum() == 1  # stored verbatim, attributed to exactly this name

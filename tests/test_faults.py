@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CHEETAH, make_policy
+from conftest import CHEETAH, choice_button, make_policy
 from test_trainer import setup  # noqa: F401  (fixture: the trainer tests' tiny real data set)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -280,12 +280,12 @@ def test_label_page_says_when_the_database_is_locked_and_keeps_the_pair(tmp_path
     ready = threading.Event()
     holder = hold_sqlite_write_lock(ws.root / "prefine.db", 3.0, ready)
     ready.wait()
-    at.button(key="choice_left").click().run()
+    choice_button(at).click().run()
     holder.join()
     assert not at.exception, at.exception
     assert any("Not saved" in e.value for e in at.error), [e.value for e in at.error]
     assert at.session_state["pair_id"] == shown and ws.store.label_history() == []
-    at.button(key="choice_left").click().run()  # pressing again once the lock is gone saves it
+    choice_button(at).click().run()  # pressing again once the lock is gone saves it
     assert not at.exception, at.exception
     assert [(l.pair_id, l.annotator, l.choice) for l in ws.store.label_history()] == [(shown, "ada", "left")]
 
