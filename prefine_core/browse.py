@@ -27,7 +27,11 @@ def labels_frame(store: Store, task_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "pair", "annotator", "choice", "seconds", "replaces", "at"]).iloc[::-1]
 
 
-def policies_frame(store: Store, task_id: str) -> pd.DataFrame:
-    rows = [{"id": p.id, "name": p.name, "kind": p.kind, "parent": p.parent_id, "path": p.path}
+def policy_rows(store: Store, task_id: str | None = None) -> list[dict]:
+    """The registered policies (of ``task_id``; of every task for None), as the Data page and ``policies`` list them."""
+    return [{"id": p.id, "name": p.name, "task_id": p.task_id, "kind": p.kind, "parent": p.parent_id, "path": p.path}
             for p in store.list_policies(task_id)]
-    return pd.DataFrame(rows, columns=["id", "name", "kind", "parent", "path"])
+
+
+def policies_frame(store: Store, task_id: str) -> pd.DataFrame:
+    return pd.DataFrame(policy_rows(store, task_id), columns=["id", "name", "kind", "parent", "path"])

@@ -101,7 +101,7 @@ def test_cli_import_takes_what_the_data_page_takes(tmp_path, capsys, monkeypatch
     assert code == 2 and "not a file PREFINE Studio can import" in out["error"]
 
 
-@pytest.mark.parametrize("command", [["export"], ["agreement"], ["label-synthetic"], ["pairs", "--render-only"],
+@pytest.mark.parametrize("command", [["export"], ["agreement"], ["label-synthetic"], ["pairs", "--render-only"], ["policies"],
                                      ["pairs", "--task", CHEETAH, "--n", "2"]])
 def test_a_command_that_reads_a_workspace_refuses_one_that_is_not_there(tmp_path, capsys, monkeypatch, command):
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)
@@ -153,3 +153,48 @@ def test_agreement_sets_people_per_pair_as_the_data_page_does(tmp_path, capsys, 
     assert code == 2 and out["error"] == "--people-per-pair needs --task (each task has its own)"
     code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH)
     assert code == 0 and out["people_per_pair"] == 3 and "set" not in out
+
+
+def test_cli_policies_lists_and_deletes_as_the_data_page_does(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    from prefine_core import transfer
+    from prefine_core.policy import save_policy
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws")  # the shipped policies
+    root = str(ws.root)
+    data = save_policy(make_policy(CHEETAH), tmp_path / "wrong.safetensors").read_bytes()
+    wrong, _ = transfer.register_policy(ws, "wrong.safetensors", data)
+    shipped = ws.store.list_policies(CHEETAH, kind="reference")[0]
+    code, out = _run(capsys, "policies", "--workspace", root, "--task", CHEETAH)
+    assert code == 0 and [p["id"] for p in out["policies"]] == [p.id for p in ws.store.list_policies(CHEETAH)]
+    assert {p["task_id"] for p in out["policies"]} == {CHEETAH} and wrong.id in [p["id"] for p in out["policies"]]
+    everything = len(ws.store.list_policies())
+    code, out = _run(capsys, "policies", "--workspace", root, "--delete", str(shipped.id))
+    assert code == 2 and "is shipped with PREFINE Studio" in out["error"]
+    for typo in ("abc", "0", "-3", "2.5"):  # refused by the parser, before the workspace is read
+        with pytest.raises(SystemExit) as refused:
+            _run(capsys, "policies", "--workspace", root, "--delete", typo)
+        said = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert refused.value.code == 2 and "argument --delete" in said["error"] and said["error"].endswith((typo, repr(typo))), typo
+    code, out = _run(capsys, "policies", "--workspace", root, "--delete", "424242")
+    assert code == 2 and out["error"] == "policy_id 424242 does not exist"
+    assert len(ws.store.list_policies()) == everything, "nothing deleted by a refusal"
+    code, out = _run(capsys, "policies", "--workspace", root, "--delete", str(wrong.id))
+    assert code == 0 and out["deleted"] == {"id": wrong.id, "name": wrong.name, "task_id": CHEETAH}
+    assert wrong.id not in [p["id"] for p in out["policies"]] and not Path(wrong.path).exists()
+
+
+def test_a_policy_id_that_is_not_an_integer_is_named_so(tmp_path, monkeypatch):
+    """Workspace.delete_policy looked the id up before checking it, so "abc" read "does not exist"."""
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    for typo in ("abc", 2.0, True, None):
+        with pytest.raises(ValueError, match=f"policy_id must be a positive integer id, got {typo!r}"):
+            ws.delete_policy(typo)
+        with pytest.raises(ValueError, match="policy_id must be a positive integer id"):
+            ws.store.get_policy(typo)

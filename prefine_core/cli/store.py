@@ -1,4 +1,5 @@
-"""CLI commands over the preference store: pairs, label-synthetic, export, import, agreement, checkpoints."""
+"""CLI commands over the preference store: pairs, label-synthetic, export, import, runs, policies, agreement,
+checkpoints."""
 from __future__ import annotations
 
 import argparse
@@ -179,6 +180,19 @@ def _runs(args: argparse.Namespace) -> dict:
                               "log": run.log_path} for run in runs]}
 
 
+def _policies(args: argparse.Namespace) -> dict:
+    """The registered policies, as the Data page's Policies tab lists them; and deleting one that nothing uses (the
+    same refusals: a shipped policy, one a clip, a run or another policy refers to)."""
+    from prefine_core.browse import policy_rows
+
+    ws = _workspace(args)
+    said = {}
+    if args.delete is not None:
+        gone = ws.delete_policy(args.delete)
+        said["deleted"] = {"id": gone.id, "name": gone.name, "task_id": gone.task_id}
+    return {**said, "policies": policy_rows(ws.store, args.task)}
+
+
 def register(command) -> None:
     def with_workspace(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--workspace", default=None,
@@ -242,6 +256,14 @@ def register(command) -> None:
     p.add_argument("--resume", type=positive_int, default=None, metavar="RUN_ID",
                    help="start a failed or cancelled run again from its last checkpoint")
     p.set_defaults(handler=_runs)
+
+    p = with_workspace(command("policies", "list the registered policies; --delete one that nothing uses (a wrong "
+                                           "upload, a checkpoint registered by mistake)"))
+    p.add_argument("--task", type=_task, default=None, help="only this task's policies")
+    p.add_argument("--delete", type=positive_int, default=None, metavar="POLICY_ID",
+                   help="delete this policy and its uploaded file; refused for a shipped one and while a clip, a run "
+                        "or another policy uses it")
+    p.set_defaults(handler=_policies)
 
     p = with_workspace(command("agreement", "agreement with the true cost ordering and between annotators; "
                                             "--people-per-pair sets how many annotators each pair goes to"))

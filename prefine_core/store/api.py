@@ -362,6 +362,7 @@ class Store:
         return self._write(lambda w: w.add_policy(name, path, task_id, kind, parent_id, provenance))
 
     def get_policy(self, policy_id: int) -> PolicyRecord:
+        policy_id = _int_id("policy_id", policy_id)
         row = self._read(lambda c: c.execute(select(S.policies).where(S.policies.c.id == policy_id)).first())
         if row is None:
             raise NotFound(f"policy_id {policy_id} does not exist")
@@ -382,8 +383,8 @@ class Store:
         Refused, with what still uses it and nothing deleted, while any clip was rolled out with it, any run started
         from it, made it or compared it, or any policy was made from it: their records would lose the policy they
         name."""
-        policy_id = _int_id("policy_id", policy_id)
         policy = self.get_policy(policy_id)
+        policy_id = policy.id
 
         def write(w: _Writer):
             P, T, R = S.policies, S.trajectories, S.runs
