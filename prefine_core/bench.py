@@ -918,15 +918,17 @@ def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR, path: Path | No
     Refused (ValueError, nothing written) when the section shows a run whose ``result.json`` is not under ``root``
     — a clone where only some benchmarks ran — since rewriting it would drop that run's tables.
     """
-    from prefine_core.report import BENCHMARKS, machine_line, read_section, write_section
+    from prefine_core.report import BENCHMARKS, machine_line, write_section
 
     path = path or BENCHMARKS
     found = sorted(root.glob("*/result.json"))
-    missing = run_headings(read_section("prefine-bench", path)) - {p.parent.name for p in found}
-    if missing:
-        raise ValueError(f"{path.name} shows benchmark runs whose result.json is not under {root}: "
-                         f"{', '.join(sorted(missing))}; rewriting it now would drop their tables. Put each "
-                         f"<run>/result.json back under {root} (or delete those runs' tables from {path.name} first)")
+
+    def keeps_every_run(section: str) -> None:
+        if missing := run_headings(section) - {p.parent.name for p in found}:
+            raise ValueError(f"{path.name} shows benchmark runs whose result.json is not under {root}: "
+                             f"{', '.join(sorted(missing))}; rewriting it now would drop their tables. Put each "
+                             f"<run>/result.json back under {root} (or delete those runs' tables from {path.name} first)")
+
     results = [json.loads(p.read_text()) for p in found]
     parts = ["## PREFINE fine-tuning benchmark (issue 4)", "", f"Machine: {machine_line()}", ""]
     if results:
@@ -939,4 +941,4 @@ def write_benchmarks(notes: str = NOTES, root: Path = BENCH_DIR, path: Path | No
     if notes:
         parts += [notes.strip(), ""]
     parts += [task_markdown(r) for r in results]
-    return write_section("prefine-bench", "\n".join(parts), path)
+    return write_section("prefine-bench", "\n".join(parts), path, check=keeps_every_run)

@@ -7,6 +7,7 @@ import os
 import platform
 import re
 from pathlib import Path
+from typing import Callable
 
 from prefine_core.files import atomic_path
 
@@ -39,13 +40,19 @@ def read_section(name: str, path: Path = BENCHMARKS) -> str:
     return match.group(1).strip() if match else ""
 
 
-def write_section(name: str, markdown: str, path: Path = BENCHMARKS) -> Path:
-    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS,
+                  check: Callable[[str], None] | None = None) -> Path:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``. ``check`` is given
+    the section as it stands, under the same lock as the write, and refuses it by raising (nothing is written): a
+    check made before the lock could read a section another writer is about to replace."""
     pattern = _section_pattern(name)
     block = f"<!-- {name}:start -->\n{markdown.strip()}\n<!-- {name}:end -->"
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two benchmarks finishing together must not drop a section
         text = path.read_text() if path.exists() else _HEADER
+        if check is not None:
+            match = pattern.search(text)
+            check(match.group(1).strip() if match else "")
         text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
         with atomic_path(path) as tmp:
             Path(tmp).write_text(text)

@@ -82,6 +82,34 @@ def test_quick_bench_cli_prints_the_documented_json(tmp_path):
     assert f"### {TASK}\n" in shown.read_text() and "**Summary.**" in shown.read_text()
 
 
+def test_a_section_check_runs_under_the_write_lock_on_the_section_as_it_stands(tmp_path):
+    """write_benchmarks checked for missing runs before taking BENCHMARKS.md's lock, so it could pass a section that
+    another benchmark finishing at the same moment was replacing. The check now runs under the lock, on the text the
+    write replaces; a refusal writes nothing."""
+    import fcntl
+
+    from prefine_core.report import write_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# B\n\n<!-- s:start -->\nold\n<!-- s:end -->\n")
+    seen = []
+
+    def check(section: str) -> None:
+        with open(tmp_path / ".BENCHMARKS.md.lock", "w") as other:  # another writer cannot take the lock now
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        seen.append(section)
+        if section == "new":
+            raise ValueError("refused")
+
+    write_section("s", "new", path, check=check)
+    assert seen == ["old"] and "<!-- s:start -->\nnew\n<!-- s:end -->" in path.read_text()
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="refused"):
+        write_section("s", "newer", path, check=check)
+    assert path.read_bytes() == before and seen == ["old", "new"]
+
+
 def test_bench_cli_runs_the_methods_asked_for_and_checks_the_floors_of_staged_prefine(tmp_path):
     out = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--quick", "--json",
                           "--methods", "staged", "bc", "--top-methods", "dpo", "--out", str(tmp_path / TASK)],
