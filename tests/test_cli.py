@@ -162,3 +162,32 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     child.stdout.close()  # gone before the command prints
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_json_output_is_standard_json_without_nan(tmp_path, capsys):
+    """pretrain --json printed `"return_mean": NaN` when no episode had finished (a short run): not JSON, which jq
+    and every strict parser refuse. A figure with no value is null."""
+    import numpy as np
+
+    from prefine_core.cli import main, strict_json
+
+    assert strict_json({"a": float("nan"), "b": [np.float32(1.5), float("inf"), np.int64(3)], "c": np.array([1.0, np.nan]),
+                        "d": True, "e": "x", "f": None}) == {"a": None, "b": [1.5, None, 3], "c": [1.0, None],
+                                                            "d": True, "e": "x", "f": None}
+    out = tmp_path / "short.safetensors"
+    assert main(["pretrain", "--task", "SafetyPointCircle1-v0", "--steps", "1", "--out", str(out), "--json"]) == 0
+    said = capsys.readouterr().out
+    summary = json.loads(said, parse_constant=lambda name: pytest.fail(f"{name} in the JSON output: {said}"))
+    assert summary["episodes"] == 0 and summary["return_mean"] is None and out.is_file()
+
+
+def test_pretrain_refuses_an_out_in_a_folder_that_is_not_there_before_training(tmp_path, capsys):
+    """pretrain made a mistyped --out folder without a word (after training for as long as asked)."""
+    from prefine_core.cli import main
+
+    out = tmp_path / "polcies" / "slow.safetensors"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--task", "SafetyPointCircle1-v0", "--steps", "1", "--out", str(out), "--json"])
+    assert exit_info.value.code == 2
+    assert f"argument --out: no folder {out.parent} to write {out} in" in json.loads(capsys.readouterr().out)["error"]
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,8 @@
 """``python -m prefine_core <command>``: the same library the pages call, headless.
 
 Every command validates its arguments where they enter, shows a progress bar on stderr for long
-work, and with ``--json`` prints exactly one JSON object on stdout. A bad argument or input exits
+work, and with ``--json`` prints exactly one JSON object on stdout (standard JSON: a figure that has no value,
+such as the mean return of no finished episode, is ``null``, never ``NaN``). A bad argument or input exits
 with status 2 and a message that names the problem.
 
 Commands live in one module per area (``foundation``, ``store``, ``finetune``); each exposes
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
+import numbers
 import os
 import sys
 
@@ -52,6 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def strict_json(value):
+    """``value`` with every float that is not finite (NaN, ±inf) as None: ``json.dumps`` would write ``NaN``, which
+    is not JSON (jq, JavaScript and most parsers refuse it). numpy scalars are made plain numbers on the way."""
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # a numpy array or scalar
+        return strict_json(value.tolist())
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _Parser.json_errors = "--json" in argv
@@ -68,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     try:
         if args.json:
-            print(json.dumps(result, default=float))
+            print(json.dumps(strict_json(result), default=str, allow_nan=False))
         else:
             for key, value in result.items():
                 print(f"{key}: {value}")

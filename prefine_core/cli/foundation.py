@@ -48,7 +48,8 @@ def register(command) -> None:
                    help="step size of the Lagrange multiplier with --cost-limit (default 0.05)")
     p.add_argument("--init-log-std", type=float, default=-0.5, help="initial log σ of the actor (default -0.5)")
     p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down)")
-    p.add_argument("--out", required=True, help="where to write the .safetensors policy")
+    p.add_argument("--out", type=file_to_write, required=True,
+                   help="where to write the .safetensors policy, in a folder that exists")
     p.set_defaults(handler=_pretrain)
     _register_policy_commands(command)
 
