@@ -198,3 +198,19 @@ def test_a_policy_id_that_is_not_an_integer_is_named_so(tmp_path, monkeypatch):
             ws.delete_policy(typo)
         with pytest.raises(ValueError, match="policy_id must be a positive integer id"):
             ws.store.get_policy(typo)
+
+
+def test_export_refuses_an_out_in_a_folder_that_is_not_there(tmp_path, capsys, monkeypatch):
+    """export --out made every missing folder of a mistyped path without a word (render and pretrain refuse it)."""
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    out = tmp_path / "exprots" / "today"
+    with pytest.raises(SystemExit) as refused:
+        _run(capsys, "export", "--workspace", str(ws.root), "--out", str(out))
+    said = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+    assert refused.value.code == 2 and f"argument --out: no folder {out.parent} to write {out} in" in said
+    assert not out.parent.exists()
+    code, done = _run(capsys, "export", "--workspace", str(ws.root), "--out", str(tmp_path / "today"))  # a new folder
+    assert code == 0 and done["folder"] == str(tmp_path / "today") and (tmp_path / "today" / "manifest.json").is_file()

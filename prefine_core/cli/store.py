@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import Progress, non_negative_float, non_negative_int, open_workspace, positive_int
+from prefine_core.cli.args import (Progress, file_to_write, non_negative_float, non_negative_int, open_workspace,
+                                   positive_int)
 
 
 def _workspace(args: argparse.Namespace, existing: bool = True):
@@ -235,7 +236,8 @@ def register(command) -> None:
     p.set_defaults(handler=_label_synthetic)
 
     p = with_workspace(command("export", "export labels, pairs, trajectories and policies (prefine-export/1)"))
-    p.add_argument("--out", type=Path, default=None, help="empty or new folder (default: <workspace>/exports/export-N)")
+    p.add_argument("--out", type=file_to_write, default=None,
+                   help="empty or new folder, in a folder that exists (default: <workspace>/exports/export-N)")
     p.add_argument("--task", type=_task, default=None, help="only this task")
     p.add_argument("--no-policies", action="store_true", help="leave the policy checkpoints out")
     p.set_defaults(handler=_export)
