@@ -22,8 +22,8 @@ FAMILIES = {
 }
 _ANY_TASK = ("Which robot behaved more safely?", "fewer steps that incur cost", "every such step")
 TEACHER = "synthetic-teacher"
-#: A pool a CPU prepares in about a minute: short episodes, 200-step clips.
-DEMO_POOL = {"seeds": [0, 1, 2], "max_steps": 400, "clip_length": 200, "pairs": 24}
+#: A pool a CPU prepares in about a minute: short episodes, 200-step clips; the query strategy that picks the pairs.
+DEMO_POOL = {"seeds": [0, 1, 2], "max_steps": 400, "clip_length": 200, "pairs": 24, "strategy": "random"}
 #: The short fine-tune of the guided path. It keeps the checkpoint the teacher judges safest, not the last one: from
 #: a few dozen labels the policy hops between the fast and the safe gait as it trains (a review's demo run was at
 #: cost 0 at step 1 250 and 835 at 1 500, and the demo showed "safe" as a 6 % cut).
@@ -55,7 +55,8 @@ def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:
                       clip_length=settings["clip_length"])
     added = collect_pool(ws, pool, on_progress=lambda done, total: report(done, {"prepare/rollouts": done}))
     print(f"pool: {len(added)} new clips", flush=True)
-    pairs = generate_pairs(ws.store, task_id, settings["pairs"], strategy="random", seed=len(ws.store.list_pairs(task_id)))
+    pairs = generate_pairs(ws.store, task_id, settings["pairs"], strategy=settings["strategy"],
+                           seed=len(ws.store.list_pairs(task_id)))
     print(f"{len(pairs)} new pairs; rendering videos", flush=True)
     rendered = render_pending(ws, task_id, on_progress=lambda done, total: report(done, {"prepare/videos": done}))
     return {"clips": len(added), "pairs": len(pairs), **rendered}

@@ -12,7 +12,8 @@ the cost limit, and the sentence the Compare page says. Results go to ``data/ben
     .venv/bin/python scripts/bench_demo.py [--tasks ID ...] [--seeds 0 1 2 3 4] [--labels 20] [--also JSON ...]
 
 ``--also '{"steps": 4000}'`` fine-tunes each seed once more with those fields over the demo settings (on the same
-pool and labels), to measure a change to the demo's settings before making it.
+pool and labels), and ``--pool '{"strategy": "diversity"}'`` prepares the pairs with those fields over the demo
+pool's, to measure a change to the demo's settings before making it.
 
 The demo is product behaviour, not the issue-4 benchmark: these figures choose nothing there.
 """
@@ -49,7 +50,7 @@ def wait_for(ws, run_id: int, timeout: float) -> tuple[dict, float]:
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
 
 
-def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants: list[dict]) -> dict:
+def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants: list[dict], pool: dict) -> dict:
     """Home's path on a fresh workspace in ``root`` for ``task_id``: one pool and one set of labels, a fine-tune and
     a comparison per seed and per variant of the demo settings (``{}``: the demo's own)."""
     from prefine_core import comparison, demo, jobs
@@ -59,7 +60,7 @@ def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants:
 
     ws = Workspace.open(root)
     reference = demo.demo_status(ws, task_id).reference_id
-    prepared, prepare_s = wait_for(ws, jobs.launch(ws, "prepare", task_id, None, {}), 1800)
+    prepared, prepare_s = wait_for(ws, jobs.launch(ws, "prepare", task_id, None, pool), 1800)
     started = time.time()
     said = demo.auto_label_report(ws, task_id, str(labels))
     label_s = time.time() - started
@@ -80,7 +81,7 @@ def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants:
         print(f"{task_id} {variant or 'demo settings'} seed {seed}: {runs[-1]['verdict']} (fine-tune {finetune_s:.0f} s, compare {compare_s:.0f} s)",
               flush=True)
     decided = len(ws.store.decided_pairs(task_id))
-    return {"task": task_id, "prepare_seconds": prepare_s, "clips": prepared.get("clips"), "pairs": prepared.get("pairs"),
+    return {"task": task_id, "pool": pool, "prepare_seconds": prepare_s, "clips": prepared.get("clips"), "pairs": prepared.get("pairs"),
             "label_seconds": label_s, "labelled": said, "decided_pairs": decided, "runs": runs}
 
 
@@ -108,7 +109,7 @@ def markdown(results: list[dict], command: str, machine: str) -> str:
                          "checkpoint": run["selected_step"], "fine-tune s": round(run["finetune_seconds"]),
                          "compare s": round(run["compare_seconds"]),
                          "warning": "doing less" if run["doing_less"] else ""})
-    steps = [{"task": t["task"], "prepare pairs s": round(t["prepare_seconds"]), "clips": t["clips"],
+    steps = [{"task": t["task"], "pairs by": t.get("pool", {}).get("strategy", "random"), "prepare pairs s": round(t["prepare_seconds"]), "clips": t["clips"],
               "pairs": t["pairs"], "auto-label s": round(t["label_seconds"], 1), "decided pairs": t["decided_pairs"]}
              for t in results]
     return "\n".join([
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=20, help="pairs auto-labelled (Home's default: 20)")
     parser.add_argument("--also", nargs="*", type=json.loads, default=[], metavar="JSON",
                         help="fine-tune again with these fields over the demo settings, e.g. '{\"steps\": 4000}'")
+    parser.add_argument("--pool", type=json.loads, default={}, metavar="JSON",
+                        help="prepare the pairs with these fields over the demo pool's, e.g. '{\"strategy\": \"diversity\"}'")
     parser.add_argument("--no-write", action="store_true", help="print the results; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     from prefine_core.envs import validate_task_id
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for task in tasks:
         with tempfile.TemporaryDirectory(prefix="prefine-demo-") as root:
-            results.append(demo_task(Path(root) / "ws", task, args.seeds, args.labels, [{}, *args.also]))
+            results.append(demo_task(Path(root) / "ws", task, args.seeds, args.labels, [{}, *args.also], args.pool))
     saved = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": machine,
              "command": command.strip(), "results": results}
     print(json.dumps(saved, indent=1))
