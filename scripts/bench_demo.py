@@ -78,8 +78,8 @@ def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants:
                      "after": {k: b[k] for k in ("return_mean", "cost_mean", "fall_rate", "costs")},
                      "cost_limit": a["cost_limit"], "verdict": comparison.verdict(result),
                      "doing_less": comparison.doing_less(result)})
-        print(f"{task_id} {variant or 'demo settings'} seed {seed}: {runs[-1]['verdict']} (fine-tune {finetune_s:.0f} s, compare {compare_s:.0f} s)",
-              flush=True)
+        print(f"{task_id} {variant or 'demo settings'} seed {seed}: {runs[-1]['verdict']} "
+              f"(fine-tune {finetune_s:.0f} s, compare {compare_s:.0f} s)", file=sys.stderr, flush=True)
     decided = len(ws.store.decided_pairs(task_id))
     return {"task": task_id, "pool": pool, "prepare_seconds": prepare_s, "clips": prepared.get("clips"), "pairs": prepared.get("pairs"),
             "label_seconds": label_s, "labelled": said, "decided_pairs": decided, "runs": runs}

@@ -1,11 +1,14 @@
 """scripts/validate_selection.py on hand-made run folders whose checkpoint outcomes are cached (no rollouts):
-the frontier, the seed-by-seed difference and the export are checked against numbers worked out by hand."""
+the frontier, the seed-by-seed difference and the export are checked against numbers worked out by hand; and
+scripts/bench_demo.py on a tiny pool."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import CHEETAH, make_policy
 
@@ -58,3 +61,23 @@ def test_frontier_paired_difference_and_export_are_what_the_outcomes_say(tmp_pat
     assert len(exported) == 8 and sum(r["chosen"] for r in exported) == 4
     assert {(r["variant"], r["seed"], r["step"], r["validation_cost"]) for r in exported if r["chosen"]} == {
         ("prefine", 1, 2, 20.0), ("bc", 1, 2, 30.0), ("prefine", 2, 2, 8.0), ("bc", 2, 2, 9.0)}
+
+
+@pytest.mark.slow
+def test_bench_demo_goes_homes_path_through_the_apps_jobs(tmp_path):
+    """scripts/bench_demo.py on a tiny pool: the prepare job, auto-labelling, the demo's fine-tune and one more
+    setting, each compared with the reference by a compare job; one JSON object out, BENCHMARKS.md untouched."""
+    benchmarks = (REPO / "BENCHMARKS.md").read_bytes()
+    pool = {"seeds": [0], "max_steps": 100, "clip_length": 50, "pairs": 6}
+    out = subprocess.run([sys.executable, "scripts/bench_demo.py", "--tasks", CHEETAH, "--seeds", "0", "--labels", "4", "--pool", json.dumps(pool), "--also", json.dumps({"steps": 20, "eval_every": 10}),
+                          "--no-write"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    [task] = json.loads(out.stdout)["results"]
+    assert task["task"] == CHEETAH and task["pool"] == pool and task["pairs"] == 6
+    assert task["labelled"] == "The synthetic teacher labelled 4 pairs." and task["prepare_seconds"] > 0
+    assert [run["settings"] for run in task["runs"]] == [{}, {"steps": 20, "eval_every": 10}]
+    for run in task["runs"]:
+        assert len(run["before"]["costs"]) == len(run["after"]["costs"]) == 5  # the Compare page's 5 episodes
+        assert run["verdict"].startswith("B ") and run["finetune_seconds"] > 0
+    assert task["runs"][1]["selected_step"] <= 20
+    assert (REPO / "BENCHMARKS.md").read_bytes() == benchmarks
