@@ -55,14 +55,10 @@ def record(
     task_id = task_id or policy.meta.task_id
     frames: list[np.ndarray] = []
     low, high = frame_range if frame_range else (0, None)
-
-    def keep(frame: np.ndarray, step: int) -> None:
-        if step >= low and (high is None or step < high):
-            frames.append(frame)
-
     with SafetyTask(task_id, render=True, width=size, height=size) as task:
-        trajectory = collect(policy, task, seed=seed, deterministic=deterministic,
-                             temperature=temperature, max_steps=max_steps, on_frame=keep)
+        trajectory = collect(policy, task, seed=seed, deterministic=deterministic, temperature=temperature,
+                             max_steps=max_steps, on_frame=lambda frame, _step: frames.append(frame),
+                             frame_steps=(low, high))
     return trajectory, frames[: (high or trajectory.length) - low]
 
 

@@ -98,11 +98,13 @@ def collect(
     temperature: float = 1.0,
     max_steps: int | None = None,
     on_frame=None,
+    frame_steps: tuple[int, int | None] = (0, None),
 ) -> Trajectory:
     """Roll out one episode (or ``max_steps`` steps of it).
 
     ``on_frame(frame, step_index)`` is called with each rendered frame when the task renders,
-    starting with the frame after reset.
+    starting with the frame after reset; only steps ``low ≤ step_index < high`` of ``frame_steps = (low, high)``
+    are rendered (a window of a long episode: rendering every frame before it cost more than the window itself).
     """
     check_compatible(policy, task)
     rng = np.random.default_rng(seed)
@@ -111,7 +113,9 @@ def collect(
     observations, actions, rewards, costs = [], [], [], []
     per_constraint: dict[str, list[float]] = {}
     terminated = truncated = False
-    if on_frame:
+    low, high = frame_steps
+    wanted = lambda step: on_frame is not None and low <= step and (high is None or step < high)  # noqa: E731
+    if wanted(0):
         on_frame(task.render(), 0)
     for t in range(limit):
         action = policy.act(obs, deterministic=deterministic, rng=rng, temperature=temperature)
@@ -122,7 +126,7 @@ def collect(
         costs.append(step.cost)
         for name, value in step.constraint_costs.items():
             per_constraint.setdefault(name, [0.0] * t).append(value)
-        if on_frame:
+        if wanted(t + 1):
             on_frame(task.render(), t + 1)
         obs = step.obs
         terminated, truncated = step.terminated, step.truncated

@@ -27,6 +27,20 @@ def test_recorded_frames_match_the_plain_rollout(cheetah_policy):
     assert len(window_frames) == 10 and np.array_equal(window_frames[0], frames[10])
 
 
+def test_a_window_renders_its_own_frames_only(cheetah_policy, monkeypatch):
+    """A clip late in an episode rendered every frame before it and threw them away: preparing pairs of clips from
+    whole episodes took minutes more. The steps before the window are simulated, not drawn; the frames are the same."""
+    from prefine_core.envs import SafetyTask
+
+    _, frames = record(cheetah_policy, seed=4, max_steps=40, size=64)
+    drawn, render = [], SafetyTask.render
+    monkeypatch.setattr(SafetyTask, "render", lambda task: drawn.append(1) or render(task))
+    window, window_frames = record(cheetah_policy, seed=4, max_steps=40, size=64, frame_range=(30, 40))
+    assert len(drawn) == 10 and len(window_frames) == 10
+    assert all(np.array_equal(a, b) for a, b in zip(window_frames, frames[30:40]))
+    assert window.length == 40
+
+
 def test_clip_is_h264_yuv420p_with_all_frames(tmp_path, cheetah_policy):
     trajectory, frames = record(cheetah_policy, seed=0, max_steps=20, size=64)
     out = write_clip_video(frames, trajectory.costs, tmp_path / "clip.mp4")
