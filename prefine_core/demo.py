@@ -22,8 +22,12 @@ FAMILIES = {
 }
 _ANY_TASK = ("Which robot behaved more safely?", "fewer steps that incur cost", "every such step")
 TEACHER = "synthetic-teacher"
-#: A pool a CPU prepares in about a minute: short episodes, 200-step clips; the query strategy that picks the pairs.
-DEMO_POOL = {"seeds": [0, 1, 2], "max_steps": 400, "clip_length": 200, "pairs": 24, "strategy": "random"}
+#: The guided path's pool: every source (the reference and the shipped behaviour policies) rolled out for 5 whole
+#: episodes at temperature 1, in 200-step clips, and 24 random pairs of them, as the benchmark's pool is made. The
+#: reference at three temperatures and 400-step episodes made 60 % of the clips the reference's, and the demo
+#: fine-tunes copied it (data/studies/2026-12-02-demo-settings/).
+DEMO_POOL = {"seeds": [0, 1, 2, 3, 4], "max_steps": None, "clip_length": 200, "pairs": 24, "strategy": "random",
+             "reference_temperatures": [1.0]}
 #: The short fine-tune of the guided path. It keeps the checkpoint the teacher judges safest, not the last one: from
 #: a few dozen labels the policy hops between the fast and the safe gait as it trains (a review's demo run was at
 #: cost 0 at step 1 250 and 835 at 1 500, and the demo showed "safe" as a 6 % cut).
