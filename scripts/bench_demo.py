@@ -93,7 +93,7 @@ def _within(costs: list[float], limit: float) -> int:
     return sum(c <= limit for c in costs)
 
 
-def markdown(results: list[dict], command: str, machine: str) -> str:
+def markdown(results: list[dict], command: str, machine: str, note: str = "") -> str:
     from prefine_core.report import markdown_table
 
     rows = []
@@ -109,9 +109,8 @@ def markdown(results: list[dict], command: str, machine: str) -> str:
                          "checkpoint": run["selected_step"], "fine-tune s": round(run["finetune_seconds"]),
                          "compare s": round(run["compare_seconds"]),
                          "warning": "doing less" if run["doing_less"] else ""})
-    steps = [{"task": t["task"], "pairs by": t.get("pool", {}).get("strategy", "random"), "prepare pairs s": round(t["prepare_seconds"]), "clips": t["clips"],
-              "pairs": t["pairs"], "auto-label s": round(t["label_seconds"], 1), "decided pairs": t["decided_pairs"]}
-             for t in results]
+    steps = [{"task": t["task"], "prepare pairs s": round(t["prepare_seconds"]), "clips": t["clips"], "pairs": t["pairs"],
+              "auto-label s": round(t["label_seconds"], 1), "decided pairs": t["decided_pairs"]} for t in results]
     return "\n".join([
         "## The demo: Home's guided path, end to end", "",
         f"Machine: {machine}", "",
@@ -121,6 +120,7 @@ def markdown(results: list[dict], command: str, machine: str) -> str:
         "comparison of the reference and the fine-tune (5 episodes from seed 10 000, deterministic, and the pair "
         "video) — the app's own background jobs, timed from launch to finish. Product behaviour, not issue 4's "
         "benchmark: nothing there is chosen by it.", "",
+        *([note.strip(), ""] if note.strip() else []),
         markdown_table(steps), "",
         markdown_table(rows), ""])
 
@@ -135,24 +135,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=json.loads, default={}, metavar="JSON",
                         help="prepare the pairs with these fields over the demo pool's, e.g. '{\"strategy\": \"diversity\"}'")
     parser.add_argument("--no-write", action="store_true", help="print the results; leave BENCHMARKS.md alone")
+    parser.add_argument("--from", dest="saved", type=Path, default=None, metavar="JSON",
+                        help="write the results printed by an earlier --no-write run instead of running")
+    parser.add_argument("--note", default="", help="a paragraph for the section, under its introduction")
     args = parser.parse_args(argv)
     from prefine_core.envs import validate_task_id
     from prefine_core.report import machine_line, write_section
 
-    tasks = [validate_task_id(t) for t in args.tasks]
-    command = "python scripts/bench_demo.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    machine = machine_line()
-    results = []
-    for task in tasks:
-        with tempfile.TemporaryDirectory(prefix="prefine-demo-") as root:
-            results.append(demo_task(Path(root) / "ws", task, args.seeds, args.labels, [{}, *args.also], args.pool))
-    saved = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": machine,
-             "command": command.strip(), "results": results}
-    print(json.dumps(saved, indent=1))
+    if args.saved is not None:
+        saved = json.loads(args.saved.read_text())
+    else:
+        tasks = [validate_task_id(t) for t in args.tasks]
+        command = "python scripts/bench_demo.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        machine = machine_line()  # the load at the start
+        results = []
+        for task in tasks:
+            with tempfile.TemporaryDirectory(prefix="prefine-demo-") as root:
+                results.append(demo_task(Path(root) / "ws", task, args.seeds, args.labels, [{}, *args.also], args.pool))
+        saved = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": machine,
+                 "command": command.strip(), "results": results}
+        print(json.dumps(saved, indent=1))
     if not args.no_write:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(saved, indent=1))
-        write_section("demo", markdown(results, command.strip(), machine))
+        write_section("demo", markdown(saved["results"], saved["command"], saved["machine"], args.note))
     return 0
 
 
