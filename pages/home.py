@@ -42,8 +42,8 @@ with st.container(border=True):
     if not status.preparing and st.button(
             "Prepare pairs" if status.pairs == 0 else "Prepare more pairs", key="prepare",
             type="primary" if status.next_step == "prepare" else "secondary",
-            help="rolls out the shipped policies and renders the pair videos in the background (one to two minutes on "
-                 "two cores)" + ("; adds a new batch beside the pairs there are" if status.pairs else "")):
+            help="rolls out the shipped policies and renders the pair videos in the background (two to five minutes on "
+                 "two cores; the first pairs can be labelled as soon as their videos are ready)" + ("; adds a new batch beside the pairs there are" if status.pairs else "")):
         jobs.launch(ws, "prepare", task, None, {})
         st.rerun()
 

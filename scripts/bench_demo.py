@@ -50,7 +50,8 @@ def wait_for(ws, run_id: int, timeout: float) -> tuple[dict, float]:
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
 
 
-def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants: list[dict], pool: dict) -> dict:
+def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants: list[dict], pool: dict,
+              base: dict | None = None) -> dict:
     """Home's path on a fresh workspace in ``root`` for ``task_id``: one pool and one set of labels, a fine-tune and
     a comparison per seed and per variant of the demo settings (``{}``: the demo's own)."""
     from prefine_core import comparison, demo, jobs
@@ -66,7 +67,7 @@ def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants:
     label_s = time.time() - started
     runs = []
     for variant, seed in ((variant, seed) for variant in variants for seed in seeds):
-        values = {**PrefineConfig().to_dict(), **demo.DEMO_FINETUNE, **variant, "seed": seed}
+        values = {**PrefineConfig().to_dict(), **demo.DEMO_FINETUNE, **(base or {}), **variant, "seed": seed}
         tuned, finetune_s = wait_for(ws, launch_finetune(ws, task_id, reference, values), 1800)
         policy = ws.store.list_policies(task_id, kind="finetuned")[-1].id
         config = comparison.comparison_config(reference, policy)
@@ -85,22 +86,27 @@ def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants:
             "label_seconds": label_s, "labelled": said, "decided_pairs": decided, "runs": runs}
 
 
-def _settings(variant: dict | None) -> str:
-    return ", ".join(f"{key} {value}" for key, value in variant.items()) if variant else "demo"
+def _settings(variant: dict | None, demo_finetune: dict | None) -> str:
+    """The fine-tune's steps and validation, as run: the demo's settings of the time with ``variant`` over them."""
+    if not demo_finetune:  # results saved without the demo's settings of the time
+        return ", ".join(f"{key} {value}" for key, value in variant.items()) if variant else "demo"
+    merged = {**demo_finetune, **(variant or {})}
+    return (f"{merged['steps']} steps, {merged['eval_episodes']} validation episode(s) every {merged['eval_every']}"
+            + ("" if variant else " (the demo's)"))
 
 
 def _within(costs: list[float], limit: float) -> int:
     return sum(c <= limit for c in costs)
 
 
-def markdown(results: list[dict], command: str, machine: str, note: str = "") -> str:
+def markdown(results: list[dict], command: str, machine: str, note: str = "", demo_finetune: dict | None = None) -> str:
     from prefine_core.report import markdown_table
 
     rows = []
     for task in results:
         for run in task["runs"]:
             before, after = run["before"], run["after"]
-            rows.append({"task": task["task"], "settings": _settings(run.get("settings")), "seed": run["seed"],
+            rows.append({"task": task["task"], "fine-tune": _settings(run.get("settings"), demo_finetune), "seed": run["seed"],
                          "return before → after": f"{before['return_mean']:.0f} → {after['return_mean']:.0f}",
                          "cost before → after": f"{before['cost_mean']:.1f} → {after['cost_mean']:.1f}",
                          "episodes within the limit": f"{_within(before['costs'], run['cost_limit'])} → "
@@ -134,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fine-tune again with these fields over the demo settings, e.g. '{\"steps\": 4000}'")
     parser.add_argument("--pool", type=json.loads, default={}, metavar="JSON",
                         help="prepare the pairs with these fields over the demo pool's, e.g. '{\"strategy\": \"diversity\"}'")
+    parser.add_argument("--finetune", type=json.loads, default={}, metavar="JSON",
+                        help="these fields over the demo's fine-tune settings in every run (a quick check: fewer steps)")
     parser.add_argument("--no-write", action="store_true", help="print the results; leave BENCHMARKS.md alone")
     parser.add_argument("--from", dest="saved", type=Path, default=None, metavar="JSON",
                         help="write the results printed by an earlier --no-write run instead of running")
@@ -151,14 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for task in tasks:
             with tempfile.TemporaryDirectory(prefix="prefine-demo-") as root:
-                results.append(demo_task(Path(root) / "ws", task, args.seeds, args.labels, [{}, *args.also], args.pool))
+                results.append(demo_task(Path(root) / "ws", task, args.seeds, args.labels, [{}, *args.also], args.pool,
+                                         args.finetune))
+        from prefine_core.demo import DEMO_FINETUNE, DEMO_POOL
+
         saved = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": machine,
-                 "command": command.strip(), "results": results}
+                 "command": command.strip(), "demo_pool": {**DEMO_POOL, **args.pool},
+                 "demo_finetune": {**DEMO_FINETUNE, **args.finetune}, "results": results}
         print(json.dumps(saved, indent=1))
     if not args.no_write:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(saved, indent=1))
-        write_section("demo", markdown(saved["results"], saved["command"], saved["machine"], args.note))
+        write_section("demo", markdown(saved["results"], saved["command"], saved["machine"], args.note,
+                                            saved.get("demo_finetune")))
     return 0
 
 

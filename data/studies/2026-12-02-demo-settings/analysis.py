@@ -102,13 +102,13 @@ def against_round_1(results: list[dict], baseline: list[dict], label: str) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=None)
+    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=None)
     args = parser.parse_args()
     read = lambda n: json.loads((HERE / f"results-round{n}.json").read_text())["results"]  # noqa: E731
     if args.round in (None, 1):
         round_1(read(1))
     passed = {}
-    for n in (2, 3):
+    for n in (2, 3, 4):
         if args.round in (None, n) and (HERE / f"results-round{n}.json").is_file():
             passed.update({f"round {n}, {name}": within
                            for name, within in against_round_1(read(n), read(1), f"round {n}").items()})
