@@ -849,6 +849,16 @@ validation data, it was tested again on fresh label sets 88–95 and episodes fr
 (falls in it): PREFINE 1319 / 53.0, falling in 23 % of episodes, against BC 1447 / 44.3 — the lead did not hold and
 is closed. Nothing was shipped; the benchmark's pool and its Hopper rows stay as they are. No gait tried keeps the
 limit at the Lagrangian's pace without falls: on Hopper the pool, not the fine-tuner, bounds both methods.
+**Session 13.** Nothing of the fine-tuner, its defaults, its selection or the benchmark's pools changed, and no
+variant was run on any seed: twelve sessions of settings, losses, selection rules, label sets and pools left PREFINE
+and BC on one trade-off within noise (session 10: a method at BC's level passes "beats BC" on two tasks of three in
+12 % of five-label-set draws), on Hopper the pool bounds both (sessions 11–12), and on HalfCheetah BC's 200-label
+point (2626 / 6.4 over 10 seeds) is the Lagrangian's own (2630 / 14.4), which leaves no room for a reliable strict
+win there. The 200-pair 10-seed runs of HalfCheetah, PointCircle and Hopper were rerun with their own commands on
+unchanged code, their PREFINE and BC fine-tunes read from the twenty-seed run's cache: every row of their tables
+came out identical (16, 17 and 16 rows; `scripts/compare_bench_tables.py`), and their `result.json` files are
+committed. Hopper's main run and the two other named 10-seed runs are still to restore. The demo (Home's guided
+path) is measured in its own section, "The demo", below; it chooses nothing here.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

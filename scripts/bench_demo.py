@@ -6,7 +6,7 @@ For each task: *Prepare pairs* (the ``prepare`` job: the shipped policies' pool 
 run, as the button launches it, the seed set in the form) and the Compare page's default comparison of the
 reference and that fine-tune (5 episodes from seed 10 000, and the pair video) — each through the same job
 processes the app starts. It reports each step's wall time, before → after return and cost, the episodes within
-the cost limit, and the sentence the Compare page says. Results go to ``data/bench/demo/result.json`` and the
+the cost limit, and the sentence the Compare page says. Results go to ``data/demo-bench/result.json`` and the
 ``demo`` section of BENCHMARKS.md.
 
     .venv/bin/python scripts/bench_demo.py [--tasks ID ...] [--seeds 0 1 2 3 4] [--labels 20] [--also JSON ...]
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 TASKS = ("SafetyHalfCheetahVelocity-v1", "SafetyHopperVelocity-v1", "SafetyPointCircle1-v0")
-OUT = REPO / "data" / "bench" / "demo" / "result.json"
+OUT = REPO / "data" / "demo-bench" / "result.json"  # not under data/bench/: that holds the fine-tuning runs
 
 
 def wait_for(ws, run_id: int, timeout: float) -> tuple[dict, float]:
