@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -39,15 +40,20 @@ def wait_for(ws, run_id: int, timeout: float) -> tuple[dict, float]:
     from prefine_core import jobs
 
     started = time.time()
-    while time.time() - started < timeout:
-        jobs.reap(ws)
-        run = ws.store.get_run(run_id)
-        if run.status not in jobs.ACTIVE:
-            if run.status != "done":
-                raise RuntimeError(f"run {run_id} ({run.kind}) ended {run.status}: {run.error}\n{jobs.log_tail(run)}")
-            return jobs.result(ws, run_id) or {}, time.time() - started
-        time.sleep(0.5)
-    raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
+    try:
+        while time.time() - started < timeout:
+            jobs.reap(ws)
+            run = ws.store.get_run(run_id)
+            if run.status not in jobs.ACTIVE:
+                if run.status != "done":
+                    raise RuntimeError(f"run {run_id} ({run.kind}) ended {run.status}: {run.error}\n{jobs.log_tail(run)}")
+                return jobs.result(ws, run_id) or {}, time.time() - started
+            time.sleep(0.5)
+        raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
+    except BaseException:  # interrupted (Ctrl-C) or timed out: the job must not go on in a folder about to be removed
+        jobs.cancel(ws, run_id)
+        print(f"cancelled run {run_id}", file=sys.stderr, flush=True)
+        raise
 
 
 def demo_task(root: Path, task_id: str, seeds: list[int], labels: int, variants: list[dict], pool: dict,
@@ -131,29 +137,64 @@ def markdown(results: list[dict], command: str, machine: str, note: str = "", de
         markdown_table(rows), ""])
 
 
+def json_object(text: str) -> dict:
+    """A command-line JSON object (``--pool``, ``--finetune``, ``--also``), refused in words otherwise."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r} (give an object, e.g. '{{\"steps\": 4000}}')") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return value
+
+
+def read_saved(path: Path) -> dict:
+    """Results printed by an earlier ``--no-write`` run, checked before anything is written from them."""
+    try:
+        saved = json.loads(path.read_text())
+        tasks = saved["results"]
+        if not isinstance(saved["command"], str) or not isinstance(saved["machine"], str) or not tasks or not all(
+                isinstance(t, dict) and {"task", "runs", "prepare_seconds"} <= set(t) for t in tasks):
+            raise ValueError
+        markdown(tasks, saved["command"], saved["machine"], "", saved.get("demo_finetune"))  # every row readable
+    except OSError as exc:
+        raise SystemExit(f"bench_demo.py: --from {path}: {exc.strerror or exc}; nothing was written") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise SystemExit(f"bench_demo.py: --from {path} is not the output of a bench_demo.py --no-write run; "
+                         "nothing was written") from None
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--labels", type=int, default=20, help="pairs auto-labelled (Home's default: 20)")
-    parser.add_argument("--also", nargs="*", type=json.loads, default=[], metavar="JSON",
+    parser.add_argument("--also", nargs="*", type=json_object, default=[], metavar="JSON",
                         help="fine-tune again with these fields over the demo settings, e.g. '{\"steps\": 4000}'")
-    parser.add_argument("--pool", type=json.loads, default={}, metavar="JSON",
+    parser.add_argument("--pool", type=json_object, default={}, metavar="JSON",
                         help="prepare the pairs with these fields over the demo pool's, e.g. '{\"strategy\": \"diversity\"}'")
-    parser.add_argument("--finetune", type=json.loads, default={}, metavar="JSON",
+    parser.add_argument("--finetune", type=json_object, default={}, metavar="JSON",
                         help="these fields over the demo's fine-tune settings in every run (a quick check: fewer steps)")
     parser.add_argument("--no-write", action="store_true", help="print the results; leave BENCHMARKS.md alone")
     parser.add_argument("--from", dest="saved", type=Path, default=None, metavar="JSON",
                         help="write the results printed by an earlier --no-write run instead of running")
     parser.add_argument("--note", default="", help="a paragraph for the section, under its introduction")
     args = parser.parse_args(argv)
+    # Ctrl-C, and a kill, stop the wait for a job so that the job is cancelled (wait_for), never left running
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from prefine_core.envs import validate_task_id
+    from prefine_core.files import write_text_atomic
     from prefine_core.report import machine_line, write_section
 
     if args.saved is not None:
-        saved = json.loads(args.saved.read_text())
+        saved = read_saved(args.saved)
     else:
-        tasks = [validate_task_id(t) for t in args.tasks]
+        try:
+            tasks = [validate_task_id(t) for t in args.tasks]
+        except ValueError as exc:
+            parser.error(f"--tasks: {exc}")
         command = "python scripts/bench_demo.py " + " ".join(argv if argv is not None else sys.argv[1:])
         machine = machine_line()  # the load at the start
         results = []
@@ -168,10 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                  "demo_finetune": {**DEMO_FINETUNE, **args.finetune}, "results": results}
         print(json.dumps(saved, indent=1))
     if not args.no_write:
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(saved, indent=1))
-        write_section("demo", markdown(saved["results"], saved["command"], saved["machine"], args.note,
-                                            saved.get("demo_finetune")))
+        section = markdown(saved["results"], saved["command"], saved["machine"], args.note, saved.get("demo_finetune"))
+        write_text_atomic(OUT, json.dumps(saved, indent=1))
+        write_section("demo", section)
     return 0
 
 
