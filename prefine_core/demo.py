@@ -58,7 +58,7 @@ def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:
     settings = {**DEMO_POOL, **config}
     pool = PoolConfig(task_id=task_id, seeds=tuple(settings["seeds"]), max_steps=settings["max_steps"],
                       clip_length=settings["clip_length"],
-                      reference_temperatures=tuple(settings.get("reference_temperatures", PoolConfig.reference_temperatures)))
+                      reference_temperatures=tuple(settings["reference_temperatures"]))
     added = collect_pool(ws, pool, on_progress=lambda done, total: report(done, {"prepare/rollouts": done}))
     print(f"pool: {len(added)} new clips", flush=True)
     pairs = generate_pairs(ws.store, task_id, settings["pairs"], strategy=settings["strategy"],
