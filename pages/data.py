@@ -90,8 +90,11 @@ with tabs[5]:
         st.caption("The export prepared earlier was of another task, or the workspace changed since: prepare it again.")
     upload = st.file_uploader("Import a file", type=list(transfer.ACCEPTED), key="upload",
                               help="a .zip exported here, a DSRL/D4RL .hdf5 dataset, or a .safetensors policy")
+    restore = st.checkbox("Restore pairs deleted here", key="restore_deleted",
+                          help="an export made before a pair was deleted here still holds it: it is left out, with its "
+                               "labels, unless this is ticked")
     if upload is not None and st.button(f"Import {upload.name}", key="import"):
-        ui.guarded(lambda: st.success(transfer.import_upload(ws, upload.name, upload.getvalue(), task)))
+        ui.guarded(lambda: st.success(transfer.import_upload(ws, upload.name, upload.getvalue(), task, restore)))
 
 
 def delete_chosen() -> None:
@@ -102,7 +105,8 @@ def delete_chosen() -> None:
 
 
 with tabs[6]:
-    doomed = st.multiselect("Pairs to delete, with all their labels", pairs.id.tolist(), key="delete_ids")
+    doomed = st.multiselect("Pairs to delete, with all their labels", pairs.id.tolist(), key="delete_ids",
+                            help="an import of an export made before does not bring them back (unless asked to)")
     confirm = st.text_input("Type DELETE to confirm", key="delete_confirm")
     st.button("Delete", key="delete", type="primary", disabled=not doomed or confirm != "DELETE",
               on_click=delete_chosen)

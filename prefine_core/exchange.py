@@ -20,7 +20,9 @@ import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
 Ids are the exporting store's; an import gives everything new ids and keeps the references. An import
 merges: what the workspace already holds (the same clip arrays, the same pair of clips, the same label:
 annotator, choice and instant) is not added again, so exports of several annotators' workspaces, or an
-export brought back where it came from, add only what is new and no pair counts twice.
+export brought back where it came from, add only what is new and no pair counts twice. A pair deleted in the
+workspace (the store keeps its two clips' ids) stays deleted: an export made before the deletion does not bring it,
+nor its labels, back, unless the import is asked to restore deleted pairs.
 
 An import (of a bundle or of an HDF5 file) checks everything before it writes anything, writes
 all rows in one transaction, and writes array files to fresh names that are removed again if
@@ -234,17 +236,23 @@ class _Merge:
     """Export policy id -> this store's policy, for the policies that are here already (same file or same path)."""
     trajectories: dict[int, int] = field(default_factory=dict)
     pairs: dict[int, int] = field(default_factory=dict)
+    deleted_here: dict[int, int] = field(default_factory=dict)
+    """Export pair id -> the id it had here, for pairs a person deleted here since (left out, with their labels)."""
     new_labels: list[dict] = field(default_factory=list)
     labels_here: int = 0
+    labels_on_deleted: int = 0
 
     def anything_new(self, rows: dict[str, list[dict]]) -> bool:
         return bool(self.new_labels) or any(len(rows[name]) > len(mapped) for name, mapped in (
-            ("policies", self.policies), ("trajectories", self.trajectories), ("pairs", self.pairs)))
+            ("policies", self.policies), ("trajectories", self.trajectories),
+            ("pairs", {**self.pairs, **self.deleted_here})))
 
 
-def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays: dict[int, Trajectory]) -> _Merge:
-    """Map the bundle onto what the workspace holds; refuse, before anything is written, a pair on which an
-    annotator's history here and in the bundle went separate ways (which label would stand is then unknowable)."""
+def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays: dict[int, Trajectory],
+                restore_deleted: bool = False) -> _Merge:
+    """Map the bundle onto what the workspace holds, leaving out the pairs deleted here since (unless
+    ``restore_deleted``); refuse, before anything is written, a pair on which an annotator's history here and in the
+    bundle went separate ways (which label would stand is then unknowable)."""
     store, merge = ws.store, _Merge()
     for p in rows["policies"]:
         here = (ws.policy_with_bytes(p["task_id"], (folder / p["file"]).read_bytes()) if p["file"] is not None else
@@ -255,12 +263,16 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
     for t in rows["trajectories"]:
         if (found := here.find(arrays[t["id"]])) is not None:
             merge.trajectories[t["id"]] = found
-    local_pairs = {(p.left_id, p.right_id): p.id for task_id in {p["task_id"] for p in rows["pairs"]}
-                   for p in store.list_pairs(task_id)}
+    pair_tasks = {p["task_id"] for p in rows["pairs"]}
+    local_pairs = {(p.left_id, p.right_id): p.id for task_id in pair_tasks for p in store.list_pairs(task_id)}
+    deleted = {} if restore_deleted else {sides: old_id for task_id in pair_tasks
+                                          for sides, old_id in store.deleted_pairs(task_id).items()}
     for p in rows["pairs"]:
         sides = (merge.trajectories.get(p["left_id"]), merge.trajectories.get(p["right_id"]))
         if sides in local_pairs:
             merge.pairs[p["id"]] = local_pairs[sides]
+        elif sides in deleted:
+            merge.deleted_here[p["id"]] = deleted[sides]
     history: dict[tuple[int, str], list[tuple]] = {}
     for h in store.label_history():
         history.setdefault((h.pair_id, h.annotator), []).append(_label_key(h.annotator, h.choice, h.created_at))
@@ -269,6 +281,9 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
         theirs.setdefault((label["pair_id"], label["annotator"]), []).append(label)
     everywhere = {key for keys in history.values() for key in keys}
     for (pair_id, annotator), labels in theirs.items():
+        if pair_id in merge.deleted_here:
+            merge.labels_on_deleted += len(labels)
+            continue
         keys = [_label_key(annotator, label["choice"], label["created_at"]) for label in labels]
         if pair_id not in merge.pairs and everywhere.intersection(keys):
             raise ValueError(f"pair {pair_id} of the export is not here, but {annotator}'s labels on it are, on "
@@ -287,20 +302,23 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
     return merge
 
 
-def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
+def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: bool = False) -> dict:
     """Import an export made by :func:`export_bundle`, all or nothing, merged into what the workspace holds: what
     is already here (the same clips, pairs and labels, as after exporting from here or importing before) is not
     added again, so no pair counts twice in a fine-tune; another annotator's labels on pairs that are here join
-    them. Returns counts of what was added (all 0 for an export that is here already), ``labels_already_here``, and
-    the ``tasks`` the export holds."""
+    them. A pair deleted here since the export was made is left out with its labels, unless ``restore_deleted``.
+    Returns counts of what was added (all 0 for an export that is here already), ``labels_already_here``,
+    ``pairs_deleted_here`` and ``labels_on_deleted_pairs`` (left out), and the ``tasks`` the export holds."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
-    merge = _plan_merge(ws, folder, rows, arrays)
+    merge = _plan_merge(ws, folder, rows, arrays, restore_deleted)
     added = {"policies": 0, "trajectories": 0, "pairs": 0}
     tasks = sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]})
+    left_out = {"labels_already_here": merge.labels_here, "pairs_deleted_here": len(merge.deleted_here),
+                "labels_on_deleted_pairs": merge.labels_on_deleted, "tasks": tasks}
     if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
-        return {**added, "labels": 0, "labels_already_here": merge.labels_here, "tasks": tasks}
-    needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs]
+        return {**added, "labels": 0, **left_out}
+    needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs and p["id"] not in merge.deleted_here]
     copied: list[Path] = []
     try:
         with ws.store.batch() as batch:
@@ -337,7 +355,7 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike) -> dict:
         for path in copied:
             path.unlink(missing_ok=True)
         raise
-    return {**added, "labels": len(merge.new_labels), "labels_already_here": merge.labels_here, "tasks": tasks}
+    return {**added, "labels": len(merge.new_labels), **left_out}
 
 
 def _read_hdf5(path: Path) -> dict[str, np.ndarray]:

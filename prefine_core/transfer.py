@@ -103,14 +103,14 @@ def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     return _imported(filename, task_id, *register_policy(ws, filename, data))
 
 
-def import_zip(ws: Workspace, filename: str, data: bytes) -> dict:
+def import_zip(ws: Workspace, filename: str, data: bytes, restore_deleted: bool = False) -> dict:
     """Import an export bundle that arrived as a zip (:func:`export_zip`'s download); returns the counts of
     :func:`prefine_core.exchange.import_bundle`."""
     from prefine_core.exchange import import_bundle
 
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
         try:
-            return import_bundle(ws, _unpack(data, Path(tmp)))
+            return import_bundle(ws, _unpack(data, Path(tmp)), restore_deleted)
         except ValueError as exc:
             raise ValueError(f"{filename}: {exc}") from None
 
@@ -118,10 +118,13 @@ def import_zip(ws: Workspace, filename: str, data: bytes) -> dict:
 def _bundle_said(filename: str, counts: dict, task_id: str) -> str:
     """What an imported export added, in words: counts, the tasks it went into (pointing at the sidebar when that is
     not the task on screen), and the labels that were here already."""
-    here = counts["labels_already_here"]
+    here, deleted = counts["labels_already_here"], counts["pairs_deleted_here"]
+    left_out = (f"{counted(deleted, 'pair')} deleted here since {'was' if deleted == 1 else 'were'} left out, with "
+                f"{counted(counts['labels_on_deleted_pairs'], 'label row')} (tick “Restore pairs deleted here” to add "
+                "them back)") if deleted else ""
     if not any(counts[k] for k in ("policies", "trajectories", "pairs", "labels")):
         return (f"nothing new in {filename}: everything in it is already in the workspace (imported before, or "
-                "exported from here); nothing was added")
+                f"exported from here){', or was deleted here: ' + left_out if deleted else ''}; nothing was added")
     said = (f"imported {counted(counts['pairs'], 'pair')}, {counted(counts['labels'], 'label row')}, "
             f"{counted(counts['trajectories'], 'clip')} and {counted(counts['policies'], 'policy', 'policies')}")
     if counts["tasks"]:
@@ -130,11 +133,14 @@ def _bundle_said(filename: str, counts: dict, task_id: str) -> str:
         said += f"; pick {'it' if len(elsewhere) == 1 else 'those'} in the sidebar to see them"
     if here:
         said += f"; {counted(here, 'label row')} already here {'was' if here == 1 else 'were'} not added again"
+    if deleted:
+        said += f"; {left_out}"
     return said
 
 
-def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> str:
-    """Import one uploaded file; returns what was added, in words."""
+def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str, restore_deleted: bool = False) -> str:
+    """Import one uploaded file (``restore_deleted``: an export's pairs deleted here since are added back); returns
+    what was added, in words."""
     from prefine_core.exchange import import_hdf5
 
     suffix = Path(filename).suffix.lower().lstrip(".")
@@ -145,7 +151,7 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     if suffix == "safetensors":
         return import_policy(ws, filename, data, task_id)
     if suffix == "zip":
-        return _bundle_said(filename, import_zip(ws, filename, data), task_id)
+        return _bundle_said(filename, import_zip(ws, filename, data, restore_deleted), task_id)
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
         if not data.startswith(b"\x89HDF\r\n\x1a\n"):
             raise ValueError(f"{filename} is not an HDF5 file (its first bytes are wrong); {_WHAT}")

@@ -129,6 +129,32 @@ def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkey
     assert any("deleted 1 pair(s)" in t.value for t in app.toast)
 
 
+def test_an_older_export_does_not_bring_a_deleted_pair_back_unless_restore_is_ticked(ws, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    before = transfer.export_zip(ws, CHEETAH)
+    (pair,) = ws.store.list_pairs(CHEETAH)
+    ws.delete_pairs([pair.id])
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/data.py").run()
+    app.file_uploader(key="upload").set_value(("before.zip", before, "application/zip")).run()
+    app.button(key="import").click().run()
+    assert not app.exception, app.exception
+    said = [s.value for s in app.success]
+    assert any("1 pair deleted here since was left out, with 1 label row" in s for s in said), said
+    assert ws.store.list_pairs(CHEETAH) == [] and ws.store.effective_labels(CHEETAH).empty
+    app.checkbox(key="restore_deleted").check().run()
+    app.button(key="import").click().run()
+    assert any(s.value.startswith("imported 1 pair, 1 label row, 0 clips") for s in app.success), [s.value for s in app.success]
+    (back,) = ws.store.list_pairs(CHEETAH)
+    assert (back.left_id, back.right_id) == (pair.left_id, pair.right_id) and back.id != pair.id
+    assert ws.store.effective_labels(CHEETAH).choice.tolist() == ["left"]
+
+
 def _imported_files(ws) -> list:
     folder = ws.policies_dir / "imported"
     return sorted(folder.iterdir()) if folder.is_dir() else []

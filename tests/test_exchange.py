@@ -56,7 +56,8 @@ def test_export_import_round_trip(labelled_ws, tmp_path):
     assert manifest["format"] == "prefine-export/1"
     ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
     assert import_bundle(ws2, tmp_path / "out") == {"policies": 2, "trajectories": 4, "pairs": 3, "labels": 5,
-                                                   "labels_already_here": 0, "tasks": [CHEETAH]}
+                                                   "labels_already_here": 0, "pairs_deleted_here": 0,
+                                                   "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     assert _label_view(ws2.store) == _label_view(labelled_ws.store)
     assert ws2.store.effective_labels().choice.tolist() == ["right"]
     ref, ft = ws2.store.list_policies(CHEETAH)
@@ -73,6 +74,45 @@ def test_export_import_round_trip(labelled_ws, tmp_path):
                   for line in (tmp_path / "again" / f"{name}.jsonl").read_text().splitlines()]
         assert len(first) == len(second)
         assert [r.get("choice", r.get("reason")) for r in first] == [r.get("choice", r.get("reason")) for r in second]
+
+
+def test_a_pair_deleted_since_the_export_stays_deleted_unless_restored(labelled_ws, tmp_path):
+    """Deleting a pair is a person's decision: an export made before it (one's own, or a colleague's that carries
+    the pair on with new labels) does not bring the pair back, nor its labels, unless asked to."""
+    from prefine_core import transfer
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    store = labelled_ws.store
+    export_bundle(labelled_ws, tmp_path / "before")
+    colleague = Workspace.open(tmp_path / "colleague", shipped=None)
+    import_bundle(colleague, tmp_path / "before")
+    doomed = next(p for p in store.list_pairs(CHEETAH) if p.id in set(store.effective_labels().pair_id))
+    colleague_pair = next(p.id for p in colleague.store.list_pairs(CHEETAH)
+                          if float(colleague.store.get_trajectory(p.left_id).obs.sum())
+                          == float(store.get_trajectory(doomed.left_id).obs.sum()))
+    colleague.store.add_label(colleague_pair, "cleo", "left")
+    export_bundle(colleague, tmp_path / "colleague-export")
+    labelled_ws.delete_pairs([doomed.id])
+    assert store.deleted_pairs(CHEETAH) == {(doomed.left_id, doomed.right_id): doomed.id}
+    history = len(store.label_history())
+
+    again = import_bundle(labelled_ws, tmp_path / "before")
+    assert (again["pairs"], again["labels"], again["pairs_deleted_here"], again["labels_on_deleted_pairs"]) == (0, 0, 1, 2)
+    theirs = import_bundle(labelled_ws, tmp_path / "colleague-export")
+    assert (theirs["pairs"], theirs["labels"], theirs["pairs_deleted_here"], theirs["labels_on_deleted_pairs"]) == (0, 0, 1, 3)
+    assert doomed.id not in {p.id for p in store.list_pairs(CHEETAH)}
+    assert (doomed.left_id, doomed.right_id) not in {(p.left_id, p.right_id) for p in store.list_pairs(CHEETAH)}
+    assert len(store.label_history()) == history
+    said = transfer._bundle_said("colleague.zip", theirs, CHEETAH)
+    assert "1 pair deleted here since was left out, with 3 label rows" in said and "Restore pairs deleted here" in said
+
+    restored = import_bundle(labelled_ws, tmp_path / "colleague-export", restore_deleted=True)
+    assert (restored["pairs"], restored["labels"], restored["pairs_deleted_here"]) == (1, 3, 0)
+    back = next(p for p in store.list_pairs(CHEETAH) if (p.left_id, p.right_id) == (doomed.left_id, doomed.right_id))
+    assert back.id != doomed.id and store.deleted_pairs(CHEETAH) == {}
+    assert sorted(h.annotator for h in store.label_history() if h.pair_id == back.id) == ["ann", "ann", "cleo"]
+    assert import_bundle(labelled_ws, tmp_path / "before")["pairs_deleted_here"] == 0  # here again: nothing left out
 
 
 def _standing(store) -> dict:
@@ -104,7 +144,8 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     before = {name: lead.store.counts()[name] for name in ("trajectories", "pairs")}
     history = len(lead.store.label_history())
     first = import_bundle(lead, exports[0])
-    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "labels_already_here": 5, "tasks": [CHEETAH]}
+    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "labels_already_here": 5,
+                         "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     assert import_bundle(lead, exports[1])["labels"] == 3
     assert {name: lead.store.counts()[name] for name in ("trajectories", "pairs")} == before, "nothing twice"
     assert len(lead.store.label_history()) == history + 6 and len(lead.store.list_policies()) == 2
@@ -113,7 +154,8 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     assert dict(zip(standing[standing.annotator == "cy"].pair_id, standing[standing.annotator == "cy"].choice)) == {
         p1: "left", p2: "equal", p3: "right"}
     assert import_bundle(lead, exports[0]) == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
-                                               "labels_already_here": 8, "tasks": [CHEETAH]}
+                                               "labels_already_here": 8, "pairs_deleted_here": 0,
+                                               "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     assert len(lead.store.label_history()) == history + 6
 
 

@@ -109,10 +109,10 @@ def _import(args: argparse.Namespace) -> dict:
     if not path.exists():
         raise ValueError(f"{path} does not exist; give {what}")
     if path.is_dir():
-        return {"kind": "bundle", **import_bundle(ws, path)}
+        return {"kind": "bundle", **import_bundle(ws, path, args.restore_deleted)}
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        return {"kind": "bundle", **transfer.import_zip(ws, path.name, path.read_bytes())}
+        return {"kind": "bundle", **transfer.import_zip(ws, path.name, path.read_bytes(), args.restore_deleted)}
     if suffix == ".safetensors":
         policy, added = transfer.register_policy(ws, path.name, path.read_bytes())
         return {"kind": "policy", "policy_id": policy.id, "name": policy.name, "task_id": policy.task_id, "added": added}
@@ -249,6 +249,8 @@ def register(command) -> None:
     p.add_argument("--clip-length", type=non_negative_int, default=200, help="HDF5: clip length, 0 = whole episodes")
     p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes")
     p.add_argument("--source", default=None, help="HDF5: pool source name (default dataset:<file name>)")
+    p.add_argument("--restore-deleted", action="store_true",
+                   help="export: add back the pairs deleted in this workspace since, with their labels (left out by default)")
     p.set_defaults(handler=_import)
 
     p = with_workspace(command("runs", "list the background runs (fine-tunes, comparisons, pair preparation, video "

@@ -172,6 +172,8 @@ class _Writer:
                 raise ValueError(f"{field} {value}: no such trajectory")
         if rows[left_id] != rows[right_id]:
             raise ValueError(f"left_id {left_id} ({rows[left_id]}) and right_id {right_id} ({rows[right_id]}) are from different tasks")
+        D = S.deleted_pairs  # the same two clips paired again: no longer a deleted pair
+        self.conn.execute(delete(D).where(and_(D.c.left_id == left_id, D.c.right_id == right_id)))
         return self.conn.execute(insert(S.pairs).values(
             task_id=rows[left_id], left_id=left_id, right_id=right_id, strategy=strategy, score=score, reason=reason,
             video_path=self.paths.to_row(video_path), created_at=S.utcnow(),
@@ -456,21 +458,35 @@ class Store:
         """Delete pairs together with all their label rows and assignments (one transaction); returns how many.
 
         An explicit clean-up by a person (a badly chosen or broken pair): the only way label rows
-        ever leave the store. Their trajectories stay. Every id must exist, else nothing is deleted.
+        ever leave the store. Their trajectories stay, and the store remembers each pair by its two clips
+        (:meth:`deleted_pairs`), so that an import of an export made before does not bring it back. Every id must
+        exist, else nothing is deleted.
         """
         ids = sorted({_int_id("pair_id", i) for i in pair_ids})
 
         def write(w: _Writer):
-            found = set(w.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id.in_(ids))).scalars())
-            missing = [i for i in ids if i not in found]
+            found = w.conn.execute(select(S.pairs.c.id, S.pairs.c.task_id, S.pairs.c.left_id, S.pairs.c.right_id)
+                                   .where(S.pairs.c.id.in_(ids))).all()
+            missing = [i for i in ids if i not in {row.id for row in found}]
             if missing:
                 raise NotFound(f"pair_id {missing[0]} does not exist" + (f" (nor {missing[1:]})" if missing[1:] else ""))
+            dialect = postgresql if w.conn.dialect.name == "postgresql" else sqlite
+            for row in found:  # the same two clips deleted again (re-added meanwhile): the newest deletion is kept
+                values = {"task_id": row.task_id, "pair_id": row.id, "deleted_at": S.utcnow()}
+                w.conn.execute(dialect.insert(S.deleted_pairs).values(left_id=row.left_id, right_id=row.right_id, **values)
+                               .on_conflict_do_update(index_elements=["left_id", "right_id"], set_=values))
             w.conn.execute(delete(S.assignments).where(S.assignments.c.pair_id.in_(ids)))
             w.conn.execute(update(S.labels).where(S.labels.c.pair_id.in_(ids)).values(supersedes_id=None))
             w.conn.execute(delete(S.labels).where(S.labels.c.pair_id.in_(ids)))
             return w.conn.execute(delete(S.pairs).where(S.pairs.c.id.in_(ids))).rowcount
 
         return self._write(write) if ids else 0
+
+    def deleted_pairs(self, task_id: str) -> dict[tuple[int, int], int]:
+        """The task's deleted pairs: (left clip id, right clip id) -> the id the pair had (see :meth:`delete_pairs`)."""
+        D = S.deleted_pairs
+        return {(row.left_id, row.right_id): row.pair_id for row in self._read(lambda c: c.execute(
+            select(D.c.left_id, D.c.right_id, D.c.pair_id).where(D.c.task_id == task_id)).all())}
 
     def get_pair(self, pair_id: int) -> PairRecord:
         row = self._read(lambda c: c.execute(select(S.pairs).where(S.pairs.c.id == pair_id)).first())

@@ -77,6 +77,17 @@ pairs = Table(
     sqlite_autoincrement=True,  # 0005: a deleted pair's id is never handed to a new pair (a page may still show it)
 )
 
+# 0007: a pair a person deleted, by the two clips it showed (the clips stay), so that an import of an export made
+# before the deletion does not bring it back (nor its labels); an import asked to restore deleted pairs removes the row.
+deleted_pairs = Table(
+    "deleted_pairs", metadata,
+    Column("left_id", Integer, ForeignKey("trajectories.id"), primary_key=True),
+    Column("right_id", Integer, ForeignKey("trajectories.id"), primary_key=True),
+    Column("task_id", String(128), ForeignKey("tasks.id"), nullable=False),
+    Column("pair_id", Integer, nullable=False),  # the id it had here: no foreign key, that row is gone
+    Column("deleted_at", DateTime, nullable=False, default=utcnow),
+)
+
 annotators = Table(
     "annotators", metadata,
     Column("id", Integer, primary_key=True),
