@@ -361,3 +361,53 @@ def test_keys_label_at_once_after_the_demo_mode_toggle(tmp_path, page):
         while not ws.store.label_history() and time.time() < deadline:
             time.sleep(0.2)
         assert [(label.pair_id, label.choice) for label in ws.store.label_history()] == [(shown, "left")]
+
+
+#: In the Label page's own document: every animation frame, each choice button's pair (from its key), the pair the
+#: player shows, whether the player's video has a frame of it, and whether the button takes a mouse click.
+WATCH_CHOICE_BUTTONS = """() => {
+    window.__choiceSamples = [];
+    const sample = () => {
+        const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
+        const body = f && f.contentDocument && f.contentDocument.body, video = body && body.querySelector('video');
+        for (const box of document.querySelectorAll('[class*="st-key-choice_left_"]')) {
+            const pair = [...box.classList].find((c) => c.startsWith('st-key-choice_left_')).split('_').pop();
+            const button = box.querySelector('button');
+            if (!button || button.disabled) continue;
+            window.__choiceSamples.push({button_pair: pair, player_pair: body ? body.dataset.pairId : null,
+                                         has_frame: !!video && video.readyState >= 2,
+                                         clickable: getComputedStyle(button).pointerEvents !== 'none'});
+        }
+        requestAnimationFrame(sample);
+    };
+    requestAnimationFrame(sample);
+}"""
+
+
+def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_path, page):
+    """Streamlit draws the next pair's choice buttons a moment before the player has swapped its video: a click in
+    that moment judged a pair nobody had seen. Sampled every animation frame while a person clicks through pairs,
+    a button takes a mouse click only while the player shows its own pair's video, and does once it does."""
+    from prefine_core.demo import prepare_pairs
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    prepare_pairs(ws, CHEETAH, {"seeds": [0], "max_steps": 60, "clip_length": 60, "pairs": 4}, lambda *a: None)
+    with serving(ws.root) as url:
+        page.goto(f"{url}/label")
+        body = sign_in(page, "e2e-gate")
+        page.evaluate(WATCH_CHOICE_BUTTONS)
+        for _ in range(3):
+            shown = body.get_attribute("data-pair-id")
+            page.get_by_role("button", name="A safer").click()  # waits until it takes a click
+            page.wait_for_function("""(before) => { const f = document.querySelector(
+                    'iframe[title="prefine_core.components.pair_player"]');
+                const b = f && f.contentDocument && f.contentDocument.body;
+                return b && b.dataset.pairId !== before && b.dataset.gatePair === b.dataset.pairId; }""", arg=shown)
+        samples = page.evaluate("window.__choiceSamples")
+    labelled = [label.pair_id for label in ws.store.label_history()]
+    assert len(labelled) == 3 and len(set(labelled)) == 3
+    unseen = [s for s in samples if s["button_pair"] != s["player_pair"] or not s["has_frame"]]
+    assert not [s for s in unseen if s["clickable"]], "a button took clicks while its pair was not on screen"
+    seen = [s for s in samples if s not in unseen]
+    assert seen and seen[-1]["clickable"], "the pair on screen takes a click"
