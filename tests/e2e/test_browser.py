@@ -392,7 +392,7 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws")
-    prepare_pairs(ws, CHEETAH, {"seeds": [0], "max_steps": 60, "clip_length": 60, "pairs": 4}, lambda *a: None)
+    prepare_pairs(ws, CHEETAH, {"seeds": [0, 1], "max_steps": 60, "clip_length": 60, "pairs": 5}, lambda *a: None)
     with serving(ws.root) as url:
         page.goto(f"{url}/label")
         body = sign_in(page, "e2e-gate")
@@ -405,8 +405,21 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
                 const b = f && f.contentDocument && f.contentDocument.body;
                 return b && b.dataset.pairId !== before && b.dataset.gatePair === b.dataset.pairId; }""", arg=shown)
         samples = page.evaluate("window.__choiceSamples")
+        # The keyboard's way to a button (Tab, then Enter) is held back too: with the player made to show no pair
+        # yet, Enter on the focused button saves nothing; once it shows the pair, Enter saves it.
+        shown = body.get_attribute("data-pair-id")
+        frame = page.locator('iframe[title="prefine_core.components.pair_player"]').element_handle().content_frame()
+        frame.evaluate("gate(null)")
+        page.get_by_role("button", name="B safer").press("Enter")
+        time.sleep(3)
+        assert len(ws.store.label_history()) == 3, "a keyboard click on a pair not shown yet was saved"
+        frame.evaluate(f"gate({shown})")
+        page.get_by_role("button", name="B safer").press("Enter")
+        deadline = time.time() + 30
+        while len(ws.store.label_history()) == 3 and time.time() < deadline:
+            time.sleep(0.2)
     labelled = [label.pair_id for label in ws.store.label_history()]
-    assert len(labelled) == 3 and len(set(labelled)) == 3
+    assert len(labelled) == 4 and len(set(labelled)) == 4 and labelled[-1] == int(shown)
     unseen = [s for s in samples if s["button_pair"] != s["player_pair"] or not s["has_frame"]]
     assert not [s for s in unseen if s["clickable"]], "a button took clicks while its pair was not on screen"
     seen = [s for s in samples if s not in unseen]
