@@ -25,6 +25,20 @@ def ws(tmp_path):
     return ws
 
 
+def _data_page(ws, monkeypatch, timeout: int = 60, task: str | None = None):
+    """The app on ``ws``, switched to the Data page (``task``: picked in the sidebar first)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=timeout).run()
+    if task is not None:
+        app.session_state["task_id"] = task
+    return app.switch_page("pages/data.py").run()
+
+
 def test_export_zip_imports_into_another_workspace(ws, tmp_path):
     from prefine_core.workspace import Workspace
 
@@ -76,15 +90,7 @@ def test_a_policy_for_another_task_is_filed_under_its_task(ws, tmp_path):
 
 def test_an_export_is_offered_only_for_the_task_and_state_it_was_made_of(ws, monkeypatch):
     """It was offered after a task switch under the new task's file name, and after deletions, holding what was gone."""
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
-    app.session_state["task_id"] = CHEETAH
-    app.switch_page("pages/data.py").run()
+    app = _data_page(ws, monkeypatch, task=CHEETAH)
     app.button(key="export").click().run()
     assert not app.exception, app.exception
     assert len(app.get("download_button")) == 1
@@ -100,14 +106,7 @@ def test_an_export_is_offered_only_for_the_task_and_state_it_was_made_of(ws, mon
 
 
 def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
-    app.switch_page("pages/data.py").run()
+    app = _data_page(ws, monkeypatch)
     (pair,) = ws.store.list_pairs(CHEETAH)
     from prefine_core.workspace import plain_video_path
 
@@ -130,17 +129,10 @@ def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkey
 
 
 def test_an_older_export_does_not_bring_a_deleted_pair_back_unless_restore_is_ticked(ws, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
     before = transfer.export_zip(ws, CHEETAH)
     (pair,) = ws.store.list_pairs(CHEETAH)
     ws.delete_pairs([pair.id])
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
-    app.switch_page("pages/data.py").run()
+    app = _data_page(ws, monkeypatch)
     app.file_uploader(key="upload").set_value(("before.zip", before, "application/zip")).run()
     app.button(key="import").click().run()
     assert not app.exception, app.exception
@@ -211,17 +203,10 @@ def test_a_corrupt_policy_upload_names_the_users_file_in_plain_words(ws):
 
 
 def test_the_import_button_pressed_twice_adds_one_policy(ws, tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
     from prefine_core.policy import save_policy
 
     data = save_policy(make_policy(CHEETAH), tmp_path / "p.safetensors").read_bytes()
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
-    app.switch_page("pages/data.py").run()
+    app = _data_page(ws, monkeypatch)
     app.file_uploader(key="upload").set_value(("cheetah.safetensors", data, "application/octet-stream")).run()
     app.button(key="import").click().run()
     assert any("was added" in s.value for s in app.success), [e.value for e in app.error]
@@ -232,10 +217,6 @@ def test_the_import_button_pressed_twice_adds_one_policy(ws, tmp_path, monkeypat
 
 
 def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
     from prefine_core import pool
     from prefine_core.policy import save_policy
     from prefine_core.workspace import Workspace
@@ -246,10 +227,7 @@ def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypa
     pool.collect_pool(ws, pool.PoolConfig(CHEETAH, seeds=(0,), reference_temperatures=(1.0,), clip_length=20,
                                           max_steps=20))
     (clip,) = ws.store.list_trajectories(CHEETAH)
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120).run()
-    app.switch_page("pages/data.py").run()
+    app = _data_page(ws, monkeypatch, timeout=120)
     assert app.selectbox(key="preview_clip").value == clip.id and len(app.get("video")) == 0  # no pairs: no video
     app.button(key="render_clip").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
@@ -259,14 +237,7 @@ def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypa
 
 
 def test_agreement_with_one_annotator_says_what_kappa_needs(ws, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
-    app.switch_page("pages/data.py").run()
+    app = _data_page(ws, monkeypatch)
     assert not app.exception, app.exception
     assert any(c.value == "Cohen's κ needs two annotators who judged the same pairs: set People per pair to 2 or more."
                for c in app.caption)
@@ -288,17 +259,12 @@ def test_agreement_with_one_annotator_says_what_kappa_needs(ws, monkeypatch):
 def test_a_policy_nothing_uses_is_deleted_with_its_file_and_a_shipped_one_is_refused(ws, monkeypatch, tmp_path):
     from pathlib import Path
 
-    from streamlit.testing.v1 import AppTest
-
     from prefine_core import transfer
     from prefine_core.policy import save_policy
 
     data = save_policy(make_policy(CHEETAH), tmp_path / "wrong.safetensors").read_bytes()
     wrong, _ = transfer.register_policy(ws, "wrong.safetensors", data)
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60).run()
-    app.switch_page("pages/data.py").run()
+    app = _data_page(ws, monkeypatch)
     shipped = ws.store.list_policies(CHEETAH, kind="reference")[0]
     app.selectbox(key="policy_delete_id").set_value(shipped.id).run()
     assert app.button(key="policy_delete").disabled, "deleting must wait for the typed confirmation"
