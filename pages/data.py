@@ -31,9 +31,9 @@ with tabs[2]:
     if len(clips):
         pick = st.selectbox("Preview clip", clips.id.tolist(), key="preview_clip")
         record = ws.store.trajectory_record(pick)
-        with_cost = pool.renderable(record) and st.toggle("Show cost overlay", value=True, key="clip_cost")
+        with_cost = record.replayable and st.toggle("Show cost overlay", value=True, key="clip_cost")
         video = pool.clip_video(record)
-        if video is None and not pool.renderable(record):
+        if video is None and not record.replayable:
             st.caption(f"Clip {pick} comes from an imported dataset: there is no policy and seed to replay, so no video.")
         elif video is None and st.button(f"Render clip {pick}", key="render_clip", help="replays it; a few seconds"):
             with st.spinner(f"Rendering clip {pick}…"):

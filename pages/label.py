@@ -89,22 +89,26 @@ with left:
     if view.video is None:
         with notice:
             job = pool.video_job(ws, task)
-            if job is not None:
-                st.warning(f"This pair's video is being rendered (run {job.id}); it appears here as soon as it is "
-                           "ready. A choice waits for it.")
-                ui.cancel_job_button(ws, job.id, key="cancel_videos")
+            if not view.replayable:  # no job can help: say so, and let the pair be skipped
+                st.warning("This pair shows a clip from an imported dataset, which has no policy and seed to replay, "
+                           "so it has no video to judge (such pairs are for the synthetic teacher). Skip it.")
             else:
-                st.warning("This pair has no video, and nothing is rendering it (pairs made without --render, or "
-                           "imported). A choice waits for it.")
-                ui.render_missing_button(ws, task, type="primary")
-            ui.rerun_when(lambda: ws.store.get_pair(pair.id).video_ready, every=2.0)
+                if job is not None:
+                    st.warning(f"This pair's video is being rendered (run {job.id}); it appears here as soon as it is "
+                               "ready. A choice waits for it (Skip does not).")
+                    ui.cancel_job_button(ws, job.id, key="cancel_videos")
+                else:
+                    st.warning("This pair has no video, and nothing is rendering it (pairs made without --render, "
+                               "imported, or its file removed since). A choice waits for it (Skip does not).")
+                    ui.render_missing_button(ws, task, type="primary")
+                ui.rerun_when(lambda: ws.store.get_pair(pair.id).video_ready, every=2.0)
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):
         # one key per pair: a click on the buttons of a pair gone since is not taken for the buttons of the pair now
         key = f"choice_{action}_{pair.id}"
         col.button(label, key=key, on_click=on_choice, args=(action, {"pair_id": pair.id, "task_id": task}, key),
-                   width="stretch", help=f"shortcut: {keys}", disabled=view.video is None)
+                   width="stretch", help=f"shortcut: {keys}", disabled=view.video is None and action != "skip")
     cols[-1].button("Undo", key="undo", on_click=act, args=("undo",), width="stretch",
                     help=f"shortcut: {labelling.UNDO_KEYS}")
     if st.session_state.get("flash"):

@@ -42,6 +42,8 @@ class PairView:
     costs_right: list[float]
     reason: str
     strategy: str
+    replayable: bool = True
+    """Whether a video can be made of both clips (one from an imported dataset cannot: only Skip suits the pair)."""
     fps: int = 30
 
 
@@ -67,7 +69,8 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
         pair_id=pair.id, task_id=pair.task_id, video=read(pair.video_path),
         video_plain=read(plain_video_path(pair.video_path)) if pair.video_path else None,
         costs_left=store.get_trajectory(pair.left_id).costs.tolist(),
-        costs_right=store.get_trajectory(pair.right_id).costs.tolist(), reason=pair.reason, strategy=pair.strategy)
+        costs_right=store.get_trajectory(pair.right_id).costs.tolist(), reason=pair.reason, strategy=pair.strategy,
+        replayable=all(store.trajectory_record(i).replayable for i in (pair.left_id, pair.right_id)))
 
 
 def current_pair(store: Store, annotator: str, task_id: str, pair_id: int | None, overlap: int) -> PairRecord | None:

@@ -140,14 +140,6 @@ def candidates(store: Store, task_id: str, records: list[TrajectoryRecord] | Non
     return result
 
 
-def renderable(record: TrajectoryRecord) -> bool:
-    """Whether the clip can be shown as a video: it comes from a seeded rollout of a registered policy.
-
-    Clips of imported datasets carry no simulator state to replay, so they cannot.
-    """
-    return record.policy_id is not None and record.seed is not None
-
-
 def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random", seed: int = 0,
                    finetuned_ids: list[int] | None = None, beta: float = 0.05, include_datasets: bool = False) -> list[int]:
     """Choose ``n`` new pairs with ``strategy`` and store them (one transaction); returns their ids.
@@ -164,7 +156,7 @@ def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random",
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     rng = np.random.default_rng(seed)
-    records = [r for r in store.list_trajectories(task_id=task_id) if include_datasets or renderable(r)]
+    records = [r for r in store.list_trajectories(task_id=task_id) if include_datasets or r.replayable]
     if len(records) < 2:
         raise ValueError(f"the pool of {task_id} holds {len(records)} clip(s) to pair"
                          f"{'' if include_datasets else ' with video'}; collect a pool first (need ≥ 2)")
@@ -207,7 +199,7 @@ class _FrameCache:
         from prefine_core import render
         from prefine_core.policy import load_policy
 
-        if not renderable(record):
+        if not record.replayable:
             return None
         path = self.store.get_policy(record.policy_id).path
         if path not in self.policies:
@@ -221,8 +213,8 @@ class _FrameCache:
 
 def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, fps: int = 30, limit: int | None = None,
                    on_progress=None) -> dict:
-    """Render the video of every pair that has none yet; returns counts of rendered and unrenderable pairs, and of
-    pairs deleted while they rendered (their files removed; the others still rendered)."""
+    """Render the video of every pair that has none yet, or whose file is gone; returns counts of rendered and
+    unrenderable pairs, and of pairs deleted while they rendered (their files removed; the others still rendered)."""
     from prefine_core import render
 
     pending = ws.store.list_pairs(task_id, without_video=True)[:limit]

@@ -504,6 +504,44 @@ def test_a_reload_opens_the_finetune_page_on_the_run_in_its_address(app, workspa
     assert reloaded.selectbox(key=RUN).value == older, "not the newest run, which a first visit opens on"
 
 
+def test_a_pair_whose_video_file_is_gone_is_said_and_offered_for_rendering(tmp_path, monkeypatch):
+    """Its row still named the file, so the page took the video as ready and redrew itself without end, the pair
+    never shown and the render button never offered."""
+    ws = small_workspace(tmp_path / "ws", pairs=1)
+    (pair,) = ws.store.list_pairs(CHEETAH)
+    Path(pair.video_path).unlink()
+    at = labelling_as(_app_on(ws, monkeypatch).run(), "gus")
+    assert not at.exception, at.exception
+    assert at.session_state["pair_id"] == pair.id
+    assert any("its file removed since" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert any(b.key == "render_missing" for b in at.button)
+    assert choice_button(at).disabled and not at.button(key=f"choice_skip_{pair.id}").disabled
+
+
+def test_a_pair_with_a_dataset_clip_says_it_has_no_video_and_can_be_skipped(tmp_path, monkeypatch):
+    """Such a pair (``pairs --include-datasets``, for the synthetic teacher) can never be rendered: every button was
+    disabled, Skip too, and the page offered a render job that could not help, so its labeller was stuck on it."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.rollout import collect
+
+    ws = small_workspace(tmp_path / "ws", pairs=1)
+    with SafetyTask(CHEETAH) as task:
+        dataset_clip = ws.store.add_trajectory(collect(make_policy(CHEETAH), task, seed=None, max_steps=20), None,
+                                               "dataset:d.hdf5", ws.trajectories_dir)
+    (other,) = ws.store.list_pairs(CHEETAH)
+    ws.store.add_label(other.id, "someone", "left")  # taken: the dataset pair is the one left
+    pair = ws.store.add_pair(other.left_id, dataset_clip, "random", 0.5, "with a dataset clip")
+    at = labelling_as(_app_on(ws, monkeypatch).run(), "hal")
+    assert not at.exception, at.exception
+    assert at.session_state["pair_id"] == pair
+    assert any("imported dataset" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert not any(b.key == "render_missing" for b in at.button), "no render job can help it"
+    assert choice_button(at).disabled
+    at.button(key=f"choice_skip_{pair}").click().run()
+    assert not at.exception, at.exception
+    assert [(h.pair_id, h.choice) for h in ws.store.label_history() if h.annotator == "hal"] == [(pair, "skip")]
+
+
 def test_label_says_pairs_are_on_their_way_while_a_job_prepares_them(tmp_path, monkeypatch):
     from prefine_core import jobs
     from prefine_core.workspace import Workspace

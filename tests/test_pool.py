@@ -104,6 +104,24 @@ def test_render_pending_writes_pair_videos(pool_ws):
     assert ws.store.next_pair("labeller").id == ready.id  # the ready pair is served first
 
 
+def test_a_pair_whose_video_file_is_gone_is_without_video_and_rendered_again(pool_ws):
+    """A video file removed after rendering (by hand, or a workspace copied without its videos) left a row naming
+    it: the pair counted as ready, the Label page redrew itself without end, and no render job would make it again."""
+    from prefine_core import pool
+
+    ws, _ = pool_ws
+    first, second = pool.generate_pairs(ws.store, CHEETAH, 2, "random")
+    assert pool.render_pending(ws, CHEETAH, size=48)["rendered"] == 2
+    gone = ws.videos_dir / f"pair-{first}.mp4"
+    gone.unlink()
+    assert not ws.store.get_pair(first).video_ready and ws.store.get_pair(second).video_ready
+    assert [p.id for p in ws.store.list_pairs(CHEETAH, without_video=True)] == [first]
+    assert ws.store.counts(CHEETAH)["videos_ready"] == 1
+    assert pool.render_pending(ws, CHEETAH, size=48) == {"rendered": 1, "unrenderable": 0, "deleted_meanwhile": 0,
+                                                         "pending_before": 1}
+    assert gone.stat().st_size > 1000 and ws.store.counts(CHEETAH)["videos_ready"] == 2
+
+
 def test_a_pair_deleted_while_the_videos_render_is_passed_over(pool_ws):
     """Deleting a pending pair on the Data page failed the whole render job and left the pair's files behind."""
     from prefine_core import pool
@@ -151,7 +169,7 @@ def test_a_clip_is_rendered_once_as_its_own_video_and_a_dataset_clip_is_refused(
     from prefine_core.workspace import plain_video_path
 
     ws, config = pool_ws
-    record = next(r for r in ws.store.list_trajectories(CHEETAH) if pool.renderable(r) and r.start > 0)
+    record = next(r for r in ws.store.list_trajectories(CHEETAH) if r.replayable and r.start > 0)
     assert pool.clip_video(record) is None
     video = pool.render_clip(ws, record.id, size=64)
     frames = iio.imread(video)

@@ -495,12 +495,13 @@ class Store:
         return self._record(PairRecord, row)
 
     def list_pairs(self, task_id: str | None = None, without_video: bool = False) -> list[PairRecord]:
+        """The pairs (of a task), oldest first; ``without_video``: only those whose video is not there to play
+        (never rendered, or its file gone since: :attr:`PairRecord.video_ready`)."""
         query = select(S.pairs).order_by(S.pairs.c.id)
         if task_id is not None:
             query = query.where(S.pairs.c.task_id == task_id)
-        if without_video:
-            query = query.where(S.pairs.c.video_path.is_(None))
-        return [self._record(PairRecord, r) for r in self._read(lambda c: c.execute(query).all())]
+        pairs = [self._record(PairRecord, r) for r in self._read(lambda c: c.execute(query).all())]
+        return [p for p in pairs if not p.video_ready] if without_video else pairs
 
     def next_pair(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> PairRecord | None:
         """The next pair for ``annotator``, or None when there is none left for them.
@@ -767,11 +768,11 @@ class Store:
             return {
                 "trajectories": count(conn, S.trajectories, *tf(S.trajectories)),
                 "pairs": count(conn, S.pairs, *tf(S.pairs)),
-                "videos_ready": count(conn, S.pairs, S.pairs.c.video_path.is_not(None), *tf(S.pairs)),
                 "label_rows": count(conn, S.labels.join(S.pairs, S.pairs.c.id == S.labels.c.pair_id), *tf(S.pairs)),
             }
 
         result = self._read(read)
+        result["videos_ready"] = result["pairs"] - len(self.list_pairs(task_id, without_video=True))  # files there
         labels = self.effective_labels(task_id)
         result["labels"] = len(labels)
         result["labelled"] = int(labels.pair_id.nunique())

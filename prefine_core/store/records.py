@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from prefine_core.teachers import CHOICES
 
@@ -56,6 +57,12 @@ class TrajectoryRecord:
     video_path: str | None
     created_at: datetime | None = None
 
+    @property
+    def replayable(self) -> bool:
+        """Whether the clip can be shown as a video: it comes from a seeded rollout of a registered policy. Clips of
+        imported datasets carry no simulator state to replay, so they cannot."""
+        return self.policy_id is not None and self.seed is not None
+
 
 @dataclass(frozen=True)
 class PairRecord:
@@ -74,7 +81,9 @@ class PairRecord:
 
     @property
     def video_ready(self) -> bool:
-        return self.video_path is not None
+        """Whether the pair's video is there to play: rendered, and its file not removed since (a file deleted by
+        hand, a workspace copied without its videos) — a pair whose file is gone is rendered again."""
+        return self.video_path is not None and Path(self.video_path).is_file()
 
 
 @dataclass(frozen=True)

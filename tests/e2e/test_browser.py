@@ -387,7 +387,8 @@ WATCH_CHOICE_BUTTONS = """() => {
 def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_path, page):
     """Streamlit draws the next pair's choice buttons a moment before the player has swapped its video: a click in
     that moment judged a pair nobody had seen. Sampled every animation frame while a person clicks through pairs,
-    a button takes a mouse click only while the player shows its own pair's video, and does once it does."""
+    a button takes a mouse click only while the player shows its own pair's video, and does once it does — after a
+    visit to another page too."""
     from prefine_core.demo import prepare_pairs
     from prefine_core.workspace import Workspace
 
@@ -404,6 +405,14 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
                     'iframe[title="prefine_core.components.pair_player"]');
                 const b = f && f.contentDocument && f.contentDocument.body;
                 return b && b.dataset.pairId !== before && b.dataset.gatePair === b.dataset.pairId; }""", arg=shown)
+        # Away and back: the rule left in the page must not open the pair's buttons before the new player shows it
+        page.get_by_test_id("stSidebarNavLink").filter(has_text="Home").click()
+        page.get_by_text("Pairs to judge").first.wait_for()
+        page.get_by_test_id("stSidebarNavLink").filter(has_text="Label").click()
+        page.wait_for_function("""() => { const f = document.querySelector(
+                'iframe[title="prefine_core.components.pair_player"]');
+            const b = f && f.contentDocument && f.contentDocument.body;
+            return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId; }""")
         samples = page.evaluate("window.__choiceSamples")
         # The keyboard's way to a button (Tab, then Enter) is held back too: with the player made to show no pair
         # yet, Enter on the focused button saves nothing; once it shows the pair, Enter saves it.
