@@ -3,10 +3,12 @@
 A browser's number field rounds or drops what it cannot hold before the server sees it (``1e30`` in a whole-number
 field arrived as 1, ``2.5`` as 2, an emptied field as its previous value, ``1e400`` as nothing), so a run started
 with a value nobody typed. The app's number fields are text fields instead, and this module turns what was typed
-into a number or a message that names the field and what is wrong.
+into a number or a message that names the field and what is wrong. JSON from a person's file (a config, an
+export's rows) is parsed here too, with a message that names the file.
 """
 from __future__ import annotations
 
+import json
 import math
 
 
@@ -44,3 +46,16 @@ def shown(value: int | float) -> str:
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """How a count reads in a sentence: ``1 video``, ``2 videos``, ``0 videos`` (``plural`` where it is not +s)."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def parse_json(what: str, text: str | bytes) -> object:
+    """``text`` as JSON; a ValueError names ``what`` (``"config"``, ``"labels.jsonl line 3"``) when it is not valid
+    JSON, or nested so deeply that decoding it would exhaust the stack (a crafted file: ``[[[[…]]]]``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} is not text (UTF-8): {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise ValueError(f"{what} is JSON nested too deeply to read") from None

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prefine_core.entry import parse_json
 from prefine_core.files import write_text_atomic
 from prefine_core.envs import validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
@@ -119,10 +120,7 @@ def _read_jsonl(folder: Path, name: str) -> list[dict]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path.name} line {number} is not valid JSON: {exc}") from None
+        row = parse_json(f"{path.name} line {number}", line)
         missing = [k for k in _FIELDS[name] if not isinstance(row, dict) or k not in row]
         if missing:
             raise ValueError(f"{path.name} line {number} lacks field(s) {missing}")
@@ -148,10 +146,7 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise ValueError(f"{folder} has no manifest.json; it is not a PREFINE export")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"manifest.json is not valid JSON: {exc}") from None
+    manifest = parse_json("manifest.json", manifest_path.read_bytes())
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"manifest.json format is {manifest.get('format') if isinstance(manifest, dict) else None!r}, expected {FORMAT!r}")
     rows = {name: _read_jsonl(folder, name) for name in _FIELDS}

@@ -19,7 +19,6 @@ Every function here is tensors in, tensors out: no optimizer, no I/O.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from prefine_core.entry import parse_json
 from prefine_core.policy import TanhGaussianPolicy
 
 COUNTERFACTUALS = ("policy", "none", "mixed")
@@ -309,10 +309,13 @@ class PrefineConfig:
             value = getattr(self, name)
             if types[name] is int and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or isinstance(value, float) and not math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             if (low is not None and value < low) or (high is not None and value > high):
-                said = f"{value:.6g}" if abs(value) >= 1e15 else repr(value)  # 1e30 typed, not its 31 digits
+                # 1e30 typed, not its 31 digits; an int past any float (10**400 in a JSON file) by its size
+                said = (repr(value) if abs(value) < 1e15 else f"{value:.6g}" if abs(value) < 1e300
+                        else f"a number of {len(str(abs(value)))} digits")
                 raise ValueError(f"{name} must be in [{low}, {high}], got {said}")
         for name, choices in FIELD_CHOICES.items():
             if getattr(self, name) not in choices:
@@ -362,7 +365,8 @@ class PrefineConfig:
         if unknown:
             raise ValueError(f"unknown config fields {sorted(unknown)}")
         types = typing.get_type_hints(cls)
-        cast = {k: float(v) if types[k] is float and isinstance(v, int) and not isinstance(v, bool) else v for k, v in data.items()}
+        cast = {k: float(v) if types[k] is float and isinstance(v, int) and not isinstance(v, bool) and abs(v) < 1e300
+                else v for k, v in data.items()}  # a larger int stays one: validate() says it is out of bounds
         return cls(**cast)
 
     @classmethod
@@ -375,11 +379,7 @@ class PrefineConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "PrefineConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json("config", text))
 
 
 #: (min, max) of every numeric field; None = unbounded.

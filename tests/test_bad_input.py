@@ -319,6 +319,9 @@ def _pickled_npz(path: Path, marker: Path) -> None:
 
 BROKEN_BUNDLES = {
     "bad json line": (lambda f, tmp: (f / "labels.jsonl").write_text("{\"id\": 1,\n"), "labels.jsonl line 1 is not valid JSON"),
+    "json nested too deeply": (lambda f, tmp: (f / "labels.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n"),
+                               "labels.jsonl line 1 is JSON nested too deeply to read"),
+    "binary manifest": (lambda f, tmp: (f / "manifest.json").write_bytes(b"\xff\xfe\x00junk"), "manifest.json is not text"),
     "missing field": (lambda f, tmp: rewrite_jsonl(f / "pairs.jsonl", lambda rows: [{k: v for k, v in r.items() if k != "reason"} for r in rows]),
                       r"pairs.jsonl line 1 lacks field\(s\) \['reason'\]"),
     "partial": (lambda f, tmp: rewrite_jsonl(f / "labels.jsonl", lambda rows: rows[:-1]), "the export is partial"),
@@ -535,3 +538,37 @@ def test_unknown_task_in_a_session_falls_back_to_a_known_one(ws, monkeypatch):
     at.run()
     assert not at.exception, at.exception
     assert at.session_state["task_id"] == CHEETAH
+
+
+def test_a_config_file_nested_too_deeply_is_refused_by_name():
+    """A crafted config (``[[[[…]]]]``) exhausted the JSON decoder's stack: a RecursionError traceback, exit 1."""
+    from prefine_core.prefine import PrefineConfig
+
+    with pytest.raises(ValueError, match="config is JSON nested too deeply to read"):
+        PrefineConfig.from_json("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize("field, message", [("steps", r"steps must be in \[1, 1000000\], got a number of 401 digits"),
+                                            ("learning_rate", r"learning_rate must be in \[1e-07, 1.0\], got a number of 401 digits")])
+def test_a_config_file_with_a_number_past_any_float_is_refused_by_name(field, message):
+    """``{"steps": 1000…0}`` (hundreds of digits) in a config file raised OverflowError: int too large for a float."""
+    from prefine_core.prefine import PrefineConfig
+
+    with pytest.raises(ValueError, match=message):
+        PrefineConfig.from_json(json.dumps({field: 10**400}))
+
+
+@pytest.mark.parametrize("content", [b"this is a text file, not a database\n", b"SQLite format 3\x00" + b"\x00" * 80])
+def test_a_workspace_whose_database_file_is_not_a_store_is_refused_and_left_as_it_is(content, tmp_path, monkeypatch):
+    """A prefine.db replaced by another file, or truncated, gave sqlite3's traceback on every command."""
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "prefine.db").write_bytes(content)
+    with pytest.raises(ValueError, match="prefine.db is not a readable PREFINE store"):
+        Workspace.open(tmp_path / "ws", shipped=None)
+    assert (tmp_path / "ws" / "prefine.db").read_bytes() == content
+    result = cli("policies", "--workspace", tmp_path / "ws", "--json")
+    assert result.returncode == 2 and "is not a readable PREFINE store" in json.loads(result.stdout)["error"]
+

@@ -127,7 +127,9 @@ def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatc
     it registers its policy, and the policy file given is the workspace's own policy when its bytes are."""
     import time
 
+    from conftest import make_policy
     from prefine_core.cli import main
+    from prefine_core.policy import save_policy
     from test_app import small_workspace
 
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)
@@ -141,6 +143,12 @@ def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatc
     code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", "--out",
                  str(tmp_path / "out"), *flags])
     assert code == 2 and "drop --out" in json.loads(capsys.readouterr().out)["error"]
+    # a new policy of a task without labels here: refused, and the policy registered for it goes again (it stayed)
+    hopper = save_policy(make_policy("SafetyHopperVelocity-v1"), tmp_path / "hopper-new.safetensors")
+    registered = len(ws.store.list_policies())
+    code = main(["finetune", "--policy", str(hopper), "--workspace", str(ws.root), "--background", *flags])
+    assert code == 2 and "label at least 2" in json.loads(capsys.readouterr().out)["error"]
+    assert len(ws.store.list_policies()) == registered and not list((ws.policies_dir / "imported").glob("*"))
     code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", *flags])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["policy_id"] == reference.id and out["status"] in ("queued", "running"), out

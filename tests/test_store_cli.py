@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHEETAH, make_policy
+from conftest import CHEETAH, HOPPER, make_policy
 
 
 def _run(capsys, *argv) -> tuple[int, dict]:
@@ -191,6 +191,10 @@ def test_cli_policies_lists_and_deletes_as_the_data_page_does(tmp_path, capsys, 
         assert refused.value.code == 2 and "argument --delete" in said["error"] and said["error"].endswith((typo, repr(typo))), typo
     code, out = _run(capsys, "policies", "--workspace", root, "--delete", "424242")
     assert code == 2 and out["error"] == "policy_id 424242 does not exist"
+    code, out = _run(capsys, "policies", "--workspace", root, "--delete", "9" * 30)  # past any SQL integer
+    assert code == 2 and out["error"].startswith(f"policy_id {'9' * 30} does not exist")
+    code, out = _run(capsys, "policies", "--workspace", root, "--delete", str(wrong.id), "--task", HOPPER)
+    assert code == 2 and out["error"] == f"policy {wrong.id} is a policy for {CHEETAH}, not {HOPPER}; nothing was deleted"
     assert len(ws.store.list_policies()) == everything, "nothing deleted by a refusal"
     code, out = _run(capsys, "policies", "--workspace", root, "--delete", str(wrong.id))
     assert code == 0 and out["deleted"] == {"id": wrong.id, "name": wrong.name, "task_id": CHEETAH}

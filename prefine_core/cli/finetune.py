@@ -95,8 +95,13 @@ def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dic
     if args.out:
         raise ValueError("--background keeps the run's checkpoints in the workspace's run folder; drop --out")
     ws = open_workspace(args.workspace)
-    policy, _ = transfer.register_policy(ws, Path(args.policy).name, Path(args.policy).read_bytes())
-    run_id = launch_finetune(ws, policy.task_id, policy.id, config.to_dict())
+    policy, added = transfer.register_policy(ws, Path(args.policy).name, Path(args.policy).read_bytes())
+    try:
+        run_id = launch_finetune(ws, policy.task_id, policy.id, config.to_dict())
+    except ValueError:
+        if added:  # refused (no labels for its task, say): the policy registered for it goes again, file and row
+            ws.delete_policy(policy.id)
+        raise
     return {"run_id": run_id, "task_id": policy.task_id, "policy_id": policy.id, "status": ws.store.get_run(run_id).status,
             "follow": f"the app's Fine-tune page (run {run_id}), or `runs --workspace {args.workspace}`"}
 

@@ -189,6 +189,8 @@ def _policies(args: argparse.Namespace) -> dict:
     ws = _workspace(args)
     said = {}
     if args.delete is not None:
+        if args.task is not None and (doomed := ws.store.get_policy(args.delete)).task_id != args.task:
+            raise ValueError(f"policy {doomed.id} is a policy for {doomed.task_id}, not {args.task}; nothing was deleted")
         gone = ws.delete_policy(args.delete)
         said["deleted"] = {"id": gone.id, "name": gone.name, "task_id": gone.task_id}
     return {**said, "policies": policy_rows(ws.store, args.task)}

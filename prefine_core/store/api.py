@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from prefine_core.entry import counted
 from prefine_core.store import schema as S
@@ -70,10 +71,16 @@ def _text(field: str, value, max_len: int) -> str:
     return value
 
 
+#: The largest id a SQL INTEGER column holds (SQLite and PostgreSQL BIGINT alike): a larger one names no row.
+_MAX_ID = 2**63 - 1
+
+
 def _int_id(field: str, value) -> int:
     """A positive id; numpy integers (from a DataFrame) are welcome, bools and floats are not."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{field} must be a positive integer id, got {value!r}")
+    if value > _MAX_ID:
+        raise NotFound(f"{field} {value} does not exist (ids stop at {_MAX_ID})")
     return int(value)
 
 
@@ -254,7 +261,13 @@ class Store:
         self.paths = FilePaths(root)  # a workspace's store keeps its files' paths relative (store/paths.py)
         self.engine = make_engine(url)
         if migrate:
-            upgrade(self.engine)
+            try:
+                upgrade(self.engine)
+            except DatabaseError as exc:  # a locked or unreachable database is an outage, retried or said elsewhere
+                if not is_sqlite(self.engine) or isinstance(exc, OperationalError):
+                    raise
+                raise ValueError(f"{self.engine.url.database} is not a readable PREFINE store ({exc.orig}); nothing "
+                                 "was changed: restore it from a backup, or move it aside to start afresh") from None
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -415,6 +428,7 @@ class Store:
         return self._write(lambda w: w.add_trajectory(trajectory, policy_id, source, folder, temperature, video_path))
 
     def trajectory_record(self, trajectory_id: int) -> TrajectoryRecord:
+        trajectory_id = _int_id("trajectory_id", trajectory_id)
         row = self._read(lambda c: c.execute(select(S.trajectories).where(S.trajectories.c.id == trajectory_id)).first())
         if row is None:
             raise NotFound(f"trajectory_id {trajectory_id} does not exist")
@@ -489,6 +503,7 @@ class Store:
             select(D.c.left_id, D.c.right_id, D.c.pair_id).where(D.c.task_id == task_id)).all())}
 
     def get_pair(self, pair_id: int) -> PairRecord:
+        pair_id = _int_id("pair_id", pair_id)
         row = self._read(lambda c: c.execute(select(S.pairs).where(S.pairs.c.id == pair_id)).first())
         if row is None:
             raise NotFound(f"pair_id {pair_id} does not exist")
@@ -693,6 +708,7 @@ class Store:
         self._set(S.runs, "run_id", run_id, updated_at=S.utcnow(), **fields)
 
     def get_run(self, run_id: int) -> RunRecord:
+        run_id = _int_id("run_id", run_id)
         row = self._read(lambda c: c.execute(select(S.runs).where(S.runs.c.id == run_id)).first())
         if row is None:
             raise NotFound(f"run_id {run_id} does not exist")
