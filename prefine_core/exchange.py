@@ -172,6 +172,10 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         arrays[t["id"]] = trajectory
     for task_id in sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]}):
         validate_task_id(task_id)
+    sizes = {task_id: _task_sizes(task_id) for task_id in {t.task_id for t in arrays.values()}}
+    for t in rows["trajectories"]:
+        clip = arrays[t["id"]]
+        _check_sizes(t["file"], clip.task_id, sizes[clip.task_id], clip.obs, clip.actions)
     pair_ids = {p["id"] for p in rows["pairs"]}
     for p in rows["pairs"]:
         for side in ("left_id", "right_id"):
@@ -192,6 +196,25 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"labels.jsonl: label {label['id']} supersedes {label['supersedes_id']}, which does not come before it")
         seen.add(label["id"])
     return manifest, rows, arrays
+
+
+def _task_sizes(task_id: str) -> tuple[int, int]:
+    """The observation and action sizes of ``task_id``'s environment."""
+    from prefine_core.envs import SafetyTask
+
+    with SafetyTask(task_id) as task:
+        return task.obs_dim, task.act_dim
+
+
+def _check_sizes(what: str, task_id: str, sizes: tuple[int, int], observations: np.ndarray, actions: np.ndarray) -> None:
+    """Refuse arrays that cannot be ``task_id``'s (a fine-tune on them would fail, or learn from nonsense)."""
+    found = (observations.shape[-1], actions.shape[-1])
+    if observations.ndim != 2 or actions.ndim != 2:
+        raise ValueError(f"{what} has observations of shape {observations.shape} and actions of shape "
+                         f"{actions.shape}; both must be (steps, size)")
+    if found != sizes:
+        raise ValueError(f"{what} has observations of size {found[0]} and actions of size {found[1]}; "
+                         f"{task_id} has {sizes[0]} and {sizes[1]}")
 
 
 def _label_key(annotator: str, choice: str, created_at) -> tuple:
@@ -401,19 +424,13 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
                 max_episodes: int | None = None, source: str | None = None) -> dict:
     """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts. Clips already
     here (the file imported before with this clip length) are not added again: ``clips_already_here``."""
-    from prefine_core.envs import SafetyTask
     from prefine_core.pool import clips
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no file at {path}")
     data = _read_hdf5(path)
-    with SafetyTask(task_id) as task:
-        dims = (task.obs_dim, task.act_dim)
-    found = (data["observations"].shape[-1], data["actions"].shape[-1])
-    if found != dims:
-        raise ValueError(f"{path.name} has observations of size {found[0]} and actions of size {found[1]}; "
-                         f"{task_id} has {dims[0]} and {dims[1]}")
+    _check_sizes(path.name, task_id, _task_sizes(task_id), data["observations"], data["actions"])
     episodes = episodes_from_arrays(data, task_id, path.name)[:max_episodes]
     source = source or f"dataset:{path.name}"
     cut = [clip for e in episodes for clip in clips(e, clip_length)]

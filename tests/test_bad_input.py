@@ -317,6 +317,15 @@ def _pickled_npz(path: Path, marker: Path) -> None:
     np.savez(path, obs=np.array([Payload(marker)], dtype=object))
 
 
+def _narrow_first_clip(folder: Path) -> None:
+    """The first clip of the bundle with its observations cut to 5 numbers each (a clip of no task's shape)."""
+    path = next((folder / "arrays").iterdir())
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["obs"] = arrays["obs"][:, :5]
+    np.savez(path, **arrays)
+
+
 BROKEN_BUNDLES = {
     "bad json line": (lambda f, tmp: (f / "labels.jsonl").write_text("{\"id\": 1,\n"), "labels.jsonl line 1 is not valid JSON"),
     "json nested too deeply": (lambda f, tmp: (f / "labels.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n"),
@@ -333,6 +342,8 @@ BROKEN_BUNDLES = {
     "no manifest": (lambda f, tmp: (f / "manifest.json").unlink(), "has no manifest.json"),
     "wrong format": (lambda f, tmp: (f / "manifest.json").write_text(json.dumps({"format": "other/9"})), "expected 'prefine-export/1'"),
     "corrupt array": (lambda f, tmp: next((f / "arrays").iterdir()).write_bytes(b"PK\x03\x04garbage"), "not a readable trajectory file"),
+    "wrong observation size": (lambda f, tmp: _narrow_first_clip(f), r"has observations of size 5 and actions of size 6; "
+                               r"SafetyHalfCheetahVelocity-v1 has 17 and 6"),
     "unknown task": (lambda f, tmp: rewrite_jsonl(f / "trajectories.jsonl", lambda rows: [dict(r, task_id="Nope-v0") for r in rows]),
                      "Nope-v0"),
 }
