@@ -48,14 +48,33 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+#: The deepest nesting of lists and objects a file of ours holds (a policy's provenance is a few levels deep). What
+#: json.loads still reads at 500–990 levels overflows Python's recursion later, when it is printed, copied or stored.
+MAX_JSON_DEPTH = 32
+
+
 def parse_json(what: str, text: str | bytes) -> object:
     """``text`` as JSON; a ValueError names ``what`` (``"config"``, ``"labels.jsonl line 3"``) when it is not valid
-    JSON, or nested so deeply that decoding it would exhaust the stack (a crafted file: ``[[[[…]]]]``)."""
+    JSON, or nested deeper than :data:`MAX_JSON_DEPTH` (a crafted file: ``[[[[…]]]]``)."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{what} is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what} is not text (UTF-8): {exc.reason} at byte {exc.start}") from None
     except RecursionError:
         raise ValueError(f"{what} is JSON nested too deeply to read") from None
+    if _nesting_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"{what} is JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _nesting_depth(value) -> int:
+    """How deeply lists and dicts nest in ``value``; without recursion, as ``value`` may be nested too deeply for it."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level + 1)
+            pending.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

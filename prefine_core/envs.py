@@ -29,6 +29,8 @@ import numpy as np  # noqa: E402
 #: Cameras that show what the cost is about, per task family (first match wins).
 _CAMERAS = (("Circle", "fixedfar"), ("Velocity", "track"), ("", "fixedfar"))
 #: Velocity tasks that end the episode when the robot falls (DESIGN §4, termination confound).
+#: The largest seed an environment's reset takes (Gymnasium seeds numpy with a 32-bit unsigned int).
+MAX_SEED = 2**32 - 1
 _FALLING_ROBOTS = ("Hopper", "Walker2d", "Ant", "Humanoid")
 _GRADIENT_SKYBOX = {
     "@type": "skybox", "@builtin": "gradient", "@rgb1": "0.45 0.6 0.8", "@rgb2": "0.05 0.05 0.1",

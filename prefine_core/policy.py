@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prefine_core.entry import parse_json
 from prefine_core.files import atomic_path
 
 FORMAT = "prefine-policy/1"
@@ -74,7 +75,7 @@ class PolicyMeta:
 
     @classmethod
     def from_json(cls, text: str) -> "PolicyMeta":
-        data = json.loads(text)
+        data = parse_json("metadata", text)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"metadata format is {data.get('format') if isinstance(data, dict) else data!r}, expected {FORMAT!r}")
         known = {f for f in cls.__dataclass_fields__}
@@ -200,12 +201,23 @@ def load_policy(path: str | os.PathLike, task_id: str | None = None) -> TanhGaus
         wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
         details = ", ".join(f"{k}: expected {expected.get(k)}, found {found.get(k)}" for k in wrong[:4])
         raise _refused(path, f"does not match its metadata's sizes ({details})")
-    bad = [k for k, v in tensors.items() if not torch.isfinite(v).all()]
-    if bad:
-        raise _refused(path, f"holds non-finite values in {bad}")
+    _check_values(path, tensors)
     policy.load_state_dict(tensors)
     policy.eval()
     return policy
+
+
+def _check_values(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse weights a rollout cannot use (it would act NaN): not floating point, not finite, or a negative
+    observation variance."""
+    not_float = sorted(k for k, v in tensors.items() if not v.is_floating_point())
+    if not_float:
+        raise _refused(path, f"holds tensors that are not floating point in {not_float}")
+    bad = sorted(k for k, v in tensors.items() if not torch.isfinite(v).all())
+    if bad:
+        raise _refused(path, f"holds non-finite values in {bad}")
+    if (tensors["obs_var"] < 0).any():
+        raise _refused(path, "holds a negative observation variance in obs_var")
 
 
 def check_compatible(policy: TanhGaussianPolicy, task) -> None:

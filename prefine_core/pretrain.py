@@ -21,8 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefine_core.envs import SafetyTask, validate_task_id
-from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
+from prefine_core.envs import MAX_SEED, SafetyTask, validate_task_id
+from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN, PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
+
+#: Environment i of a run with seed s is reset with seed s·_SEED_STRIDE + i.
+_SEED_STRIDE = 1000
 
 
 @dataclass
@@ -93,6 +96,12 @@ class PPOConfig:
             raise ValueError(f"lagrange_lr must be positive, got {self.lagrange_lr}")
         if self.num_envs <= 0 or self.rollout_steps <= 0:
             raise ValueError("num_envs and rollout_steps must be positive")
+        if not LOG_STD_MIN <= self.init_log_std <= LOG_STD_MAX:
+            raise ValueError(f"init_log_std must be from {LOG_STD_MIN:g} to {LOG_STD_MAX:g}, got {self.init_log_std}")
+        largest_seed = (MAX_SEED - (self.num_envs - 1)) // _SEED_STRIDE
+        if not 0 <= self.seed <= largest_seed:
+            raise ValueError(f"seed must be from 0 to {largest_seed} (environment i is reset with seed·{_SEED_STRIDE} "
+                             f"+ i), got {self.seed}")
         self.hidden_sizes = tuple(self.hidden_sizes)
 
     @property
@@ -150,7 +159,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
     lagrange = config.cost_penalty
 
     n, steps = config.num_envs, config.rollout_steps
-    obs = np.stack([env.reset(seed=config.seed * 1000 + i) for i, env in enumerate(envs)])
+    obs = np.stack([env.reset(seed=config.seed * _SEED_STRIDE + i) for i, env in enumerate(envs)])
     ep_ret, ep_cost, ep_len = np.zeros(n), np.zeros(n), np.zeros(n, int)
     finished: list[tuple[float, float, int]] = []
     updates = math.ceil(config.total_steps / config.batch_size)

@@ -7,6 +7,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from prefine_core.envs import MAX_SEED
+
+#: A frame smaller than this has no room for the overlay's "COST" badge (render.annotate).
+MIN_FRAME_SIZE = 48
+#: MuJoCo's offscreen framebuffer rendered 8192 px here but was incomplete at 12000 (PointCircle) or 16384 (Hopper),
+#: by task and GL driver; 1024 renders everywhere, and a 1000-step clip of it is already 3 GB of frames.
+MAX_FRAME_SIZE = 1024
+
 
 def _ascii(text: str) -> str:
     """Python reads other scripts' digits as numbers too (``int("٣")`` is 3); a number on the command line is 0-9."""
@@ -15,11 +23,13 @@ def _ascii(text: str) -> str:
     return text
 
 
-def _whole_number(text: str, low: int) -> int:
+def _whole_number(text: str, low: int, high: int | None = None) -> int:
     try:
         value = int(_ascii(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if high is not None and not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {value}")
     if value < low:
         raise argparse.ArgumentTypeError(f"expected a {'positive' if low > 0 else 'non-negative'} number, got {value}")
     return value
@@ -33,11 +43,25 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def _finite_number(text: str, positive: bool) -> float:
+def seed(text: str) -> int:
+    """A seed an environment's reset takes: 0 to 2**32 − 1."""
+    return _whole_number(text, 0, MAX_SEED)
+
+
+def frame_size(text: str) -> int:
+    """A video frame's width and height in pixels, from :data:`MIN_FRAME_SIZE` to :data:`MAX_FRAME_SIZE`."""
+    return _whole_number(text, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
+
+
+def _number(text: str) -> float:
     try:
-        value = float(_ascii(text))
+        return float(_ascii(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _finite_number(text: str, positive: bool) -> float:
+    value = _number(text)
     if not (value > 0 if positive else value >= 0) or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number {'> 0' if positive else '≥ 0'}, got {text}")
     return value
@@ -49,6 +73,17 @@ def non_negative_float(text: str) -> float:
 
 def positive_float(text: str) -> float:
     return _finite_number(text, positive=True)
+
+
+def number_between(low: float, high: float):
+    """The argument type of a number from ``low`` to ``high`` (NaN is refused too)."""
+    def parse(text: str) -> float:
+        value = _number(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse
 
 
 def existing_file(text: str) -> Path:
@@ -66,11 +101,26 @@ def file_to_write(text: str) -> Path:
     return path
 
 
+def output_file(text: str) -> Path:
+    """:func:`file_to_write` that is not a folder already (found out only after the work, when the written temp file
+    could not be renamed onto it)."""
+    path = file_to_write(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the path of a file to write")
+    return path
+
+
 class Progress:
     """A tqdm bar on stderr that the library feeds through a callback."""
 
     def __init__(self, total: int, desc: str, quiet: bool = False):
         self.bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()  # before the command's error is said, so the error starts a line of its own
 
     def update_to(self, done: int, **postfix) -> None:
         self.bar.update(max(0, done - self.bar.n))

@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import (Progress, existing_file, file_to_write, non_negative_float, non_negative_int,
-                                   positive_float, positive_int)
+from prefine_core.cli.args import (Progress, existing_file, frame_size, non_negative_float, non_negative_int,
+                                   number_between, output_file, positive_float, positive_int, seed)
+from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN
+from prefine_core.envs import MAX_SEED
 
 
 def _pretrain(args: argparse.Namespace) -> dict:
@@ -23,20 +25,16 @@ def _pretrain(args: argparse.Namespace) -> dict:
         init_from=str(args.init) if args.init else None, penalty_floor=args.penalty_floor,
         speed_cap=args.speed_cap, lagrange_lr=args.lagrange_lr, init_log_std=args.init_log_std,
     )
-    bar = Progress(config.total_steps, f"PPO {config.task_id}")
-    try:
-        summary = train_ppo(config, args.out, on_progress=lambda s: bar.update_to(
+    with Progress(config.total_steps, f"PPO {config.task_id}") as bar:
+        return train_ppo(config, args.out, on_progress=lambda s: bar.update_to(
             s["step"], ret=s["return_mean"], cost=s["cost_mean"], len=s["length_mean"]))
-    finally:
-        bar.close()
-    return summary
 
 
 def register(command) -> None:
     p = command("pretrain", "train a reference or behaviour policy with PPO")
     p.add_argument("--task", required=True, help="Safety-Gymnasium task id, e.g. SafetyHalfCheetahVelocity-v1")
     p.add_argument("--steps", type=positive_int, default=300_000, help="environment steps (default 300000)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost (default 0)")
     p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost")
     p.add_argument("--snapshot-every", type=non_negative_int, default=0, help="save a snapshot every N steps")
@@ -46,9 +44,10 @@ def register(command) -> None:
                    help="reward forward speed only up to this many m/s (velocity tasks; a slow behaviour policy)")
     p.add_argument("--lagrange-lr", type=positive_float, default=0.05,
                    help="step size of the Lagrange multiplier with --cost-limit (default 0.05)")
-    p.add_argument("--init-log-std", type=float, default=-0.5, help="initial log σ of the actor (default -0.5)")
+    p.add_argument("--init-log-std", type=number_between(LOG_STD_MIN, LOG_STD_MAX), default=-0.5,
+                   help=f"initial log σ of the actor, {LOG_STD_MIN:g} to {LOG_STD_MAX:g} (default -0.5)")
     p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down)")
-    p.add_argument("--out", type=file_to_write, required=True,
+    p.add_argument("--out", type=output_file, required=True,
                    help="where to write the .safetensors policy, in a folder that exists")
     p.set_defaults(handler=_pretrain)
     _register_policy_commands(command)
@@ -59,22 +58,30 @@ def _rollout(args: argparse.Namespace) -> dict:
     from prefine_core.policy import load_policy
     from prefine_core.rollout import collect, save_trajectory
 
+    _check_episode_seeds(args)
     policy = load_policy(args.policy)
     episodes = []
-    bar = Progress(args.episodes, "rollout")
-    with SafetyTask(policy.meta.task_id) as task:
+    with Progress(args.episodes, "rollout") as bar, SafetyTask(policy.meta.task_id) as task:
         for i in range(args.episodes):
-            seed = args.seed + i
-            trajectory = collect(policy, task, seed=seed, deterministic=args.deterministic)
-            row = {"seed": seed, "return": trajectory.total_return, "cost": trajectory.total_cost,
+            episode_seed = args.seed + i
+            trajectory = collect(policy, task, seed=episode_seed, deterministic=args.deterministic)
+            row = {"seed": episode_seed, "return": trajectory.total_return, "cost": trajectory.total_cost,
                    "length": trajectory.length, "fell": trajectory.fell}
             if args.out_dir:
-                trajectory_id = f"{Path(args.policy).stem}_seed{seed}"
+                trajectory_id = f"{Path(args.policy).stem}_seed{episode_seed}"
                 row["path"] = str(save_trajectory(trajectory, args.out_dir, trajectory_id))
             episodes.append(row)
             bar.update_to(i + 1)
-    bar.close()
     return {"task_id": policy.meta.task_id, "policy": str(args.policy), "episodes": episodes}
+
+
+def _check_episode_seeds(args: argparse.Namespace) -> None:
+    """Refuse ``--seed`` where its ``--episodes`` episodes (seeds seed, seed+1, …) go past the largest seed, up front:
+    it was found out only after the episodes before it, without naming the flag."""
+    last = args.seed + args.episodes - 1
+    if last > MAX_SEED:
+        raise ValueError(f"--seed {args.seed} with --episodes {args.episodes} goes up to seed {last}; the largest is "
+                         f"{MAX_SEED}")
 
 
 def _render(args: argparse.Namespace) -> dict:
@@ -108,11 +115,11 @@ def _evaluate(args: argparse.Namespace) -> dict:
 
     if args.cost_limit <= 0:
         raise ValueError("--cost-limit must be positive")
+    _check_episode_seeds(args)
     policy = load_policy(args.policy)
-    bar = Progress(args.episodes, "evaluate")
-    result = evaluate_policy(policy, episodes=args.episodes, seed=args.seed, cost_limit=args.cost_limit,
-                             deterministic=not args.stochastic, on_episode=lambda i, _: bar.update_to(i))
-    bar.close()
+    with Progress(args.episodes, "evaluate") as bar:
+        result = evaluate_policy(policy, episodes=args.episodes, seed=args.seed, cost_limit=args.cost_limit,
+                                 deterministic=not args.stochastic, on_episode=lambda i, _: bar.update_to(i))
     return {**result, "policy": str(args.policy)}
 
 
@@ -128,7 +135,7 @@ def _register_policy_commands(command) -> None:
     p = command("rollout", "roll out a policy for seeded episodes (its task comes from its metadata)")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
     p.add_argument("--episodes", type=positive_int, default=1, help="episodes (default 1)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="first seed; episode i uses seed+i")
+    p.add_argument("--seed", type=seed, default=0, help="first seed; episode i uses seed+i")
     p.add_argument("--deterministic", action="store_true", help="take the mean action instead of sampling")
     p.add_argument("--out-dir", default=None, help="save each trajectory as <out-dir>/<policy>_seed<S>.npz")
     p.set_defaults(handler=_rollout)
@@ -136,18 +143,18 @@ def _register_policy_commands(command) -> None:
     p = command("render", "render an episode (or, with --policy-b, a synchronised pair) to an H.264 mp4")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
     p.add_argument("--policy-b", type=existing_file, default=None, help="second policy: render a side-by-side pair")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
-    p.add_argument("--seed-b", type=non_negative_int, default=None, help="seed of the second clip (default --seed)")
+    p.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
+    p.add_argument("--seed-b", type=seed, default=None, help="seed of the second clip (default --seed)")
     p.add_argument("--steps", type=positive_int, default=200, help="steps to render (default 200)")
-    p.add_argument("--size", type=positive_int, default=256, help="frame width and height in pixels (default 256)")
+    p.add_argument("--size", type=frame_size, default=256, help="frame width and height in pixels (default 256)")
     p.add_argument("--deterministic", action="store_true", help="take the mean action")
-    p.add_argument("--out", type=file_to_write, required=True, help="output .mp4 path, in a folder that exists")
+    p.add_argument("--out", type=output_file, required=True, help="output .mp4 path, in a folder that exists")
     p.set_defaults(handler=_render)
 
     p = command("evaluate", "evaluate a policy on fixed seeds (DESIGN §5)")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
     p.add_argument("--episodes", type=positive_int, default=10, help="episodes (default 10)")
-    p.add_argument("--seed", type=non_negative_int, default=10_000, help="first evaluation seed (default 10000)")
+    p.add_argument("--seed", type=seed, default=10_000, help="first evaluation seed (default 10000)")
     p.add_argument("--cost-limit", type=non_negative_float, default=25.0, help="κ for the violation rate (default 25)")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")
     p.set_defaults(handler=_evaluate)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import (Progress, file_to_write, non_negative_float, non_negative_int, open_workspace,
-                                   positive_int)
+from prefine_core.cli.args import (Progress, file_to_write, frame_size, non_negative_float, non_negative_int,
+                                   open_workspace, positive_int)
 
 
 def _workspace(args: argparse.Namespace, existing: bool = True):
@@ -220,7 +220,7 @@ def register(command) -> None:
     p.add_argument("--render", action="store_true", help="render pending pair videos here, after generating")
     p.add_argument("--background", action="store_true", help="render pending pair videos in a background job (a run)")
     p.add_argument("--render-only", action="store_true", help="only render pending pair videos")
-    p.add_argument("--size", type=positive_int, default=256, help="video frame size in pixels (default 256)")
+    p.add_argument("--size", type=frame_size, default=256, help="video frame size in pixels (default 256)")
     p.add_argument("--fps", type=positive_int, default=30, help="video frame rate (default 30)")
     p.set_defaults(handler=_pairs)
 

@@ -1,0 +1,148 @@
+"""Bad input refused where it enters, before any work: policy files whose metadata or weights no rollout can use, and
+command-line values the libraries underneath would fail on late (torch, MuJoCo, Gymnasium's seeding) or not at all.
+Each is exit status 2 and one line that names the file or the flag; with --json, one JSON object on stdout."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import CHEETAH, make_policy
+from prefine_core.cli import main
+
+
+def _checkpoint(path, tensors: dict | None = None, metadata: str | None = None):
+    """A cheetah policy file, with some of its tensors or its metadata replaced."""
+    from safetensors.torch import save_file
+
+    policy = make_policy(CHEETAH)
+    saved = {k: v.contiguous().clone() for k, v in policy.state_dict().items()}
+    saved.update(tensors or {})
+    save_file(saved, str(path), metadata={"prefine": metadata or policy.meta.to_json()})
+    return path
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    """Run the CLI with ``--json``; assert it refused with status 2 and one line; return the error said."""
+    try:
+        code = main([*argv, "--json"])
+    except SystemExit as exit_info:  # argparse's refusal of a flag
+        code = exit_info.code
+    out, err = capsys.readouterr()
+    said = json.loads(out)["error"]
+    assert code == 2 and f"error: {said}" in err.split("\n") and "Traceback" not in err
+    return said
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _deep_provenance() -> str:
+    """Metadata that json.loads reads, but that overflows the recursion when it is copied or written."""
+    meta = json.loads(make_policy(CHEETAH).meta.to_json())
+    meta["provenance"] = {"a": "NESTED"}
+    return json.dumps(meta).replace('"NESTED"', _nested(600))
+
+
+@pytest.mark.parametrize("metadata", [lambda: _nested(100_000), _deep_provenance], ids=["json.loads", "provenance"])
+def test_deeply_nested_metadata_is_an_invalid_policy_file(metadata, tmp_path, capsys):
+    from prefine_core.policy import CheckpointError, load_policy, read_meta
+
+    path = _checkpoint(tmp_path / "deep.safetensors", metadata=metadata())
+    for read in (read_meta, load_policy):
+        with pytest.raises(CheckpointError, match="deep.safetensors has invalid metadata: metadata is (JSON )?nested"):
+            read(path)
+    assert "deep.safetensors has invalid metadata" in _refused(capsys, ["info", "--policy", str(path)])
+
+
+@pytest.mark.parametrize("name, tensor, problem", [
+    ("obs_var", -torch.ones(17), "holds a negative observation variance in obs_var"),
+    ("log_std", torch.zeros(6, dtype=torch.int32), "holds tensors that are not floating point in ['log_std']"),
+])
+def test_weights_no_rollout_can_use_are_refused(name, tensor, problem, tmp_path, capsys):
+    from prefine_core.policy import CheckpointError, load_policy
+
+    path = _checkpoint(tmp_path / "bad.safetensors", tensors={name: tensor})
+    with pytest.raises(CheckpointError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        load_policy(path)
+    assert _refused(capsys, ["rollout", "--policy", str(path)]) == f"bad.safetensors {problem}"
+
+
+def test_double_precision_weights_still_load(tmp_path):
+    from prefine_core.policy import load_policy
+
+    path = _checkpoint(tmp_path / "f64.safetensors", tensors={"log_std": torch.full((6,), -0.5, dtype=torch.float64)})
+    assert load_policy(path).log_std.dtype == torch.float32
+
+
+@pytest.mark.parametrize("value", ["1e308", "-1e308", "nan", "inf", "2.5", "-5.5"])
+def test_init_log_std_is_refused_outside_the_policys_log_std_bounds(value, tmp_path, capsys):
+    said = _refused(capsys, ["pretrain", "--task", CHEETAH, "--steps", "8", f"--init-log-std={value}",
+                             "--out", str(tmp_path / "p.safetensors")])
+    assert f"argument --init-log-std: expected a number from -5 to 2, got {value}" in said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ppo_config_refuses_an_init_log_std_outside_the_bounds():
+    from prefine_core.pretrain import PPOConfig
+
+    with pytest.raises(ValueError, match="init_log_std must be from -5 to 2, got 1e"):
+        PPOConfig(task_id=CHEETAH, init_log_std=1e308)
+
+
+def test_ppo_config_refuses_a_seed_its_environments_cannot_be_reset_with():
+    from prefine_core.pretrain import PPOConfig
+
+    PPOConfig(task_id=CHEETAH, seed=4_294_967)  # its 8 environments' reset seeds end at 2**32 − 1 − 288
+    with pytest.raises(ValueError, match="seed must be from 0 to 4294967 .*got 4294968"):
+        PPOConfig(task_id=CHEETAH, seed=4_294_968)
+
+
+@pytest.mark.parametrize("size", ["17000", "1025", "47", "1"])
+def test_render_size_is_refused_outside_what_renders(size, policy_file, tmp_path, capsys):
+    said = _refused(capsys, ["render", "--policy", str(policy_file), "--size", size,
+                             "--out", str(tmp_path / "clip.mp4")])
+    assert f"argument --size: expected a whole number from 48 to 1024, got {size}" in said
+
+
+def test_the_size_bounds_render(cheetah_policy):
+    from prefine_core.cli.args import MAX_FRAME_SIZE, MIN_FRAME_SIZE
+    from prefine_core.render import annotate, record
+
+    for size in (MIN_FRAME_SIZE, MAX_FRAME_SIZE):
+        trajectory, frames = record(cheetah_policy, seed=0, max_steps=1, size=size)
+        costly = [1.0] * len(frames)  # the "COST" badge fits in the smallest frame
+        assert annotate(frames, costly)[0].shape[1] == size
+
+
+@pytest.mark.parametrize("command", ["rollout", "evaluate"])
+def test_seeds_past_the_largest_are_refused_before_any_episode(command, policy_file, capsys):
+    said = _refused(capsys, [command, "--policy", str(policy_file), "--episodes", "2", "--seed", "4294967295"])
+    assert said == "--seed 4294967295 with --episodes 2 goes up to seed 4294967296; the largest is 4294967295"
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--seed-b"])
+def test_render_seed_past_the_largest_is_refused(flag, policy_file, tmp_path, capsys):
+    said = _refused(capsys, ["render", "--policy", str(policy_file), flag, "4294967296",
+                             "--out", str(tmp_path / "clip.mp4")])
+    assert f"argument {flag}: expected a whole number from 0 to 4294967295, got 4294967296" in said
+
+
+@pytest.mark.parametrize("argv", [
+    ["render", "--policy", "{policy}", "--steps", "3", "--size", "48", "--out", "{out}"],
+    ["pretrain", "--task", CHEETAH, "--steps", "8", "--out", "{out}"],
+], ids=["render", "pretrain"])
+def test_an_out_that_is_a_folder_is_refused_up_front(argv, policy_file, tmp_path, capsys):
+    folder = tmp_path / ("taken.mp4" if argv[0] == "render" else "taken.safetensors")
+    folder.mkdir()
+    said = _refused(capsys, [arg.format(policy=policy_file, out=folder) for arg in argv])
+    assert f"argument --out: {folder} is a folder; give the path of a file to write" in said
+    assert list(folder.iterdir()) == []
+
+
+def test_an_error_during_a_progress_bar_starts_a_line_of_its_own(policy_file, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--out-dir", str(tmp_path / "a-file" / "sub")])
+    assert "Not a directory" in said  # _refused found "error: …" at the start of a line, not after the bar
