@@ -34,7 +34,7 @@ class Workspace:
         """Open (creating folders) the workspace at ``root``; ``shipped=None`` skips shipped policies."""
         if shipped == "default":
             shipped = os.environ.get("PREFINE_SHIPPED_POLICIES", str(SHIPPED_POLICIES)) or None
-        root = Path(root or os.environ.get("PREFINE_WORKSPACE") or REPO / "data" / "workspace").resolve()
+        root = cls.folder(root)
         if root.exists() and not root.is_dir():
             raise ValueError(f"workspace {root} exists and is not a folder")
         root.mkdir(parents=True, exist_ok=True)
@@ -47,6 +47,11 @@ class Workspace:
             remove_abandoned_writes(folder)  # temp files of writers killed mid-write (older than an hour)
         ws.register_shipped()
         return ws
+
+    @staticmethod
+    def folder(root: str | os.PathLike | None = None) -> Path:
+        """The workspace folder ``root`` names: itself, else ``$PREFINE_WORKSPACE``, else data/workspace."""
+        return Path(root or os.environ.get("PREFINE_WORKSPACE") or REPO / "data" / "workspace").resolve()
 
     @property
     def trajectories_dir(self) -> Path:

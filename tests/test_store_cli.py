@@ -228,3 +228,20 @@ def test_export_refuses_an_out_in_a_folder_that_is_not_there(tmp_path, capsys, m
     assert not out.parent.exists()
     code, done = _run(capsys, "export", "--workspace", str(ws.root), "--out", str(tmp_path / "today"))  # a new folder
     assert code == 0 and done["folder"] == str(tmp_path / "today") and (tmp_path / "today" / "manifest.json").is_file()
+
+
+def test_a_reading_command_makes_no_workspace_where_there_is_none(tmp_path, capsys, monkeypatch):
+    """`agreement --workspace` on a folder holding something else filled it with a workspace's folders and reported
+    zeros; a mistyped $PREFINE_WORKSPACE made its whole path. Both are refused now, and nothing is created."""
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    other = tmp_path / "rollouts"
+    other.mkdir()
+    (other / "episode.npz").write_bytes(b"not ours")
+    code, out = _run(capsys, "agreement", "--workspace", str(other))
+    assert code == 2 and out["error"].startswith(f"the workspace {other} holds no PREFINE store")
+    assert sorted(p.name for p in other.iterdir()) == ["episode.npz"]
+    typo = tmp_path / "wrokspace" / "a" / "b"
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(typo))
+    code, out = _run(capsys, "runs")
+    assert code == 2 and out["error"].startswith(f"the workspace {typo} does not exist")
+    assert not (tmp_path / "wrokspace").exists()

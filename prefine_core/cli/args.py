@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -137,6 +138,8 @@ def open_workspace(folder: str | None, existing: bool = True):
     reporting nothing in it."""
     from prefine_core.workspace import Workspace
 
-    if existing and folder and not Path(folder).is_dir():
-        raise ValueError(f"the workspace {folder} does not exist (a new one is made by `pairs --collect` or `import`)")
+    root = Workspace.folder(folder)  # --workspace, or $PREFINE_WORKSPACE, or the default: each is checked alike
+    if existing and not os.environ.get("PREFINE_DB_URL") and not (root / "prefine.db").is_file():
+        said = "does not exist" if not root.exists() else "holds no PREFINE store (no prefine.db in it)"
+        raise ValueError(f"the workspace {folder or root} {said} (a new one is made by `pairs --collect` or `import`)")
     return Workspace.open(folder)
