@@ -130,8 +130,14 @@ def resume(ws: Workspace, run_id: int) -> None:
     if run.status in ACTIVE or run.status == "done":
         raise ValueError(f"run {run_id} is {run.status}; only failed or cancelled runs can be resumed")
     if run.kind == "prefine":  # said now, not by the process after it started; the run stays as it is
+        from prefine_core.prefine import PrefineConfig
         from prefine_core.trainer import PreferenceData, check_resumable
 
+        try:
+            PrefineConfig.from_saved(run.config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"run {run_id}'s saved settings are not a PREFINE config ({exc}); it cannot be resumed, "
+                             "start a new run instead") from None
         pairs = ws.store.preference_pairs(run.task_id)
         if pairs:
             check_resumable(run_dir(ws, run_id), PreferenceData.from_pairs(pairs))

@@ -246,3 +246,19 @@ def test_a_dead_render_job_is_not_told_to_continue_from_a_checkpoint(ws):
     error = ws.store.get_run(run_id).error
     assert "the videos done stay" in error and "checkpoint" not in error
     assert log.read_text().splitlines()[-1].endswith(f"run {run_id}: failed — {error}"), "the log says how it ended"
+
+
+@pytest.mark.parametrize("stored", ["not json", '{"steps": "abc", "bogus": 1}'])
+def test_a_run_row_whose_settings_are_not_a_config_is_listed_and_refused_on_resume(ws, stored):
+    """A run's config edited into something else (not JSON at all, or not a config) broke every listing of the runs
+    with a bare "Expecting value: line 1 column 1", or was resumed, only for its process to fail."""
+    from sqlalchemy import text
+
+    run_id = ws.store.create_run(CHEETAH, ws.store.list_policies(CHEETAH)[0].id, "prefine", {"steps": 10})
+    ws.store.update_run(run_id, status="failed")
+    with ws.store.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET config = :c WHERE id = :i"), {"c": stored, "i": run_id})
+    assert [run.id for run in ws.store.list_runs(CHEETAH)] == [run_id]
+    with pytest.raises(ValueError, match=f"run {run_id}'s saved settings are not a PREFINE config"):
+        jobs.resume(ws, run_id)
+    assert ws.store.get_run(run_id).status == "failed"

@@ -10,6 +10,7 @@ connection dropped, so a write is either committed or raises — never silently 
 from __future__ import annotations
 
 import fcntl
+import json
 import random
 import time
 from contextlib import contextmanager
@@ -36,12 +37,26 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+#: The key under which a JSON column's value that is not JSON is handed out (:func:`_stored_json`).
+UNREADABLE_JSON = "unreadable_json"
+
+
+def _stored_json(text: str):
+    """A JSON column's value as stored. SQLite keeps it as text, which a hand edit or another tool can make into
+    something that is not JSON: read as ``{UNREADABLE_JSON: text}`` that one row is refused where it is used (a run
+    resumed, say), instead of failing every listing of its table."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return {UNREADABLE_JSON: text[:200]}
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_S})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_S}, json_deserializer=_stored_json)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
