@@ -421,9 +421,10 @@ def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = 
 
 
 def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_length: int = 200,
-                max_episodes: int | None = None, source: str | None = None) -> dict:
+                max_episodes: int | None = None, source: str | None = None, on_progress=None) -> dict:
     """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts. Clips already
-    here (the file imported before with this clip length) are not added again: ``clips_already_here``."""
+    here (the file imported before with this clip length) are not added again: ``clips_already_here``.
+    ``on_progress(done, total)`` after each clip is written."""
     from prefine_core.pool import clips
 
     path = Path(path)
@@ -436,7 +437,11 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
     cut = [clip for e in episodes for clip in clips(e, clip_length)]
     here = _ClipsHere(ws.store, [task_id])
     new = [clip for clip in cut if here.find(clip) is None]  # imported before: not twice in the pool
+    ids = []
     with ws.store.batch() as batch:
-        ids = [batch.add_trajectory(clip, None, source, ws.trajectories_dir) for clip in new]
+        for clip in new:
+            ids.append(batch.add_trajectory(clip, None, source, ws.trajectories_dir))
+            if on_progress:
+                on_progress(len(ids), len(new))
     return {"source": source, "episodes": len(episodes), "clips": len(ids), "steps": int(sum(e.length for e in episodes)),
             "clips_already_here": len(cut) - len(new)}

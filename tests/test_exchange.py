@@ -286,8 +286,11 @@ def test_hdf5_import_splits_episodes_into_clips(tmp_path, two_episodes):
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
-    result = import_hdf5(ws, _dsrl_file(tmp_path / "cheetah.hdf5", two_episodes), CHEETAH, clip_length=30)
+    progress = []
+    result = import_hdf5(ws, _dsrl_file(tmp_path / "cheetah.hdf5", two_episodes), CHEETAH, clip_length=30,
+                         on_progress=lambda done, total: progress.append((done, total)))
     assert result == {"source": "dataset:cheetah.hdf5", "episodes": 2, "clips": 4, "steps": 120, "clips_already_here": 0}
+    assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]  # the CLI's progress bar
     records = ws.store.list_trajectories(CHEETAH, source="dataset:cheetah.hdf5")
     assert [(r.start, r.length, r.policy_id) for r in records] == [(0, 30, None), (30, 30, None)] * 2
     np.testing.assert_array_equal(ws.store.get_trajectory(records[3].id).obs, two_episodes[1].obs[30:60])

@@ -123,7 +123,10 @@ class Progress:
     def __exit__(self, *exc_info) -> None:
         self.close()  # before the command's error is said, so the error starts a line of its own
 
-    def update_to(self, done: int, **postfix) -> None:
+    def update_to(self, done: int, total: int | None = None, **postfix) -> None:
+        """Move the bar to ``done`` (of ``total``, when the work learns its size only once it has begun)."""
+        if total is not None:
+            self.bar.total = total
         self.bar.update(max(0, done - self.bar.n))
         if postfix:
             self.bar.set_postfix({k: (round(v, 2) if isinstance(v, float) else v) for k, v in postfix.items()}, refresh=False)

@@ -119,8 +119,10 @@ def _import(args: argparse.Namespace) -> dict:
     if suffix in (".hdf5", ".h5"):
         if args.task is None:
             raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
-        return {"kind": "hdf5", **import_hdf5(ws, path, args.task, clip_length=args.clip_length,
-                                              max_episodes=args.max_episodes, source=args.source)}
+        with Progress(None, f"import {path.name}") as bar:
+            return {"kind": "hdf5", **import_hdf5(ws, path, args.task, clip_length=args.clip_length,
+                                                  max_episodes=args.max_episodes, source=args.source,
+                                                  on_progress=lambda done, total: bar.update_to(done, total=total))}
     raise ValueError(f"{path} is not a file PREFINE Studio can import; give {what}")
 
 
