@@ -146,3 +146,12 @@ def test_an_error_during_a_progress_bar_starts_a_line_of_its_own(policy_file, tm
     (tmp_path / "a-file").write_text("")
     said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--out-dir", str(tmp_path / "a-file" / "sub")])
     assert "Not a directory" in said  # _refused found "error: …" at the start of a line, not after the bar
+
+
+def test_an_abbreviated_flag_is_refused_not_guessed(capsys):
+    """argparse took `--js` for --json, while refusals looked for the whole --json to answer in JSON."""
+    from prefine_core.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["runs", "--js"])
+    assert refused.value.code == 2 and "unrecognized arguments: --js" in capsys.readouterr().err

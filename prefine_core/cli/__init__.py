@@ -26,6 +26,11 @@ class _Parser(argparse.ArgumentParser):
     stdout, as every other refusal (the sub-commands' parsers are of this class too)."""
     json_errors = False
 
+    def __init__(self, *args, **kwargs):
+        # no abbreviated flags: `--js` read as --json by argparse was not --json where refusals are said as JSON, and
+        # a flag added later would silently change what an abbreviation in someone's script means
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str):
         if not _Parser.json_errors:
             super().error(message)  # usage and the message on stderr, exit 2
