@@ -384,9 +384,13 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
             missing = [k for k in HDF5_KEYS if k not in handle]
             if missing:
                 raise ValueError(f"{path.name} lacks dataset(s) {missing}; a DSRL/D4RL file has {list(HDF5_KEYS)}")
-            return {k: np.asarray(handle[k][()]) for k in HDF5_KEYS}
+            data = {k: np.asarray(handle[k][()]) for k in HDF5_KEYS}
     except OSError as exc:
         raise ValueError(f"{path.name} is not a readable HDF5 file (corrupt or truncated?): {exc}") from None
+    not_numbers = [k for k, v in data.items() if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool)]
+    if not_numbers:
+        raise ValueError(f"{path.name}: dataset(s) {not_numbers} hold {data[not_numbers[0]].dtype} values, not numbers")
+    return data
 
 
 def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = "dataset") -> list[Trajectory]:

@@ -64,6 +64,8 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
     assert code == 2 and "--task" in out["error"]
     code, out = _run(capsys, "import", str(tmp_path / "x.hdf5"), "--workspace", ws2, "--task", CHEETAH)
     assert code == 2 and "x.hdf5" in out["error"]
+    code, out = _run(capsys, "import", str(tmp_path / "x.hdf5"), "--workspace", ws2, "--task", CHEETAH, "--restore-deleted")
+    assert code == 2 and out["error"] == "--restore-deleted adds back pairs of an export (a folder or .zip), not of x.hdf5"
 
 
 def test_cli_rejects_a_bad_task(capsys):

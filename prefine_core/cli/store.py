@@ -111,6 +111,8 @@ def _import(args: argparse.Namespace) -> dict:
     if path.is_dir():
         return {"kind": "bundle", **import_bundle(ws, path, args.restore_deleted)}
     suffix = path.suffix.lower()
+    if args.restore_deleted and suffix != ".zip":
+        raise ValueError(f"--restore-deleted adds back pairs of an export (a folder or .zip), not of {path.name}")
     if suffix == ".zip":
         return {"kind": "bundle", **transfer.import_zip(ws, path.name, path.read_bytes(), args.restore_deleted)}
     if suffix == ".safetensors":
