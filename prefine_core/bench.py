@@ -859,6 +859,13 @@ unchanged code, their PREFINE and BC fine-tunes read from the twenty-seed run's 
 came out identical (16, 17 and 16 rows; `scripts/compare_bench_tables.py`), and their `result.json` files are
 committed. Hopper's main run and the two other named 10-seed runs are still to restore. The demo (Home's guided
 path) is measured in its own section, "The demo", below; it chooses nothing here.
+**Session 14.** Nothing of the fine-tuner, its defaults, its selection or the benchmark's pools changed, and no
+variant was run on any seed (session 13's reasons stand). Hopper's main run and PointCircle's 100-pair 10-seed run
+were rerun from scratch with their own commands on today's code (no cache; the shipped Lagrangians reused, both runs
+side by side on the 2 cores): every row of their tables came out identical (38 of 38 and 17 of 17;
+`scripts/compare_bench_tables.py`), and their `result.json` files are committed. Hopper's 50-pair 10-seed run is the
+last one whose `result.json` is missing, so `bench --write-benchmarks` still refuses to rewrite this section on a
+clean clone until it is restored.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
