@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import streamlit as st
 import streamlit.components.v1 as components
 
 _pair_player = components.declare_component("pair_player", path=str(Path(__file__).parent / "pair_player"))
+#: The page's choice buttons (keys ``choice_<action>_<pair id>``) take no click until the player has shown their
+#: pair: the player's own rule (``body .st-key-choice_…``, more specific) lets that pair's through. Drawn with the
+#: page, so that it holds from the first moment, before the player's frame has loaded.
+_CHOICES_HELD = '<style>[class*="st-key-choice_"] button { pointer-events: none; }</style>'
 
 
 def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None) -> dict | None:
@@ -21,6 +26,7 @@ def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None)
     # Only the variant on show travels to the browser: each rerun re-sends the component's arguments,
     # and the video bytes are most of what a choice costs the server.
     plain = not show_cost and view.video_plain is not None
+    st.html(_CHOICES_HELD)
     return _pair_player(
         pair_id=view.pair_id, task_id=view.task_id, video=None if plain else view.video,
         video_plain=view.video_plain if plain else None, costs_left=view.costs_left,

@@ -388,7 +388,7 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
     """Streamlit draws the next pair's choice buttons a moment before the player has swapped its video: a click in
     that moment judged a pair nobody had seen. Sampled every animation frame while a person clicks through pairs,
     a button takes a mouse click only while the player shows its own pair's video, and does once it does — after a
-    visit to another page too."""
+    visit to another page too, and on a page opened afresh."""
     from prefine_core.demo import prepare_pairs
     from prefine_core.workspace import Workspace
 
@@ -427,6 +427,18 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
         deadline = time.time() + 30
         while len(ws.store.label_history()) == 3 and time.time() < deadline:
             time.sleep(0.2)
+        # A page opened afresh (a new tab): watched from its first moment, before the player's frame has loaded
+        fresh = page.context.browser.new_page(viewport={"width": 1400, "height": 2000})
+        fresh.set_default_timeout(60_000)
+        fresh.add_init_script(f"({WATCH_CHOICE_BUTTONS})()")
+        fresh.goto(f"{url}/label")
+        sign_in(fresh, "e2e-gate")
+        fresh.wait_for_function("""() => { const f = document.querySelector(
+                'iframe[title="prefine_core.components.pair_player"]');
+            const b = f && f.contentDocument && f.contentDocument.body;
+            return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId; }""")
+        samples += fresh.evaluate("window.__choiceSamples")
+        fresh.close()
     labelled = [label.pair_id for label in ws.store.label_history()]
     assert len(labelled) == 4 and len(set(labelled)) == 4 and labelled[-1] == int(shown)
     unseen = [s for s in samples if s["button_pair"] != s["player_pair"] or not s["has_frame"]]
