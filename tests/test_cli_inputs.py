@@ -4,12 +4,16 @@ Each is exit status 2 and one line that names the file or the flag; with --json,
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import CHEETAH, make_policy
 from prefine_core.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _checkpoint(path, tensors: dict | None = None, metadata: str | None = None):
@@ -155,3 +159,39 @@ def test_an_abbreviated_flag_is_refused_not_guessed(capsys):
     with pytest.raises(SystemExit) as refused:
         main(["runs", "--js"])
     assert refused.value.code == 2 and "unrecognized arguments: --js" in capsys.readouterr().err
+
+
+def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
+    """`kill` ended an HDF5 import at once: its transaction rolled back, but the array files it had written stayed,
+    named by no row. SIGTERM now stops a command as Ctrl-C does: rows and files undone, and --json says so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import h5py
+    import numpy as np
+
+    n = 40_000
+    with h5py.File(tmp_path / "big.hdf5", "w") as f:
+        f["observations"] = np.zeros((n, 17), np.float32)
+        f["actions"] = np.zeros((n, 6), np.float32)
+        f["rewards"] = f["costs"] = np.zeros(n, np.float32)
+        f["terminals"] = np.zeros(n, bool)
+        f["timeouts"] = np.arange(n) % 1000 == 999
+    workspace = tmp_path / "ws"
+    child = subprocess.Popen([sys.executable, "-m", "prefine_core", "import", str(tmp_path / "big.hdf5"), "--task",
+                              "SafetyHalfCheetahVelocity-v1", "--clip-length", "10", "--workspace", str(workspace),
+                              "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "MUJOCO_GL": "egl", "PREFINE_SHIPPED_POLICIES": ""})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((workspace / "trajectories").glob("*.npz")):
+        time.sleep(0.05)
+    assert list((workspace / "trajectories").glob("*.npz")), "the import never began to write"
+    child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 130 and json.loads(out)["error"].startswith("interrupted")
+    assert not list((workspace / "trajectories").glob("*.npz"))
+    from prefine_core.store import Store
+
+    assert Store(f"sqlite:///{workspace / 'prefine.db'}").counts()["trajectories"] == 0

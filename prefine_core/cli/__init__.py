@@ -16,7 +16,9 @@ import json
 import math
 import numbers
 import os
+import signal
 import sys
+import threading
 
 _AREAS = ("foundation", "store", "finetune")
 
@@ -76,20 +78,38 @@ def strict_json(value):
     return value
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+
+
+def _refused(args: argparse.Namespace, message: str, status: int) -> int:
+    """Say why a command stopped: one line on stderr and, with --json, one JSON object on stdout."""
+    print(f"error: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"error": message}))
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _Parser.json_errors = "--json" in argv
     args = build_parser().parse_args(argv)
+    # `kill` (SIGTERM) stops a command as Ctrl-C does, so that what it half-wrote is undone: it used to end the
+    # process at once, leaving an interrupted import's array files behind with no row naming them
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         result = args.handler(args)
     except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"error": str(exc)}))
-        return 2
+        return _refused(args, str(exc), 2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _refused(args, "interrupted; nothing it had begun to write was kept", 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     try:
         if args.json:
             print(json.dumps(strict_json(result), default=str, allow_nan=False))
