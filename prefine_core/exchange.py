@@ -254,8 +254,8 @@ class _Merge:
     """Export policy id -> this store's policy, for the policies that are here already (same file or same path)."""
     trajectories: dict[int, int] = field(default_factory=dict)
     pairs: dict[int, int] = field(default_factory=dict)
-    deleted_here: dict[int, int] = field(default_factory=dict)
-    """Export pair id -> the id it had here, for pairs a person deleted here since (left out, with their labels)."""
+    deleted_here: set[int] = field(default_factory=set)
+    """Export pair ids of pairs a person deleted here since (left out, with their labels)."""
     new_labels: list[dict] = field(default_factory=list)
     labels_here: int = 0
     labels_on_deleted: int = 0
@@ -263,7 +263,7 @@ class _Merge:
     def anything_new(self, rows: dict[str, list[dict]]) -> bool:
         return bool(self.new_labels) or any(len(rows[name]) > len(mapped) for name, mapped in (
             ("policies", self.policies), ("trajectories", self.trajectories),
-            ("pairs", {**self.pairs, **self.deleted_here})))
+            ("pairs", self.pairs.keys() | self.deleted_here)))
 
 
 def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays: dict[int, Trajectory],
@@ -283,14 +283,13 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
             merge.trajectories[t["id"]] = found
     pair_tasks = {p["task_id"] for p in rows["pairs"]}
     local_pairs = {(p.left_id, p.right_id): p.id for task_id in pair_tasks for p in store.list_pairs(task_id)}
-    deleted = {} if restore_deleted else {sides: old_id for task_id in pair_tasks
-                                          for sides, old_id in store.deleted_pairs(task_id).items()}
+    deleted = set() if restore_deleted else {sides for task_id in pair_tasks for sides in store.deleted_pairs(task_id)}
     for p in rows["pairs"]:
         sides = (merge.trajectories.get(p["left_id"]), merge.trajectories.get(p["right_id"]))
         if sides in local_pairs:
             merge.pairs[p["id"]] = local_pairs[sides]
         elif sides in deleted:
-            merge.deleted_here[p["id"]] = deleted[sides]
+            merge.deleted_here.add(p["id"])
     history: dict[tuple[int, str], list[tuple]] = {}
     for h in store.label_history():
         history.setdefault((h.pair_id, h.annotator), []).append(_label_key(h.annotator, h.choice, h.created_at))

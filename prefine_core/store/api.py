@@ -96,8 +96,12 @@ def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -
 
 def _insert_ignore(conn: Connection, table, key: str, **values) -> None:
     """Insert unless a row with the same ``key`` exists (safe against concurrent inserts)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key]))
+    conn.execute(_insert(conn, table).values(**values).on_conflict_do_nothing(index_elements=[key]))
+
+
+def _insert(conn: Connection, table):
+    """An INSERT of the connection's own dialect, which can say what to do on a conflict (ON CONFLICT …)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 class _Writer:
@@ -133,8 +137,7 @@ class _Writer:
         task_id = self.ensure_task(task_id)
         if parent_id is not None:
             self._policy_row(_int_id("parent_id", parent_id))
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        self.conn.execute(dialect.insert(S.policies).values(  # two app instances may register it at once
+        self.conn.execute(_insert(self.conn, S.policies).values(  # two app instances may register it at once
             name=name, path=path, task_id=task_id, kind=kind, parent_id=parent_id, provenance=provenance or {},
             created_at=S.utcnow()).on_conflict_do_nothing(index_elements=["task_id", "path"]))
         return self.conn.execute(select(S.policies.c.id).where(
@@ -218,9 +221,8 @@ class _Writer:
 
     def hold(self, pair_id: int, annotator_id: int, judged: bool) -> None:
         """The annotator holds a slot on the pair: a fresh lease, or for good once judged."""
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         values = {"served_at": S.utcnow(), "judged": judged}
-        self.conn.execute(dialect.insert(S.assignments).values(pair_id=pair_id, annotator_id=annotator_id, **values)
+        self.conn.execute(_insert(self.conn, S.assignments).values(pair_id=pair_id, annotator_id=annotator_id, **values)
                           .on_conflict_do_update(index_elements=["pair_id", "annotator_id"], set_=values))
 
     def release(self, pair_id: int, annotator_id: int) -> None:
@@ -484,10 +486,9 @@ class Store:
             missing = [i for i in ids if i not in {row.id for row in found}]
             if missing:
                 raise NotFound(f"pair_id {missing[0]} does not exist" + (f" (nor {missing[1:]})" if missing[1:] else ""))
-            dialect = postgresql if w.conn.dialect.name == "postgresql" else sqlite
             for row in found:  # the same two clips deleted again (re-added meanwhile): the newest deletion is kept
                 values = {"task_id": row.task_id, "pair_id": row.id, "deleted_at": S.utcnow()}
-                w.conn.execute(dialect.insert(S.deleted_pairs).values(left_id=row.left_id, right_id=row.right_id, **values)
+                w.conn.execute(_insert(w.conn, S.deleted_pairs).values(left_id=row.left_id, right_id=row.right_id, **values)
                                .on_conflict_do_update(index_elements=["left_id", "right_id"], set_=values))
             w.conn.execute(delete(S.assignments).where(S.assignments.c.pair_id.in_(ids)))
             w.conn.execute(update(S.labels).where(S.labels.c.pair_id.in_(ids)).values(supersedes_id=None))
