@@ -96,6 +96,15 @@ def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
         checkpoint_choice(run, metrics, limit)
 
 
+def live_run_view(run_id: int, smoothing: float, limit: float | None) -> None:
+    """:func:`run_view` of an active run, every 2 s; once the run has ended, the whole page is drawn again instead,
+    so the finished view (the checkpoint picker a person opens) is drawn once, by the page, and not first by this
+    fragment and then replaced by the page's redraw a moment later (which closed an open list)."""
+    if ws.store.get_run(run_id).status not in jobs.ACTIVE:
+        st.rerun()
+    run_view(run_id, smoothing, limit)
+
+
 # Only what changes refreshes itself: a finished run's curves and checkpoint picker are drawn once, not
 # re-sent every 2 s (and re-read from the store) while a person works with them; the jobs table checks
 # for new or finished runs every 10 s when none is active, every 2 s while one is.
@@ -129,7 +138,9 @@ smoothing = c2.slider("Smoothing", 0.0, 0.99, help="of the per-step curves (loss
 limit = c3.number_input("Cost limit line", min_value=0.0, max_value=1e6, step=5.0,
                         help="episode cost drawn as a dashed line on the cost curve (0: none); 25 is Safety-Gymnasium's "
                              "usual limit", **ui.kept("cost_limit", value=launcher.COST_LIMIT))
+
+
 if ws.store.get_run(run_id).status in jobs.ACTIVE:
-    st.fragment(run_every=2.0)(ui.survives_outage(run_view))(run_id, smoothing, limit or None)
+    st.fragment(run_every=2.0)(ui.survives_outage(live_run_view))(run_id, smoothing, limit or None)
 else:
     run_view(run_id, smoothing, limit or None)

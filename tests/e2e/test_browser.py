@@ -193,7 +193,6 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     run = ws.store.get_run(run.id)
     assert run.status == "done", run.error
     page.get_by_text("Trade-off: every checkpoint").wait_for(timeout=30_000)  # the page redraws once the run ends
-    page.wait_for_timeout(2500)
     page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
     shot(page, "6-finetune-done")
 
@@ -208,7 +207,10 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
         if page.get_by_role("option").count():
             break
         page.wait_for_timeout(300)
-    page.wait_for_timeout(2500)  # a finished run's page does not refresh itself: the open list stays open
+    # A finished run's page is drawn once and does not refresh itself, so the list opened at once stays open. (The
+    # live view's fragment used to draw the finished view first, and the whole page drew it again up to 2 s later,
+    # closing the list.)
+    page.wait_for_timeout(5000)
     assert page.get_by_role("option").count() >= 2
     page.keyboard.type(str(other))  # the select filters its options by what is typed
     page.get_by_role("option", name=str(other), exact=True).click()
