@@ -9,7 +9,20 @@ ws, task = ui.workspace(), ui.task_id()
 st.title("Fine-tune")
 policies = launcher.start_policies(ws, task)
 primary, more = launcher.form_fields()
-defaults = DEMO_FINETUNE if st.session_state.get("demo") else {}
+last_run, last = launcher.last_settings(ws, task)
+if st.session_state.get("demo"):
+    defaults = DEMO_FINETUNE
+elif last_run is not None and not st.session_state.get("form_defaults"):
+    defaults = last
+    note, button = st.columns([5, 1])
+    note.caption(f"The form starts from the settings of run {last_run}, the latest.")
+    if button.button("Default settings", key="form_defaults_button"):
+        st.session_state["form_defaults"] = True
+        for key in [k for k in st.session_state if str(k).startswith("cfg_")]:
+            del st.session_state[key]
+        st.rerun()
+else:
+    defaults = {}
 
 with st.form("finetune_form"):
     start = st.selectbox("Start from", policies, format_func=lambda p: f"{p.name} [{p.kind}]", key="start_policy")
@@ -27,6 +40,7 @@ with st.form("finetune_form"):
     if st.form_submit_button("Launch", type="primary"):
         run_id = ui.guarded(launcher.launch_finetune, ws, *inputs, keep=("launch_refused", inputs))
         if run_id is not None:
+            st.session_state.pop("form_defaults", None)  # the next form starts from this run's settings
             ui.set_kept(ui.scoped("run_select", task), run_id)
             st.toast(f"Run {run_id} started in the background; its curves appear below.")  # outlives the refreshes
     else:  # a refusal stays while what it refused is still in the form

@@ -36,6 +36,19 @@ def start_policies(ws: Workspace, task_id: str) -> list:
     return sorted(ws.store.list_policies(task_id), key=lambda p: (order.get(p.kind, 9), -p.id))
 
 
+def last_settings(ws: Workspace, task_id: str) -> tuple[int | None, dict]:
+    """(id, settings) of the task's latest fine-tune run whose settings are a config, for the form to start from
+    (a person's last choices outlive a reload, an app restart and a change of page); (None, {}) before any run. A
+    row whose settings are not a config (hand-edited, unreadable) is passed over, never put into the form."""
+    for run in ws.store.list_runs(task_id):
+        if run.kind == "prefine":
+            try:
+                return run.id, PrefineConfig.from_saved(run.config).to_dict()
+            except (ValueError, TypeError):
+                continue
+    return None, {}
+
+
 def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: dict) -> int:
     """Validate the form values and the data, then start the run; a ValueError says what to fix."""
     if policy_id is None:
@@ -78,7 +91,9 @@ def run_progress(run, metrics: pd.DataFrame) -> tuple[int, int, bool]:
 
 def _progress(run, own_step: int | None, any_step: int | None) -> tuple[int, int, bool]:
     """:func:`run_progress` from the highest step the run reported itself and the highest of any metric."""
-    steps, start = int(run.config.get("steps", 0)), str(run.config.get("start", "reference"))
+    steps, start = run.config.get("steps", 0), str(run.config.get("start", "reference"))
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        steps = 0  # a row whose settings are not a config's (hand-edited): its progress is shown without a total
     if own_step is not None:
         return steps_done(steps, start, own_step, stage=False), total_steps(steps, start), False
     # nothing from the run itself yet: its BC stage's progress, if it has one

@@ -293,6 +293,36 @@ def test_finetune_form_is_generated_from_the_config(app):
     assert form_config(values) == PrefineConfig()  # every field shown with its default, read back exactly
 
 
+def test_the_form_starts_from_the_latest_runs_settings_and_offers_the_defaults(tmp_path, monkeypatch):
+    from prefine_core.prefine import PrefineConfig
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path)
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    reference = ws.store.list_policies(CHEETAH, kind="reference")[0]
+    mine = PrefineConfig(steps=123, beta=0.07, select="last").to_dict()
+    ws.store.create_run(CHEETAH, reference.id, "prefine", mine)
+    newer = ws.store.create_run(CHEETAH, reference.id, "compare", {"episodes": 3})  # not a fine-tune: passed over
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a fresh session, as after a reload or a restart
+    at.switch_page("pages/finetune.py").run()
+    assert not at.exception, at.exception
+    shown = lambda: (at.text_input(key="cfg_steps").value, at.text_input(key="cfg_beta").value,  # noqa: E731
+                     at.selectbox(key="cfg_select").value)
+    assert shown() == ("123", "0.07", "last") and newer
+    assert any("settings of run 1" in c.value for c in at.caption)
+    at.button(key="form_defaults_button").click().run()
+    defaults = PrefineConfig()
+    assert shown() == (str(defaults.steps), str(defaults.beta), defaults.select)
+    ws.store.create_run(CHEETAH, reference.id, "prefine", {"steps": "many"})  # hand-edited: not a config
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/finetune.py").run()
+    assert shown() == (str(defaults.steps), str(defaults.beta), defaults.select)  # defaults asked for, still
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    fresh.switch_page("pages/finetune.py").run()
+    assert not fresh.exception and fresh.text_input(key="cfg_steps").value == "123"  # the unreadable row skipped
+
+
 def test_finetune_without_labels_says_what_to_do(app):
     app.switch_page("pages/finetune.py").run()
     app.button(key="FormSubmitter:finetune_form-Launch").click().run()
