@@ -65,12 +65,14 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
     def read(path) -> bytes | None:
         return Path(path).read_bytes() if path and Path(path).is_file() else None
 
+    from prefine_core.rollout import load_trajectory
+
+    left, right = (store.trajectory_record(i) for i in (pair.left_id, pair.right_id))  # each clip's row read once
     return PairView(
         pair_id=pair.id, task_id=pair.task_id, video=read(pair.video_path),
         video_plain=read(plain_video_path(pair.video_path)) if pair.video_path else None,
-        costs_left=store.get_trajectory(pair.left_id).costs.tolist(),
-        costs_right=store.get_trajectory(pair.right_id).costs.tolist(), reason=pair.reason, strategy=pair.strategy,
-        replayable=all(store.trajectory_record(i).replayable for i in (pair.left_id, pair.right_id)))
+        costs_left=load_trajectory(left.path).costs.tolist(), costs_right=load_trajectory(right.path).costs.tolist(),
+        reason=pair.reason, strategy=pair.strategy, replayable=left.replayable and right.replayable)
 
 
 def current_pair(store: Store, annotator: str, task_id: str, pair_id: int | None, overlap: int) -> PairRecord | None:
