@@ -82,6 +82,13 @@ class PolicyMeta:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown metadata fields {sorted(unknown)}")
+        missing = {"task_id", "obs_dim", "act_dim"} - set(data)
+        if missing:
+            raise ValueError(f"metadata lacks the fields {sorted(missing)}")
+        for name, kinds, what in (("task_id", str, "a task id"), ("name", str, "text"), ("parent", (str, type(None)),
+                                  "text or null"), ("provenance", dict, "a JSON object"), ("hidden_sizes", list, "a list")):
+            if name in data and not isinstance(data[name], kinds):
+                raise ValueError(f"metadata field {name} must be {what}, got {data[name]!r:.80}")
         data["hidden_sizes"] = tuple(data.get("hidden_sizes", ()))
         return cls(**data)
 

@@ -1,6 +1,7 @@
 """The tanh-Gaussian actor and its checkpoint format."""
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -103,3 +104,20 @@ def test_meta_validates_its_fields():
     with pytest.raises(ValueError, match="hidden_sizes"):
         PolicyMeta(task_id=CHEETAH, obs_dim=17, act_dim=6, hidden_sizes=(64, -1))
     TanhGaussianPolicy(PolicyMeta(task_id=CHEETAH, obs_dim=17, act_dim=6, hidden_sizes=(8,)))
+
+
+@pytest.mark.parametrize("change,says", [
+    (lambda m: m.pop("task_id"), "metadata lacks the fields ['task_id']"),
+    (lambda m: m.update(task_id=7), "metadata field task_id must be a task id, got 7"),
+    (lambda m: m.update(hidden_sizes=64), "metadata field hidden_sizes must be a list, got 64"),
+    (lambda m: m.update(provenance=[1]), "metadata field provenance must be a JSON object"),
+])
+def test_metadata_missing_or_mistyped_fields_are_named(tmp_path, policy_file, change, says):
+    """(These once surfaced as ``PolicyMeta.__init__() missing 1 required positional argument`` or a bare TypeError.)"""
+    from safetensors.torch import load_file, save_file
+
+    meta = json.loads(read_meta(policy_file).to_json())
+    change(meta)
+    save_file(load_file(str(policy_file)), str(tmp_path / "bad.safetensors"), metadata={"prefine": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match=re.escape(says)):
+        load_policy(tmp_path / "bad.safetensors")
