@@ -14,6 +14,7 @@ writes metrics. The result dict is saved as ``<runs>/<id>/result.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -111,9 +112,17 @@ def process_alive(pid: int | None, run_id: int | None = None) -> bool:
 
 
 def cancel(ws: Workspace, run_id: int) -> None:
-    """Ask a run to stop (SIGTERM to its process group); a run without a live process is marked cancelled."""
+    """Ask a run to stop (SIGTERM to its process group); a run without a live process is marked cancelled. A run
+    still queued is marked cancelled here first: its process may still be starting up (importing torch) and die of
+    the signal before it can say so, which read as a crash."""
     run = ws.store.get_run(run_id)
     if run.status not in ACTIVE:
+        return
+    if run.status == "queued" and ws.store.update_run(run_id, only_if_status="queued", status="cancelled",
+                                                      error="stopped by the user before it started"):
+        if process_alive(run.pid, run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGTERM)
         return
     if process_alive(run.pid, run_id):
         try:
@@ -220,24 +229,29 @@ def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event) -> None:
 
 
 def execute(ws: Workspace, run_id: int) -> str:
-    """Run job ``run_id`` in this process; returns its final status."""
-    import torch
-
-    torch.set_num_threads(1)
-    run = ws.store.get_run(run_id)
-
+    """Run job ``run_id`` in this process; returns its final status. A run that is no longer queued when this
+    process claims it (cancelled while it started) is not run."""
     cancelled = threading.Event()
 
     def on_term(signum, frame):
         cancelled.set()
         raise Cancelled()
 
-    signal.signal(signal.SIGTERM, on_term)
-    ws.store.update_run(run_id, status="running", pid=os.getpid(), heartbeat=True, error=None)
+    signal.signal(signal.SIGTERM, on_term)  # before the claim: from then on a cancel ends the run as cancelled
+    try:
+        claimed = ws.store.update_run(run_id, only_if_status="queued", status="running", pid=os.getpid(),
+                                      heartbeat=True, error=None)
+    except Cancelled:  # a cancel during the claim itself: whichever way the claim went, the run ends cancelled
+        for was in ("running", "queued"):
+            ws.store.update_run(run_id, only_if_status=was, status="cancelled", error="stopped by the user")
+        claimed = False
+    if not claimed:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        status = ws.store.get_run(run_id).status
+        print(_closing_line(run_id, status, "not started: it was no longer queued"), flush=True)
+        return status
+    run = ws.store.get_run(run_id)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(ws, run_id, stop), daemon=True)
-    beat.start()
-    print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {run.kind} on {run.task_id}", flush=True)
 
     def report(step: int, metrics: dict) -> None:
         if cancelled.is_set():  # the handler's Cancelled was swallowed somewhere (library code): stop here instead
@@ -246,6 +260,11 @@ def execute(ws: Workspace, run_id: int) -> str:
 
     status, fields = "done", {}
     try:
+        import torch
+
+        torch.set_num_threads(1)
+        threading.Thread(target=_heartbeat, args=(ws, run_id, stop), daemon=True).start()
+        print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {run.kind} on {run.task_id}", flush=True)
         outcome = KINDS[run.kind](ws, run, report)
         path = run_dir(ws, run_id) / "result.json"
         write_text_atomic(path, json.dumps(outcome, indent=1, default=str))

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import CHEETAH, make_policy
 from prefine_core import jobs, launcher
+from prefine_core.store import NotFound
 from prefine_core.trainer import STAGE_PREFIX
 
 
@@ -69,6 +70,37 @@ def test_cancel_stops_the_process(ws):
     while jobs.process_alive(run.pid, run_id) and time.time() < deadline:
         time.sleep(0.2)
     assert not jobs.process_alive(run.pid, run_id)
+
+
+def test_a_run_cancelled_at_once_after_its_launch_is_cancelled_not_crashed(ws):
+    """Its process is still starting (importing torch) when the signal comes; it once died of it unreported, and the
+    run read as a crash ("the run's process stopped without reporting")."""
+    from prefine_core.comparison import comparison_config
+
+    run_id = jobs.launch(ws, "compare", CHEETAH, 1, comparison_config(1, 2, episodes=100))
+    assert ws.store.get_run(run_id).status == "queued"
+    jobs.cancel(ws, run_id)
+    run = ws.store.get_run(run_id)
+    assert (run.status, run.error) == ("cancelled", "stopped by the user before it started")
+    deadline = time.time() + 30
+    while jobs.process_alive(run.pid, run_id) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not jobs.process_alive(run.pid, run_id)
+    assert jobs.reap(ws) == [] and ws.store.get_run(run_id).status == "cancelled"
+
+
+def test_a_process_never_runs_a_run_that_is_no_longer_queued(ws, monkeypatch):
+    ran = []
+    monkeypatch.setitem(jobs.KINDS, "probe", lambda ws, run, report: ran.append(run.id) or {})
+    run_id = ws.store.create_run(CHEETAH, 1, "probe", {})
+    ws.store.update_run(run_id, status="cancelled", error="stopped by the user before it started")
+    assert jobs.execute(ws, run_id) == "cancelled" and ran == []
+    assert ws.store.get_run(run_id).error == "stopped by the user before it started"
+    assert not ws.store.update_run(run_id, only_if_status="queued", status="running")  # and says it changed nothing
+    again = ws.store.create_run(CHEETAH, 1, "probe", {})
+    assert jobs.execute(ws, again) == "done" and ran == [again]
+    with pytest.raises(NotFound):
+        ws.store.update_run(10**9, only_if_status="queued", status="running")
 
 
 def test_a_cancel_swallowed_by_library_code_still_stops_the_run_at_its_next_report(ws, monkeypatch):

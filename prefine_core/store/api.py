@@ -690,8 +690,11 @@ class Store:
 
         return self._write(create)
 
-    def update_run(self, run_id: int, **fields) -> None:
-        """Set any of status, pid, error, output_policy_id, log_path, heartbeat (a datetime, or True for now), config."""
+    def update_run(self, run_id: int, only_if_status: str | None = None, **fields) -> bool:
+        """Set any of status, pid, error, output_policy_id, log_path, heartbeat (a datetime, or True for now), config.
+        With ``only_if_status``, only while the run's status is that one, checked and set in one statement (a queued
+        run cancelled by the app and claimed by its starting process at the same moment: one of the two wins);
+        returns whether the run was updated."""
         run_id = _int_id("run_id", run_id)
         unknown = set(fields) - _RUN_FIELDS
         if unknown:
@@ -706,7 +709,13 @@ class Store:
             self.get_policy(_int_id("output_policy_id", fields["output_policy_id"]))
         if fields.get("log_path") is not None:
             fields["log_path"] = self.paths.to_row(fields["log_path"])
-        self._set(S.runs, "run_id", run_id, updated_at=S.utcnow(), **fields)
+        if only_if_status is None:
+            self._set(S.runs, "run_id", run_id, updated_at=S.utcnow(), **fields)
+            return True
+        self.get_run(run_id)  # NotFound, as without the condition
+        query = (update(S.runs).where(S.runs.c.id == run_id, S.runs.c.status == only_if_status)
+                 .values(updated_at=S.utcnow(), **fields))
+        return self._write(lambda w: w.conn.execute(query).rowcount == 1)
 
     def get_run(self, run_id: int) -> RunRecord:
         run_id = _int_id("run_id", run_id)
