@@ -11,31 +11,28 @@ policies = launcher.start_policies(ws, task)
 primary, more = launcher.form_fields()
 last_run, last = launcher.last_settings(ws, task)
 if st.session_state.get("demo"):
-    defaults = DEMO_FINETUNE
-elif last_run is not None and not st.session_state.get("form_defaults"):
-    defaults = last
+    source, settings = ("demo",), DEMO_FINETUNE
+elif last_run is not None and st.session_state.get("form_defaults") != task:
+    source, settings = ("run", task), last  # not the run's id: a run started elsewhere leaves what is typed here
     note, button = st.columns([5, 1])
-    note.caption(f"The form starts from the settings of run {last_run}, the latest.")
+    note.caption(f"The form starts from the settings of run {last_run}, the latest of this task.")
     if button.button("Default settings", key="form_defaults_button"):
-        st.session_state["form_defaults"] = True
-        for key in [k for k in st.session_state if str(k).startswith("cfg_")]:
-            del st.session_state[key]
+        st.session_state["form_defaults"] = task
         st.rerun()
 else:
-    defaults = {}
+    source, settings = ("defaults", task), {}
+ui.fill_form(primary + more, settings, source)
 
 with st.form("finetune_form"):
     start = st.selectbox("Start from", policies, format_func=lambda p: f"{p.name} [{p.kind}]", key="start_policy")
     values = {}
     cols = st.columns(4)
     for i, field in enumerate(primary):
-        values[field["name"]] = ui.number_widget(cols[i % 4], field, defaults.get(field["name"], field["default"]),
-                                                 key=f"cfg_{field['name']}")
+        values[field["name"]] = ui.number_widget(cols[i % 4], field, key=f"cfg_{field['name']}")
     with st.expander("More settings"):
         cols = st.columns(4)
         for i, field in enumerate(more):
-            values[field["name"]] = ui.number_widget(cols[i % 4], field, defaults.get(field["name"], field["default"]),
-                                                     key=f"cfg_{field['name']}")
+            values[field["name"]] = ui.number_widget(cols[i % 4], field, key=f"cfg_{field['name']}")
     inputs = (task, start.id if start else None, values)
     if st.form_submit_button("Launch", type="primary"):
         run_id = ui.guarded(launcher.launch_finetune, ws, *inputs, keep=("launch_refused", inputs))

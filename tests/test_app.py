@@ -294,6 +294,7 @@ def test_finetune_form_is_generated_from_the_config(app):
 
 
 def test_the_form_starts_from_the_latest_runs_settings_and_offers_the_defaults(tmp_path, monkeypatch):
+    from prefine_core.demo import DEMO_FINETUNE
     from prefine_core.prefine import PrefineConfig
     from prefine_core.workspace import Workspace
 
@@ -301,8 +302,7 @@ def test_the_form_starts_from_the_latest_runs_settings_and_offers_the_defaults(t
     monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path))
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)
     reference = ws.store.list_policies(CHEETAH, kind="reference")[0]
-    mine = PrefineConfig(steps=123, beta=0.07, select="last").to_dict()
-    ws.store.create_run(CHEETAH, reference.id, "prefine", mine)
+    ws.store.create_run(CHEETAH, reference.id, "prefine", PrefineConfig(steps=123, beta=0.07, select="last").to_dict())
     newer = ws.store.create_run(CHEETAH, reference.id, "compare", {"episodes": 3})  # not a fine-tune: passed over
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a fresh session, as after a reload or a restart
     at.switch_page("pages/finetune.py").run()
@@ -311,13 +311,25 @@ def test_the_form_starts_from_the_latest_runs_settings_and_offers_the_defaults(t
                      at.selectbox(key="cfg_select").value)
     assert shown() == ("123", "0.07", "last") and newer
     assert any("settings of run 1" in c.value for c in at.caption)
-    at.button(key="form_defaults_button").click().run()
     defaults = PrefineConfig()
+    at.text_input(key="cfg_log_every").set_value("7")  # a hidden field typed, then the defaults asked for
+    at.button(key="form_defaults_button").click().run()
     assert shown() == (str(defaults.steps), str(defaults.beta), defaults.select)
-    ws.store.create_run(CHEETAH, reference.id, "prefine", {"steps": "many"})  # hand-edited: not a config
+    assert at.text_input(key="cfg_log_every").value == str(defaults.log_every)
     at.switch_page("pages/home.py").run()
     at.switch_page("pages/finetune.py").run()
     assert shown() == (str(defaults.steps), str(defaults.beta), defaults.select)  # defaults asked for, still
+    at.session_state["demo"] = True  # Demo mode (the sidebar's switch) fills the open form with the demo's settings
+    at.run()
+    assert at.text_input(key="cfg_steps").value == str(DEMO_FINETUNE["steps"])
+    at.session_state["demo"] = False
+    at.run()
+    assert shown() == (str(defaults.steps), str(defaults.beta), defaults.select)
+    at.text_input(key="cfg_steps").set_value("77").run()  # typed, not launched: a change of task does not carry it
+    at.session_state["task_id"] = "SafetyHopperVelocity-v1"
+    at.run()
+    assert not at.exception and shown() == (str(defaults.steps), str(defaults.beta), defaults.select)
+    ws.store.create_run(CHEETAH, reference.id, "prefine", {"steps": "many"})  # hand-edited: not a config
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     fresh.switch_page("pages/finetune.py").run()
     assert not fresh.exception and fresh.text_input(key="cfg_steps").value == "123"  # the unreadable row skipped

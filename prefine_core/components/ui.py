@@ -242,18 +242,34 @@ def kept_refusal(key: str, inputs: object) -> None:
         st.error(kept[0])
 
 
-def number_widget(container, field: dict, value, key: str):
-    """A widget for one generated config field: a select for choices, else a text field (its bounds said in its
-    help) whose text :func:`prefine_core.launcher.form_config` parses: a browser's number field rounds, clamps or
-    drops what it cannot hold (``1e30`` arrived as 1, an emptied field as the previous value) and the form would
-    start a run with a value nobody typed; the parser and ``PrefineConfig`` refuse it instead, naming the field."""
+def fill_form(fields: list[dict], values: dict, source: tuple, prefix: str = "cfg_") -> None:
+    """Put ``values`` (a field's default where absent) into the form of :func:`number_widget` fields, before it is
+    drawn: on a first visit (Streamlit dropped the fields' state on another page), and whenever ``source`` (what
+    the values come from: a task's latest run, the defaults, Demo mode) changes. A keyed widget's identity is its
+    key, so a new ``value=`` alone would not change what the browser shows; its session state does."""
+    marker = f"{prefix}filled_from"
+    if st.session_state.get(marker) == source and all(prefix + f["name"] in st.session_state for f in fields):
+        return
+    for field in fields:
+        value = values.get(field["name"], field["default"])
+        if field["choices"] and value not in field["choices"]:
+            value = field["default"]
+        st.session_state[prefix + field["name"]] = value if field["choices"] else shown(value)
+    st.session_state[marker] = source
+
+
+def number_widget(container, field: dict, key: str):
+    """A widget for one generated config field, its value put in by :func:`fill_form`: a select for choices, else a
+    text field (its bounds said in its help) whose text :func:`prefine_core.launcher.form_config` parses: a browser's
+    number field rounds, clamps or drops what it cannot hold (``1e30`` arrived as 1, an emptied field as the previous
+    value) and the form would start a run with a value nobody typed; the parser and ``PrefineConfig`` refuse it
+    instead, naming the field."""
     if field["choices"]:
-        return container.selectbox(field["name"], field["choices"], index=field["choices"].index(value),
-                                   help=field["help"], key=key)
+        return container.selectbox(field["name"], field["choices"], help=field["help"], key=key)
     low, high = field["min"], field["max"]
     bounds = (f" ({low} to {high})" if low is not None and high is not None else
               f" (at least {low})" if low is not None else f" (at most {high})" if high is not None else "")
-    return container.text_input(field["name"], value=shown(value), help=field["help"] + bounds, key=key)
+    return container.text_input(field["name"], help=field["help"] + bounds, key=key)
 
 
 def plain(text: str) -> str:
