@@ -14,6 +14,12 @@ if len(policies) < 2:
 ids = [p.id for p in policies]
 names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
 first_a, first_b = comparison.default_pair(policies)
+gone = {side: ui.forget_missing(ui.scoped(key, task), ids) for side, key in (("A", "policy_a"), ("B", "policy_b"))}
+gone = {side: policy for side, policy in gone.items() if policy is not None}
+if gone:
+    st.warning(" and ".join(f"{side}'s policy {policy}" for side, policy in gone.items()) + " no longer exists (deleted "
+               "in another tab or from the CLI); another is shown in its place and nothing was started. Check A and B, "
+               "then press the button.")
 c1, c2, c3 = st.columns([3, 3, 1])
 a = c1.selectbox("A (before)", ids, format_func=names.get,
                  **ui.kept(ui.scoped("policy_a", task), ids, in_url="policy_a", index=ids.index(first_a)))
@@ -32,7 +38,8 @@ for other in others:  # e.g. started from another tab
             "to follow it.")
 run = comparison.latest_comparison(ws, a, b)
 running = run is not None and run.status in jobs.ACTIVE
-if st.button("Evaluate both on the same seeds", key="compare", type="primary", disabled=config is None or running):
+if st.button("Evaluate both on the same seeds", key="compare", type="primary", disabled=config is None or running) \
+        and not gone:
     if ui.guarded(comparison.launch_comparison, ws, task, config) is not None:
         st.rerun()  # draws the new run's progress, the button held
 if config is None:

@@ -23,8 +23,13 @@ else:
     source, settings = ("defaults", task), {}
 ui.fill_form(primary + more, settings, source)
 
+starts = {p.id: f"{p.name} [{p.kind}]" for p in policies}
+if (gone := ui.forget_missing("start_policy", list(starts))) is not None:
+    st.warning(f"Policy {gone}, picked in \"Start from\", no longer exists (deleted in another tab or from the CLI); "
+               "another is shown in its place and nothing was launched. Check it, then press Launch.")
+
 with st.form("finetune_form"):
-    start = st.selectbox("Start from", policies, format_func=lambda p: f"{p.name} [{p.kind}]", key="start_policy")
+    start = st.selectbox("Start from", list(starts), format_func=starts.get, key="start_policy")
     values = {}
     cols = st.columns(4)
     for i, field in enumerate(primary):
@@ -33,8 +38,8 @@ with st.form("finetune_form"):
         cols = st.columns(4)
         for i, field in enumerate(more):
             values[field["name"]] = ui.number_widget(cols[i % 4], field, key=f"cfg_{field['name']}")
-    inputs = (task, start.id if start else None, values)
-    if st.form_submit_button("Launch", type="primary"):
+    inputs = (task, start, values)
+    if st.form_submit_button("Launch", type="primary") and gone is None:
         run_id = ui.guarded(launcher.launch_finetune, ws, *inputs, keep=("launch_refused", inputs))
         if run_id is not None:
             st.session_state.pop("form_defaults", None)  # the next form starts from this run's settings

@@ -218,3 +218,30 @@ def test_an_address_naming_one_policy_of_another_task_still_compares_two(app, wo
     reloaded.switch_page("pages/compare.py").run()
     assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (first_b, first_a)
     assert not reloaded.error, [e.value for e in reloaded.error]
+
+
+def test_a_policy_deleted_while_picked_is_said_and_no_click_acts_on_its_stand_in(app, workspace, tmp_path):
+    """Deleted from the CLI or another tab: a click on Evaluate (or Launch) then arrived with another policy put in
+    its place, unsaid, and started a comparison (or a fine-tune) nobody chose."""
+    from conftest import make_policy
+    from prefine_core.policy import save_policy
+
+    path = save_policy(make_policy(CHEETAH), tmp_path / "spare.safetensors")
+    spare = workspace.store.add_policy("spare", path, CHEETAH, "imported")
+    before = len(compare_runs(workspace))
+    open_compare(app, 1, spare, episodes=1)
+    workspace.store.delete_policy(spare)
+    app.button(key="compare").click().run()
+    assert not app.exception, app.exception
+    assert any(f"B's policy {spare} no longer exists" in w.value for w in app.warning), [w.value for w in app.warning]
+    assert len(compare_runs(workspace)) == before and app.selectbox(key=B).value != spare
+
+    spare = workspace.store.add_policy("spare", path, CHEETAH, "imported")
+    app.switch_page("pages/finetune.py").run()
+    app.selectbox(key="start_policy").set_value(spare)
+    runs = len(workspace.store.list_runs(CHEETAH))
+    workspace.store.delete_policy(spare)
+    app.button(key="FormSubmitter:finetune_form-Launch").click().run()
+    assert not app.exception, app.exception
+    assert any(f"Policy {spare}, picked in \"Start from\", no longer exists" in w.value for w in app.warning)
+    assert len(workspace.store.list_runs(CHEETAH)) == runs

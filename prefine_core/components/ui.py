@@ -96,9 +96,8 @@ def kept(widget_key: str, options: list | None = None, in_url: str | bool = Fals
     text as typed (the page checks it as it checks typing). Use as ``st.text_input("Name", **ui.kept("name"))``."""
     plain = f"kept_{widget_key}"
     url = (in_url if isinstance(in_url, str) else widget_key) if in_url else None
-    if options is not None and widget_key in st.session_state and st.session_state[widget_key] not in options:
-        del st.session_state[widget_key]  # e.g. a policy deleted meanwhile: the default instead
-        st.session_state.pop(plain, None)
+    if options is not None:
+        forget_missing(widget_key, options)  # e.g. a policy deleted meanwhile: the default instead
     if url and url in st.query_params and _from_url(url, options) is None:
         del st.query_params[url]  # it names nothing here (a deleted run, another task's policy, a typo)
     if url and widget_key not in st.session_state and plain not in st.session_state:
@@ -111,6 +110,17 @@ def kept(widget_key: str, options: list | None = None, in_url: str | bool = Fals
     if url and given:  # chosen, restored or set from code; a change of page clears the address
         _to_url(url, st.session_state[widget_key])
     return {"key": widget_key, "on_change": _keep, "args": (widget_key, plain), **({} if given else defaults)}
+
+
+def forget_missing(widget_key: str, options: list):
+    """Forget the value of the widget ``widget_key`` (and its :func:`kept` copy) when ``options`` no longer hold it,
+    so that the widget shows its default; returns that value, else None. A page calls it before drawing the widget,
+    to say so and to act on no click made this run against what is gone (a policy deleted in another tab or from
+    the CLI: a click on Evaluate or Launch then arrived with the default put in its place, unsaid)."""
+    if widget_key in st.session_state and st.session_state[widget_key] not in options:
+        st.session_state.pop(f"kept_{widget_key}", None)
+        return st.session_state.pop(widget_key)
+    return None
 
 
 def set_kept(widget_key: str, value) -> None:
