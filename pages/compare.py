@@ -68,7 +68,8 @@ if run is None:
 elif run.status in jobs.ACTIVE:
     progress(run.id)
 elif run.status != "done":
-    st.error(f"The comparison {run.status}: {ui.plain(run.error or 'no reason recorded')}. Press the button to try again.")
+    st.error(f"The comparison {run.status}: {ui.plain(run.error or 'no reason recorded')}. The button above evaluates "
+             "the pair again.")
 else:
     result = jobs.result(ws, run.id)
     st.markdown(f"**{comparison.verdict(result)}**")

@@ -184,7 +184,9 @@ def lost(run: RunRecord, now=None) -> bool:
 
 #: What a user does about a run of each kind whose process died (only a fine-tune has checkpoints).
 _AGAIN = {"prefine": "press Resume to continue from its last checkpoint",
-          "render": "render the missing videos again, or Resume it: the videos done stay"}
+          "render": "render the missing videos again, or Resume it: the videos done stay",
+          "compare": "evaluate the pair again",
+          "prepare": "prepare pairs again (Home)"}
 
 
 def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
@@ -193,7 +195,7 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     for run in ws.store.list_runs(task_id):
         if lost(run):
             error = ("the run's process stopped without reporting (app restart, crash or out of memory); "
-                     + _AGAIN.get(run.kind, f"press Resume (or `cli runs --resume {run.id}`) to start it again"))
+                     + _AGAIN.get(run.kind, f"start it again with `python -m prefine_core runs --resume {run.id}`"))
             ws.store.update_run(run.id, status="failed", error=error)
             if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
                 with open(run.log_path, "a") as log:

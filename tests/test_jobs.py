@@ -136,7 +136,7 @@ def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
     ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
     assert jobs.reap(ws) == [run_id]
     run = ws.store.get_run(run_id)
-    assert run.status == "failed" and "Resume" in run.error
+    assert run.status == "failed" and run.error.endswith("; evaluate the pair again")
     jobs.resume(ws, run_id)
     assert wait_for(ws, run_id, ("done", "failed")).status == "done"
     with pytest.raises(ValueError, match="only failed or cancelled"):
