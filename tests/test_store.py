@@ -335,6 +335,28 @@ def test_a_deleted_pairs_id_is_never_given_to_a_new_pair(store_url):
     store.close()
 
 
+def test_a_deleted_policys_id_is_never_given_to_a_new_policy(store_url, tmp_path):
+    """A kept choice or a link (``?policy_b=14``) named the new policy that took a deleted one's number; a store
+    upgraded from 0007 keeps its policies, the clips and runs that refer to them, and its foreign keys."""
+    from prefine_core.store import Store
+    from prefine_core.store.engine import make_engine, upgrade
+
+    engine = make_engine(store_url)
+    upgrade(engine, "0007")
+    engine.dispose()
+    store = Store(store_url)  # upgraded to the head on opening
+    ids = [store.add_policy(f"p{i}", tmp_path / f"p{i}.safetensors", CHEETAH, "imported") for i in range(3)]
+    child = store.add_policy("child", tmp_path / "child.safetensors", CHEETAH, "finetuned", parent_id=ids[0])
+    run = store.create_run(CHEETAH, ids[1], "compare", {})
+    store.delete_policy(child)  # the highest id, deleted: the next policy still gets a new number
+    assert store.add_policy("new", tmp_path / "new.safetensors", CHEETAH, "imported") == child + 1
+    assert store.get_run(run).policy_id == ids[1] and [p.id for p in store.list_policies(CHEETAH)][:3] == ids
+    with pytest.raises(Exception):  # foreign keys are on
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE policies SET parent_id = 999999 WHERE id = :id"), {"id": ids[0]})
+    store.close()
+
+
 def test_a_tasks_people_per_pair_is_stored_and_bounded(store, tmp_path, cheetah_episode):
     _, (p1, _, _) = fill(store, tmp_path, cheetah_episode)
     assert store.task_overlap(CHEETAH) == 1 and store.task_overlap("NeverSeen-v0") == 1

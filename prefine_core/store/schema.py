@@ -38,6 +38,7 @@ policies = Table(
     Column("provenance", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False, default=utcnow),
     UniqueConstraint("task_id", "path", name="uq_policies_task_path"),
+    sqlite_autoincrement=True,  # 0008: a deleted policy's id is never handed to a new one (links and choices name it)
 )
 
 trajectories = Table(
