@@ -25,12 +25,16 @@ def parse_number(label: str, text: object, whole: bool = False) -> int | float:
     try:
         if not typed.isascii():  # Python reads other scripts' digits too ("٣٠٠" is 300): a number here is 0-9
             raise ValueError(typed)
+        if "_" in typed:  # Python reads "4_0" as 40: a slip of the keyboard, not a number anyone means
+            raise ValueError(typed)
         value = float(typed)
     except ValueError:
         raise ValueError(f"{label} must be {kind} in digits 0-9, got {typed!r}" if not typed.isascii() else
                          f"{label} must be {kind}, got {typed!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{label} must be a finite number, got {typed!r}")
+    if value == 0 and any(ch in "123456789" for ch in typed.lower().split("e")[0]):
+        raise ValueError(f"{label} is too close to 0 to hold as a number, got {typed!r}")  # "1e-400" read as 0.0
     if not whole:
         return value
     if value != math.floor(value):
