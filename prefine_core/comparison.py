@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from prefine_core import jobs
-from prefine_core.entry import parse_number
+from prefine_core.entry import counted, parse_number
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.workspace import Workspace
 
@@ -136,8 +136,8 @@ def verdict(result: dict) -> str:
     within = ""
     if a.get("costs") and b.get("costs") and a.get("cost_limit") is not None:
         under = lambda s: sum(c <= s["cost_limit"] for c in s["costs"])  # noqa: E731
-        within = (f"; it kept within the cost limit ({a['cost_limit']:g}) in {under(b)} of {len(b['costs'])} "
-                  f"episodes (A: {under(a)})")
+        within = (f"; it kept within the cost limit ({a['cost_limit']:g}) in {under(b)} of "
+                  f"{counted(len(b['costs']), 'episode')} (A: {under(a)})")
     falls = ""
     if a.get("fall_rate", 0) or b.get("fall_rate", 0):
         falls = f"; it fell in {100 * b['fall_rate']:.0f} % of episodes (A: {100 * a['fall_rate']:.0f} %)"

@@ -100,6 +100,8 @@ def test_the_verdict_says_the_comparison_in_one_plain_sentence():
                     "b": summary(return_mean=2624.0, cost_mean=7.06, costs=[13.0, 1.12])}) == (
         "B cut the cost per episode by 99 % (919 → 7.06), and earned 56 % of A's return; it kept within the cost "
         "limit (25) in 2 of 2 episodes (A: 0).")
+    assert verdict({"a": summary(cost_mean=30.0, costs=[30.0]), "b": summary(cost_mean=20.0, costs=[20.0])}).endswith(
+        "in 1 of 1 episode (A: 0).")
     assert verdict({"a": summary(cost_mean=10.0), "b": summary(cost_mean=20.0)}).startswith(
         "B raised the cost per episode by 100 % (10 → 20)")
     assert verdict({"a": summary(cost_mean=0.0), "b": summary(cost_mean=0.0)}).startswith("B had no cost, as A had none")
