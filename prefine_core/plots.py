@@ -60,13 +60,15 @@ def curve_figure(metrics: pd.DataFrame, names: tuple[str, ...], title: str = "",
         fig.add_trace(go.Scatter(x=series.index, y=series.values, name=f"{name} (raw)", mode="lines+markers",
                                  line=dict(color=color, width=1), marker=dict(size=3), opacity=0.25,
                                  showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=series.index, y=smooth(series.values, smoothing), name=name, mode="lines",
-                                 line=dict(color=color, width=2)))
+        few = smoothing == 0.0 or len(series) < 2  # validation points, or a first one: a line alone draws nothing
+        fig.add_trace(go.Scatter(x=series.index, y=smooth(series.values, smoothing), name=name,
+                                 mode="lines+markers" if few else "lines", line=dict(color=color, width=2)))
     if cost_limit is not None:
         fig.add_hline(y=cost_limit, line_dash="dash", line_color="#d62728",
                       annotation_text=f"cost limit {cost_limit:g}", annotation_position="top left")
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="step",
                       legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(rangemode="nonnegative")  # steps start at 0 (one point at step 0 drew an axis from -1 to 1)
     return fig
 
 

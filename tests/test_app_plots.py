@@ -39,6 +39,15 @@ def test_validation_points_are_drawn_as_measured_and_per_step_curves_smoothed():
     assert loss.data[1].y[-1] > 0.0  # the loss is smoothed
 
 
+def test_a_runs_first_validation_point_is_seen_on_a_step_axis_from_0():
+    """Only step 0's validation yet: a line through one point draws nothing, and the axis ran from -1 to 1."""
+    metrics = pd.DataFrame({"step": [0, 0, 5], "name": ["eval/return", "eval/cost", "loss/total"],
+                            "value": [4600.0, 900.0, 1.0]})
+    figures = plots.run_figures(metrics, smoothing=0.6)
+    assert figures and all("markers" in fig.data[1].mode for fig in figures)
+    assert all(fig.layout.xaxis.rangemode == "nonnegative" for fig in figures)
+
+
 def test_a_staged_runs_bc_stage_is_drawn_beside_the_run_from_its_first_report():
     from prefine_core.trainer import STAGE_PREFIX
 
