@@ -251,6 +251,13 @@ class SafetyTask:
         return self._env.render()
 
     def close(self) -> None:
+        """Close the env and the viewers a navigation task keeps for itself: Safety-Gymnasium never closes those, and
+        the garbage collector freed their GL contexts after EGL was gone at exit, which ended a render job's log with
+        two EGLError tracebacks."""
+        viewers = getattr(getattr(self._env.unwrapped, "task", None), "_viewers", None) or {}
+        for viewer in list(viewers.values()):
+            viewer.close()
+        viewers.clear()
         self._env.close()
 
     def __enter__(self) -> "SafetyTask":

@@ -132,3 +132,17 @@ def test_navigation_reset_is_fast_without_hd_skybox():
             times.append(time.perf_counter() - start)
     # a correctness bound, far above the measured ~2 ms and far below the ~1 s of decoding the skybox
     assert np.median(times) < 0.5
+
+
+def test_closing_a_navigation_task_frees_the_viewers_safety_gymnasium_keeps():
+    """Safety-Gymnasium never closes them: the garbage collector freed their GL contexts after EGL was gone at exit,
+    and a PointCircle render job started from the CLI ended its log with two EGLError tracebacks after "done"."""
+    task = SafetyTask(CIRCLE, render=True, width=48, height=48)
+    task.reset(seed=0)
+    task.render()
+    viewers = task._env.unwrapped.task._viewers
+    [viewer] = list(viewers.values())
+    freed = []
+    viewer.free = lambda: freed.append(True)  # what its close() calls to free the GL context
+    task.close()
+    assert freed == [True] and viewers == {}
