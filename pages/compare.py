@@ -14,6 +14,8 @@ if len(policies) < 2:
 ids = [p.id for p in policies]
 names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
 first_a, first_b = comparison.default_pair(policies)
+if ui.kept_choice(ui.scoped("policy_b", task), ids, in_url="policy_b") == first_a:
+    first_a, first_b = first_b, first_a  # B is kept (or linked) on A's default: A's is the other one
 gone = {side: ui.forget_missing(ui.scoped(key, task), ids) for side, key in (("A", "policy_a"), ("B", "policy_b"))}
 gone = {side: policy for side, policy in gone.items() if policy is not None}
 if gone:

@@ -220,6 +220,12 @@ def test_an_address_naming_one_policy_of_another_task_still_compares_two(app, wo
     reloaded.switch_page("pages/compare.py").run()
     assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (first_b, first_a)
     assert not reloaded.error, [e.value for e in reloaded.error]
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # and A of another task, B on A's default
+    reloaded.query_params = {"task": CHEETAH, "policy_a": str(hopper), "policy_b": str(first_a)}
+    reloaded.run()
+    reloaded.switch_page("pages/compare.py").run()
+    assert (reloaded.selectbox(key=A).value, reloaded.selectbox(key=B).value) == (first_b, first_a)
+    assert not reloaded.error, [e.value for e in reloaded.error]  # it said "A and B are the same policy"
 
 
 def test_a_policy_deleted_while_picked_is_said_and_no_click_acts_on_its_stand_in(app, workspace, tmp_path):

@@ -86,6 +86,16 @@ def scoped(name: str, scope: str) -> str:
     return f"{name}.{scope}"
 
 
+def kept_choice(widget_key: str, options: list, in_url: str | None = None):
+    """What :func:`kept` will restore into the widget ``widget_key`` (its state, its kept copy, else the address's
+    ``in_url``), if it is one of ``options``; else None: the widget's default applies. For a default that must
+    differ from another widget's choice drawn after it."""
+    for value in (st.session_state.get(widget_key), st.session_state.get(f"kept_{widget_key}")):
+        if value is not None and value in options:
+            return value
+    return _from_url(in_url, options) if in_url else None
+
+
 def kept(widget_key: str, options: list | None = None, in_url: str | bool = False, **defaults) -> dict:
     """Widget arguments that make the value of the widget ``widget_key`` outlive switching pages: Streamlit drops
     the state of a widget that a page run did not draw, so the value is also kept under a plain session key and
