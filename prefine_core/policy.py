@@ -201,17 +201,27 @@ def load_policy(path: str | os.PathLike, task_id: str | None = None) -> TanhGaus
     meta, tensors = _open_checkpoint(path)
     if task_id is not None and meta.task_id != task_id:
         raise _refused(path, f"is a policy for {meta.task_id}, not for {task_id}")
-    policy = TanhGaussianPolicy(meta)
-    expected = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    expected = expected_shapes(meta)  # checked before the network is built: sizes a file merely claims
+    found = {k: tuple(v.shape) for k, v in tensors.items()}  # (hidden_sizes [10⁶, 10⁶]) would allocate terabytes
     if expected != found:
         wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
         details = ", ".join(f"{k}: expected {expected.get(k)}, found {found.get(k)}" for k in wrong[:4])
         raise _refused(path, f"does not match its metadata's sizes ({details})")
     _check_values(path, tensors)
+    policy = TanhGaussianPolicy(meta)
     policy.load_state_dict(tensors)
     policy.eval()
     return policy
+
+
+def expected_shapes(meta: PolicyMeta) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a :class:`TanhGaussianPolicy` of ``meta``, without building it."""
+    sizes = [meta.obs_dim, *meta.hidden_sizes, meta.act_dim]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i in range(len(sizes) - 1):  # Linear layers at 0, 2, 4, … of mean_net (a Tanh between each two)
+        shapes[f"mean_net.{2 * i}.weight"] = (sizes[i + 1], sizes[i])
+        shapes[f"mean_net.{2 * i}.bias"] = (sizes[i + 1],)
+    return {**shapes, "log_std": (meta.act_dim,), "obs_mean": (meta.obs_dim,), "obs_var": (meta.obs_dim,)}
 
 
 def _check_values(path: Path, tensors: dict[str, torch.Tensor]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from prefine_core.entry import counted
@@ -50,7 +51,10 @@ def _unpack(data: bytes, target: Path) -> Path:
             name = Path(member.filename)
             if name.is_absolute() or ".." in name.parts:
                 raise ValueError(f"the archive holds an unsafe path {member.filename!r}; it was not made by PREFINE Studio")
-        archive.extractall(target)
+        try:
+            archive.extractall(target)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # damaged in transit, say
+            raise ValueError(f"the archive is damaged and cannot be unpacked ({exc}); {_WHAT}") from None
     manifests = list(target.rglob("manifest.json"))
     if len(manifests) != 1:
         raise ValueError(f"the archive holds {len(manifests)} manifest.json files, expected one; {_WHAT}")

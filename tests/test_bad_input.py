@@ -452,6 +452,10 @@ def test_oversize_and_broken_zips_are_refused(ws, monkeypatch):
         transfer.import_upload(ws, "bundle.zip", b"PK\x03\x04 truncated", CHEETAH)
     with pytest.raises(ValueError, match="holds 0 manifest.json"):
         transfer.import_upload(ws, "bundle.zip", _zip({"a.txt": b"x"}), CHEETAH)
+    damaged = bytearray(_zip({"manifest.json": b"{}", "labels.jsonl": b'{"pair_id": 1}' * 20}))
+    damaged[damaged.index(b'{"pair_id"') + 3] ^= 0xFF  # one byte flipped in transit: a bad CRC, found while unpacking
+    with pytest.raises(ValueError, match="the archive is damaged and cannot be unpacked .*Bad CRC-32 for file 'labels"):
+        transfer.import_upload(ws, "bundle.zip", bytes(damaged), CHEETAH)
     monkeypatch.setattr(transfer, "MAX_UNPACKED", 1000)  # a zip bomb, scaled down: sizes are checked before unpacking
     with pytest.raises(ValueError, match="unpacks to more than"):
         transfer.import_upload(ws, "bundle.zip", _zip({"manifest.json": b"{}", "big.bin": b"\0" * 5000}), CHEETAH)

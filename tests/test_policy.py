@@ -121,3 +121,18 @@ def test_metadata_missing_or_mistyped_fields_are_named(tmp_path, policy_file, ch
     save_file(load_file(str(policy_file)), str(tmp_path / "bad.safetensors"), metadata={"prefine": json.dumps(meta)})
     with pytest.raises(CheckpointError, match=re.escape(says)):
         load_policy(tmp_path / "bad.safetensors")
+
+
+def test_sizes_a_file_merely_claims_are_checked_before_a_network_is_built(tmp_path, policy_file):
+    """hidden_sizes [10⁶, 10⁶] in a 24 KB upload made the app allocate 4 TB (a RuntimeError traceback on Data)."""
+    from safetensors.torch import load_file, save_file
+
+    from prefine_core.policy import expected_shapes
+
+    meta = PolicyMeta(task_id=CHEETAH, obs_dim=17, act_dim=6, hidden_sizes=(8, 5, 3))
+    assert expected_shapes(meta) == {k: tuple(v.shape) for k, v in TanhGaussianPolicy(meta).state_dict().items()}
+    claims = json.loads(read_meta(policy_file).to_json())
+    claims["hidden_sizes"] = [1_000_000, 1_000_000]
+    save_file(load_file(str(policy_file)), str(tmp_path / "huge.safetensors"), metadata={"prefine": json.dumps(claims)})
+    with pytest.raises(CheckpointError, match=r"does not match its metadata's sizes \(log_std|mean_net"):
+        load_policy(tmp_path / "huge.safetensors")
