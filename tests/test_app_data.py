@@ -115,10 +115,15 @@ def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkey
         video.parent.mkdir(parents=True, exist_ok=True)
         video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
     ws.store.set_pair_video(pair.id, videos[0])
+    assert app.button(key="delete").disabled, "nothing chosen yet"
     app.multiselect(key="delete_ids").set_value([pair.id]).run()
-    assert app.button(key="delete").disabled, "deleting must wait for the typed confirmation"
-    app.text_input(key="delete_confirm").input("DELETE").run()
-    app.button(key="delete").click().run()
+    for typed in ("", "delete"):  # the button takes the click (held, the click leaving the box fell on nothing) …
+        app.text_input(key="delete_confirm").input(typed)
+        app.button(key="delete").click().run()
+        assert [e.value for e in app.error] == ["Type DELETE in the box above to confirm; nothing was deleted."]
+        assert len(ws.store.list_pairs(CHEETAH)) == 1  # … and deletes only once DELETE is typed
+    app.text_input(key="delete_confirm").input("DELETE")
+    app.button(key="delete").click().run()  # typed and clicked at once: one click
     assert not app.exception, app.exception
     assert ws.store.list_pairs(CHEETAH) == [] and ws.store.effective_labels(CHEETAH).empty
     assert ws.store.counts()["trajectories"] == 3, "the clips stay"
@@ -266,9 +271,13 @@ def test_a_policy_nothing_uses_is_deleted_with_its_file_and_a_shipped_one_is_ref
     wrong, _ = transfer.register_policy(ws, "wrong.safetensors", data)
     app = _data_page(ws, monkeypatch)
     shipped = ws.store.list_policies(CHEETAH, kind="reference")[0]
+    assert app.button(key="policy_delete").disabled, "nothing chosen yet"
+    app.selectbox(key="policy_delete_id").set_value(wrong.id).run()
+    app.button(key="policy_delete").click().run()
+    assert [e.value for e in app.error] == ["Type DELETE in the box above to confirm; nothing was deleted."]
+    assert wrong.id in [p.id for p in ws.store.list_policies()]
     app.selectbox(key="policy_delete_id").set_value(shipped.id).run()
-    assert app.button(key="policy_delete").disabled, "deleting must wait for the typed confirmation"
-    app.text_input(key="policy_delete_confirm").input("DELETE").run()
+    app.text_input(key="policy_delete_confirm").input("DELETE")
     app.button(key="policy_delete").click().run()
     assert not app.exception, app.exception
     assert any("is shipped with PREFINE Studio" in e.value for e in app.error)
