@@ -64,7 +64,7 @@ def delete_chosen_policy() -> None:
         return
     policy = ui.guarded(ws.delete_policy, st.session_state["policy_delete_id"])
     if policy is not None:
-        st.toast(f"deleted policy {policy.id} ('{policy.name}')")
+        st.toast(f"deleted policy {policy.id} ('{ui.plain(policy.name)}')")
         st.session_state["policy_delete_id"], st.session_state["policy_delete_confirm"] = None, ""
 
 
@@ -113,7 +113,8 @@ with tabs[5]:
                           help="an export made before a pair was deleted here still holds it: it is left out, with its "
                                "labels, unless this is ticked")
     if upload is not None and st.button(f"Import {upload.name}", key="import"):
-        ui.guarded(lambda: st.success(transfer.import_upload(ws, upload.name, upload.getvalue(), task, restore)))
+        # said literally: it names files and policies as their makers named them (`<b>`, `**` and all)
+        ui.guarded(lambda: st.success(ui.plain(transfer.import_upload(ws, upload.name, upload.getvalue(), task, restore))))
 
 
 def delete_chosen() -> None:

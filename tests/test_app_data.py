@@ -288,3 +288,20 @@ def test_a_policy_nothing_uses_is_deleted_with_its_file_and_a_shipped_one_is_ref
     assert not app.exception, app.exception
     assert wrong.id not in [p.id for p in ws.store.list_policies()] and not Path(wrong.path).exists()
     assert app.selectbox(key="policy_delete_id").value is None and app.text_input(key="policy_delete_confirm").value == ""
+
+
+def test_a_policy_name_is_said_literally_not_as_markup(ws, monkeypatch, tmp_path):
+    from prefine_core import transfer
+    from prefine_core.policy import save_policy
+
+    name = "<b>bold</b> **x**"
+    data = save_policy(make_policy(CHEETAH, name=name), tmp_path / "odd.safetensors").read_bytes()
+    odd, _ = transfer.register_policy(ws, "odd.safetensors", data)
+    assert odd.name.startswith(name)
+    app = _data_page(ws, monkeypatch)
+    app.selectbox(key="policy_delete_id").set_value(odd.id).run()
+    app.text_input(key="policy_delete_confirm").input("DELETE")
+    app.button(key="policy_delete").click().run()
+    assert not app.exception, app.exception
+    said = [t.value for t in app.toast]
+    assert any(r"\<b\>bold\</b\> \*\*x\*\*" in t for t in said), said  # escaped: shown as typed, not in bold
