@@ -348,8 +348,9 @@ def test_a_deleted_policys_id_is_never_given_to_a_new_policy(store_url, tmp_path
     ids = [store.add_policy(f"p{i}", tmp_path / f"p{i}.safetensors", CHEETAH, "imported") for i in range(3)]
     child = store.add_policy("child", tmp_path / "child.safetensors", CHEETAH, "finetuned", parent_id=ids[0])
     run = store.create_run(CHEETAH, ids[1], "compare", {})
-    store.delete_policy(child)  # the highest id, deleted: the next policy still gets a new number
-    assert store.add_policy("new", tmp_path / "new.safetensors", CHEETAH, "imported") == child + 1
+    assert store.add_policy("p0 again", tmp_path / "p0.safetensors", CHEETAH, "imported") == ids[0]  # known: its id
+    store.delete_policy(child)  # the highest id, deleted: the next policy still gets a new number …
+    assert store.add_policy("new", tmp_path / "new.safetensors", CHEETAH, "imported") == child + 1  # … and only one
     assert store.get_run(run).policy_id == ids[1] and [p.id for p in store.list_policies(CHEETAH)][:3] == ids
     with pytest.raises(Exception):  # foreign keys are on
         with store.engine.begin() as conn:

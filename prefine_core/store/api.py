@@ -137,11 +137,14 @@ class _Writer:
         task_id = self.ensure_task(task_id)
         if parent_id is not None:
             self._policy_row(_int_id("parent_id", parent_id))
+        registered = select(S.policies.c.id).where(and_(S.policies.c.task_id == task_id, S.policies.c.path == path))
+        if (known := self.conn.execute(registered).scalar()) is not None:
+            return known  # not tried again: an insert that does nothing still uses up an id (every app start's
+            # shipped policies moved the next policy's id on by ten)
         self.conn.execute(_insert(self.conn, S.policies).values(  # two app instances may register it at once
             name=name, path=path, task_id=task_id, kind=kind, parent_id=parent_id, provenance=provenance or {},
             created_at=S.utcnow()).on_conflict_do_nothing(index_elements=["task_id", "path"]))
-        return self.conn.execute(select(S.policies.c.id).where(
-            and_(S.policies.c.task_id == task_id, S.policies.c.path == path))).scalar_one()
+        return self.conn.execute(registered).scalar_one()
 
     def add_trajectory(self, trajectory, policy_id, source, folder, temperature=None, video_path=None) -> int:
         from prefine_core.rollout import Trajectory, save_trajectory
