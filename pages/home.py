@@ -29,9 +29,8 @@ with st.container(border=True):
     st.markdown(f"**1 · Pairs to judge** — {counted(status.pairs, 'pair')}, {counted(status.videos_ready, 'video')} ready")
     if status.preparing and job is not None:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
-        c1.caption(f"{'Rolling out the policies and rendering' if job.kind == 'prepare' else 'Rendering'} videos in the "
-                   f"background (run {job.id}): {status.videos_ready} of {status.pairs} ready; labelling can start "
-                   "with the first video.")
+        with c1:
+            st.fragment(run_every=3.0)(ui.survives_outage(lambda: st.caption(pool.job_progress_text(ws, job))))()
         with c2:
             ui.cancel_job_button(ws, job.id, key="cancel_videos")
     elif status.videos_ready < status.pairs:

@@ -59,11 +59,13 @@ def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:
     pool = PoolConfig(task_id=task_id, seeds=tuple(settings["seeds"]), max_steps=settings["max_steps"],
                       clip_length=settings["clip_length"],
                       reference_temperatures=tuple(settings["reference_temperatures"]))
-    added = collect_pool(ws, pool, on_progress=lambda done, total: report(done, {"prepare/rollouts": done}))
+    added = collect_pool(ws, pool, on_progress=lambda done, total: report(
+        done, {"prepare/rollouts": done, "prepare/rollouts_total": total}))
     print(f"pool: {len(added)} new clips", flush=True)
     pairs = generate_pairs(ws.store, task_id, settings["pairs"], strategy=settings["strategy"],
                            seed=len(ws.store.list_pairs(task_id)))
     print(f"{len(pairs)} new pairs; rendering videos", flush=True)
+    report(0, {"prepare/videos": 0})  # the rendering has begun (pool.job_progress_text)
     rendered = render_pending(ws, task_id, on_progress=lambda done, total: report(done, {"prepare/videos": done}))
     return {"clips": len(added), "pairs": len(pairs), **rendered}
 

@@ -277,6 +277,23 @@ def video_job(ws: Workspace, task_id: str):
     return next(iter(jobs.active(ws, task_id, ("prepare", "render"))), None)
 
 
+def job_progress_text(ws: Workspace, job) -> str:
+    """Where the ``prepare`` or ``render`` job ``job`` (:func:`video_job`) is, in words: the rollouts of a
+    preparation (N of M episodes; no pair exists yet), then the videos, ready of the task's pairs."""
+    from prefine_core.entry import counted
+
+    metrics = ws.store.run_metrics(job.id)
+    latest = metrics.groupby("name").value.max() if len(metrics) else pd.Series(dtype=float)
+    if job.kind == "prepare" and "prepare/videos" not in latest:
+        done, total = int(latest.get("prepare/rollouts", 0)), int(latest.get("prepare/rollouts_total", 0))
+        return (f"Rolling out the policies in the background (run {job.id}): {done} of "
+                f"{counted(total, 'episode') if total else 'the episodes'} done; the pairs and their videos come next.")
+    counts = ws.store.counts(job.task_id)
+    what = "Rolling out the policies and rendering" if job.kind == "prepare" else "Rendering"
+    return (f"{what} videos in the background (run {job.id}): {counts['videos_ready']} of {counts['pairs']} ready; "
+            "labelling can start with the first video.")
+
+
 def render_missing(ws: Workspace, task_id: str, size: int = 256) -> int:
     """Render ``task_id``'s pair videos that are missing in a background job (``render``), unless a job is already
     at it; returns that job's run id. Its progress and log are a run's, like a fine-tune's."""

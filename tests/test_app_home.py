@@ -167,3 +167,25 @@ def test_a_draw_reaps_the_runs_once(ws, monkeypatch):
     assert not at.exception, at.exception
     assert any(c.value.startswith(f"Rendering videos in the background (run {run_id})") for c in at.caption)
     assert reaped == [CHEETAH]
+
+
+def test_a_preparation_says_its_rollouts_before_any_pair_exists(tmp_path, monkeypatch):
+    """It said "0 of 0 ready" all through the rollouts (no pair exists until they are done)."""
+    from prefine_core import jobs
+    from prefine_core.workspace import Workspace
+
+    at = _home(tmp_path / "fresh", monkeypatch)
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # queued; its reports are written by hand below
+    at.button(key="prepare").click().run()
+    ws = Workspace.open(tmp_path / "fresh")
+    [run] = [r for r in ws.store.list_runs(CHEETAH) if r.kind == "prepare"]
+    ws.store.add_metrics(run.id, 3, {"prepare/rollouts": 3, "prepare/rollouts_total": 20})
+    at.run()
+    assert not at.exception, at.exception
+    said = [c.value for c in at.caption]
+    assert any(f"(run {run.id}): 3 of 20 episodes done; the pairs and their videos come next" in c for c in said), said
+    ws.store.add_metrics(run.id, 0, {"prepare/videos": 0})  # the rendering has begun
+    at.run()
+    assert any(c.value.startswith(f"Rolling out the policies and rendering videos in the background (run {run.id}): "
+                                  "0 of ") for c in at.caption), [c.value for c in at.caption]
+    ws.store.update_run(run.id, status="cancelled")
