@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 import time
 from pathlib import Path
 from typing import Iterator
@@ -19,20 +19,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}{TEMP_MARK}", suffix=suffix or target.suffix)
-    os.close(fd)
+    # Named before it is made, so that the cleanup below knows it whenever an interrupt (Ctrl-C, SIGTERM) comes: one
+    # just after mkstemp had made the file, before its name was returned, left it behind (an import killed at once).
+    tmp = target.parent / f".{target.stem}{TEMP_MARK}{secrets.token_hex(4)}{suffix or target.suffix}"
     try:
-        yield tmp
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        yield str(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
 
-#: Between the target's name and mkstemp's random part: no other file is named like an unfinished write.
+#: Between the target's name and the random part: no other file is named like an unfinished write.
 TEMP_MARK = ".partial-"
 _TEMP_NAME = re.compile(r"^\..+" + re.escape(TEMP_MARK) + r"[A-Za-z0-9_]{8}(\.[^.]+)?$")
 
