@@ -45,7 +45,7 @@ from prefine_core.files import write_text_atomic
 from prefine_core.envs import validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
-from prefine_core.store import LABEL_CHOICES, POLICY_KINDS, RETRACT
+from prefine_core.store import LABEL_CHOICES, MAX_ID, POLICY_KINDS, RETRACT
 from prefine_core.store.schema import utcnow
 from prefine_core.workspace import Workspace
 
@@ -57,6 +57,20 @@ _FIELDS = {
     "pairs": ("id", "task_id", "left_id", "right_id", "strategy", "score", "reason"),
     "labels": ("id", "pair_id", "annotator", "choice", "seconds", "supersedes_id", "created_at"),
 }
+#: What each field a row's value is checked as where it is read (see :func:`_check_field`): ``id`` a positive
+#: integer id (a reference to another row, or the row's own), ``text`` a string, ``number`` an int or a float,
+#: ``object`` a JSON object; ``?`` allows null. Other fields are checked where they are used (kind, choice,
+#: created_at, length against the arrays) or not used (seed, start: the arrays hold them).
+_KINDS = {
+    "policies": {"id": "id", "parent_id": "id?", "name": "text", "task_id": "text", "kind": "text",
+                 "provenance": "object?", "file": "text?", "path": "text"},
+    "trajectories": {"id": "id", "policy_id": "id?", "task_id": "text", "source": "text", "temperature": "number?",
+                     "file": "text"},
+    "pairs": {"id": "id", "left_id": "id", "right_id": "id", "task_id": "text", "strategy": "text", "score": "number",
+              "reason": "text"},
+    "labels": {"id": "id", "pair_id": "id", "supersedes_id": "id?", "annotator": "text", "seconds": "number?"},
+}
+_KIND_SAID = {"id": "a positive integer id", "text": "a string", "number": "a number", "object": "a JSON object"}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -112,6 +126,32 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
     return {"folder": str(out), **counts}
 
 
+def _shown(value) -> str:
+    """``value`` as a message quotes it: its repr, cut short (a row may hold a list of a million numbers)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_field(what: str, key: str, value, kind: str) -> None:
+    """Refuse ``value`` of field ``key`` unless it is of ``kind`` (see :data:`_KINDS`); the message names ``what``
+    (``"pairs.jsonl line 3"``) and the field. An id must be an int (not a bool, a float or ``"1"``: it is looked up
+    among the export's ids) from 1 to the largest a SQL INTEGER column holds."""
+    nullable, kind = kind.endswith("?"), kind.rstrip("?")
+    if value is None and nullable:
+        return
+    if kind == "id":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+    elif kind == "number":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, {"text": str, "object": dict}[kind])
+    if not ok:
+        said = _KIND_SAID[kind] + (" or null" if nullable else "")
+        if kind == "id" and isinstance(value, int) and not isinstance(value, bool):
+            said += f" (1 to {MAX_ID})"
+        raise ValueError(f"{what}: {key} must be {said}, got {_shown(value)}")
+
+
 def _read_jsonl(folder: Path, name: str) -> list[dict]:
     path = folder / f"{name}.jsonl"
     if not path.is_file():
@@ -124,6 +164,8 @@ def _read_jsonl(folder: Path, name: str) -> list[dict]:
         missing = [k for k in _FIELDS[name] if not isinstance(row, dict) or k not in row]
         if missing:
             raise ValueError(f"{path.name} line {number} lacks field(s) {missing}")
+        for key, kind in _KINDS[name].items():
+            _check_field(f"{path.name} line {number}", key, row[key], kind)
         rows.append(row)
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids) or not all(isinstance(i, int) for i in ids):
@@ -150,7 +192,13 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"manifest.json format is {manifest.get('format') if isinstance(manifest, dict) else None!r}, expected {FORMAT!r}")
     rows = {name: _read_jsonl(folder, name) for name in _FIELDS}
-    for name, expected in (manifest.get("counts") or {}).items():
+    counts = manifest.get("counts")
+    if counts is not None and not isinstance(counts, dict):
+        raise ValueError(f"manifest.json: counts must be a JSON object of row counts such as "
+                         f"{{\"labels\": 5}}, got {_shown(counts)}")
+    for name, expected in (counts or {}).items():
+        if name in rows and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 0):
+            raise ValueError(f"manifest.json: counts.{name} must be a whole number of rows, got {_shown(expected)}")
         if name in rows and len(rows[name]) != expected:
             raise ValueError(f"{name}.jsonl has {len(rows[name])} rows, the manifest says {expected}: the export is partial")
     policy_ids = {p["id"] for p in rows["policies"]}
@@ -159,6 +207,9 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"policies.jsonl: policy {p['id']} has kind {p['kind']!r}, expected one of {POLICY_KINDS}")
         if p["parent_id"] is not None and p["parent_id"] not in policy_ids:
             raise ValueError(f"policies.jsonl: policy {p['id']} has parent_id {p['parent_id']}, which is not in the export")
+        if p["parent_id"] is not None and p["parent_id"] >= p["id"]:  # a store adds a parent before its children
+            raise ValueError(f"policies.jsonl: policy {p['id']} has parent_id {p['parent_id']}, which is not a policy "
+                             "before it (a policy cannot descend from itself or a later one)")
         if p["file"] is not None:
             read_meta(_member(folder, p["file"], f"policies.jsonl: policy {p['id']}"))  # a real checkpoint, or refused
     arrays: dict[int, Trajectory] = {}
@@ -208,10 +259,10 @@ def _task_sizes(task_id: str) -> tuple[int, int]:
 
 def _check_sizes(what: str, task_id: str, sizes: tuple[int, int], observations: np.ndarray, actions: np.ndarray) -> None:
     """Refuse arrays that cannot be ``task_id``'s (a fine-tune on them would fail, or learn from nonsense)."""
-    found = (observations.shape[-1], actions.shape[-1])
     if observations.ndim != 2 or actions.ndim != 2:
         raise ValueError(f"{what} has observations of shape {observations.shape} and actions of shape "
                          f"{actions.shape}; both must be (steps, size)")
+    found = (observations.shape[-1], actions.shape[-1])
     if found != sizes:
         raise ValueError(f"{what} has observations of size {found[0]} and actions of size {found[1]}; "
                          f"{task_id} has {sizes[0]} and {sizes[1]}")
@@ -383,6 +434,11 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
             missing = [k for k in HDF5_KEYS if k not in handle]
             if missing:
                 raise ValueError(f"{path.name} lacks dataset(s) {missing}; a DSRL/D4RL file has {list(HDF5_KEYS)}")
+            for k in HDF5_KEYS:
+                if not isinstance(handle[k], h5py.Dataset):
+                    kind = "group" if isinstance(handle[k], h5py.Group) else type(handle[k]).__name__
+                    raise ValueError(f"{path.name}: {k} is an HDF5 {kind}, not a dataset; a DSRL/D4RL file has "
+                                     f"datasets {list(HDF5_KEYS)}")
             data = {k: np.asarray(handle[k][()]) for k in HDF5_KEYS}
     except OSError as exc:
         raise ValueError(f"{path.name} is not a readable HDF5 file (corrupt or truncated?): {exc}") from None
@@ -392,17 +448,29 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
     return data
 
 
+#: The shape of each D4RL-layout array: (steps, size) or (steps,).
+_HDF5_DIMS = {"observations": 2, "actions": 2, "rewards": 1, "costs": 1, "terminals": 1, "timeouts": 1}
+
+
+def _check_dims(data: dict[str, np.ndarray], name: str) -> None:
+    """Refuse D4RL-layout arrays with the wrong number of dimensions (a single number, a table where a column
+    belongs), before anything reads their length or size."""
+    for key, ndim in _HDF5_DIMS.items():
+        if data[key].ndim != ndim:
+            raise ValueError(f"{name} has {key} of shape {data[key].shape}; {key} must be {ndim}-D "
+                             f"{'(steps, size)' if ndim == 2 else '(steps,)'}")
+
+
 def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = "dataset") -> list[Trajectory]:
     """Split flat D4RL-layout arrays into episodes at ``terminals`` or ``timeouts``; checks every array."""
+    _check_dims(data, name)
     n = len(data["rewards"])
     if n == 0:
         raise ValueError(f"{name} holds no steps")
     for key in HDF5_KEYS:
         if len(data[key]) != n:
             raise ValueError(f"{name}: {key} has {len(data[key])} rows, rewards has {n}")
-    for key, ndim in (("observations", 2), ("actions", 2), ("rewards", 1), ("costs", 1), ("terminals", 1), ("timeouts", 1)):
-        if data[key].ndim != ndim:
-            raise ValueError(f"{name}: {key} must be {ndim}-D, got shape {data[key].shape}")
+    for key in _HDF5_DIMS:
         if key not in ("terminals", "timeouts") and not np.isfinite(data[key].astype(np.float64)).all():
             raise ValueError(f"{name}: {key} holds non-finite values")
     if (np.abs(data["actions"]) > 1.0 + 1e-5).any():
@@ -434,6 +502,7 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
     if not path.is_file():
         raise ValueError(f"no file at {path}")
     data = _read_hdf5(path)
+    _check_dims(data, path.name)
     _check_sizes(path.name, task_id, _task_sizes(task_id), data["observations"], data["actions"])
     episodes = episodes_from_arrays(data, task_id, path.name)[:max_episodes]
     source = source or f"dataset:{path.name}"

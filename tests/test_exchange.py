@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -342,3 +343,142 @@ def test_truncated_hdf5_is_rejected(tmp_path, two_episodes):
     with pytest.raises(ValueError, match="cut.hdf5"):
         import_hdf5(ws, tmp_path / "cut.hdf5", CHEETAH)
     assert ws.store.counts()["trajectories"] == 0
+
+
+def _rewrite_row(out, rows, index, changes):
+    """Row ``index`` of ``out/<rows>.jsonl`` with ``changes``, the way a person editing the file would leave it."""
+    lines = (out / f"{rows}.jsonl").read_text().splitlines()
+    lines[index] = json.dumps(dict(json.loads(lines[index]), **changes))
+    (out / f"{rows}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _refused_and_nothing_written(ws, folder, message):
+    from prefine_core.exchange import import_bundle
+
+    before, history = ws.store.counts(), len(ws.store.label_history())
+    with pytest.raises(ValueError, match=message):
+        import_bundle(ws, folder)
+    assert ws.store.counts() == before and len(ws.store.label_history()) == history
+    assert [p for p in ws.root.rglob("*") if p.is_file() and not p.name.startswith("prefine.db")] == []
+
+
+@pytest.mark.parametrize("counts", ["abc", [1, 2], 5, True])
+def test_manifest_counts_that_are_not_an_object_are_refused(labelled_ws, tmp_path, counts):
+    from prefine_core.exchange import export_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(dict(manifest, counts=counts)))
+    _refused_and_nothing_written(Workspace.open(tmp_path / "ws2", shipped=None), tmp_path / "out",
+                                 r"manifest.json: counts must be a JSON object of row counts")
+
+
+@pytest.mark.parametrize("count", ["5", 5.0, True, -1, None, [5]])
+def test_manifest_counts_that_are_not_whole_numbers_are_refused(labelled_ws, tmp_path, count):
+    from prefine_core.exchange import export_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest["counts"]["labels"] = count
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    _refused_and_nothing_written(Workspace.open(tmp_path / "ws2", shipped=None), tmp_path / "out",
+                                 r"manifest.json: counts.labels must be a whole number of rows, got ")
+
+
+#: Every id and reference field of every row an import reads, and whether null is allowed there.
+ID_FIELDS = [("policies", "id", False), ("policies", "parent_id", True), ("trajectories", "id", False),
+             ("trajectories", "policy_id", True), ("pairs", "id", False), ("pairs", "left_id", False),
+             ("pairs", "right_id", False), ("labels", "id", False), ("labels", "pair_id", False),
+             ("labels", "supersedes_id", True)]
+NOT_IDS = [[1], [], {"id": 1}, True, False, 1.0, 1.5, "1", "abc", 0, -1, -(2**63), 2**63, 10**30]
+
+
+@pytest.mark.parametrize("name, key, nullable", ID_FIELDS, ids=[f"{n}.{k}" for n, k, _ in ID_FIELDS])
+def test_ids_of_the_wrong_type_are_refused_naming_file_line_and_field(labelled_ws, tmp_path, name, key, nullable):
+    """An id or reference that is not a positive integer id (a list, a bool, a float, a string, 0, negative, past the
+    largest id a store holds) is refused where the row is read, not with a TypeError from a set lookup later."""
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    original = (tmp_path / "out" / f"{name}.jsonl").read_text()
+    ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
+    for value in NOT_IDS + ([] if nullable else [None]):
+        (tmp_path / "out" / f"{name}.jsonl").write_text(original)
+        _rewrite_row(tmp_path / "out", name, 1, {key: value})
+        _refused_and_nothing_written(ws2, tmp_path / "out",
+                                     rf"{name}.jsonl line 2: {key} must be a positive integer id")
+    (tmp_path / "out" / f"{name}.jsonl").write_text(original)
+    assert import_bundle(ws2, tmp_path / "out")["labels"] == 5, "the untouched export imports"
+
+
+@pytest.mark.parametrize("name, key, value, message", [
+    ("labels", "annotator", ["ann"], r"labels.jsonl line 1: annotator must be a string, got \['ann'\]"),
+    ("labels", "annotator", None, "labels.jsonl line 1: annotator must be a string, got None"),
+    ("labels", "seconds", "3", r"labels.jsonl line 1: seconds must be a number or null, got '3'"),
+    ("pairs", "score", "abc", "pairs.jsonl line 1: score must be a number, got 'abc'"),
+    ("pairs", "score", True, "pairs.jsonl line 1: score must be a number, got True"),
+    ("pairs", "reason", {"why": 1}, "pairs.jsonl line 1: reason must be a string"),
+    ("pairs", "task_id", ["x"], "pairs.jsonl line 1: task_id must be a string"),
+    ("policies", "provenance", [1], r"policies.jsonl line 1: provenance must be a JSON object or null, got \[1\]"),
+    ("policies", "provenance", "abc", "policies.jsonl line 1: provenance must be a JSON object or null"),
+    ("policies", "name", 5, "policies.jsonl line 1: name must be a string, got 5"),
+    ("policies", "file", 5, "policies.jsonl line 1: file must be a string or null, got 5"),
+    ("trajectories", "temperature", [1.0], "trajectories.jsonl line 1: temperature must be a number or null"),
+    ("trajectories", "source", 7, "trajectories.jsonl line 1: source must be a string, got 7"),
+    ("policies", "parent_id", 1, "not a policy before it"),  # a policy its own parent: its lineage would be lost
+])
+def test_other_fields_of_the_wrong_type_are_refused_naming_file_line_and_field(labelled_ws, tmp_path, name, key,
+                                                                               value, message):
+    from prefine_core.exchange import export_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    _rewrite_row(tmp_path / "out", name, 0, {key: value})
+    _refused_and_nothing_written(Workspace.open(tmp_path / "ws2", shipped=None), tmp_path / "out", message)
+
+
+def _hdf5_group_instead(path, key):
+    """``key`` as an HDF5 group (holding the data one level down) instead of a dataset."""
+    with h5py.File(path, "a") as handle:
+        data = handle[key][()]
+        del handle[key]
+        handle.create_group(key).create_dataset("data", data=data)
+
+
+DSRL_DIMS = {"observations": 2, "actions": 2, "rewards": 1, "costs": 1, "terminals": 1, "timeouts": 1}
+
+
+@pytest.mark.parametrize("key", DSRL_DIMS)
+@pytest.mark.parametrize("defect", ["scalar", "group", "dimensions", "length"])
+def test_hdf5_arrays_of_the_wrong_shape_are_refused_naming_the_dataset(tmp_path, two_episodes, key, defect):
+    """Each dataset a DSRL/D4RL file must hold, stored as a single number, as a group, with a dimension too many or
+    too few, or one row short, is refused with a message naming it; not an IndexError or TypeError."""
+    from prefine_core.exchange import import_hdf5
+    from prefine_core.workspace import Workspace
+
+    path = _dsrl_file(tmp_path / "bad.hdf5", two_episodes)
+    with h5py.File(path, "r") as handle:
+        good = handle[key][()]
+    shape = (r"\(\)" if defect == "scalar" else
+             re.escape(str(good[:, 0].shape if good.ndim == 2 else good[:, None].shape)))
+    if defect == "group":
+        _hdf5_group_instead(path, key)
+    elif defect != "length":
+        path = _dsrl_file(path, two_episodes, **{key: good[0, 0] if good.ndim == 2 and defect == "scalar" else
+                                                      good[0] if defect == "scalar" else
+                                                      good[:, 0] if good.ndim == 2 else good[:, None]})
+    else:
+        path = _dsrl_file(path, two_episodes, **{key: good[:-1]})
+    message = {
+        "scalar": rf"bad.hdf5 has {key} of shape {shape}; {key} must be {DSRL_DIMS[key]}-D",
+        "dimensions": rf"bad.hdf5 has {key} of shape {shape}; {key} must be {DSRL_DIMS[key]}-D",
+        "group": rf"bad.hdf5: {key} is an HDF5 group, not a dataset",
+        "length": r"bad.hdf5: \w+ has 1(19|20) rows, rewards has 1(20|19)",
+    }[defect]
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    with pytest.raises(ValueError, match=message):
+        import_hdf5(ws, path, CHEETAH)
+    assert ws.store.counts()["trajectories"] == 0 and list(ws.trajectories_dir.iterdir()) == []

@@ -72,15 +72,15 @@ def _text(field: str, value, max_len: int) -> str:
 
 
 #: The largest id a SQL INTEGER column holds (SQLite and PostgreSQL BIGINT alike): a larger one names no row.
-_MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1
 
 
 def _int_id(field: str, value) -> int:
     """A positive id; numpy integers (from a DataFrame) are welcome, bools and floats are not."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{field} must be a positive integer id, got {value!r}")
-    if value > _MAX_ID:
-        raise NotFound(f"{field} {value} does not exist (ids stop at {_MAX_ID})")
+    if value > MAX_ID:
+        raise NotFound(f"{field} {value} does not exist (ids stop at {MAX_ID})")
     return int(value)
 
 
