@@ -41,26 +41,11 @@ with tabs[2]:
                     st.rerun()  # drawn again without the button
         if video:  # at about its own size (256 px), not stretched across the page
             st.columns([1, 2])[0].video(str(video if with_cost else plain_video_path(video)), loop=True, muted=True)
-UNCONFIRMED = "Type DELETE in the box above to confirm; nothing was deleted."
-
-
-def confirmed(box: str) -> bool:
-    """Whether the confirmation ``box`` says DELETE; else the refusal is shown under the button. (The button itself
-    stays enabled: held until the box was left, it let the first click, which leaves the box, fall on nothing.)"""
-    if st.session_state.get(box) == "DELETE":
-        return True
-    st.session_state[f"{box}_refused"] = True
-    return False
-
-
-def said_unconfirmed(box: str) -> None:
-    if st.session_state.pop(f"{box}_refused", False):
-        st.error(UNCONFIRMED)
 
 
 def delete_chosen_policy() -> None:
     """As :func:`delete_chosen`: runs before the page redraws, so the choice can be cleared once the policy is gone."""
-    if not confirmed("policy_delete_confirm"):
+    if not ui.confirmed("policy_delete_confirm"):
         return
     policy = ui.guarded(ws.delete_policy, st.session_state["policy_delete_id"])
     if policy is not None:
@@ -76,7 +61,7 @@ with tabs[3]:
                         list(names), index=None, format_func=lambda i: f"{i}: {names[i]}", key="policy_delete_id")
     st.text_input("Type DELETE to confirm", key="policy_delete_confirm")
     st.button("Delete policy", key="policy_delete", disabled=gone is None, on_click=delete_chosen_policy)
-    said_unconfirmed("policy_delete_confirm")
+    ui.said_unconfirmed("policy_delete_confirm")
 with tabs[4]:
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
     people = c1.text_input("People per pair", value=str(ws.store.task_overlap(task)), key=ui.scoped("overlap", task),
@@ -119,7 +104,7 @@ with tabs[5]:
 
 def delete_chosen() -> None:
     """Runs before the page redraws, so the choice and the confirmation can be cleared once the pairs are gone."""
-    if not confirmed("delete_confirm"):
+    if not ui.confirmed("delete_confirm"):
         return
     doomed = st.session_state["delete_ids"]
     if ui.guarded(ws.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)") is not None:
@@ -131,4 +116,4 @@ with tabs[6]:
                             help="an import of an export made before does not bring them back (unless asked to)")
     st.text_input("Type DELETE to confirm", key="delete_confirm")
     st.button("Delete", key="delete", type="primary", disabled=not doomed, on_click=delete_chosen)
-    said_unconfirmed("delete_confirm")
+    ui.said_unconfirmed("delete_confirm")

@@ -296,3 +296,22 @@ def plain(text: str) -> str:
     """User or data text made safe for markdown: shown literally, never as markup or HTML."""
     specials = "\\`*_{}[]()<>#+-.!|~$"
     return "".join("\\" + ch if ch in specials else ch for ch in str(text))
+
+
+UNCONFIRMED = "Type DELETE in the box above to confirm; nothing was deleted."
+
+
+def confirmed(box: str) -> bool:
+    """In a delete button's callback: whether the confirmation text field ``box`` says DELETE; else
+    :func:`said_unconfirmed` shows the refusal under the button. (The button itself
+    stays enabled: held until the box was left, it let the first click, which leaves the box, fall on nothing.)"""
+    if st.session_state.get(box) == "DELETE":
+        return True
+    st.session_state[f"{box}_refused"] = True
+    return False
+
+
+def said_unconfirmed(box: str) -> None:
+    """Under the button of a :func:`confirmed` box: why its last click deleted nothing, if it did not."""
+    if st.session_state.pop(f"{box}_refused", False):
+        st.error(UNCONFIRMED)
