@@ -1,7 +1,7 @@
 """Compare: two policies on the same seeds — numbers with deltas, distributions, one video of both."""
 import streamlit as st
 
-from prefine_core import comparison, jobs, plots
+from prefine_core import comparison, demo, jobs, plots
 from prefine_core.components import ui
 
 ws, task = ui.workspace(), ui.task_id()
@@ -13,6 +13,9 @@ if len(policies) < 2:
     st.stop()
 ids = [p.id for p in policies]
 names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
+if comparison.newest_finetune(policies) is None:
+    st.info("No fine-tune of this task has finished yet, so no policy here is an \"after\": B is another shipped "
+            "policy for now. Fine-tune one (Home or the Fine-tune page) to compare before and after.")
 first_a, first_b = comparison.default_pair(policies)
 if ui.kept_choice(ui.scoped("policy_b", task), ids, in_url="policy_b") == first_a:
     first_a, first_b = first_b, first_a  # B is kept (or linked) on A's default: A's is the other one
@@ -75,6 +78,7 @@ elif run.status != "done":
 else:
     result = jobs.result(ws, run.id)
     st.markdown(f"**{comparison.verdict(result)}**")
+    st.caption(demo.what_the_numbers_mean(task))
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
     st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
     if warning := comparison.doing_less(result):
@@ -86,4 +90,5 @@ else:
     d2.plotly_chart(plots.distribution_figure({"A": result["a"]["costs"], "B": result["b"]["costs"]},
                                               "Cost per episode", limit), width="stretch", key="dist_cost")
     st.subheader(f"Same seed ({result['video_seed']}), side by side: A left, B right")
+    st.caption(f"A (before): {ui.plain(names.get(a, a))} · B (after): {ui.plain(names.get(b, b))}")
     st.video(result["video"], loop=True, autoplay=True, muted=True)

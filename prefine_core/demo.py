@@ -51,6 +51,14 @@ def what_safer_means(task_id: str) -> str:
             f"mark {marked}, and the strip under the clips marks them all).")
 
 
+def what_the_numbers_mean(task_id: str) -> str:
+    """Compare's one sentence on cost and return, in the task's own terms, for people new to safe RL."""
+    _, doing, _ = _family(task_id)
+    return (f"Cost counts the steps of an episode that break the task's rule ({doing}): lower is safer. Return is the "
+            "reward the task pays for doing its job: higher is better. A safer policy usually "
+            "gives up some return; the question is how little.")
+
+
 def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:
     """Body of a ``prepare`` job: roll out the pool, choose pairs, render their videos one by one."""
     from prefine_core.pool import PoolConfig, collect_pool, generate_pairs, render_pending
@@ -102,11 +110,15 @@ def auto_label_report(ws: Workspace, task_id: str, n: int | str) -> str:
     pairs = counted(done, "pair")
     if done == n:
         return f"The synthetic teacher labelled {pairs}."
-    if done:
-        return f"The synthetic teacher labelled {pairs}; no unlabelled pairs left — prepare more to label more."
-    if ws.store.counts(task_id)["pairs"] == 0:
+    counts = ws.store.counts(task_id)
+    if counts["pairs"] == 0:
         return "No pairs to label yet — prepare pairs first (step 1)."
-    return "The synthetic teacher found no unlabelled pairs left — prepare more first."
+    # what it could not take: pairs without a label held for a person on the Label page (it once said "none left")
+    held = (f"; {counted(counts['pending'], 'unlabelled pair')} {'is' if counts['pending'] == 1 else 'are'} being "
+            "judged on the Label page" if counts["pending"] else "")
+    if done:
+        return f"The synthetic teacher labelled {pairs}{held}; prepare more pairs to label more."
+    return f"The synthetic teacher found no pair to label{held}; prepare more pairs first."
 
 
 #: The guided path, in order: each step's name in the status, and as the home page says it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from prefine_core import jobs
-from prefine_core.entry import parse_number
+from prefine_core.entry import counted, parse_number
 from prefine_core.prefine import PrefineConfig, config_fields
 from prefine_core.trainer import STAGE_PREFIX, steps_done, total_steps
 from prefine_core.workspace import Workspace
@@ -59,8 +59,9 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
         raise ValueError(f"{policy.name} is a policy for {policy.task_id}; pick a policy for {task_id}")
     decided = len(ws.store.decided_pairs(task_id))
     if decided < 2:
-        raise ValueError(f"{decided} pair(s) of {task_id} have a left/right label; label at least 2 "
-                         "(Label page, or auto-label on Home) before fine-tuning")
+        raise ValueError(f"{counted(decided, 'pair')} of {task_id} {'has' if decided == 1 else 'have'} a winner (judged A "
+                         "safer or B safer; Equal and Can't tell name none): label at least 2 so (Label page, or "
+                         "auto-label on Home) before fine-tuning")
     for run in jobs.active(ws, task_id, ("prefine",)):  # a run whose process died does not count as running
         if run.policy_id == policy_id and run.config == config.to_dict():
             raise ValueError(f"run {run.id} with these settings from this policy is already {run.status} (a second "

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import CHEETAH
 from prefine_core import comparison, jobs
+from prefine_core.components.ui import plain
 from test_app import app, workspace  # noqa: F401  (the fixtures: a fresh small workspace for this module)
 
 
@@ -61,7 +62,8 @@ def test_a_bad_episodes_value_is_refused_with_a_message(app, workspace, episodes
 def test_the_same_policy_twice_gives_one_message(app):
     open_compare(app, 2, 2)
     assert len(app.error) == 1 and "pick two different policies" in app.error[0].value
-    assert not app.main.caption and not app.main.info  # no "Not evaluated yet" under it
+    assert not app.main.caption  # no "Not evaluated yet" under it
+    assert [i.value.split(",")[0] for i in app.main.info] == ["No fine-tune of this task has finished yet"]
     assert app.button(key="compare").disabled
 
 
@@ -144,6 +146,12 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert any(c.value.startswith("2 episodes each, seeds 10000–10001") for c in app.caption)
     assert any(m.value == "**B cut the cost per episode by 80 % (50 → 10), and earned 90 % of A's return; it kept "
                "within the cost limit (25) in 0 of 2 episodes (A: 0).**" for m in app.markdown), [m.value for m in app.markdown]
+    said = [c.value for c in app.caption]  # for people new to safe RL: what cost and return are, which robot is which
+    assert any(c.startswith("Cost counts the steps of an episode that break the task's rule (staying under the speed "
+                            "limit): lower is safer. Return is") for c in said), said
+    names = {p.id: p.name for p in workspace.store.list_policies(CHEETAH)}
+    assert any(c.startswith(f"A (before): {plain(names[1])}") and f"B (after): {plain(names[3])}" in c
+               for c in said), said
     table = app.dataframe[0].value.set_index("metric")
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"

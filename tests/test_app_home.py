@@ -51,9 +51,12 @@ def _auto_label(at: AppTest, n: int | str) -> str:
 
 def test_auto_label_says_how_many_it_labelled_and_when_none_are_left(ws, monkeypatch):
     at = _home(ws.root, monkeypatch)
-    assert "labelled 2 pairs" in _auto_label(at, 2)
-    assert "labelled 3 pairs" in _auto_label(at, 10)
-    assert "no unlabelled pairs left — prepare more first" in _auto_label(at, 10)
+    assert "labelled 2 pairs." in _auto_label(at, 2)
+    held = ws.store.next_pair("ann", CHEETAH)  # on the Label page: held for ann, not the teacher's to take
+    assert "labelled 2 pairs; 1 unlabelled pair is being judged on the Label page; prepare more pairs" in _auto_label(at, 10)
+    assert "found no pair to label; 1 unlabelled pair is being judged on the Label page" in _auto_label(at, 10)
+    ws.store.add_label(held.id, "ann", "left")
+    assert "The synthetic teacher found no pair to label; prepare more pairs first." in _auto_label(at, 10)
 
 
 def test_the_number_of_pairs_to_auto_label_shows_its_label(ws, monkeypatch):
