@@ -81,6 +81,7 @@ else:
     st.caption(demo.what_the_numbers_mean(task))
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
     st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
+    st.caption(comparison.TABLE_TERMS)
     if warning := comparison.doing_less(result):
         st.warning(warning)
     limit = result["a"].get("cost_limit")

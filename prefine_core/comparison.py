@@ -26,6 +26,11 @@ ROWS = (
     ("fall_rate", "fall rate", True),
 )
 
+#: Under the table: what its less plain rows mean (κ is the comparison's cost limit).
+TABLE_TERMS = ("Violation rate: the share of episodes whose cost went over the limit κ. Catastrophic-failure rate: "
+               "over 2κ, or ending in a fall. Normalised cost: mean cost divided by κ (1 is at the limit). Cost per "
+               "step: the episodes' cost divided by their steps, so that one cut short by a fall does not look safe.")
+
 
 def newest_finetune(policies: list) -> int | None:
     """The newest fine-tuned policy a run chose itself (or imported); a checkpoint a person registered by hand counts

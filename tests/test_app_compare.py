@@ -153,6 +153,7 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert any(c.startswith(f"A (before): {plain(names[1])}") and f"B (after): {plain(names[3])}" in c
                for c in said), said
     table = app.dataframe[0].value.set_index("metric")
+    assert comparison.TABLE_TERMS in said and "Violation rate: the share of episodes" in comparison.TABLE_TERMS
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
