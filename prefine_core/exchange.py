@@ -45,7 +45,7 @@ from prefine_core.files import write_text_atomic
 from prefine_core.envs import validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
-from prefine_core.store import LABEL_CHOICES, MAX_ID, POLICY_KINDS, RETRACT
+from prefine_core.store import LABEL_CHOICES, MAX_ID, POLICY_KINDS, RETRACT, is_id
 from prefine_core.store.schema import utcnow
 from prefine_core.workspace import Workspace
 
@@ -140,7 +140,7 @@ def _check_field(what: str, key: str, value, kind: str) -> None:
     if value is None and nullable:
         return
     if kind == "id":
-        ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+        ok = is_id(value)
     elif kind == "number":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     else:
@@ -168,7 +168,7 @@ def _read_jsonl(folder: Path, name: str) -> list[dict]:
             _check_field(f"{path.name} line {number}", key, row[key], kind)
         rows.append(row)
     ids = [r["id"] for r in rows]
-    if len(set(ids)) != len(ids) or not all(isinstance(i, int) for i in ids):
+    if len(set(ids)) != len(ids):  # each is an integer already (_check_field)
         raise ValueError(f"{path.name}: ids must be unique integers")
     return rows
 

@@ -75,13 +75,20 @@ def _text(field: str, value, max_len: int) -> str:
 MAX_ID = 2**63 - 1
 
 
+def is_id(value) -> bool:
+    """Whether ``value`` can name a row: a positive integer up to :data:`MAX_ID`; numpy integers (from a DataFrame)
+    are welcome, bools, floats and text are not. The one rule for ids the store takes and files hold."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and 0 < value <= MAX_ID
+
+
 def _int_id(field: str, value) -> int:
-    """A positive id; numpy integers (from a DataFrame) are welcome, bools and floats are not."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{field} must be a positive integer id, got {value!r}")
-    if value > MAX_ID:
+    """:func:`is_id`'s id as an int; an integer past :data:`MAX_ID` names no row (NotFound), anything else is not an
+    id (ValueError)."""
+    if is_id(value):
+        return int(value)
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value > MAX_ID:
         raise NotFound(f"{field} {value} does not exist (ids stop at {MAX_ID})")
-    return int(value)
+    raise ValueError(f"{field} must be a positive integer id, got {value!r}")
 
 
 def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -> float:
