@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from prefine_core import queries
+from prefine_core.entry import counted
 from prefine_core.store import NotFound, PolicyRecord, Store, TrajectoryRecord
 from prefine_core.workspace import Workspace, plain_video_path
 
@@ -280,10 +281,7 @@ def video_job(ws: Workspace, task_id: str):
 def job_progress_text(ws: Workspace, job) -> str:
     """Where the ``prepare`` or ``render`` job ``job`` (:func:`video_job`) is, in words: the rollouts of a
     preparation (N of M episodes; no pair exists yet), then the videos, ready of the task's pairs."""
-    from prefine_core.entry import counted
-
-    metrics = ws.store.run_metrics(job.id)
-    latest = metrics.groupby("name").value.max() if len(metrics) else pd.Series(dtype=float)
+    latest = ws.store.run_metrics(job.id).groupby("name").value.max()  # (empty, with its columns, before any report)
     if job.kind == "prepare" and "prepare/videos" not in latest:
         done, total = int(latest.get("prepare/rollouts", 0)), int(latest.get("prepare/rollouts_total", 0))
         return (f"Rolling out the policies in the background (run {job.id}): {done} of "
