@@ -39,14 +39,18 @@ with st.form("finetune_form"):
         for i, field in enumerate(more):
             values[field["name"]] = ui.number_widget(cols[i % 4], field, key=f"cfg_{field['name']}")
     inputs = (task, start, values)
-    if st.form_submit_button("Launch", type="primary") and gone is None:
+    if not st.form_submit_button("Launch", type="primary") or gone is not None:
+        ui.kept_refusal("launch_refused", inputs)  # a refusal stays while what it refused is still in the form
+    elif (twin := launcher.twin_run(ws, *inputs)) is not None:  # a second click: said now, not kept (it ends)
+        ui.set_kept(ui.scoped("run_select", task), twin.id)
+        st.info(f"Run {twin.id} with these settings from this policy is already {twin.status}: it is shown below. "
+                "Change a setting (a seed, say) to start another beside it.")
+    else:
         run_id = ui.guarded(launcher.launch_finetune, ws, *inputs, keep=("launch_refused", inputs))
         if run_id is not None:
             st.session_state.pop("form_defaults", None)  # the next form starts from this run's settings
             ui.set_kept(ui.scoped("run_select", task), run_id)
             st.toast(f"Run {run_id} started in the background; its curves appear below.")  # outlives the refreshes
-    else:  # a refusal stays while what it refused is still in the form
-        ui.kept_refusal("launch_refused", inputs)
 
 
 def run_actions(run) -> None:

@@ -62,11 +62,22 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
         raise ValueError(f"{counted(decided, 'pair')} of {task_id} {'has' if decided == 1 else 'have'} a winner (judged A "
                          "safer or B safer; Equal and Can't tell name none): label at least 2 so (Label page, or "
                          "auto-label on Home) before fine-tuning")
-    for run in jobs.active(ws, task_id, ("prefine",)):  # a run whose process died does not count as running
-        if run.policy_id == policy_id and run.config == config.to_dict():
-            raise ValueError(f"run {run.id} with these settings from this policy is already {run.status} (a second "
-                             "click on Launch?); change a setting (a seed, say) to start another beside it")
+    if (twin := twin_run(ws, task_id, policy_id, values)) is not None:
+        raise ValueError(f"run {twin.id} with these settings from this policy is already {twin.status} (a second "
+                         "click on Launch?); change a setting (a seed, say) to start another beside it")
     return jobs.launch(ws, "prefine", task_id, policy_id, config.to_dict())
+
+
+def twin_run(ws: Workspace, task_id: str, policy_id: int | None, values: dict):
+    """The task's fine-tune still queued or running from ``policy_id`` with the settings ``values`` make (what a
+    second click on Launch would start again), or None, also for values that make no config. A run whose process
+    died does not count."""
+    try:
+        config = form_config(values).to_dict()
+    except (ValueError, TypeError):
+        return None
+    return next((run for run in jobs.active(ws, task_id, ("prefine",))
+                 if run.policy_id == policy_id and run.config == config), None)
 
 
 def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:

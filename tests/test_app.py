@@ -362,6 +362,23 @@ def test_a_bad_setting_is_refused_by_name_on_launch(app, workspace, field, typed
     assert any(message in e.value for e in app.error), [e.value for e in app.error]
 
 
+def test_a_second_launch_of_a_run_still_going_shows_that_run_and_says_nothing_once_it_ended(app, workspace):
+    from prefine_core import launcher
+    from prefine_core.prefine import PrefineConfig
+
+    start = launcher.start_policies(workspace, CHEETAH)[0].id  # what "Start from" shows first
+    run_id = workspace.store.create_run(CHEETAH, start, "prefine", PrefineConfig(steps=20).to_dict())  # the first click's
+    app.switch_page("pages/finetune.py").run()  # the form starts from that run's settings
+    before = len(workspace.store.list_runs())
+    app.button(key="FormSubmitter:finetune_form-Launch").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert any(f"Run {run_id} with these settings from this policy is already queued" in i.value for i in app.info)
+    assert len(workspace.store.list_runs()) == before and app.session_state[RUN] == run_id
+    workspace.store.update_run(run_id, status="cancelled")
+    app.run()  # redrawn after the run ended: no word of it being queued stays
+    assert not any("already" in m.value for m in [*app.info, *app.error]), [m.value for m in [*app.info, *app.error]]
+
+
 def test_compare_and_data_pages_render(app):
     app.switch_page("pages/compare.py").run()
     assert not app.exception, app.exception
