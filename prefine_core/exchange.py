@@ -317,6 +317,19 @@ class _Merge:
             ("pairs", self.pairs.keys() | self.deleted_here)))
 
 
+def _policy_here(ws: Workspace, folder: Path, row: dict):
+    """The policy here that a bundle's policy row is: the same bytes when the checkpoint came with it; else the same
+    path, or, for a policy shipped with PREFINE Studio, the shipped policy of that name, task and kind here (an export
+    made with ``--no-policies`` in another checkout names the shipped files by that checkout's paths). None if none."""
+    if row["file"] is not None:
+        return ws.policy_with_bytes(row["task_id"], (folder / row["file"]).read_bytes())
+    here = ws.store.list_policies(row["task_id"])
+    shipped = bool((row["provenance"] or {}).get("shipped"))
+    return next((q for q in here if q.path == str(row["path"])), None) or next(
+        (q for q in here if shipped and q.provenance.get("shipped") and (q.name, q.kind) == (row["name"], row["kind"])),
+        None)
+
+
 def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays: dict[int, Trajectory],
                 restore_deleted: bool = False) -> _Merge:
     """Map the bundle onto what the workspace holds, leaving out the pairs deleted here since (unless
@@ -324,9 +337,7 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
     bundle went separate ways (which label would stand is then unknowable)."""
     store, merge = ws.store, _Merge()
     for p in rows["policies"]:
-        here = (ws.policy_with_bytes(p["task_id"], (folder / p["file"]).read_bytes()) if p["file"] is not None else
-                next((q for q in store.list_policies(p["task_id"]) if q.path == str(p["path"])), None))
-        if here is not None:
+        if (here := _policy_here(ws, folder, p)) is not None:
             merge.policies[p["id"]] = here.id
     here = _ClipsHere(store, {t["task_id"] for t in rows["trajectories"]})
     for t in rows["trajectories"]:

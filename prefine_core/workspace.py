@@ -81,15 +81,16 @@ class Workspace:
 
     def delete_policy(self, policy_id: int) -> PolicyRecord:
         """:meth:`Store.delete_policy` (refused while anything uses it), then its file if an upload or import put it
-        in this workspace's policies folder (a run's checkpoint stays with its run); returns what was deleted. A
-        shipped policy is refused: the next open would register it again."""
+        in this workspace's policies folder and no other policy row names it (a run's checkpoint stays with its run);
+        returns what was deleted. A shipped policy is refused: the next open would register it again."""
         policy = self.store.get_policy(policy_id)
         path = Path(policy.path).resolve()
         if self.shipped is not None and path.is_relative_to(self.shipped.resolve()):
             raise ValueError(f"policy {policy.id} ('{policy.name}') is shipped with PREFINE Studio and is registered "
                              "again whenever the workspace opens; it is not deleted")
         self.store.delete_policy(policy.id)
-        if path.is_relative_to(self.policies_dir.resolve()):
+        shared = any(Path(p.path).resolve() == path for p in self.store.list_policies())  # another task's row, say
+        if path.is_relative_to(self.policies_dir.resolve()) and not shared:
             path.unlink(missing_ok=True)
         return policy
 

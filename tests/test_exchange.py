@@ -482,3 +482,43 @@ def test_hdf5_arrays_of_the_wrong_shape_are_refused_naming_the_dataset(tmp_path,
     with pytest.raises(ValueError, match=message):
         import_hdf5(ws, path, CHEETAH)
     assert ws.store.counts()["trajectories"] == 0 and list(ws.trajectories_dir.iterdir()) == []
+
+
+def test_an_export_without_checkpoints_from_another_checkout_maps_onto_the_shipped_policies_here(tmp_path, monkeypatch):
+    """``export --no-policies`` names the shipped files by the exporting checkout's paths; here they are elsewhere.
+    The import must land the clips on the shipped policies here, not register dangling copies of them."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    there = Workspace.open(tmp_path / "there")
+    reference = there.store.list_policies(CHEETAH, kind="reference")[0]
+    with SafetyTask(CHEETAH) as task:
+        clips = [there.store.add_trajectory(collect(make_policy(CHEETAH), task, seed=s, max_steps=10), reference.id,
+                                            "test", there.trajectories_dir) for s in (0, 1)]
+    there.store.add_label(there.store.add_pair(*clips, "random", 0.5, "random pick"), "ann", "left")
+    export_bundle(there, tmp_path / "out", include_policies=False)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "policies.jsonl").read_text().splitlines()]
+    for index, row in enumerate(rows):  # as written in another checkout
+        _rewrite_row(tmp_path / "out", "policies", index, {"path": "/elsewhere/prefine" + row["path"]})
+    here = Workspace.open(tmp_path / "here")
+    policies = here.store.list_policies()
+    added = import_bundle(here, tmp_path / "out")
+    assert added["policies"] == 0 and added["trajectories"] == 2 and added["labels"] == 1
+    assert here.store.list_policies() == policies
+    here_reference = here.store.list_policies(CHEETAH, kind="reference")[0].id
+    assert {t.policy_id for t in here.store.list_trajectories(CHEETAH)} == {here_reference}
+
+
+def test_deleting_a_policy_keeps_its_file_while_another_policy_row_names_it(labelled_ws):
+    """A hand-edited import can register, for another task, the path of a checkpoint here: deleting that row must not
+    take the file from the policy that owns it."""
+    from conftest import HOPPER
+    from prefine_core.policy import load_policy
+
+    owner = labelled_ws.store.list_policies(CHEETAH, kind="reference")[0]
+    other = labelled_ws.store.add_policy("hand-edited", owner.path, HOPPER, "imported")
+    labelled_ws.delete_policy(other)
+    load_policy(owner.path, CHEETAH)  # still there
