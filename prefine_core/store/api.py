@@ -471,14 +471,19 @@ class Store:
     def set_pair_video(self, pair_id: int, video_path: str | os.PathLike) -> None:
         self._set(S.pairs, "pair_id", pair_id, video_path=self.paths.to_row(video_path))
 
-    def _set(self, table, field: str, row_id: int, **values) -> None:
+    def _set(self, table, field: str, row_id: int, only_if: tuple = (), **values) -> bool:
+        """Update one row; with ``only_if`` (conditions on the row), only while they hold, checked and set in one
+        statement. Returns whether the row was updated; a row that does not exist is NotFound either way."""
         row_id = _int_id(field, row_id)
 
-        def write(w: _Writer):
-            if w.conn.execute(update(table).where(table.c.id == row_id).values(**values)).rowcount != 1:
-                raise NotFound(f"{field} {row_id} does not exist")
+        def write(w: _Writer) -> bool:
+            if w.conn.execute(update(table).where(table.c.id == row_id, *only_if).values(**values)).rowcount == 1:
+                return True
+            if only_if and w.conn.execute(select(table.c.id).where(table.c.id == row_id)).first() is not None:
+                return False
+            raise NotFound(f"{field} {row_id} does not exist")
 
-        self._write(write)
+        return self._write(write)
 
     def delete_pairs(self, pair_ids: list[int]) -> int:
         """Delete pairs together with all their label rows and assignments (one transaction); returns how many.
@@ -719,13 +724,8 @@ class Store:
             self.get_policy(_int_id("output_policy_id", fields["output_policy_id"]))
         if fields.get("log_path") is not None:
             fields["log_path"] = self.paths.to_row(fields["log_path"])
-        if only_if_status is None:
-            self._set(S.runs, "run_id", run_id, updated_at=S.utcnow(), **fields)
-            return True
-        self.get_run(run_id)  # NotFound, as without the condition
-        query = (update(S.runs).where(S.runs.c.id == run_id, S.runs.c.status == only_if_status)
-                 .values(updated_at=S.utcnow(), **fields))
-        return self._write(lambda w: w.conn.execute(query).rowcount == 1)
+        only_if = () if only_if_status is None else (S.runs.c.status == only_if_status,)
+        return self._set(S.runs, "run_id", run_id, only_if, updated_at=S.utcnow(), **fields)
 
     def get_run(self, run_id: int) -> RunRecord:
         run_id = _int_id("run_id", run_id)
