@@ -86,13 +86,18 @@ def scoped(name: str, scope: str) -> str:
     return f"{name}.{scope}"
 
 
-def kept_choice(widget_key: str, options: list, in_url: str | None = None):
-    """What :func:`kept` will restore into the widget ``widget_key`` (its state, its kept copy, else the address's
-    ``in_url``), if it is one of ``options``; else None: the widget's default applies. For a default that must
-    differ from another widget's choice drawn after it."""
-    for value in (st.session_state.get(widget_key), st.session_state.get(f"kept_{widget_key}")):
-        if value is not None and value in options:
+def kept_choice(widget_key: str, options: list | None = None, in_url: str | None = None):
+    """What :func:`kept` will restore into the widget ``widget_key``: its state, else its kept copy, else the
+    address's ``in_url`` — a value ``options`` no longer hold counts as gone — or None: the widget's default applies.
+    For a default that must differ from another widget's choice drawn after it, and for :func:`kept` itself."""
+    state, plain = st.session_state, f"kept_{widget_key}"
+    fits = lambda value: options is None or value in options  # noqa: E731
+    if widget_key in state or plain in state:
+        value = state[widget_key] if widget_key in state else state[plain]
+        if fits(value):
             return value
+        if widget_key not in state:  # a kept copy alone that fits no more: the default, as on a first visit
+            return None
     return _from_url(in_url, options) if in_url else None
 
 
@@ -110,12 +115,8 @@ def kept(widget_key: str, options: list | None = None, in_url: str | bool = Fals
         forget_missing(widget_key, options)  # e.g. a policy deleted meanwhile: the default instead
     if url and url in st.query_params and _from_url(url, options) is None:
         del st.query_params[url]  # it names nothing here (a deleted run, another task's policy, a typo)
-    if url and widget_key not in st.session_state and plain not in st.session_state:
-        if (found := _from_url(url, options)) is not None:  # a reload: a new session
-            st.session_state[plain] = found
-    if widget_key not in st.session_state and plain in st.session_state:
-        if options is None or st.session_state[plain] in options:
-            st.session_state[widget_key] = st.session_state[plain]
+    if widget_key not in st.session_state and (value := kept_choice(widget_key, options, url)) is not None:
+        st.session_state[widget_key] = st.session_state[plain] = value  # from the kept copy, or the address (a reload)
     given = widget_key in st.session_state  # a default beside a value set here would only draw a warning
     if url and given:  # chosen, restored or set from code; a change of page clears the address
         _to_url(url, st.session_state[widget_key])
@@ -285,11 +286,11 @@ def number_widget(container, field: dict, key: str):
     value) and the form would start a run with a value nobody typed; the parser and ``PrefineConfig`` refuse it
     instead, naming the field."""
     if field["choices"]:
-        return container.selectbox(field["name"], field["choices"], help=field["help"], key=key)
+        return container.selectbox(field["label"], field["choices"], help=field["help"], key=key)
     low, high = field["min"], field["max"]
     bounds = (f" ({low} to {high})" if low is not None and high is not None else
               f" (at least {low})" if low is not None else f" (at most {high})" if high is not None else "")
-    return container.text_input(field["name"], help=field["help"] + bounds, key=key)
+    return container.text_input(field["label"], help=field["help"] + bounds, key=key)
 
 
 def plain(text: str) -> str:
