@@ -208,6 +208,22 @@ def test_pair_open_to_and_undo_within_one_task(store, tmp_path, cheetah_episode)
     assert store.undo_last_label("bob", CHEETAH) == pair
 
 
+def test_an_annotators_labels_use_up_no_annotator_ids(store, tmp_path, cheetah_episode):
+    """Each label looks its annotator up, inserting a new one: on PostgreSQL an insert that does nothing still takes a
+    sequence value, so the second annotator's id was the first's plus the first's label count."""
+    from sqlalchemy import text
+
+    ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
+    a, b = (store.add_trajectory(cheetah_episode, ref, "t", tmp_path) for _ in range(2))
+    pair = store.add_pair(a, b, "random", 0.5, "test")
+    for choice in ("left", "right", "equal", "left"):
+        store.add_label(pair, "ann", choice)
+    store.add_label(pair, "bob", "left")
+    with store.engine.connect() as conn:
+        ids = dict(conn.execute(text("SELECT name, id FROM annotators")).all())
+    assert ids["bob"] == ids["ann"] + 1, ids
+
+
 def test_latest_steps_per_run_in_one_query_with_a_literal_prefix(store, tmp_path):
     ref = store.add_policy("ref", tmp_path / "ref.safetensors", CHEETAH, "reference")
     staged, plain, empty = (store.create_run(CHEETAH, ref, "prefine", {}) for _ in range(3))
