@@ -403,10 +403,31 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {"counterfactuals": COUNTERFACTUALS,
                                              "label_sets": LABEL_SETS, "implicit_reward": IMPLICIT_REWARDS,
                                              "lr_schedule": LR_SCHEDULES, "dispref_target": DISPREF_TARGETS,
                                              "start": STARTS, "step_credit": STEP_CREDITS}
+#: Every field's name in plain words, for the app form's labels: an audience watching a demo reads these, a researcher
+#: the field's own name that :func:`config_fields` puts in brackets after it (and the help, from its docstring).
+FIELD_LABELS: dict[str, str] = {
+    "counterfactuals": "Compared with", "label_sets": "How labels are counted", "pref_weight": "Safer-clip weight",
+    "dispref_weight": "Less-safe-clip weight w⁻", "margin_clip": "Margin cap", "bc_weight": "Imitation anchor λ",
+    "kl_weight": "Stay-close penalty", "beta": "Preference strength β",
+    "sigmoid": "Compare per clip piece or per step", "segment_length": "Steps per clip piece L",
+    "reference_sync_every": "Refresh the reference every … steps", "implicit_reward": "How a clip is scored",
+    "dispref_target": "Replaces a less-safe action", "start": "First stage", "step_credit": "Per-step credit",
+    "cf_temperature": "Spread of the policy's own actions", "batch_size": "Clip pieces per step",
+    "bc_batch_size": "Imitated actions per step", "steps": "Training steps", "learning_rate": "Learning rate",
+    "lr_schedule": "Learning-rate schedule", "grad_clip": "Update size cap", "ema_decay": "Weight averaging",
+    "log_every": "Curve point every … steps", "eval_every": "Checkpoint every … steps",
+    "eval_episodes": "Episodes per checkpoint", "val_seed": "First validation seed",
+    "window": "Validation clip length", "select": "Checkpoint chosen by",
+    "select_tolerance": "Checkpoint choice: safety tolerance",
+    "select_smoothing": "Checkpoint choice: neighbours averaged", "heldout_fraction": "Share of pairs held out",
+    "seed": "Random seed",
+}
 
 
 def config_fields() -> list[dict]:
-    """Every PrefineConfig field as {name, type, default, help, min, max, choices}, for forms and flags."""
+    """Every PrefineConfig field as {name, label, type, default, help, min, max, choices}, for forms and flags; the
+    label is the plain words of :data:`FIELD_LABELS` with the name in brackets, so an error naming the field is
+    still found on the form."""
     import ast
     import inspect
 
@@ -420,7 +441,8 @@ def config_fields() -> list[dict]:
     for f in dataclasses.fields(PrefineConfig):
         low, high = FIELD_BOUNDS.get(f.name, (None, None))
         rows.append({
-            "name": f.name, "type": types[f.name].__name__, "default": f.default, "help": docs.get(f.name, ""),
+            "name": f.name, "label": f"{FIELD_LABELS[f.name]} ({f.name})", "type": types[f.name].__name__,
+            "default": f.default, "help": docs.get(f.name, ""),
             "min": low, "max": high, "choices": list(FIELD_CHOICES.get(f.name, ())),
         })
     return rows
