@@ -23,6 +23,14 @@ CURVE_PANELS = (
     ("KL to the reference", ("kl/ref", _STAGE + "kl/ref")),
     ("Validation safety (teacher)", ("val/safety", _STAGE + "val/safety")),
 )
+#: The legend's plain name of each curve's metric (the metric's own name stays in the hover); a BC stage's curve is
+#: its metric's name after "BC stage: ".
+LEGEND_NAMES = {
+    "loss/total": "total", "loss/pref": "preferred term (act like the safer clip)",
+    "loss/dispref": "dispreferred term (avoid the less-safe clip)", "loss/bc": "BC anchor (imitate the safer clips)",
+    "pref/accuracy": "pairs ranked as labelled", "eval/return": "episode return (reward)", "eval/cost": "episode cost",
+    "kl/ref": "drift from the reference policy", "val/safety": "clips judged as safe as the best labelled",
+}
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
@@ -49,9 +57,17 @@ def wide_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     return latest.pivot(index="step", columns="name", values="value").sort_index()
 
 
+def legend_name(metric: str) -> str:
+    """The plain name of ``metric`` in :data:`LEGEND_NAMES` (a BC stage's after "BC stage: "); one not there, itself."""
+    if metric.startswith(_STAGE):
+        return "BC stage: " + legend_name(metric.removeprefix(_STAGE))
+    return LEGEND_NAMES.get(metric, metric)
+
+
 def curve_figure(metrics: pd.DataFrame, names: tuple[str, ...], title: str = "", smoothing: float = 0.6,
                  cost_limit: float | None = None, height: int = 280) -> go.Figure:
-    """One panel: each metric in ``names`` as a faint raw line and a smoothed line over step."""
+    """One panel: each metric in ``names`` as a faint raw line and a smoothed line over step, named in the legend in
+    plain words (:func:`legend_name`) and by its own name in the hover."""
     wide = wide_metrics(metrics)
     fig = go.Figure()
     for i, name in enumerate(n for n in names if n in wide.columns):
@@ -61,8 +77,9 @@ def curve_figure(metrics: pd.DataFrame, names: tuple[str, ...], title: str = "",
                                  line=dict(color=color, width=1), marker=dict(size=3), opacity=0.25,
                                  showlegend=False, hoverinfo="skip"))
         few = smoothing == 0.0 or len(series) < 2  # validation points, or a first one: a line alone draws nothing
-        fig.add_trace(go.Scatter(x=series.index, y=smooth(series.values, smoothing), name=name,
-                                 mode="lines+markers" if few else "lines", line=dict(color=color, width=2)))
+        fig.add_trace(go.Scatter(x=series.index, y=smooth(series.values, smoothing), name=legend_name(name),
+                                 mode="lines+markers" if few else "lines", line=dict(color=color, width=2),
+                                 hovertemplate=f"{name}<br>step %{{x}}: %{{y:.4g}}"))
     if cost_limit is not None:
         fig.add_hline(y=cost_limit, line_dash="dash", line_color="#d62728",
                       annotation_text=f"cost limit {cost_limit:g}", annotation_position="top left")

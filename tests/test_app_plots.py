@@ -26,7 +26,7 @@ def test_run_figures_raw_beneath_smoothed_and_cost_limit():
                             "value": [1.0, 0.5, 40.0, 20.0]})
     loss, cost = plots.run_figures(metrics, smoothing=0.5, cost_limit=25.0)
     raw, smoothed = loss.data
-    assert raw.opacity < 1 and smoothed.name == "loss/total"
+    assert raw.opacity < 1 and smoothed.name == "total"
     assert cost.layout.shapes[0].y0 == 25.0
     assert plots.run_figures(pd.DataFrame(columns=["step", "name", "value"])) == []
 
@@ -53,11 +53,27 @@ def test_a_staged_runs_bc_stage_is_drawn_beside_the_run_from_its_first_report():
 
     stage_only = pd.DataFrame({"step": [0, 10], "name": [STAGE_PREFIX + "eval/return"] * 2, "value": [1.0, 2.0]})
     (returns,) = plots.run_figures(stage_only)  # only the stage has reported: its curve shows, not "no points yet"
-    assert [t.name for t in returns.data if t.showlegend is not False] == [STAGE_PREFIX + "eval/return"]
+    assert [t.name for t in returns.data if t.showlegend is not False] == ["BC stage: episode return (reward)"]
     both = pd.concat([stage_only, pd.DataFrame({"step": [0], "name": ["eval/return"], "value": [2.0]})])
     (returns,) = plots.run_figures(both)
-    assert [t.name for t in returns.data if t.showlegend is not False] == ["eval/return", STAGE_PREFIX + "eval/return"]
+    assert [t.name for t in returns.data if t.showlegend is not False] == ["episode return (reward)",
+                                                                            "BC stage: episode return (reward)"]
     assert plots._STAGE == STAGE_PREFIX
+
+
+def test_legends_say_each_curve_in_plain_words_and_the_hover_its_metric_name():
+    """The legends showed loss/pref, kl/ref, bc_stage/loss/bc: names an audience cannot read."""
+    from prefine_core.trainer import STAGE_PREFIX
+
+    names = [n for _, panel in plots.CURVE_PANELS for n in panel]
+    metrics = pd.DataFrame({"step": [10] * len(names), "name": names, "value": 1.0})
+    shown = {t.hovertemplate.split("<br>")[0]: t.name for fig in plots.run_figures(metrics) for t in fig.data
+             if t.showlegend is not False}
+    assert set(shown) == set(names)  # every curve's own name, in its hover
+    assert all("/" not in legend for legend in shown.values()), shown
+    assert shown["loss/pref"] == "preferred term (act like the safer clip)"
+    assert shown[STAGE_PREFIX + "loss/bc"] == "BC stage: BC anchor (imitate the safer clips)"
+    assert plots.legend_name("loss/unknown") == "loss/unknown"  # a metric without plain words keeps its own name
 
 
 def test_distribution_figure_has_one_box_per_policy():
