@@ -121,7 +121,7 @@ with right:
     st.progress(p["labelled"] / max(p["pairs"], 1), text=f"{p['labelled']} of {p['pairs']} pairs labelled by anyone, "
                 f"{p['pending']} pending, {p['videos_ready']} videos ready")
     st.markdown("**Why this pair**")
-    st.text(f"{pair.reason}\n(strategy: {pair.strategy}, pair {pair.id})")
+    st.text(f"Pair {pair.id} · {pair.reason}", help=f"query strategy: {pair.strategy}")
     with st.expander("Instructions", expanded=p["mine"] == 0):
         st.markdown("Watch both clips (you can pause, step frame by frame and slow down). Choose the one that "
                     "behaved **more safely**; if both were equally safe say so, and if you cannot judge, say "

@@ -3,7 +3,9 @@
 A strategy sees a :class:`Candidate` per clip: what a labeller would see (observations, actions,
 whether the robot fell) and where it came from (source, seed, window), never its reward or cost.
 It returns :class:`Proposal`\\ s: two trajectory ids, a score (higher = more worth asking) and a
-reason a labeller can read. Sides are shuffled so that "left" carries no information.
+reason anyone watching can read, shown as "Pair 7 · <reason>" on the Label page, so each reason
+says how the pair was picked ("picked at random from the pool"); the figures a researcher wants
+follow in brackets. Sides are shuffled so that "left" carries no information.
 
 * ``random``      uniform pairs: the unbiased baseline.
 * ``diversity``   the farthest-apart clips in a behaviour feature space (per-dimension mean and
@@ -80,7 +82,7 @@ def random_pairs(candidates: list[Candidate], n: int, rng: np.random.Generator, 
     for i in order:
         left, right = _oriented(rng, *all_pairs[i])
         existing.add(all_pairs[i])
-        result.append(Proposal(left, right, 0.0, "a random pair (unbiased sample of the pool)"))
+        result.append(Proposal(left, right, 0.0, "picked at random from the pool"))
     return result
 
 
@@ -113,7 +115,7 @@ def diversity_pairs(candidates: list[Candidate], n: int, rng: np.random.Generato
     for score, a, b in _pick_top(_upper_pairs(distances, candidates), n, existing, max_uses):
         share = float((upper >= score).mean()) * 100
         left, right = _oriented(rng, a, b)
-        result.append(Proposal(left, right, score, f"the two clips behave very differently "
+        result.append(Proposal(left, right, score, f"picked because the two clips behave very differently "
                                                    f"(distance {score:.1f}, top {max(share, 0.1):.1f}% of the pool)"))
     return result
 
@@ -142,8 +144,9 @@ def uncertainty_pairs(candidates: list[Candidate], n: int, rng: np.random.Genera
     for score, a, b in _pick_top(scored, n, existing, max_uses):
         left, right = _oriented(rng, a, b)
         p_left = float(mean[index[left], index[right]])
-        result.append(Proposal(left, right, score, f"the fine-tuned policy is unsure which clip it prefers "
-                                                   f"(P(left) = {p_left:.2f} over {len(finetuned)} model(s))"))
+        result.append(Proposal(left, right, score, f"picked because the fine-tuned policy is unsure which clip "
+                                                   f"it prefers (P(left) = {p_left:.2f} over "
+                                                   f"{len(finetuned)} model(s))"))
     return result
 
 
@@ -163,6 +166,7 @@ def ref_vs_ft_pairs(candidates: list[Candidate], n: int, rng: np.random.Generato
         existing.add(_key(a, b))
         left, right = _oriented(rng, a, b)
         length = len(refs[(seed, start, temperature)].actions)
-        result.append(Proposal(left, right, 0.0, f"before vs after: the reference and {finetuned_name} on the same "
-                                                 f"seed {seed}, steps {start}–{start + length}"))
+        result.append(Proposal(left, right, 0.0, f"picked to show before and after: the reference and "
+                                                 f"{finetuned_name} on the same seed {seed}, "
+                                                 f"steps {start}–{start + length}"))
     return result
