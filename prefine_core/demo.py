@@ -121,6 +121,10 @@ def auto_label_report(ws: Workspace, task_id: str, n: int | str) -> str:
     return f"The synthetic teacher found no pair to label{held}; prepare more pairs first."
 
 
+#: What "with a winner" counts (the store's decided pairs), beside :attr:`DemoStatus.judged_text`.
+WINNER_HELP = ("Pairs whose labels name a safer clip: A safer or B safer (by majority where people differ; a tie "
+               "names none). Equal and Can't tell name none, so they add a label but no pair with a winner. A "
+               "fine-tune learns from these pairs only (decided pairs).")
 #: The guided path, in order: each step's name in the status, and as the home page says it.
 STEPS = {"prepare": "Prepare pairs", "label": "Label", "finetune": "Fine-tune", "compare": "Compare"}
 
@@ -151,6 +155,12 @@ class DemoStatus:
         if self.finetuned_id is None:
             return "finetune"
         return "done" if self.compared else "compare"
+
+    @property
+    def judged_text(self) -> str:
+        """The Judge step's count, as Home says it: the pairs with a winner, not the labels, are what a fine-tune
+        learns from, and an Equal answer adds a label but no winner (:data:`WINNER_HELP`)."""
+        return f"{counted(self.labels, 'label')}, {counted(self.decided, 'pair')} with a winner (A or B judged safer)"
 
     @property
     def steps_done(self) -> int:

@@ -192,3 +192,18 @@ def test_a_preparation_says_its_rollouts_before_any_pair_exists(tmp_path, monkey
     assert any(c.value.startswith(f"Rolling out the policies and rendering videos in the background (run {run.id}): "
                                   "0 of ") for c in at.caption), [c.value for c in at.caption]
     ws.store.update_run(run.id, status="cancelled")
+
+
+def test_the_judge_step_counts_pairs_with_a_winner_and_says_why_equal_answers_add_none(ws, monkeypatch):
+    """It said "5 labels, 0 decided pairs": after an auto-label answered Equal, an audience saw labels but no pairs."""
+    pairs = ws.store.list_pairs(CHEETAH)
+    for pair in pairs:
+        ws.store.add_label(pair.id, "tester", "equal")
+    at = _home(ws.root, monkeypatch)
+    (line,) = [m for m in at.markdown if m.value.startswith("**2 · Judge**")]
+    assert line.value.endswith("— 5 labels, 0 pairs with a winner (A or B judged safer)"), line.value
+    assert "Equal and Can't tell name none" in line.proto.help and "decided pairs" in line.proto.help
+    ws.store.add_label(pairs[0].id, "other", "left")
+    at.run()
+    (line,) = [m for m in at.markdown if m.value.startswith("**2 · Judge**")]
+    assert line.value.endswith("— 6 labels, 1 pair with a winner (A or B judged safer)"), line.value
