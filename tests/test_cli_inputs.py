@@ -195,3 +195,14 @@ def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
     from prefine_core.store import Store
 
     assert Store(f"sqlite:///{workspace / 'prefine.db'}").counts()["trajectories"] == 0
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--myopic-discount", "0", "a number above 0 and at most 1, got 0"),  # was refused later, as myopic_discount
+    ("--myopic-discount", "1.5", "a number above 0 and at most 1, got 1.5"),
+    ("--mistake-rate", "nan", "a number from 0 to 1, got nan"),
+    ("--skip-rate", "2", "a number from 0 to 1, got 2"),
+])
+def test_teacher_flags_out_of_range_are_refused_by_the_flags_name(flag, value, expected, tmp_path, capsys):
+    said = _refused(capsys, ["label-synthetic", "--workspace", str(tmp_path / "ws"), "--task", CHEETAH, flag, value])
+    assert said.endswith(f"label-synthetic: argument {flag}: expected {expected}"), said

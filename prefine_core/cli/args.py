@@ -76,12 +76,13 @@ def positive_float(text: str) -> float:
     return _finite_number(text, positive=True)
 
 
-def number_between(low: float, high: float):
-    """The argument type of a number from ``low`` to ``high`` (NaN is refused too)."""
+def number_between(low: float, high: float, above_low: bool = False):
+    """The argument type of a number from ``low`` (with ``above_low``, above it) to ``high``; NaN is refused too."""
     def parse(text: str) -> float:
         value = _number(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text}")
+        if not (low < value if above_low else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number {'above' if above_low else 'from'} {low:g} "
+                                             f"{'and at most' if above_low else 'to'} {high:g}, got {text}")
         return value
 
     return parse

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from prefine_core.cli.args import (Progress, file_to_write, frame_size, non_negative_float, non_negative_int,
-                                   open_workspace, positive_int)
+                                   number_between, open_workspace, positive_int)
 
 
 def _workspace(args: argparse.Namespace, existing: bool = True):
@@ -21,13 +21,6 @@ def _task(text: str) -> str:
         return validate_task_id(text)
     except UnknownTaskError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _unit_float(text: str) -> float:
-    value = non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
-    return value
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -234,10 +227,11 @@ def register(command) -> None:
     p.add_argument("--name", default="synthetic-teacher", help="annotator name (default synthetic-teacher)")
     p.add_argument("--overlap", type=positive_int, default=1_000_000,
                    help="skip pairs already labelled by this many others (default: label every pair)")
-    p.add_argument("--mistake-rate", type=_unit_float, default=0.0, help="probability of swapping an answer")
+    p.add_argument("--mistake-rate", type=number_between(0, 1), default=0.0, help="probability of swapping an answer")
     p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="cost difference judged equal")
-    p.add_argument("--skip-rate", type=_unit_float, default=0.0, help="probability of answering cant_tell")
-    p.add_argument("--myopic-discount", type=_unit_float, default=1.0, help="γ weighting late steps more (≤ 1)")
+    p.add_argument("--skip-rate", type=number_between(0, 1), default=0.0, help="probability of answering cant_tell")
+    p.add_argument("--myopic-discount", type=number_between(0, 1, above_low=True), default=1.0,
+                   help="γ weighting late steps more (above 0, at most 1)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the noise")
     p.set_defaults(handler=_label_synthetic)
 
