@@ -75,7 +75,8 @@ with left:
         st.page_link("pages/home.py", label="Home: prepare pairs", icon=":material/home:")
         st.button("Undo my last label", key="undo", on_click=act, args=("undo",),
                   help=f"takes back your most recent label in this task and shows that pair again (key {labelling.UNDO_KEYS})")
-        undo_keys(f"<kbd>{labelling.UNDO_KEYS}</kbd> undo your last label", task, key="player", on_change=on_player)
+        undo_keys(f"<kbd>{labelling.UNDO_KEYS}</kbd> undo your last label", task, key="player", on_change=on_player,
+                  ack=st.session_state.get("nonce"))
         if st.session_state.get("flash"):
             st.caption(st.session_state.pop("flash"))
         st.stop()
@@ -102,7 +103,8 @@ with left:
                                "imported, or its file removed since). A choice waits for it (Skip does not).")
                     ui.render_missing_button(ws, task, type="primary")
                 ui.rerun_when(lambda: ws.store.get_pair(pair.id).video_ready, every=2.0)
-    pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player)
+    pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player,
+                ack=st.session_state.get("nonce"))
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):
         # one key per pair: a click on the buttons of a pair gone since is not taken for the buttons of the pair now

@@ -179,9 +179,19 @@ async def shown_pair(page) -> int | None:
     return int(value) if value else None
 
 
+async def judgeable_pair(page, timeout_s: float = 60) -> int | None:
+    """The pair the player shows, once a key may judge it (its clips on screen a moment: the player's
+    ``data-choosable``), or None when there is no player (no pairs left)."""
+    await page.wait_for_function(
+        f"""() => {{ if (document.body.innerText.includes('No pairs left for you')) return true;
+             const f = document.querySelector('{PLAYER}'); const b = f && f.contentDocument && f.contentDocument.body;
+             return b && b.dataset.pairId && b.dataset.choosable === b.dataset.pairId; }}""", timeout=timeout_s * 1000)
+    return await shown_pair(page)
+
+
 async def label_one(page, session: Session, key: str = "ArrowLeft", timeout_s: float = 60) -> bool:
-    """Press ``key`` on the pair shown; wait for the next pair. False when none was shown."""
-    before = await shown_pair(page)
+    """Press ``key`` on the pair shown, once it may be judged; wait for the next pair. False when none was shown."""
+    before = await judgeable_pair(page, timeout_s)
     if before is None:
         return False
     await page.get_by_role("heading", name="Label").click()

@@ -17,11 +17,12 @@ _pair_player = components.declare_component("pair_player", path=str(Path(__file_
 _CHOICES_HELD = '<style>[class*="st-key-choice_"] button { pointer-events: none; }</style>'
 
 
-def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None) -> dict | None:
+def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None, ack: str | None = None) -> dict | None:
     """The synchronised pair player for a :class:`prefine_core.labelling.PairView`.
 
     Returns the latest event ``{action, pair_id, task_id, seconds, nonce}`` sent by a keyboard shortcut (the pair
-    and task on screen when the key was pressed), or None; the caller handles each nonce once.
+    and task on screen when the key was pressed), or None; the caller handles each nonce once and hands the last one
+    handled back as ``ack``: until it comes back (or the pair changes) the player takes no other key, and says so.
     """
     # Only the variant on show travels to the browser: each rerun re-sends the component's arguments,
     # and the video bytes are most of what a choice costs the server.
@@ -31,12 +32,13 @@ def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None)
         pair_id=view.pair_id, task_id=view.task_id, video=None if plain else view.video,
         video_plain=view.video_plain if plain else None, costs_left=view.costs_left,
         costs_right=view.costs_right, fps=view.fps, show_cost=show_cost, keys_html=keys_html,
-        overlay={"top": 40, "clip_width": 256, "clip_height": 256, "gap": 8, "border": 4}, key=key, default=None, on_change=on_change)
+        overlay={"top": 40, "clip_width": 256, "clip_height": 256, "gap": 8, "border": 4}, ack=ack, key=key, default=None,
+        on_change=on_change)
 
 
-def undo_keys(keys_html: str, task_id: str, key: str, on_change=None) -> dict | None:
+def undo_keys(keys_html: str, task_id: str, key: str, on_change=None, ack: str | None = None) -> dict | None:
     """The pair player with no pair of ``task_id``: nothing shown but the legend, and only the undo key works (the
     screen after the last pair, where a keyboard labeller takes back the last choice). Same events as
     :func:`pair_player`."""
     return _pair_player(pair_id=None, task_id=task_id, video=None, video_plain=None, costs_left=[], costs_right=[], fps=30,
-                        show_cost=True, keys_html=keys_html, overlay=None, key=key, default=None, on_change=on_change)
+                        show_cost=True, keys_html=keys_html, overlay=None, ack=ack, key=key, default=None, on_change=on_change)

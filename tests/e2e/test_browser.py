@@ -98,6 +98,14 @@ def player(page):
     return page.frame_locator('iframe[title="prefine_core.components.pair_player"]')
 
 
+def judgeable(page) -> str:
+    """The pair the player shows, once a key may judge it: its clips on screen a moment (``data-choosable``)."""
+    page.wait_for_function("""() => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
+        const b = f && f.contentDocument && f.contentDocument.body;
+        return b && b.dataset.pairId && b.dataset.choosable === b.dataset.pairId; }""")
+    return player(page).locator("body[data-pair-id]").get_attribute("data-pair-id")
+
+
 def sign_in(page, name: str):
     """On the Label page: give the annotator's name; returns the player's body, once it shows a pair."""
     page.get_by_label("Your name", exact=True).fill(name)
@@ -108,6 +116,8 @@ def sign_in(page, name: str):
 
 
 def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
+    from prefine_core.prefine import config_fields
+
     url, ws = app_url
     page.goto(url)
     page.get_by_text("PREFINE Studio").first.wait_for()
@@ -152,7 +162,7 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
 
     latencies, labelled = [], []
     for _ in range(5):
-        before = body.get_attribute("data-pair-id")
+        before = judgeable(page)
         page.get_by_role("heading", name="Label").click()  # focus the app page, not an input
         start = time.perf_counter()
         page.keyboard.press("ArrowLeft")
@@ -178,11 +188,12 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     assert max(latencies) < 1.0, latencies
 
     page.get_by_role("link", name="Fine-tune").first.click()
+    labels = {f["name"]: f["label"] for f in config_fields()}  # "Training steps (steps)": what the form says
     for name, value in {"steps": "40", "eval_every": "20", "segment_length": "20"}.items():
-        page.get_by_label(name, exact=True).fill(value)
+        page.get_by_label(labels[name], exact=True).fill(value)
     page.get_by_text("More settings").click()
-    page.get_by_label("log_every", exact=True).fill("5")
-    page.get_by_label("eval_episodes", exact=True).fill("1")
+    page.get_by_label(labels["log_every"], exact=True).fill("5")
+    page.get_by_label(labels["eval_episodes"], exact=True).fill("1")
     page.get_by_role("button", name="Launch").click()
     page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
     shot(page, "5-finetune-curves")
@@ -256,7 +267,7 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         page.get_by_label("Your name", exact=True).press("Enter")
         body = player(page).locator("body[data-pair-id]")
         player(page).locator("video[src]").wait_for(state="attached")
-        first = body.get_attribute("data-pair-id")
+        first = judgeable(page)
         page.get_by_role("heading", name="Label").click()
         page.keyboard.press("1")
         page.wait_for_function("""([before]) => document.querySelector('iframe[title="prefine_core.components.pair_player"]')
@@ -274,7 +285,7 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         player(page).locator("video[src]").wait_for(state="attached", timeout=120_000)
         for key, count in (("2", 2), ("1", 3)):  # this pair, then the next, rendered by the same job
             player(page).locator("video[src]").wait_for(state="attached", timeout=120_000)
-            shown = body.get_attribute("data-pair-id")
+            shown = judgeable(page)
             page.get_by_role("heading", name="Label").click()
             page.keyboard.press(key)
             deadline = time.time() + 30
@@ -323,10 +334,11 @@ def test_a_key_just_after_a_task_switch_is_refused_in_words_and_the_next_counts_
             page.keyboard.press("1")  # at once: the pair of the task left is most likely on screen still
             refused = page.get_by_text(f"Nothing saved: that key (A safer) was pressed on a pair of {left}, before "
                                        f"{target}'s was shown; judge the pair on screen now.")
+            too_soon = player(page).get_by_text("this pair has only just appeared: nothing was saved")  # the new one
             deadline = time.time() + 30
-            while not refused.count() and len(history()) == before and time.time() < deadline:
+            while not refused.count() and not too_soon.count() and len(history()) == before and time.time() < deadline:
                 time.sleep(0.2)
-            if refused.count():
+            if refused.count() or too_soon.count():
                 assert len(history()) == before, "refused, and nothing saved"
             else:  # the new pair came before the key: it counted for that pair
                 [label] = history()[before:]
@@ -335,9 +347,9 @@ def test_a_key_just_after_a_task_switch_is_refused_in_words_and_the_next_counts_
             page.wait_for_function("""([ids]) => { const f = document.querySelector(
                     'iframe[title="prefine_core.components.pair_player"]');
                 const b = f && f.contentDocument && f.contentDocument.body;  // the new task's pair, settled
-                return b && ids.includes(b.dataset.pairId) && !b.querySelector('#flash').textContent; }""",
+                return b && ids.includes(b.dataset.pairId) && !b.querySelector('#flash').textContent.startsWith('saved'); }""",
                                    arg=[[str(pair.id) for pair in ws.store.list_pairs(target)]])
-            shown, counted = int(body.get_attribute("data-pair-id")), len(history())
+            shown, counted = int(judgeable(page)), len(history())
             page.keyboard.press("2")  # no click on the page first: the keys are its own again
             deadline = time.time() + 30
             while len(history()) == counted and time.time() < deadline:
@@ -363,6 +375,39 @@ def test_keys_label_at_once_after_the_demo_mode_toggle(tmp_path, page):
         while not ws.store.label_history() and time.time() < deadline:
             time.sleep(0.2)
         assert [(label.pair_id, label.choice) for label in ws.store.label_history()] == [(shown, "left")]
+
+
+def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_cost_toggle(tmp_path, page):
+    """Three ways the keys went dead without a word: the name box kept the keyboard after Enter (a "2" typed itself
+    into the name, and the next click labelled as "e2e-focus2"); after an undo with nothing to undo no key worked
+    (the player waited for a redraw that never came); and the Show cost overlay toggle kept the keyboard."""
+    from test_app import small_workspace
+
+    ws = small_workspace(tmp_path / "ws", pairs=3)  # stand-in videos: the keys need one, not a playable one
+    history = lambda: [(h.annotator, h.pair_id, h.choice) for h in ws.store.label_history()]  # noqa: E731
+    flash = player(page).locator("#flash")
+    with serving(ws.root) as url:
+        page.goto(f"{url}/label")
+        sign_in(page, "e2e-focus")  # the name entered with Enter, and no click on the page since
+        shown = int(judgeable(page))
+        page.keyboard.press("u")  # nothing of this person's to undo
+        page.get_by_text("nothing to undo", exact=False).wait_for()
+        page.wait_for_function("""() => { const f = document.querySelector(
+            'iframe[title="prefine_core.components.pair_player"]');
+            return f && f.contentDocument.getElementById('flash').textContent === ''; }""")
+        page.keyboard.press("2")
+        deadline = time.time() + 30
+        while not history() and time.time() < deadline:
+            time.sleep(0.2)
+        assert history() == [("e2e-focus", shown, "right")]
+        assert page.get_by_label("Your name", exact=True).input_value() == "e2e-focus"
+        page.get_by_text("Show cost overlay").click()
+        shown = int(judgeable(page))
+        page.keyboard.press("1")  # no click on the page first
+        deadline = time.time() + 30
+        while len(history()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert history()[1:] == [("e2e-focus", shown, "left")], flash.text_content()
 
 
 #: In the Label page's own document: every animation frame, each choice button's pair (from its key), the pair the

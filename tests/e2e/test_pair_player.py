@@ -40,3 +40,44 @@ def test_a_video_that_finishes_rendering_while_the_pair_is_shown_is_loaded(playe
     render(player_page, video=[0, 0, 0, 24, 102, 116, 121, 112])  # the same pair, its video now ready
     player_page.wait_for_function("document.getElementById('video').getAttribute('src') !== null", timeout=5_000)
     assert player_page.locator("video").get_attribute("src").startswith("blob:")
+
+
+STAND_IN = [0, 0, 0, 24, 102, 116, 121, 112]  # not a playable video: the player opens the pair on its load error
+
+
+def _sent(page) -> list[dict]:
+    return page.evaluate("window.__sent")
+
+
+def _flash(page) -> str:
+    return page.locator("#flash").text_content()
+
+
+def test_a_key_held_down_pressed_as_its_pair_appears_or_before_the_last_was_handled_saves_nothing_unseen(player_page):
+    """A key held down judged the next pairs too (0.01–0.3 s after each appeared), a double tap the next one, and a
+    key pressed before the page had handled the last choice overtook it ("1" then "u": the choice was lost and an
+    older label undone). Each is now one choice, or refused in words."""
+    page = player_page
+    page.evaluate("""() => { window.__sent = [];
+        window.addEventListener("message", (e) => {
+            if (e.data && e.data.type === "streamlit:setComponentValue") window.__sent.push(e.data.value); }); }""")
+    render(page, pair_id=21, video=STAND_IN)
+    page.keyboard.press("1")  # at once: its clips are not on screen yet
+    assert _sent(page) == [] and "only just appeared: nothing was saved" in _flash(page)
+    page.wait_for_function("document.body.dataset.choosable === '21'", timeout=5_000)
+    for _ in range(6):  # held down: the first press, then the keyboard's repeats
+        page.keyboard.down("1")
+    page.keyboard.up("1")
+    assert [(v["action"], v["pair_id"]) for v in _sent(page)] == [("left", 21)]
+    page.keyboard.press("u")  # before the page has handled the choice
+    assert len(_sent(page)) == 1 and "still saving your last choice" in _flash(page)
+    render(page, pair_id=21, video=STAND_IN, ack=_sent(page)[0]["nonce"])  # handled, on this pair (a refusal, say)
+    assert _flash(page) == ""
+    page.keyboard.press("u")
+    assert [v["action"] for v in _sent(page)] == ["left", "undo"]
+    render(page, pair_id=22, video=STAND_IN, ack=_sent(page)[1]["nonce"])  # the next pair: a double tap's second key
+    page.keyboard.press("2")
+    assert len(_sent(page)) == 2
+    page.wait_for_function("document.body.dataset.choosable === '22'", timeout=5_000)
+    page.keyboard.press("2")
+    assert [(v["action"], v["pair_id"]) for v in _sent(page)][2:] == [("right", 22)]
