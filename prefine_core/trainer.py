@@ -307,6 +307,7 @@ class PrefineTrainer:
         self.ratio_reference = copy.deepcopy(self.reference).requires_grad_(False) if moving else self.reference
         self.data, self.stage_seconds, self.stage_wall = data, 0.0, 0.0
         self.data_fingerprint = data.fingerprint()  # saved with the state; a resume on other labels is refused
+        self.start_fingerprint = weights_fingerprint(self.reference, self.policy)  # and one from another policy
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -354,6 +355,7 @@ class PrefineTrainer:
             "param_groups": opt["param_groups"], "numpy_rng": self.rng.bit_generator.state,
             "history": self.history, "seconds": self.seconds, "wall_seconds": self._wall(),
             "data": {"fingerprint": self.data_fingerprint, "pairs": len(self.data.winners)},
+            "start": {"fingerprint": self.start_fingerprint},
         }
         with atomic_path(self.out_dir / "state.json") as tmp:
             Path(tmp).write_text(json.dumps(state, indent=1))
@@ -378,6 +380,10 @@ class PrefineTrainer:
             changed = sorted(k for k, v in self.config.training_dict().items() if saved.get(k) != v)
             raise ValueError(f"{self.out_dir} holds a run with another config (differs in {changed}); use a new folder")
         check_same_labels(state.get("data"), self.data_fingerprint, len(self.data.winners))
+        started_from = state.get("start") or {}  # absent in a state saved before the check: passes
+        if started_from and started_from.get("fingerprint") != self.start_fingerprint:
+            raise ValueError(f"{self.out_dir} holds a run fine-tuned from another policy (its reference or start "
+                             "weights differ from these); use a new folder")
         self.evaluated.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         tensors = load_file(str(self.out_dir / state.get("tensors", "state.safetensors")))
         if self.averaged is not None:
@@ -585,6 +591,16 @@ def saved_step(out_dir: str | Path) -> int | None:
         return int(_saved_state(out_dir)["step"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def weights_fingerprint(*policies: torch.nn.Module) -> str:
+    """A digest of the policies' weights (every tensor, by name): a resumed run checks that it goes on from the
+    reference and start it began with, and does not hand back a run fine-tuned from another policy as this one's."""
+    digest = hashlib.sha256()
+    for policy in policies:
+        for name, tensor in sorted(policy.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def check_same_labels(started_on: dict | None, fingerprint: str, pairs: int) -> None:

@@ -384,3 +384,19 @@ def test_every_field_added_since_runs_were_first_saved_says_what_old_runs_did():
 
     added = {f.name for f in dataclasses.fields(PrefineConfig)} - FIRST_SAVED_FIELDS
     assert added == set(FIELDS_ADDED_SINCE), "list a new PrefineConfig field in FIELDS_ADDED_SINCE"
+
+
+def test_a_run_folder_of_a_fine_tune_from_another_policy_is_refused_not_handed_back(setup, tmp_path):
+    """``finetune --out DIR`` on a finished run's folder handed back that run's policy, fine-tuned from another
+    reference, as this one's (its provenance then named the wrong parent)."""
+    reference, data, _ = setup
+    config = _config(select="last")
+    PrefineTrainer(reference, data, config, tmp_path).run()
+    saved = (tmp_path / "state.json").read_text()
+    other = TanhGaussianPolicy(reference.meta)  # the same sizes and task, other weights
+    with pytest.raises(ValueError, match="holds a run fine-tuned from another policy"):
+        PrefineTrainer(other, data, config, tmp_path).run()
+    with pytest.raises(ValueError, match="holds a run fine-tuned from another policy"):  # the same reference, another start
+        PrefineTrainer(reference, data, config, tmp_path, init=other).run()
+    assert (tmp_path / "state.json").read_text() == saved
+    assert PrefineTrainer(reference, data, config, tmp_path).run()["resumed"]  # its own policy resumes it
