@@ -1,6 +1,8 @@
 """Tables of what a workspace holds, for the data page: clips, pairs, labels, policies."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from prefine_core.store import Store
@@ -28,10 +30,12 @@ def labels_frame(store: Store, task_id: str) -> pd.DataFrame:
 
 
 def policy_rows(store: Store, task_id: str | None = None) -> list[dict]:
-    """The registered policies (of ``task_id``; of every task for None), as the Data page and ``policies`` list them."""
-    return [{"id": p.id, "name": p.name, "task_id": p.task_id, "kind": p.kind, "parent": p.parent_id, "path": p.path}
-            for p in store.list_policies(task_id)]
+    """The registered policies (of ``task_id``; of every task for None), as the Data page and ``policies`` list them;
+    ``file`` says whether the checkpoint is here ("missing": imported from an export made without its checkpoints, or
+    its file removed since; such a policy cannot be evaluated or fine-tuned)."""
+    return [{"id": p.id, "name": p.name, "task_id": p.task_id, "kind": p.kind, "parent": p.parent_id, "path": p.path,
+             "file": "here" if Path(p.path).is_file() else "missing"} for p in store.list_policies(task_id)]
 
 
 def policies_frame(store: Store, task_id: str) -> pd.DataFrame:
-    return pd.DataFrame(policy_rows(store, task_id), columns=["id", "name", "kind", "parent", "path"])
+    return pd.DataFrame(policy_rows(store, task_id), columns=["id", "name", "kind", "parent", "file", "path"])

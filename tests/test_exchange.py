@@ -522,3 +522,17 @@ def test_deleting_a_policy_keeps_its_file_while_another_policy_row_names_it(labe
     other = labelled_ws.store.add_policy("hand-edited", owner.path, HOPPER, "imported")
     labelled_ws.delete_policy(other)
     load_policy(owner.path, CHEETAH)  # still there
+
+
+def test_a_policy_imported_without_its_checkpoint_is_listed_as_missing(labelled_ws, tmp_path):
+    """The fine-tuned policy's file is gone in the workspace exported: after an import it is a row naming nothing, which
+    the Data page and ``policies`` listed like any other."""
+    from prefine_core.browse import policies_frame, policy_rows
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    here = Workspace.open(tmp_path / "here", shipped=None)
+    import_bundle(here, tmp_path / "out")
+    assert [(row["name"], row["file"]) for row in policy_rows(here.store, CHEETAH)] == [("ref", "here"), ("ft", "missing")]
+    assert policies_frame(here.store, CHEETAH).file.tolist() == ["here", "missing"]
