@@ -63,12 +63,11 @@ def comparison_config(policy_a: int, policy_b: int, episodes: int = 5, video_ste
 
 
 def launch_comparison(ws: Workspace, task_id: str, config: dict) -> int:
-    """Start a ``compare`` job of ``config``; refused if A or B is not a policy of ``task_id`` (before a process
-    starts, not in it), and while one of the same A and B is queued or running."""
+    """Start a ``compare`` job of ``config``; refused if A or B is not a policy ``task_id`` can run
+    (:meth:`Workspace.runnable_policy`: before a process starts, not in it), and while one of the same A and B is
+    queued or running."""
     for side in ("policy_a", "policy_b"):
-        policy = ws.store.get_policy(config[side])  # "policy_id N does not exist"
-        if policy.task_id != task_id:
-            raise ValueError(f"{policy.name} (policy {policy.id}) is a policy for {policy.task_id}, not {task_id}")
+        ws.runnable_policy(config[side], task_id)
     jobs.reap(ws, task_id)  # a run whose process died does not hold the pair
     run = latest_comparison(ws, config["policy_a"], config["policy_b"])
     if run is not None and run.status in jobs.ACTIVE:

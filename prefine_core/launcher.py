@@ -54,9 +54,7 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
     if policy_id is None:
         raise ValueError(f"no policy to start from for {task_id}; import one on the Data page")
     config = form_config(values)
-    policy = ws.store.get_policy(policy_id)
-    if policy.task_id != task_id:
-        raise ValueError(f"{policy.name} is a policy for {policy.task_id}; pick a policy for {task_id}")
+    ws.runnable_policy(policy_id, task_id)
     decided = len(ws.store.decided_pairs(task_id))
     if decided < 2:
         raise ValueError(f"{counted(decided, 'pair')} of {task_id} {'has' if decided == 1 else 'have'} a winner (judged A "

@@ -112,6 +112,19 @@ class Workspace:
             Path(partial).write_bytes(data)
         return target, True
 
+    def runnable_policy(self, policy_id: int, task_id: str) -> PolicyRecord:
+        """The policy ``policy_id``, if a job of ``task_id`` can load it; refused by name, before a process starts, if
+        it does not exist, is another task's, or its checkpoint is missing (imported from an export made without it)."""
+        policy = self.store.get_policy(policy_id)  # "policy_id N does not exist"
+        if policy.task_id != task_id:
+            raise ValueError(f"{policy.name} (policy {policy.id}) is a policy for {policy.task_id}, not {task_id}; "
+                             f"pick a policy for {task_id}")
+        if not Path(policy.path).is_file():
+            raise ValueError(f"{policy.name} (policy {policy.id}) has no checkpoint here (no file at {policy.path}: "
+                             "imported from an export made without checkpoints, or removed since); import it again "
+                             "with its checkpoint, or pick another policy")
+        return policy
+
     def policy_with_bytes(self, task_id: str, data: bytes) -> PolicyRecord | None:
         """The policy of ``task_id`` whose file holds exactly ``data``, whatever it is called (a shipped one too)."""
         for policy in self.store.list_policies(task_id):

@@ -168,8 +168,23 @@ def test_wrong_task_checkpoint_is_refused_where_the_task_is_known(ws, tmp_path):
         load_policy(path, task_id=CHEETAH)
     hopper_id = ws.store.add_policy("hopper", path, HOPPER, "imported")
     runs = len(ws.store.list_runs())
-    with pytest.raises(ValueError, match=f"is a policy for {HOPPER}; pick a policy for {CHEETAH}"):
+    with pytest.raises(ValueError, match=f"is a policy for {HOPPER}, not {CHEETAH}; pick a policy for {CHEETAH}"):
         launcher.launch_finetune(ws, CHEETAH, hopper_id, {})
+    assert len(ws.store.list_runs()) == runs
+
+
+def test_a_policy_whose_checkpoint_is_missing_is_refused_before_a_job_starts(ws, tmp_path):
+    """A policy imported from an export made without checkpoints names a file that is not here: a fine-tune or a
+    comparison of it started a process that failed with "no policy file"."""
+    from prefine_core import comparison, launcher
+
+    gone = ws.store.add_policy("gone", tmp_path / "gone.safetensors", CHEETAH, "imported")
+    reference = ws.store.list_policies(CHEETAH, kind="reference")[0].id
+    runs = len(ws.store.list_runs())
+    with pytest.raises(ValueError, match=f"gone \\(policy {gone}\\) has no checkpoint here"):
+        launcher.launch_finetune(ws, CHEETAH, gone, {})
+    with pytest.raises(ValueError, match=f"gone \\(policy {gone}\\) has no checkpoint here"):
+        comparison.launch_comparison(ws, CHEETAH, comparison.comparison_config(reference, gone))
     assert len(ws.store.list_runs()) == runs
 
 
