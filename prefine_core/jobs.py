@@ -183,7 +183,8 @@ def lost(run: RunRecord, now=None) -> bool:
 
 
 #: What a user does about a run of each kind whose process died (only a fine-tune has checkpoints).
-_AGAIN = {"prefine": "press Resume to continue from its last checkpoint",
+_AGAIN = {"prefine": "press Resume on the Fine-tune page, or run `python -m prefine_core runs --resume {id}`, to "
+                     "continue from its last checkpoint",
           "render": "render the missing videos again, or Resume it: the videos done stay",
           "compare": "evaluate the pair again",
           "prepare": "prepare pairs again (Home)"}
@@ -195,7 +196,8 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     for run in ws.store.list_runs(task_id):
         if lost(run):
             error = ("the run's process stopped without reporting (app restart, crash or out of memory); "
-                     + _AGAIN.get(run.kind, f"start it again with `python -m prefine_core runs --resume {run.id}`"))
+                     + _AGAIN.get(run.kind, "start it again with `python -m prefine_core runs --resume {id}`")
+                     .format(id=run.id))
             ws.store.update_run(run.id, status="failed", error=error)
             if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
                 with open(run.log_path, "a") as log:

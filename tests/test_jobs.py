@@ -266,6 +266,16 @@ def test_a_resume_drops_what_the_run_will_report_again_stage_by_stage(ws):
     assert not (~metrics.name.str.startswith(STAGE_PREFIX)).any() and metrics.step.max() == 100  # the stage is whole
 
 
+def test_a_dead_fine_tune_says_how_to_resume_it_in_the_app_and_from_the_cli(ws):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", {})
+    ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
+    assert jobs.reap(ws) == [run_id]
+    error = ws.store.get_run(run_id).error
+    assert f"press Resume on the Fine-tune page, or run `python -m prefine_core runs --resume {run_id}`" in error
+
+
 def test_a_dead_render_job_is_not_told_to_continue_from_a_checkpoint(ws):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
