@@ -28,6 +28,12 @@ from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN, PolicyMeta, TanhGaussi
 _SEED_STRIDE = 1000
 
 
+def _check(name: str, value: float, in_range: bool, what: str) -> None:
+    """A ValueError naming the field unless ``value`` is finite and ``in_range`` (NaN fails every comparison)."""
+    if not (math.isfinite(value) and in_range):
+        raise ValueError(f"{name} must be {what}, got {value}")
+
+
 @dataclass
 class PPOConfig:
     task_id: str = "SafetyHalfCheetahVelocity-v1"
@@ -84,16 +90,23 @@ class PPOConfig:
         validate_task_id(self.task_id)
         if self.total_steps <= 0:
             raise ValueError(f"total_steps must be positive, got {self.total_steps}")
-        if self.cost_penalty < 0:
-            raise ValueError(f"cost_penalty must be ≥ 0, got {self.cost_penalty}")
-        if self.cost_limit is not None and self.cost_limit < 0:
-            raise ValueError(f"cost_limit must be ≥ 0, got {self.cost_limit}")
-        if self.speed_cap is not None and (not math.isfinite(self.speed_cap) or self.speed_cap <= 0):
-            raise ValueError(f"speed_cap must be a positive speed in m/s, got {self.speed_cap}")
+        # NaN and ±inf once passed these checks and failed only after training, in a tensor error
+        _check("cost_penalty", self.cost_penalty, self.cost_penalty >= 0, "a finite number ≥ 0")
+        if self.cost_limit is not None:
+            _check("cost_limit", self.cost_limit, self.cost_limit >= 0, "a finite episode cost ≥ 0")
+        if self.penalty_floor is not None:  # a reward on the task's scale, either sign: finite is all
+            _check("penalty_floor", self.penalty_floor, True, "a finite reward per step (0: falling never pays)")
+        if self.speed_cap is not None:
+            _check("speed_cap", self.speed_cap, self.speed_cap > 0, "a positive speed in m/s")
         if self.speed_cap is not None and "Velocity" not in self.task_id:
             raise ValueError(f"speed_cap needs a velocity task; {self.task_id} reports no x velocity")
-        if self.lagrange_lr <= 0:
-            raise ValueError(f"lagrange_lr must be positive, got {self.lagrange_lr}")
+        _check("lagrange_lr", self.lagrange_lr, self.lagrange_lr > 0, "positive and finite")
+        _check("learning_rate", self.learning_rate, self.learning_rate > 0, "positive and finite")
+        _check("gamma", self.gamma, 0 < self.gamma <= 1, "above 0 and at most 1")
+        _check("gae_lambda", self.gae_lambda, 0 <= self.gae_lambda <= 1, "from 0 to 1")
+        _check("clip", self.clip, self.clip > 0, "positive and finite")
+        _check("vf_coef", self.vf_coef, self.vf_coef >= 0, "a finite number ≥ 0")
+        _check("max_grad_norm", self.max_grad_norm, self.max_grad_norm > 0, "positive and finite")
         if self.num_envs <= 0 or self.rollout_steps <= 0:
             raise ValueError("num_envs and rollout_steps must be positive")
         if not LOG_STD_MIN <= self.init_log_std <= LOG_STD_MAX:

@@ -122,6 +122,48 @@ def test_finetune_refuses_a_missing_workspace_and_an_out_that_is_a_file(tmp_path
     assert (tmp_path / "taken").read_text() == "a file"
 
 
+def _finetune_argv(tmp_path, out) -> list[str]:
+    """A 10-step foreground fine-tune of the shipped cheetah reference on 3 decided pairs of a small workspace."""
+    from test_app import small_workspace
+
+    ws = small_workspace(tmp_path / "ws", pairs=3)
+    for pair in ws.store.list_pairs():
+        ws.store.add_label(pair.id, "ann", "left")
+    reference = ws.store.list_policies("SafetyHalfCheetahVelocity-v1", kind="reference")[0]
+    return ["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--out", str(out), "--steps", "10",
+            "--eval-every", "10", "--eval-episodes", "1", "--episodes", "1"]
+
+
+def test_finetune_refuses_an_out_folder_it_did_not_write(tmp_path, capsys, monkeypatch):
+    """--out DIR overwrote the files of any folder (a config.json and a policy.safetensors of the user's own)."""
+    from prefine_core.cli import main
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    (mine / "policy.safetensors").write_text("my own policy")
+    code = main([*_finetune_argv(tmp_path, mine), "--json"])
+    said = json.loads(capsys.readouterr().out).get("error", "")
+    assert code == 2 and said.startswith(f"--out {mine} is not empty and holds no fine-tune run to resume"), said
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "policy.safetensors"]
+    assert (mine / "config.json").read_text() == "{}" and (mine / "policy.safetensors").read_text() == "my own policy"
+
+
+def test_finetune_shows_its_final_evaluation_and_resumes_in_its_own_folder(tmp_path, capsys, monkeypatch):
+    """The final evaluation (the fine-tuned policy's and the reference's episodes) ran with no progress shown; a run
+    folder this command wrote is taken again as --out (it resumes), though not empty."""
+    from prefine_core.cli import main
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    argv = _finetune_argv(tmp_path, tmp_path / "run")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "evaluate: 100%" in err and "| 2/2 " in err, err
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(tmp_path / "run" / "policy.safetensors")
+
+
 def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatch):
     """``--background`` records the run in the workspace and starts it as the app's Launch does: `runs` lists it,
     it registers its policy, and the policy file given is the workspace's own policy when its bytes are."""

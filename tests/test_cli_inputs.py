@@ -147,9 +147,10 @@ def test_an_out_that_is_a_folder_is_refused_up_front(argv, policy_file, tmp_path
 
 
 def test_an_error_during_a_progress_bar_starts_a_line_of_its_own(policy_file, tmp_path, capsys):
-    (tmp_path / "a-file").write_text("")
-    said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--out-dir", str(tmp_path / "a-file" / "sub")])
-    assert "Not a directory" in said  # _refused found "error: …" at the start of a line, not after the bar
+    (tmp_path / "clips" / "policy_seed1.npz").mkdir(parents=True)  # the second episode's file cannot be written
+    said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--episodes", "2", "--out-dir",
+                             str(tmp_path / "clips")])
+    assert "Is a directory" in said  # _refused found "error: …" at the start of a line, not after the bar
 
 
 def test_an_abbreviated_flag_is_refused_not_guessed(capsys):
@@ -206,3 +207,96 @@ def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
 def test_teacher_flags_out_of_range_are_refused_by_the_flags_name(flag, value, expected, tmp_path, capsys):
     said = _refused(capsys, ["label-synthetic", "--workspace", str(tmp_path / "ws"), "--task", CHEETAH, flag, value])
     assert said.endswith(f"label-synthetic: argument {flag}: expected {expected}"), said
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_penalty_floor_that_is_not_finite_is_refused_by_the_flags_name(value, tmp_path, capsys):
+    """--penalty-floor nan was taken by float() and failed only after training, in a 66-line tensor error."""
+    said = _refused(capsys, ["pretrain", "--task", CHEETAH, "--steps", "8", f"--penalty-floor={value}",
+                             "--out", str(tmp_path / "p.safetensors")])
+    assert said.endswith(f"argument --penalty-floor: expected a finite number, got {value}"), said
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("penalty_floor", float("nan"), "penalty_floor must be a finite reward per step"),
+    ("penalty_floor", float("-inf"), "penalty_floor must be a finite reward per step"),
+    ("cost_penalty", float("nan"), "cost_penalty must be a finite number ≥ 0"),
+    ("cost_limit", float("inf"), "cost_limit must be a finite episode cost ≥ 0"),
+    ("lagrange_lr", float("nan"), "lagrange_lr must be positive and finite"),
+    ("learning_rate", float("inf"), "learning_rate must be positive and finite"),
+    ("gamma", 0.0, "gamma must be above 0 and at most 1"),
+    ("gae_lambda", float("nan"), "gae_lambda must be from 0 to 1"),
+    ("clip", 0.0, "clip must be positive and finite"),
+    ("vf_coef", -1.0, "vf_coef must be a finite number ≥ 0"),
+    ("max_grad_norm", float("inf"), "max_grad_norm must be positive and finite"),
+])
+def test_ppo_config_refuses_float_fields_that_are_not_finite_or_out_of_range(field, value, expected):
+    from prefine_core.pretrain import PPOConfig
+
+    with pytest.raises(ValueError, match=expected):
+        PPOConfig(task_id=CHEETAH, **{field: value})
+    PPOConfig(task_id=CHEETAH, penalty_floor=-3.0)  # a floor below 0 only bounds the penalty: allowed
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["import", "{tmp}/no-such-export.zip"], "no-such-export.zip does not exist"),
+    (["import", "{tmp}/junk.zip"], "junk.zip: the file is not a readable zip archive"),
+    (["import", "{tmp}/junk.txt"], "junk.txt is not a file PREFINE Studio can import"),
+    (["import", "{tmp}/junk.hdf5"], "--task is required to import an HDF5 dataset"),
+    (["pairs", "--collect"], "--task is required"),
+], ids=["missing", "junk-zip", "unknown-kind", "hdf5-without-task", "collect-without-task"])
+def test_a_refused_command_leaves_no_workspace_behind(argv, expected, tmp_path, capsys, monkeypatch):
+    """A refused import or `pairs --collect` made a whole workspace (prefine.db, runs/, videos/…) first, even in
+    folders that were not there."""
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    for junk in ("junk.zip", "junk.txt", "junk.hdf5"):
+        (tmp_path / junk).write_bytes(b"not what its name says")
+    workspace, empty = tmp_path / "new" / "nested" / "ws", tmp_path / "empty"
+    empty.mkdir()
+    for folder in (workspace, empty):
+        said = _refused(capsys, [*(arg.format(tmp=tmp_path) for arg in argv), "--workspace", str(folder)])
+        assert expected in said
+    assert not (tmp_path / "new").exists() and list(empty.iterdir()) == []
+
+
+def test_an_export_without_out_takes_the_next_free_name(tmp_path, capsys, monkeypatch):
+    """export-<entries + 1> was export-2 again after export-1 had been deleted: "export-2 is not empty"."""
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws")
+    (ws.exports_dir / "export-2").mkdir()
+    (ws.exports_dir / "export-2" / "manifest.json").write_text("{}")
+    assert main(["export", "--workspace", str(ws.root), "--no-policies", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["folder"] == str(ws.exports_dir / "export-3")
+    (tmp_path / "a-file").write_text("mine")
+    said = _refused(capsys, ["export", "--workspace", str(ws.root), "--out", str(tmp_path / "a-file")])
+    assert said.endswith(f"argument --out: {tmp_path / 'a-file'} is a file; give a folder to write in"), said
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_evaluate_refuses_a_cost_limit_of_0_by_the_flags_name(policy_file, capsys):
+    """The flag took 0 (≥ 0) and the command then said "--cost-limit must be positive"."""
+    said = _refused(capsys, ["evaluate", "--policy", str(policy_file), "--cost-limit", "0"])
+    assert said.endswith("argument --cost-limit: expected a finite number > 0, got 0"), said
+
+
+def test_render_refuses_a_seed_b_without_a_policy_b(policy_file, tmp_path, capsys):
+    """--seed-b without --policy-b rendered one clip and ignored it without a word."""
+    out = tmp_path / "clip.mp4"
+    said = _refused(capsys, ["render", "--policy", str(policy_file), "--seed-b", "5", "--steps", "3", "--size", "48",
+                             "--out", str(out)])
+    assert said.startswith("--seed-b is the seed of --policy-b's clip: give --policy-b too"), said
+    assert not out.exists()
+
+
+def test_rollout_refuses_an_out_dir_it_cannot_write_in_before_any_episode(policy_file, tmp_path, capsys):
+    """An --out-dir that was a file failed only after the episodes ("[Errno 17] File exists"); a missing folder is made
+    only in a folder that exists, as render's --out."""
+    (tmp_path / "a-file").write_text("mine")
+    said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--out-dir", str(tmp_path / "a-file")])
+    assert said.endswith(f"argument --out-dir: {tmp_path / 'a-file'} is a file; give a folder to write in"), said
+    said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--out-dir", str(tmp_path / "typo" / "clips")])
+    assert f"argument --out-dir: no folder {tmp_path / 'typo'} to write" in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "policy.safetensors"]

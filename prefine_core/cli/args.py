@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -76,6 +77,14 @@ def positive_float(text: str) -> float:
     return _finite_number(text, positive=True)
 
 
+def finite_float(text: str) -> float:
+    """Any number but NaN and ±inf, which Python's ``float`` takes and the training underneath fails on late."""
+    value = _number(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
 def number_between(low: float, high: float, above_low: bool = False):
     """The argument type of a number from ``low`` (with ``above_low``, above it) to ``high``; NaN is refused too."""
     def parse(text: str) -> float:
@@ -109,6 +118,15 @@ def output_file(text: str) -> Path:
     path = file_to_write(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give the path of a file to write")
+    return path
+
+
+def folder_to_write(text: str) -> Path:
+    """A folder to write in, new (made in a folder that exists, as :func:`file_to_write`) or there already; a file of
+    that name is refused (found out only when the first write failed, as "[Errno 20] Not a directory")."""
+    path = file_to_write(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder to write in")
     return path
 
 

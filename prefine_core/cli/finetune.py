@@ -35,6 +35,23 @@ def _teacher_pairs(reference, task_id: str, n: int, seed: int) -> list:
     return label_pairs(pool, n, seed)
 
 
+def _check_out(out: str | None) -> None:
+    """Refuse an ``--out`` the run would write over: a file, or a folder holding other things than a run of this
+    command (its files would be overwritten: a config.json and a policy.safetensors of the user's own, say). A run
+    folder is known by the trainer state it resumes from (state.json, or bc_stage/state.json while a ``start="bc"``
+    run is in its BC stage), as the app's run list reads it (``saved_step``)."""
+    from prefine_core.trainer import saved_step
+
+    if out is None or not Path(out).exists():
+        return
+    folder = Path(out)
+    if not folder.is_dir():
+        raise ValueError(f"--out {out} is a file; give a run folder (a new one, or a run's to resume it)")
+    if any(folder.iterdir()) and saved_step(folder) is None and saved_step(folder / "bc_stage") is None:
+        raise ValueError(f"--out {out} is not empty and holds no fine-tune run to resume (no state.json); give a new "
+                         "or empty folder")
+
+
 def _finetune(args: argparse.Namespace) -> dict:
     import torch
 
@@ -45,8 +62,7 @@ def _finetune(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(1)
     config = _config_from_args(args)
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a file; give a run folder (a new one, or a run's to resume it)")
+    _check_out(args.out)
     if args.background:
         return _launch_in_workspace(args, config)
     reference = load_policy(args.policy)
@@ -59,7 +75,8 @@ def _finetune(args: argparse.Namespace) -> dict:
         pairs = _teacher_pairs(reference, task_id, args.pairs_from_teacher, config.seed)
     judge = safety_judge() if config.select == "teacher" else None
     out = Path(args.out or tempfile.mkdtemp(prefix="prefine-finetune-"))
-    bar = Progress(total_steps(config.steps, config.start), f"PREFINE {task_id}", quiet=args.json and not sys.stderr.isatty())
+    quiet = args.json and not sys.stderr.isatty()
+    bar = Progress(total_steps(config.steps, config.start), f"PREFINE {task_id}", quiet=quiet)
 
     def progress(metrics: dict) -> None:
         stage = in_stage(metrics)
@@ -75,8 +92,11 @@ def _finetune(args: argparse.Namespace) -> dict:
         bar.close()
     seconds = time.time() - started
     policy = load_policy(result["path"], task_id)
-    evaluation = evaluate_policy(policy, task_id, episodes=args.episodes)
-    reference_eval = evaluate_policy(reference, task_id, episodes=args.episodes)
+    with Progress(2 * args.episodes, "evaluate", quiet=quiet) as shown:  # the fine-tuned policy, then the reference
+        evaluation = evaluate_policy(policy, task_id, episodes=args.episodes,
+                                     on_episode=lambda i, _: shown.update_to(i))
+        reference_eval = evaluate_policy(reference, task_id, episodes=args.episodes,
+                                         on_episode=lambda i, _: shown.update_to(args.episodes + i))
     return {"path": result["path"], "task_id": task_id, "pairs": len(pairs), "selected_step": result["selected_step"],
             "seconds": round(seconds, 2), "evaluation": evaluation, "reference": reference_eval,
             "comparison": compare(evaluation, reference_eval), "config": config.to_dict()}

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import (Progress, existing_file, frame_size, non_negative_float, non_negative_int,
-                                   number_between, output_file, positive_float, positive_int, seed)
+from prefine_core.cli.args import (Progress, existing_file, finite_float, folder_to_write, frame_size,
+                                   non_negative_float, non_negative_int, number_between, output_file, positive_float,
+                                   positive_int, seed)
 from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN
 from prefine_core.envs import MAX_SEED
 
@@ -38,7 +39,7 @@ def register(command) -> None:
     p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost (default 0)")
     p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost")
     p.add_argument("--snapshot-every", type=non_negative_int, default=0, help="save a snapshot every N steps")
-    p.add_argument("--penalty-floor", type=float, default=None,
+    p.add_argument("--penalty-floor", type=finite_float, default=None,
                    help="lower bound on a costly step's penalised reward (0 stops 'fall on purpose' in Hopper-like tasks)")
     p.add_argument("--speed-cap", type=positive_float, default=None,
                    help="reward forward speed only up to this many m/s (velocity tasks; a slow behaviour policy)")
@@ -92,6 +93,9 @@ def _render(args: argparse.Namespace) -> dict:
 
     if not str(args.out).endswith(".mp4"):
         raise ValueError(f"--out must end in .mp4, got {args.out}")
+    if args.seed_b is not None and args.policy_b is None:
+        raise ValueError("--seed-b is the seed of --policy-b's clip: give --policy-b too (the same file as --policy "
+                         "renders one policy on two seeds), or drop --seed-b")
     started = time.perf_counter()
     policy = load_policy(args.policy)
     options = dict(deterministic=args.deterministic, max_steps=args.steps, size=args.size)
@@ -113,8 +117,6 @@ def _evaluate(args: argparse.Namespace) -> dict:
     from prefine_core.evaluate import evaluate_policy
     from prefine_core.policy import load_policy
 
-    if args.cost_limit <= 0:
-        raise ValueError("--cost-limit must be positive")
     _check_episode_seeds(args)
     policy = load_policy(args.policy)
     with Progress(args.episodes, "evaluate") as bar:
@@ -137,7 +139,8 @@ def _register_policy_commands(command) -> None:
     p.add_argument("--episodes", type=positive_int, default=1, help="episodes (default 1)")
     p.add_argument("--seed", type=seed, default=0, help="first seed; episode i uses seed+i")
     p.add_argument("--deterministic", action="store_true", help="take the mean action instead of sampling")
-    p.add_argument("--out-dir", default=None, help="save each trajectory as <out-dir>/<policy>_seed<S>.npz")
+    p.add_argument("--out-dir", type=folder_to_write, default=None,
+                   help="save each trajectory as <out-dir>/<policy>_seed<S>.npz (a folder, made in one that exists)")
     p.set_defaults(handler=_rollout)
 
     p = command("render", "render an episode (or, with --policy-b, a synchronised pair) to an H.264 mp4")
@@ -155,7 +158,7 @@ def _register_policy_commands(command) -> None:
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
     p.add_argument("--episodes", type=positive_int, default=10, help="episodes (default 10)")
     p.add_argument("--seed", type=seed, default=10_000, help="first evaluation seed (default 10000)")
-    p.add_argument("--cost-limit", type=non_negative_float, default=25.0, help="κ for the violation rate (default 25)")
+    p.add_argument("--cost-limit", type=positive_float, default=25.0, help="κ > 0 for the violation rate (default 25)")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")
     p.set_defaults(handler=_evaluate)
 

@@ -3,15 +3,43 @@ checkpoints."""
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
-from prefine_core.cli.args import (Progress, file_to_write, frame_size, non_negative_float, non_negative_int,
+from prefine_core.cli.args import (Progress, folder_to_write, frame_size, non_negative_float, non_negative_int,
                                    number_between, open_workspace, positive_int)
 
 
 def _workspace(args: argparse.Namespace, existing: bool = True):
     """The workspace of ``--workspace`` (:func:`prefine_core.cli.args.open_workspace`)."""
     return open_workspace(args.workspace, existing)
+
+
+@contextmanager
+def _new_workspace(args: argparse.Namespace):
+    """The workspace of ``--workspace``, made if it is not there (``import``, ``pairs --collect``). One made here (in
+    new folders, or in an empty one) goes again when the command is refused or stopped: a junk zip, found out only
+    once read, left a whole empty workspace behind. The flags are checked before this is entered."""
+    from prefine_core.workspace import Workspace
+
+    root = Workspace.folder(args.workspace)
+    missing = [folder for folder in (root, *root.parents) if not folder.exists()]  # innermost first
+    empty = root.is_dir() and not any(root.iterdir())  # what it holds after this is the command's
+    ws = _workspace(args, existing=False)
+    try:
+        yield ws
+    except BaseException:
+        if missing:
+            shutil.rmtree(missing[-1], ignore_errors=True)
+        elif empty:
+            for entry in root.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
 
 
 def _task(text: str) -> str:
@@ -40,19 +68,23 @@ def _floats(text: str) -> tuple[float, ...]:
 def _pairs(args: argparse.Namespace) -> dict:
     from prefine_core import pool
 
-    ws = _workspace(args, existing=args.render_only or not args.collect)
-    result: dict = {"workspace": str(ws.root)}
-    if not args.render_only:
-        if args.task is None:
-            raise ValueError("--task is required (except with --render-only)")
-        if args.collect:
-            config = pool.PoolConfig(args.task, seeds=args.seeds, reference_temperatures=args.temperatures,
-                                     clip_length=args.clip_length, max_steps=args.max_steps)
+    if not args.render_only and args.task is None:
+        raise ValueError("--task is required (except with --render-only)")
+    result: dict = {}
+    if args.collect and not args.render_only:
+        config = pool.PoolConfig(args.task, seeds=args.seeds, reference_temperatures=args.temperatures,
+                                 clip_length=args.clip_length, max_steps=args.max_steps)
+        with _new_workspace(args) as ws:
+            result["workspace"] = str(ws.root)
             bar = Progress(len(pool.pool_sources(ws.store, config)) * len(config.seeds), "pool")
             try:
                 result["clips_added"] = len(pool.collect_pool(ws, config, on_progress=lambda d, t: bar.update_to(d)))
             finally:
                 bar.close()
+    else:
+        ws = _workspace(args)
+        result["workspace"] = str(ws.root)
+    if not args.render_only:
         result["pool"] = pool.pool_summary(ws.store, args.task).to_dict("records")
         result["pairs_added"] = pool.generate_pairs(ws.store, args.task, args.n, args.strategy, seed=args.seed,
                                                     include_datasets=args.include_datasets)
@@ -87,8 +119,15 @@ def _export(args: argparse.Namespace) -> dict:
     from prefine_core.exchange import export_bundle
 
     ws = _workspace(args)
-    out = args.out or ws.exports_dir / f"export-{len(list(ws.exports_dir.iterdir())) + 1}"
-    return export_bundle(ws, out, task_id=args.task, include_policies=not args.no_policies)
+    return export_bundle(ws, args.out or _next_export(ws.exports_dir), task_id=args.task,
+                         include_policies=not args.no_policies)
+
+
+def _next_export(exports: Path) -> Path:
+    """``exports/export-N``, N one past the largest in use: counting the folder's entries named one taken already
+    once an older export had been deleted ("export-2 is not empty")."""
+    taken = [int(match[1]) for path in exports.iterdir() if (match := re.fullmatch(r"export-([0-9]+)", path.name))]
+    return exports / f"export-{max(taken, default=0) + 1}"
 
 
 def _import(args: argparse.Namespace) -> dict:
@@ -96,29 +135,30 @@ def _import(args: argparse.Namespace) -> dict:
     from prefine_core import transfer
     from prefine_core.exchange import import_bundle, import_hdf5
 
-    ws = _workspace(args, existing=False)
     path = Path(args.path)
     what = "an export folder or .zip, a .safetensors policy, or an .hdf5/.h5 dataset"
     if not path.exists():
         raise ValueError(f"{path} does not exist; give {what}")
-    if path.is_dir():
-        return {"kind": "bundle", **import_bundle(ws, path, args.restore_deleted)}
-    suffix = path.suffix.lower()
-    if args.restore_deleted and suffix != ".zip":
+    suffix = "folder" if path.is_dir() else path.suffix.lower()
+    if suffix not in ("folder", ".zip", ".safetensors", ".hdf5", ".h5"):
+        raise ValueError(f"{path} is not a file PREFINE Studio can import; give {what}")
+    if args.restore_deleted and suffix not in ("folder", ".zip"):
         raise ValueError(f"--restore-deleted adds back pairs of an export (a folder or .zip), not of {path.name}")
-    if suffix == ".zip":
-        return {"kind": "bundle", **transfer.import_zip(ws, path.name, path.read_bytes(), args.restore_deleted)}
-    if suffix == ".safetensors":
-        policy, added = transfer.register_policy(ws, path.name, path.read_bytes())
-        return {"kind": "policy", "policy_id": policy.id, "name": policy.name, "task_id": policy.task_id, "added": added}
-    if suffix in (".hdf5", ".h5"):
-        if args.task is None:
-            raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
+    if suffix in (".hdf5", ".h5") and args.task is None:
+        raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
+    with _new_workspace(args) as ws:
+        if suffix == "folder":
+            return {"kind": "bundle", **import_bundle(ws, path, args.restore_deleted)}
+        if suffix == ".zip":
+            return {"kind": "bundle", **transfer.import_zip(ws, path.name, path.read_bytes(), args.restore_deleted)}
+        if suffix == ".safetensors":
+            policy, added = transfer.register_policy(ws, path.name, path.read_bytes())
+            return {"kind": "policy", "policy_id": policy.id, "name": policy.name, "task_id": policy.task_id,
+                    "added": added}
         with Progress(None, f"import {path.name}") as bar:
             return {"kind": "hdf5", **import_hdf5(ws, path, args.task, clip_length=args.clip_length,
                                                   max_episodes=args.max_episodes, source=args.source,
                                                   on_progress=lambda done, total: bar.update_to(done, total=total))}
-    raise ValueError(f"{path} is not a file PREFINE Studio can import; give {what}")
 
 
 def _agreement(args: argparse.Namespace) -> dict:
@@ -236,7 +276,7 @@ def register(command) -> None:
     p.set_defaults(handler=_label_synthetic)
 
     p = with_workspace(command("export", "export labels, pairs, trajectories and policies (prefine-export/1)"))
-    p.add_argument("--out", type=file_to_write, default=None,
+    p.add_argument("--out", type=folder_to_write, default=None,
                    help="empty or new folder, in a folder that exists (default: <workspace>/exports/export-N)")
     p.add_argument("--task", type=_task, default=None, help="only this task")
     p.add_argument("--no-policies", action="store_true", help="leave the policy checkpoints out")
