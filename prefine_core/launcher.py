@@ -49,17 +49,23 @@ def last_settings(ws: Workspace, task_id: str) -> tuple[int | None, dict]:
     return None, {}
 
 
+def check_enough_labels(ws: Workspace, task_id: str) -> None:
+    """A ValueError unless 2 or more of the task's pairs have a winner: the one rule of the app's Launch, of
+    ``finetune --background`` and of ``finetune`` run in the foreground (which trained on 1)."""
+    decided = len(ws.store.decided_pairs(task_id))
+    if decided < 2:
+        raise ValueError(f"{counted(decided, 'pair')} of {task_id} {'has' if decided == 1 else 'have'} a winner (judged A "
+                         "safer or B safer; Equal and Can't tell name none): label at least 2 so (Label page, or "
+                         "auto-label on Home) before fine-tuning")
+
+
 def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: dict) -> int:
     """Validate the form values and the data, then start the run; a ValueError says what to fix."""
     if policy_id is None:
         raise ValueError(f"no policy to start from for {task_id}; import one on the Data page")
     config = form_config(values)
     ws.runnable_policy(policy_id, task_id)
-    decided = len(ws.store.decided_pairs(task_id))
-    if decided < 2:
-        raise ValueError(f"{counted(decided, 'pair')} of {task_id} {'has' if decided == 1 else 'have'} a winner (judged A "
-                         "safer or B safer; Equal and Can't tell name none): label at least 2 so (Label page, or "
-                         "auto-label on Home) before fine-tuning")
+    check_enough_labels(ws, task_id)
     if (twin := twin_run(ws, task_id, policy_id, values)) is not None:
         raise ValueError(f"run {twin.id} with these settings from this policy is already {twin.status} (a second "
                          "click on Launch?); change a setting (a seed, say) to start another beside it")

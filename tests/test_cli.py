@@ -122,11 +122,11 @@ def test_finetune_refuses_a_missing_workspace_and_an_out_that_is_a_file(tmp_path
     assert (tmp_path / "taken").read_text() == "a file"
 
 
-def _finetune_argv(tmp_path, out) -> list[str]:
-    """A 10-step foreground fine-tune of the shipped cheetah reference on 3 decided pairs of a small workspace."""
+def _finetune_argv(tmp_path, out, pairs: int = 3) -> list[str]:
+    """A 10-step foreground fine-tune of the shipped cheetah reference on ``pairs`` decided pairs of a small workspace."""
     from test_app import small_workspace
 
-    ws = small_workspace(tmp_path / "ws", pairs=3)
+    ws = small_workspace(tmp_path / "ws", pairs=pairs)
     for pair in ws.store.list_pairs():
         ws.store.add_label(pair.id, "ann", "left")
     reference = ws.store.list_policies("SafetyHalfCheetahVelocity-v1", kind="reference")[0]
@@ -148,6 +148,17 @@ def test_finetune_refuses_an_out_folder_it_did_not_write(tmp_path, capsys, monke
     assert code == 2 and said.startswith(f"--out {mine} is not empty and holds no fine-tune run to resume"), said
     assert sorted(p.name for p in mine.iterdir()) == ["config.json", "policy.safetensors"]
     assert (mine / "config.json").read_text() == "{}" and (mine / "policy.safetensors").read_text() == "my own policy"
+
+
+def test_finetune_here_needs_the_labels_a_background_run_needs(tmp_path, capsys, monkeypatch):
+    """The foreground fine-tune trained on 1 decided pair, where --background and the app's Launch ask for 2."""
+    from prefine_core.cli import main
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    code = main([*_finetune_argv(tmp_path, tmp_path / "run", pairs=1), "--json"])
+    said = json.loads(capsys.readouterr().out).get("error", "")
+    assert code == 2 and said.startswith("1 pair of SafetyHalfCheetahVelocity-v1 has a winner") and "label at least 2" in said
+    assert not (tmp_path / "run").exists()
 
 
 def test_finetune_shows_its_final_evaluation_and_resumes_in_its_own_folder(tmp_path, capsys, monkeypatch):

@@ -56,6 +56,7 @@ def _finetune(args: argparse.Namespace) -> dict:
     import torch
 
     from prefine_core.evaluate import compare, evaluate_policy
+    from prefine_core.launcher import check_enough_labels
     from prefine_core.policy import load_policy
     from prefine_core.teachers import safety_judge
     from prefine_core.trainer import STAGE_PREFIX, PreferenceData, PrefineTrainer, in_stage, steps_done, total_steps
@@ -68,9 +69,9 @@ def _finetune(args: argparse.Namespace) -> dict:
     reference = load_policy(args.policy)
     task_id = reference.meta.task_id
     if args.workspace:
-        pairs = open_workspace(args.workspace).store.preference_pairs(task_id)
-        if not pairs:
-            raise ValueError(f"the workspace {args.workspace} has no decided labels for {task_id}; label some pairs first")
+        ws = open_workspace(args.workspace)
+        check_enough_labels(ws, task_id)  # the app's and --background's rule
+        pairs = ws.store.preference_pairs(task_id)
     else:
         pairs = _teacher_pairs(reference, task_id, args.pairs_from_teacher, config.seed)
     judge = safety_judge() if config.select == "teacher" else None

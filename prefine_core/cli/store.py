@@ -20,8 +20,9 @@ def _workspace(args: argparse.Namespace, existing: bool = True):
 @contextmanager
 def _new_workspace(args: argparse.Namespace):
     """The workspace of ``--workspace``, made if it is not there (``import``, ``pairs --collect``). One made here (in
-    new folders, or in an empty one) goes again when the command is refused or stopped: a junk zip, found out only
-    once read, left a whole empty workspace behind. The flags are checked before this is entered."""
+    new folders, or in an empty one) goes again when the command is refused: a junk zip, found out only once read,
+    left a whole empty workspace behind. A command stopped (Ctrl-C) keeps what it made: clips collected so far are
+    work. The flags are checked before this is entered."""
     from prefine_core.workspace import Workspace
 
     root = Workspace.folder(args.workspace)
@@ -30,7 +31,7 @@ def _new_workspace(args: argparse.Namespace):
     ws = _workspace(args, existing=False)
     try:
         yield ws
-    except BaseException:
+    except (ValueError, OSError):  # refused (the CLI's exit 2)
         if missing:
             shutil.rmtree(missing[-1], ignore_errors=True)
         elif empty:
