@@ -99,10 +99,10 @@ def player(page):
 
 
 def judgeable(page) -> str:
-    """The pair the player shows, once a key may judge it: its clips on screen a moment (``data-choosable``)."""
+    """The pair the player shows, once a key may judge it: its clips on screen a moment (``data-gate-pair``)."""
     page.wait_for_function("""() => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
         const b = f && f.contentDocument && f.contentDocument.body;
-        return b && b.dataset.pairId && b.dataset.choosable === b.dataset.pairId; }""")
+        return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId; }""")
     return player(page).locator("body[data-pair-id]").get_attribute("data-pair-id")
 
 
@@ -124,7 +124,7 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     shot(page, "1-home")
 
     page.get_by_role("link", name="Label").first.click()
-    body = sign_in(page, "e2e-ada")
+    sign_in(page, "e2e-ada")
     player(page).locator("video[src]").wait_for(state="attached")
     shot(page, "2-label")
     page.get_by_text("Show cost overlay").click()
@@ -175,6 +175,7 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     browser_ms = page.evaluate("""() => document.querySelector('iframe[title="prefine_core.components.pair_player"]')
                                    .contentWindow.__prefineLatency""")
     shot(page, "3-labelled-five")
+    judgeable(page)  # an undo too waits for the pair on screen to have been seen (a double tap of U undid two)
     page.keyboard.press("u")
     page.wait_for_function(
         """([want]) => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
@@ -265,7 +266,6 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         page.goto(f"{url}/label")
         page.get_by_label("Your name", exact=True).fill("e2e-key")
         page.get_by_label("Your name", exact=True).press("Enter")
-        body = player(page).locator("body[data-pair-id]")
         player(page).locator("video[src]").wait_for(state="attached")
         first = judgeable(page)
         page.get_by_role("heading", name="Label").click()
@@ -347,7 +347,7 @@ def test_a_key_just_after_a_task_switch_is_refused_in_words_and_the_next_counts_
             page.wait_for_function("""([ids]) => { const f = document.querySelector(
                     'iframe[title="prefine_core.components.pair_player"]');
                 const b = f && f.contentDocument && f.contentDocument.body;  // the new task's pair, settled
-                return b && ids.includes(b.dataset.pairId) && !b.querySelector('#flash').textContent.startsWith('saved'); }""",
+                return b && ids.includes(b.dataset.pairId) && !b.querySelector('#flash').textContent.startsWith('saving'); }""",
                                    arg=[[str(pair.id) for pair in ws.store.list_pairs(target)]])
             shown, counted = int(judgeable(page)), len(history())
             page.keyboard.press("2")  # no click on the page first: the keys are its own again
@@ -366,10 +366,10 @@ def test_keys_label_at_once_after_the_demo_mode_toggle(tmp_path, page):
     ws = small_workspace(tmp_path / "ws", pairs=2)  # stand-in videos: the keys need one, not a playable one
     with serving(ws.root) as url:
         page.goto(f"{url}/label")
-        body = sign_in(page, "e2e-demo")
+        sign_in(page, "e2e-demo")
         page.get_by_text("Demo mode").click()
         page.wait_for_url(re.compile(r"demo=1"))
-        shown = int(body.get_attribute("data-pair-id"))
+        shown = int(judgeable(page))
         page.keyboard.press("1")  # no click on the page first
         deadline = time.time() + 30
         while not ws.store.label_history() and time.time() < deadline:
@@ -378,12 +378,13 @@ def test_keys_label_at_once_after_the_demo_mode_toggle(tmp_path, page):
 
 
 def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_cost_toggle(tmp_path, page):
-    """Three ways the keys went dead without a word: the name box kept the keyboard after Enter (a "2" typed itself
-    into the name, and the next click labelled as "e2e-focus2"); after an undo with nothing to undo no key worked
-    (the player waited for a redraw that never came); and the Show cost overlay toggle kept the keyboard."""
+    """Ways the keys went dead without a word: the name box kept the keyboard after Enter (a "2" typed itself into
+    the name, and the next click labelled as "e2e-focus2"); after an undo with nothing to undo no key worked (the
+    player waited for a redraw that never came); the Show cost overlay toggle kept the keyboard, clicked or reached
+    with Tab. And a double click judged the next pair, its button open as soon as its video had loaded."""
     from test_app import small_workspace
 
-    ws = small_workspace(tmp_path / "ws", pairs=3)  # stand-in videos: the keys need one, not a playable one
+    ws = small_workspace(tmp_path / "ws", pairs=5)  # stand-in videos: the keys need one, not a playable one
     history = lambda: [(h.annotator, h.pair_id, h.choice) for h in ws.store.label_history()]  # noqa: E731
     flash = player(page).locator("#flash")
     with serving(ws.root) as url:
@@ -408,6 +409,22 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         while len(history()) < 2 and time.time() < deadline:
             time.sleep(0.2)
         assert history()[1:] == [("e2e-focus", shown, "left")], flash.text_content()
+        page.get_by_role("switch", name="Show cost overlay").focus()  # reached with Tab from the name box, say
+        shown = int(judgeable(page))
+        page.keyboard.press("3")
+        deadline = time.time() + 30
+        while len(history()) < 3 and time.time() < deadline:
+            time.sleep(0.2)
+        assert history()[2:] == [("e2e-focus", shown, "equal")], flash.text_content()
+        # A double click, its second click 0.25 s after the first: the next pair's button is under it by then
+        shown = int(judgeable(page))
+        box = page.get_by_role("button", name="B safer").bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.click(x, y)
+        time.sleep(0.25)
+        page.mouse.click(x, y)
+        time.sleep(3)
+        assert history()[3:] == [("e2e-focus", shown, "right")], "the second click judged a pair not seen yet"
 
 
 #: In the Label page's own document: every animation frame, each choice button's pair (from its key), the pair the
@@ -470,6 +487,7 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
         time.sleep(3)
         assert len(ws.store.label_history()) == 3, "a keyboard click on a pair not shown yet was saved"
         frame.evaluate(f"gate({shown})")
+        frame.wait_for_function(f"document.body.dataset.gatePair === '{shown}'")  # open once on screen a moment
         page.get_by_role("button", name="B safer").press("Enter")
         deadline = time.time() + 30
         while len(ws.store.label_history()) == 3 and time.time() < deadline:
