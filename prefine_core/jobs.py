@@ -340,10 +340,14 @@ def _prepare(ws: Workspace, run: RunRecord, report) -> dict:
 
 
 def _render(ws: Workspace, run: RunRecord, report) -> dict:
+    """Render the task's missing videos; a resumed run goes on counting from the videos its earlier attempts made (it
+    said "step 2" after 3 videos, its second attempt counting from 1 again)."""
     from prefine_core.pool import render_pending
 
+    reported = ws.store.run_metrics(run.id)
+    before = int(reported.step.max()) if not reported.empty else 0
     return render_pending(ws, run.task_id, size=int(run.config.get("size", 256)),
-                          on_progress=lambda done, total: report(done, {"render/videos": done}))
+                          on_progress=lambda done, total: report(before + done, {"render/videos": before + done}))
 
 
 KINDS: dict[str, Callable] = {"prefine": _finetune, "compare": _compare, "prepare": _prepare, "render": _render}

@@ -276,6 +276,21 @@ def test_a_dead_fine_tune_says_how_to_resume_it_in_the_app_and_from_the_cli(ws):
     assert f"press Resume on the Fine-tune page, or run `python -m prefine_core runs --resume {run_id}`" in error
 
 
+def test_a_resumed_render_goes_on_counting_the_videos_its_earlier_attempts_made(ws):
+    """A render resumed after a cancel counted from 1 again: `runs` said "step 2" for a run that had made 3 videos."""
+    from prefine_core import pool
+
+    pool.collect_pool(ws, pool.PoolConfig(CHEETAH, seeds=(0,), reference_temperatures=(1.0,), clip_length=20,
+                                          max_steps=40))
+    pool.generate_pairs(ws.store, CHEETAH, 2, "random")
+    pending = len(ws.store.list_pairs(CHEETAH, without_video=True))
+    run_id = ws.store.create_run(CHEETAH, None, "render", {"size": 64})
+    ws.store.add_metrics(run_id, 3, {"render/videos": 3})  # its first attempt's 3 videos, before a cancel
+    assert jobs.execute(ws, run_id) == "done"
+    videos = ws.store.run_metrics(run_id).query("name == 'render/videos'")
+    assert pending >= 1 and videos.step.tolist() == list(range(3, 4 + pending)) and videos.value.max() == 3 + pending
+
+
 def test_a_dead_render_job_is_not_told_to_continue_from_a_checkpoint(ws):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -32,9 +32,13 @@ def _pretrain(args: argparse.Namespace) -> dict:
 
 
 def register(command) -> None:
+    from prefine_core.pretrain import PPOConfig
+
     p = command("pretrain", "train a reference or behaviour policy with PPO")
     p.add_argument("--task", required=True, help="Safety-Gymnasium task id, e.g. SafetyHalfCheetahVelocity-v1")
-    p.add_argument("--steps", type=positive_int, default=300_000, help="environment steps (default 300000)")
+    p.add_argument("--steps", type=positive_int, default=300_000,
+                   help=f"environment steps (default 300000), rounded up to whole PPO rollouts of "
+                        f"{PPOConfig.num_envs * PPOConfig.rollout_steps} steps")
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost (default 0)")
     p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost")
