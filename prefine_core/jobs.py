@@ -158,7 +158,7 @@ def resume(ws: Workspace, run_id: int) -> None:
 def _drop_what_is_redone(ws: Workspace, run_id: int) -> None:
     """What a fine-tune reported after its last checkpoint is trained and reported again on a resume: drop it, or
     the curves and the progress bar run ahead of the run (a staged run's BC stage has its own checkpoint)."""
-    from prefine_core.trainer import STAGE_PREFIX, saved_step
+    from prefine_core.trainer import STAGE_DIR, STAGE_PREFIX, saved_step
 
     folder = run_dir(ws, run_id)
     own = saved_step(folder)
@@ -166,7 +166,7 @@ def _drop_what_is_redone(ws: Workspace, run_id: int) -> None:
         ws.store.delete_metrics_after(run_id, own, prefix=STAGE_PREFIX, keep_prefixed=True)
         return
     ws.store.delete_metrics_after(run_id, -1, prefix=STAGE_PREFIX, keep_prefixed=True)  # it starts afresh
-    stage = saved_step(folder / "bc_stage")
+    stage = saved_step(folder / STAGE_DIR)
     ws.store.delete_metrics_after(run_id, -1 if stage is None else stage, prefix=STAGE_PREFIX)
 
 

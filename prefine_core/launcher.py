@@ -66,7 +66,7 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
     config = form_config(values)
     ws.runnable_policy(policy_id, task_id)
     check_enough_labels(ws, task_id)
-    if (twin := twin_run(ws, task_id, policy_id, values)) is not None:
+    if (twin := _twin(ws, task_id, policy_id, config.to_dict())) is not None:
         raise ValueError(f"run {twin.id} with these settings from this policy is already {twin.status} (a second "
                          "click on Launch?); change a setting (a seed, say) to start another beside it")
     return jobs.launch(ws, "prefine", task_id, policy_id, config.to_dict())
@@ -80,6 +80,10 @@ def twin_run(ws: Workspace, task_id: str, policy_id: int | None, values: dict):
         config = form_config(values).to_dict()
     except (ValueError, TypeError):
         return None
+    return _twin(ws, task_id, policy_id, config)
+
+
+def _twin(ws: Workspace, task_id: str, policy_id: int | None, config: dict):
     return next((run for run in jobs.active(ws, task_id, ("prefine",))
                  if run.policy_id == policy_id and run.config == config), None)
 

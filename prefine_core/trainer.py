@@ -53,6 +53,8 @@ Callback = Callable[[dict], None]
 STATE_FORMAT = "prefine-trainer/1"
 #: Prefix of the metric names a ``start="bc"`` run's BC stage reports under.
 STAGE_PREFIX = "bc_stage/"
+#: The folder, inside a run's own, where a ``start="bc"`` run's BC stage keeps its state and checkpoints.
+STAGE_DIR = "bc_stage"
 #: Anchor clips the teacher compares validation clips with.
 N_ANCHORS = 10
 
@@ -543,7 +545,7 @@ class PrefineTrainer:
         names under :data:`STAGE_PREFIX` (its steps count 1…steps, as this run's own do: see :func:`steps_done`)."""
         c = self.config
         stage = PrefineTrainer(self.reference, self.data, dataclasses.replace(c, **BC_ON_WINNERS),
-                               self.out_dir / "bc_stage", judge=self.judge, name=f"{self.name}-bc-stage",
+                               self.out_dir / STAGE_DIR, judge=self.judge, name=f"{self.name}-bc-stage",
                                on_step=_as_stage(self.on_step), on_eval=_as_stage(self.on_eval))
         result = stage.run()
         self.stage_seconds, self.stage_wall = result["train_seconds"], result["wall_seconds"]

@@ -40,14 +40,14 @@ def _check_out(out: str | None) -> None:
     command (its files would be overwritten: a config.json and a policy.safetensors of the user's own, say). A run
     folder is known by the trainer state it resumes from (state.json, or bc_stage/state.json while a ``start="bc"``
     run is in its BC stage), as the app's run list reads it (``saved_step``)."""
-    from prefine_core.trainer import saved_step
+    from prefine_core.trainer import STAGE_DIR, saved_step
 
     if out is None or not Path(out).exists():
         return
     folder = Path(out)
     if not folder.is_dir():
         raise ValueError(f"--out {out} is a file; give a run folder (a new one, or a run's to resume it)")
-    if any(folder.iterdir()) and saved_step(folder) is None and saved_step(folder / "bc_stage") is None:
+    if any(folder.iterdir()) and saved_step(folder) is None and saved_step(folder / STAGE_DIR) is None:
         raise ValueError(f"--out {out} is not empty and holds no fine-tune run to resume (no state.json); give a new "
                          "or empty folder")
 

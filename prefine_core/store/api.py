@@ -101,12 +101,15 @@ def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -
     return number
 
 
-def _insert_ignore(conn: Connection, table, keys: tuple[str, ...], **values) -> None:
-    """Insert unless a row with the same ``keys`` exists: looked up first, since an insert that does nothing still
-    uses up an id (SQLite AUTOINCREMENT, a PostgreSQL sequence), then inserted safe against a concurrent insert."""
-    same = and_(*(table.c[key] == values[key] for key in keys))
-    if conn.execute(select(*(table.c[key] for key in keys)).where(same)).first() is None:
-        conn.execute(_insert(conn, table).values(**values).on_conflict_do_nothing(index_elements=list(keys)))
+def _insert_or_find(conn: Connection, table, keys: tuple[str, ...], **values):
+    """The id of the row with these ``keys``, inserted unless it exists: looked up first, since an insert that does
+    nothing still uses up an id (SQLite AUTOINCREMENT, a PostgreSQL sequence), then inserted safe against a
+    concurrent insert (which the second lookup then finds)."""
+    find = select(table.c.id).where(and_(*(table.c[key] == values[key] for key in keys)))
+    if (found := conn.execute(find).scalar()) is not None:
+        return found
+    conn.execute(_insert(conn, table).values(**values).on_conflict_do_nothing(index_elements=list(keys)))
+    return conn.execute(find).scalar_one()
 
 
 def _insert(conn: Connection, table):
@@ -123,13 +126,11 @@ class _Writer:
 
     def ensure_task(self, task_id: str) -> str:
         task_id = _text("task_id", task_id, 128)
-        _insert_ignore(self.conn, S.tasks, ("id",), id=task_id, created_at=S.utcnow())
-        return task_id
+        return _insert_or_find(self.conn, S.tasks, ("id",), id=task_id, created_at=S.utcnow())
 
     def annotator_id(self, name: str) -> int:
         name = _text("annotator", name, MAX_NAME)
-        _insert_ignore(self.conn, S.annotators, ("name",), name=name, created_at=S.utcnow())
-        return self.conn.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar_one()
+        return _insert_or_find(self.conn, S.annotators, ("name",), name=name, created_at=S.utcnow())
 
     def _policy_row(self, policy_id: int):
         row = self.conn.execute(select(S.policies).where(S.policies.c.id == policy_id)).first()
@@ -147,10 +148,8 @@ class _Writer:
         task_id = self.ensure_task(task_id)
         if parent_id is not None:
             self._policy_row(_int_id("parent_id", parent_id))
-        _insert_ignore(self.conn, S.policies, ("task_id", "path"), name=name, path=path, task_id=task_id, kind=kind,
-                       parent_id=parent_id, provenance=provenance or {}, created_at=S.utcnow())
-        registered = and_(S.policies.c.task_id == task_id, S.policies.c.path == path)
-        return self.conn.execute(select(S.policies.c.id).where(registered)).scalar_one()
+        return _insert_or_find(self.conn, S.policies, ("task_id", "path"), name=name, path=path, task_id=task_id,
+                               kind=kind, parent_id=parent_id, provenance=provenance or {}, created_at=S.utcnow())
 
     def add_trajectory(self, trajectory, policy_id, source, folder, temperature=None, video_path=None) -> int:
         from prefine_core.rollout import Trajectory, save_trajectory
