@@ -869,6 +869,19 @@ on a clean clone again (it refused, naming these runs, while they were missing).
 the fine-tune wall times and the Machine line changed, the times now being those of the committed reruns (sessions
 12–14, each beside another benchmark, so up to 2–3× the first runs' on a quieter machine; every fine-tune stays
 under the 5-minute floor).
+**Session 17** (`data/studies/2026-12-07-rl-stage/`; a feasibility probe, nothing adopted, no evaluation seed used).
+The route every note since session 13 named: after PREFINE, PPO on the task's own reward minus a step cost fitted to
+the same labels (`credit.fit_step_cost`), from PREFINE's chosen checkpoint, 200 000 environment steps
+(`scripts/validate_rl_stage.py`; label set 0, 10 validation episodes from seed 9 500). PointCircle: the stage beats
+BC (learned cost 34.9 / 69.8 against BC's 28.1 / 111; with the true cost 31.8 / 0, above the Lagrangian trained from
+scratch). HalfCheetah: PPO hacks the learned cost. A gait just over the limit (about 3.4 m/s) gets 3190–3370 at cost
+877–942, and a stronger penalty slows it to 2119 / 0. The fitted step cost rises only from 0.18 to about 0.5 across the
+3.2 m/s limit: the pool has nothing between its 2.7 m/s safe gait and its 4.5–5 m/s fast ones, so the labels cannot
+place the limit. Even the true cost gives 2484 / 1.5 and 2567 / 0.2 (safer and slower than BC's 2654 / 7.1), since
+PPO keeps the stochastic policy (cost 184 at the start) under it. Hopper: the learned cost teaches falling (every
+episode, at both penalties). So the stage would beat BC on one task of three, not the two the floor asks for. What it
+lacks is labels near the limit, which rounds of labelling on the stage's own rollouts could give. That loop was not
+built.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

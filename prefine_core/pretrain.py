@@ -85,6 +85,9 @@ class PPOConfig:
     The pool's slow-but-upright Hopper is made this way (a behaviour policy, not a baseline)."""
     init_from: str | None = None
     """Start the actor (and its observation statistics) from this checkpoint, e.g. to slow a reference down."""
+    critic_warmup: int = 0
+    """Updates at the start that train only the critic (the actor is held): fine-tuning a good policy with a
+    fresh critic would otherwise follow the untrained critic's noise away from it."""
 
     def __post_init__(self):
         validate_task_id(self.task_id)
@@ -107,6 +110,8 @@ class PPOConfig:
         _check("clip", self.clip, self.clip > 0, "positive and finite")
         _check("vf_coef", self.vf_coef, self.vf_coef >= 0, "a finite number ≥ 0")
         _check("max_grad_norm", self.max_grad_norm, self.max_grad_norm > 0, "positive and finite")
+        if self.critic_warmup < 0:
+            raise ValueError(f"critic_warmup must be ≥ 0 updates, got {self.critic_warmup}")
         if self.num_envs <= 0 or self.rollout_steps <= 0:
             raise ValueError("num_envs and rollout_steps must be positive")
         if not LOG_STD_MIN <= self.init_log_std <= LOG_STD_MAX:
@@ -147,8 +152,17 @@ def _critic(obs_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], None] | None = None) -> dict:
-    """Train, save the final policy to ``out`` (snapshots beside it); returns a summary."""
+#: A step cost in place of the environment's: (obs (n, obs_dim), actions (n, act_dim) in [-1, 1], fell (n,)) -> (n,).
+StepCostFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], None] | None = None,
+              step_cost: StepCostFn | None = None) -> dict:
+    """Train, save the final policy to ``out`` (snapshots beside it); returns a summary.
+
+    With ``step_cost`` the penalty and the Lagrangian read that cost (e.g. one learned from labels) instead of the
+    environment's; the summary's ``cost_mean`` stays the environment's, ``trained_cost_mean`` is the one trained on.
+    """
     out = Path(out)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -173,8 +187,9 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
 
     n, steps = config.num_envs, config.rollout_steps
     obs = np.stack([env.reset(seed=config.seed * _SEED_STRIDE + i) for i, env in enumerate(envs)])
-    ep_ret, ep_cost, ep_len = np.zeros(n), np.zeros(n), np.zeros(n, int)
+    ep_ret, ep_cost, ep_len, ep_trained = np.zeros(n), np.zeros(n), np.zeros(n, int), np.zeros(n)
     finished: list[tuple[float, float, int]] = []
+    trained_costs: list[float] = []  # episode sums of the cost trained on
     updates = math.ceil(config.total_steps / config.batch_size)
     started, global_step = time.time(), 0
     summary: dict = {}
@@ -204,6 +219,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
         b_done = np.zeros((steps, n), np.float32)
         b_val = np.zeros((steps, n), np.float32)
         b_cost = np.zeros((steps, n), np.float32)
+        b_fell = np.zeros((steps, n), np.float32)
         for t in range(steps):
             obs_rms.update(obs)
             sync_normaliser()
@@ -215,12 +231,16 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
                 value = critic(actor.normalize(obs_t)).squeeze(-1)
             actions = torch.tanh(u).numpy()
             b_obs[t], b_u[t], b_logp[t], b_val[t] = obs, u.numpy(), logp.numpy(), value.numpy()
-            for i, env in enumerate(envs):
-                step = env.step(actions[i])
+            results = [env.step(actions[i]) for i, env in enumerate(envs)]
+            b_fell[t] = [r.terminated for r in results]
+            env_cost = np.array([r.cost for r in results], np.float32)
+            b_cost[t] = env_cost if step_cost is None else step_cost(obs, actions, b_fell[t])
+            for i, (env, step) in enumerate(zip(envs, results)):
                 ep_ret[i] += step.reward
                 ep_cost[i] += step.cost
+                ep_trained[i] += b_cost[t, i]
                 ep_len[i] += 1
-                b_rew[t, i], b_cost[t, i] = step.reward, step.cost
+                b_rew[t, i] = step.reward
                 if config.speed_cap is not None:  # a velocity task (checked in PPOConfig): x velocity is reported
                     b_rew[t, i] -= speed_cap_penalty(step.forward_velocity, config.speed_cap)
                 done = step.terminated or step.truncated
@@ -228,7 +248,8 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
                 b_done[t, i] = float(done)
                 if done:
                     finished.append((ep_ret[i], ep_cost[i], ep_len[i]))
-                    ep_ret[i] = ep_cost[i] = ep_len[i] = 0
+                    trained_costs.append(ep_trained[i])
+                    ep_ret[i] = ep_cost[i] = ep_len[i] = ep_trained[i] = 0
                     obs[i] = env.reset()
                 else:
                     obs[i] = step.obs
@@ -267,15 +288,15 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)).mean()
                 v_loss = 0.5 * (critic(actor.normalize(f_obs[idx])).squeeze(-1) - f_ret[idx]).pow(2).mean()
-                loss = pg_loss + config.vf_coef * v_loss
+                loss = config.vf_coef * v_loss + (pg_loss if update > config.critic_warmup else 0.0)
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
 
-        recent = finished[-20:]
+        recent, recent_trained = finished[-20:], trained_costs[-20:]
         if config.cost_limit is not None and recent:
-            mean_cost = float(np.mean([c for _, c, _ in recent]))
+            mean_cost = float(np.mean(recent_trained))
             lagrange = max(0.0, lagrange + config.lagrange_lr * (mean_cost - config.cost_limit) / max(config.cost_limit, 1.0))
         summary = {
             "step": global_step,
@@ -283,6 +304,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
             "return_mean": float(np.mean([r for r, _, _ in recent])) if recent else float("nan"),
             "cost_mean": float(np.mean([c for _, c, _ in recent])) if recent else float("nan"),
             "length_mean": float(np.mean([l for _, _, l in recent])) if recent else float("nan"),
+            "trained_cost_mean": float(np.mean(recent_trained)) if recent else float("nan"),
             "penalty": float(lagrange),
             "seconds": time.time() - started,
         }

@@ -1,5 +1,7 @@
 """PPO's training-signal options: the speed cap that makes a slow behaviour policy, and its validation."""
+import numpy as np
 import pytest
+import torch
 
 from prefine_core.policy import load_policy
 from prefine_core.pretrain import PPOConfig, speed_cap_penalty, train_ppo
@@ -38,3 +40,39 @@ def test_speed_cap_refuses_a_task_without_velocity():
 def test_bad_config_values_are_named(field, value, message):
     with pytest.raises(ValueError, match=message):
         PPOConfig(task_id="SafetyHopperVelocity-v1", **{field: value})
+
+
+def test_a_step_cost_replaces_the_environments_cost_in_training_and_is_reported_beside_it(tmp_path):
+    seen = []
+
+    def one_per_step(obs, actions, fell):
+        seen.append((obs.shape, actions.shape, fell.shape, float(abs(actions).max()), set(fell.tolist())))
+        return np.ones(len(obs), np.float32)
+
+    summary = train_ppo(PPOConfig(task_id="SafetyHopperVelocity-v1", total_steps=512, num_envs=2, rollout_steps=128,
+                                  cost_penalty=1.0), tmp_path / "p.safetensors", step_cost=one_per_step)
+    assert summary["episodes"] > 0  # a random hopper falls within 128 steps
+    assert summary["trained_cost_mean"] == pytest.approx(summary["length_mean"])  # one per step: episode cost = length
+    assert len(seen) == 256 and all(s[:3] == ((2, 11), (2, 3), (2,)) and s[3] <= 1.0 and s[4] <= {0.0, 1.0} for s in seen)
+    assert any(1.0 in s[4] for s in seen)  # a fall is passed on as 1
+
+
+def test_critic_warmup_holds_the_actor_while_the_critic_learns(tmp_path):
+    task = "SafetyPointCircle1-v0"
+    parent = tmp_path / "parent.safetensors"
+    train_ppo(PPOConfig(task_id=task, total_steps=256, num_envs=2, rollout_steps=64), parent)
+    child = tmp_path / "child.safetensors"
+    train_ppo(PPOConfig(task_id=task, total_steps=256, num_envs=2, rollout_steps=64, init_from=str(parent),
+                        critic_warmup=2), child)
+    held = tmp_path / "held.safetensors"
+    train_ppo(PPOConfig(task_id=task, total_steps=256, num_envs=2, rollout_steps=64, init_from=str(parent),
+                        critic_warmup=1), held)
+    before, after, moved = (load_policy(p, task).state_dict() for p in (parent, child, held))
+    weights = [k for k in before if k.startswith("mean_net") or k == "log_std"]
+    assert all(torch.equal(before[k], after[k]) for k in weights)  # two updates, both warm-up: the actor is as it was
+    assert not all(torch.equal(before[k], moved[k]) for k in weights)  # one warm-up update, then it trains
+
+
+def test_a_negative_critic_warmup_is_refused():
+    with pytest.raises(ValueError, match="critic_warmup must be ≥ 0"):
+        PPOConfig(task_id="SafetyHopperVelocity-v1", critic_warmup=-1)
