@@ -381,10 +381,11 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
     """Ways the keys went dead without a word: the name box kept the keyboard after Enter (a "2" typed itself into
     the name, and the next click labelled as "e2e-focus2"); after an undo with nothing to undo no key worked (the
     player waited for a redraw that never came); the Show cost overlay toggle kept the keyboard, clicked or reached
-    with Tab. And a double click judged the next pair, its button open as soon as its video had loaded."""
+    with Tab. And a double click judged the next pair, its button open as soon as its video had loaded. Space on a
+    focused choice button or toggle played the video instead of pressing it."""
     from test_app import small_workspace
 
-    ws = small_workspace(tmp_path / "ws", pairs=5)  # stand-in videos: the keys need one, not a playable one
+    ws = small_workspace(tmp_path / "ws", pairs=6)  # stand-in videos: the keys need one, not a playable one
     history = lambda: [(h.annotator, h.pair_id, h.choice) for h in ws.store.label_history()]  # noqa: E731
     flash = player(page).locator("#flash")
     with serving(ws.root) as url:
@@ -425,6 +426,22 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         page.mouse.click(x, y)
         time.sleep(3)
         assert history()[3:] == [("e2e-focus", shown, "right")], "the second click judged a pair not seen yet"
+        # Space on a focused button or toggle (reached with Tab) presses it; it played or paused the video instead
+        shown = int(judgeable(page))
+        page.get_by_role("button", name="A safer").focus()
+        page.keyboard.press(" ")
+        deadline = time.time() + 30
+        while len(history()) < 5 and time.time() < deadline:
+            time.sleep(0.2)
+        assert history()[4:] == [("e2e-focus", shown, "left")], flash.text_content()
+        judgeable(page)
+        switch = page.get_by_role("switch", name="Show cost overlay")
+        was_on = switch.is_checked()
+        switch.focus()
+        page.keyboard.press(" ")
+        page.wait_for_function("""(was) => [...document.querySelectorAll('[role="switch"]')].some(
+            (s) => s.closest('label') && s.closest('label').textContent.includes('Show cost overlay') && s.checked !== was)""",
+            arg=was_on, timeout=10_000)
 
 
 #: In the Label page's own document: every animation frame, each choice button's pair (from its key), the pair the
