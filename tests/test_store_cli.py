@@ -155,11 +155,11 @@ def test_agreement_sets_people_per_pair_as_the_data_page_does(tmp_path, capsys, 
     code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH, "--people-per-pair", " 3 ")
     assert code == 0 and out["people_per_pair"] == 3 and ws.store.task_overlap(CHEETAH) == 3
     assert out["set"] == f"each pair of {CHEETAH} now goes to 3 people; judged pairs are offered to more people until that many judged them"
-    for typed in ("0", "11", "2.5", "two", "", "٣"):  # refused in the Data page's own words, nothing changed
+    for typed in ("0", "11", "2.5", "two", "", "٣"):  # refused in the Data page's words, under the flag's name
         with pytest.raises(ValueError) as on_the_page:
             labelling.set_people_per_pair(ws.store, CHEETAH, typed)
         code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH, "--people-per-pair", typed)
-        assert code == 2 and out["error"] == str(on_the_page.value), typed
+        assert code == 2 and out["error"] == f"--people-per-pair: {on_the_page.value}", typed
     assert ws.store.task_overlap(CHEETAH) == 3
     code, out = _run(capsys, "agreement", "--workspace", root, "--people-per-pair", "2")
     assert code == 2 and out["error"] == "--people-per-pair needs --task (each task has its own)"

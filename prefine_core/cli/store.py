@@ -173,7 +173,10 @@ def _agreement(args: argparse.Namespace) -> dict:
     if args.people_per_pair is not None:
         if args.task is None:
             raise ValueError("--people-per-pair needs --task (each task has its own)")
-        result["set"] = set_people_per_pair(ws.store, args.task, args.people_per_pair)  # the Data page's own check
+        try:
+            result["set"] = set_people_per_pair(ws.store, args.task, args.people_per_pair)  # the Data page's own check
+        except ValueError as exc:  # it names the Data page's field ("People per pair …"); here the flag was typed
+            raise ValueError(f"--people-per-pair: {exc}") from None
     if args.task is not None:
         result["people_per_pair"] = ws.store.task_overlap(args.task)
     return {**result, **report(ws.store, args.task, SyntheticTeacher(TeacherConfig(equal_margin=args.equal_margin)))}
