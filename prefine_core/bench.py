@@ -877,11 +877,12 @@ BC (learned cost 34.9 / 69.8 against BC's 28.1 / 111; with the true cost 31.8 / 
 scratch). HalfCheetah: PPO hacks the learned cost. A gait just over the limit (about 3.4 m/s) gets 3190–3370 at cost
 877–942, and a stronger penalty slows it to 2119 / 0. The fitted step cost rises only from 0.18 to about 0.5 across the
 3.2 m/s limit: the pool has nothing between its 2.7 m/s safe gait and its 4.5–5 m/s fast ones, so the labels cannot
-place the limit. Even the true cost gives 2484 / 1.5 and 2567 / 0.2 (safer and slower than BC's 2654 / 7.1), since
-PPO keeps the stochastic policy (cost 184 at the start) under it. Hopper: the learned cost teaches falling (every
-episode, at both penalties). So the stage would beat BC on one task of three, not the two the floor asks for. What it
-lacks is labels near the limit, which rounds of labelling on the stage's own rollouts could give. That loop was not
-built.
+place the limit. Even the true cost beats BC there in none of four settings: 2484 / 1.5 and 2567 / 0.2 are safer and
+slower than BC's 2654 / 7.1, and with less exploration noise 2996 / 204 and 1637 / 134. Hopper: the learned cost
+teaches falling (every episode, also with the penalty floored at 0), and the true cost makes it stand nearly still
+(998 / 0). So the stage would beat BC on one task of three, not the two the floor asks for. Labels near the limit
+(rounds on the stage's own rollouts) could mend the learned cost, but not the stage itself, which fails with the
+true cost too. That loop was not built.
 **Baselines.** The PPO-Lagrangian multiplier steps by `lagrange_lr`·(mean cost − limit)/limit per update. At
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle

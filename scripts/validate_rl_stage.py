@@ -29,7 +29,7 @@ def main() -> None:
     from prefine_core.rollout import collect
     from prefine_core.credit import fit_step_cost, unsafe_score
     from prefine_core.evaluate import evaluate_policy
-    from prefine_core.policy import load_policy
+    from prefine_core.policy import load_policy, save_policy
     from prefine_core.prefine import PrefineConfig
     from prefine_core.pretrain import PPOConfig, train_ppo
     from prefine_core.teachers import safety_judge
@@ -48,6 +48,10 @@ def main() -> None:
     parser.add_argument("--limit-ratio", type=float, default=None,
                         help="PPO-Lagrangian: limit = this × the start policy's learned episode cost, λ starts at k")
     parser.add_argument("--lagrange-lr", type=float, default=0.1)
+    parser.add_argument("--start-log-std", type=float, default=None,
+                        help="set the start policy's log σ to this first (less exploration noise than BC left it)")
+    parser.add_argument("--penalty-floor", type=float, default=None,
+                        help="no step's shaped reward below this where it has cost (0: falling never pays)")
     parser.add_argument("--baselines", action="store_true", help="also evaluate PREFINE and BC themselves")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -72,6 +76,11 @@ def main() -> None:
             starts[method] = result["path"]
             if args.baselines:
                 report(method, result["path"], seed)
+        if args.start_log_std is not None:
+            start = load_policy(starts[args.start], args.task)
+            with torch.no_grad():
+                start.log_std.fill_(args.start_log_std)
+            starts[args.start] = str(save_policy(start, out / "rl" / f"{args.start}_s{seed}_logstd{args.start_log_std:g}.safetensors"))
         model = fit_step_cost(pairs, seed=seed)
         scale = float(np.mean([np.abs(w.rewards).mean() for w in data.winners]))
         fall = float(model.fall_penalty() / (model.high - model.low))
@@ -91,10 +100,12 @@ def main() -> None:
                     lambda c: step_cost(c.obs, c.actions, fell_at(c)).sum())
                 limit = args.limit_ratio * float(np.mean([episode_cost(c) for c in clips]))
             tag = (f"rl_{args.start}_k{k:g}_{'true' if args.true_cost else 'learned'}_t{args.steps}"
-                   f"{'' if limit is None else f'_lim{args.limit_ratio:g}'}_s{seed}")
+                   f"{'' if limit is None else f'_lim{args.limit_ratio:g}'}"
+                   f"{'' if args.penalty_floor is None else f'_floor{args.penalty_floor:g}'}"
+                   f"{'' if args.start_log_std is None else f'_logstd{args.start_log_std:g}'}_s{seed}")
             ppo = PPOConfig(task_id=args.task, total_steps=args.steps, seed=seed, init_from=starts[args.start],
                             learning_rate=args.lr, critic_warmup=args.warmup, cost_limit=limit,
-                            lagrange_lr=args.lagrange_lr,
+                            lagrange_lr=args.lagrange_lr, penalty_floor=args.penalty_floor,
                             cost_penalty=k * scale if args.true_cost else k if limit is not None else 1.0, snapshot_every=args.steps // 4)
             summary = train_ppo(ppo, out / "rl" / f"{tag}.safetensors",
                                 step_cost=None if args.true_cost else step_cost)
