@@ -10,8 +10,8 @@ that the product could not use). One JSON line per evaluated policy.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def main() -> None:
     from prefine_core.rollout import collect
     from prefine_core.credit import fit_step_cost, unsafe_score
     from prefine_core.evaluate import evaluate_policy
-    from prefine_core.policy import load_policy, save_policy
+    from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN, load_policy, save_policy
     from prefine_core.prefine import PrefineConfig
     from prefine_core.pretrain import PPOConfig, train_ppo
     from prefine_core.teachers import safety_judge
@@ -54,8 +54,23 @@ def main() -> None:
                         help="no step's shaped reward below this where it has cost (0: falling never pays)")
     parser.add_argument("--baselines", action="store_true", help="also evaluate PREFINE and BC themselves")
     args = parser.parse_args()
+    positive = {"--pairs": args.pairs, "--steps": args.steps, "--lr": args.lr, "--lagrange-lr": args.lagrange_lr,
+                "--limit-ratio": 1.0 if args.limit_ratio is None else args.limit_ratio,
+                **{"--k": k for k in args.k if not (math.isfinite(k) and k > 0)}}  # the first bad k, if any
+    for flag, value in positive.items():
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"{flag} must be positive, got {value}")
+    if min(args.seeds) < 0 or args.warmup < 0:
+        parser.error("--seeds and --warmup must not be negative")
+    if args.start_log_std is not None and not LOG_STD_MIN <= args.start_log_std <= LOG_STD_MAX:
+        parser.error(f"--start-log-std must be from {LOG_STD_MIN:g} to {LOG_STD_MAX:g}, got {args.start_log_std}")
+    if args.penalty_floor is not None and not math.isfinite(args.penalty_floor):
+        parser.error(f"--penalty-floor must be a finite reward, got {args.penalty_floor}")
     torch.set_num_threads(1)
-    config = BenchConfig(task_id=args.task)
+    try:
+        config = BenchConfig(task_id=args.task)
+    except ValueError as exc:
+        parser.error(str(exc))
     out = BENCH_DIR / "validation" / args.task
     reference, behaviours = reference_and_behaviours(config, lambda m: print(m, file=sys.stderr))
     pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)

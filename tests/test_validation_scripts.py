@@ -83,3 +83,14 @@ def test_bench_demo_goes_homes_path_through_the_apps_jobs(tmp_path):
         assert run["verdict"].startswith("B ") and run["finetune_seconds"] > 0
     assert task["runs"][0]["selected_step"] <= 40 and task["runs"][1]["selected_step"] <= 20
     assert (REPO / "BENCHMARKS.md").read_bytes() == benchmarks
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "0"], "--steps must be positive, got 0"),
+    (["--k", "2", "nan"], "--k must be positive, got nan"),
+    (["--start-log-std", "9"], "--start-log-std must be from -5 to 2, got 9.0"),
+])
+def test_the_rl_stage_study_refuses_bad_flags_by_name_before_it_trains(flags, message):
+    out = subprocess.run([sys.executable, "scripts/validate_rl_stage.py", "--task", CHEETAH, *flags],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and message in out.stderr and out.stdout == ""
