@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from prefine_core.envs import validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
 from prefine_core.store import LABEL_CHOICES, MAX_ID, POLICY_KINDS, RETRACT, is_id
+from prefine_core.store.api import IMPORT_LOCK
 from prefine_core.store.schema import utcnow
 from prefine_core.workspace import Workspace
 
@@ -210,8 +211,13 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         if p["parent_id"] is not None and p["parent_id"] >= p["id"]:  # a store adds a parent before its children
             raise ValueError(f"policies.jsonl: policy {p['id']} has parent_id {p['parent_id']}, which is not a policy "
                              "before it (a policy cannot descend from itself or a later one)")
-        if p["file"] is not None:
-            read_meta(_member(folder, p["file"], f"policies.jsonl: policy {p['id']}"))  # a real checkpoint, or refused
+        if p["file"] is not None:  # a real checkpoint of the row's task, or refused
+            meta = read_meta(_member(folder, p["file"], f"policies.jsonl: policy {p['id']}"))
+            if meta.task_id != p["task_id"]:
+                raise ValueError(f"policies.jsonl: policy {p['id']} says task {p['task_id']}, but its checkpoint "
+                                 f"{p['file']} is a policy for {meta.task_id}")
+        elif Path(str(p["path"])).exists():  # an export without checkpoints names files by path: a file there must
+            _check_named_policy(p)            # be that task's policy (a row once registered /etc/passwd as one)
     arrays: dict[int, Trajectory] = {}
     for t in rows["trajectories"]:
         if t["policy_id"] is not None and t["policy_id"] not in policy_ids:
@@ -227,11 +233,23 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     for t in rows["trajectories"]:
         clip = arrays[t["id"]]
         _check_sizes(t["file"], clip.task_id, sizes[clip.task_id], clip.obs, clip.actions)
+    files: dict[str, int] = {}
+    for t in rows["trajectories"]:  # the same clip twice would be added twice
+        if (first := files.setdefault(t["file"], t["id"])) != t["id"]:
+            raise ValueError(f"trajectories.jsonl: trajectories {first} and {t['id']} are the same file, {t['file']}")
     pair_ids = {p["id"] for p in rows["pairs"]}
+    shown: dict[tuple[int, int], int] = {}
     for p in rows["pairs"]:
         for side in ("left_id", "right_id"):
             if p[side] not in arrays:
                 raise ValueError(f"pairs.jsonl: pair {p['id']} has {side} {p[side]}, which is not in the export")
+        clip_tasks = {arrays[p["left_id"]].task_id, arrays[p["right_id"]].task_id}
+        if clip_tasks != {p["task_id"]}:
+            raise ValueError(f"pairs.jsonl: pair {p['id']} says task {p['task_id']}, but its clips are of "
+                             f"{', '.join(sorted(clip_tasks))}")
+        if (first := shown.setdefault((p["left_id"], p["right_id"]), p["id"])) != p["id"]:
+            raise ValueError(f"pairs.jsonl: pairs {first} and {p['id']} show the same two clips; a fine-tune would "
+                             "count that pair's labels twice")
     seen: set[int] = set()
     for label in rows["labels"]:
         if label["pair_id"] not in pair_ids:
@@ -239,14 +257,27 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         if label["choice"] not in (*LABEL_CHOICES, RETRACT):
             raise ValueError(f"labels.jsonl: label {label['id']} has choice {label['choice']!r}")
         try:  # the instant it was given: part of what makes it the same label in another store
-            datetime.fromisoformat(label["created_at"])
-        except (TypeError, ValueError):
+            label["created_at"] = _utc(label["created_at"])
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"labels.jsonl: label {label['id']} has created_at {label['created_at']!r}, "
                              "not an ISO 8601 time") from None
         if label["supersedes_id"] is not None and label["supersedes_id"] not in seen:
             raise ValueError(f"labels.jsonl: label {label['id']} supersedes {label['supersedes_id']}, which does not come before it")
         seen.add(label["id"])
     return manifest, rows, arrays
+
+
+def _check_named_policy(row: dict) -> None:
+    """Refuse a policy row without a checkpoint whose path names a file that is not a policy of the row's task (a
+    path that exists nowhere here is registered as missing, as a policy whose file was not exported)."""
+    try:
+        meta = read_meta(row["path"])
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"policies.jsonl: policy {row['id']} comes without its checkpoint and names the file "
+                         f"{row['path']}, which is not a policy: {exc}") from None
+    if meta.task_id != row["task_id"]:
+        raise ValueError(f"policies.jsonl: policy {row['id']} says task {row['task_id']}, but the file it names, "
+                         f"{row['path']}, is a policy for {meta.task_id}")
 
 
 def _task_sizes(task_id: str) -> tuple[int, int]:
@@ -266,6 +297,12 @@ def _check_sizes(what: str, task_id: str, sizes: tuple[int, int], observations: 
     if found != sizes:
         raise ValueError(f"{what} has observations of size {found[0]} and actions of size {found[1]}; "
                          f"{task_id} has {sizes[0]} and {sizes[1]}")
+
+
+def _utc(text: str) -> datetime:
+    """An ISO 8601 time as the store keeps it: UTC without a zone (a time given with a zone is converted, not cut)."""
+    instant = datetime.fromisoformat(text)
+    return instant if instant.tzinfo is None else instant.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _label_key(annotator: str, choice: str, created_at) -> tuple:
@@ -390,17 +427,20 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
     ``pairs_deleted_here`` and ``labels_on_deleted_pairs`` (left out), and the ``tasks`` the export holds."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
-    merge = _plan_merge(ws, folder, rows, arrays, restore_deleted)
     added = {"policies": 0, "trajectories": 0, "pairs": 0}
     tasks = sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]})
-    left_out = {"labels_already_here": merge.labels_here, "pairs_deleted_here": len(merge.deleted_here),
-                "labels_on_deleted_pairs": merge.labels_on_deleted, "tasks": tasks}
-    if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
-        return {**added, "labels": 0, **left_out}
-    needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs and p["id"] not in merge.deleted_here]
     copied: list[Path] = []
     try:
         with ws.store.batch() as batch:
+            # Planned inside the write transaction, one import at a time: the same export imported twice at once
+            # (two tabs) was planned against the store as it was before either, and every row came in twice.
+            batch.one_at_a_time(IMPORT_LOCK)
+            merge = _plan_merge(ws, folder, rows, arrays, restore_deleted)
+            left_out = {"labels_already_here": merge.labels_here, "pairs_deleted_here": len(merge.deleted_here),
+                        "labels_on_deleted_pairs": merge.labels_on_deleted, "tasks": tasks}
+            if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
+                return {**added, "labels": 0, **left_out}
+            needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs and p["id"] not in merge.deleted_here]
             policy_map = dict(merge.policies)
             for p in sorted(rows["policies"], key=lambda r: r["id"]):
                 if p["id"] in policy_map:
@@ -429,7 +469,7 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
                 added["pairs"] += 1
             for label in merge.new_labels:
                 batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
-                                created_at=datetime.fromisoformat(label["created_at"]), allow_retract=True)
+                                created_at=label["created_at"], allow_retract=True)
     except BaseException:
         for path in copied:
             path.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from prefine_core.files import atomic_path
-from prefine_core.envs import SafetyTask, can_fall
+from prefine_core.envs import MAX_SEED, SafetyTask, can_fall
 from prefine_core.policy import TanhGaussianPolicy, check_compatible
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -44,19 +44,33 @@ class Trajectory:
 
     def __post_init__(self):
         n = len(self.actions)
+        arrays = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "costs": self.costs,
+                  **{f"constraint cost {name!r}": values for name, values in self.constraint_costs.items()}}
+        for name, values in arrays.items():  # strings, objects or complex numbers are not steps of a task
+            if not isinstance(values, np.ndarray) or values.dtype.kind not in "fiu":
+                raise ValueError(f"{name} must be an array of real numbers, got {getattr(values, 'dtype', type(values).__name__)}")
         if self.obs.ndim != 2 or self.actions.ndim != 2:
             raise ValueError(f"obs and actions must be 2-D, got shapes {self.obs.shape} and {self.actions.shape}")
-        for name in ("obs", "rewards", "costs"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"{name} has length {len(getattr(self, name))}, actions has {n}")
-        for name, values in self.constraint_costs.items():
+        for name, values in arrays.items():
+            if name not in ("obs", "actions") and values.ndim != 1:
+                raise ValueError(f"{name} must hold one number per step (shape ({n},)), got shape {values.shape}")
             if len(values) != n:
-                raise ValueError(f"constraint cost {name!r} has length {len(values)}, actions has {n}")
+                raise ValueError(f"{name} has length {len(values)}, actions has {n}")
         if n and (np.abs(self.actions) > 1.0 + 1e-5).any():
             raise ValueError("actions must lie in [-1, 1]")
-        for name in ("obs", "actions", "rewards", "costs"):
-            if not np.isfinite(getattr(self, name)).all():
+        for name, values in arrays.items():
+            if not np.isfinite(values).all():
                 raise ValueError(f"{name} holds non-finite values")
+            if name not in ("obs", "actions", "rewards") and (values < 0).any():  # Safety-Gymnasium costs are ≥ 0
+                raise ValueError(f"{name} holds negative values; a cost is 0 or more per step")
+            with np.errstate(over="ignore"):  # an overflowing sum is what is checked here, not a warning
+                total = values.sum()
+            if name in ("rewards", "costs") and not np.isfinite(total):
+                raise ValueError(f"{name} add up to more than a number can hold (values up to {np.abs(values).max():.3g})")
+        if self.seed is not None and (isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED):
+            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
+        if isinstance(self.start, bool) or not 0 <= self.start <= MAX_SEED:
+            raise ValueError(f"start (the clip's first step in its episode) must be from 0 to {MAX_SEED}, got {self.start!r}")
 
     @property
     def length(self) -> int:
@@ -181,5 +195,5 @@ def load_trajectory(path: str | os.PathLike) -> Trajectory:
                 truncated=bool(data["truncated"]), seed=None if seed < 0 else seed, start=int(data["start"]),
                 constraint_costs={k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("constraint/")},
             )
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, KeyError, ValueError, TypeError, OverflowError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path.name} is not a readable trajectory file: {exc}") from None

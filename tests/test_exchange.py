@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import CHEETAH, make_policy
+from store_backends import pg_schema_url  # noqa: F401
 
 
 @pytest.fixture
@@ -536,3 +537,117 @@ def test_a_policy_imported_without_its_checkpoint_is_listed_as_missing(labelled_
     import_bundle(here, tmp_path / "out")
     assert [(row["name"], row["file"]) for row in policy_rows(here.store, CHEETAH)] == [("ref", "here"), ("ft", "missing")]
     assert policies_frame(here.store, CHEETAH).file.tolist() == ["here", "missing"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_same_export_imported_twice_at_once_lands_once(labelled_ws, tmp_path, monkeypatch, backend, request):
+    """Two tabs pressing Import on one export: both were planned against the store as it was before either, and every
+    clip, pair and label came in twice. The plan is now made inside the import's write transaction, one import at a
+    time (SQLite's write lock; PostgreSQL's advisory lock)."""
+    import threading
+
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    if backend == "postgresql":
+        monkeypatch.setenv("PREFINE_DB_URL", request.getfixturevalue("pg_schema_url"))
+    Workspace.open(tmp_path / "ws2", shipped=None)
+    tabs = [Workspace.open(tmp_path / "ws2", shipped=None) for _ in range(2)]
+    results, start = [], threading.Barrier(2)
+
+    def press_import(ws):
+        start.wait()
+        results.append(import_bundle(ws, tmp_path / "out"))
+
+    threads = [threading.Thread(target=press_import, args=(ws,)) for ws in tabs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(r["pairs"] for r in results) == [0, 3] and sorted(r["labels"] for r in results) == [0, 5]
+    counts = tabs[0].store.counts()
+    assert (counts["trajectories"], counts["pairs"], len(tabs[0].store.label_history())) == (4, 3, 5)
+
+
+def _a_pair_twice(out):
+    lines = (out / "pairs.jsonl").read_text().splitlines()
+    (out / "pairs.jsonl").write_text("\n".join([*lines, json.dumps(dict(json.loads(lines[0]), id=100))]) + "\n")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["counts"]["pairs"] += 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _a_clip_file_twice(out):
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    (out / "trajectories.jsonl").write_text("\n".join([*lines, json.dumps(dict(json.loads(lines[0]), id=100))]) + "\n")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["counts"]["trajectories"] += 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _policy_row_naming_a_file_that_is_no_policy(out):
+    """A hand-edited row without a checkpoint, its path a file that exists (it was listed "file here", as a reference)."""
+    _rewrite_row(out, "policies", 1, {"file": None, "path": str(out / "manifest.json")})
+
+
+def _policy_checkpoint_of_another_task(out):
+    _rewrite_row(out, "policies", 0, {"task_id": "SafetyHopperVelocity-v1"})
+
+
+def _pair_of_another_task(out):
+    _rewrite_row(out, "pairs", 0, {"task_id": "SafetyHopperVelocity-v1"})
+
+
+def _clip_array(out, **arrays):
+    path = next((out / "arrays").glob("*.npz"))
+    with np.load(path) as data:
+        content = {k: data[k] for k in data.files}
+    np.savez(path, **{**content, **arrays})
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (_a_pair_twice, "pairs 1 and 100 show the same two clips"),
+    (_a_clip_file_twice, "are the same file"),
+    (_policy_row_naming_a_file_that_is_no_policy, "names the file .*manifest.json, which is not a policy"),
+    (_policy_checkpoint_of_another_task, "says task SafetyHopperVelocity-v1, but its checkpoint .* is a policy for "
+                                         "SafetyHalfCheetahVelocity-v1"),
+    (_pair_of_another_task, "pair 1 says task SafetyHopperVelocity-v1, but its clips are of SafetyHalfCheetahVelocity-v1"),
+    (lambda out: _clip_array(out, seed=np.array([1, 2])), "not a readable trajectory file"),
+    (lambda out: _clip_array(out, seed=np.array(10**30, dtype=float)), "seed must be a whole number|not a readable"),
+    (lambda out: _clip_array(out, start=np.array(-5)), "start .* must be from 0"),
+    (lambda out: _clip_array(out, obs=np.full((40, 17), "x")), "obs must be an array of real numbers"),
+    (lambda out: _clip_array(out, costs=np.full(40, -1.0, np.float32)), "costs holds negative values"),
+    (lambda out: _clip_array(out, costs=np.full(40, 3e38, np.float32)), "costs add up to more than a number can hold"),
+    (lambda out: _clip_array(out, rewards=np.zeros((40, 3), np.float32)), r"rewards must hold one number per step"),
+])
+def test_hand_edited_rows_and_arrays_that_cannot_be_right_are_refused(labelled_ws, tmp_path, corrupt, message):
+    from prefine_core.exchange import export_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    corrupt(tmp_path / "out")
+    _refused_and_nothing_written(Workspace.open(tmp_path / "ws2", shipped=None), tmp_path / "out", message)
+
+
+def test_label_times_with_a_zone_are_kept_in_utc_and_the_export_imports_again_as_here(labelled_ws, tmp_path):
+    """A time with a zone was stored with the zone dropped (5 hours off for +05:00), and the same file imported again
+    was refused as a history that "went another way"."""
+    from datetime import datetime, timedelta
+
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(labelled_ws, tmp_path / "out")
+    lines = (tmp_path / "out" / "labels.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    for row in rows:
+        row["created_at"] = datetime.fromisoformat(row["created_at"]).replace(microsecond=0).isoformat() + "+05:00"
+    (tmp_path / "out" / "labels.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
+    assert import_bundle(ws2, tmp_path / "out")["labels"] == 5
+    stored = sorted(h.created_at for h in ws2.store.label_history())
+    given = sorted(datetime.fromisoformat(r["created_at"][:-6]) for r in rows)
+    assert [g - s for g, s in zip(given, stored)] == [timedelta(hours=5)] * 5
+    again = import_bundle(ws2, tmp_path / "out")
+    assert (again["labels"], again["labels_already_here"]) == (0, 5)

@@ -117,12 +117,22 @@ def _insert(conn: Connection, table):
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
+#: PostgreSQL advisory lock keys (:meth:`_Writer.one_at_a_time`): handing out pairs, and importing an export.
+SERVING_LOCK, IMPORT_LOCK = 72_410_002, 72_410_003
+
+
 class _Writer:
     """The writes of one transaction; files it wrote are removed if the transaction fails."""
 
     def __init__(self, conn: Connection, paths: FilePaths):
         self.conn, self.paths = conn, paths
         self.written: list[Path] = []
+
+    def one_at_a_time(self, key: int) -> None:
+        """Hold the rest of this transaction until no other one holds ``key``. SQLite's writes queue already (a
+        write transaction begins IMMEDIATE); on PostgreSQL an advisory lock, released at commit."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(key)})")
 
     def ensure_task(self, task_id: str) -> str:
         task_id = _text("task_id", task_id, 128)
@@ -543,8 +553,7 @@ class Store:
         overlap = _int_id("overlap", overlap)
 
         def serve(w: _Writer):
-            if w.conn.dialect.name == "postgresql":
-                w.conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72410002)")  # one server at a time
+            w.one_at_a_time(SERVING_LOCK)  # one server at a time
             me = w.annotator_id(annotator)
             A, P = S.assignments, S.pairs
             my_lease = select(A.c.pair_id).where(A.c.annotator_id == me, ~A.c.judged, A.c.served_at >= S.utcnow() - LEASE)
