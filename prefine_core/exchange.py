@@ -526,6 +526,8 @@ def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = 
             raise ValueError(f"{name}: {key} holds non-finite values")
     if (np.abs(data["actions"]) > 1.0 + 1e-5).any():
         raise ValueError(f"{name}: actions lie outside [-1, 1] (max |a| = {np.abs(data['actions']).max():.3g})")
+    if (data["costs"] < 0).any():
+        raise ValueError(f"{name}: costs holds negative values (min {data['costs'].min():.3g}); a cost is 0 or more per step")
     terminals, timeouts = data["terminals"].astype(bool), data["timeouts"].astype(bool)
     ends = np.flatnonzero(terminals | timeouts) + 1
     if not len(ends) or ends[-1] != n:
@@ -533,11 +535,14 @@ def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = 
     result, start = [], 0
     for stop in ends:
         terminated = bool(terminals[stop - 1])
-        result.append(Trajectory(
-            task_id=task_id, obs=data["observations"][start:stop].astype(np.float32),
-            actions=np.clip(data["actions"][start:stop], -1, 1).astype(np.float32),
-            rewards=data["rewards"][start:stop].astype(np.float32), costs=data["costs"][start:stop].astype(np.float32),
-            terminated=terminated, truncated=not terminated))
+        try:
+            result.append(Trajectory(
+                task_id=task_id, obs=data["observations"][start:stop].astype(np.float32),
+                actions=np.clip(data["actions"][start:stop], -1, 1).astype(np.float32),
+                rewards=data["rewards"][start:stop].astype(np.float32), costs=data["costs"][start:stop].astype(np.float32),
+                terminated=terminated, truncated=not terminated))
+        except ValueError as exc:  # e.g. values that add up past float32 over an episode: said with where
+            raise ValueError(f"{name}: the episode of steps {start}–{stop - 1}: {exc}") from None
         start = stop
     return result
 

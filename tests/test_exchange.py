@@ -323,6 +323,8 @@ def test_an_hdf5_dataset_imported_again_adds_only_clips_not_here(tmp_path, two_e
     ({"observations": np.full((120, 17), np.nan, dtype=np.float32)}, "observations holds non-finite"),
     ({"observations": np.zeros((120, 5), dtype=np.float32)}, "observations of size 5"),
     ({"actions": np.full((120, 6), 3.0, dtype=np.float32)}, "outside"),
+    ({"costs": np.full(120, -3e38, dtype=np.float32)}, "costs holds negative values"),
+    ({"rewards": np.full(120, 3e38, dtype=np.float32)}, "the episode of steps 0–.*: rewards add up to more than"),
 ])
 def test_bad_hdf5_is_rejected_and_changes_nothing(tmp_path, two_episodes, kwargs, message):
     from prefine_core.exchange import import_hdf5
