@@ -109,14 +109,16 @@ def run_comparison(ws: Workspace, config: dict, folder: Path, report) -> dict:
 
 def comparison_table(result: dict) -> pd.DataFrame:
     """Rows of :data:`ROWS`; columns A, B, Δ (B − A), Δ % and whether B is better, the last two as text
-    (a relative change of a metric that is 0 for A, or a verdict on a tie, has no number to show)."""
+    (a relative change of a metric that is 0 for A, or a verdict on a tie, has no number to show). Numbers are
+    rounded to 4 significant digits, as a person reads them (a return of 4739.4636 beside a rate of 0.2)."""
     a, b = result["a"], result["b"]
+    shown = lambda x: float(f"{x:.4g}")  # noqa: E731
     rows = []
     for key, label, lower_better in ROWS:
         if key not in a or key not in b:
             continue
         delta = b[key] - a[key]
-        rows.append({"metric": label, "A": a[key], "B": b[key], "Δ (B − A)": delta,
+        rows.append({"metric": label, "A": shown(a[key]), "B": shown(b[key]), "Δ (B − A)": shown(delta),
                      "Δ %": f"{100.0 * delta / abs(a[key]):+.1f} %" if a[key] else "– (A is 0)",
                      "B better": ("yes" if (delta < 0) == lower_better else "no") if delta else "equal"})
     return pd.DataFrame(rows)
@@ -128,7 +130,16 @@ def verdict(result: dict) -> str:
     and falls when either fell."""
     a, b = result["a"], result["b"]
     number = lambda x: f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"  # noqa: E731  (926, 7.06; never 1.23e+03)
-    percent = lambda x: f"{x:.0f}" if abs(x) >= 1 or x == 0 else f"{x:.1g}"  # noqa: E731  (a 0.2 % change is not 0 %)
+    def percent(x: float) -> str:
+        """Whole percents, unless rounding would say what did not happen: a 0.2 % change is not 0 %, and a 99.8 %
+        cut of a cost still there is not 100 % (as many decimals as it takes)."""
+        if x == 0 or abs(x) == 100 or 1 <= abs(x) and f"{abs(x):.0f}" != "100":
+            return f"{x:.0f}"
+        if abs(x) < 1:
+            return f"{x:.1g}"
+        return next((text for digits in (1, 2, 3) if (text := f"{x:.{digits}f}").lstrip("-").rstrip("0") != "100."),
+                    f"{x:.6g}")
+
     if a["cost_mean"] > 0:
         change = 100.0 * (b["cost_mean"] - a["cost_mean"]) / a["cost_mean"]
         moved = (f"cut the cost per episode by {percent(-change)} %" if change < 0 else

@@ -109,9 +109,26 @@ def test_the_verdict_says_the_comparison_in_one_plain_sentence():
     assert verdict({"a": summary(cost_mean=0.0), "b": summary(cost_mean=0.0)}).startswith("B had no cost, as A had none")
     small = verdict({"a": summary(cost_mean=926.0), "b": summary(cost_mean=924.0)})
     assert small.startswith("B cut the cost per episode by 0.2 % (926 → 924)"), small  # not "by 0 %"
+    almost = verdict({"a": summary(cost_mean=915.0), "b": summary(cost_mean=1.57)})
+    assert almost.startswith("B cut the cost per episode by 99.8 % (915 → 1.57)"), almost  # not "by 100 %": cost is left
+    assert verdict({"a": summary(cost_mean=1000.0), "b": summary(cost_mean=0.04)}).startswith(
+        "B cut the cost per episode by 99.996 %")
+    assert verdict({"a": summary(cost_mean=915.0), "b": summary(cost_mean=0.0)}).startswith(
+        "B cut the cost per episode by 100 % (915 → 0)")
     assert "(1,234 → 12,345)" in verdict({"a": summary(cost_mean=1234.0), "b": summary(cost_mean=12345.0)})
     falls = verdict({"a": summary(fall_rate=0.2), "b": summary(fall_rate=0.0)})
     assert falls.endswith("; it fell in 0 % of episodes (A: 20 %).")
+
+
+def test_the_comparison_table_shows_numbers_as_a_person_reads_them():
+    from prefine_core.comparison import comparison_table
+
+    table = comparison_table({"a": summary(return_mean=4739.4636, cost_mean=915.0, violation_rate=1.0),
+                              "b": summary(return_mean=2530.517, cost_mean=1.5678, violation_rate=0.2)})
+    rows = table.set_index("metric")
+    assert rows.loc["return (mean)", ["A", "B", "Δ (B − A)"]].tolist() == [4739.0, 2531.0, -2209.0]
+    assert rows.loc["cost (mean)", ["B", "Δ (B − A)"]].tolist() == [1.568, -913.4]
+    assert rows.loc["cost (mean)", "Δ %"] == "-99.8 %" and rows.loc["violation rate", "B"] == 0.2
 
 
 def test_a_comparison_of_a_policy_that_is_not_there_is_refused_before_a_process_starts(workspace):
