@@ -53,11 +53,13 @@ with st.form("finetune_form"):
             st.toast(f"Run {run_id} started in the background; its curves appear below.")  # outlives the refreshes
 
 
-def run_actions(run) -> None:
+def run_actions(run, refusal: str | None) -> None:
     button, _ = st.columns([1, 5])  # one place: Cancel while it runs, Resume once it failed or was cancelled
     if run.status in jobs.ACTIVE and button.button("Cancel", key=f"cancel_{run.id}"):
         jobs.cancel(ws, run.id)
-    if run.status in ("failed", "cancelled") and button.button("Resume", key=f"resume_{run.id}"):
+    if run.status in ("failed", "cancelled") and refusal is not None:  # said, not offered as a button that refuses
+        st.warning(f"This run cannot be resumed: {ui.plain(refusal)}")
+    elif run.status in ("failed", "cancelled") and button.button("Resume", key=f"resume_{run.id}"):
         ui.guarded(jobs.resume, ws, run.id, success=f"run {run.id} resumed")
         if ws.store.get_run(run.id).status in jobs.ACTIVE:
             st.rerun()  # redraw with the run live (its view refreshes again), not with the status read before the click
@@ -90,7 +92,9 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
 def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
     """The chosen run's status, buttons, curves and log; refreshed every 2 s while it is queued or running."""
     run = ws.store.get_run(run_id)
-    st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(run.error)}" if run.error else ""))
+    refusal = jobs.resume_refusal(ws, run) if run.status in ("failed", "cancelled") else None
+    error = run.error.replace(f"; {jobs.advice(run)}", "") if run.error and refusal else run.error  # no "press Resume"
+    st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(error)}" if error else ""))
     if run.status == "done" and run.output_policy_id is not None:
         made = ws.store.get_policy(run.output_policy_id)
         st.success(f"Saved as policy {made.id}, {ui.plain(made.name)}.")
@@ -99,7 +103,7 @@ def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
             ui.set_kept(ui.scoped("policy_a", task), run.policy_id)
             ui.set_kept(ui.scoped("policy_b", task), made.id)
             st.switch_page("pages/compare.py")
-    run_actions(run)
+    run_actions(run, refusal)
     metrics = ws.store.run_metrics(run_id)
     if run.status in jobs.ACTIVE:
         fraction, text = launcher.progress_bar(run, metrics)

@@ -133,23 +133,36 @@ def cancel(ws: Workspace, run_id: int) -> None:
     ws.store.update_run(run_id, status="cancelled", error="cancelled before it started")
 
 
-def resume(ws: Workspace, run_id: int) -> None:
-    """Start a failed or cancelled run again in its own folder (the fine-tuner continues from its checkpoint)."""
-    run = ws.store.get_run(run_id)
+def resume_refusal(ws: Workspace, run: RunRecord) -> str | None:
+    """Why ``run`` cannot be resumed as things stand, or None: its status, or for a fine-tune saved settings that are
+    not a config, or labels changed since it started (a resumed run trains on what it started with)."""
     if run.status in ACTIVE or run.status == "done":
-        raise ValueError(f"run {run_id} is {run.status}; only failed or cancelled runs can be resumed")
-    if run.kind == "prefine":  # said now, not by the process after it started; the run stays as it is
+        return f"run {run.id} is {run.status}; only failed or cancelled runs can be resumed"
+    if run.kind == "prefine":
         from prefine_core.prefine import PrefineConfig
         from prefine_core.trainer import PreferenceData, check_resumable
 
         try:
             PrefineConfig.from_saved(run.config)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"run {run_id}'s saved settings are not a PREFINE config ({exc}); it cannot be resumed, "
-                             "start a new run instead") from None
+            return (f"run {run.id}'s saved settings are not a PREFINE config ({exc}); it cannot be resumed, "
+                    "start a new run instead")
         pairs = ws.store.preference_pairs(run.task_id)
-        if pairs:
-            check_resumable(run_dir(ws, run_id), PreferenceData.from_pairs(pairs))
+        try:
+            if pairs:
+                check_resumable(run_dir(ws, run.id), PreferenceData.from_pairs(pairs))
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def resume(ws: Workspace, run_id: int) -> None:
+    """Start a failed or cancelled run again in its own folder (the fine-tuner continues from its checkpoint)."""
+    run = ws.store.get_run(run_id)
+    refusal = resume_refusal(ws, run)  # said now, not by the process after it started; the run stays as it is
+    if refusal is not None:
+        raise ValueError(refusal)
+    if run.kind == "prefine":
         _drop_what_is_redone(ws, run_id)
     ws.store.update_run(run_id, status="queued", error=None, pid=None, heartbeat=None)
     _spawn(ws, run_id)
@@ -190,14 +203,17 @@ _AGAIN = {"prefine": "press Resume on the Fine-tune page, or run `python -m pref
           "prepare": "prepare pairs again (Home)"}
 
 
+def advice(run: RunRecord) -> str:
+    """What :func:`reap` tells a user to do about ``run`` once its process died (e.g. press Resume)."""
+    return _AGAIN.get(run.kind, "start it again with `python -m prefine_core runs --resume {id}`").format(id=run.id)
+
+
 def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     """Mark every active run whose process is gone as failed; returns their ids."""
     gone = []
     for run in ws.store.list_runs(task_id):
         if lost(run):
-            error = ("the run's process stopped without reporting (app restart, crash or out of memory); "
-                     + _AGAIN.get(run.kind, "start it again with `python -m prefine_core runs --resume {id}`")
-                     .format(id=run.id))
+            error = "the run's process stopped without reporting (app restart, crash or out of memory); " + advice(run)
             ws.store.update_run(run.id, status="failed", error=error)
             if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
                 with open(run.log_path, "a") as log:

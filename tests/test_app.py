@@ -438,6 +438,36 @@ def test_runs_and_curves_come_back_after_a_reload(app, workspace):
     assert any(m.value.startswith("**Status:**") for m in app.markdown)
 
 
+def test_a_run_that_cannot_be_resumed_says_why_and_offers_no_resume(tmp_path, monkeypatch):
+    """A fine-tune whose labels changed since it started kept saying "press Resume … to continue", and its Resume
+    button refused on every press, the refusal gone at the next redraw."""
+    import json
+
+    from prefine_core import jobs
+
+    ws = small_workspace(tmp_path / "ws", pairs=2)
+    ws.store.add_label(ws.store.list_pairs(CHEETAH)[0].id, "ann", "left")  # one decided pair now
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
+    run = ws.store.get_run(run_id)
+    ws.store.update_run(run_id, status="failed", error=f"the run's process stopped without reporting; {jobs.advice(run)}")
+    folder = jobs.run_dir(ws, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "state.json").write_text(json.dumps({"step": 10, "data": {"fingerprint": "of other labels", "pairs": 3}}))
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.run()
+    app.switch_page("pages/finetune.py").run()
+    assert not app.exception, app.exception
+    assert app.session_state[RUN] == run_id
+    assert [w.value.replace("\\", "") for w in app.warning] == [  # as shown: the markdown's escapes read as nothing
+        "This run cannot be resumed: the labels changed since this run started (3 decided pairs then, 1 now, or some "
+        "changed): a resumed run trains on what it started with, so start a new run for the new labels"]
+    status = next(m.value.replace("\\", "") for m in app.markdown if m.value.startswith("**Status:**"))
+    assert status == "**Status:** failed — the run's process stopped without reporting" and "Resume" not in status
+    assert not [b for b in app.button if b.key == f"resume_{run_id}"]
+
+
 def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_hand(app, workspace):
     import json
 
