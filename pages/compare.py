@@ -71,6 +71,7 @@ if run is None:
                + (f" Run {swapped.id} compared these two the other way round: swap A and B to see it."
                   if swapped is not None and swapped.status == "done" else ""))
 elif run.status in jobs.ACTIVE:
+    ui.cancel_job_button(ws, run.id, key="cancel_compare")  # one started by mistake need not be waited out
     progress(run.id)
 elif run.status != "done":
     st.error(f"The comparison {run.status}: {ui.plain(run.error or 'no reason recorded')}. The button above evaluates "

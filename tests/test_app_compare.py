@@ -82,7 +82,11 @@ def test_no_second_comparison_of_a_pair_while_one_runs(app, workspace, monkeypat
     assert len([r for r in compare_runs(workspace) if r.config["policy_a"] == 2]) == 1
     open_compare(app, 1, 2)  # e.g. after a reload reset A and B: the running one is still said
     assert any(f"Run {run.id} is comparing" in i.value and "pick them as A and B" in i.value for i in app.info)
-    workspace.store.update_run(run.id, status="cancelled")
+    open_compare(app, 2, 1, episodes=3)
+    app.button(key="cancel_compare").click().run()  # started by mistake: stopped, not waited out
+    assert not app.exception, app.exception
+    assert workspace.store.get_run(run.id).status == "cancelled"
+    assert not app.button(key="compare").disabled and any("The comparison cancelled" in e.value for e in app.error)
 
 
 def test_a_b_that_is_safer_by_doing_little_is_said_so():
