@@ -102,11 +102,11 @@ def collect_pool(ws: Workspace, config: PoolConfig, on_progress=None) -> list[in
     have = {(r.source, r.seed) for r in ws.store.list_trajectories(task_id=config.task_id)}
     todo = [(s, seed) for s in sources for seed in config.seeds if (s.name, seed) not in have]
     added: list[int] = []
+    # Every policy loaded before the first rollout: a broken file among them is refused before minutes of rollouts
+    # (it was found at its turn, after the clips of the policies before it had been written)
+    loaded = {path: load_policy(path, task_id=config.task_id) for path in dict.fromkeys(s.policy.path for s, _ in todo)}
     with SafetyTask(config.task_id) as task:
-        loaded = {}
         for done, (source, seed) in enumerate(todo):
-            if source.policy.path not in loaded:
-                loaded[source.policy.path] = load_policy(source.policy.path, task_id=config.task_id)
             episode = collect(loaded[source.policy.path], task, seed=seed, deterministic=source.temperature == 0,
                               temperature=source.temperature or 1.0, max_steps=config.max_steps)
             with ws.store.batch() as batch:

@@ -39,6 +39,21 @@ def test_pool_holds_every_source_in_windows_and_is_summarised(pool_ws):
     assert summary.clips.tolist() == [4, 4, 4] and summary.length_mean.tolist() == [40.0] * 3
 
 
+def test_a_broken_policy_file_is_refused_before_any_rollout(pool_ws):
+    """The broken file was found at its turn, after the clips of the policies before it had been written."""
+    from prefine_core import pool
+
+    ws, config = pool_ws
+    broken = ws.policies_dir / "broken.safetensors"
+    broken.write_bytes(b"not a policy")
+    ws.store.add_policy("zz broken", broken, CHEETAH, "behaviour")
+    before = ws.store.counts()["trajectories"]
+    more = pool.PoolConfig(CHEETAH, seeds=(0, 1, 2), reference_temperatures=(0.0, 1.0), clip_length=40, max_steps=100)
+    with pytest.raises(ValueError, match="broken.safetensors is not a readable safetensors policy file"):
+        pool.collect_pool(ws, more)
+    assert ws.store.counts()["trajectories"] == before  # seed 2 of the good policies not rolled out either
+
+
 def test_windows_keep_a_short_last_clip_only_when_it_falls():
     from prefine_core.envs import SafetyTask
     from prefine_core.pool import clips
