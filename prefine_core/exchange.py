@@ -156,7 +156,7 @@ def _check_field(what: str, key: str, value, kind: str) -> None:
 def _read_jsonl(folder: Path, name: str) -> list[dict]:
     path = folder / f"{name}.jsonl"
     if not path.is_file():
-        raise ValueError(f"{path.name} is missing from {folder}")
+        raise ValueError(f"{path.name} is missing from the export")  # not its folder: for a zip, a temporary one
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -188,7 +188,7 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     """Everything an import needs, fully checked; raises ValueError saying what is wrong."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
-        raise ValueError(f"{folder} has no manifest.json; it is not a PREFINE export")
+        raise ValueError("the export has no manifest.json; it is not a PREFINE export")
     manifest = parse_json("manifest.json", manifest_path.read_bytes())
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"manifest.json format is {manifest.get('format') if isinstance(manifest, dict) else None!r}, expected {FORMAT!r}")

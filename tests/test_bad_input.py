@@ -356,7 +356,8 @@ BROKEN_BUNDLES = {
     "bad choice": (lambda f, tmp: rewrite_jsonl(f / "labels.jsonl", lambda rows: [dict(rows[0], choice="<b>left</b>"), *rows[1:]]),
                    "has choice"),
     "missing array": (lambda f, tmp: next((f / "arrays").iterdir()).unlink(), "which is missing"),
-    "no manifest": (lambda f, tmp: (f / "manifest.json").unlink(), "has no manifest.json"),
+    "no manifest": (lambda f, tmp: (f / "manifest.json").unlink(), "the export has no manifest.json"),
+    "no labels file": (lambda f, tmp: (f / "labels.jsonl").unlink(), "^labels.jsonl is missing from the export$"),
     "wrong format": (lambda f, tmp: (f / "manifest.json").write_text(json.dumps({"format": "other/9"})), "expected 'prefine-export/1'"),
     "corrupt array": (lambda f, tmp: next((f / "arrays").iterdir()).write_bytes(b"PK\x03\x04garbage"), "not a readable trajectory file"),
     "wrong observation size": (lambda f, tmp: _narrow_first_clip(f), r"has observations of size 5 and actions of size 6; "
