@@ -25,7 +25,7 @@ if gone:
     st.warning(" and ".join(f"{side}'s policy {policy}" for side, policy in gone.items()) + " no longer exists (deleted "
                "in another tab or from the CLI); another is shown in its place and nothing was started. Check A and B, "
                "then press the button.")
-c1, c2, c3 = st.columns([3, 3, 1])
+c1, c2, c3, c4 = st.columns([3, 3, 1, 1])
 a = c1.selectbox("A (before)", ids, format_func=names.get,
                  **ui.kept(ui.scoped("policy_a", task), ids, in_url="policy_a", index=ids.index(first_a)))
 first_b = first_b if first_b != a else first_a  # A came from the address or a kept choice: B's default is another
@@ -35,7 +35,9 @@ b = c2.selectbox("B (after)", ids, format_func=names.get,
 # as 2) and the page would evaluate a count nobody typed; comparison_config says what is wrong instead.
 episodes = c3.text_input("Episodes", help="1 to 100; evaluation seeds 10000, 10001, …; the same for A and B",
                          **ui.kept("episodes", in_url=True, value="5"))
-config = ui.guarded(comparison.comparison_config, a, b, episodes)
+cost_limit = c4.text_input("Cost limit", help="the episode cost counted as keeping within the limit (violation rate); "
+                           "25 is Safety-Gymnasium's usual one", **ui.kept("compare_cost_limit", in_url="cost_limit", value="25"))
+config = ui.guarded(comparison.comparison_config, a, b, episodes, cost_limit=cost_limit)
 others = [r for r in comparison.active_comparisons(ws, task) if (r.config["policy_a"], r.config["policy_b"]) != (a, b)]
 for other in others:  # e.g. started from another tab
     st.info(f"Run {other.id} is comparing {names.get(other.config['policy_a'], other.config['policy_a'])} and "

@@ -50,8 +50,12 @@ def default_pair(policies: list) -> tuple[int, int]:
 
 def comparison_config(policy_a: int, policy_b: int, episodes: int = 5, video_steps: int = 300,
                       cost_limit: float = 25.0, seed: int = EVAL_SEED) -> dict:
-    """The config of a ``compare`` job, validated where it enters (``episodes`` may be the text typed into the page)."""
+    """The config of a ``compare`` job, validated where it enters (``episodes`` and ``cost_limit`` may be the text
+    typed into the page)."""
     episodes = parse_number("Episodes", episodes, whole=True)
+    cost_limit = parse_number("Cost limit", cost_limit)
+    if not cost_limit > 0:
+        raise ValueError(f"Cost limit must be above 0 (the cost an episode should keep within), got {cost_limit:g}")
     if policy_a == policy_b:
         raise ValueError("A and B are the same policy: pick two different policies to compare")
     if not 1 <= episodes <= 100:

@@ -29,6 +29,23 @@ def open_compare(at, a: int, b: int, episodes: int | None = None):
     return at
 
 
+def test_the_cost_limit_is_typed_checked_by_name_and_evaluated_with(app, workspace, monkeypatch):
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # the run stays queued; its config is what is checked
+    open_compare(app, 1, 2, episodes=1)
+    for typed, message in (("0", "Cost limit must be above 0"), ("abc", "Cost limit must be a number"),
+                           ("nan", "Cost limit must be a finite number"), ("", "Cost limit is empty")):
+        app.text_input(key="compare_cost_limit").set_value(typed).run()
+        assert any(message in e.value for e in app.error), (typed, [e.value for e in app.error])
+        assert app.button(key="compare").disabled
+    app.text_input(key="compare_cost_limit").set_value(" 10 ").run()
+    app.button(key="compare").click().run()
+    assert not app.exception, app.exception
+    [run] = [r for r in compare_runs(workspace) if (r.config["policy_a"], r.config["policy_b"]) == (1, 2)
+             and r.status in jobs.ACTIVE]
+    assert run.config["cost_limit"] == 10.0
+    workspace.store.update_run(run.id, status="cancelled")
+
+
 def test_choices_outlive_a_visit_to_another_page(app):
     open_compare(app, 1, 2, episodes=2)
     app.switch_page("pages/data.py").run()
@@ -191,7 +208,7 @@ def test_a_reload_keeps_the_task_demo_mode_the_pair_compared_and_the_episodes(ap
     app.toggle(key="demo_toggle").set_value(True).run()
     open_compare(app, 2, 1, episodes=7)
     address = dict(app.query_params)
-    assert address == {"policy_a": "2", "policy_b": "1", "episodes": "7", "demo": "1", "task": CHEETAH}
+    assert address == {"policy_a": "2", "policy_b": "1", "episodes": "7", "cost_limit": "25", "demo": "1", "task": CHEETAH}
 
     reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
     reloaded.query_params = address
