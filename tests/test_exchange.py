@@ -572,20 +572,21 @@ def test_the_same_export_imported_twice_at_once_lands_once(labelled_ws, tmp_path
     assert (counts["trajectories"], counts["pairs"], len(tabs[0].store.label_history())) == (4, 3, 5)
 
 
-def _a_pair_twice(out):
-    lines = (out / "pairs.jsonl").read_text().splitlines()
-    (out / "pairs.jsonl").write_text("\n".join([*lines, json.dumps(dict(json.loads(lines[0]), id=100))]) + "\n")
+def _first_row_again(out, rows):
+    """Row 1 of ``out/<rows>.jsonl`` copied under id 100, and the manifest's count raised to match."""
+    lines = (out / f"{rows}.jsonl").read_text().splitlines()
+    (out / f"{rows}.jsonl").write_text("\n".join([*lines, json.dumps(dict(json.loads(lines[0]), id=100))]) + "\n")
     manifest = json.loads((out / "manifest.json").read_text())
-    manifest["counts"]["pairs"] += 1
+    manifest["counts"][rows] += 1
     (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _a_pair_twice(out):
+    _first_row_again(out, "pairs")
 
 
 def _a_clip_file_twice(out):
-    lines = (out / "trajectories.jsonl").read_text().splitlines()
-    (out / "trajectories.jsonl").write_text("\n".join([*lines, json.dumps(dict(json.loads(lines[0]), id=100))]) + "\n")
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["counts"]["trajectories"] += 1
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    _first_row_again(out, "trajectories")
 
 
 def _policy_row_naming_a_file_that_is_no_policy(out):
