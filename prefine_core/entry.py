@@ -47,6 +47,16 @@ def shown(value: int | float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.12g}"
 
 
+#: Format characters that are part of how people write, not control: the zero-width non-joiner (Persian and Indic
+#: names) and joiner (emoji sequences such as 👩‍💻). Other format characters, bidi overrides among them, stay refused.
+_JOINERS = str.maketrans("", "", "\u200c\u200d")
+
+
+def is_printable(text: str) -> bool:
+    """Whether ``text`` holds no control characters (:meth:`str.isprintable`, the zero-width joiners allowed)."""
+    return text.translate(_JOINERS).isprintable()
+
+
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """How a count reads in a sentence: ``1 video``, ``2 videos``, ``0 videos`` (``plural`` where it is not +s)."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"

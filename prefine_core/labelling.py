@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefine_core.demo import TEACHER
-from prefine_core.entry import counted, parse_number
+from prefine_core.entry import counted, is_printable, parse_number
 from prefine_core.store import NotFound, PairRecord, Store
 from prefine_core.store.records import MAX_NAME
 from prefine_core.workspace import plain_video_path
@@ -54,7 +54,7 @@ def check_annotator(name: str) -> str:
         raise ValueError("enter your name (or a nickname) so that your labels are yours")
     if len(name) > MAX_NAME:
         raise ValueError(f"your name is {len(name)} characters long; use at most {MAX_NAME}")
-    if not name.isprintable():
+    if not is_printable(name):
         raise ValueError("your name contains control characters; use letters, digits and spaces")
     if name.casefold() == TEACHER.casefold():  # its labels would read as yours, and Undo would take back its own
         raise ValueError(f"'{TEACHER}' is the name of the simulated labeller (Home's Auto-label); choose your own")

@@ -511,6 +511,21 @@ def test_out_of_range_values_through_the_cli(ws):
     assert result.returncode == 2 and "--mistake-rate" in result.stderr
 
 
+def test_names_written_with_zero_width_joiners_are_names():
+    """A Persian name is written with the zero-width non-joiner, an emoji sequence with the joiner: both were refused
+    as control characters."""
+    from prefine_core.labelling import check_annotator
+
+    for name in ("\u0645\u06cc\u200c\u0646\u0627", "\U0001f469\u200d\U0001f4bb dev"):  # a Persian name, 👩‍💻 dev
+        assert check_annotator(name) == name
+
+
+def test_a_name_with_a_zero_width_joiner_labels(ws):
+    pair_id = ws.store.list_pairs()[0].id
+    ws.store.add_label(pair_id, "\u0645\u06cc\u200c\u0646\u0627", "left")
+    assert [h.annotator for h in ws.store.label_history()][-1] == "\u0645\u06cc\u200c\u0646\u0627"
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda s, p: s.add_label(p, "ann", "maybe"), "choice must be one of"),
     (lambda s, p: s.add_label(p, "ann", "left", seconds=-1), "seconds must be a finite number"),
@@ -519,6 +534,7 @@ def test_out_of_range_values_through_the_cli(ws):
     (lambda s, p: s.add_label(p, "", "left"), "annotator must be a non-empty string"),
     (lambda s, p: s.add_label(p, "x" * 65, "left"), "at most 64 allowed"),
     (lambda s, p: s.add_label(p, "a\x1b[31mb", "left"), "control characters"),
+    (lambda s, p: s.add_label(p, "ann\u202egnp.exe", "left"), "control characters"),  # a bidi override: spoofs text
     (lambda s, p: s.add_label(True, "ann", "left"), "positive integer id"),
 ])
 def test_bad_label_arguments_write_nothing(call, message, ws):

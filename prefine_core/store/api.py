@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from prefine_core.entry import counted
+from prefine_core.entry import counted, is_printable
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
 from prefine_core.store.paths import PATH_FIELDS, FilePaths
@@ -66,7 +66,7 @@ def _text(field: str, value, max_len: int) -> str:
     value = value.strip()
     if len(value) > max_len:
         raise ValueError(f"{field} is {len(value)} characters long, at most {max_len} allowed: {value[:40]!r}…")
-    if not value.isprintable():
+    if not is_printable(value):
         raise ValueError(f"{field} holds control characters: {value!r}")
     return value
 
