@@ -110,7 +110,7 @@ def test_the_cli_lists_the_trade_off_and_registers_a_step(done, capsys):
     assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(run_id), "--register", "15", "--json"]) == 2
     assert "no checkpoint at step 15" in json.loads(capsys.readouterr().out)["error"]
     assert main(["checkpoints", "--workspace", str(ws.root), "--run", "999", "--json"]) == 2
-    assert "999" in json.loads(capsys.readouterr().out)["error"]
+    assert json.loads(capsys.readouterr().out)["error"] == "--run: run_id 999 does not exist"
     render = ws.store.create_run(CHEETAH, None, "render", {})
     assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(render), "--json"]) == 2
     assert "is a render run, not a fine-tune" in json.loads(capsys.readouterr().out)["error"]

@@ -140,7 +140,9 @@ def test_cli_runs_lists_every_kind_and_cancels_one(tmp_path, capsys, monkeypatch
     code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", str(render))
     assert code == 0 and out["cancelled"] == render and ws.store.get_run(render).status == "cancelled"
     code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", "999")
-    assert code == 2 and "999" in out["error"]
+    assert code == 2 and out["error"] == "--cancel: run_id 999 does not exist"
+    code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--resume", "999")
+    assert code == 2 and out["error"] == "--resume: run_id 999 does not exist"
     code, out = _run(capsys, "runs", "--workspace", str(ws.root), "--cancel", str(tune))  # over already: not a success
     assert code == 2 and out["error"] == f"run {tune} is failed; only queued or running runs can be cancelled"
 
@@ -192,9 +194,9 @@ def test_cli_policies_lists_and_deletes_as_the_data_page_does(tmp_path, capsys, 
         said = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert refused.value.code == 2 and "argument --delete" in said["error"] and said["error"].endswith((typo, repr(typo))), typo
     code, out = _run(capsys, "policies", "--workspace", root, "--delete", "424242")
-    assert code == 2 and out["error"] == "policy_id 424242 does not exist"
+    assert code == 2 and out["error"] == "--delete: policy_id 424242 does not exist"
     code, out = _run(capsys, "policies", "--workspace", root, "--delete", "9" * 30)  # past any SQL integer
-    assert code == 2 and out["error"].startswith(f"policy_id {'9' * 30} does not exist")
+    assert code == 2 and out["error"].startswith(f"--delete: policy_id {'9' * 30} does not exist")
     code, out = _run(capsys, "policies", "--workspace", root, "--delete", str(wrong.id), "--task", HOPPER)
     assert code == 2 and out["error"] == f"policy {wrong.id} is a policy for {CHEETAH}, not {HOPPER}; nothing was deleted"
     assert len(ws.store.list_policies()) == everything, "nothing deleted by a refusal"

@@ -186,7 +186,8 @@ def _checkpoints(args: argparse.Namespace) -> dict:
     from prefine_core.checkpoints import checkpoint_frame, register_checkpoint
 
     ws = _workspace(args)
-    run = ws.store.get_run(args.run)  # an unknown run is named, not listed as an empty table
+    with _named_by("--run"):  # an unknown run is named, not listed as an empty table
+        run = ws.store.get_run(args.run)
     if run.kind != "prefine":
         raise ValueError(f"run {args.run} is a {run.kind} run, not a fine-tune: it has no checkpoints")
     result: dict = {"run_id": args.run}
@@ -197,6 +198,18 @@ def _checkpoints(args: argparse.Namespace) -> dict:
     return result
 
 
+@contextmanager
+def _named_by(flag: str):
+    """An id given with ``flag`` that names no row is refused with the flag's name, not only the store's column's
+    (``--cancel: run_id 999 does not exist``)."""
+    from prefine_core.store import NotFound
+
+    try:
+        yield
+    except NotFound as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
 def _runs(args: argparse.Namespace) -> dict:
     """Every background run (fine-tunes, comparisons, pair preparation, video rendering), as the app runs them; and
     cancelling or resuming one."""
@@ -205,13 +218,15 @@ def _runs(args: argparse.Namespace) -> dict:
     ws = _workspace(args)
     said = {}
     if args.cancel is not None:
-        run = ws.store.get_run(args.cancel)  # named if unknown
+        with _named_by("--cancel"):
+            run = ws.store.get_run(args.cancel)
         if run.status not in jobs.ACTIVE:  # the app's button is drawn on live runs only; here a typo would pass
             raise ValueError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
         jobs.cancel(ws, args.cancel)
         said["cancelled"] = args.cancel
     if args.resume is not None:
-        jobs.resume(ws, args.resume)
+        with _named_by("--resume"):
+            jobs.resume(ws, args.resume)
         said["resumed"] = args.resume
     jobs.reap(ws, args.task)
     runs = ws.store.list_runs(args.task)
@@ -230,7 +245,9 @@ def _policies(args: argparse.Namespace) -> dict:
     ws = _workspace(args)
     said = {}
     if args.delete is not None:
-        if args.task is not None and (doomed := ws.store.get_policy(args.delete)).task_id != args.task:
+        with _named_by("--delete"):
+            doomed = ws.store.get_policy(args.delete)
+        if args.task is not None and doomed.task_id != args.task:
             raise ValueError(f"policy {doomed.id} is a policy for {doomed.task_id}, not {args.task}; nothing was deleted")
         gone = ws.delete_policy(args.delete)
         said["deleted"] = {"id": gone.id, "name": gone.name, "task_id": gone.task_id}
