@@ -89,9 +89,10 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
                        "(\"Start from\" above).")
 
 
-def run_view(run_id: int, smoothing: float, limit: float | None) -> None:
-    """The chosen run's status, buttons, curves and log; refreshed every 2 s while it is queued or running."""
-    run = ws.store.get_run(run_id)
+def run_view(run, smoothing: float, limit: float | None) -> None:
+    """The chosen run's status, buttons, curves and log, as ``run`` was read (refreshed every 2 s while it is queued or
+    running)."""
+    run_id = run.id
     refusal = jobs.resume_refusal(ws, run) if run.status in ("failed", "cancelled") else None
     error = run.error.replace(f"; {jobs.advice(run)}", "") if run.error and refusal else run.error  # no "press Resume"
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(error)}" if error else ""))
@@ -124,9 +125,10 @@ def live_run_view(run_id: int, smoothing: float, limit: float | None) -> None:
     """:func:`run_view` of an active run, every 2 s; once the run has ended, the whole page is drawn again instead,
     so the finished view (the checkpoint picker a person opens) is drawn once, by the page, and not first by this
     fragment and then replaced by the page's redraw a moment later (which closed an open list)."""
-    if ws.store.get_run(run_id).status not in jobs.ACTIVE:
+    run = ws.store.get_run(run_id)  # read once: a run that ended between two reads had its finished view drawn by
+    if run.status not in jobs.ACTIVE:  # this fragment, then drawn again by the page, closing a list just opened
         st.rerun()
-    run_view(run_id, smoothing, limit)
+    run_view(run, smoothing, limit)
 
 
 # Only what changes refreshes itself: a finished run's curves and checkpoint picker are drawn once, not
@@ -167,4 +169,4 @@ limit = c3.number_input("Cost limit line", min_value=0.0, max_value=1e6, step=5.
 if ws.store.get_run(run_id).status in jobs.ACTIVE:
     st.fragment(run_every=2.0)(ui.survives_outage(live_run_view))(run_id, smoothing, limit or None)
 else:
-    run_view(run_id, smoothing, limit or None)
+    run_view(ws.store.get_run(run_id), smoothing, limit or None)

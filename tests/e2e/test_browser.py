@@ -283,7 +283,12 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         assert labels() == 1
         page.get_by_role("button", name="Render the missing videos").click()
         player(page).locator("video[src]").wait_for(state="attached", timeout=120_000)
+        shown = None
         for key, count in (("2", 2), ("1", 3)):  # this pair, then the next, rendered by the same job
+            if shown is not None:  # the next pair's, not the one just judged (shown until the next one is drawn)
+                page.wait_for_function("""([before]) => { const f = document.querySelector(
+                    'iframe[title="prefine_core.components.pair_player"]');
+                    return f && f.contentDocument.body.dataset.pairId !== before; }""", arg=[shown], timeout=120_000)
             player(page).locator("video[src]").wait_for(state="attached", timeout=120_000)
             shown = judgeable(page)
             page.get_by_role("heading", name="Label").click()
