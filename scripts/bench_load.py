@@ -181,11 +181,13 @@ async def shown_pair(page) -> int | None:
 
 async def judgeable_pair(page, timeout_s: float = 60) -> int | None:
     """The pair the player shows, once a key may judge it (its clips on screen a moment: the player's
-    ``data-gate-pair``), or None when there is no player (no pairs left)."""
+    ``data-gate-pair``; no choice waiting for the page: ``data-pending``), or None when there is no player (no pairs
+    left)."""
     await page.wait_for_function(
         f"""() => {{ if (document.body.innerText.includes('No pairs left for you')) return true;
              const f = document.querySelector('{PLAYER}'); const b = f && f.contentDocument && f.contentDocument.body;
-             return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId; }}""", timeout=timeout_s * 1000)
+             return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId && !b.dataset.pending; }}""",
+        timeout=timeout_s * 1000)
     return await shown_pair(page)
 
 

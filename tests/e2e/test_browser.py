@@ -99,10 +99,11 @@ def player(page):
 
 
 def judgeable(page) -> str:
-    """The pair the player shows, once a key may judge it: its clips on screen a moment (``data-gate-pair``)."""
+    """The pair the player shows, once a key may judge it: its clips on screen a moment (``data-gate-pair``), and no
+    choice waiting for the page (``data-pending``: the pair just judged stays on screen until the next one is drawn)."""
     page.wait_for_function("""() => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
         const b = f && f.contentDocument && f.contentDocument.body;
-        return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId; }""")
+        return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId && !b.dataset.pending; }""")
     return player(page).locator("body[data-pair-id]").get_attribute("data-pair-id")
 
 

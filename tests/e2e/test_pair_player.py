@@ -71,7 +71,9 @@ def test_a_key_held_down_pressed_as_its_pair_appears_or_before_the_last_was_hand
     assert [(v["action"], v["pair_id"]) for v in _sent(page)] == [("left", 21)]
     page.keyboard.press("u")  # before the page has handled the choice
     assert len(_sent(page)) == 1 and "still saving your last choice" in _flash(page)
+    assert page.evaluate("document.body.dataset.pending") == "1"  # what a test waits on before its next key
     render(page, pair_id=21, video=STAND_IN, ack=_sent(page)[0]["nonce"])  # handled, on this pair (a refusal, say)
+    assert page.evaluate("document.body.dataset.pending") is None
     page.keyboard.press("u")  # taken now (the refusal above stays said a moment, to be read)
     assert [v["action"] for v in _sent(page)] == ["left", "undo"]
     render(page, pair_id=22, video=STAND_IN, ack=_sent(page)[1]["nonce"])  # the next pair: a double tap's second key
