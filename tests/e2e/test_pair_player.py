@@ -45,7 +45,11 @@ def test_a_video_that_finishes_rendering_while_the_pair_is_shown_is_loaded(playe
 STAND_IN = [0, 0, 0, 24, 102, 116, 121, 112]  # not a playable video: the player opens the pair on its load error
 
 
-def _sent(page) -> list[dict]:
+def _sent(page, at_least: int = 0) -> list[dict]:
+    """What the player sent the page; with ``at_least``, once that many have arrived (a message is delivered after the
+    key that sent it has been handled, so reading at once could miss it)."""
+    if at_least:
+        page.wait_for_function(f"window.__sent.length >= {at_least}", timeout=5_000)
     return page.evaluate("window.__sent")
 
 
@@ -68,20 +72,20 @@ def test_a_key_held_down_pressed_as_its_pair_appears_or_before_the_last_was_hand
     for _ in range(6):  # held down: the first press, then the keyboard's repeats
         page.keyboard.down("1")
     page.keyboard.up("1")
-    assert [(v["action"], v["pair_id"]) for v in _sent(page)] == [("left", 21)]
+    assert [(v["action"], v["pair_id"]) for v in _sent(page, 1)] == [("left", 21)]
     page.keyboard.press("u")  # before the page has handled the choice
     assert len(_sent(page)) == 1 and "still saving your last choice" in _flash(page)
     assert page.evaluate("document.body.dataset.pending") == "1"  # what a test waits on before its next key
     render(page, pair_id=21, video=STAND_IN, ack=_sent(page)[0]["nonce"])  # handled, on this pair (a refusal, say)
     assert page.evaluate("document.body.dataset.pending") is None
     page.keyboard.press("u")  # taken now (the refusal above stays said a moment, to be read)
-    assert [v["action"] for v in _sent(page)] == ["left", "undo"]
+    assert [v["action"] for v in _sent(page, 2)] == ["left", "undo"]
     render(page, pair_id=22, video=STAND_IN, ack=_sent(page)[1]["nonce"])  # the next pair: a double tap's second key
     page.keyboard.press("2")
     assert len(_sent(page)) == 2
     page.wait_for_function("document.body.dataset.gatePair === '22'", timeout=5_000)
     page.keyboard.press("2")
-    assert [(v["action"], v["pair_id"]) for v in _sent(page)][2:] == [("right", 22)]
+    assert [(v["action"], v["pair_id"]) for v in _sent(page, 3)][2:] == [("right", 22)]
 
 
 def test_the_player_says_why_a_key_saved_nothing_and_keeps_saying_it_as_the_next_pair_comes(player_page):
@@ -97,13 +101,13 @@ def test_the_player_says_why_a_key_saved_nothing_and_keeps_saying_it_as_the_next
     page.wait_for_function("document.body.dataset.gatePair === '31'", timeout=5_000)
     render(page, pair_id=31, video=None, video_plain=STAND_IN, show_cost=False)  # its cost-free rendering
     page.keyboard.press("1")  # seen already: counts at once
-    assert [(v["action"], v["pair_id"]) for v in _sent(page)] == [("left", 31)]
+    assert [(v["action"], v["pair_id"]) for v in _sent(page, 1)] == [("left", 31)]
     page.keyboard.press("2")  # before the page handled the first
     render(page, pair_id=32, video=STAND_IN, ack=_sent(page)[0]["nonce"])  # the next pair comes at once
     assert "still saving your last choice" in _flash(page), "said long enough to be read"
     page.wait_for_function("document.body.dataset.gatePair === '32'", timeout=5_000)
     page.keyboard.press("u")
-    render(page, pair_id=31, video=STAND_IN, ack=_sent(page)[1]["nonce"])  # the undone pair, back
+    render(page, pair_id=31, video=STAND_IN, ack=_sent(page, 2)[1]["nonce"])  # the undone pair, back
     page.keyboard.press("u")  # the double tap's second U
     assert [v["action"] for v in _sent(page)] == ["left", "undo"]
     assert "only just appeared" in _flash(page)
