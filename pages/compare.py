@@ -76,7 +76,7 @@ elif run.status in jobs.ACTIVE:
     ui.cancel_job_button(ws, run.id, key="cancel_compare")  # one started by mistake need not be waited out
     progress(run.id)
 elif run.status != "done":
-    st.error(f"The comparison {run.status}: {ui.plain(run.error or 'no reason recorded')}. The button above evaluates "
+    st.error(f"The comparison {run.status}: {ui.plain(jobs.error_text(run) or 'no reason recorded')}. The button above evaluates "
              "the pair again.")
 else:
     result = jobs.result(ws, run.id)

@@ -94,7 +94,7 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
     running)."""
     run_id = run.id
     refusal = jobs.resume_refusal(ws, run) if run.status in ("failed", "cancelled") else None
-    error = run.error.replace(f"; {jobs.advice(run)}", "") if run.error and refusal else run.error  # no "press Resume"
+    error = jobs.error_text(run, refusal)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(error)}" if error else ""))
     if run.status == "done" and run.output_policy_id is not None:
         made = ws.store.get_policy(run.output_policy_id)

@@ -140,20 +140,40 @@ def resume_refusal(ws: Workspace, run: RunRecord) -> str | None:
         return f"run {run.id} is {run.status}; only failed or cancelled runs can be resumed"
     if run.kind == "prefine":
         from prefine_core.prefine import PrefineConfig
-        from prefine_core.trainer import PreferenceData, check_resumable
+        from prefine_core.trainer import check_same_labels, started_on
 
         try:
             PrefineConfig.from_saved(run.config)
         except (TypeError, ValueError) as exc:
             return (f"run {run.id}'s saved settings are not a PREFINE config ({exc}); it cannot be resumed, "
                     "start a new run instead")
-        pairs = ws.store.preference_pairs(run.task_id)
+        labels = started_on(run_dir(ws, run.id))
         try:
-            if pairs:
-                check_resumable(run_dir(ws, run.id), PreferenceData.from_pairs(pairs))
+            if labels is not None:
+                check_same_labels(labels, *_labels_now(ws, run.task_id))
         except ValueError as exc:
             return str(exc)
     return None
+
+
+_FINGERPRINTS: dict[tuple, str] = {}  # (store, decided pairs) -> their fingerprint: a page asks on every redraw
+
+
+def _labels_now(ws: Workspace, task_id: str) -> tuple[str, int]:
+    """The fingerprint of the task's decided pairs as a fine-tune would train on them, and their number. The clips are
+    read only when the decided pairs changed since the last call (a stored clip never changes)."""
+    from prefine_core.trainer import PreferenceData
+
+    decided = tuple(ws.store.decided_pairs(task_id))
+    if not decided:
+        return "", 0
+    key = (str(ws.root), repr(ws.store), decided)
+    if key not in _FINGERPRINTS:
+        if len(_FINGERPRINTS) >= 16:
+            _FINGERPRINTS.clear()
+        pairs = [(ws.store.get_trajectory(w), ws.store.get_trajectory(l)) for w, l in decided]
+        _FINGERPRINTS[key] = PreferenceData.from_pairs(pairs).fingerprint()
+    return _FINGERPRINTS[key], len(decided)
 
 
 def resume(ws: Workspace, run_id: int) -> None:
@@ -203,9 +223,21 @@ _AGAIN = {"prefine": "press Resume on the Fine-tune page, or run `python -m pref
           "prepare": "prepare pairs again (Home)"}
 
 
+#: The error :func:`reap` stores for a run whose process died; what to do about it is said apart (:func:`error_text`).
+STOPPED = "the run's process stopped without reporting (app restart, crash or out of memory)"
+
+
 def advice(run: RunRecord) -> str:
-    """What :func:`reap` tells a user to do about ``run`` once its process died (e.g. press Resume)."""
+    """What a user can do about ``run`` once its process died (e.g. press Resume)."""
     return _AGAIN.get(run.kind, "start it again with `python -m prefine_core runs --resume {id}`").format(id=run.id)
+
+
+def error_text(run: RunRecord, refusal: str | None = None) -> str | None:
+    """``run``'s error as shown to a user: a run whose process died gets :func:`advice`, unless ``refusal`` (from
+    :func:`resume_refusal`) says a resume would be refused."""
+    if run.error == STOPPED and refusal is None:
+        return f"{STOPPED}; {advice(run)}"
+    return run.error
 
 
 def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
@@ -213,11 +245,10 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     gone = []
     for run in ws.store.list_runs(task_id):
         if lost(run):
-            error = "the run's process stopped without reporting (app restart, crash or out of memory); " + advice(run)
-            ws.store.update_run(run.id, status="failed", error=error)
+            ws.store.update_run(run.id, status="failed", error=STOPPED)
             if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
                 with open(run.log_path, "a") as log:
-                    log.write(_closing_line(run.id, "failed", error) + "\n")
+                    log.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
             gone.append(run.id)
     return gone
 

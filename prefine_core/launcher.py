@@ -98,7 +98,7 @@ def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
     for run in runs:
         done, total, _ = _progress(run, *latest[run.id])
         rows.append({"id": run.id, "status": run.status, "step": done, "of": total,
-                     "started": run.created_at, "error": run.error or ""})
+                     "started": run.created_at, "error": jobs.error_text(run) or ""})
     return pd.DataFrame(rows, columns=["id", "status", "step", "of", "started", "error"])
 
 

@@ -615,10 +615,12 @@ def check_same_labels(started_on: dict | None, fingerprint: str, pairs: int) -> 
                          "with, so start a new run for the new labels")
 
 
-def check_resumable(out_dir: str | Path, data: PreferenceData) -> None:
-    """:func:`check_same_labels` for the run saved in ``out_dir``, before a process is started to resume it."""
+def started_on(out_dir: str | Path) -> dict | None:
+    """The labels the run saved in ``out_dir`` started on (its state's ``data`` entry, for :func:`check_same_labels`),
+    or None: no state yet, or one older than the check."""
     state = _saved_state(out_dir)
-    check_same_labels(state.get("data") if state else None, data.fingerprint(), len(data.winners))
+    data = state.get("data") if state else None
+    return data if isinstance(data, dict) else None
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:

@@ -448,8 +448,7 @@ def test_a_run_that_cannot_be_resumed_says_why_and_offers_no_resume(tmp_path, mo
     ws = small_workspace(tmp_path / "ws", pairs=2)
     ws.store.add_label(ws.store.list_pairs(CHEETAH)[0].id, "ann", "left")  # one decided pair now
     run_id = ws.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
-    run = ws.store.get_run(run_id)
-    ws.store.update_run(run_id, status="failed", error=f"the run's process stopped without reporting; {jobs.advice(run)}")
+    ws.store.update_run(run_id, status="failed", error=jobs.STOPPED)
     folder = jobs.run_dir(ws, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "state.json").write_text(json.dumps({"step": 10, "data": {"fingerprint": "of other labels", "pairs": 3}}))
@@ -464,7 +463,7 @@ def test_a_run_that_cannot_be_resumed_says_why_and_offers_no_resume(tmp_path, mo
         "This run cannot be resumed: the labels changed since this run started (3 decided pairs then, 1 now, or some "
         "changed): a resumed run trains on what it started with, so start a new run for the new labels"]
     status = next(m.value.replace("\\", "") for m in app.markdown if m.value.startswith("**Status:**"))
-    assert status == "**Status:** failed — the run's process stopped without reporting" and "Resume" not in status
+    assert status == f"**Status:** failed — {jobs.STOPPED}" and "Resume" not in status
     assert not [b for b in app.button if b.key == f"resume_{run_id}"]
 
 

@@ -180,7 +180,7 @@ def test_finetune_sigkilled_mid_run_is_failed_keeps_its_checkpoints_and_resumes(
         time.sleep(0.1)
     assert jobs.reap(ws) == [run_id]  # what the Fine-tune page does every 2 s
     failed = ws.store.get_run(run_id)
-    assert failed.status == "failed" and "Resume" in failed.error
+    assert failed.status == "failed" and "Resume" in jobs.error_text(failed)
     checkpoints = sorted((jobs.run_dir(ws, run_id) / "checkpoints").glob("step_*.safetensors"))
     assert checkpoints and all(load_policy(p, CHEETAH) for p in checkpoints)
     killed_at = json.loads(state.read_text())["step"]

@@ -136,7 +136,9 @@ def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
     ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
     assert jobs.reap(ws) == [run_id]
     run = ws.store.get_run(run_id)
-    assert run.status == "failed" and run.error.endswith("; evaluate the pair again")
+    assert run.status == "failed" and run.error == jobs.STOPPED  # the reason alone; what to do is said apart
+    assert jobs.error_text(run) == f"{jobs.STOPPED}; evaluate the pair again"
+    assert jobs.error_text(run, refusal="labels changed") == jobs.STOPPED
     jobs.resume(ws, run_id)
     assert wait_for(ws, run_id, ("done", "failed")).status == "done"
     with pytest.raises(ValueError, match="only failed or cancelled"):
@@ -202,6 +204,33 @@ def test_a_resumed_finetune_says_where_it_resumes_and_refuses_labels_that_change
         jobs.resume(ws, run_id)  # said on the click, before a process starts
     run = ws.store.get_run(run_id)
     assert (run.status, run.error) == ("failed", "test")
+
+
+def test_the_resume_check_reads_the_clips_again_only_when_the_labels_changed(ws, monkeypatch):
+    """The Fine-tune page asks on every redraw of a failed run whether it can be resumed; that read every decided
+    pair's clips each time."""
+    import json
+
+    from prefine_core.trainer import PreferenceData
+
+    pairs = _label_five_pairs(ws)
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", _tiny_config().to_dict())
+    ws.store.update_run(run_id, status="failed", error="test")
+    folder = jobs.run_dir(ws, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    fingerprint = PreferenceData.from_pairs(ws.store.preference_pairs(CHEETAH)).fingerprint()
+    (folder / "state.json").write_text(json.dumps({"step": 10, "data": {"fingerprint": fingerprint, "pairs": 5}}))
+    reads, get_trajectory = [], ws.store.get_trajectory
+    monkeypatch.setattr(ws.store, "get_trajectory", lambda i: reads.append(i) or get_trajectory(i))
+    run = ws.store.get_run(run_id)
+    assert jobs.resume_refusal(ws, run) is None and len(reads) == 10  # both clips of five pairs
+    assert jobs.resume_refusal(ws, run) is None and len(reads) == 10  # not again
+    ws.store.add_label(pairs[0], "another", "right")  # one vote each way: no longer decided
+    assert "5 decided pairs then, 4 now" in jobs.resume_refusal(ws, run) and len(reads) == 18
+    for pair_id in pairs:
+        ws.store.add_label(pair_id, "tester", "equal")
+        ws.store.add_label(pair_id, "another", "equal")
+    assert "5 decided pairs then, 0 now" in jobs.resume_refusal(ws, run)  # refused here, not by the process
 
 
 def test_the_jobs_table_counts_a_staged_runs_bc_stage_in_its_progress(ws):
@@ -272,7 +301,7 @@ def test_a_dead_fine_tune_says_how_to_resume_it_in_the_app_and_from_the_cli(ws):
     run_id = ws.store.create_run(CHEETAH, 1, "prefine", {})
     ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
     assert jobs.reap(ws) == [run_id]
-    error = ws.store.get_run(run_id).error
+    error = jobs.error_text(ws.store.get_run(run_id))
     assert f"press Resume on the Fine-tune page, or run `python -m prefine_core runs --resume {run_id}`" in error
 
 

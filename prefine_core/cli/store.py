@@ -232,7 +232,7 @@ def _runs(args: argparse.Namespace) -> dict:
     runs = ws.store.list_runs(args.task)
     steps = ws.store.latest_steps([run.id for run in runs])
     return {**said, "runs": [{"id": run.id, "kind": run.kind, "task_id": run.task_id, "status": run.status,
-                              "step": steps.get(run.id, (None, None))[1], "error": run.error,
+                              "step": steps.get(run.id, (None, None))[1], "error": jobs.error_text(run),
                               "created_at": run.created_at.isoformat() if run.created_at else None,
                               "log": run.log_path} for run in runs]}
 
