@@ -185,7 +185,9 @@ def _member(folder: Path, name, what: str) -> Path:
 
 
 def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, Trajectory]]:
-    """Everything an import needs, fully checked; raises ValueError saying what is wrong."""
+    """Everything an import needs, read from ``folder`` and fully checked: the manifest, the rows of each ``.jsonl``
+    (label times parsed into UTC datetimes, the form the store keeps) and each clip's arrays by trajectory id. Raises
+    ValueError saying what is wrong."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise ValueError("the export has no manifest.json; it is not a PREFINE export")
@@ -202,7 +204,8 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"manifest.json: counts.{name} must be a whole number of rows, got {_shown(expected)}")
         if name in rows and len(rows[name]) != expected:
             raise ValueError(f"{name}.jsonl has {len(rows[name])} rows, the manifest says {expected}: the export is partial")
-    policy_ids = {p["id"] for p in rows["policies"]}
+    policy_tasks = {p["id"]: p["task_id"] for p in rows["policies"]}
+    policy_ids = set(policy_tasks)
     for p in rows["policies"]:
         if p["kind"] not in POLICY_KINDS:
             raise ValueError(f"policies.jsonl: policy {p['id']} has kind {p['kind']!r}, expected one of {POLICY_KINDS}")
@@ -226,6 +229,9 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         if trajectory.length != t["length"] or trajectory.task_id != t["task_id"]:
             raise ValueError(f"{t['file']} holds {trajectory.length} steps of {trajectory.task_id}, "
                              f"trajectories.jsonl says {t['length']} of {t['task_id']}")
+        if t["policy_id"] is not None and policy_tasks[t["policy_id"]] != trajectory.task_id:
+            raise ValueError(f"trajectories.jsonl: trajectory {t['id']} is of {trajectory.task_id}, but its policy_id "
+                             f"{t['policy_id']} is a policy for {policy_tasks[t['policy_id']]}")
         arrays[t["id"]] = trajectory
     for task_id in sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]}):
         validate_task_id(task_id)
@@ -243,6 +249,8 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         for side in ("left_id", "right_id"):
             if p[side] not in arrays:
                 raise ValueError(f"pairs.jsonl: pair {p['id']} has {side} {p[side]}, which is not in the export")
+        if p["left_id"] == p["right_id"]:
+            raise ValueError(f"pairs.jsonl: pair {p['id']} shows trajectory {p['left_id']} on both sides")
         clip_tasks = {arrays[p["left_id"]].task_id, arrays[p["right_id"]].task_id}
         if clip_tasks != {p["task_id"]}:
             raise ValueError(f"pairs.jsonl: pair {p['id']} says task {p['task_id']}, but its clips are of "

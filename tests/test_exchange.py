@@ -602,6 +602,17 @@ def _pair_of_another_task(out):
     _rewrite_row(out, "pairs", 0, {"task_id": "SafetyHopperVelocity-v1"})
 
 
+def _a_pair_of_one_clip(out):
+    left = json.loads((out / "pairs.jsonl").read_text().splitlines()[0])["left_id"]
+    _rewrite_row(out, "pairs", 0, {"right_id": left})
+
+
+def _clips_of_a_policy_of_another_task(out):
+    """A file-less policy row of another task that the clips name (it was refused inside the write, naming the id
+    the policy had just been given in this store)."""
+    _rewrite_row(out, "policies", 0, {"task_id": "SafetyHopperVelocity-v1", "file": None, "path": "/nowhere/p.safetensors"})
+
+
 def _clip_array(out, **arrays):
     path = next((out / "arrays").glob("*.npz"))
     with np.load(path) as data:
@@ -615,6 +626,9 @@ def _clip_array(out, **arrays):
     (_policy_row_naming_a_file_that_is_no_policy, "names the file .*manifest.json, which is not a policy"),
     (_policy_checkpoint_of_another_task, "says task SafetyHopperVelocity-v1, but its checkpoint .* is a policy for "
                                          "SafetyHalfCheetahVelocity-v1"),
+    (_a_pair_of_one_clip, r"pairs.jsonl: pair 1 shows trajectory \d+ on both sides"),
+    (_clips_of_a_policy_of_another_task, r"trajectories.jsonl: trajectory \d+ is of SafetyHalfCheetahVelocity-v1, but its "
+                                         "policy_id 1 is a policy for SafetyHopperVelocity-v1"),
     (_pair_of_another_task, "pair 1 says task SafetyHopperVelocity-v1, but its clips are of SafetyHalfCheetahVelocity-v1"),
     (lambda out: _clip_array(out, seed=np.array([1, 2])), "not a readable trajectory file"),
     (lambda out: _clip_array(out, seed=np.array(10**30, dtype=float)), "seed must be a whole number|not a readable"),
