@@ -223,6 +223,13 @@ def build_pool(sources: dict[str, tuple[TanhGaussianPolicy, float]], config: Ben
     return pool
 
 
+def benchmark_pool(reference: TanhGaussianPolicy, behaviours: dict[str, TanhGaussianPolicy],
+                   config: BenchConfig) -> list[Clip]:
+    """The benchmark's pool: the reference's clips, then each behaviour policy's, all sampled at temperature 1 (the
+    validation scripts build the same one, so their labels are the benchmark's)."""
+    return build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
+
+
 def pool_summary(pool: list[Clip]) -> list[dict]:
     rows = []
     for source in dict.fromkeys(c.source for c in pool):
@@ -371,7 +378,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print, command: 
     log("rolling out the pool")
     with SafetyTask(config.task_id) as task:
         episode_steps = config.max_steps or task.max_episode_steps
-    pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
+    pool = benchmark_pool(reference, behaviours, config)
     rows: list[dict] = []
     summary_pool = pool_summary(pool)
 

@@ -24,7 +24,7 @@ def main() -> None:
     import torch
 
     from prefine_core.baselines import method_config
-    from prefine_core.bench import BENCH_DIR, BenchConfig, build_pool, label_pairs, reference_and_behaviours
+    from prefine_core.bench import BENCH_DIR, BenchConfig, benchmark_pool, label_pairs, reference_and_behaviours
     from prefine_core.envs import SafetyTask
     from prefine_core.rollout import collect
     from prefine_core.credit import fit_step_cost, unsafe_score
@@ -54,10 +54,11 @@ def main() -> None:
                         help="no step's shaped reward below this where it has cost (0: falling never pays)")
     parser.add_argument("--baselines", action="store_true", help="also evaluate PREFINE and BC themselves")
     args = parser.parse_args()
-    positive = {"--pairs": args.pairs, "--steps": args.steps, "--lr": args.lr, "--lagrange-lr": args.lagrange_lr,
-                "--limit-ratio": 1.0 if args.limit_ratio is None else args.limit_ratio,
-                **{"--k": k for k in args.k if not (math.isfinite(k) and k > 0)}}  # the first bad k, if any
-    for flag, value in positive.items():
+    positive = [("--pairs", args.pairs), ("--steps", args.steps), ("--lr", args.lr), ("--lagrange-lr", args.lagrange_lr),
+                *[("--k", k) for k in args.k]]
+    if args.limit_ratio is not None:
+        positive.append(("--limit-ratio", args.limit_ratio))
+    for flag, value in positive:
         if not (math.isfinite(value) and value > 0):
             parser.error(f"{flag} must be positive, got {value}")
     if min(args.seeds) < 0 or args.warmup < 0:
@@ -73,7 +74,7 @@ def main() -> None:
         parser.error(str(exc))
     out = BENCH_DIR / "validation" / args.task
     reference, behaviours = reference_and_behaviours(config, lambda m: print(m, file=sys.stderr))
-    pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
+    pool = benchmark_pool(reference, behaviours, config)
 
     def report(name: str, path: str, seed: int, **extra) -> None:
         ev = evaluate_policy(load_policy(path, args.task), args.task, episodes=10, seed=9_500)

@@ -51,7 +51,7 @@ def main() -> None:
     import torch
 
     from prefine_core.baselines import method_config
-    from prefine_core.bench import BENCH_DIR, BenchConfig, build_pool, label_pairs, reference_and_behaviours
+    from prefine_core.bench import BENCH_DIR, BenchConfig, benchmark_pool, label_pairs, reference_and_behaviours
     from prefine_core.evaluate import EVAL_SEED, evaluate_policy
     from prefine_core.policy import load_policy
     from prefine_core.prefine import PrefineConfig
@@ -90,7 +90,7 @@ def main() -> None:
             behaviours[args.extra_behaviour.stem] = load_policy(args.extra_behaviour, args.task)
         except (OSError, ValueError) as exc:
             parser.error(f"--extra-behaviour: {exc}")
-    pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, config)
+    pool = benchmark_pool(reference, behaviours, config)
     extra = f"_pool-{args.extra_behaviour.stem}" if args.extra_behaviour else ""  # not the benchmark pool's folders
     for seed in args.seeds:
         data = PreferenceData.from_pairs(label_pairs(pool, args.pairs, seed, mistake_rate=args.mistake_rate))

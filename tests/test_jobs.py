@@ -329,7 +329,7 @@ def test_a_dead_render_job_is_not_told_to_continue_from_a_checkpoint(ws):
     log.write_text("[12:00:00] run started\n")
     ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True, log_path=str(log))
     assert jobs.reap(ws) == [run_id]
-    error = ws.store.get_run(run_id).error
+    error = jobs.error_text(ws.store.get_run(run_id))
     assert "the videos done stay" in error and "checkpoint" not in error
     assert log.read_text().splitlines()[-1].endswith(f"run {run_id}: failed — {error}"), "the log says how it ended"
 
