@@ -78,8 +78,9 @@ elif run.status in jobs.ACTIVE:
 elif run.status != "done":
     st.error(f"The comparison {run.status}: {ui.plain(jobs.error_text(run) or 'no reason recorded')}. The button above evaluates "
              "the pair again.")
+elif (result := jobs.result(ws, run.id)) is None:
+    st.error(f"{ui.plain(jobs.result_missing(ws, run))}. The button above evaluates the pair again.")
 else:
-    result = jobs.result(ws, run.id)
     st.markdown(f"**{comparison.verdict(result)}**")
     st.caption(demo.what_the_numbers_mean(task))
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +39,10 @@ STALE_AFTER = timedelta(seconds=45)
 #: A queued run whose process never reported within this time is considered lost.
 START_TIMEOUT = timedelta(seconds=120)
 ACTIVE = ("queued", "running")
+#: This machine, as a run records it beside its ``pid`` (app instances on several machines may share one store).
+HOST = socket.gethostname()
+#: How long a job process goes on trying to record how it ended while the database does not answer.
+RECORD_PATIENCE = timedelta(minutes=10)
 REPO = Path(__file__).resolve().parent.parent
 _CHILDREN: dict[int, subprocess.Popen] = {}  # spawned by this process, polled so none stays a zombie
 
@@ -50,14 +55,29 @@ def run_dir(ws: Workspace, run_id: int) -> Path:
     return ws.runs_dir / str(run_id)
 
 
+#: What a run's process writes in its folder when it ends, until the store has it (:func:`reap` reads it).
+ENDED = "ended.json"
+
+
 def log_path(ws: Workspace, run_id: int) -> Path:
     return run_dir(ws, run_id) / "log.txt"
 
 
 def result(ws: Workspace, run_id: int) -> dict | None:
-    """The result a finished run saved, or None."""
-    path = run_dir(ws, run_id) / "result.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The result a finished run saved, or None: none saved, or not in this workspace's folder (an app instance
+    sharing the store from another machine without sharing the folder), or unreadable."""
+    try:
+        saved = json.loads((run_dir(ws, run_id) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def result_missing(ws: Workspace, run: RunRecord) -> str:
+    """Why a finished run's result cannot be shown here."""
+    return (f"Run {run.id} finished, but its result ({run_dir(ws, run.id) / 'result.json'}) is missing or unreadable "
+            "in this workspace. App instances that share one database must share the workspace folder too "
+            "(PREFINE_WORKSPACE on a shared file system): runs, videos and policies are files in it")
 
 
 # -- the app side ------------------------------------------------------------------------------
@@ -81,7 +101,7 @@ def _spawn(ws: Workspace, run_id: int) -> None:
         child = subprocess.Popen([sys.executable, "-m", "prefine_core.jobs", "run", str(run_id)], cwd=REPO, env=env,
                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     _CHILDREN[child.pid] = child
-    ws.store.update_run(run_id, pid=child.pid, log_path=str(log_path(ws, run_id)))
+    ws.store.update_run(run_id, pid=child.pid, host=HOST, log_path=str(log_path(ws, run_id)))
 
 
 def _poll_children() -> None:
@@ -117,6 +137,9 @@ def cancel(ws: Workspace, run_id: int) -> None:
     the signal before it can say so, which read as a crash."""
     run = ws.store.get_run(run_id)
     if run.status not in ACTIVE:
+        return
+    if not _here(run):  # no signal reaches another machine: its process stops itself once its heartbeat reads this
+        ws.store.update_run(run_id, only_if_status=run.status, status="cancelled", error="stopped by the user")
         return
     if run.status == "queued" and ws.store.update_run(run_id, only_if_status="queued", status="cancelled",
                                                       error="stopped by the user before it started"):
@@ -184,7 +207,8 @@ def resume(ws: Workspace, run_id: int) -> None:
         raise ValueError(refusal)
     if run.kind == "prefine":
         _drop_what_is_redone(ws, run_id)
-    ws.store.update_run(run_id, status="queued", error=None, pid=None, heartbeat=None)
+    ws.store.update_run(run_id, status="queued", error=None, pid=None, host=None, heartbeat=None)
+    (run_dir(ws, run_id) / ENDED).unlink(missing_ok=True)
     _spawn(ws, run_id)
 
 
@@ -203,13 +227,24 @@ def _drop_what_is_redone(ws: Workspace, run_id: int) -> None:
     ws.store.delete_metrics_after(run_id, -1 if stage is None else stage, prefix=STAGE_PREFIX)
 
 
+def _here(run: RunRecord) -> bool:
+    """Whether ``run``'s process, if it has one, is on this machine (a run recorded before hosts were: yes)."""
+    return run.host is None or run.host == HOST
+
+
 def lost(run: RunRecord, now=None) -> bool:
-    """Whether an active run's process is gone: dead pid here, or no heartbeat for :data:`STALE_AFTER`."""
+    """Whether an active run's process is gone. On this machine its pid says; a run whose process lives here is not
+    lost for a late heartbeat (a database that did not answer for a while, not a dead run: marked failed, it
+    could have been resumed by a second process beside the first). On another machine only the heartbeat says: no
+    beat for :data:`STALE_AFTER`."""
     if run.status not in ACTIVE:
         return False
     now = now or utcnow()
-    if run.pid and not process_alive(run.pid, run.id):
-        return True
+    if run.pid and _here(run):
+        if not process_alive(run.pid, run.id):
+            return True
+        if run.status == "running":
+            return False
     if run.status == "running":
         return run.heartbeat is None or now - run.heartbeat > STALE_AFTER
     return now - (run.updated_at or run.created_at) > START_TIMEOUT
@@ -241,16 +276,38 @@ def error_text(run: RunRecord, refusal: str | None = None) -> str | None:
 
 
 def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
-    """Mark every active run whose process is gone as failed; returns their ids."""
+    """Mark every active run whose process is gone as failed (or as it ended, when its process wrote that down but
+    could not record it: the database did not answer); returns their ids."""
     gone = []
     for run in ws.store.list_runs(task_id):
         if lost(run):
-            ws.store.update_run(run.id, status="failed", error=STOPPED)
-            if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
-                with open(run.log_path, "a") as log:
-                    log.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
+            ended = _ended(ws, run.id)
+            if ended is not None:
+                ws.store.update_run(run.id, **ended)
+            else:
+                ws.store.update_run(run.id, status="failed", error=STOPPED)
+                if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
+                    with open(run.log_path, "a") as log:
+                        log.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
+            (run_dir(ws, run.id) / ENDED).unlink(missing_ok=True)
             gone.append(run.id)
     return gone
+
+
+def _ended(ws: Workspace, run_id: int) -> dict | None:
+    """How a run's process said it ended (``ended.json``: status, error, output policy), if it could not record it."""
+    try:
+        ended = json.loads((run_dir(ws, run_id) / ENDED).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(ended, dict) or ended.get("status") not in ("done", "failed", "cancelled"):
+        return None
+    fields = {"status": ended["status"], "error": ended.get("error")}
+    if isinstance(ended.get("output_policy_id"), int):
+        fields["output_policy_id"] = ended["output_policy_id"]
+    if not isinstance(fields["error"], (str, type(None))):
+        return None
+    return fields
 
 
 def active(ws: Workspace, task_id: str, kinds: tuple[str, ...]) -> list[RunRecord]:
@@ -271,12 +328,84 @@ def log_tail(run: RunRecord, lines: int = 20) -> str:
 
 # -- the job side ------------------------------------------------------------------------------
 
-def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event) -> None:
+def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event, cancelled: threading.Event) -> None:
+    """Beat every :data:`HEARTBEAT_EVERY` s. A run cancelled from another machine, where no signal reaches, is
+    marked so in the store: ``cancelled`` is set, and the run stops at its next report."""
     while not stop.wait(HEARTBEAT_EVERY):
         try:
             ws.store.update_run(run_id, heartbeat=True)
+            if ws.store.get_run(run_id).status == "cancelled":
+                cancelled.set()
         except Exception as exc:  # a busy database must not kill the run; the next beat retries
             print(f"heartbeat failed: {exc}", flush=True)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store's database not answering (locked, down, connection dropped) after the store's
+    own retries: a run goes on, and says so in its log."""
+    from sqlalchemy.exc import DBAPIError
+
+    from prefine_core.store.engine import transient
+
+    return isinstance(exc, DBAPIError) and transient(exc)
+
+
+def _record_end(ws: Workspace, run_id: int, status: str, fields: dict) -> None:
+    """Record how the run ended, trying again for :data:`RECORD_PATIENCE` while the database does not answer. What
+    it records is first written to ``ended.json`` in the run's folder: should the database stay away, :func:`reap`
+    records that instead of a process that "stopped without reporting"."""
+    write_text_atomic(run_dir(ws, run_id) / ENDED, json.dumps({"status": status, **fields}))
+    deadline, wait = time.monotonic() + RECORD_PATIENCE.total_seconds(), 2.0
+    while True:
+        try:
+            ws.store.update_run(run_id, status=status, heartbeat=True, **fields)
+            break
+        except Exception as exc:
+            if not _unreachable(exc) or time.monotonic() + wait > deadline:
+                raise
+            print(f"[{time.strftime('%H:%M:%S')}] the database does not answer ({type(exc).__name__}); "
+                  f"recording the run's end again in {wait:.0f} s", flush=True)
+            time.sleep(wait)
+            wait = min(2 * wait, 30.0)
+    (run_dir(ws, run_id) / ENDED).unlink(missing_ok=True)
+
+
+class _Reports:
+    """A job's ``report(step, metrics)``: each report is written to the store. While the database does not answer,
+    reports wait and the run goes on; they are written, oldest first, once it answers again (tried every
+    :attr:`RETRY_EVERY` s, not at every step, since each try waits out the store's own retries)."""
+
+    RETRY_EVERY = 15.0
+
+    def __init__(self, ws: Workspace, run_id: int, cancelled: threading.Event):
+        self.ws, self.run_id, self.cancelled = ws, run_id, cancelled
+        self.waiting: list[tuple[int, dict]] = []
+        self.retry_at = 0.0  # 0: the database answered last time
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        if self.cancelled.is_set():  # the handler's Cancelled was swallowed somewhere (library code), or a cancel
+            raise Cancelled()        # came from another machine (the heartbeat read it): stop here
+        self.waiting.append((int(step), {k: float(v) for k, v in metrics.items() if k != "step"}))
+        self.write_waiting()
+
+    def write_waiting(self, now: bool = False) -> None:
+        if not now and time.monotonic() < self.retry_at:
+            return
+        try:
+            while self.waiting:
+                self.ws.store.add_metrics(self.run_id, *self.waiting[0])
+                self.waiting.pop(0)
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            if not self.retry_at:  # said once per outage
+                print(f"[{time.strftime('%H:%M:%S')}] the database does not answer ({type(exc).__name__}); the run "
+                      "goes on and writes its reports once it answers again", flush=True)
+            self.retry_at = time.monotonic() + self.RETRY_EVERY
+            if now:
+                print(f"{len(self.waiting)} reports could not be written: the database did not answer", flush=True)
+        else:
+            self.retry_at = 0.0
 
 
 def execute(ws: Workspace, run_id: int) -> str:
@@ -291,7 +420,7 @@ def execute(ws: Workspace, run_id: int) -> str:
     signal.signal(signal.SIGTERM, on_term)  # before the claim: from then on a cancel ends the run as cancelled
     try:
         claimed = ws.store.update_run(run_id, only_if_status="queued", status="running", pid=os.getpid(),
-                                      heartbeat=True, error=None)
+                                      host=HOST, heartbeat=True, error=None)
     except Cancelled:  # a cancel during the claim itself: whichever way the claim went, the run ends cancelled
         for was in ("running", "queued"):
             ws.store.update_run(run_id, only_if_status=was, status="cancelled", error="stopped by the user")
@@ -304,19 +433,16 @@ def execute(ws: Workspace, run_id: int) -> str:
     run = ws.store.get_run(run_id)
     stop = threading.Event()
 
-    def report(step: int, metrics: dict) -> None:
-        if cancelled.is_set():  # the handler's Cancelled was swallowed somewhere (library code): stop here instead
-            raise Cancelled()
-        ws.store.add_metrics(run_id, int(step), {k: float(v) for k, v in metrics.items() if k != "step"})
-
+    report = _Reports(ws, run_id, cancelled)
     status, fields = "done", {}
     try:
         import torch
 
         torch.set_num_threads(1)
-        threading.Thread(target=_heartbeat, args=(ws, run_id, stop), daemon=True).start()
+        threading.Thread(target=_heartbeat, args=(ws, run_id, stop, cancelled), daemon=True).start()
         print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {run.kind} on {run.task_id}", flush=True)
         outcome = KINDS[run.kind](ws, run, report)
+        report.write_waiting(now=True)  # the last metrics, before the run is said to be done
         path = run_dir(ws, run_id) / "result.json"
         write_text_atomic(path, json.dumps(outcome, indent=1, default=str))
         fields["output_policy_id"] = outcome.get("output_policy_id")
@@ -332,8 +458,8 @@ def execute(ws: Workspace, run_id: int) -> str:
     finally:
         stop.set()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    ws.store.update_run(run_id, status=status, heartbeat=True, **fields)
     print(_closing_line(run_id, status, fields.get("error")), flush=True)
+    _record_end(ws, run_id, status, fields)
     return status
 
 

@@ -175,18 +175,19 @@ def read_meta(path: str | os.PathLike) -> PolicyMeta:
 
 def _open_checkpoint(path: Path) -> tuple[PolicyMeta, dict[str, torch.Tensor]]:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import load
 
     if not path.is_file():
         raise CheckpointError(f"no policy file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, RuntimeError, ValueError):  # the library's own words mean nothing to a user
+    try:  # from its bytes: the library opens a file only by a name it can encode (a name in another encoding was
+        data = path.read_bytes()  # refused as "corrupt")
+        tensors = load(data)
+        size = int.from_bytes(data[:8], "little")  # the format: the header's length, then the header (JSON)
+        header = json.loads(data[8:8 + size]).get("__metadata__") or {}
+    except (SafetensorError, OSError, RuntimeError, ValueError, AttributeError):  # the library's own words mean nothing
         problem = "is not a readable safetensors policy file (corrupt, truncated or another format)"
         raise _refused(path, problem) from None
-    if "prefine" not in header:
+    if not isinstance(header, dict) or "prefine" not in header:
         raise _refused(path, "has no PREFINE metadata; it is not a policy saved by this tool")
     try:
         meta = PolicyMeta.from_json(header["prefine"])

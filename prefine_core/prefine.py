@@ -277,7 +277,7 @@ class PrefineConfig:
     weights. A preference step moves the policy noisily between gaits; the average moves with the drift and not the
     noise. 0 = the raw weights."""
     log_every: int = 10
-    """Report averaged step metrics through on_step every this many steps."""
+    """Report the loss terms and preference accuracy, averaged, every this many steps (curves, progress)."""
     eval_every: int = 400
     """Validate and checkpoint every this many steps."""
     eval_episodes: int = 2

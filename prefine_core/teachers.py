@@ -108,11 +108,12 @@ def safety_judge():
 
 
 def label_pending(store, teacher: SyntheticTeacher, task_id: str | None = None, limit: int | None = None,
-                  overlap: int = 1_000_000) -> int:
+                  overlap: int = 1_000_000, on_label=None) -> int:
     """Label the pairs this teacher has not labelled yet, through ``store.add_label`` under ``teacher.name``.
 
     It asks :meth:`Store.next_pair` like a person would, so ``overlap`` works as for people (the
-    default: every pair, whoever else labelled it). Returns how many labels were written.
+    default: every pair, whoever else labelled it). Returns how many labels were written; ``on_label(written)``
+    after each.
     """
     written = 0
     while limit is None or written < limit:
@@ -122,4 +123,6 @@ def label_pending(store, teacher: SyntheticTeacher, task_id: str | None = None, 
         choice = teacher.judge(store.get_trajectory(pair.left_id), store.get_trajectory(pair.right_id))
         store.add_label(pair.id, teacher.name, choice)
         written += 1
+        if on_label is not None:
+            on_label(written)
     return written

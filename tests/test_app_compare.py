@@ -199,6 +199,20 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert any(f"Run {run_id} compared these two the other way round" in c.value for c in app.caption)
 
 
+@pytest.mark.parametrize("saved", [None, "{not json", "[1, 2]"])
+def test_a_done_comparison_whose_result_is_not_here_is_said_not_a_traceback(app, workspace, saved):
+    """An app instance sharing the store from another machine, without the workspace folder, showed a TypeError."""
+    run_id = workspace.store.create_run(CHEETAH, 1, "compare", comparison.comparison_config(1, 2, episodes=2))
+    if saved is not None:
+        jobs.run_dir(workspace, run_id).mkdir(parents=True, exist_ok=True)
+        (jobs.run_dir(workspace, run_id) / "result.json").write_text(saved)
+    workspace.store.update_run(run_id, status="done")
+    open_compare(app, 1, 2)
+    said = [e.value.replace("\\", "") for e in app.error]
+    assert len(said) == 1 and said[0].startswith(f"Run {run_id} finished, but its result") and \
+        "must share the workspace folder too" in said[0], said
+
+
 def test_a_reload_keeps_the_task_demo_mode_the_pair_compared_and_the_episodes(app, workspace, monkeypatch):
     """A reload is a new session: what it keeps, it keeps in the page's address (the episodes went back to 5)."""
     from streamlit.testing.v1 import AppTest

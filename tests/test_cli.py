@@ -71,6 +71,11 @@ def test_tiny_pretrain_then_rollout_evaluate_render(tmp_path):
     (["evaluate", "--policy", "README.md"], "not a readable safetensors policy"),
     (["render", "--policy", "README.md", "--out", "x.gif"], "must end in .mp4"),
     (["evaluate", "--policy", "README.md", "--episodes", "٣"], "expected digits 0-9, got '٣'"),
+    # said under the flag that gave the value (it was "steps must be in …"), and refused before anything runs
+    (["finetune", "--policy", "README.md", "--pairs-from-teacher", "5", "--steps", "0"], "--steps: steps must be in [1,"),
+    (["finetune", "--policy", "README.md", "--pairs-from-teacher", "99999999"], "expected a whole number from 1 to 2000"),
+    (["finetune", "--policy", "README.md", "--pairs-from-teacher", "5", "--out", "no/such/folder/run"],
+     "--out: no folder no/such/folder to make run in"),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = cli(*args)
@@ -88,10 +93,11 @@ def test_a_refused_command_line_with_json_is_one_line_and_one_json_object(tmp_pa
     assert exit_info.value.code == 2
     said = json.loads(out)["error"]
     assert "argument --policy: no file at" in said and said in err and len(err.strip().splitlines()) == 1
-    with pytest.raises(SystemExit) as exit_info:  # without --json, argparse's usage and message as always
+    with pytest.raises(SystemExit) as exit_info:  # without --json, one line too (argparse printed its usage first)
         main(["evaluate", "--policy", str(tmp_path / "x.safetensors"), "--episodes", "many"])
     out, err = capsys.readouterr()
-    assert exit_info.value.code == 2 and out == "" and err.startswith("usage:")
+    assert exit_info.value.code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: python -m prefine_core evaluate: argument --policy: no file at")
 
 
 def test_render_refuses_an_out_in_a_folder_that_is_not_there(tmp_path, capsys):

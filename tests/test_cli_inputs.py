@@ -198,6 +198,36 @@ def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
     assert Store(f"sqlite:///{workspace / 'prefine.db'}").counts()["trajectories"] == 0
 
 
+def test_an_interrupted_command_says_what_it_kept(tmp_path):
+    """Every interrupted command said "nothing it had begun to write was kept", where the labels, clips or
+    checkpoints it had finished before stayed (rightly: the same command goes on from them)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_faults import small_store
+
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    small_store(ws, n_pairs=3000)
+    child = subprocess.Popen([sys.executable, "-m", "prefine_core", "label-synthetic", "--workspace", str(ws.root),
+                              "--name", "t", "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "PREFINE_SHIPPED_POLICIES": ""})
+    deadline = time.time() + 120
+    while time.time() < deadline and ws.store.counts()["labels"] < 5:
+        time.sleep(0.1)
+    child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=120)
+    said = json.loads(out)["error"]
+    stored = ws.store.counts()["labels"]
+    assert child.returncode == 130 and 5 <= stored < 3000, (child.returncode, stored)
+    assert re.fullmatch(r"interrupted; what it was writing at that moment was undone; (\d+) labels by t are stored; "
+                        r"the same command labels the rest", said) and int(said.split("; ")[2].split()[0]) == stored
+
+
 @pytest.mark.parametrize("flag, value, expected", [
     ("--myopic-discount", "0", "a number above 0 and at most 1, got 0"),  # was refused later, as myopic_discount
     ("--myopic-discount", "1.5", "a number above 0 and at most 1, got 1.5"),

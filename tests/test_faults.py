@@ -262,6 +262,82 @@ def test_sqlite_lock_held_too_long_raises_and_writes_nothing(tmp_path, short_loc
     assert len(ws.store.label_history()) == 1
 
 
+def _job_in_this_process(ws, monkeypatch, job) -> int:
+    """A run of ``job`` (a job kind's function) for :func:`jobs.execute` to run here, its heartbeat off."""
+    from prefine_core import jobs
+
+    monkeypatch.setitem(jobs.KINDS, "probe", job)
+    monkeypatch.setattr(jobs, "_heartbeat", lambda *args: None)
+    return ws.store.create_run(CHEETAH, None, "probe", {})
+
+
+def test_a_job_goes_on_while_the_database_does_not_answer_and_writes_its_reports_after(tmp_path, monkeypatch,
+                                                                                       short_lock_timeouts, capfd):
+    """A PostgreSQL outage of a minute killed a running fine-tune at its next report (after the store's ~10 s of
+    retries), and the run was then reaped as a process that "stopped without reporting"."""
+    from prefine_core import jobs
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    monkeypatch.setattr(jobs._Reports, "RETRY_EVERY", 0.2)
+    ready = threading.Event()
+
+    def job(ws, run, report):
+        report(0, {"x": 0.0})
+        holder = hold_sqlite_write_lock(ws.root / "prefine.db", 2.0, ready)  # the database stops answering
+        ready.wait()
+        for step in range(1, 30):
+            report(step, {"x": float(step)})
+            time.sleep(0.1)
+        holder.join()
+        return {}
+
+    run_id = _job_in_this_process(ws, monkeypatch, job)
+    assert jobs.execute(ws, run_id) == "done"
+    metrics = ws.store.run_metrics(run_id)
+    assert list(metrics.sort_values("step").value) == [float(step) for step in range(30)]  # every report, once
+    assert "the database does not answer (OperationalError); the run goes on" in capfd.readouterr().out
+
+
+def test_a_job_that_ends_while_the_database_does_not_answer_records_its_end_once_it_does(tmp_path, monkeypatch,
+                                                                                        short_lock_timeouts):
+    from prefine_core import jobs
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    ready = threading.Event()
+
+    def job(ws, run, report):
+        hold_sqlite_write_lock(ws.root / "prefine.db", 1.5, ready)
+        ready.wait()
+        return {}
+
+    run_id = _job_in_this_process(ws, monkeypatch, job)
+    assert jobs.execute(ws, run_id) == "done"
+    assert ws.store.get_run(run_id).status == "done"
+    assert not (jobs.run_dir(ws, run_id) / jobs.ENDED).exists()
+
+
+def test_a_run_whose_process_could_not_record_its_end_is_reaped_as_it_ended(tmp_path):
+    import json
+
+    from prefine_core import jobs
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id = ws.store.create_run(CHEETAH, None, "compare", {})
+    ws.store.update_run(run_id, status="running", pid=dead.pid, host=jobs.HOST, heartbeat=True)
+    folder = jobs.run_dir(ws, run_id)
+    folder.mkdir(parents=True)
+    (folder / jobs.ENDED).write_text(json.dumps({"status": "failed", "error": "OperationalError: connection refused"}))
+    assert jobs.reap(ws) == [run_id]
+    run = ws.store.get_run(run_id)
+    assert (run.status, run.error) == ("failed", "OperationalError: connection refused")  # not "stopped without …"
+    assert not (folder / jobs.ENDED).exists()
+
+
 def test_label_page_says_when_the_database_is_locked_and_keeps_the_pair(tmp_path, monkeypatch, short_lock_timeouts):
     from streamlit.testing.v1 import AppTest
 
@@ -428,6 +504,19 @@ def test_app_on_a_read_only_workspace_says_so(small_disk, monkeypatch):
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     assert not at.exception, at.exception
     assert any("The workspace cannot be opened" in e.value and "writable" in e.value for e in at.error)
+
+
+def test_app_with_a_database_url_that_is_no_url_says_so(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("PREFINE_DB_URL", "not a url at all")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [
+        "The workspace cannot be opened: the database URL (PREFINE_DB_URL) is not a URL: give sqlite:///PATH or "
+        "postgresql+psycopg://USER@HOST/DATABASE. Set PREFINE_WORKSPACE to a writable folder (or PREFINE_DB_URL to a "
+        "reachable database) and restart the app."]
 
 
 def test_trainer_killed_between_its_state_files_resumes_exactly(setup, tmp_path, monkeypatch):

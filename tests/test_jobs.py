@@ -127,6 +127,66 @@ def test_a_cancel_swallowed_by_library_code_still_stops_the_run_at_its_next_repo
     assert ws.store.get_run(run_id).status == "cancelled" and 0 < len(reports) < 200
 
 
+def test_a_run_on_another_machine_is_judged_by_its_heartbeat_and_cancelled_through_the_store(ws):
+    """App instances on several machines share one PostgreSQL store; each found no process of another machine's
+    run on its own and marked the run failed while it ran on."""
+    from datetime import timedelta
+
+    from prefine_core.store.schema import utcnow
+
+    absent = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid that is no process here
+    absent.wait()
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(run_id, status="running", pid=absent.pid, host="another-machine", heartbeat=True)
+    assert jobs.reap(ws) == [] and ws.store.get_run(run_id).status == "running"
+    ws.store.update_run(run_id, heartbeat=utcnow() - jobs.STALE_AFTER - timedelta(seconds=1))
+    assert jobs.reap(ws) == [run_id]  # no beat for too long: gone, wherever it ran
+    other = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(other, status="running", pid=os.getpid(), host="another-machine", heartbeat=True)
+    jobs.cancel(ws, other)  # no signal to this machine's process of that pid (this test's own)
+    assert (ws.store.get_run(other).status, ws.store.get_run(other).error) == ("cancelled", "stopped by the user")
+
+
+def test_a_run_whose_process_lives_here_is_not_reaped_for_a_late_heartbeat(ws):
+    """A database that did not answer for a minute left a live run's heartbeat stale: it was marked failed, and
+    Resume would have started a second process beside the first."""
+    from datetime import timedelta
+
+    from prefine_core.store.schema import utcnow
+
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "prefine_core.jobs", str(run_id)])
+    try:
+        ws.store.update_run(run_id, status="running", pid=sleeper.pid, host=jobs.HOST,
+                            heartbeat=utcnow() - jobs.STALE_AFTER - timedelta(seconds=30))
+        assert jobs.reap(ws) == [] and ws.store.get_run(run_id).status == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert jobs.reap(ws) == [run_id]
+
+
+def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monkeypatch):
+    import threading
+
+    reports = []
+
+    def job(ws, run, report):
+        for step in range(200):
+            report(step, {"x": 1.0})
+            reports.append(step)
+            time.sleep(0.02)
+        return {}
+
+    monkeypatch.setitem(jobs.KINDS, "probe", job)
+    monkeypatch.setattr(jobs, "HEARTBEAT_EVERY", 0.1)
+    run_id = ws.store.create_run(CHEETAH, 1, "probe", {})
+    elsewhere = lambda: ws.store.update_run(run_id, status="cancelled", error="stopped by the user")  # noqa: E731
+    threading.Timer(0.5, elsewhere).start()  # what jobs.cancel does on another machine
+    assert jobs.execute(ws, run_id) == "cancelled"
+    assert ws.store.get_run(run_id).status == "cancelled" and 0 < len(reports) < 200
+
+
 def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
     from prefine_core.comparison import comparison_config
 

@@ -82,6 +82,17 @@ def test_truncated_and_corrupt_checkpoints_are_rejected(tmp_path, policy_file):
         load_policy(tmp_path / "missing.safetensors")
 
 
+def test_a_policy_whose_file_name_is_in_another_encoding_loads(tmp_path, policy_file):
+    """safetensors opens a file only by a name it can encode: a byte copy of a policy named b"\\xff\\xfe" was
+    called corrupt (while importing the same file, read as bytes, worked)."""
+    import os
+
+    odd = tmp_path / os.fsdecode(b"\xff\xfe.safetensors")
+    odd.write_bytes(policy_file.read_bytes())
+    assert read_meta(odd).to_json() == read_meta(policy_file).to_json()
+    assert load_policy(odd).state_dict().keys() == load_policy(policy_file).state_dict().keys()
+
+
 def test_wrong_task_and_wrong_shapes_are_rejected(tmp_path, policy_file):
     with pytest.raises(CheckpointError, match=f"policy for {CHEETAH}, not for {HOPPER}"):
         load_policy(policy_file, task_id=HOPPER)

@@ -611,3 +611,30 @@ def test_rows_with_absolute_paths_from_before_are_made_relative_on_open(tmp_path
         assert not any(path.startswith("/") for (path,) in conn.execute(text("SELECT path FROM trajectories")))
     shutil.move(tmp_path / "before", tmp_path / "after")
     _assert_every_file_found(tmp_path / "after" / "data", ids, pair, run, cheetah_episode)
+
+
+@pytest.mark.parametrize("url, message", [
+    ("not a url at all", r"the database URL \(PREFINE_DB_URL\) is not a URL: give sqlite:///PATH or postgresql"),
+    ("mysql://user:secret@host/db", r"mysql://user:\*\*\*@host/db names the database kind 'mysql'; the store runs on "
+                                    "SQLite or PostgreSQL"),
+])
+def test_a_database_url_that_is_not_one_the_store_runs_on_is_refused_in_words(url, message):
+    """They reached the app as a SQLAlchemy traceback; a password in the URL is not repeated."""
+    from prefine_core.store import Store
+
+    with pytest.raises(ValueError, match=message) as refused:
+        Store(url)
+    assert "secret" not in str(refused.value)
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_in_its_common_short_form_opens_the_store(pg_schema_url):
+    from prefine_core.store import Store
+
+    short = pg_schema_url.replace("postgresql+psycopg://", "postgres://", 1)
+    assert short.startswith("postgres://")
+    store = Store(short)
+    try:
+        assert store.engine.dialect.name == "postgresql" and store.list_runs() == []
+    finally:
+        store.close()

@@ -34,11 +34,12 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str):
-        if not _Parser.json_errors:
-            super().error(message)  # usage and the message on stderr, exit 2
+        """One line on stderr (argparse's own printed the whole usage first: 36 lines for ``finetune``), and with
+        ``--json`` the same as one JSON object on stdout; exit 2."""
         said = f"{self.prog}: {message}"
         print(f"error: {said}", file=sys.stderr)
-        print(json.dumps({"error": said}))
+        if _Parser.json_errors:
+            print(json.dumps({"error": said}))
         sys.exit(2)
 
 
@@ -94,6 +95,21 @@ def _refused(args: argparse.Namespace, message: str, status: int) -> int:
     return status
 
 
+#: What an interrupted command says when it did not say what it kept: true of every command, since each write is
+#: one transaction.
+UNDONE = "what it was writing at that moment was undone"
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """What an interrupted command kept: its handler may set ``args.kept`` to a function that says so (the labels,
+    clips or checkpoints it finished before the interrupt), and a command run again goes on from there."""
+    said = getattr(args, "kept", None)
+    try:
+        return f"{UNDONE}; {said()}" if said else UNDONE
+    except Exception:  # saying it must not turn an interrupt into a traceback (the database gone, say)
+        return UNDONE
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _Parser.json_errors = "--json" in argv
@@ -106,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
         return _refused(args, str(exc), 2)
     except KeyboardInterrupt:
-        return _refused(args, "interrupted; nothing it had begun to write was kept", 130)
+        return _refused(args, f"interrupted; {_kept(args)}", 130)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -114,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(strict_json(result), default=str, allow_nan=False))
         else:
-            for key, value in result.items():
-                print(f"{key}: {value}")
+            for key, value in result.items():  # nested values as JSON, not as Python's repr of them
+                shown = value if isinstance(value, (str, int, float, type(None))) else json.dumps(
+                    strict_json(value), default=str)
+                print(f"{key}: {shown}")
         sys.stdout.flush()
     except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and no traceback at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

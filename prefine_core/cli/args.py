@@ -41,6 +41,11 @@ def positive_int(text: str) -> int:
     return _whole_number(text, 1)
 
 
+def whole_number_between(low: int, high: int):
+    """The argument type of a whole number from ``low`` to ``high``."""
+    return lambda text: _whole_number(text, low, high)
+
+
 def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
@@ -135,6 +140,7 @@ class Progress:
 
     def __init__(self, total: int, desc: str, quiet: bool = False):
         self.bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, dynamic_ncols=True)
+        self.done = 0  # what the work said it had done (a quiet bar's own count stays 0)
 
     def __enter__(self) -> "Progress":
         return self
@@ -146,6 +152,7 @@ class Progress:
         """Move the bar to ``done`` (of ``total``, when the work learns its size only once it has begun)."""
         if total is not None:
             self.bar.total = total
+        self.done = done
         self.bar.update(max(0, done - self.bar.n))
         if postfix:
             self.bar.set_postfix({k: (round(v, 2) if isinstance(v, float) else v) for k, v in postfix.items()}, refresh=False)

@@ -10,29 +10,41 @@ from pathlib import Path
 
 from prefine_core.baselines import METHODS
 from prefine_core.bench import BenchConfig
-from prefine_core.cli.args import Progress, existing_file, non_negative_int, open_workspace, positive_float, positive_int
+from prefine_core.cli.args import (Progress, existing_file, non_negative_int, open_workspace, positive_float, positive_int,
+                                    whole_number_between)
 from prefine_core.prefine import PrefineConfig, config_fields
 
 _TYPES = {"int": int, "float": float, "str": str}
 
 
+#: The most pairs ``finetune --pairs-from-teacher`` labels: its pool (at most 10 episodes per source) holds a few
+#: hundred clips, and the benchmark's largest budget is 200.
+MAX_TEACHER_PAIRS = 2_000
+
+
 def _config_from_args(args: argparse.Namespace) -> PrefineConfig:
-    data = PrefineConfig.from_json(Path(args.config).read_text()).to_dict() if args.config else {}
-    for f in config_fields():
-        value = getattr(args, f["name"])
-        if value is not None:
-            data[f["name"]] = value
-    return PrefineConfig.from_dict(data)
+    try:
+        data = PrefineConfig.from_json(Path(args.config).read_text()).to_dict() if args.config else {}
+    except ValueError as exc:
+        raise ValueError(f"--config {args.config}: {exc}") from None
+    given = [f["name"] for f in config_fields() if getattr(args, f["name"]) is not None]
+    data.update({name: getattr(args, name) for name in given})
+    try:
+        return PrefineConfig.from_dict(data)
+    except ValueError as exc:  # said under the flag or the file that gave the value, as argparse's own refusals
+        flag = next((name for name in given if str(exc).startswith(f"{name} ")), None)
+        if flag is not None:
+            raise ValueError(f"--{flag.replace('_', '-')}: {exc}") from None
+        raise ValueError(f"--config {args.config}: {exc}" if args.config else str(exc)) from None
 
 
 def _teacher_pairs(reference, task_id: str, n: int, seed: int) -> list:
     """A self-contained labelled set: pool of shipped policies, judged by the synthetic teacher."""
-    from prefine_core.bench import BenchConfig, build_pool, label_pairs, reference_and_behaviours
+    from prefine_core.bench import BenchConfig, benchmark_pool, label_pairs, reference_and_behaviours
 
     bench = BenchConfig(task_id=task_id, pool_episodes=max(2, min(10, n // 10)))
     _, behaviours = reference_and_behaviours(bench, lambda m: print(m, file=sys.stderr))
-    pool = build_pool({"reference": (reference, 1.0), **{k: (p, 1.0) for k, p in behaviours.items()}}, bench)
-    return label_pairs(pool, n, seed)
+    return label_pairs(benchmark_pool(reference, behaviours, bench), n, seed)
 
 
 def _check_out(out: str | None) -> None:
@@ -42,9 +54,13 @@ def _check_out(out: str | None) -> None:
     run is in its BC stage), as the app's run list reads it (``saved_step``)."""
     from prefine_core.trainer import STAGE_DIR, saved_step
 
-    if out is None or not Path(out).exists():
+    if out is None:
         return
     folder = Path(out)
+    if not folder.parent.is_dir():  # as every other --out: a mistyped folder is refused, never made
+        raise ValueError(f"--out: no folder {folder.parent} to make {folder.name} in (make it first, or check the path)")
+    if not folder.exists():
+        return
     if not folder.is_dir():
         raise ValueError(f"--out {out} is a file; give a run folder (a new one, or a run's to resume it)")
     if any(folder.iterdir()) and saved_step(folder) is None and saved_step(folder / STAGE_DIR) is None:
@@ -68,15 +84,17 @@ def _finetune(args: argparse.Namespace) -> dict:
         return _launch_in_workspace(args, config)
     reference = load_policy(args.policy)
     task_id = reference.meta.task_id
+    quiet = args.json and not sys.stderr.isatty()
     if args.workspace:
         ws = open_workspace(args.workspace)
         check_enough_labels(ws, task_id)  # the app's and --background's rule
-        pairs = ws.store.preference_pairs(task_id)
+        with Progress(None, "read labelled clips", quiet=quiet) as reading:
+            pairs = ws.store.preference_pairs(task_id, on_progress=reading.update_to)
     else:
         pairs = _teacher_pairs(reference, task_id, args.pairs_from_teacher, config.seed)
     judge = safety_judge() if config.select == "teacher" else None
     out = Path(args.out or tempfile.mkdtemp(prefix="prefine-finetune-"))
-    quiet = args.json and not sys.stderr.isatty()
+    args.kept = lambda: _resumable(out, args)
     bar = Progress(total_steps(config.steps, config.start), f"PREFINE {task_id}", quiet=quiet)
 
     def progress(metrics: dict) -> None:
@@ -101,6 +119,18 @@ def _finetune(args: argparse.Namespace) -> dict:
     return {"path": result["path"], "task_id": task_id, "pairs": len(pairs), "selected_step": result["selected_step"],
             "seconds": round(seconds, 2), "evaluation": evaluation, "reference": reference_eval,
             "comparison": compare(evaluation, reference_eval), "config": config.to_dict()}
+
+
+def _resumable(out: Path, args: argparse.Namespace) -> str:
+    """What an interrupted fine-tune left in ``out``, and how to go on from it."""
+    from prefine_core.trainer import STAGE_DIR, saved_step
+
+    step = saved_step(out)
+    if step is None and saved_step(out / STAGE_DIR) is None:
+        return f"no checkpoint was saved yet in {out}"
+    at = f"step {step}" if step is not None else f"step {saved_step(out / STAGE_DIR)} of its BC stage"
+    again = "the same command" if args.out else f"the same command with --out {out}"
+    return f"the run is saved in {out} at {at}: {again} resumes it"
 
 
 def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dict:
@@ -166,8 +196,9 @@ def register(command) -> None:
     p.add_argument("--policy", type=existing_file, required=True, help="the reference policy (.safetensors)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--workspace", help="workspace folder whose store holds the labels")
-    source.add_argument("--pairs-from-teacher", type=positive_int, metavar="N",
-                        help="label N pool pairs with the synthetic teacher (no store needed)")
+    source.add_argument("--pairs-from-teacher", type=whole_number_between(1, MAX_TEACHER_PAIRS), metavar="N",
+                        help=f"label N pool pairs with the synthetic teacher (no store needed; 1 to "
+                             f"{MAX_TEACHER_PAIRS})")
     p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
     p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
     p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (default 10)")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import (Progress, existing_file, finite_float, folder_to_write, frame_size,
-                                   non_negative_float, non_negative_int, number_between, output_file, positive_float,
-                                   positive_int, seed)
+from prefine_core.cli.args import (MAX_FRAME_SIZE, MIN_FRAME_SIZE, Progress, existing_file, finite_float, folder_to_write,
+                                   frame_size, non_negative_float, non_negative_int, number_between, output_file,
+                                   positive_float, positive_int, seed)
 from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN
 from prefine_core.envs import MAX_SEED
 
@@ -153,12 +153,12 @@ def _register_policy_commands(command) -> None:
     p.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
     p.add_argument("--seed-b", type=seed, default=None, help="seed of the second clip (default --seed)")
     p.add_argument("--steps", type=positive_int, default=200, help="steps to render (default 200)")
-    p.add_argument("--size", type=frame_size, default=256, help="frame width and height in pixels (default 256)")
+    p.add_argument("--size", type=frame_size, default=256, help=f"frame width and height in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} (default 256)")
     p.add_argument("--deterministic", action="store_true", help="take the mean action")
     p.add_argument("--out", type=output_file, required=True, help="output .mp4 path, in a folder that exists")
     p.set_defaults(handler=_render)
 
-    p = command("evaluate", "evaluate a policy on fixed seeds (DESIGN §5)")
+    p = command("evaluate", "evaluate a policy on fixed seeds: return, cost, violation and fall rates, deterministic actions unless --stochastic")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
     p.add_argument("--episodes", type=positive_int, default=10, help="episodes (default 10)")
     p.add_argument("--seed", type=seed, default=10_000, help="first evaluation seed (default 10000)")

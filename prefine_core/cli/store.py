@@ -8,7 +8,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from prefine_core.cli.args import (Progress, folder_to_write, frame_size, non_negative_float, non_negative_int,
+from prefine_core.cli.args import (MAX_FRAME_SIZE, MIN_FRAME_SIZE, Progress, folder_to_write, frame_size, non_negative_float,
+                                   non_negative_int,
                                    number_between, open_workspace, positive_int)
 
 
@@ -77,11 +78,15 @@ def _pairs(args: argparse.Namespace) -> dict:
                                  clip_length=args.clip_length, max_steps=args.max_steps)
         with _new_workspace(args) as ws:
             result["workspace"] = str(ws.root)
-            bar = Progress(len(pool.pool_sources(ws.store, config)) * len(config.seeds), "pool")
+            rollouts = len(pool.pool_sources(ws.store, config)) * len(config.seeds)
+            bar = Progress(rollouts, "pool")
+            args.kept = lambda: (f"the clips of {bar.done} of {rollouts} rollouts are kept; the same command goes on "
+                                 "from there (a clip here is not added again)")
             try:
                 result["clips_added"] = len(pool.collect_pool(ws, config, on_progress=lambda d, t: bar.update_to(d)))
             finally:
                 bar.close()
+            args.kept = None
     else:
         ws = _workspace(args)
         result["workspace"] = str(ws.root)
@@ -96,6 +101,7 @@ def _pairs(args: argparse.Namespace) -> dict:
     elif args.render or args.render_only:
         pending = len(ws.store.list_pairs(args.task, without_video=True))
         bar = Progress(pending, "render")
+        args.kept = lambda: f"{bar.done} of {pending} videos are made and kept; --render-only makes the rest"
         try:
             result["render"] = pool.render_pending(ws, args.task, size=args.size, fps=args.fps,
                                                    on_progress=lambda d, t: bar.update_to(d))
@@ -112,7 +118,12 @@ def _label_synthetic(args: argparse.Namespace) -> dict:
     config = TeacherConfig(mistake_rate=args.mistake_rate, equal_margin=args.equal_margin, skip_rate=args.skip_rate,
                            myopic_discount=args.myopic_discount, seed=args.seed)
     teacher = SyntheticTeacher(config, name=args.name)
-    written = label_pending(ws.store, teacher, task_id=args.task, limit=args.limit, overlap=args.overlap)
+    open_now = ws.store.pairs_open_to(teacher.name, args.task, overlap=args.overlap)
+    bar = Progress(open_now if args.limit is None else min(args.limit, open_now), f"label ({teacher.name})")
+    args.kept = lambda: f"{bar.done} labels by {teacher.name} are stored; the same command labels the rest"
+    with bar:
+        written = label_pending(ws.store, teacher, task_id=args.task, limit=args.limit, overlap=args.overlap,
+                                on_label=bar.update_to)
     return {"annotator": teacher.name, "labels_written": written, "counts": ws.store.counts(args.task)}
 
 
@@ -232,7 +243,7 @@ def _runs(args: argparse.Namespace) -> dict:
     runs = ws.store.list_runs(args.task)
     steps = ws.store.latest_steps([run.id for run in runs])
     return {**said, "runs": [{"id": run.id, "kind": run.kind, "task_id": run.task_id, "status": run.status,
-                              "step": steps.get(run.id, (None, None))[1], "error": jobs.error_text(run),
+                              "step": steps.get(run.id, (None, None))[1], "error": jobs.error_text(run), "host": run.host,
                               "created_at": run.created_at.isoformat() if run.created_at else None,
                               "log": run.log_path} for run in runs]}
 
@@ -278,7 +289,7 @@ def register(command) -> None:
     p.add_argument("--render", action="store_true", help="render pending pair videos here, after generating")
     p.add_argument("--background", action="store_true", help="render pending pair videos in a background job (a run)")
     p.add_argument("--render-only", action="store_true", help="only render pending pair videos")
-    p.add_argument("--size", type=frame_size, default=256, help="video frame size in pixels (default 256)")
+    p.add_argument("--size", type=frame_size, default=256, help=f"video frame size in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} (default 256)")
     p.add_argument("--fps", type=positive_int, default=30, help="video frame rate (default 30)")
     p.set_defaults(handler=_pairs)
 

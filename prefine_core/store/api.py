@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the store imports neither torch (rollout does) nor pandas u
 LEASE = timedelta(minutes=10)
 #: The most annotators one pair can be handed to (agreement needs 2; more is rarely worth the labels).
 MAX_OVERLAP = 10
-_RUN_FIELDS = {"status", "pid", "error", "output_policy_id", "log_path", "heartbeat", "config"}
+_RUN_FIELDS = {"status", "pid", "host", "error", "output_policy_id", "log_path", "heartbeat", "config"}
 _MAX_SECONDS = 24 * 3600.0
 
 
@@ -690,9 +690,16 @@ class Store:
                 result.append((int(left), int(right)) if votes > 0 else (int(right), int(left)))
         return result
 
-    def preference_pairs(self, task_id: str) -> list[tuple["Trajectory", "Trajectory"]]:
-        """(winner, loser) trajectories of every decided pair (see :meth:`decided_pairs`)."""
-        return [(self.get_trajectory(w), self.get_trajectory(l)) for w, l in self.decided_pairs(task_id)]
+    def preference_pairs(self, task_id: str, on_progress=None) -> list[tuple["Trajectory", "Trajectory"]]:
+        """(winner, loser) trajectories of every decided pair (see :meth:`decided_pairs`); ``on_progress(done,
+        total)`` after each pair's clips are read (thousands of pairs take a while)."""
+        decided = self.decided_pairs(task_id)
+        pairs = []
+        for winner, loser in decided:
+            pairs.append((self.get_trajectory(winner), self.get_trajectory(loser)))
+            if on_progress is not None:
+                on_progress(len(pairs), len(decided))
+        return pairs
 
     # -- runs and metrics ---------------------------------------------------------------------
     def create_run(self, task_id: str, policy_id: int | None, kind: str, config: dict) -> int:
@@ -713,7 +720,7 @@ class Store:
         return self._write(create)
 
     def update_run(self, run_id: int, only_if_status: str | None = None, **fields) -> bool:
-        """Set any of status, pid, error, output_policy_id, log_path, heartbeat (a datetime, or True for now), config.
+        """Set any of status, pid, host, error, output_policy_id, log_path, heartbeat (a datetime, or True for now), config.
         With ``only_if_status``, only while the run's status is that one, checked and set in one statement (a queued
         run cancelled by the app and claimed by its starting process at the same moment: one of the two wins);
         returns whether the run was updated."""

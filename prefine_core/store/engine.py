@@ -21,8 +21,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Attempts of one transaction before giving up, and the first back-off (doubles, jittered).
@@ -51,8 +51,25 @@ def _stored_json(text: str):
         return {UNREADABLE_JSON: text[:200]}
 
 
+def database_url(url: str) -> URL:
+    """``url`` parsed, or a ValueError saying what a store's URL looks like (the text itself is not repeated: it may
+    hold a password). ``postgres://``, a common spelling SQLAlchemy no longer takes, is read as PostgreSQL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("the database URL (PREFINE_DB_URL) is not a URL: give sqlite:///PATH or "
+                         "postgresql+psycopg://USER@HOST/DATABASE") from None
+    if parsed.drivername == "postgres":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"the database URL {parsed.render_as_string(hide_password=True)} names the database kind "
+                         f"{parsed.drivername!r}; the store runs on SQLite or PostgreSQL: give sqlite:///PATH or "
+                         "postgresql+psycopg://USER@HOST/DATABASE")
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    parsed = url = database_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +93,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _transient(exc: Exception) -> bool:
+def transient(exc: BaseException) -> bool:
     """A locked database or a dropped connection: worth running the transaction again."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -97,7 +114,7 @@ def run_transaction(engine: Engine, fn, write: bool = True):
                 with conn.begin():
                     return fn(conn)
         except (OperationalError, DBAPIError) as exc:
-            if not _transient(exc) or attempt == RETRIES - 1:
+            if not transient(exc) or attempt == RETRIES - 1:
                 raise
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 2.0)

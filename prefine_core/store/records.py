@@ -117,3 +117,5 @@ class RunRecord:
     heartbeat: datetime | None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    host: str | None = None
+    """The machine ``pid`` is a process of (None: a run recorded before the store kept it, read as this one)."""

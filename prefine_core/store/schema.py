@@ -129,6 +129,7 @@ runs = Table(
     Column("config", JSON, nullable=False),
     Column("status", String(16), nullable=False),
     Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),  # the machine of ``pid`` (migration 0009)
     Column("error", Text, nullable=True),
     Column("output_policy_id", Integer, ForeignKey("policies.id"), nullable=True),
     Column("log_path", Text, nullable=True),
