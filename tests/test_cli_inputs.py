@@ -198,6 +198,43 @@ def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
     assert Store(f"sqlite:///{workspace / 'prefine.db'}").counts()["trajectories"] == 0
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--seeds", "1,,2", "expected comma-separated seeds such as 0,1,2, got '1,,2'"),  # was taken as 1,2
+    ("--seeds", "0,99999999999", "expected a whole number from 0 to 4294967295"),  # as --seed refuses it
+    ("--seeds", "0,٣", "expected digits 0-9"),
+    ("--fps", "100000", "expected a whole number from 1 to 120"),
+])
+def test_pairs_flags_out_of_range_are_refused_by_the_flags_name(tmp_path, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as refused:
+        main(["pairs", "--workspace", str(tmp_path / "ws"), "--task", CHEETAH, "--collect", flag, value])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"error: python -m prefine_core pairs: argument {flag}: {message}")
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("edit", ["sizes", "task", "nan"])
+def test_info_refuses_a_policy_file_that_evaluate_would_refuse(tmp_path, capsys, edit):
+    """`info` read only the header: sizes edited by hand, an unknown task or NaN weights passed it."""
+    from safetensors.torch import load_file, save_file
+
+    from prefine_core.policy import read_meta, save_policy
+
+    good = save_policy(make_policy(CHEETAH), tmp_path / "good.safetensors")
+    tensors, meta = load_file(str(good)), json.loads(read_meta(good).to_json())
+    if edit == "sizes":
+        meta["hidden_sizes"] = [32, 32]
+    elif edit == "task":
+        meta["task_id"] = "SafetyHalfCheetahVelocity-v9"
+    else:
+        tensors = {k: torch.full_like(v, float("nan")) for k, v in tensors.items()}
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={"prefine": json.dumps(meta)})
+    assert main(["info", "--policy", str(tmp_path / "good.safetensors")]) == 0
+    capsys.readouterr()
+    assert main(["info", "--policy", str(tmp_path / "bad.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
 def test_an_interrupted_command_says_what_it_kept(tmp_path):
     """Every interrupted command said "nothing it had begun to write was kept", where the labels, clips or
     checkpoints it had finished before stayed (rightly: the same command goes on from them)."""

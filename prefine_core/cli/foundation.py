@@ -132,9 +132,12 @@ def _evaluate(args: argparse.Namespace) -> dict:
 def _info(args: argparse.Namespace) -> dict:
     from dataclasses import asdict
 
-    from prefine_core.policy import read_meta
+    from prefine_core.envs import validate_task_id
+    from prefine_core.policy import load_policy
 
-    return asdict(read_meta(args.policy))
+    meta = load_policy(args.policy).meta  # the whole file checked, as every command that uses it checks it
+    validate_task_id(meta.task_id)
+    return asdict(meta)
 
 
 def _register_policy_commands(command) -> None:

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prefine_core.cli.args import (MAX_FRAME_SIZE, MIN_FRAME_SIZE, Progress, folder_to_write, frame_size, non_negative_float,
-                                   non_negative_int,
-                                   number_between, open_workspace, positive_int)
+                                   non_negative_int, number_between, open_workspace, positive_int, seed,
+                                   whole_number_between)
 
 
 def _workspace(args: argparse.Namespace, existing: bool = True):
@@ -53,14 +53,16 @@ def _task(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers ≥ 0, got {text!r}")
-    return values
+#: The fastest video frame rate ``pairs --fps`` makes (a video player shows no more).
+MAX_FPS = 120
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """Comma-separated episode seeds, each one as ``--seed`` takes it (digits 0-9, 0 to the largest seed)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds such as 0,1,2, got {text!r}")
+    return tuple(seed(part) for part in parts)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -279,7 +281,7 @@ def register(command) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="random", help="query strategy (default random)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the strategy's choices")
     p.add_argument("--collect", action="store_true", help="first roll out the registered policies into the pool")
-    p.add_argument("--seeds", type=_ints, default=(0, 1, 2, 3), help="episode seeds for --collect (default 0,1,2,3)")
+    p.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3), help="episode seeds for --collect (default 0,1,2,3)")
     p.add_argument("--temperatures", type=_floats, default=(0.5, 1.0, 1.5),
                    help="reference sampling temperatures for --collect (default 0.5,1,1.5; 0 = deterministic)")
     p.add_argument("--clip-length", type=non_negative_int, default=200, help="clip length in steps, 0 = whole episodes")
@@ -290,7 +292,8 @@ def register(command) -> None:
     p.add_argument("--background", action="store_true", help="render pending pair videos in a background job (a run)")
     p.add_argument("--render-only", action="store_true", help="only render pending pair videos")
     p.add_argument("--size", type=frame_size, default=256, help=f"video frame size in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} (default 256)")
-    p.add_argument("--fps", type=positive_int, default=30, help="video frame rate (default 30)")
+    p.add_argument("--fps", type=whole_number_between(1, MAX_FPS), default=30,
+                   help=f"video frame rate, 1 to {MAX_FPS} (default 30)")
     p.set_defaults(handler=_pairs)
 
     p = with_workspace(command("label-synthetic", "label pending pairs with the synthetic cost-oracle teacher"))
