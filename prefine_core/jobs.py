@@ -281,10 +281,7 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     gone = []
     for run in ws.store.list_runs(task_id):
         if lost(run):
-            ended = _ended(ws, run.id)
-            if ended is not None:
-                ws.store.update_run(run.id, **ended)
-            else:
+            if not _record_ended(ws, run.id):
                 ws.store.update_run(run.id, status="failed", error=STOPPED)
                 if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
                     with open(run.log_path, "a") as log:
@@ -294,20 +291,24 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     return gone
 
 
-def _ended(ws: Workspace, run_id: int) -> dict | None:
-    """How a run's process said it ended (``ended.json``: status, error, output policy), if it could not record it."""
+def _record_ended(ws: Workspace, run_id: int) -> bool:
+    """Record how a run's process said it ended (``ended.json``: status, error, output policy) where it could not
+    record it itself; False when it said nothing readable, or nothing the store takes (its policy row missing)."""
     try:
         ended = json.loads((run_dir(ws, run_id) / ENDED).read_text())
     except (OSError, ValueError):
-        return None
-    if not isinstance(ended, dict) or ended.get("status") not in ("done", "failed", "cancelled"):
-        return None
+        return False
+    if (not isinstance(ended, dict) or ended.get("status") not in ("done", "failed", "cancelled")
+            or not isinstance(ended.get("error"), (str, type(None)))):
+        return False
     fields = {"status": ended["status"], "error": ended.get("error")}
     if isinstance(ended.get("output_policy_id"), int):
         fields["output_policy_id"] = ended["output_policy_id"]
-    if not isinstance(fields["error"], (str, type(None))):
-        return None
-    return fields
+    try:
+        ws.store.update_run(run_id, **fields)
+    except ValueError:
+        return False
+    return True
 
 
 def active(ws: Workspace, task_id: str, kinds: tuple[str, ...]) -> list[RunRecord]:

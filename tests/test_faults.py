@@ -336,6 +336,11 @@ def test_a_run_whose_process_could_not_record_its_end_is_reaped_as_it_ended(tmp_
     run = ws.store.get_run(run_id)
     assert (run.status, run.error) == ("failed", "OperationalError: connection refused")  # not "stopped without …"
     assert not (folder / jobs.ENDED).exists()
+    other = ws.store.create_run(CHEETAH, None, "compare", {})  # what it said names a policy the store does not have
+    ws.store.update_run(other, status="running", pid=dead.pid, host=jobs.HOST, heartbeat=True)
+    jobs.run_dir(ws, other).mkdir(parents=True)
+    (jobs.run_dir(ws, other) / jobs.ENDED).write_text(json.dumps({"status": "done", "output_policy_id": 999}))
+    assert jobs.reap(ws) == [other] and ws.store.get_run(other).error == jobs.STOPPED
 
 
 def test_label_page_says_when_the_database_is_locked_and_keeps_the_pair(tmp_path, monkeypatch, short_lock_timeouts):
