@@ -76,6 +76,7 @@ def test_tiny_pretrain_then_rollout_evaluate_render(tmp_path):
     (["finetune", "--policy", "README.md", "--pairs-from-teacher", "99999999"], "expected a whole number from 1 to 2000"),
     (["finetune", "--policy", "README.md", "--pairs-from-teacher", "5", "--out", "no/such/folder/run"],
      "--out: no folder no/such/folder to make run in"),
+    (["bench", "--task", "SafetyPointCircle1-v0", "--config", "README.md"], "--config README.md: "),
 ])
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = cli(*args)
@@ -157,11 +158,16 @@ def test_finetune_refuses_an_out_folder_it_did_not_write(tmp_path, capsys, monke
 
 
 def test_finetune_here_needs_the_labels_a_background_run_needs(tmp_path, capsys, monkeypatch):
-    """The foreground fine-tune trained on 1 decided pair, where --background and the app's Launch ask for 2."""
+    """The foreground fine-tune trained on 1 decided pair, where --background and the app's Launch ask for 2. Without
+    --workspace it reads the default workspace, as every command of the store does (it once required the flag)."""
     from prefine_core.cli import main
 
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    code = main([*_finetune_argv(tmp_path, tmp_path / "run", pairs=1), "--json"])
+    argv = _finetune_argv(tmp_path, tmp_path / "run", pairs=1)
+    at = argv.index("--workspace")
+    monkeypatch.setenv("PREFINE_WORKSPACE", argv.pop(at + 1))
+    argv.pop(at)
+    code = main([*argv, "--json"])
     said = json.loads(capsys.readouterr().out).get("error", "")
     assert code == 2 and said.startswith("1 pair of SafetyHalfCheetahVelocity-v1 has a winner") and "label at least 2" in said
     assert not (tmp_path / "run").exists()
@@ -198,7 +204,7 @@ def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatc
     reference = ws.store.list_policies("SafetyHalfCheetahVelocity-v1", kind="reference")[0]
     flags = ["--steps", "20", "--eval-every", "10", "--eval-episodes", "1", "--json"]
     code = main(["finetune", "--policy", reference.path, "--background", "--pairs-from-teacher", "4", *flags])
-    assert code == 2 and "--background needs --workspace" in json.loads(capsys.readouterr().out)["error"]
+    assert code == 2 and "drop --pairs-from-teacher" in json.loads(capsys.readouterr().out)["error"]
     code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", "--out",
                  str(tmp_path / "out"), *flags])
     assert code == 2 and "drop --out" in json.loads(capsys.readouterr().out)["error"]
@@ -258,3 +264,34 @@ def test_pretrain_refuses_an_out_in_a_folder_that_is_not_there_before_training(t
     assert exit_info.value.code == 2
     assert f"argument --out: no folder {out.parent} to write {out} in" in json.loads(capsys.readouterr().out)["error"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_flag_with_a_default_says_it_in_help_and_says_the_one_it_has():
+    """Help showed no default for flags such as ``pairs --seed`` or ``pretrain --snapshot-every``; and a default
+    written by hand into a help text can go stale when the code's default changes. Every flag with a default shows
+    it, and the value shown is the parser's own (``label-synthetic --overlap``'s 1 000 000 is said in words)."""
+    import argparse
+    import re
+
+    from prefine_core.cli import build_parser
+
+    in_words = {("label-synthetic", "--overlap"): "label every pair"}
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for name, command in sub.choices.items():
+        formatter = command._get_formatter()
+        for action in command._actions:
+            if not action.option_strings or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+                continue
+            text = formatter._get_help_string(action) % {}
+            said = re.search(r"\(default:? ([^);]+)", text)
+            assert said, f"{name} {action.option_strings[0]}: no default in its help: {text!r}"
+            value = action.default
+            items = value if isinstance(value, (list, tuple)) else [value]
+            forms = {",".join(map(str, items)), " ".join(map(str, items)),
+                     ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in items),
+                     in_words.get((name, action.option_strings[0]), "\0")}
+            assert any(said[1].startswith(form) for form in forms), \
+                f"{name} {action.option_strings[0]}: help says default {said[1]!r}, the parser's is {value!r}"
+            checked += 1
+    assert checked > 30

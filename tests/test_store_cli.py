@@ -67,6 +67,13 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
     code, out = _run(capsys, "import", str(tmp_path / "x.hdf5"), "--workspace", ws2, "--task", CHEETAH, "--restore-deleted")
     assert code == 2 and out["error"] == "--restore-deleted adds back pairs of an export (a folder or .zip), not of x.hdf5"
 
+    # more pairs asked for than the pool's 8 clips make (28, 3 taken): the rest are added, and the shortfall said
+    code, out = _run(capsys, "pairs", "--workspace", ws, "--task", CHEETAH, "--n", "50")
+    assert code == 0 and len(out["pairs_added"]) == 25 and out["note"].startswith("25 of the 50 pairs asked for"), out
+    with pytest.raises(SystemExit) as refused:
+        _run(capsys, "pairs", "--workspace", ws, "--task", CHEETAH, "--n", "10001")
+    assert refused.value.code == 2 and "--n: expected a whole number from 1 to 10000" in capsys.readouterr().err
+
 
 def test_cli_rejects_a_bad_task(capsys):
     from prefine_core.cli import main

@@ -23,6 +23,20 @@ import threading
 _AREAS = ("foundation", "store", "finetune")
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Help that shows each flag's default where its text does not say it already (``--seed`` of ``pairs`` was
+    shown without one), so that no flag's default has to be looked up in the code."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.nargs == 0 or default in (None, argparse.SUPPRESS)
+                or "default" in text):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default {shown.replace('%', '%%')})"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, whose refusals of a command line with ``--json`` are one line on stderr and one JSON object on
     stdout, as every other refusal (the sub-commands' parsers are of this class too)."""
@@ -31,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         # no abbreviated flags: `--js` read as --json by argparse was not --json where refusals are said as JSON, and
         # a flag added later would silently change what an abbreviation in someone's script means
-        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+        super().__init__(*args, **{"allow_abbrev": False, "formatter_class": _HelpWithDefaults, **kwargs})
 
     def error(self, message: str):
         """One line on stderr (argparse's own printed the whole usage first: 36 lines for ``finetune``), and with

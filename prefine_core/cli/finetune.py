@@ -85,7 +85,7 @@ def _finetune(args: argparse.Namespace) -> dict:
     reference = load_policy(args.policy)
     task_id = reference.meta.task_id
     quiet = args.json and not sys.stderr.isatty()
-    if args.workspace:
+    if args.pairs_from_teacher is None:  # the labels of the workspace (--workspace, or the default one)
         ws = open_workspace(args.workspace)
         check_enough_labels(ws, task_id)  # the app's and --background's rule
         with Progress(None, "read labelled clips", quiet=quiet) as reading:
@@ -140,9 +140,9 @@ def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dic
     from prefine_core import transfer
     from prefine_core.launcher import launch_finetune
 
-    if not args.workspace:
-        raise ValueError("--background needs --workspace: the run is recorded in that workspace, where the app and "
-                         "`runs` show it, and trains on its labels")
+    if args.pairs_from_teacher is not None:
+        raise ValueError("--background trains on a workspace's labels (it is recorded there, where the app and `runs` "
+                         "show it): drop --pairs-from-teacher, or drop --background to fine-tune on teacher labels here")
     if args.out:
         raise ValueError("--background keeps the run's checkpoints in the workspace's run folder; drop --out")
     ws = open_workspace(args.workspace)
@@ -154,7 +154,7 @@ def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dic
             ws.delete_policy(policy.id)
         raise
     return {"run_id": run_id, "task_id": policy.task_id, "policy_id": policy.id, "status": ws.store.get_run(run_id).status,
-            "follow": f"the app's Fine-tune page (run {run_id}), or `runs --workspace {args.workspace}`"}
+            "follow": f"the app's Fine-tune page (run {run_id}), or `runs --workspace {ws.root}`"}
 
 
 def bench_config(args: argparse.Namespace) -> BenchConfig:
@@ -163,7 +163,10 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     if args.config:
         if args.quick:
             raise ValueError("--config sets the fine-tune of a full benchmark; --quick has its own tiny one")
-        kw["finetune"] = PrefineConfig.from_json(Path(args.config).read_text())
+        try:
+            kw["finetune"] = PrefineConfig.from_json(Path(args.config).read_text())
+        except ValueError as exc:  # said under the file, as finetune's --config
+            raise ValueError(f"--config {args.config}: {exc}") from None
     if args.quick:
         return BenchConfig.quick(args.task, methods=tuple(args.methods), top_methods=tuple(args.top_methods), **kw)
     budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)
@@ -194,8 +197,9 @@ def _bench(args: argparse.Namespace) -> dict:
 def register(command) -> None:
     p = command("finetune", "fine-tune a policy on preference labels with PREFINE")
     p.add_argument("--policy", type=existing_file, required=True, help="the reference policy (.safetensors)")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workspace", help="workspace folder whose store holds the labels")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--workspace", help="workspace folder whose store holds the labels (default: "
+                                            "$PREFINE_WORKSPACE or data/workspace; store from $PREFINE_DB_URL if set)")
     source.add_argument("--pairs-from-teacher", type=whole_number_between(1, MAX_TEACHER_PAIRS), metavar="N",
                         help=f"label N pool pairs with the synthetic teacher (no store needed; 1 to "
                              f"{MAX_TEACHER_PAIRS})")
@@ -203,7 +207,7 @@ def register(command) -> None:
     p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
     p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (default 10)")
     p.add_argument("--background", action="store_true",
-                   help="with --workspace: start the run as the app's Launch does (recorded in the workspace, shown "
+                   help="start the run as the app's Launch does (recorded in the workspace, shown "
                         "live on the Fine-tune page and by `runs`, its policy registered) and return its run id; "
                         "without it the fine-tune runs here and is not recorded in the workspace")
     for f in config_fields():

@@ -41,17 +41,17 @@ def register(command) -> None:
                         f"{PPOConfig.num_envs * PPOConfig.rollout_steps} steps")
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost (default 0)")
-    p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost")
-    p.add_argument("--snapshot-every", type=non_negative_int, default=0, help="save a snapshot every N steps")
+    p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost (default: none, reward only)")
+    p.add_argument("--snapshot-every", type=non_negative_int, default=0, help="save a snapshot every N steps (default 0: none)")
     p.add_argument("--penalty-floor", type=finite_float, default=None,
-                   help="lower bound on a costly step's penalised reward (0 stops 'fall on purpose' in Hopper-like tasks)")
+                   help="lower bound on a costly step's penalised reward (0 stops 'fall on purpose' in Hopper-like tasks; default: none)")
     p.add_argument("--speed-cap", type=positive_float, default=None,
-                   help="reward forward speed only up to this many m/s (velocity tasks; a slow behaviour policy)")
+                   help="reward forward speed only up to this many m/s (velocity tasks; a slow behaviour policy; default: no cap)")
     p.add_argument("--lagrange-lr", type=positive_float, default=0.05,
                    help="step size of the Lagrange multiplier with --cost-limit (default 0.05)")
     p.add_argument("--init-log-std", type=number_between(LOG_STD_MIN, LOG_STD_MAX), default=-0.5,
                    help=f"initial log σ of the actor, {LOG_STD_MIN:g} to {LOG_STD_MAX:g} (default -0.5)")
-    p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down)")
+    p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down; default: a new one)")
     p.add_argument("--out", type=output_file, required=True,
                    help="where to write the .safetensors policy, in a folder that exists")
     p.set_defaults(handler=_pretrain)
@@ -155,7 +155,7 @@ def _register_policy_commands(command) -> None:
     p.add_argument("--policy-b", type=existing_file, default=None, help="second policy: render a side-by-side pair")
     p.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
     p.add_argument("--seed-b", type=seed, default=None, help="seed of the second clip (default --seed)")
-    p.add_argument("--steps", type=positive_int, default=200, help="steps to render (default 200)")
+    p.add_argument("--steps", type=positive_int, default=200, help="steps to render (default 200; fewer when the episode ends first)")
     p.add_argument("--size", type=frame_size, default=256, help=f"frame width and height in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} (default 256)")
     p.add_argument("--deterministic", action="store_true", help="take the mean action")
     p.add_argument("--out", type=output_file, required=True, help="output .mp4 path, in a folder that exists")

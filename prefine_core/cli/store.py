@@ -56,6 +56,9 @@ def _task(text: str) -> str:
 #: The fastest video frame rate ``pairs --fps`` makes (a video player shows no more).
 MAX_FPS = 120
 
+#: The most pairs one ``pairs`` command adds (each wants a video and a person's time; 10 000 is weeks of labelling).
+MAX_NEW_PAIRS = 10_000
+
 
 def _seeds(text: str) -> tuple[int, ...]:
     """Comma-separated episode seeds, each one as ``--seed`` takes it (digits 0-9, 0 to the largest seed)."""
@@ -82,8 +85,10 @@ def _pairs(args: argparse.Namespace) -> dict:
             result["workspace"] = str(ws.root)
             rollouts = len(pool.pool_sources(ws.store, config)) * len(config.seeds)
             bar = Progress(rollouts, "pool")
-            args.kept = lambda: (f"the clips of {bar.done} of {rollouts} rollouts are kept; the same command goes on "
-                                 "from there (a clip here is not added again)")
+            clips_before = ws.store.counts(args.task)["trajectories"]
+            # what is kept is counted in the store, not by the bar: a stop between a write and the bar's step
+            args.kept = lambda: (f"{ws.store.counts(args.task)['trajectories'] - clips_before} new clips are kept; "
+                                 "the same command goes on from there (a clip here is not added again)")
             try:
                 result["clips_added"] = len(pool.collect_pool(ws, config, on_progress=lambda d, t: bar.update_to(d)))
             finally:
@@ -94,16 +99,21 @@ def _pairs(args: argparse.Namespace) -> dict:
         result["workspace"] = str(ws.root)
     if not args.render_only:
         result["pool"] = pool.pool_summary(ws.store, args.task).to_dict("records")
-        result["pairs_added"] = pool.generate_pairs(ws.store, args.task, args.n, args.strategy, seed=args.seed,
-                                                    include_datasets=args.include_datasets)
+        added = pool.generate_pairs(ws.store, args.task, args.n, args.strategy, seed=args.seed,
+                                    include_datasets=args.include_datasets)
+        result["pairs_added"] = added
         result["strategy"] = args.strategy
+        if len(added) < args.n:  # it said nothing when the pool had fewer new pairs than asked for
+            result["note"] = (f"{len(added)} of the {args.n} pairs asked for were added: the pool's clips make no "
+                              "more new pairs (--collect more episodes, or more --seeds, for more)")
     if args.background:  # a run per task, shown by the app like any job (and not started twice)
         tasks = [args.task] if args.task else sorted({p.task_id for p in ws.store.list_pairs(None, without_video=True)})
         result["render_runs"] = [pool.render_missing(ws, task, size=args.size) for task in tasks]
     elif args.render or args.render_only:
         pending = len(ws.store.list_pairs(args.task, without_video=True))
         bar = Progress(pending, "render")
-        args.kept = lambda: f"{bar.done} of {pending} videos are made and kept; --render-only makes the rest"
+        args.kept = lambda: (f"{pending - len(ws.store.list_pairs(args.task, without_video=True))} of {pending} "
+                             "videos are made and kept; --render-only makes the rest")
         try:
             result["render"] = pool.render_pending(ws, args.task, size=args.size, fps=args.fps,
                                                    on_progress=lambda d, t: bar.update_to(d))
@@ -122,7 +132,8 @@ def _label_synthetic(args: argparse.Namespace) -> dict:
     teacher = SyntheticTeacher(config, name=args.name)
     open_now = ws.store.pairs_open_to(teacher.name, args.task, overlap=args.overlap)
     bar = Progress(open_now if args.limit is None else min(args.limit, open_now), f"label ({teacher.name})")
-    args.kept = lambda: f"{bar.done} labels by {teacher.name} are stored; the same command labels the rest"
+    args.kept = lambda: (f"{open_now - ws.store.pairs_open_to(teacher.name, args.task, overlap=args.overlap)} labels "
+                         f"by {teacher.name} are stored; the same command labels the rest")
     with bar:
         written = label_pending(ws.store, teacher, task_id=args.task, limit=args.limit, overlap=args.overlap,
                                 on_label=bar.update_to)
@@ -277,7 +288,8 @@ def register(command) -> None:
 
     p = with_workspace(command("pairs", "collect the behaviour pool, choose pairs to label, render their videos"))
     p.add_argument("--task", type=_task, help="Safety-Gymnasium task id")
-    p.add_argument("--n", type=positive_int, default=20, help="pairs to add (default 20)")
+    p.add_argument("--n", type=whole_number_between(1, MAX_NEW_PAIRS), default=20,
+                   help=f"pairs to add, 1 to {MAX_NEW_PAIRS} (default 20)")
     p.add_argument("--strategy", choices=STRATEGIES, default="random", help="query strategy (default random)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the strategy's choices")
     p.add_argument("--collect", action="store_true", help="first roll out the registered policies into the pool")
@@ -285,7 +297,7 @@ def register(command) -> None:
     p.add_argument("--temperatures", type=_floats, default=(0.5, 1.0, 1.5),
                    help="reference sampling temperatures for --collect (default 0.5,1,1.5; 0 = deterministic)")
     p.add_argument("--clip-length", type=non_negative_int, default=200, help="clip length in steps, 0 = whole episodes")
-    p.add_argument("--max-steps", type=positive_int, default=None, help="cap on episode length for --collect")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="cap on episode length for --collect (default: the task's own limit)")
     p.add_argument("--include-datasets", action="store_true",
                    help="also pair clips of imported datasets (they have no video: for the synthetic teacher)")
     p.add_argument("--render", action="store_true", help="render pending pair videos here, after generating")
@@ -298,12 +310,12 @@ def register(command) -> None:
 
     p = with_workspace(command("label-synthetic", "label pending pairs with the synthetic cost-oracle teacher"))
     p.add_argument("--task", type=_task, default=None, help="only pairs of this task")
-    p.add_argument("--limit", type=positive_int, default=None, help="at most this many labels")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many labels (default: every open pair)")
     p.add_argument("--name", default="synthetic-teacher", help="annotator name (default synthetic-teacher)")
     p.add_argument("--overlap", type=positive_int, default=1_000_000,
                    help="skip pairs already labelled by this many others (default: label every pair)")
     p.add_argument("--mistake-rate", type=number_between(0, 1), default=0.0, help="probability of swapping an answer")
-    p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="cost difference judged equal")
+    p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="difference of the two clips' total costs judged \"equal\"")
     p.add_argument("--skip-rate", type=number_between(0, 1), default=0.0, help="probability of answering cant_tell")
     p.add_argument("--myopic-discount", type=number_between(0, 1, above_low=True), default=1.0,
                    help="γ weighting late steps more (above 0, at most 1)")
@@ -322,7 +334,7 @@ def register(command) -> None:
     p.add_argument("path", help="export folder or .zip (as the Data page downloads it), .safetensors policy, or .hdf5/.h5 file")
     p.add_argument("--task", type=_task, default=None, help="task the HDF5 dataset was recorded in")
     p.add_argument("--clip-length", type=non_negative_int, default=200, help="HDF5: clip length, 0 = whole episodes")
-    p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes")
+    p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes (default: all)")
     p.add_argument("--source", default=None, help="HDF5: pool source name (default dataset:<file name>)")
     p.add_argument("--restore-deleted", action="store_true",
                    help="export: add back the pairs deleted in this workspace since, with their labels (left out by default)")
@@ -347,7 +359,7 @@ def register(command) -> None:
     p = with_workspace(command("agreement", "agreement with the true cost ordering and between annotators; "
                                             "--people-per-pair sets how many annotators each pair goes to"))
     p.add_argument("--task", type=_task, default=None, help="only this task (and its people per pair)")
-    p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="cost difference the truth calls equal")
+    p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="difference of the two clips' total costs the truth calls \"equal\"")
     p.add_argument("--people-per-pair", default=None, metavar="N",
                    help="hand each pair of --task to N annotators from now on (1 to 10; 2 or more for agreement "
                         "between people), as the Data page's Agreement tab")
