@@ -49,10 +49,17 @@ def test_paper_split_uses_the_threshold_scaled_to_the_clip():
     assert sorted(t.total_cost for t in data.losers) == [3, 5, 8]
 
 
+@pytest.fixture(scope="module")
+def quick_bench_root(tmp_path_factory) -> Path:
+    """One folder for this module's quick benchmarks: the second finds the first's reference, PPO-Lagrangian, pool
+    and the runs they share in the benchmark's own cache (a rerun of a benchmark goes on from it alike)."""
+    return tmp_path_factory.mktemp("quick-bench")
+
+
 @pytest.mark.slow
-def test_quick_bench_cli_prints_the_documented_json(tmp_path):
+def test_quick_bench_cli_prints_the_documented_json(tmp_path, quick_bench_root):
     out = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--quick", "--json",
-                          "--out", str(tmp_path / TASK)], cwd=REPO, capture_output=True, text=True, timeout=300)
+                          "--out", str(quick_bench_root / TASK)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert {"return_mean", "cost_mean"} <= set(result["reference"]) and {"return_mean", "cost_mean"} <= set(result["lagrangian"])
@@ -60,7 +67,7 @@ def test_quick_bench_cli_prints_the_documented_json(tmp_path):
     assert all(ROW_KEYS <= set(r) for r in result["rows"])
     assert {r["section"] for r in result["rows"]} == {"grid", "no-safe-pool", "paper", "rounds"}
     assert result["pool"] and all({"source", "return_mean", "cost_mean"} <= set(p) for p in result["pool"])
-    saved = json.loads((tmp_path / TASK / "result.json").read_text())
+    saved = json.loads((quick_bench_root / TASK / "result.json").read_text())
     text = task_markdown(saved)
     assert "Floors" in text and "PPO-Lagrangian" in text and "prefine" in text
     summary = summary_markdown([saved]).splitlines()
@@ -74,11 +81,11 @@ def test_quick_bench_cli_prints_the_documented_json(tmp_path):
     shown.write_text(f"# B\n\n<!-- prefine-bench:start -->\n### {TASK}\n\n### {TASK} — run `{TASK}-10seeds`\n"
                      f"<!-- prefine-bench:end -->\n")
     before = shown.read_bytes()
-    with pytest.raises(ValueError, match=f"not under {tmp_path}: {TASK}-10seeds; rewriting it now would drop"):
-        write_benchmarks(root=tmp_path, path=shown)
+    with pytest.raises(ValueError, match=f"not under {quick_bench_root}: {TASK}-10seeds; rewriting it now would drop"):
+        write_benchmarks(root=quick_bench_root, path=shown)
     assert shown.read_bytes() == before
     shown.write_text(f"# B\n\n<!-- prefine-bench:start -->\n### {TASK}\n<!-- prefine-bench:end -->\n")
-    write_benchmarks(root=tmp_path, path=shown)
+    write_benchmarks(root=quick_bench_root, path=shown)
     assert f"### {TASK}\n" in shown.read_text() and "**Summary.**" in shown.read_text()
 
 
@@ -110,9 +117,9 @@ def test_a_section_check_runs_under_the_write_lock_on_the_section_as_it_stands(t
     assert path.read_bytes() == before and seen == ["old", "new"]
 
 
-def test_bench_cli_runs_the_methods_asked_for_and_checks_the_floors_of_staged_prefine(tmp_path):
+def test_bench_cli_runs_the_methods_asked_for_and_checks_the_floors_of_staged_prefine(quick_bench_root):
     out = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--quick", "--json",
-                          "--methods", "staged", "bc", "--top-methods", "dpo", "--out", str(tmp_path / TASK)],
+                          "--methods", "staged", "bc", "--top-methods", "dpo", "--out", str(quick_bench_root / TASK)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
@@ -120,7 +127,7 @@ def test_bench_cli_runs_the_methods_asked_for_and_checks_the_floors_of_staged_pr
     assert result["floors"] == {}  # PREFINE itself did not run
     [(budget, checks)] = result["floors_by_method"]["staged"].items()
     assert budget == "8" and {"cost_cut_60", "beats_bc", "beats_dpo", "met"} <= set(checks)
-    stage = tmp_path / TASK / "runs" / "staged_n8_s0" / "bc_stage" / "policy.safetensors"
+    stage = quick_bench_root / TASK / "runs" / "staged_n8_s0" / "bc_stage" / "policy.safetensors"
     assert load_policy(stage).meta.provenance["algorithm"] == "bc"
     bad = subprocess.run([sys.executable, "-m", "prefine_core", "bench", "--task", TASK, "--methods", "sft"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
