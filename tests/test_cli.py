@@ -273,8 +273,6 @@ def test_every_flag_with_a_default_says_it_in_help_and_says_the_one_it_has():
     import argparse
     import re
 
-    from prefine_core.cli import build_parser
-
     in_words = {("label-synthetic", "--overlap"): "label every pair"}
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     checked = 0
@@ -295,3 +293,23 @@ def test_every_flag_with_a_default_says_it_in_help_and_says_the_one_it_has():
                 f"{name} {action.option_strings[0]}: help says default {said[1]!r}, the parser's is {value!r}"
             checked += 1
     assert checked > 30
+
+
+def test_every_command_line_in_the_readme_names_a_command_and_flags_that_exist():
+    """The README's examples are what people copy: each ``./studio cli`` line names a command and only flags it
+    has (a flag renamed in the code and not in the README failed only in someone's hands)."""
+    import argparse
+    import shlex
+    from pathlib import Path
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    lines = [line.split("./studio cli", 1)[1] for line in (Path(ROOT) / "README.md").read_text().splitlines()
+             if line.lstrip().startswith("./studio cli ")]
+    assert len(lines) > 20
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        command = sub.choices.get(words[0])
+        assert command is not None, f"README: no command {words[0]!r}: {line}"
+        flags = {flag for action in command._actions for flag in action.option_strings}
+        unknown = [word.split("=")[0] for word in words[1:] if word.startswith("--") and word.split("=")[0] not in flags]
+        assert not unknown, f"README: {words[0]} has no {unknown}: {line}"
