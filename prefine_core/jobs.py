@@ -51,6 +51,11 @@ class Cancelled(BaseException):
     """Raised in a job process on SIGTERM."""
 
 
+class TakenOver(BaseException):
+    """Raised in a job process whose run the store now gives to another process (resumed elsewhere while this one,
+    unheard from during a database outage, was thought dead): it stops without recording anything."""
+
+
 def run_dir(ws: Workspace, run_id: int) -> Path:
     return ws.runs_dir / str(run_id)
 
@@ -207,7 +212,10 @@ def resume(ws: Workspace, run_id: int) -> None:
         raise ValueError(refusal)
     if run.kind == "prefine":
         _drop_what_is_redone(ws, run_id)
-    ws.store.update_run(run_id, status="queued", error=None, pid=None, host=None, heartbeat=None)
+    # only from the status the check saw: a run its own process took back meanwhile (see _heartbeat) is not started twice
+    if not ws.store.update_run(run_id, only_if_status=run.status, status="queued", error=None, pid=None, host=None,
+                               heartbeat=None):
+        raise ValueError(f"run {run_id} is {ws.store.get_run(run_id).status} now; only failed or cancelled runs resume")
     (run_dir(ws, run_id) / ENDED).unlink(missing_ok=True)
     _spawn(ws, run_id)
 
@@ -329,14 +337,29 @@ def log_tail(run: RunRecord, lines: int = 20) -> str:
 
 # -- the job side ------------------------------------------------------------------------------
 
-def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event, cancelled: threading.Event) -> None:
-    """Beat every :data:`HEARTBEAT_EVERY` s. A run cancelled from another machine, where no signal reaches, is
-    marked so in the store: ``cancelled`` is set, and the run stops at its next report."""
+def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event, cancelled: threading.Event,
+               taken_over: threading.Event) -> None:
+    """Beat every :data:`HEARTBEAT_EVERY` s, reading what the store says of the run first:
+
+    - cancelled from another machine, where no signal reaches: ``cancelled`` is set, the run stops at its next report;
+    - marked failed for a late heartbeat by another machine's app (the database did not answer for a while) though
+      this process lives: it is taken back (running again), so that no Resume starts a second process beside it;
+    - given to another process meanwhile (resumed there): ``taken_over`` is set, and this one stops at its next
+      report without recording anything (the run is the other process's now)."""
     while not stop.wait(HEARTBEAT_EVERY):
         try:
-            ws.store.update_run(run_id, heartbeat=True)
-            if ws.store.get_run(run_id).status == "cancelled":
+            run = ws.store.get_run(run_id)
+            if run.pid != os.getpid() or run.host != HOST:
+                taken_over.set()
+                return
+            if run.status == "cancelled":
                 cancelled.set()
+            elif run.status == "failed" and run.error == STOPPED:
+                if ws.store.update_run(run_id, only_if_status="failed", status="running", error=None, heartbeat=True):
+                    print(f"[{time.strftime('%H:%M:%S')}] run {run_id} was marked failed while the database did not "
+                          "hear from it; it is running again", flush=True)
+            else:
+                ws.store.update_run(run_id, heartbeat=True)
         except Exception as exc:  # a busy database must not kill the run; the next beat retries
             print(f"heartbeat failed: {exc}", flush=True)
 
@@ -378,12 +401,14 @@ class _Reports:
 
     RETRY_EVERY = 15.0
 
-    def __init__(self, ws: Workspace, run_id: int, cancelled: threading.Event):
-        self.ws, self.run_id, self.cancelled = ws, run_id, cancelled
+    def __init__(self, ws: Workspace, run_id: int, cancelled: threading.Event, taken_over: threading.Event):
+        self.ws, self.run_id, self.cancelled, self.taken_over = ws, run_id, cancelled, taken_over
         self.waiting: list[tuple[int, dict]] = []
         self.retry_at = 0.0  # 0: the database answered last time
 
     def __call__(self, step: int, metrics: dict) -> None:
+        if self.taken_over.is_set():  # another process holds the run now (the heartbeat read it)
+            raise TakenOver()
         if self.cancelled.is_set():  # the handler's Cancelled was swallowed somewhere (library code), or a cancel
             raise Cancelled()        # came from another machine (the heartbeat read it): stop here
         self.waiting.append((int(step), {k: float(v) for k, v in metrics.items() if k != "step"}))
@@ -432,21 +457,23 @@ def execute(ws: Workspace, run_id: int) -> str:
         print(_closing_line(run_id, status, "not started: it was no longer queued"), flush=True)
         return status
     run = ws.store.get_run(run_id)
-    stop = threading.Event()
+    stop, taken_over = threading.Event(), threading.Event()
 
-    report = _Reports(ws, run_id, cancelled)
+    report = _Reports(ws, run_id, cancelled, taken_over)
     status, fields = "done", {}
     try:
         import torch
 
         torch.set_num_threads(1)
-        threading.Thread(target=_heartbeat, args=(ws, run_id, stop, cancelled), daemon=True).start()
+        threading.Thread(target=_heartbeat, args=(ws, run_id, stop, cancelled, taken_over), daemon=True).start()
         print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {run.kind} on {run.task_id}", flush=True)
         outcome = KINDS[run.kind](ws, run, report)
         report.write_waiting(now=True)  # the last metrics, before the run is said to be done
         path = run_dir(ws, run_id) / "result.json"
         write_text_atomic(path, json.dumps(outcome, indent=1, default=str))
         fields["output_policy_id"] = outcome.get("output_policy_id")
+    except TakenOver:
+        pass  # said below
     except Cancelled:
         status, fields["error"] = "cancelled", "stopped by the user"
     except Exception as exc:  # Cancelled raised inside a C call may arrive wrapped (ctypes.ArgumentError)
@@ -459,6 +486,10 @@ def execute(ws: Workspace, run_id: int) -> str:
     finally:
         stop.set()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if taken_over.is_set():  # at a report, or at the end of a job that reports little: the run is not ours to end
+        print(_closing_line(run_id, "stopped", "another process runs it now (it was resumed while this one was thought "
+                                               "dead); nothing is recorded from here"), flush=True)
+        return "taken over"
     print(_closing_line(run_id, status, fields.get("error")), flush=True)
     _record_end(ws, run_id, status, fields)
     return status

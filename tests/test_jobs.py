@@ -187,6 +187,55 @@ def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monke
     assert ws.store.get_run(run_id).status == "cancelled" and 0 < len(reports) < 200
 
 
+def _probe(ws, monkeypatch, seen: list) -> int:
+    """A run of a job that reports 200 times over about 4 s and notes the status the store gives its run at each
+    report; heartbeats every 0.1 s."""
+    def job(ws, run, report):
+        for step in range(200):
+            report(step, {"x": 1.0})
+            seen.append(ws.store.get_run(run.id).status)
+            time.sleep(0.02)
+        return {}
+
+    monkeypatch.setitem(jobs.KINDS, "probe", job)
+    monkeypatch.setattr(jobs, "HEARTBEAT_EVERY", 0.1)
+    return ws.store.create_run(CHEETAH, 1, "probe", {})
+
+
+def test_a_live_run_marked_failed_by_another_machine_takes_itself_back(ws, monkeypatch, capsys):
+    """Another machine's app marks a run failed when its heartbeat is late (the database did not answer for 45 s),
+    though its process lives on: it stayed failed while it trained on, and Resume could start a second process."""
+    import threading
+
+    seen = []
+    run_id = _probe(ws, monkeypatch, seen)
+    threading.Timer(0.5, lambda: ws.store.update_run(run_id, status="failed", error=jobs.STOPPED)).start()
+    assert jobs.execute(ws, run_id) == "done"
+    assert seen[-1] == "running" and len(seen) == 200, seen
+    assert f"run {run_id} was marked failed while the database did not hear from it; it is running again" in \
+        capsys.readouterr().out
+    assert ws.store.get_run(run_id).status == "done"
+
+
+def test_a_run_resumed_by_another_process_stops_here_and_records_nothing(ws, monkeypatch):
+    """A run thought dead and resumed elsewhere (another pid, another machine) while its first process lived: both
+    trained in one folder and the first recorded its end over the second's run."""
+    import threading
+
+    seen = []
+    run_id = _probe(ws, monkeypatch, seen)
+
+    def resumed_elsewhere():
+        ws.store.update_run(run_id, status="queued", error=None, pid=None, host=None, heartbeat=None)
+        ws.store.update_run(run_id, pid=424242, host="another-machine")
+
+    threading.Timer(0.5, resumed_elsewhere).start()
+    assert jobs.execute(ws, run_id) == "taken over"
+    run = ws.store.get_run(run_id)
+    assert 0 < len(seen) < 200 and (run.status, run.pid, run.host) == ("queued", 424242, "another-machine")
+    assert not (jobs.run_dir(ws, run_id) / jobs.ENDED).exists()
+
+
 def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
     from prefine_core.comparison import comparison_config
 
