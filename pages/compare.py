@@ -75,8 +75,10 @@ if run is None:
 elif run.status in jobs.ACTIVE:
     ui.cancel_job_button(ws, run.id, key="cancel_compare")  # one started by mistake need not be waited out
     progress(run.id)
+elif run.status == "cancelled":  # the user's own choice: said, not shown as an error
+    st.info(f"Run {run.id}'s comparison was cancelled before it finished. The button above evaluates the pair again.")
 elif run.status != "done":
-    st.error(f"The comparison {run.status}: {ui.plain(jobs.error_text(run) or 'no reason recorded')}. The button above evaluates "
+    st.error(f"The comparison failed: {ui.plain(jobs.error_text(run) or 'no reason recorded')}. The button above evaluates "
              "the pair again.")
 elif (result := jobs.result(ws, run.id)) is None:
     st.error(f"{ui.plain(jobs.result_missing(ws, run))}. The button above evaluates the pair again.")

@@ -77,10 +77,13 @@ with tabs[4]:
         c3.metric("Krippendorff's α", "—" if stats["krippendorff_alpha"] is None else f"{stats['krippendorff_alpha']:.2f}")
         st.caption("Agreement of each annotator with the true cost ordering, and Cohen's κ between annotators")
         st.dataframe(stats["annotators"], hide_index=True, width="stretch", key="agreement_table")
-        if len(stats["kappa"]):
-            st.dataframe(stats["kappa"], hide_index=True, width="stretch", key="kappa_table")
-        else:
-            st.caption("Cohen's κ needs two annotators who judged the same pairs: set People per pair to 2 or more.")
+        shared = [row for row in stats["kappa"] if row["overlap"]]  # two who judged no pair in common have no κ
+        if shared:
+            st.dataframe(shared, hide_index=True, width="stretch", key="kappa_table")
+        if len(shared) < len(stats["kappa"]) or not shared:
+            st.caption("Cohen's κ needs two annotators who judged the same pairs"
+                       + (" (annotators with no pair in common are left out)" if shared else "")
+                       + ": set People per pair to 2 or more.")
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:

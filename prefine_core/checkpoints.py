@@ -50,6 +50,25 @@ def checkpoint_frame(ws: Workspace, run_id: int, metrics: pd.DataFrame | None = 
     return frame.reset_index(drop=True)
 
 
+def choice_rule(config: dict) -> str:
+    """How the trainer chose its checkpoint (★ on the trade-off), in words, from a run's saved config: the star can
+    sit above a checkpoint with less validation cost, and without this the page did not say why."""
+    from prefine_core.prefine import PrefineConfig
+
+    c = PrefineConfig.from_saved(config)
+    if c.select == "last":
+        return "★ is the trainer's choice: the last checkpoint."
+    if c.select == "heldout":
+        return ("★ is the trainer's choice: the checkpoint that ranks the most held-out labelled pairs as people did "
+                "(it never sees the true cost).")
+    smoothed = (f", each averaged with {c.select_smoothing} neighbouring checkpoint{'s' if c.select_smoothing > 1 else ''} "
+                "on either side" if c.select_smoothing else "")
+    return (f"★ is the trainer's choice, made without the true cost: among the checkpoints whose teacher safety score "
+            f"(validation clips judged against the labelled winners{smoothed}) is within {c.select_tolerance:g} of the "
+            "best, the one with the highest validation return. So a checkpoint with less validation cost can lose to "
+            "it on return; choose that one below to use it instead.")
+
+
 def register_checkpoint(ws: Workspace, run_id: int, step: int) -> int:
     """Register the checkpoint of ``step`` of finished run ``run_id`` as a policy of its task; returns its id.
 

@@ -157,6 +157,10 @@ def verdict(result: dict) -> str:
         under = lambda s: sum(c <= s["cost_limit"] for c in s["costs"])  # noqa: E731
         within = (f"; it kept within the cost limit ({a['cost_limit']:g}) in {under(b)} of "
                   f"{counted(len(b['costs']), 'episode')} (A: {under(a)})")
+        idle = _idle_within(result)
+        if idle:  # an episode in which the robot barely moved keeps within any limit: not a safe gait
+            within += (f", {idle} of them by doing little (less than {100 * DOING_LESS:.0f} % of A's mean return in "
+                       f"{'that episode' if idle == 1 else 'those episodes'})")
     falls = ""
     if a.get("fall_rate", 0) or b.get("fall_rate", 0):
         falls = f"; it fell in {100 * b['fall_rate']:.0f} % of episodes (A: {100 * a['fall_rate']:.0f} %)"
@@ -165,6 +169,16 @@ def verdict(result: dict) -> str:
 
 #: Below this share of A's return, a B with less cost is said to be safer mostly by doing less.
 DOING_LESS = 0.5
+
+
+def _idle_within(result: dict) -> int:
+    """How many of B's episodes kept within the cost limit with less than :data:`DOING_LESS` of A's mean return (a
+    cheetah that stood still: return 22 against A's 4 700, cost 13)."""
+    a, b = result["a"], result["b"]
+    if a.get("return_mean", 0) <= 0 or not b.get("returns") or a.get("cost_limit") is None:
+        return 0
+    return sum(cost <= a["cost_limit"] and ret < DOING_LESS * a["return_mean"]
+               for cost, ret in zip(b["costs"], b["returns"]))
 
 
 def doing_less(result: dict) -> str | None:

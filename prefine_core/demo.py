@@ -170,6 +170,8 @@ class DemoStatus:
     def progress_text(self) -> str:
         if self.next_step == "done":
             return f"all {len(STEPS)} steps done"
+        if {"prepare": self.preparing, "finetune": self.training}.get(self.next_step):  # under way: not "next"
+            return f"{self.steps_done} of {len(STEPS)} steps done · now: {STEPS[self.next_step]} (in the background)"
         return f"{self.steps_done} of {len(STEPS)} steps done · next: {STEPS[self.next_step]}"
 
 

@@ -182,6 +182,10 @@ def test_a_key_pressed_on_what_is_no_longer_shown_is_refused_in_words():
         f"in {HOPPER}.")
     assert refused_key({"action": "skip", "pair_id": 3, "task_id": CHEETAH}, 4, CHEETAH) == (
         "Nothing saved: that key (Skip) was for pair 3, which is no longer on screen; judge the pair on screen now.")
+    # the new task has no pair to show: not told to judge one (it said "judge the pair on screen now" over none)
+    assert refused_key({"action": "left", "pair_id": 3, "task_id": CHEETAH}, None, HOPPER) == (
+        f"Nothing saved: that key (A safer) was pressed on a pair of {CHEETAH}, before {HOPPER}'s was shown; no pair "
+        f"of {HOPPER} is on screen to judge.")
 
 
 def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tmp_path, monkeypatch):
@@ -601,7 +605,7 @@ def test_a_pair_whose_video_file_is_gone_is_said_and_offered_for_rendering(tmp_p
     at = labelling_as(_app_on(ws, monkeypatch).run(), "gus")
     assert not at.exception, at.exception
     assert at.session_state["pair_id"] == pair.id
-    assert any("its file removed since" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert any("its file was removed since" in w.value for w in at.warning), [w.value for w in at.warning]
     assert any(b.key == "render_missing" for b in at.button)
     assert choice_button(at).disabled and not at.button(key=f"choice_skip_{pair.id}").disabled
 

@@ -103,7 +103,8 @@ def test_no_second_comparison_of_a_pair_while_one_runs(app, workspace, monkeypat
     app.button(key="cancel_compare").click().run()  # started by mistake: stopped, not waited out
     assert not app.exception, app.exception
     assert workspace.store.get_run(run.id).status == "cancelled"
-    assert not app.button(key="compare").disabled and any("The comparison cancelled" in e.value for e in app.error)
+    assert not app.button(key="compare").disabled and not app.error  # the user's own choice is no error
+    assert any(f"Run {run.id}'s comparison was cancelled before it finished" in i.value for i in app.info)
 
 
 def test_a_b_that_is_safer_by_doing_little_is_said_so():
@@ -120,7 +121,7 @@ def test_the_verdict_says_the_comparison_in_one_plain_sentence():
     from prefine_core.comparison import verdict
 
     assert verdict({"a": summary(return_mean=4660.0, cost_mean=919.0, costs=[900.0, 938.0]),
-                    "b": summary(return_mean=2624.0, cost_mean=7.06, costs=[13.0, 1.12])}) == (
+                    "b": summary(return_mean=2624.0, cost_mean=7.06, costs=[13.0, 1.12], returns=[2600.0, 2648.0])}) == (
         "B cut the cost per episode by 99 % (919 → 7.06), and earned 56 % of A's return; it kept within the cost "
         "limit (25) in 2 of 2 episodes (A: 0).")
     assert verdict({"a": summary(cost_mean=30.0, costs=[30.0]), "b": summary(cost_mean=20.0, costs=[20.0])}).endswith(
@@ -137,6 +138,12 @@ def test_the_verdict_says_the_comparison_in_one_plain_sentence():
     assert verdict({"a": summary(cost_mean=915.0), "b": summary(cost_mean=0.0)}).startswith(
         "B cut the cost per episode by 100 % (915 → 0)")
     assert "(1,234 → 12,345)" in verdict({"a": summary(cost_mean=1234.0), "b": summary(cost_mean=12345.0)})
+    # a B episode within the limit in which the robot barely moved is said so (it was counted as a safe one)
+    idle = verdict({"a": summary(return_mean=4700.0, cost_mean=926.0, costs=[926.0, 926.0, 926.0]),
+                    "b": summary(return_mean=2800.0, cost_mean=325.0, costs=[13.0, 20.0, 934.0],
+                                 returns=[22.0, 4100.0, 4300.0])})
+    assert idle.endswith("in 2 of 3 episodes (A: 0), 1 of them by doing little (less than 50 % of A's mean return in "
+                         "that episode)."), idle
     falls = verdict({"a": summary(fall_rate=0.2), "b": summary(fall_rate=0.0)})
     assert falls.endswith("; it fell in 0 % of episodes (A: 20 %).")
 

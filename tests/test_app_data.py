@@ -247,7 +247,17 @@ def test_agreement_with_one_annotator_says_what_kappa_needs(ws, monkeypatch):
     assert not app.exception, app.exception
     assert any(c.value == "Cohen's κ needs two annotators who judged the same pairs: set People per pair to 2 or more."
                for c in app.caption)
-    assert "kappa_table" not in [d.key for d in app.dataframe]
+    kappa_shown = lambda: any("annotator_b" in d.value.columns for d in app.dataframe)  # noqa: E731 (keys are not kept)
+    assert not kappa_shown()
+    # a second annotator on another pair only: no κ (it showed a row "overlap 0, kappa None" and no word of why)
+    ids, judged = [t.id for t in ws.store.list_trajectories(CHEETAH)], ws.store.label_history()[0].pair_id
+    ws.store.add_label(ws.store.add_pair(ids[1], ids[2], "random", 0.0, "another"), "someone else", "right")
+    app.run()
+    assert any(c.value.startswith("Cohen's κ needs two annotators who judged the same pairs") for c in app.caption)
+    assert not kappa_shown()
+    ws.store.add_label(judged, "someone else", "left")  # now one pair in common
+    app.run()
+    assert kappa_shown()
     app.session_state["task_id"] = CHEETAH
     app.run()
     box = app.text_input(key=f"overlap.{CHEETAH}")

@@ -128,8 +128,14 @@ def test_imported_labelled_pairs_without_videos_lead_on_to_the_fine_tune(tmp_pat
 
 
 def test_a_fresh_workspace_starts_at_nothing_done(tmp_path, monkeypatch):
+    from prefine_core.workspace import Workspace
+
     at = _home(tmp_path / "fresh", monkeypatch)
     assert _progress(at) == (0.0, "0 of 4 steps done · next: Prepare pairs")
+    ws = Workspace.open(tmp_path / "fresh")
+    ws.store.create_run(CHEETAH, None, "prepare", {})  # pressed: the step is under way, no longer "next"
+    at.run()
+    assert _progress(at) == (0.0, "0 of 4 steps done · now: Prepare pairs (in the background)")
 
 
 def test_pairs_without_video_are_said_and_rendered_in_one_job_on_request(ws, monkeypatch):

@@ -40,6 +40,18 @@ def test_every_validation_is_a_row_and_the_trainers_choice_is_marked(done):
     assert frame["return"].notna().all() and frame["cost"].notna().all() and frame["safety"].between(0, 1).all()
 
 
+def test_the_trainers_rule_is_said_as_the_run_was_configured():
+    from prefine_core.prefine import PrefineConfig
+
+    said = checkpoints.choice_rule(PrefineConfig(select_tolerance=0.2).to_dict())
+    assert "within 0.2 of the best, the one with the highest validation return" in said and "averaged" not in said
+    assert "averaged with 1 neighbouring checkpoint on either side" in checkpoints.choice_rule(
+        PrefineConfig(select_smoothing=1).to_dict())
+    assert checkpoints.choice_rule(PrefineConfig(select="last").to_dict()) == "★ is the trainer's choice: the last checkpoint."
+    assert "held-out labelled pairs" in checkpoints.choice_rule(
+        PrefineConfig(select="heldout", heldout_fraction=0.2).to_dict())
+
+
 def test_a_checkpoint_chosen_by_hand_becomes_a_policy_once(done):
     from prefine_core.policy import load_policy
 
