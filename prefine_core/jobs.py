@@ -158,7 +158,9 @@ def cancel(ws: Workspace, run_id: int) -> None:
             return
         except ProcessLookupError:
             pass
-    ws.store.update_run(run_id, status="cancelled", error="cancelled before it started")
+    # no process to signal (it ended meanwhile, or died): marked, unless its status moved on since it was read (done)
+    ws.store.update_run(run_id, only_if_status=run.status, status="cancelled",
+                        error="cancelled before it started" if run.status == "queued" else "stopped by the user")
 
 
 def resume_refusal(ws: Workspace, run: RunRecord) -> str | None:
@@ -210,12 +212,13 @@ def resume(ws: Workspace, run_id: int) -> None:
     refusal = resume_refusal(ws, run)  # said now, not by the process after it started; the run stays as it is
     if refusal is not None:
         raise ValueError(refusal)
-    if run.kind == "prefine":
-        _drop_what_is_redone(ws, run_id)
-    # only from the status the check saw: a run its own process took back meanwhile (see _heartbeat) is not started twice
+    # only from the status the check saw: a run its own process took back meanwhile (see _heartbeat) is not started
+    # twice, and keeps its curves (what is redone is dropped only once the run is this resume's)
     if not ws.store.update_run(run_id, only_if_status=run.status, status="queued", error=None, pid=None, host=None,
                                heartbeat=None):
         raise ValueError(f"run {run_id} is {ws.store.get_run(run_id).status} now; only failed or cancelled runs resume")
+    if run.kind == "prefine":
+        _drop_what_is_redone(ws, run_id)
     (run_dir(ws, run_id) / ENDED).unlink(missing_ok=True)
     _spawn(ws, run_id)
 
@@ -288,22 +291,28 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     could not record it: the database did not answer); returns their ids."""
     gone = []
     for run in ws.store.list_runs(task_id):
-        if lost(run):
-            if not _record_ended(ws, run.id):
-                ws.store.update_run(run.id, status="failed", error=STOPPED)
-                if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
-                    with open(run.log_path, "a") as log:
-                        log.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
-            (run_dir(ws, run.id) / ENDED).unlink(missing_ok=True)
+        if not lost(run):
+            continue
+        # each write only from the status read here: a run cancelled, or ended by its own process, since is left be
+        if _record_ended(ws, run):
             gone.append(run.id)
+        elif ws.store.update_run(run.id, only_if_status=run.status, status="failed", error=STOPPED):
+            if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
+                with open(run.log_path, "a") as log:
+                    log.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
+            gone.append(run.id)
+        else:
+            continue
+        (run_dir(ws, run.id) / ENDED).unlink(missing_ok=True)
     return gone
 
 
-def _record_ended(ws: Workspace, run_id: int) -> bool:
+def _record_ended(ws: Workspace, run: RunRecord) -> bool:
     """Record how a run's process said it ended (``ended.json``: status, error, output policy) where it could not
-    record it itself; False when it said nothing readable, or nothing the store takes (its policy row missing)."""
+    record it itself, while the run has the status ``run`` was read with; False when it said nothing readable,
+    nothing the store takes (its policy row missing), or the run's status moved on since."""
     try:
-        ended = json.loads((run_dir(ws, run_id) / ENDED).read_text())
+        ended = json.loads((run_dir(ws, run.id) / ENDED).read_text())
     except (OSError, ValueError):
         return False
     if (not isinstance(ended, dict) or ended.get("status") not in ("done", "failed", "cancelled")
@@ -313,10 +322,9 @@ def _record_ended(ws: Workspace, run_id: int) -> bool:
     if isinstance(ended.get("output_policy_id"), int):
         fields["output_policy_id"] = ended["output_policy_id"]
     try:
-        ws.store.update_run(run_id, **fields)
+        return ws.store.update_run(run.id, only_if_status=run.status, **fields)
     except ValueError:
         return False
-    return True
 
 
 def active(ws: Workspace, task_id: str, kinds: tuple[str, ...]) -> list[RunRecord]:
@@ -349,19 +357,30 @@ def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event, cancelled: thr
     while not stop.wait(HEARTBEAT_EVERY):
         try:
             run = ws.store.get_run(run_id)
-            if run.pid != os.getpid() or run.host != HOST:
+            if not _ours(run):
                 taken_over.set()
                 return
             if run.status == "cancelled":
                 cancelled.set()
             elif run.status == "failed" and run.error == STOPPED:
-                if ws.store.update_run(run_id, only_if_status="failed", status="running", error=None, heartbeat=True):
+                if ws.store.update_run(run_id, only_if_status="failed", only_if_process=_this_process(),
+                                       status="running", error=None, heartbeat=True):
                     print(f"[{time.strftime('%H:%M:%S')}] run {run_id} was marked failed while the database did not "
                           "hear from it; it is running again", flush=True)
             else:
-                ws.store.update_run(run_id, heartbeat=True)
+                ws.store.update_run(run_id, only_if_process=_this_process(), heartbeat=True)
         except Exception as exc:  # a busy database must not kill the run; the next beat retries
             print(f"heartbeat failed: {exc}", flush=True)
+
+
+def _this_process() -> tuple[int, str]:
+    """(pid, host) of this process, as a run it runs records them."""
+    return os.getpid(), HOST
+
+
+def _ours(run: RunRecord) -> bool:
+    """Whether the store gives ``run`` to this process (not resumed by another since)."""
+    return (run.pid, run.host) == _this_process()
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -382,7 +401,9 @@ def _record_end(ws: Workspace, run_id: int, status: str, fields: dict) -> None:
     deadline, wait = time.monotonic() + RECORD_PATIENCE.total_seconds(), 2.0
     while True:
         try:
-            ws.store.update_run(run_id, status=status, heartbeat=True, **fields)
+            if not ws.store.update_run(run_id, only_if_process=_this_process(), status=status, heartbeat=True, **fields):
+                print(f"[{time.strftime('%H:%M:%S')}] run {run_id}'s end is not recorded: another process runs it now "
+                      "(it was resumed while this one was thought dead)", flush=True)
             break
         except Exception as exc:
             if not _unreachable(exc) or time.monotonic() + wait > deadline:
@@ -418,6 +439,10 @@ class _Reports:
         if not now and time.monotonic() < self.retry_at:
             return
         try:
+            if self.retry_at and not _ours(self.ws.store.get_run(self.run_id)):  # the database answers again: is the
+                self.taken_over.set()                                           # run still this process's?
+                self.waiting.clear()
+                return
             while self.waiting:
                 self.ws.store.add_metrics(self.run_id, *self.waiting[0])
                 self.waiting.pop(0)
@@ -458,6 +483,7 @@ def execute(ws: Workspace, run_id: int) -> str:
         return status
     run = ws.store.get_run(run_id)
     stop, taken_over = threading.Event(), threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ws, run_id, stop, cancelled, taken_over), daemon=True)
 
     report = _Reports(ws, run_id, cancelled, taken_over)
     status, fields = "done", {}
@@ -465,10 +491,12 @@ def execute(ws: Workspace, run_id: int) -> str:
         import torch
 
         torch.set_num_threads(1)
-        threading.Thread(target=_heartbeat, args=(ws, run_id, stop, cancelled, taken_over), daemon=True).start()
+        beat.start()
         print(f"[{time.strftime('%H:%M:%S')}] run {run_id}: {run.kind} on {run.task_id}", flush=True)
         outcome = KINDS[run.kind](ws, run, report)
         report.write_waiting(now=True)  # the last metrics, before the run is said to be done
+        if taken_over.is_set():
+            raise TakenOver()
         path = run_dir(ws, run_id) / "result.json"
         write_text_atomic(path, json.dumps(outcome, indent=1, default=str))
         fields["output_policy_id"] = outcome.get("output_policy_id")
@@ -485,6 +513,8 @@ def execute(ws: Workspace, run_id: int) -> str:
             status, fields["error"] = "failed", str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
     finally:
         stop.set()
+        if beat.is_alive():  # a beat under way could take the run back (running) after its end is recorded below
+            beat.join(timeout=60)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if taken_over.is_set():  # at a report, or at the end of a job that reports little: the run is not ours to end
         print(_closing_line(run_id, "stopped", "another process runs it now (it was resumed while this one was thought "

@@ -236,6 +236,56 @@ def test_a_run_resumed_by_another_process_stops_here_and_records_nothing(ws, mon
     assert not (jobs.run_dir(ws, run_id) / jobs.ENDED).exists()
 
 
+def test_a_run_resumed_elsewhere_is_not_ended_by_its_first_process(ws, monkeypatch, capsys):
+    """The first process, unheard from while the database was away (its heartbeat never read the resume), recorded
+    its end over the run resumed by another process: that one then never started ("no longer queued")."""
+    import threading
+
+    seen = []
+    run_id = _probe(ws, monkeypatch, seen)
+    monkeypatch.setattr(jobs, "_heartbeat", lambda *args: None)  # as during an outage: no beat reads the store
+    elsewhere = lambda: ws.store.update_run(run_id, status="queued", pid=424242, host="another-machine")  # noqa: E731
+    threading.Timer(0.5, elsewhere).start()
+    jobs.execute(ws, run_id)
+    run = ws.store.get_run(run_id)
+    assert len(seen) == 200 and (run.status, run.pid, run.host) == ("queued", 424242, "another-machine")
+    assert f"run {run_id}'s end is not recorded: another process runs it now" in capsys.readouterr().out
+    assert not (jobs.run_dir(ws, run_id) / jobs.ENDED).exists()
+
+
+def test_the_reaper_leaves_a_run_whose_status_moved_on_after_it_read_it(ws, monkeypatch):
+    """A run found lost, then cancelled (or ended by its own process) before the reaper wrote: it was marked failed
+    over that, and a cancel was lost (a live process took the run back)."""
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(run_id, status="running", pid=424242, host="another-machine", heartbeat=True)
+
+    def lost_then_cancelled(run, now=None):
+        ws.store.update_run(run.id, status="cancelled", error="stopped by the user")  # lands just after the read
+        return True
+
+    monkeypatch.setattr(jobs, "lost", lost_then_cancelled)
+    assert jobs.reap(ws) == []
+    assert (ws.store.get_run(run_id).status, ws.store.get_run(run_id).error) == ("cancelled", "stopped by the user")
+
+
+def test_a_resume_that_loses_to_the_runs_own_process_keeps_its_curves(ws, monkeypatch):
+    """Resume dropped the metrics after the last checkpoint before it found the run taken back by its live process:
+    that run lost its curves (all of them, before a first checkpoint)."""
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", {})
+    ws.store.update_run(run_id, status="failed", error=jobs.STOPPED)
+    for step in (10, 20):
+        ws.store.add_metrics(run_id, step, {"loss/total": 1.0})
+
+    def taken_back(ws_, run):
+        ws.store.update_run(run.id, status="running", error=None)  # the live process's heartbeat, just after the check
+        return None
+
+    monkeypatch.setattr(jobs, "resume_refusal", taken_back)
+    with pytest.raises(ValueError, match=f"run {run_id} is running now"):
+        jobs.resume(ws, run_id)
+    assert sorted(ws.store.run_metrics(run_id).step.unique()) == [10, 20]
+
+
 def test_a_run_whose_process_died_is_reaped_and_can_resume(ws):
     from prefine_core.comparison import comparison_config
 

@@ -719,10 +719,12 @@ class Store:
 
         return self._write(create)
 
-    def update_run(self, run_id: int, only_if_status: str | None = None, **fields) -> bool:
+    def update_run(self, run_id: int, only_if_status: str | None = None, only_if_process: tuple[int, str] | None = None,
+                   **fields) -> bool:
         """Set any of status, pid, host, error, output_policy_id, log_path, heartbeat (a datetime, or True for now), config.
         With ``only_if_status``, only while the run's status is that one, checked and set in one statement (a queued
-        run cancelled by the app and claimed by its starting process at the same moment: one of the two wins);
+        run cancelled by the app and claimed by its starting process at the same moment: one of the two wins); with
+        ``only_if_process`` (pid, host), only while the run is that process's (not resumed by another since);
         returns whether the run was updated."""
         run_id = _int_id("run_id", run_id)
         unknown = set(fields) - _RUN_FIELDS
@@ -739,6 +741,8 @@ class Store:
         if fields.get("log_path") is not None:
             fields["log_path"] = self.paths.to_row(fields["log_path"])
         only_if = () if only_if_status is None else (S.runs.c.status == only_if_status,)
+        if only_if_process is not None:
+            only_if += (S.runs.c.pid == only_if_process[0], S.runs.c.host == only_if_process[1])
         return self._set(S.runs, "run_id", run_id, only_if, updated_at=S.utcnow(), **fields)
 
     def get_run(self, run_id: int) -> RunRecord:
