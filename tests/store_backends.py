@@ -12,7 +12,7 @@ import uuid
 import numpy as np
 import pytest
 
-from conftest import CHEETAH
+from conftest import CHEETAH, skip_unless_required
 
 PG_ENV = "PREFINE_TEST_PG_URL"
 
@@ -20,10 +20,7 @@ PG_ENV = "PREFINE_TEST_PG_URL"
 def _pg_base_url() -> str:
     url = os.environ.get(PG_ENV)
     if not url:
-        message = f"{PG_ENV} is not set: run scripts/start_test_postgres.sh and export the URL it prints"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_required(f"{PG_ENV} is not set: run scripts/start_test_postgres.sh and export the URL it prints")
     return url
 
 

@@ -246,7 +246,7 @@ def test_upload_names_of_the_wrong_kind_are_refused(name, ws, tmp_path):
     from prefine_core import transfer
 
     before = snapshot(ws)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a file PREFINE Studio can import"):  # refused by its kind, not later
         transfer.import_upload(ws, name, _valid_bytes(tmp_path), CHEETAH)
     assert snapshot(ws) == before
 

@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 from bench_load import CHROMIUM, run_load  # noqa: E402
+from conftest import skip_unless_required  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +23,7 @@ def test_concurrent_browser_sessions_lose_no_label(backend, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM}")
     if backend == "postgres" and not os.environ.get("PREFINE_TEST_PG_URL"):
-        if os.environ.get("CI"):
-            pytest.fail("PREFINE_TEST_PG_URL is not set")
-        pytest.skip("PREFINE_TEST_PG_URL is not set: run scripts/start_test_postgres.sh and export the URL it prints")
+        skip_unless_required("PREFINE_TEST_PG_URL is not set: run scripts/start_test_postgres.sh and export the URL it prints")
     row = run_load(backend, sessions=3, labels=4, root=tmp_path, finetune=backend == "sqlite")
     assert row["errors"] == [] and row["problems"] == [], row
     assert row["choices"] == row["acknowledged"] == 12 and row["stored"] == 12, row

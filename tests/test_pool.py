@@ -102,7 +102,7 @@ def test_reference_vs_finetuned_on_the_same_seed_and_uncertainty(pool_ws):
         assert (left.seed, left.start, left.temperature) == (right.seed, right.start, right.temperature)
         assert f"seed {left.seed}" in pair.reason
     uncertain = [ws.store.get_pair(i) for i in pool.generate_pairs(ws.store, CHEETAH, 3, "uncertainty")]
-    assert all(p.strategy == "uncertainty" and "P(left)" in p.reason for p in uncertain)
+    assert len(uncertain) == 3 and all(p.strategy == "uncertainty" and "P(left)" in p.reason for p in uncertain)
 
 
 def test_render_pending_writes_pair_videos(pool_ws):

@@ -85,19 +85,30 @@ def test_markup_in_a_name_is_text_in_the_dom_never_html(workspace, app):
             title = await page.title()
             await page.get_by_text(f"Labelling as: {MARKUP}", exact=True).wait_for()
             await label_one(page, Session(MARKUP))
+
+            async def markup_run() -> tuple[int, list[int]]:
+                """Elements the name's markup would have made, in the page and in its component frames (the player)."""
+                injected = await page.evaluate("""() => [...document.querySelectorAll('img[src="x"], i')]
+                    .filter(e => e.textContent === 'x' || e.getAttribute('src') === 'x').length""")
+                frames = [await f.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length")
+                          for f in page.frames if f != page.main_frame and not f.is_detached()]
+                return injected, frames
+
+            on_label = await markup_run()  # where the name is shown as text, after a label saved under it
+            shown = await page.get_by_text(MARKUP).count()
             await page.get_by_role("link", name="Data").first.click()
             await page.get_by_role("tab", name="Labels").click()
             await page.wait_for_timeout(1500)
-            injected = await page.evaluate("""() => [...document.querySelectorAll('img[src="x"], i')]
-                .filter(e => e.textContent === 'x' || e.getAttribute('src') === 'x').length""")
-            frames = [await f.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length") for f in page.frames
-                      if f != page.main_frame and not f.is_detached()]
+            on_data = await markup_run()
             final_title = await page.title()
             await browser.close()
-            return title, final_title, injected, frames
+            return title, final_title, on_label, on_data, shown
 
-    title, final_title, injected, frames = asyncio.run(run(app))
-    assert injected == 0 and not any(frames)
+    title, final_title, on_label, on_data, shown = asyncio.run(run(app))
+    assert shown >= 1, "the name is on the Label page, as text"
+    assert on_label[1], "the Label page's player frame was read"
+    for injected, frames in (on_label, on_data):
+        assert injected == 0 and not any(frames)
     assert "owned" not in (title, final_title)  # the onerror handler never ran
     labels = workspace.store.effective_labels(TASK)
     assert (labels.annotator == MARKUP).sum() == 1

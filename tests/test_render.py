@@ -85,4 +85,5 @@ def test_pair_recorded_in_threads_equals_serial_recording(cheetah_policy):
     serial_a, serial_fa = record(cheetah_policy, seed=3, max_steps=15, size=48)
     serial_b, serial_fb = record(cheetah_policy, seed=4, max_steps=15, size=48)
     assert np.array_equal(a.actions, serial_a.actions) and np.array_equal(b.actions, serial_b.actions)
+    assert (len(fa), len(fb)) == (len(serial_fa), len(serial_fb)) == (15, 15)  # zip alone passes over missing frames
     assert all(np.array_equal(x, y) for x, y in zip(fa + fb, serial_fa + serial_fb))
