@@ -83,7 +83,7 @@ with tabs[4]:
         if len(shared) < len(stats["kappa"]) or not shared:
             st.caption("Cohen's κ needs two annotators who judged the same pairs"
                        + (" (annotators with no pair in common are left out)" if shared else "")
-                       + ": set People per pair to 2 or more.")
+                       + (": set People per pair to 2 or more." if ws.store.task_overlap(task) < 2 else "."))
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:

@@ -55,7 +55,10 @@ def choice_rule(config: dict) -> str:
     sit above a checkpoint with less validation cost, and without this the page did not say why."""
     from prefine_core.prefine import PrefineConfig
 
-    c = PrefineConfig.from_saved(config)
+    try:
+        c = PrefineConfig.from_saved(config)
+    except (TypeError, ValueError):  # saved by another version (a field unknown here): the rule is not said
+        return ""
     if c.select == "last":
         return "★ is the trainer's choice: the last checkpoint."
     if c.select == "heldout":

@@ -362,7 +362,7 @@ def _heartbeat(ws: Workspace, run_id: int, stop: threading.Event, cancelled: thr
                 return
             if run.status == "cancelled":
                 cancelled.set()
-            elif run.status == "failed" and run.error == STOPPED:
+            elif run.status == "failed" and run.error == STOPPED and not stop.is_set():  # not once the run ended
                 if ws.store.update_run(run_id, only_if_status="failed", only_if_process=_this_process(),
                                        status="running", error=None, heartbeat=True):
                     print(f"[{time.strftime('%H:%M:%S')}] run {run_id} was marked failed while the database did not "
@@ -393,15 +393,18 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and transient(exc)
 
 
-def _record_end(ws: Workspace, run_id: int, status: str, fields: dict) -> None:
+def _record_end(ws: Workspace, run_id: int, status: str, fields: dict) -> bool:
     """Record how the run ended, trying again for :data:`RECORD_PATIENCE` while the database does not answer. What
     it records is first written to ``ended.json`` in the run's folder: should the database stay away, :func:`reap`
-    records that instead of a process that "stopped without reporting"."""
+    records that instead of a process that "stopped without reporting". False: the run is another process's now
+    (resumed while this one was thought dead), and nothing was recorded."""
     write_text_atomic(run_dir(ws, run_id) / ENDED, json.dumps({"status": status, **fields}))
     deadline, wait = time.monotonic() + RECORD_PATIENCE.total_seconds(), 2.0
     while True:
         try:
-            if not ws.store.update_run(run_id, only_if_process=_this_process(), status=status, heartbeat=True, **fields):
+            recorded = ws.store.update_run(run_id, only_if_process=_this_process(), status=status, heartbeat=True,
+                                           **fields)
+            if not recorded:
                 print(f"[{time.strftime('%H:%M:%S')}] run {run_id}'s end is not recorded: another process runs it now "
                       "(it was resumed while this one was thought dead)", flush=True)
             break
@@ -413,6 +416,7 @@ def _record_end(ws: Workspace, run_id: int, status: str, fields: dict) -> None:
             time.sleep(wait)
             wait = min(2 * wait, 30.0)
     (run_dir(ws, run_id) / ENDED).unlink(missing_ok=True)
+    return recorded
 
 
 class _Reports:
@@ -486,7 +490,7 @@ def execute(ws: Workspace, run_id: int) -> str:
     beat = threading.Thread(target=_heartbeat, args=(ws, run_id, stop, cancelled, taken_over), daemon=True)
 
     report = _Reports(ws, run_id, cancelled, taken_over)
-    status, fields = "done", {}
+    status, fields, outcome = "done", {}, {}
     try:
         import torch
 
@@ -514,15 +518,28 @@ def execute(ws: Workspace, run_id: int) -> str:
     finally:
         stop.set()
         if beat.is_alive():  # a beat under way could take the run back (running) after its end is recorded below
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second Cancel meanwhile must not cut the record short
             beat.join(timeout=60)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if taken_over.is_set():  # at a report, or at the end of a job that reports little: the run is not ours to end
-        print(_closing_line(run_id, "stopped", "another process runs it now (it was resumed while this one was thought "
-                                               "dead); nothing is recorded from here"), flush=True)
-        return "taken over"
-    print(_closing_line(run_id, status, fields.get("error")), flush=True)
-    _record_end(ws, run_id, status, fields)
-    return status
+    if not taken_over.is_set():
+        print(_closing_line(run_id, status, fields.get("error")), flush=True)
+        if _record_end(ws, run_id, status, fields):
+            return status
+    # at a report, at the end of a job that reports little, or only when its end was to be recorded: not ours to end
+    print(_closing_line(run_id, "stopped", "another process runs it now (it was resumed while this one was thought "
+                                           "dead); nothing is recorded from here"), flush=True)
+    _drop_output(ws, outcome)
+    return "taken over"
+
+
+def _drop_output(ws: Workspace, outcome: dict) -> None:
+    """Unregister the policy a run taken over had registered before it knew (the other process registers its own;
+    the file stays, in the run's folder, which the other process writes)."""
+    if isinstance(outcome, dict) and isinstance(outcome.get("output_policy_id"), int):
+        try:
+            ws.store.delete_policy(outcome["output_policy_id"])
+        except Exception as exc:  # in use already, or the database away: said, left
+            print(f"the policy this process registered ({outcome['output_policy_id']}) was left: {exc}", flush=True)
 
 
 def _closing_line(run_id: int, status: str, error: str | None) -> str:

@@ -118,6 +118,8 @@ def refused_key(event: dict, pair_id: int | None, task_id: str, by: str = "key")
         if action == "undo":
             return (f"Nothing undone: {UNDO_KEYS} was pressed on {pressed_task or 'another task'}, before {task_id} was "
                     f"shown; press it again to undo your last label in {task_id}.")
+        if pair_id is None:  # the task switched to has no pair to show
+            return f"Nothing saved: {that} was {verb} a pair of {pressed_task or 'another task'}; {now}"
         return (f"Nothing saved: {that} was {verb} a pair of {pressed_task or 'another task'}, before {task_id}'s "
                 f"was shown; {now}")
     if action != "undo" and pressed_pair != pair_id:

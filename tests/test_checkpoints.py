@@ -50,6 +50,8 @@ def test_the_trainers_rule_is_said_as_the_run_was_configured():
     assert checkpoints.choice_rule(PrefineConfig(select="last").to_dict()) == "★ is the trainer's choice: the last checkpoint."
     assert "held-out labelled pairs" in checkpoints.choice_rule(
         PrefineConfig(select="heldout", heldout_fraction=0.2).to_dict())
+    # saved by another version (a field unknown here): nothing said, where the Fine-tune page showed a traceback
+    assert checkpoints.choice_rule({**PrefineConfig().to_dict(), "field_of_a_newer_version": 1}) == ""
 
 
 def test_a_checkpoint_chosen_by_hand_becomes_a_policy_once(done):

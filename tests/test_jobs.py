@@ -187,15 +187,18 @@ def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monke
     assert ws.store.get_run(run_id).status == "cancelled" and 0 < len(reports) < 200
 
 
-def _probe(ws, monkeypatch, seen: list) -> int:
+def _probe(ws, monkeypatch, seen: list, registers: bool = False) -> int:
     """A run of a job that reports 200 times over about 4 s and notes the status the store gives its run at each
-    report; heartbeats every 0.1 s."""
+    report (and with ``registers``, registers a policy as its output, as a fine-tune does); heartbeats every 0.1 s."""
     def job(ws, run, report):
         for step in range(200):
             report(step, {"x": 1.0})
             seen.append(ws.store.get_run(run.id).status)
             time.sleep(0.02)
-        return {}
+        if not registers:
+            return {}
+        return {"output_policy_id": ws.store.add_policy("probe output", ws.store.get_policy(1).path, CHEETAH,
+                                                        "finetuned")}
 
     monkeypatch.setitem(jobs.KINDS, "probe", job)
     monkeypatch.setattr(jobs, "HEARTBEAT_EVERY", 0.1)
@@ -242,11 +245,13 @@ def test_a_run_resumed_elsewhere_is_not_ended_by_its_first_process(ws, monkeypat
     import threading
 
     seen = []
-    run_id = _probe(ws, monkeypatch, seen)
+    run_id = _probe(ws, monkeypatch, seen, registers=True)
     monkeypatch.setattr(jobs, "_heartbeat", lambda *args: None)  # as during an outage: no beat reads the store
     elsewhere = lambda: ws.store.update_run(run_id, status="queued", pid=424242, host="another-machine")  # noqa: E731
     threading.Timer(0.5, elsewhere).start()
-    jobs.execute(ws, run_id)
+    policies = len(ws.store.list_policies())
+    assert jobs.execute(ws, run_id) == "taken over"
+    assert len(ws.store.list_policies()) == policies, "the policy it registered before it knew is unregistered"
     run = ws.store.get_run(run_id)
     assert len(seen) == 200 and (run.status, run.pid, run.host) == ("queued", 424242, "another-machine")
     assert f"run {run_id}'s end is not recorded: another process runs it now" in capsys.readouterr().out

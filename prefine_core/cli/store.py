@@ -104,8 +104,10 @@ def _pairs(args: argparse.Namespace) -> dict:
         result["pairs_added"] = added
         result["strategy"] = args.strategy
         if len(added) < args.n:  # it said nothing when the pool had fewer new pairs than asked for
+            more = "--collect more episodes (more --seeds)" + ("" if args.include_datasets else
+                                                              ", or --include-datasets for imported clips")
             result["note"] = (f"{len(added)} of the {args.n} pairs asked for were added: the pool's clips make no "
-                              "more new pairs (--collect more episodes, or more --seeds, for more)")
+                              f"more new pairs ({more})")
     if args.background:  # a run per task, shown by the app like any job (and not started twice)
         tasks = [args.task] if args.task else sorted({p.task_id for p in ws.store.list_pairs(None, without_video=True)})
         result["render_runs"] = [pool.render_missing(ws, task, size=args.size) for task in tasks]
