@@ -75,7 +75,10 @@ with tabs[4]:
         c1.metric("Judgements", stats["judgements"])
         c2.metric("Pairs judged by ≥ 2", stats["overlapping_pairs"])
         c3.metric("Krippendorff's α", "—" if stats["krippendorff_alpha"] is None else f"{stats['krippendorff_alpha']:.2f}")
-        st.caption("Agreement of each annotator with the true cost ordering, and Cohen's κ between annotators")
+        teachers = [row["annotator"] for row in stats["annotators"] if row["annotator"].startswith("synthetic")]
+        st.caption("Agreement of each annotator with the true cost ordering, and Cohen's κ between annotators"
+                   + (f" ({', '.join(teachers)} — Auto-label or `label-synthetic` — counts as one of them, in α too)"
+                      if teachers else ""))
         st.dataframe(stats["annotators"], hide_index=True, width="stretch", key="agreement_table")
         shared = [row for row in stats["kappa"] if row["overlap"]]  # two who judged no pair in common have no κ
         if shared:

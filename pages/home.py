@@ -34,8 +34,8 @@ with st.container(border=True):
         with c2:
             ui.cancel_job_button(ws, job.id, key="cancel_videos")
     elif status.videos_ready < status.pairs:
-        st.caption(f"{counted(status.pairs - status.videos_ready, 'pair')} without a video yet (their preparation was "
-                   "stopped before it rendered them, or they were made without rendering, or imported).")
+        st.caption(f"{counted(status.pairs - status.videos_ready, 'pair')} without a video yet (made without rendering or "
+                   "imported, left by a preparation that was stopped, or being rendered by a command outside the app).")
         ui.render_missing_button(ws, task, help="renders them in the background; labelling can go on with the pairs "
                                                 "that have one")
     if not status.preparing and st.button(

@@ -99,9 +99,9 @@ with left:
                                "ready. A choice waits for it (Skip does not).")
                     ui.cancel_job_button(ws, job.id, key="cancel_videos")
                 else:
-                    st.warning("This pair has no video, and nothing is rendering it (its preparation was stopped "
-                               "before it rendered the video, it was made without --render or imported, or its file "
-                               "was removed since). A choice waits for it (Skip does not).")
+                    st.warning("This pair has no video, and no run of the app is rendering it (it was made without "
+                               "--render or imported, its preparation was stopped, or its file was removed since; a "
+                               "command outside the app may be rendering it). A choice waits for it (Skip does not).")
                     ui.render_missing_button(ws, task, type="primary")
                 ui.rerun_when(lambda: ws.store.get_pair(pair.id).video_ready, every=2.0)
     pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player,

@@ -93,7 +93,7 @@ def apply(store: Store, annotator: str, action: str, pair_id: int | None, second
         raise ValueError(f"unknown action {action!r}")
     if action == "undo":
         undone = store.undo_last_label(annotator, task_id)
-        return "nothing to undo" if undone is None else f"undid your label on pair {undone}; it is shown again"
+        return "nothing to undo" if undone is None else f"undid your last answer on pair {undone}; it is shown again"
     if pair_id is None:
         raise ValueError("no pair is shown")
     try:  # only_new: a second tab still showing a pair answered in the first must not overwrite that answer

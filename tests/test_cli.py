@@ -216,7 +216,7 @@ def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatc
     assert len(ws.store.list_policies()) == registered and not list((ws.policies_dir / "imported").glob("*"))
     code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", *flags])
     out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["policy_id"] == reference.id and out["status"] in ("queued", "running"), out
+    assert code == 0 and out["start_policy_id"] == reference.id and out["status"] in ("queued", "running"), out
     deadline = time.time() + 240
     while ws.store.get_run(out["run_id"]).status in ("queued", "running") and time.time() < deadline:
         time.sleep(1)

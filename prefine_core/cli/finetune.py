@@ -153,7 +153,7 @@ def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dic
         if added:  # refused (no labels for its task, say): the policy registered for it goes again, file and row
             ws.delete_policy(policy.id)
         raise
-    return {"run_id": run_id, "task_id": policy.task_id, "policy_id": policy.id, "status": ws.store.get_run(run_id).status,
+    return {"run_id": run_id, "task_id": policy.task_id, "start_policy_id": policy.id, "status": ws.store.get_run(run_id).status,
             "follow": f"the app's Fine-tune page (run {run_id}), or `runs --workspace {ws.root}`"}
 
 

@@ -289,7 +289,7 @@ def register(command) -> None:
     from prefine_core.queries import STRATEGIES
 
     p = with_workspace(command("pairs", "collect the behaviour pool, choose pairs to label, render their videos"))
-    p.add_argument("--task", type=_task, help="Safety-Gymnasium task id")
+    p.add_argument("--task", type=_task, help="Safety-Gymnasium task id (required, except with --render-only)")
     p.add_argument("--n", type=whole_number_between(1, MAX_NEW_PAIRS), default=20,
                    help=f"pairs to add, 1 to {MAX_NEW_PAIRS} (default 20)")
     p.add_argument("--strategy", choices=STRATEGIES, default="random", help="query strategy (default random)")
@@ -310,7 +310,9 @@ def register(command) -> None:
                    help=f"video frame rate, 1 to {MAX_FPS} (default 30)")
     p.set_defaults(handler=_pairs)
 
-    p = with_workspace(command("label-synthetic", "label pending pairs with the synthetic cost-oracle teacher"))
+    p = with_workspace(command("label-synthetic", "label with the synthetic cost-oracle teacher, as one more annotator, "
+                                                  "every pair it has not labelled yet (--overlap to skip pairs people "
+                                                  "already judged)"))
     p.add_argument("--task", type=_task, default=None, help="only pairs of this task")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many labels (default: every open pair)")
     p.add_argument("--name", default="synthetic-teacher", help="annotator name (default synthetic-teacher)")

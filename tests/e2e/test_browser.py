@@ -274,7 +274,7 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         page.wait_for_function("""([before]) => document.querySelector('iframe[title="prefine_core.components.pair_player"]')
             .contentDocument.body.dataset.pairId !== before""", arg=[first])
         assert labels() == 1
-        page.get_by_text("nothing is rendering it").wait_for()
+        page.get_by_text("no run of the app is rendering it").wait_for()
         assert player(page).locator("video[src]").count() == 0, "not the last pair's video"
         assert page.get_by_role("button", name="A safer").is_disabled()
         page.get_by_role("heading", name="Label").click()
