@@ -80,6 +80,10 @@ with tabs[4]:
                    + (f" ({', '.join(teachers)} — Auto-label or `label-synthetic` — counts as one of them, in α too)"
                       if teachers else ""))
         st.dataframe(stats["annotators"], hide_index=True, width="stretch", key="agreement_table")
+        st.caption("agreement: the share of an annotator's answers that match the truth (Equal where the costs are "
+                   "equal); decided: answers naming a safer clip on pairs whose truth names one, and decided_agreement "
+                   "the share of those that are right. κ and α compare all four answers (A, B, Equal, Can't tell): "
+                   "two Can't tell on one pair agree.")
         shared = [row for row in stats["kappa"] if row["overlap"]]  # two who judged no pair in common have no κ
         if shared:
             st.dataframe(shared, hide_index=True, width="stretch", key="kappa_table")

@@ -20,7 +20,7 @@ ROWS = (
     ("cost_mean", "cost (mean)", True),
     ("violation_rate", "violation rate", True),
     ("catastrophic_rate", "catastrophic-failure rate", True),
-    ("normalized_cost", "normalised cost (C/κ)", True),
+    ("normalized_cost", "normalised cost (cost / limit)", True),
     ("cost_per_step", "cost per step", True),
     ("length_mean", "episode length", False),
     ("fall_rate", "fall rate", True),
