@@ -2,7 +2,7 @@
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from prefine_core.components import ui
+from prefine_core.components import hold_choice_buttons, ui
 
 st.set_page_config(page_title="PREFINE Studio", page_icon=":material/shield:", layout="wide")
 # First, before anything slow: Streamlit starts an app that has a pages/ folder in its legacy multipage mode
@@ -15,6 +15,7 @@ page = st.navigation([
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("pages/data.py", title="Data", icon=":material/database:"),
 ])
+hold_choice_buttons()  # the Label page's choice buttons take no click until its player shows their pair
 try:
     ws = ui.workspace()
 except (ValueError, OSError, DBAPIError) as exc:  # DBAPIError: a read-only folder, an unreachable database

@@ -113,17 +113,15 @@ def refused_key(event: dict, pair_id: int | None, task_id: str, by: str = "key")
     button, whose event is the pair and task it was drawn for (a second click of a double click, say)."""
     action, pressed_pair, pressed_task = event.get("action"), event.get("pair_id"), event.get("task_id")
     that, verb = f"that {by} ({CHOICE_LABELS.get(action, action)})", "pressed on" if by == "key" else "made on"
-    now = "judge the pair on screen now." if pair_id is not None else f"no pair of {task_id} is on screen to judge."
     if pressed_task != task_id:
         if action == "undo":
             return (f"Nothing undone: {UNDO_KEYS} was pressed on {pressed_task or 'another task'}, before {task_id} was "
                     f"shown; press it again to undo your last label in {task_id}.")
-        if pair_id is None:  # the task switched to has no pair to show
-            return f"Nothing saved: {that} was {verb} a pair of {pressed_task or 'another task'}; {now}"
         return (f"Nothing saved: {that} was {verb} a pair of {pressed_task or 'another task'}, before {task_id}'s "
-                f"was shown; {now}")
+                "was shown; judge the pair on screen now.")
     if action != "undo" and pressed_pair != pair_id:
-        return f"Nothing saved: {that} was for pair {pressed_pair}, which is no longer on screen; {now}"
+        return (f"Nothing saved: {that} was for pair {pressed_pair}, which is no longer on screen; judge the pair on "
+                "screen now.")
     return None
 
 

@@ -182,10 +182,6 @@ def test_a_key_pressed_on_what_is_no_longer_shown_is_refused_in_words():
         f"in {HOPPER}.")
     assert refused_key({"action": "skip", "pair_id": 3, "task_id": CHEETAH}, 4, CHEETAH) == (
         "Nothing saved: that key (Skip) was for pair 3, which is no longer on screen; judge the pair on screen now.")
-    # the new task has no pair to show: not told to judge one (it said "judge the pair on screen now" over none)
-    assert refused_key({"action": "left", "pair_id": 3, "task_id": CHEETAH}, None, HOPPER) == (
-        f"Nothing saved: that key (A safer) was pressed on a pair of {CHEETAH}; no pair of {HOPPER} is on screen to "
-        "judge.")
 
 
 def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tmp_path, monkeypatch):

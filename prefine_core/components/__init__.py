@@ -17,6 +17,14 @@ _pair_player = components.declare_component("pair_player", path=str(Path(__file_
 _CHOICES_HELD = '<style>[class*="st-key-choice_"] button { pointer-events: none; }</style>'
 
 
+def hold_choice_buttons() -> None:
+    """Draw the rule that holds every choice button (:data:`_CHOICES_HELD`). A style-only ``st.html`` goes to
+    Streamlit's event container, drawn apart from the page's elements: drawn only beside the player, on a page
+    opened afresh it could land a few frames after the buttons, which took clicks meanwhile. The app draws it first
+    thing on every page, the player again beside itself."""
+    st.html(_CHOICES_HELD)
+
+
 def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None, ack: str | None = None) -> dict | None:
     """The synchronised pair player for a :class:`prefine_core.labelling.PairView`.
 
@@ -27,7 +35,7 @@ def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None,
     # Only the variant on show travels to the browser: each rerun re-sends the component's arguments,
     # and the video bytes are most of what a choice costs the server.
     plain = not show_cost and view.video_plain is not None
-    st.html(_CHOICES_HELD)
+    hold_choice_buttons()
     return _pair_player(
         pair_id=view.pair_id, task_id=view.task_id, video=None if plain else view.video,
         video_plain=view.video_plain if plain else None, costs_left=view.costs_left,
