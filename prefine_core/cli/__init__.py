@@ -33,7 +33,8 @@ class _HelpWithDefaults(argparse.HelpFormatter):
         if (not action.option_strings or action.nargs == 0 or default in (None, argparse.SUPPRESS)
                 or "default" in text):
             return text
-        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        items = default if isinstance(default, (list, tuple)) else [default]
+        shown = ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in items)  # 25, not 25.0
         return f"{text} (default {shown.replace('%', '%%')})"
 
 

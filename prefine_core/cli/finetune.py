@@ -125,10 +125,10 @@ def _resumable(out: Path, args: argparse.Namespace) -> str:
     """What an interrupted fine-tune left in ``out``, and how to go on from it."""
     from prefine_core.trainer import STAGE_DIR, saved_step
 
-    step = saved_step(out)
-    if step is None and saved_step(out / STAGE_DIR) is None:
+    step, stage = saved_step(out), saved_step(out / STAGE_DIR)
+    if step is None and stage is None:
         return f"no checkpoint was saved yet in {out}"
-    at = f"step {step}" if step is not None else f"step {saved_step(out / STAGE_DIR)} of its BC stage"
+    at = f"step {step}" if step is not None else f"step {stage} of its BC stage"
     again = "the same command" if args.out else f"the same command with --out {out}"
     return f"the run is saved in {out} at {at}: {again} resumes it"
 
@@ -205,7 +205,7 @@ def register(command) -> None:
                              f"{MAX_TEACHER_PAIRS})")
     p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
     p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
-    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes (default 10)")
+    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes")
     p.add_argument("--background", action="store_true",
                    help="start the run as the app's Launch does (recorded in the workspace, shown "
                         "live on the Fine-tune page and by `runs`, its policy registered) and return its run id; "
@@ -222,7 +222,7 @@ def register(command) -> None:
     b.add_argument("--task", required=True, help="Safety-Gymnasium task id")
     b.add_argument("--pairs", type=positive_int, default=200, help="largest label budget (budgets 25/50/100/200 up to it)")
     b.add_argument("--budgets", type=positive_int, nargs="+", help="explicit label budgets instead")
-    b.add_argument("--seeds", type=positive_int, default=5, help="seeds per budget (default 5)")
+    b.add_argument("--seeds", type=positive_int, default=5, help="seeds per budget")
     b.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD", default=list(BenchConfig.methods),
                    help=f"methods at every budget, of {', '.join(METHODS)} (default {' '.join(BenchConfig.methods)})")
     b.add_argument("--top-methods", nargs="*", choices=METHODS, metavar="METHOD", default=list(BenchConfig.top_methods),
@@ -231,7 +231,7 @@ def register(command) -> None:
     b.add_argument("--lagrangian-steps", type=positive_int, default=None,
                    help="env steps of the PPO-Lagrangian baseline (default: the reference's)")
     b.add_argument("--lagrange-lr", type=positive_float, default=0.05,
-                   help="step size of the PPO-Lagrangian's multiplier (default 0.05)")
+                   help="step size of the PPO-Lagrangian's multiplier")
     b.add_argument("--config", type=existing_file, metavar="FILE",
                    help="PrefineConfig as JSON that every method derives from (default: the defaults; not with --quick)")
     b.add_argument("--quick", action="store_true", help="a 1–2 minute version (tests)")

@@ -39,8 +39,8 @@ def register(command) -> None:
     p.add_argument("--steps", type=positive_int, default=300_000,
                    help=f"environment steps (default 300000), rounded up to whole PPO rollouts of "
                         f"{PPOConfig.num_envs * PPOConfig.rollout_steps} steps")
-    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
-    p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed")
+    p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost")
     p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost (default: none, reward only)")
     p.add_argument("--snapshot-every", type=non_negative_int, default=0, help="save a snapshot every N steps (default 0: none)")
     p.add_argument("--penalty-floor", type=finite_float, default=None,
@@ -48,7 +48,7 @@ def register(command) -> None:
     p.add_argument("--speed-cap", type=positive_float, default=None,
                    help="reward forward speed only up to this many m/s (velocity tasks; a slow behaviour policy; default: no cap)")
     p.add_argument("--lagrange-lr", type=positive_float, default=0.05,
-                   help="step size of the Lagrange multiplier with --cost-limit (default 0.05)")
+                   help="step size of the Lagrange multiplier with --cost-limit")
     p.add_argument("--init-log-std", type=number_between(LOG_STD_MIN, LOG_STD_MAX), default=-0.5,
                    help=f"initial log σ of the actor, {LOG_STD_MIN:g} to {LOG_STD_MAX:g} (default -0.5)")
     p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down; default: a new one)")
@@ -143,7 +143,7 @@ def _info(args: argparse.Namespace) -> dict:
 def _register_policy_commands(command) -> None:
     p = command("rollout", "roll out a policy for seeded episodes (its task comes from its metadata)")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
-    p.add_argument("--episodes", type=positive_int, default=1, help="episodes (default 1)")
+    p.add_argument("--episodes", type=positive_int, default=1, help="episodes")
     p.add_argument("--seed", type=seed, default=0, help="first seed; episode i uses seed+i")
     p.add_argument("--deterministic", action="store_true", help="take the mean action instead of sampling")
     p.add_argument("--out-dir", type=folder_to_write, default=None,
@@ -153,19 +153,19 @@ def _register_policy_commands(command) -> None:
     p = command("render", "render an episode (or, with --policy-b, a synchronised pair) to an H.264 mp4")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
     p.add_argument("--policy-b", type=existing_file, default=None, help="second policy: render a side-by-side pair")
-    p.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed")
     p.add_argument("--seed-b", type=seed, default=None, help="seed of the second clip (default --seed)")
     p.add_argument("--steps", type=positive_int, default=200, help="steps to render (default 200; fewer when the episode ends first)")
-    p.add_argument("--size", type=frame_size, default=256, help=f"frame width and height in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} (default 256)")
+    p.add_argument("--size", type=frame_size, default=256, help=f"frame width and height in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE}")
     p.add_argument("--deterministic", action="store_true", help="take the mean action")
     p.add_argument("--out", type=output_file, required=True, help="output .mp4 path, in a folder that exists")
     p.set_defaults(handler=_render)
 
     p = command("evaluate", "evaluate a policy on fixed seeds: return, cost, violation and fall rates, deterministic actions unless --stochastic")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
-    p.add_argument("--episodes", type=positive_int, default=10, help="episodes (default 10)")
-    p.add_argument("--seed", type=seed, default=10_000, help="first evaluation seed (default 10000)")
-    p.add_argument("--cost-limit", type=positive_float, default=25.0, help="κ > 0 for the violation rate (default 25)")
+    p.add_argument("--episodes", type=positive_int, default=10, help="episodes")
+    p.add_argument("--seed", type=seed, default=10_000, help="first evaluation seed")
+    p.add_argument("--cost-limit", type=positive_float, default=25.0, help="κ > 0 for the violation rate")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")
     p.set_defaults(handler=_evaluate)
 

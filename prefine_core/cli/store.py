@@ -291,8 +291,8 @@ def register(command) -> None:
     p = with_workspace(command("pairs", "collect the behaviour pool, choose pairs to label, render their videos"))
     p.add_argument("--task", type=_task, help="Safety-Gymnasium task id (required, except with --render-only)")
     p.add_argument("--n", type=whole_number_between(1, MAX_NEW_PAIRS), default=20,
-                   help=f"pairs to add, 1 to {MAX_NEW_PAIRS} (default 20)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="random", help="query strategy (default random)")
+                   help=f"pairs to add, 1 to {MAX_NEW_PAIRS}")
+    p.add_argument("--strategy", choices=STRATEGIES, default="random", help="query strategy")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the strategy's choices")
     p.add_argument("--collect", action="store_true", help="first roll out the registered policies into the pool")
     p.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3), help="episode seeds for --collect (default 0,1,2,3)")
@@ -305,9 +305,9 @@ def register(command) -> None:
     p.add_argument("--render", action="store_true", help="render pending pair videos here, after generating")
     p.add_argument("--background", action="store_true", help="render pending pair videos in a background job (a run)")
     p.add_argument("--render-only", action="store_true", help="only render pending pair videos")
-    p.add_argument("--size", type=frame_size, default=256, help=f"video frame size in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE} (default 256)")
+    p.add_argument("--size", type=frame_size, default=256, help=f"video frame size in pixels, {MIN_FRAME_SIZE} to {MAX_FRAME_SIZE}")
     p.add_argument("--fps", type=whole_number_between(1, MAX_FPS), default=30,
-                   help=f"video frame rate, 1 to {MAX_FPS} (default 30)")
+                   help=f"video frame rate, 1 to {MAX_FPS}")
     p.set_defaults(handler=_pairs)
 
     p = with_workspace(command("label-synthetic", "label with the synthetic cost-oracle teacher, as one more annotator, "

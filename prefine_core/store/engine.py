@@ -69,11 +69,11 @@ def database_url(url: str) -> URL:
 
 
 def make_engine(url: str) -> Engine:
-    parsed = url = database_url(url)
+    parsed = database_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_S}, json_deserializer=_stored_json)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_S}, json_deserializer=_stored_json)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -90,7 +90,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("prefine_write") else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True)
 
 
 def transient(exc: BaseException) -> bool:
