@@ -404,9 +404,6 @@ def _record_end(ws: Workspace, run_id: int, status: str, fields: dict) -> bool:
         try:
             recorded = ws.store.update_run(run_id, only_if_process=_this_process(), status=status, heartbeat=True,
                                            **fields)
-            if not recorded:
-                print(f"[{time.strftime('%H:%M:%S')}] run {run_id}'s end is not recorded: another process runs it now "
-                      "(it was resumed while this one was thought dead)", flush=True)
             break
         except Exception as exc:
             if not _unreachable(exc) or time.monotonic() + wait > deadline:
@@ -522,10 +519,16 @@ def execute(ws: Workspace, run_id: int) -> str:
             beat.join(timeout=60)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if not taken_over.is_set():
-        print(_closing_line(run_id, status, fields.get("error")), flush=True)
-        if _record_end(ws, run_id, status, fields):
+        try:
+            recorded = _record_end(ws, run_id, status, fields)
+        except BaseException:  # the database away past patience: the log still says how the run ended
+            print(_closing_line(run_id, status, fields.get("error")), flush=True)
+            raise
+        if recorded:
+            print(_closing_line(run_id, status, fields.get("error")), flush=True)
             return status
     # at a report, at the end of a job that reports little, or only when its end was to be recorded: not ours to end
+    # (one closing line, this one: the end it would have recorded is not said as well)
     print(_closing_line(run_id, "stopped", "another process runs it now (it was resumed while this one was thought "
                                            "dead); nothing is recorded from here"), flush=True)
     _drop_output(ws, outcome)

@@ -254,7 +254,9 @@ def test_a_run_resumed_elsewhere_is_not_ended_by_its_first_process(ws, monkeypat
     assert len(ws.store.list_policies()) == policies, "the policy it registered before it knew is unregistered"
     run = ws.store.get_run(run_id)
     assert len(seen) == 200 and (run.status, run.pid, run.host) == ("queued", 424242, "another-machine")
-    assert f"run {run_id}'s end is not recorded: another process runs it now" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert log.count(f"run {run_id}: ") == 1 + 1, "its first line and one closing line, not the end it would have had"
+    assert f"run {run_id}: stopped — another process runs it now" in log
     assert not (jobs.run_dir(ws, run_id) / jobs.ENDED).exists()
 
 
