@@ -74,22 +74,21 @@ with tabs[4]:
         c1, c2, c3 = st.columns(3)
         c1.metric("Judgements", stats["judgements"])
         c2.metric("Pairs judged by ≥ 2", stats["overlapping_pairs"])
-        c3.metric("Krippendorff's α", "—" if stats["krippendorff_alpha"] is None else f"{stats['krippendorff_alpha']:.2f}")
-        teachers = [row["annotator"] for row in stats["annotators"] if row["annotator"].startswith("synthetic")]
+        c3.metric("Krippendorff's α", ui.number_or_dash(stats["krippendorff_alpha"]))
         st.caption("Agreement of each annotator with the true cost ordering, and Cohen's κ between annotators"
-                   + (f" ({', '.join(teachers)} — Auto-label or `label-synthetic` — counts as one of them, in α too)"
-                      if teachers else ""))
+                   + (f" ({', '.join(stats['synthetic'])} — Auto-label or `label-synthetic` — counts as one of them, "
+                      f"in α too; α among people alone: {ui.number_or_dash(stats['krippendorff_alpha_people'])})"
+                      if stats["synthetic"] else ""))
         st.dataframe(stats["annotators"], hide_index=True, width="stretch", key="agreement_table")
         st.caption("agreement: the share of an annotator's answers that match the truth (Equal where the costs are "
                    "equal); decided: answers naming a safer clip on pairs whose truth names one, and decided_agreement "
                    "the share of those that are right. κ and α compare all four answers (A, B, Equal, Can't tell): "
                    "two Can't tell on one pair agree.")
-        shared = [row for row in stats["kappa"] if row["overlap"]]  # two who judged no pair in common have no κ
-        if shared:
-            st.dataframe(shared, hide_index=True, width="stretch", key="kappa_table")
-        if len(shared) < len(stats["kappa"]) or not shared:
+        if stats["kappa"]:
+            st.dataframe(stats["kappa"], hide_index=True, width="stretch", key="kappa_table")
+        if stats["kappa_no_common_pairs"] or not stats["kappa"]:
             st.caption("Cohen's κ needs two annotators who judged the same pairs"
-                       + (" (annotators with no pair in common are left out)" if shared else "")
+                       + (" (annotators with no pair in common are left out)" if stats["kappa"] else "")
                        + (": set People per pair to 2 or more." if ws.store.task_overlap(task) < 2 else "."))
     else:
         st.info("No labels yet for this task.")

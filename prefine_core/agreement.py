@@ -4,7 +4,8 @@
   (:meth:`SyntheticTeacher.true_choice`: a fall loses, otherwise lower cost over the same window
   wins), over all judgements and over the decided ones (both answers left/right).
 * Between two annotators: Cohen's κ on the pairs both judged.
-* Over everyone: Krippendorff's α (nominal) on the pairs judged by two or more.
+* Over everyone: Krippendorff's α (nominal) on the pairs judged by two or more; and over people alone, without
+  the simulated labellers (:func:`teachers.is_synthetic`), whose answers are the truth itself or a noisy copy of it.
 
 Judgements are the standing labels (``Store.effective_labels``: no skips, no retracted labels);
 the categories are left, right, equal, cant_tell.
@@ -17,7 +18,7 @@ from collections import Counter
 
 import pandas as pd
 
-from prefine_core.teachers import SyntheticTeacher
+from prefine_core.teachers import SyntheticTeacher, is_synthetic
 
 
 def cohen_kappa(a: list[str], b: list[str]) -> float:
@@ -92,20 +93,32 @@ def pairwise_kappa(labels: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["annotator_a", "annotator_b", "overlap", "kappa"])
 
 
+def _alpha(labels: pd.DataFrame) -> float | None:
+    alpha = krippendorff_alpha_nominal(labels.groupby("pair_id").choice.apply(list).tolist())
+    return None if math.isnan(alpha) else alpha
+
+
 def report(store, task_id: str | None = None, teacher: SyntheticTeacher | None = None) -> dict:
-    """Everything above as plain values (NaN → None), for the CLI's ``--json`` and the app."""
+    """Everything above as plain values (NaN → None), for the CLI's ``--json`` and the app.
+
+    ``kappa`` holds the two annotators who judged some pair in common (``kappa_no_common_pairs`` counts the others:
+    they have no κ); ``synthetic`` names the simulated labellers among the annotators, counted in every figure but
+    ``krippendorff_alpha_people``."""
     labels = with_truth(store, task_id, teacher)
-    units = labels.groupby("pair_id").choice.apply(list).tolist()
+    judged_together = labels.pair_id.value_counts()
 
     def clean(frame: pd.DataFrame) -> list[dict]:
         return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                 for row in frame.to_dict("records")]
 
-    alpha = krippendorff_alpha_nominal(units)
+    kappa = pairwise_kappa(labels)
     return {
         "judgements": len(labels),
-        "overlapping_pairs": sum(len(u) >= 2 for u in units),
+        "overlapping_pairs": int((judged_together >= 2).sum()),
         "annotators": clean(annotator_agreement(labels)),
-        "kappa": clean(pairwise_kappa(labels)),
-        "krippendorff_alpha": None if math.isnan(alpha) else alpha,
+        "synthetic": sorted(a for a in labels.annotator.unique() if is_synthetic(a)),
+        "kappa": clean(kappa[kappa.overlap > 0]),
+        "kappa_no_common_pairs": int((kappa.overlap == 0).sum()),
+        "krippendorff_alpha": _alpha(labels),
+        "krippendorff_alpha_people": _alpha(labels.loc[~labels.annotator.map(is_synthetic).astype(bool)]),
     }

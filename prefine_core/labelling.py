@@ -14,6 +14,7 @@ from prefine_core.demo import TEACHER
 from prefine_core.entry import counted, is_printable, parse_number
 from prefine_core.store import NotFound, PairRecord, Store
 from prefine_core.store.records import MAX_NAME
+from prefine_core.teachers import SYNTHETIC_PREFIX, is_synthetic
 from prefine_core.workspace import plain_video_path
 
 #: (action, button label, shortcut keys shown on screen)
@@ -56,8 +57,9 @@ def check_annotator(name: str) -> str:
         raise ValueError(f"your name is {len(name)} characters long; use at most {MAX_NAME}")
     if not is_printable(name):
         raise ValueError("your name contains control characters; use letters, digits and spaces")
-    if name.casefold() == TEACHER.casefold():  # its labels would read as yours, and Undo would take back its own
-        raise ValueError(f"'{TEACHER}' is the name of the simulated labeller (Home's Auto-label); choose your own")
+    if is_synthetic(name):  # its labels would read as yours (Undo would take back its own), and Agreement as a teacher's
+        raise ValueError(f"'{name}' is a name of the simulated labeller (names starting with '{SYNTHETIC_PREFIX}': "
+                         f"Home's Auto-label labels as '{TEACHER}'); choose your own")
     return name
 
 

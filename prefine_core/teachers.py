@@ -20,6 +20,14 @@ if TYPE_CHECKING:  # keeps ``import prefine_core.store`` (which needs CHOICES) f
 
 #: The answers a labeller can give for a pair shown as (left, right).
 CHOICES = ("left", "right", "equal", "cant_tell")
+#: Annotator names starting with this (any case) are simulated labellers: Home's Auto-label and ``label-synthetic``
+#: label under them, a person cannot take one, and the Agreement tab tells the teacher from people by it.
+SYNTHETIC_PREFIX = "synthetic"
+
+
+def is_synthetic(annotator: str) -> bool:
+    """Whether ``annotator`` names a simulated labeller (:data:`SYNTHETIC_PREFIX`)."""
+    return annotator.strip().casefold().startswith(SYNTHETIC_PREFIX)
 
 
 @dataclass

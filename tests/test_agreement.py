@@ -48,6 +48,7 @@ def test_report_on_a_store(tmp_path, cheetah_episode):
         store.add_label(pair, "bob", b)
     store.add_label(pairs[0], "carol", "skip")  # skips are not judgements
     assert label_pending(store, SyntheticTeacher()) == 4
+    store.add_label(store.add_pair(ids[1], ids[3], "random", 0.0, "r"), "dave", "left")  # a pair nobody else judged
     result = report(store)
     by_name = {row["annotator"]: row for row in result["annotators"]}
     assert by_name["synthetic-teacher"]["agreement"] == 1.0
@@ -57,7 +58,13 @@ def test_report_on_a_store(tmp_path, cheetah_episode):
     kappa = {(r["annotator_a"], r["annotator_b"]): r["kappa"] for r in result["kappa"]}
     # alice vs teacher: p_o = 3/4, p_e = (3/4)(1) -> κ = 0; both rate "left" 3 or 4 times
     assert kappa[("alice", "synthetic-teacher")] == pytest.approx(0.0)
-    assert result["overlapping_pairs"] == 4 and result["judgements"] == 12
+    assert result["overlapping_pairs"] == 4 and result["judgements"] == 13
+    # dave shares no pair with anyone: no κ row with him, but counted as left out (3 of the 6 annotator pairs)
+    assert len(result["kappa"]) == 3 and result["kappa_no_common_pairs"] == 3
+    assert result["synthetic"] == ["synthetic-teacher"]
+    # people alone (alice, bob): units LL, LR, RR, LE; each ordered pair weighs 1 -> n_L = 4, n_R = 3, n_E = 1, n = 8,
+    # disagreeing weight 4: α = 1 − 7·4 / (2·(4·3 + 4·1 + 3·1)) = 1 − 28/38
+    assert result["krippendorff_alpha_people"] == pytest.approx(1 - 28 / 38)
     # units (alice, bob, teacher): LLL, LRL, RRL, LEL; each ordered pair weighs 1/2:
     # o_LL = 3 + 1 + 1 = 5, o_LR = o_RL = 1 + 1, o_RR = 1, o_LE = o_EL = 1 -> n_L = 8, n_R = 3, n_E = 1, n = 12
     # α = 1 − 11·(2 + 2 + 1 + 1) / (2·(8·3 + 8·1 + 3·1)) = 1 − 66/70

@@ -273,11 +273,12 @@ def test_markup_in_a_name_is_shown_as_text(app):
     assert not any("<b>" in m.value for m in app.markdown)
 
 
-@pytest.mark.parametrize("name", ["synthetic-teacher", " Synthetic-Teacher "])
+@pytest.mark.parametrize("name", ["synthetic-teacher", " Synthetic-Teacher ", "synthetic-noisy"])
 def test_the_simulated_labellers_name_is_not_a_persons(app, name):
+    """A person's labels under a 'synthetic…' name would be counted as the teacher's on the Agreement tab."""
     labelling_as(app, name)
     assert not app.exception, app.exception
-    assert any("is the name of the simulated labeller" in e.value for e in app.error), [e.value for e in app.error]
+    assert any("is a name of the simulated labeller" in e.value for e in app.error), [e.value for e in app.error]
     assert choice_button(app) is None and "pair_id" not in app.session_state
 
 
@@ -568,6 +569,9 @@ def test_auto_label_and_data_page_with_agreement(app, workspace):
     app.switch_page("pages/data.py").run()
     assert not app.exception, app.exception
     assert any(m.label == "Judgements" for m in app.metric)
+    # the teacher is named as counted, and α without it is undefined here (it is the only annotator)
+    assert any("(synthetic-teacher — Auto-label or `label-synthetic` — counts as one of them, in α too; α among "
+               "people alone: —)" in c.value for c in app.caption), [c.value for c in app.caption]
     assert app.selectbox(key="preview_pair") is not None
 
 

@@ -251,7 +251,7 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
     ws = Workspace.open(tmp_path / "ws", shipped=None)
     small_store(ws, n_pairs=3000)
     child = subprocess.Popen([sys.executable, "-m", "prefine_core", "label-synthetic", "--workspace", str(ws.root),
-                              "--name", "t", "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              "--name", "synthetic-t", "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              env={**os.environ, "PREFINE_SHIPPED_POLICIES": ""})
     deadline = time.time() + 120
     while time.time() < deadline and ws.store.counts()["labels"] < 5:
@@ -261,7 +261,7 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
     said = json.loads(out)["error"]
     stored = ws.store.counts()["labels"]
     assert child.returncode == 130 and 5 <= stored < 3000, (child.returncode, stored)
-    assert re.fullmatch(r"interrupted; what it was writing at that moment was undone; (\d+) labels by t are stored; "
+    assert re.fullmatch(r"interrupted; what it was writing at that moment was undone; (\d+) labels by synthetic-t are stored; "
                         r"the same command labels the rest", said) and int(said.split("; ")[2].split()[0]) == stored
 
 

@@ -39,6 +39,13 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
 
     code, out = _run(capsys, "agreement", "--workspace", ws)
     assert code == 0 and out["annotators"][0]["annotator"] == "synthetic-teacher" and out["judgements"] == 3
+    from prefine_core.cli import main
+
+    assert main(["agreement", "--workspace", ws]) == 0  # for a person: tables, not JSON lists
+    lines = capsys.readouterr().out.splitlines()
+    header = lines.index("annotators:") + 1
+    assert lines[header].split() == ["annotator", "judgements", "agreement", "decided", "decided_agreement"]
+    assert lines[header + 1].split()[:2] == ["synthetic-teacher", "3"] and "synthetic: synthetic-teacher" in lines
 
     code, out = _run(capsys, "export", "--workspace", ws, "--out", str(tmp_path / "bundle"))
     assert code == 0 and out["labels"] == 3 and out["trajectories"] == 8

@@ -20,6 +20,8 @@ import signal
 import sys
 import threading
 
+from prefine_core.cli.text import human_lines
+
 _AREAS = ("foundation", "store", "finetune")
 
 
@@ -145,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(strict_json(result), default=str, allow_nan=False))
         else:
-            for key, value in result.items():  # nested values as JSON, not as Python's repr of them
-                shown = value if isinstance(value, (str, int, float, type(None))) else json.dumps(
-                    strict_json(value), default=str)
-                print(f"{key}: {shown}")
+            print("\n".join(human_lines(strict_json(result))))
         sys.stdout.flush()
     except BrokenPipeError:  # the reader went away (`| head`): nothing to say, and no traceback at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -102,6 +102,17 @@ def number_between(low: float, high: float, above_low: bool = False):
     return parse
 
 
+def synthetic_name(text: str) -> str:
+    """An annotator name for the simulated labeller: it must say so (:data:`teachers.SYNTHETIC_PREFIX`)."""
+    from prefine_core.teachers import SYNTHETIC_PREFIX, is_synthetic
+
+    if not is_synthetic(text):
+        raise argparse.ArgumentTypeError(f"{text!r} does not start with '{SYNTHETIC_PREFIX}', as the simulated "
+                                         "labeller's names do, so that Agreement tells it from people (e.g. "
+                                         f"{SYNTHETIC_PREFIX}-noisy)")
+    return text.strip()
+
+
 def existing_file(text: str) -> Path:
     path = Path(text)
     if not path.is_file():

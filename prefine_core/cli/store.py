@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prefine_core.cli.args import (MAX_FRAME_SIZE, MIN_FRAME_SIZE, Progress, folder_to_write, frame_size, non_negative_float,
-                                   non_negative_int, number_between, open_workspace, positive_int, seed,
+                                   non_negative_int, number_between, open_workspace, positive_int, seed, synthetic_name,
                                    whole_number_between)
 
 
@@ -315,7 +315,8 @@ def register(command) -> None:
                                                   "already judged)"))
     p.add_argument("--task", type=_task, default=None, help="only pairs of this task")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many labels (default: every open pair)")
-    p.add_argument("--name", default="synthetic-teacher", help="annotator name (default synthetic-teacher)")
+    p.add_argument("--name", type=synthetic_name, default="synthetic-teacher",
+                   help="annotator name, starting with 'synthetic' (default synthetic-teacher)")
     p.add_argument("--overlap", type=positive_int, default=1_000_000,
                    help="skip pairs already labelled by this many others (default: label every pair)")
     p.add_argument("--mistake-rate", type=number_between(0, 1), default=0.0, help="probability of swapping an answer")

@@ -293,6 +293,11 @@ def number_widget(container, field: dict, key: str):
     return container.text_input(field["label"], help=field["help"] + bounds, key=key)
 
 
+def number_or_dash(value: float | None) -> str:
+    """A statistic to two decimals, or "—" where it is undefined (None)."""
+    return "—" if value is None else f"{value:.2f}"
+
+
 def plain(text: str) -> str:
     """User or data text made safe for markdown: shown literally, never as markup or HTML."""
     specials = "\\`*_{}[]()<>#+-.!|~$"
