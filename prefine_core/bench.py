@@ -28,13 +28,13 @@ import torch
 
 from prefine_core.baselines import bc_refit_reference, method_config
 from prefine_core.envs import SafetyTask, validate_task_id
-from prefine_core.evaluate import compare, evaluate_policy
+from prefine_core.evaluate import EVAL_SEED, compare, evaluate_policy
 from prefine_core.files import atomic_path, write_text_atomic
 from prefine_core.policy import TanhGaussianPolicy, load_policy
 from prefine_core.prefine import PrefineConfig
 from prefine_core.rollout import Trajectory, collect
 from prefine_core.teachers import SAFETY_JUDGE, SyntheticTeacher, TeacherConfig, safety_judge
-from prefine_core.trainer import PreferenceData, PrefineTrainer
+from prefine_core.trainer import PreferenceData, PrefineTrainer, trained_on, weights_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "data" / "policies"
@@ -312,12 +312,16 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
                  config: BenchConfig, seed: int, evals: dict, init: TanhGaussianPolicy | None = None) -> dict:
     """Fine-tune (or read back a finished run), evaluate the self-chosen checkpoint, return its row.
 
-    A run folder left by another config (e.g. a default changed since) or whose checkpoint another judge chose
-    is moved to ``stale/`` and run again, so a benchmark never reports a cached row under today's settings.
+    A run folder left by another config (e.g. a default changed since), trained on other labels or from another
+    reference, or whose checkpoint another judge chose is moved to ``stale/`` and run again; a row evaluated on other
+    episodes or at another cost limit is evaluated again. A benchmark never reports a cached row under today's
+    settings.
     """
     finetune = method_config(method, dataclasses.replace(config.finetune, seed=seed))
     result_path = run_dir / "row.json"
-    setup = _setup_of(run_dir, finetune) if run_dir.is_dir() else "same"
+    started = (data.fingerprint(), weights_fingerprint(reference, init if init is not None else reference))
+    evaluation = evaluation_setup(config)
+    setup = _setup_of(run_dir, finetune, started, evaluation) if run_dir.is_dir() else "same"
     if setup == "stale":
         run_dir.rename(stale_path(run_dir.parent.parent, run_dir.name))
     elif setup == "reselect":  # trained as today, chosen another way: the trainer resumes and chooses again
@@ -335,30 +339,44 @@ def finetune_row(run_dir: Path, labels: dict, reference: TanhGaussianPolicy, dat
     row = {"task": config.task_id, **labels, "method": method, "seed": seed,
            **evaluate_row(policy, config, evals["reference"], evals["lagrangian"]),
            "finetune_seconds": seconds, "selected_step": result["selected_step"], "judgments": result["judgments"],
-           "winners": len(data.winners), "path": result["path"], "selection_judge": SAFETY_JUDGE}
+           "winners": len(data.winners), "path": result["path"], "selection_judge": SAFETY_JUDGE,
+           "evaluation": evaluation}
     write_text_atomic(result_path, json.dumps(row))
     return row
+
+
+def evaluation_setup(config: BenchConfig) -> dict:
+    """What a row's evaluation depends on besides the policy: kept in the row, which is evaluated again if it differs."""
+    return {"episodes": config.eval_episodes, "first_seed": EVAL_SEED, "cost_limit": config.cost_limit}
 
 
 #: Beside a run's config: the name of the judge its validation history is made with (written before training).
 JUDGE_FILE = "selection_judge.txt"
 
 
-def _setup_of(run_dir: Path, config: PrefineConfig) -> str:
+def _setup_of(run_dir: Path, config: PrefineConfig, started: tuple[str, str] | None = None,
+              evaluation: dict | None = None) -> str:
     """How the run in ``run_dir`` relates to ``config``: ``same``; ``reselect`` (trained the same way, its
-    checkpoint chosen with other selection fields: chosen again from the same validation history); or ``stale``
-    (trained otherwise, unreadable, or judged during training by another judge than today's
-    :data:`~prefine_core.teachers.SAFETY_JUDGE` — read from its row, or from the marker written before training
-    for a run killed midway — so that its validation history itself differs)."""
+    checkpoint chosen with other selection fields, or its row evaluated with another :func:`evaluation_setup` than
+    ``evaluation``: chosen and evaluated again, not retrained); or ``stale`` (trained otherwise, or on other labels
+    or from other weights than ``started``'s fingerprints (:func:`trainer.trained_on`), unreadable, or judged
+    during training by another judge than today's :data:`~prefine_core.teachers.SAFETY_JUDGE` — read from its row,
+    or from the marker written before training for a run killed midway — so that its validation history itself
+    differs)."""
     try:
         saved = PrefineConfig.from_saved(json.loads((run_dir / "config.json").read_text()))
         row, marker = run_dir / "row.json", run_dir / JUDGE_FILE
-        judge = (json.loads(row.read_text()).get("selection_judge") if row.is_file()
+        written = json.loads(row.read_text()) if row.is_file() else None
+        judge = (written.get("selection_judge") if written is not None
                  else marker.read_text().strip() if marker.is_file() else None)  # unmarked and unfinished: unknown
     except (OSError, ValueError, TypeError, AttributeError):
         return "stale"
     if saved.training_dict() != config.training_dict() or judge != SAFETY_JUDGE:
         return "stale"
+    if started is not None and any(was is not None and was != now for was, now in zip(trained_on(run_dir), started)):
+        return "stale"  # other labels (a changed pool or budget), or another reference (retrained)
+    if evaluation is not None and written is not None and written.get("evaluation") != evaluation:
+        return "reselect"  # the same training, evaluated otherwise (other episodes, another cost limit)
     return "same" if saved.to_dict() == config.to_dict() else "reselect"
 
 

@@ -283,7 +283,7 @@ class PrefineConfig:
     eval_episodes: int = 2
     """Validation episodes per checkpoint (seeds below the evaluation seeds)."""
     val_seed: int = 9_000
-    """First validation seed; must stay below 10 000 (evaluation seeds)."""
+    """First validation seed; the validation seeds (``eval_episodes`` of them) stay below 10 000 (evaluation seeds)."""
     window: int = 200
     """Length of the validation clips the teacher judges."""
     select: str = "teacher"
@@ -338,6 +338,11 @@ class PrefineConfig:
                              "reference_sync_every=0 and implicit_reward='ratio'")
         if self.select == "heldout" and self.heldout_fraction <= 0:
             raise ValueError("heldout_fraction must be > 0 when select is 'heldout'")
+        from prefine_core.evaluate import EVAL_SEED
+
+        if self.val_seed + self.eval_episodes > EVAL_SEED:  # the checkpoint would be chosen on evaluation episodes
+            raise ValueError(f"validation seeds {self.val_seed}…{self.val_seed + self.eval_episodes - 1} reach the "
+                             f"evaluation seeds ({EVAL_SEED} and up): lower val_seed or eval_episodes")
 
     def training_dict(self) -> dict:
         """The fields that shape training (all but :data:`SELECTION_FIELDS`)."""

@@ -488,8 +488,9 @@ class PrefineTrainer:
         with SafetyTask(self.task_id) as task:
             if not self.history:
                 self._record_eval(self._validate(task))
+            # training time alone (not validation, nor reporting): since ``tick``, and in the reported window
             window: list[dict] = []
-            tick = time.time()
+            window_seconds, tick = 0.0, time.time()
             while self.step < c.steps:
                 batch = sample_batch(pos, neg, self.train_data.paired, c, self.rng)
                 if refreshed:
@@ -509,14 +510,17 @@ class PrefineTrainer:
                     self.ratio_reference.load_state_dict(self.policy.state_dict())
                 window.append(metrics)
                 if self.step % c.log_every == 0 or self.step == c.steps:
-                    elapsed = time.time() - tick
-                    self.seconds += elapsed
+                    elapsed, tick = time.time() - tick, time.time()
+                    self.seconds, window_seconds = self.seconds + elapsed, window_seconds + elapsed
                     averaged = {k: float(np.mean([m[k] for m in window if k in m])) for k in window[-1]}
-                    averaged.update({"step": self.step, "perf/steps_per_s": len(window) / max(elapsed, 1e-9)})
+                    averaged.update({"step": self.step, "perf/steps_per_s": len(window) / max(window_seconds, 1e-9)})
                     if self.on_step:
                         self.on_step(averaged)
-                    window, tick = [], time.time()
+                    window, window_seconds, tick = [], 0.0, time.time()
                 if self.step % c.eval_every == 0 or self.step == c.steps:
+                    # the steps since the last report were training too (eval_every need not be a multiple of log_every)
+                    elapsed = time.time() - tick
+                    self.seconds, window_seconds = self.seconds + elapsed, window_seconds + elapsed
                     self._record_eval(self._validate(task))
                     self._save_state()
                     tick = time.time()
@@ -585,6 +589,15 @@ def _saved_state(out_dir: str | Path) -> dict | None:
     except (OSError, ValueError):  # none yet, or unreadable: run() says which
         return None
     return state if isinstance(state, dict) else None
+
+
+def trained_on(out_dir: str | Path) -> tuple[str | None, str | None]:
+    """The fingerprints of the labels (:meth:`PreferenceData.fingerprint`) and of the reference and start weights
+    (:func:`weights_fingerprint`) the run saved in ``out_dir`` started on; None for what its state does not say."""
+    state = _saved_state(out_dir) or {}
+    labels, start = state.get("data"), state.get("start")
+    return (labels.get("fingerprint") if isinstance(labels, dict) else None,
+            start.get("fingerprint") if isinstance(start, dict) else None)
 
 
 def saved_step(out_dir: str | Path) -> int | None:

@@ -226,6 +226,34 @@ def test_a_cached_run_chosen_another_way_is_chosen_again_not_retrained(tmp_path)
     assert again["finetune_seconds"] >= first["finetune_seconds"] and again["seed"] == 0
 
 
+def test_a_cached_row_of_other_labels_or_another_reference_is_rerun_and_one_evaluated_otherwise_reevaluated(tmp_path):
+    """A row was read back whenever its config and judge matched: one trained on other labels (a changed pool or
+    budget) or from a retrained reference was reported as today's, and one evaluated at another cost limit kept it."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from prefine_core.bench import finetune_row
+    from prefine_core.trainer import PreferenceData, trained_on
+
+    reference, data, config, evals, run_dir = _tiny_run(tmp_path)
+    finetune_row(run_dir, {"pairs": 2}, reference, data, "prefine", config, 0, evals)
+    swapped = PreferenceData.from_pairs([(loser, winner) for winner, loser in zip(data.winners, data.losers)])
+    finetune_row(run_dir, {"pairs": 2}, reference, swapped, "prefine", config, 0, evals)
+    assert len(list((tmp_path / "stale").iterdir())) == 1 and trained_on(run_dir)[0] == swapped.fingerprint()
+    retrained = copy.deepcopy(reference)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(0.01)
+    finetune_row(run_dir, {"pairs": 2}, retrained, swapped, "prefine", config, 0, evals)
+    assert len(list((tmp_path / "stale").iterdir())) == 2
+    state = (run_dir / "state.json").read_text()
+    row = finetune_row(run_dir, {"pairs": 2}, retrained, swapped, "prefine", dataclasses.replace(config, cost_limit=1.0),
+                       0, evals)
+    assert row["evaluation"]["cost_limit"] == 1.0 and json.loads((run_dir / "row.json").read_text()) == row
+    assert len(list((tmp_path / "stale").iterdir())) == 2 and (run_dir / "state.json").read_text() == state
+
+
 @pytest.mark.parametrize("marker,kept", [(None, False), ("another-judge/1", False), ("today", True)])
 def test_a_run_killed_midway_resumes_only_if_todays_judge_made_its_history(tmp_path, marker, kept):
     import dataclasses

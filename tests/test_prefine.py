@@ -182,3 +182,11 @@ def test_config_round_trip_and_field_listing():
     assert all(f["help"] for f in fields.values())
     assert fields["beta"]["type"] == "float" and fields["beta"]["min"] > 0
     assert fields["sigmoid"]["choices"] == ["segment", "step"]
+
+
+def test_validation_seeds_may_not_run_into_the_evaluation_seeds():
+    """Only val_seed was bounded: val_seed 9 990 with 20 validation episodes chose checkpoints on seeds 10 000–10 009,
+    the benchmark's evaluation episodes."""
+    PrefineConfig(val_seed=9_990, eval_episodes=10)  # 9 990 … 9 999: below them
+    with pytest.raises(ValueError, match=r"validation seeds 9990…10009 reach the evaluation seeds \(10000 and up\)"):
+        PrefineConfig(val_seed=9_990, eval_episodes=20)

@@ -400,3 +400,25 @@ def test_a_run_folder_of_a_fine_tune_from_another_policy_is_refused_not_handed_b
         PrefineTrainer(reference, data, config, tmp_path, init=other).run()
     assert (tmp_path / "state.json").read_text() == saved
     assert PrefineTrainer(reference, data, config, tmp_path).run()["resumed"]  # its own policy resumes it
+
+
+def test_training_time_counts_the_steps_between_a_report_and_a_validation(setup, tmp_path, monkeypatch):
+    """With eval_every not a multiple of log_every (the quick benchmark's 15 and 10), the steps between the last report
+    and a validation went uncounted: train_seconds came out under the time the steps took, and the next report's
+    steps/s twice too high."""
+    import prefine_core.trainer as trainer_module
+
+    reference, data, _ = setup
+    pause, real = 0.1, trainer_module.prefine_loss
+
+    def slow(*args, **kwargs):
+        time.sleep(pause)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "prefine_loss", slow)
+    reports = []
+    result = PrefineTrainer(reference, data, _config(steps=30, eval_every=15, log_every=10, select="last"), tmp_path,
+                            on_step=reports.append).run()
+    assert [m["step"] for m in reports] == [10, 20, 30]
+    assert result["train_seconds"] >= 30 * pause
+    assert all(m["perf/steps_per_s"] <= 1 / pause for m in reports), [m["perf/steps_per_s"] for m in reports]
