@@ -28,7 +28,7 @@ import torch
 
 from prefine_core.baselines import bc_refit_reference, method_config
 from prefine_core.envs import SafetyTask, validate_task_id
-from prefine_core.evaluate import EVAL_SEED, compare, evaluate_policy
+from prefine_core.evaluate import DSRL_COST_LIMITS, EVAL_SEED, compare, dsrl_keys, evaluate_policy
 from prefine_core.files import atomic_path, write_text_atomic
 from prefine_core.policy import TanhGaussianPolicy, load_policy
 from prefine_core.prefine import PrefineConfig
@@ -294,7 +294,8 @@ def evaluate_row(policy: TanhGaussianPolicy, config: BenchConfig, reference_eval
     det = evaluate_policy(policy, config.task_id, episodes=config.eval_episodes, cost_limit=config.cost_limit)
     sto = evaluate_policy(policy, config.task_id, episodes=config.eval_episodes, cost_limit=config.cost_limit, deterministic=False)
     row = {k: det[k] for k in ("return_mean", "return_std", "cost_mean", "cost_std", "length_mean", "cost_per_step",
-                               "violation_rate", "catastrophic_rate", "fall_rate")}
+                               "violation_rate", "catastrophic_rate", "fall_rate",
+                               *(key for limit in DSRL_COST_LIMITS for key in dsrl_keys(limit)))}
     row.update(stoch_return_mean=sto["return_mean"], stoch_cost_mean=sto["cost_mean"], stoch_fall_rate=sto["fall_rate"])
     return {**row, **_comparisons(det, reference_eval, lagrangian_eval)}
 
@@ -519,19 +520,26 @@ def _pm(rows: list[dict], key: str, scale: float = 1.0) -> str:
     return f"{fmt(float(np.mean(values)))} ± {fmt(float(np.std(values)))}" if len(values) > 1 else fmt(values[0])
 
 
+#: The column of the DSRL thresholds' rates, shown where rows have them (rows evaluated since 2026-12-07).
+DSRL_COLUMN = "violation / catastrophic at κ = " + " · ".join(f"{limit:g}" for limit in DSRL_COST_LIMITS)
+
+
 def _aggregate(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(k, "") for k in keys), []).append(r)
+    dsrl = any(dsrl_keys(DSRL_COST_LIMITS[0])[0] in r for r in rows)
     out = []
     for key, group in groups.items():
+        at_dsrl = {DSRL_COLUMN: " · ".join(f"{_pm(group, violation)} / {_pm(group, catastrophic)}"
+                                           for violation, catastrophic, _ in map(dsrl_keys, DSRL_COST_LIMITS))}
         out.append({**dict(zip(keys, key)), "seeds": len(group), "return": _pm(group, "return_mean"),
                     "cost": _pm(group, "cost_mean"), "length": _pm(group, "length_mean"),
                     "violation": _pm(group, "violation_rate"), "catastrophic": _pm(group, "catastrophic_rate"),
                     "cost cut %": _pm(group, "cost_reduction_pct"), "retention": _pm(group, "reward_retention"),
                     "vs Lagrangian": _pm(group, "retention_vs_lagrangian"),
                     "stoch. return / cost": f"{_pm(group, 'stoch_return_mean')} / {_pm(group, 'stoch_cost_mean')}",
-                    "fine-tune s": _pm(group, "finetune_seconds")})
+                    **(at_dsrl if dsrl else {}), "fine-tune s": _pm(group, "finetune_seconds")})
     return out
 
 
@@ -550,7 +558,10 @@ def task_markdown(result: dict) -> str:
                 {"policy": f"PPO-Lagrangian (limit {lag['cost_limit']:g}, from scratch)",
                  **{k: lag[k] for k in ("return_mean", "cost_mean", "length_mean", "fall_rate")},
                  "stoch. return": lag["stoch_return_mean"], "stoch. cost": lag["stoch_cost_mean"]}]
-    lines += ["Evaluation: deterministic, seeds 10 000…; stochastic figures beside them.", "", markdown_table(policies), ""]
+    limit = result["config"]["cost_limit"]
+    lines += [f"Evaluation: deterministic, seeds 10 000…; stochastic figures beside them. Violation: an episode's cost "
+              f"> κ = {limit:g}; catastrophic: cost > {2 * limit:g} or a fall (the κ of the paper's protocol rows is the "
+              "threshold their labels were split at).", "", markdown_table(policies), ""]
     if lag["cost_mean"] < 0.2 * lag["cost_limit"] and lag["return_mean"] < 0.5 * ref["return_mean"]:
         lines += [f"**Caveat:** the PPO-Lagrangian ended far under its limit ({lag['cost_mean']:.1f} < {lag['cost_limit']:g}) with "
                   f"{100 * lag['return_mean'] / ref['return_mean']:.0f} % of the reference's return — over-constrained or "
@@ -922,6 +933,13 @@ trained on a forward reward that peaks at 0.45 m/s (no cost signal; a cost penal
 fall, a Lagrangian to stand); PointCircle w = 0.05, 0.2 and 0.5.
 Wall times are as measured on this 2-core machine with two benchmarks running side by side (one core each);
 compare them with each other, not with a quiet machine.
+**DSRL's thresholds.** The tables' violation and catastrophic rates are at the benchmark's κ = 25 (the
+Lagrangian's limit). A row evaluated since 2026-12-07 also carries them, and the normalised cost C/κ, at DSRL's
+κ = 20, 40 and 80 (`violation_rate_k20`, … in `result.json`; a table column where its rows have them); the rows
+above were evaluated before, and their policies are not kept, so they would have to be trained again to show
+them. DSRL's normalised reward (R − r_min)/(r_max − r_min) needs a fixed dataset's return range, which this
+benchmark does not have (its pool follows its settings); reward retention against the reference and against the
+Lagrangian stands in for it.
 """
 
 

@@ -17,8 +17,18 @@ from prefine_core.rollout import Trajectory, collect
 
 #: First evaluation seed. Pools, pairs and labels use seeds below it.
 EVAL_SEED = 10_000
-#: DSRL's cost thresholds for Safety-Gymnasium.
+#: DSRL's cost thresholds for Safety-Gymnasium: every summary also gives its rates at each (keys of :func:`dsrl_keys`).
 DSRL_COST_LIMITS = (20.0, 40.0, 80.0)
+
+
+def dsrl_keys(limit: float) -> tuple[str, str, str]:
+    """The summary's keys for violation rate, catastrophic rate and normalised cost at the DSRL threshold ``limit``."""
+    return f"violation_rate_k{limit:g}", f"catastrophic_rate_k{limit:g}", f"normalized_cost_k{limit:g}"
+
+
+def _at_limit(costs: np.ndarray, falls: np.ndarray, limit: float) -> tuple[float, float, float]:
+    """Violation rate (cost > κ), catastrophic rate (cost > 2κ or a fall) and normalised cost C/κ at κ = ``limit``."""
+    return float((costs > limit).mean()), float(((costs > 2 * limit) | falls).mean()), float(costs.mean() / limit)
 
 
 def summarize(episodes: list[Trajectory], cost_limit: float, return_range: tuple[float, float] | None = None) -> dict:
@@ -31,17 +41,19 @@ def summarize(episodes: list[Trajectory], cost_limit: float, return_range: tuple
     costs = np.array([e.total_cost for e in episodes])
     lengths = np.array([e.length for e in episodes])
     falls = np.array([e.fell for e in episodes])
+    violation, catastrophic, normalized = _at_limit(costs, falls, cost_limit)
     result = {
         "episodes": len(episodes),
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "cost_mean": float(costs.mean()), "cost_std": float(costs.std()),
         "length_mean": float(lengths.mean()),
         "cost_per_step": float(costs.sum() / max(lengths.sum(), 1)),
-        "violation_rate": float((costs > cost_limit).mean()),
-        "catastrophic_rate": float(((costs > 2 * cost_limit) | falls).mean()),
+        "violation_rate": violation, "catastrophic_rate": catastrophic,
         "fall_rate": float(falls.mean()),
         "cost_limit": float(cost_limit),
-        "normalized_cost": float(costs.mean() / cost_limit),
+        "normalized_cost": normalized,
+        **{key: value for limit in DSRL_COST_LIMITS
+           for key, value in zip(dsrl_keys(limit), _at_limit(costs, falls, limit))},
         "returns": returns.tolist(), "costs": costs.tolist(), "lengths": lengths.tolist(),
     }
     if return_range is not None:

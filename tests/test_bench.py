@@ -348,3 +348,16 @@ def test_benchmarks_md_holds_the_notes_the_benchmark_writes():
     from prefine_core.bench import NOTES
 
     assert NOTES.strip() in (REPO / "BENCHMARKS.md").read_text()
+
+
+def test_the_dsrl_thresholds_column_shows_where_rows_have_its_rates():
+    from prefine_core.bench import DSRL_COLUMN, _aggregate
+
+    old = [{"method": "bc", "pairs": 2, "return_mean": 1.0, "cost_mean": 30.0}]  # evaluated before the rates existed
+    assert DSRL_COLUMN not in _aggregate(old, ("method", "pairs"))[0]
+    rates = {"violation_rate_k20": 1.0, "catastrophic_rate_k20": 0.0, "violation_rate_k40": 0.0,
+             "catastrophic_rate_k40": 0.0, "violation_rate_k80": 0.0, "catastrophic_rate_k80": 0.0}
+    (row,) = _aggregate([{**old[0], **rates}, {**old[0], "seed": 1, **rates, "violation_rate_k20": 0.0}],
+                        ("method", "pairs"))
+    assert row[DSRL_COLUMN] == "0.50 ± 0.50 / 0.00 ± 0.00 · 0.00 ± 0.00 / 0.00 ± 0.00 · 0.00 ± 0.00 / 0.00 ± 0.00"
+    assert list(row)[-1] == "fine-tune s", "the wall time stays the last column (compare_bench_tables drops it)"
