@@ -283,7 +283,7 @@ class PrefineConfig:
     eval_episodes: int = 2
     """Validation episodes per checkpoint (seeds below the evaluation seeds)."""
     val_seed: int = 9_000
-    """First validation seed; the validation seeds (``eval_episodes`` of them) stay below 10 000 (evaluation seeds)."""
+    """First validation seed; all validation seeds (one per validation episode) stay below 10 000 (evaluation seeds)."""
     window: int = 200
     """Length of the validation clips the teacher judges."""
     select: str = "teacher"

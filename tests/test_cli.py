@@ -182,9 +182,14 @@ def test_finetune_shows_its_final_evaluation_and_resumes_in_its_own_folder(tmp_p
     argv = _finetune_argv(tmp_path, tmp_path / "run")
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "evaluate: 100%" in err and "| 2/2 " in err, err
+    assert "evaluate: 100%" in err and "| 4/4 " in err, err
     assert main([*argv, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["path"] == str(tmp_path / "run" / "policy.safetensors")
+    result = json.loads(capsys.readouterr().out)
+    assert result["path"] == str(tmp_path / "run" / "policy.safetensors")
+    # deterministic and stochastic actions, both (DESIGN §5), for the new policy and the reference
+    assert [result[k]["deterministic"] for k in ("evaluation", "reference", "evaluation_stochastic",
+                                                 "reference_stochastic")] == [True, True, False, False]
+    assert "cost_reduction_pct" in result["comparison_stochastic"]
 
 
 def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatch):

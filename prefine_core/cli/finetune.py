@@ -111,14 +111,20 @@ def _finetune(args: argparse.Namespace) -> dict:
         bar.close()
     seconds = time.time() - started
     policy = load_policy(result["path"], task_id)
-    with Progress(2 * args.episodes, "evaluate", quiet=quiet) as shown:  # the fine-tuned policy, then the reference
-        evaluation = evaluate_policy(policy, task_id, episodes=args.episodes,
-                                     on_episode=lambda i, _: shown.update_to(i))
-        reference_eval = evaluate_policy(reference, task_id, episodes=args.episodes,
-                                         on_episode=lambda i, _: shown.update_to(args.episodes + i))
+    # the fine-tuned policy, then the reference; deterministic, then stochastic actions (DESIGN §5 reports both)
+    evaluations = {}
+    with Progress(4 * args.episodes, "evaluate", quiet=quiet) as shown:
+        for key, evaluated, deterministic in (("evaluation", policy, True), ("reference", reference, True),
+                                              ("evaluation_stochastic", policy, False),
+                                              ("reference_stochastic", reference, False)):
+            done = len(evaluations) * args.episodes
+            evaluations[key] = evaluate_policy(evaluated, task_id, episodes=args.episodes, deterministic=deterministic,
+                                               on_episode=lambda i, _, done=done: shown.update_to(done + i))
     return {"path": result["path"], "task_id": task_id, "pairs": len(pairs), "selected_step": result["selected_step"],
-            "seconds": round(seconds, 2), "evaluation": evaluation, "reference": reference_eval,
-            "comparison": compare(evaluation, reference_eval), "config": config.to_dict()}
+            "seconds": round(seconds, 2), **evaluations,
+            "comparison": compare(evaluations["evaluation"], evaluations["reference"]),
+            "comparison_stochastic": compare(evaluations["evaluation_stochastic"], evaluations["reference_stochastic"]),
+            "config": config.to_dict()}
 
 
 def _resumable(out: Path, args: argparse.Namespace) -> str:
