@@ -94,6 +94,16 @@ class BenchConfig:
             raise ValueError(f"budgets must be positive, got {self.budgets}")
         if self.seeds <= 0:
             raise ValueError(f"seeds must be positive, got {self.seeds}")
+        # episode seeds: each pool source a block of 500 from POOL_SEEDS, each round's new pool a block of 100 from
+        # ROUND_SEEDS; no block may overlap another, nor reach the validation seeds (checkpoints chosen on pool clips)
+        if not 0 < self.pool_episodes <= 100:
+            raise ValueError(f"pool_episodes must be in [1, 100] (each round's pool seeds are a block of 100), "
+                             f"got {self.pool_episodes}")
+        pools_end = ROUND_SEEDS + 100 * self.extra_seeds  # the first seed above every pool's
+        if self.finetune.val_seed < pools_end:
+            raise ValueError(f"the validation seeds (from val_seed {self.finetune.val_seed}) must lie above the pool "
+                             f"seeds, which end at {pools_end - 1} with extra_seeds {self.extra_seeds} (the labelling "
+                             f"rounds' pools take 100 seeds each from {ROUND_SEEDS}): raise val_seed or lower extra_seeds")
         self.out_dir = Path(self.out_dir or BENCH_DIR / self.task_id)
 
     @classmethod
@@ -606,7 +616,8 @@ dominate in the prototypes), λ = 1 (BC-dominant), w⁻ = 0.5 with β·margin cl
 and validation cost swung between 14 and 416 across checkpoints), Adam 1e-3 for 4 000 steps (3e-4 had not
 left the fast gait after 4 000 steps; 20 000 steps would break the 5-minute budget with validation), batch
 16 segments + 256 BC pairs, counterfactuals at temperature 1. BC and trajectory DPO use the same steps,
-step size and selection. Checkpoints every 400 steps; the one used is chosen without the true cost: the
+step size and selection, and DPO PREFINE's margin cap (standard DPO has none), so that it differs from PREFINE
+only in what each clip is contrasted with. Checkpoints every 400 steps; the one used is chosen without the true cost: the
 teacher, asked only which clip was safer (no reward tie-break — the app's judge too), judges 200-step clips of
 2 deterministic validation episodes against the 10 most-winning labelled clips (a fall loses the clips it never
 reached), and among checkpoints within 0.1 of the safest the highest validation return wins (`judgments` counts

@@ -361,3 +361,16 @@ def test_the_dsrl_thresholds_column_shows_where_rows_have_its_rates():
                         ("method", "pairs"))
     assert row[DSRL_COLUMN] == "0.50 ± 0.50 / 0.00 ± 0.00 · 0.00 ± 0.00 / 0.00 ± 0.00 · 0.00 ± 0.00 / 0.00 ± 0.00"
     assert list(row)[-1] == "fine-tune s", "the wall time stays the last column (compare_bench_tables drops it)"
+
+
+@pytest.mark.parametrize("kw,said", [
+    ({"extra_seeds": 11}, "must lie above the pool seeds, which end at 9099 with extra_seeds 11"),
+    ({"finetune": PrefineConfig(val_seed=500)}, "validation seeds \\(from val_seed 500\\) must lie above the pool seeds"),
+    ({"pool_episodes": 101}, "pool_episodes must be in \\[1, 100\\]")])
+def test_the_validation_seeds_stay_apart_from_every_pools(kw, said):
+    """From 10 seeds up, the labelling rounds' pool episodes (8 000 + 100 per seed) were the validation episodes
+    (9 000…): checkpoints were chosen on clips the run had been labelled on; and past 100 pool episodes one round's
+    pool overlapped the next's."""
+    with pytest.raises(ValueError, match=said):
+        BenchConfig(task_id="SafetyPointCircle1-v0", **kw)
+    assert BenchConfig(task_id="SafetyPointCircle1-v0", extra_seeds=10).extra_seeds == 10
