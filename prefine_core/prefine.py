@@ -295,7 +295,8 @@ class PrefineConfig:
     each side before the tolerance applies (a safe checkpoint between two unsafe ones is more likely a lucky draw
     of a few verdicts than a safe policy). 0 = each checkpoint on its own."""
     heldout_fraction: float = 0.0
-    """Fraction of labelled pairs kept out of training for heldout selection."""
+    """Fraction of labelled pairs kept out of training for heldout selection (a held-out pair may share a clip with a
+    training pair, so its accuracy reads high; the choice between checkpoints is what it serves)."""
     seed: int = 0
     """Seeds torch, numpy and the batch sampler."""
 
