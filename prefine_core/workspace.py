@@ -71,11 +71,12 @@ class Workspace:
 
     def delete_pairs(self, pair_ids: list[int]) -> int:
         """:meth:`Store.delete_pairs`, then the pairs' rendered videos (each pair has its own); returns how many
-        pairs went. An unknown id deletes nothing, files included."""
-        videos = [pair.video_path for pair in map(self.store.get_pair, sorted(set(pair_ids))) if pair.video_path]
+        pairs went. An unknown id deletes nothing, files included. Only the files where this workspace renders a
+        pair's video go, never the file a row names: a row edited to name a policy deleted that policy."""
+        videos = [self.pair_video_path(pair.id) for pair in map(self.store.get_pair, sorted(set(pair_ids)))]
         deleted = self.store.delete_pairs(pair_ids)
         for video in videos:
-            for path in (Path(video), plain_video_path(video)):
+            for path in (video, plain_video_path(video)):
                 path.unlink(missing_ok=True)
         return deleted
 
