@@ -90,7 +90,9 @@ with left:
     if view.video is None:
         with notice:
             job = pool.video_job(ws, task)
-            if not view.replayable:  # no job can help: say so, and let the pair be skipped
+            if view.unreadable:
+                st.error(view.unreadable[0].upper() + view.unreadable[1:] + ".")
+            elif not view.replayable:  # no job can help: say so, and let the pair be skipped
                 st.warning("This pair shows a clip from an imported dataset, which has no policy and seed to replay, "
                            "so it has no video to judge (such pairs are for the synthetic teacher). Skip it.")
             else:

@@ -78,22 +78,17 @@ def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:
     return {"clips": len(added), "pairs": len(pairs), **rendered}
 
 
-def auto_label(ws: Workspace, task_id: str, n: int, annotator: str = TEACHER) -> int:
-    """Let the synthetic teacher label up to ``n`` pairs it has not labelled; returns how many it labelled."""
-    from prefine_core.teachers import SyntheticTeacher
+def auto_label(ws: Workspace, task_id: str, n: int, annotator: str = TEACHER,
+               unreadable: list[str] | None = None) -> int:
+    """Let the synthetic teacher label up to ``n`` pairs it has not labelled, and nobody else holds or labelled (as
+    the Label page hands a pair to one person); returns how many it labelled. ``unreadable``: as
+    :func:`~prefine_core.teachers.label_pending`."""
+    from prefine_core.teachers import SyntheticTeacher, label_pending
 
     if n <= 0:
         raise ValueError(f"the number of pairs to auto-label must be positive, got {n}")
-    teacher = SyntheticTeacher(name=annotator)
-    done = 0
-    while done < n:
-        pair = ws.store.next_pair(annotator, task_id)
-        if pair is None:
-            break
-        choice = teacher.judge(ws.store.get_trajectory(pair.left_id), ws.store.get_trajectory(pair.right_id))
-        ws.store.add_label(pair.id, annotator, choice, seconds=0.0)
-        done += 1
-    return done
+    return label_pending(ws.store, SyntheticTeacher(name=annotator), task_id, limit=n, overlap=1, seconds=0.0,
+                         unreadable=unreadable)
 
 
 #: The most pairs one press of Home's *Auto-label* labels.
@@ -106,8 +101,13 @@ def auto_label_report(ws: Workspace, task_id: str, n: int | str) -> str:
     n = parse_number("Pairs to auto-label", n, whole=True)
     if not 1 <= n <= MAX_AUTO_LABEL:
         raise ValueError(f"Pairs to auto-label must be between 1 and {MAX_AUTO_LABEL}, got {n}; nothing was labelled")
-    done = auto_label(ws, task_id, n)
+    unreadable: list[str] = []
+    done = auto_label(ws, task_id, n, unreadable=unreadable)
     pairs = counted(done, "pair")
+    if unreadable:  # said first: a damaged workspace is what to see to
+        return (f"The synthetic teacher labelled {pairs} and skipped {counted(len(unreadable), 'pair')} whose clips are "
+                f"gone or damaged ({'; '.join(unreadable[:3])}{' …' if len(unreadable) > 3 else ''}); Data › Delete "
+                "removes such pairs.")
     if done == n:
         return f"The synthetic teacher labelled {pairs}."
     counts = ws.store.counts(task_id)

@@ -45,6 +45,9 @@ class PairView:
     strategy: str
     replayable: bool = True
     """Whether a video can be made of both clips (one from an imported dataset cannot: only Skip suits the pair)."""
+    unreadable: str | None = None
+    """What makes the pair impossible to judge (a clip's row or file gone or damaged since), else None: the pair is
+    shown without video, and only Skip suits it."""
     fps: int = 30
 
 
@@ -69,11 +72,21 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
 
     from prefine_core.rollout import load_trajectory
 
-    left, right = (store.trajectory_record(i) for i in (pair.left_id, pair.right_id))  # each clip's row read once
+    clips, costs = [], []  # each clip's row read once
+    for clip_id in (pair.left_id, pair.right_id):
+        try:
+            clips.append(store.trajectory_record(clip_id))
+            costs.append(load_trajectory(clips[-1].path).costs.tolist())
+        except (NotFound, ValueError) as exc:  # one damaged clip must not stop the labelling of the whole task
+            return PairView(pair_id=pair.id, task_id=pair.task_id, video=None, video_plain=None, costs_left=[],
+                            costs_right=[], reason=pair.reason, strategy=pair.strategy, replayable=False,
+                            unreadable=f"pair {pair.id} cannot be judged: its clip {clip_id} is gone or damaged since "
+                                       f"the pair was made ({exc}). Skip it; Data › Delete removes the pair")
+    left, right = clips
     return PairView(
         pair_id=pair.id, task_id=pair.task_id, video=read(pair.video_path),
         video_plain=read(plain_video_path(pair.video_path)) if pair.video_path else None,
-        costs_left=load_trajectory(left.path).costs.tolist(), costs_right=load_trajectory(right.path).costs.tolist(),
+        costs_left=costs[0], costs_right=costs[1],
         reason=pair.reason, strategy=pair.strategy, replayable=left.replayable and right.replayable)
 
 

@@ -116,20 +116,29 @@ def safety_judge():
 
 
 def label_pending(store, teacher: SyntheticTeacher, task_id: str | None = None, limit: int | None = None,
-                  overlap: int = 1_000_000, on_label=None) -> int:
-    """Label the pairs this teacher has not labelled yet, through ``store.add_label`` under ``teacher.name``.
+                  overlap: int = 1_000_000, on_label=None, seconds: float | None = None,
+                  unreadable: list[str] | None = None) -> int:
+    """Label the pairs this teacher has not labelled yet, through ``store.add_label`` under ``teacher.name``
+    (each answer taking ``seconds``, if given).
 
     It asks :meth:`Store.next_pair` like a person would, so ``overlap`` works as for people (the
     default: every pair, whoever else labelled it). Returns how many labels were written; ``on_label(written)``
-    after each.
+    after each. A pair with a clip gone or damaged since it was made is skipped, as a person would skip it (else it
+    came back first every time, and nothing after it was labelled), and said in ``unreadable``.
     """
     written = 0
     while limit is None or written < limit:
         pair = store.next_pair(teacher.name, task_id=task_id, overlap=overlap)
         if pair is None:
             break
-        choice = teacher.judge(store.get_trajectory(pair.left_id), store.get_trajectory(pair.right_id))
-        store.add_label(pair.id, teacher.name, choice)
+        try:
+            left, right = store.get_trajectory(pair.left_id), store.get_trajectory(pair.right_id)
+        except ValueError as exc:  # its row deleted, its file removed or cut short (the store's NotFound too)
+            store.add_label(pair.id, teacher.name, "skip")
+            if unreadable is not None:
+                unreadable.append(f"pair {pair.id} skipped: {exc}")
+            continue
+        store.add_label(pair.id, teacher.name, teacher.judge(left, right), seconds=seconds)
         written += 1
         if on_label is not None:
             on_label(written)

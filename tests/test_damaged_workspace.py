@@ -9,7 +9,7 @@ from conftest import CHEETAH, make_policy
 
 @pytest.fixture
 def ws(tmp_path):
-    """One policy, 6 real clips, 3 pairs, labelled left, right, left."""
+    """One policy, 6 real clips, 3 pairs, none labelled."""
     from prefine_core.envs import SafetyTask
     from prefine_core.policy import save_policy
     from prefine_core.rollout import collect
@@ -21,8 +21,8 @@ def ws(tmp_path):
     with SafetyTask(CHEETAH) as task:
         episode = collect(make_policy(CHEETAH), task, seed=0, max_steps=60)
     ids = [ws.store.add_trajectory(episode.window(10 * i, 10), policy_id, "test", ws.trajectories_dir) for i in range(6)]
-    for (a, b), choice in zip(zip(ids[::2], ids[1::2]), ("left", "right", "left")):
-        ws.store.add_label(ws.store.add_pair(a, b, "random", 0.0, "test"), "ann", choice)
+    for a, b in zip(ids[::2], ids[1::2]):
+        ws.store.add_pair(a, b, "random", 0.0, "test")
     return ws
 
 
@@ -39,3 +39,57 @@ def test_deleting_a_pair_removes_its_own_videos_not_the_file_its_row_names(ws):
     ws.store.set_pair_video(second.id, own)
     assert ws.delete_pairs([first.id, second.id]) == 2
     assert policy.is_file() and not own.exists()
+
+
+def _damage_a_clip(ws) -> int:
+    """Remove the array file of the second pair's left clip (a cleanup, a partial copy); returns that pair's id."""
+    from pathlib import Path
+
+    pair = ws.store.list_pairs(CHEETAH)[1]
+    Path(ws.store.trajectory_record(pair.left_id).path).unlink()
+    return pair.id
+
+
+def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(ws, tmp_path, monkeypatch):
+    """One clip file removed stopped the Label page with a traceback before its Skip button, and the same pair was
+    served again at every visit; label-synthetic labelled nothing after it, run after run."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import choice_button
+    from prefine_core.cli import main
+    from prefine_core.labelling import pair_view
+
+    broken = _damage_a_clip(ws)
+    view = pair_view(ws.store, ws.store.get_pair(broken))
+    assert view.video is None and view.unreadable.startswith(f"pair {broken} cannot be judged: its clip ")
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    app.session_state["task_id"] = CHEETAH
+    app.run()
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("kim").run()
+    while app.session_state["pair_id"] != broken:
+        app.button(key=f"choice_skip_{app.session_state['pair_id']}").click().run()
+    assert not app.exception, app.exception
+    assert any(e.value.startswith(f"Pair {broken} cannot be judged") for e in app.error), [e.value for e in app.error]
+    assert choice_button(app, "left").disabled and not choice_button(app, "skip").disabled
+    choice_button(app, "skip").click().run()
+    assert not app.exception and app.session_state["pair_id"] != broken
+
+    assert main(["label-synthetic", "--workspace", str(ws.root)]) == 0
+    labels = ws.store.effective_labels(CHEETAH)
+    assert sorted(labels[labels.annotator == "synthetic-teacher"].pair_id) == sorted(
+        p.id for p in ws.store.list_pairs(CHEETAH) if p.id != broken), "every other pair is labelled"
+
+
+def test_auto_label_says_the_pairs_it_skipped(ws):
+    from prefine_core.demo import auto_label_report
+
+    broken = _damage_a_clip(ws)
+    said = auto_label_report(ws, CHEETAH, "10")
+    assert said.startswith(f"The synthetic teacher labelled 2 pairs and skipped 1 pair whose clips are gone or "
+                           f"damaged (pair {broken} skipped: "), said
