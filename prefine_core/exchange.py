@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,7 +78,10 @@ _KIND_SAID = {"id": "a positive integer id", "text": "a string", "number": "a nu
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, default=str, sort_keys=True) + "\n")
+            try:  # a number past any float (a row edited by hand) would be written as Infinity, which is not JSON
+                handle.write(json.dumps(row, default=str, sort_keys=True, allow_nan=False) + "\n")
+            except ValueError:
+                raise ValueError(f"{path.stem} row {row.get('id')} holds a number that is not finite") from None
 
 
 def _is_policy(path: str) -> bool:
@@ -91,10 +95,34 @@ def _is_policy(path: str) -> bool:
 
 def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = None,
                   include_policies: bool = True) -> dict:
-    """Write the labels, pairs, trajectories and policies (of ``task_id``, or all) to folder ``out``."""
+    """Write the labels, pairs, trajectories and policies (of ``task_id``, or all) to folder ``out``, all or nothing:
+    written beside it, checked as an import checks an export, then moved into place. A store whose rows or files an
+    import would refuse (damaged since they were written) is refused here, by name, and nothing is left behind."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"export folder {out} is not empty")
+    if not out.parent.is_dir():
+        raise ValueError(f"no folder {out.parent} to write the export {out.name} in")
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        try:
+            result = _write_bundle(ws, partial, task_id, include_policies)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; nothing was exported") from None
+        try:
+            _check_bundle(partial)
+        except ValueError as exc:
+            raise ValueError(f"the store holds what an import of this export would refuse ({exc}); nothing was "
+                             "exported") from None
+        os.replace(partial, out)  # onto a missing or empty folder: the export appears whole, or not at all
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return {**result, "folder": str(out)}
+
+
+def _write_bundle(ws: Workspace, out: Path, task_id: str | None, include_policies: bool) -> dict:
+    """:func:`export_bundle`'s files, written into the empty folder ``out``."""
     store = ws.store
     pairs = store.list_pairs(task_id)
     trajectories = store.list_trajectories(task_id)
@@ -112,7 +140,11 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
         policy_rows.append(row)
     trajectory_rows = []
     for t in trajectories:
-        save_trajectory(store.get_trajectory(t.id), out / "arrays", str(t.id))
+        try:
+            clip = store.get_trajectory(t.id)
+        except ValueError as exc:  # its file removed or cut short since
+            raise ValueError(f"clip {t.id} cannot be read ({exc})") from None
+        save_trajectory(clip, out / "arrays", str(t.id))
         row = {k: v for k, v in asdict(t).items() if k not in ("path", "video_path", "created_at")}
         trajectory_rows.append(dict(row, file=f"arrays/{t.id}.npz"))
     pair_rows = [{k: v for k, v in asdict(p).items() if k not in ("video_path", "created_at")} for p in pairs]

@@ -427,15 +427,20 @@ def test_bundle_policy_that_is_not_a_checkpoint_is_rejected(ws, bundle):
 
 
 def test_export_never_copies_a_non_policy_file(ws, tmp_path):
-    """A policy row whose path names some other file (a foreign bundle imported with file=null) is left out."""
+    """A policy row whose path names some other file (a foreign bundle imported with file=null) is never copied; the
+    export is refused by the policy's name (an import would refuse it), and nothing is left behind."""
     from prefine_core.exchange import export_bundle
 
     secret = tmp_path / "passwd"
     secret.write_text("root:x:0:0")
-    ws.store.add_policy("foreign", secret, CHEETAH, "imported")
-    out = export_bundle(ws, tmp_path / "out", CHEETAH)
-    copied = [p.read_bytes() for p in (tmp_path / "out" / "policies").iterdir()]
-    assert out["policies"] >= 2 and b"root:x:0:0" not in b"".join(copied)
+    foreign = ws.store.add_policy("foreign", secret, CHEETAH, "imported")
+    try:
+        with pytest.raises(ValueError, match=f"policy {foreign} comes without its checkpoint and names the file "
+                                             f".*passwd, which is not a policy.*nothing was exported"):
+            export_bundle(ws, tmp_path / "out", CHEETAH)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"], "no export, whole or partial"
+    finally:
+        ws.store.delete_policy(foreign)  # the module's workspace, for the tests after this one
 
 
 # -- zip uploads --------------------------------------------------------------------------------------

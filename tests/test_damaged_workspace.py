@@ -93,3 +93,42 @@ def test_auto_label_says_the_pairs_it_skipped(ws):
     said = auto_label_report(ws, CHEETAH, "10")
     assert said.startswith(f"The synthetic teacher labelled 2 pairs and skipped 1 pair whose clips are gone or "
                            f"damaged (pair {broken} skipped: "), said
+
+
+def test_an_export_of_a_damaged_store_is_refused_whole_and_leaves_nothing(ws, tmp_path):
+    """An export stopped by a missing clip file left a folder of arrays and policies without a manifest, and rows
+    edited by hand (a cost past any float, a pair naming a deleted clip) were exported as they were, for the import
+    to refuse later."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text("update trajectories set total_cost = 1e400 where id = 2"))  # SQLite reads it as inf
+    with pytest.raises(ValueError, match="trajectories row 2 holds a number that is not finite; nothing was exported"):
+        export_bundle(ws, tmp_path / "out")
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text("update trajectories set total_cost = 0 where id = 2"))
+    clip = ws.store.list_pairs(CHEETAH)[1].left_id
+    kept = Path(ws.store.trajectory_record(clip).path).read_bytes()
+    _damage_a_clip(ws)
+    with pytest.raises(ValueError, match=f"clip {clip} cannot be read .*; nothing was exported"):
+        export_bundle(ws, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == [ws.root], "no export folder, whole or partial"
+    Path(ws.store.trajectory_record(clip).path).write_bytes(kept)  # restored
+    (tmp_path / "out").mkdir()  # an empty folder is taken
+    assert export_bundle(ws, tmp_path / "out")["pairs"] == 3
+    assert import_bundle(Workspace.open(tmp_path / "other", shipped=None), tmp_path / "out")["pairs"] == 3
+    import sqlite3
+
+    db = sqlite3.connect(ws.root / "prefine.db")  # a clip's row deleted under its pair (foreign keys off)
+    db.execute("pragma foreign_keys = off")
+    db.execute(f"delete from trajectories where id = {clip}")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="the store holds what an import of this export would refuse .*pair"):
+        export_bundle(ws, tmp_path / "again")
+    assert not (tmp_path / "again").exists() and len(list(tmp_path.iterdir())) == 3
