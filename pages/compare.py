@@ -80,7 +80,7 @@ elif run.status == "cancelled":  # the user's own choice: said, not shown as an 
 elif run.status != "done":
     st.error(f"The comparison failed: {ui.plain(jobs.error_text(run) or 'no reason recorded')}. The button above evaluates "
              "the pair again.")
-elif (result := jobs.result(ws, run.id)) is None:
+elif (result := comparison.saved_result(ws, run.id)) is None:
     st.error(f"{ui.plain(jobs.result_missing(ws, run))}. The button above evaluates the pair again.")
 else:
     st.markdown(f"**{comparison.verdict(result)}**")
@@ -98,4 +98,7 @@ else:
                                               "Cost per episode", limit), width="stretch", key="dist_cost")
     st.subheader(f"Same seed ({result['video_seed']}), side by side: A left, B right")
     st.caption(f"A (before): {ui.plain(names.get(a, a))} · B (after): {ui.plain(names.get(b, b))}")
-    st.video(result["video"], loop=True, autoplay=True, muted=True)
+    if result["video"]:
+        st.video(result["video"], loop=True, autoplay=True, muted=True)
+    else:
+        st.warning(f"The video of run {run.id} is missing from its folder. The button above evaluates the pair again.")

@@ -107,7 +107,7 @@ def run_comparison(ws: Workspace, config: dict, folder: Path, report) -> dict:
     clips = [render.record(p, r.task_id, seed=config["video_seed"], deterministic=True, max_steps=config["video_steps"])
              for p, r in zip(policies, records)]
     video = render.write_pair_video(clips[0][1], clips[0][0].costs, clips[1][1], clips[1][0].costs,
-                                    Path(folder) / "pair.mp4")
+                                    Path(folder) / VIDEO)
     return {"a": summaries[0], "b": summaries[1], "video": str(video), "video_seed": config["video_seed"]}
 
 
@@ -126,6 +126,36 @@ def comparison_table(result: dict) -> pd.DataFrame:
                      "Δ %": f"{100.0 * delta / abs(a[key]):+.1f} %" if a[key] else "– (A is 0)",
                      "B better": ("yes" if (delta < 0) == lower_better else "no") if delta else "equal"})
     return pd.DataFrame(rows)
+
+
+#: The file a compare run renders its side-by-side video into, in its run folder.
+VIDEO = "pair.mp4"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+def _is_summary(value) -> bool:
+    """Whether ``value`` reads as an evaluation summary: numbers where a summary has them (returns and costs per
+    episode as equally long lists of numbers)."""
+    return (isinstance(value, dict) and all(_is_number(value.get(key)) for key in ("return_mean", "cost_mean"))
+            and all(_is_number(value[key]) for key, _, _ in ROWS if value.get(key) is not None)
+            and (value.get("cost_limit") is None or _is_number(value["cost_limit"]) and value["cost_limit"] > 0)
+            and all(isinstance(value.get(key), list) and all(map(_is_number, value[key])) for key in ("returns", "costs"))
+            and len(value["returns"]) == len(value["costs"]))
+
+
+def saved_result(ws: Workspace, run_id: int) -> dict | None:
+    """The result a finished compare run saved, as the Compare page shows it, or None: missing, unreadable, or not
+    what a comparison writes (edited or cut short since). Its ``video`` is the run folder's own file, never a path
+    the file names (one edited to name another file would have sent that file to the browser), or None."""
+    result = jobs.result(ws, run_id)
+    if result is None or not (_is_summary(result.get("a")) and _is_summary(result.get("b"))
+                              and isinstance(result.get("video_seed"), int)):
+        return None
+    video = jobs.run_dir(ws, run_id) / VIDEO
+    return {**result, "video": str(video) if video.is_file() else None}
 
 
 def verdict(result: dict) -> str:

@@ -204,11 +204,29 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
     open_compare(app, 3, 1)  # the same two the other way round: not run yet, and said where the result is
     assert any(f"Run {run_id} compared these two the other way round" in c.value for c in app.caption)
+    # a result naming another file as its video: the run's own video is played, never that file
+    secret = workspace.root / "secret.mp4"
+    secret.write_bytes(b"not for the browser")
+    (video.parent / "result.json").write_text(json.dumps({**result, "video": str(secret)}))
+    assert comparison.saved_result(workspace, run_id)["video"] == str(video)
+    video.unlink()
+    open_compare(app, 1, 3)
+    assert not app.exception and app.get("video") == [] and any(
+        w.value.startswith(f"The video of run {run_id} is missing from its folder") for w in app.warning)
 
 
-@pytest.mark.parametrize("saved", [None, "{not json", "[1, 2]"])
+DAMAGED = [json.dumps(damaged) for damaged in (
+    {}, {"a": summary(), "b": summary(cost_mean="high"), "video_seed": 1},
+    {"a": summary(costs="abc"), "b": summary(), "video_seed": 1},
+    {"a": summary(returns=[1.0]), "b": summary(), "video_seed": 1},
+    {"a": summary(), "b": summary(fall_rate=None, length_mean=[3]), "video_seed": 1})]
+
+
+@pytest.mark.parametrize("saved", [None, "{not json", "[1, 2]", *DAMAGED])
 def test_a_done_comparison_whose_result_is_not_here_is_said_not_a_traceback(app, workspace, saved):
-    """An app instance sharing the store from another machine, without the workspace folder, showed a TypeError."""
+    """An app instance sharing the store from another machine, without the workspace folder, showed a TypeError;
+    a result.json edited or cut short since (no summaries, a cost as text, costs not a list of numbers, fewer
+    returns than costs) showed a KeyError or a TypeError."""
     run_id = workspace.store.create_run(CHEETAH, 1, "compare", comparison.comparison_config(1, 2, episodes=2))
     if saved is not None:
         jobs.run_dir(workspace, run_id).mkdir(parents=True, exist_ok=True)
