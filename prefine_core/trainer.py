@@ -366,8 +366,6 @@ class PrefineTrainer:
                 old.unlink(missing_ok=True)
 
     def _resume(self) -> bool:
-        from safetensors.torch import load_file
-
         path = self.out_dir / "state.json"
         if not path.is_file():
             return False
@@ -377,6 +375,9 @@ class PrefineTrainer:
             raise ValueError(f"{path} is not a readable trainer state ({exc}); move it away to start afresh") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"{path} is not a PREFINE trainer state")
+        damaged = f"{path} (or a file it names) is damaged; move the run folder away to start afresh"
+        if not isinstance(state.get("config"), dict) or not (isinstance(state.get("step"), int) and state["step"] >= 0):
+            raise ValueError(f"{damaged} (its config or step is missing or not what a trainer writes)")
         saved = PrefineConfig.from_saved(state["config"]).training_dict()
         if saved != self.config.training_dict():  # a new way to choose the checkpoint needs no retraining
             changed = sorted(k for k, v in self.config.training_dict().items() if saved.get(k) != v)
@@ -386,6 +387,16 @@ class PrefineTrainer:
         if started_from and started_from.get("fingerprint") != self.start_fingerprint:
             raise ValueError(f"{self.out_dir} holds a run fine-tuned from another policy (its reference or start "
                              "weights differ from these); use a new folder")
+        try:
+            self._restore(state)
+        except Exception as exc:  # a file cut short, a value of the wrong kind: what the trainer wrote is not there
+            raise ValueError(f"{damaged} ({type(exc).__name__}: {exc})") from None
+        return True
+
+    def _restore(self, state: dict) -> None:
+        """Put the weights, optimizer, RNGs and history of the saved ``state`` (checked by :meth:`_resume`) back."""
+        from safetensors.torch import load_file
+
         self.evaluated.load_state_dict(load_policy(self._checkpoint_path(state["step"]), self.task_id).state_dict())
         tensors = load_file(str(self.out_dir / state.get("tensors", "state.safetensors")))
         if self.averaged is not None:
@@ -403,9 +414,10 @@ class PrefineTrainer:
             self.ratio_reference.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
         self.generator.set_state(tensors["torch_generator"])
         self.rng.bit_generator.state = state["numpy_rng"]
-        self.step, self.history, self.seconds = state["step"], state["history"], state["seconds"]
-        self.wall_seconds = state.get("wall_seconds", 0.0)
-        return True
+        self.step, self.history, self.seconds = state["step"], state["history"], float(state["seconds"])
+        self.wall_seconds = float(state.get("wall_seconds", 0.0))
+        if not (isinstance(self.history, list) and all(isinstance(h, dict) for h in self.history)):
+            raise TypeError("its history is not a list of records")
 
     def _wall(self) -> float:
         """Wall time of this run so far, over all its resumes up to the last checkpoint."""

@@ -337,3 +337,18 @@ def test_a_result_reads_as_text_with_tables_for_records():
     n_ends = lines[1].index("n  path") + 1
     assert lines[2][:n_ends].endswith(" 12") and lines[3][:n_ends].endswith("  3"), "numbers are right-aligned"
     assert lines[4:] == ["counts: pairs 6, labels 0", "ids: 7, 8", "none: none", "said: ok", "alpha: None"]
+
+
+def test_finetune_names_a_saved_state_cut_short_in_its_out_folder(tmp_path, capsys, monkeypatch):
+    """A state.json cut short was said to be no state.json at all ("holds no fine-tune run to resume")."""
+    from prefine_core.cli import main
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    argv = _finetune_argv(tmp_path, tmp_path / "run")
+    assert main(argv) == 0
+    state = tmp_path / "run" / "state.json"
+    state.write_text(state.read_text()[:40])
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 2
+    said = json.loads(capsys.readouterr().out)["error"]
+    assert said.startswith(f"{state} is not a readable trainer state") and "move it away" in said, said

@@ -370,6 +370,25 @@ def test_an_unreadable_saved_state_is_named_and_left_as_it_is(setup, tmp_path):
     assert (tmp_path / "state.json").read_text() == "{garbage"
 
 
+@pytest.mark.parametrize("damage", ["no config", "step as text", "rng as text", "history as text", "tensors cut short"])
+def test_a_damaged_saved_state_is_named_not_a_traceback(setup, tmp_path, damage):
+    """A saved state edited or cut short resumed into a KeyError, a TypeError, "Unknown format code 'd'", or a raw
+    SafetensorError, none naming the file."""
+    reference, data, _ = setup
+    config = _config(select="last")
+    PrefineTrainer(reference, data, config, tmp_path).run()
+    state = json.loads((tmp_path / "state.json").read_text())
+    if damage == "tensors cut short":
+        tensors = tmp_path / state["tensors"]
+        tensors.write_bytes(tensors.read_bytes()[:100])
+    else:
+        key, value = {"no config": ("config", None), "step as text": ("step", "20"), "rng as text": ("numpy_rng", "x"),
+                      "history as text": ("history", "x")}[damage]
+        (tmp_path / "state.json").write_text(json.dumps({**state, key: value}))
+    with pytest.raises(ValueError, match=r"state.json \(or a file it names\) is damaged; move the run folder away"):
+        PrefineTrainer(reference, data, config, tmp_path).run()
+
+
 #: PrefineConfig's fields when runs were first saved; every field added since must be in FIELDS_ADDED_SINCE.
 FIRST_SAVED_FIELDS = {
     "counterfactuals", "pref_weight", "dispref_weight", "margin_clip", "bc_weight", "kl_weight", "beta", "sigmoid",

@@ -63,7 +63,9 @@ def _check_out(out: str | None) -> None:
         return
     if not folder.is_dir():
         raise ValueError(f"--out {out} is a file; give a run folder (a new one, or a run's to resume it)")
-    if any(folder.iterdir()) and saved_step(folder) is None and saved_step(folder / STAGE_DIR) is None:
+    has_state = any((where / "state.json").exists() for where in (folder, folder / STAGE_DIR))  # readable or not:
+    # one cut short is the trainer's to name ("not a readable trainer state"), not a folder "with no state.json"
+    if any(folder.iterdir()) and not has_state and saved_step(folder) is None and saved_step(folder / STAGE_DIR) is None:
         raise ValueError(f"--out {out} is not empty and holds no fine-tune run to resume (no state.json); give a new "
                          "or empty folder")
 
