@@ -197,6 +197,8 @@ class _FrameCache:
         self.policies: dict[str, object] = {}
 
     def frames(self, record: TrajectoryRecord) -> list[np.ndarray] | None:
+        """The clip's frames, replayed from its policy and seed; None for a clip with nothing to replay. A ValueError
+        when the replay is not the stored clip: a video would show another episode than the one labelled."""
         from prefine_core import render
         from prefine_core.policy import load_policy
 
@@ -206,24 +208,37 @@ class _FrameCache:
         if path not in self.policies:
             self.policies[path] = load_policy(path, task_id=record.task_id)
         temperature = record.temperature if record.temperature is not None else 1.0
-        _, frames = render.record(self.policies[path], record.task_id, seed=record.seed, deterministic=temperature == 0,
-                                  temperature=temperature or 1.0, max_steps=record.start + record.length,
-                                  size=self.size, frame_range=(record.start, record.start + record.length))
+        replay, frames = render.record(self.policies[path], record.task_id, seed=record.seed,
+                                       deterministic=temperature == 0, temperature=temperature or 1.0,
+                                       max_steps=record.start + record.length, size=self.size,
+                                       frame_range=(record.start, record.start + record.length))
+        stored = self.store.get_trajectory(record.id)
+        replayed = replay.actions[record.start:record.start + record.length]
+        if replayed.shape != stored.actions.shape or not np.allclose(replayed, stored.actions, atol=1e-5):
+            raise ValueError(f"clip {record.id}'s replay (policy {record.policy_id}, seed {record.seed}, steps "
+                             f"{record.start}–{record.start + record.length - 1}) is not its stored clip: its row or its "
+                             "policy's file changed since it was collected, so a video would show another episode")
         return frames
 
 
 def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, fps: int = 30, limit: int | None = None,
                    on_progress=None) -> dict:
     """Render the video of every pair that has none yet, or whose file is gone; returns counts of rendered and
-    unrenderable pairs, and of pairs deleted while they rendered (their files removed; the others still rendered)."""
+    unrenderable pairs, and of pairs deleted while they rendered (their files removed; the others still rendered).
+    A pair whose clip or policy is gone or damaged since is unrenderable, said in ``damaged`` (one per pair)."""
     from prefine_core import render
 
     pending = ws.store.list_pairs(task_id, without_video=True)[:limit]
     cache = _FrameCache(ws.store, size)
     rendered = skipped = deleted = 0
+    damaged: list[str] = []
     for done, pair in enumerate(pending):
-        left, right = ws.store.trajectory_record(pair.left_id), ws.store.trajectory_record(pair.right_id)
-        frames_left, frames_right = cache.frames(left), cache.frames(right)
+        try:
+            left, right = ws.store.trajectory_record(pair.left_id), ws.store.trajectory_record(pair.right_id)
+            frames_left, frames_right = cache.frames(left), cache.frames(right)
+        except ValueError as exc:  # a clip or policy gone or damaged since: this pair has no video, the rest go on
+            damaged.append(f"pair {pair.id}: {exc}")
+            frames_left = frames_right = None
         if frames_left is None or frames_right is None:
             skipped += 1
         else:
@@ -242,7 +257,8 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
                 deleted += 1
         if on_progress:
             on_progress(done + 1, len(pending))
-    return {"rendered": rendered, "unrenderable": skipped, "deleted_meanwhile": deleted, "pending_before": len(pending)}
+    return {"rendered": rendered, "unrenderable": skipped, "deleted_meanwhile": deleted, "pending_before": len(pending),
+            **({"damaged": damaged} if damaged else {})}
 
 
 def clip_video(record: TrajectoryRecord) -> Path | None:

@@ -132,3 +132,21 @@ def test_an_export_of_a_damaged_store_is_refused_whole_and_leaves_nothing(ws, tm
     with pytest.raises(ValueError, match="the store holds what an import of this export would refuse .*pair"):
         export_bundle(ws, tmp_path / "again")
     assert not (tmp_path / "again").exists() and len(list(tmp_path.iterdir())) == 3
+
+
+def test_a_clip_whose_replay_is_not_its_stored_steps_gets_no_video_and_the_others_do(ws):
+    """A clip's row edited (its seed) replayed another episode, and that video was shown to be judged as the stored
+    clip the fine-tune trains on; and one clip that failed to render stopped the pass, every pair after it unrendered."""
+    import sqlalchemy as sa
+
+    from prefine_core.pool import render_pending
+
+    pairs = ws.store.list_pairs(CHEETAH)
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text(f"update trajectories set seed = 3 where id = {pairs[0].left_id}"))
+    done = render_pending(ws, CHEETAH, size=48)
+    assert (done["rendered"], done["unrenderable"]) == (2, 1)
+    assert done["damaged"] == [f"pair {pairs[0].id}: clip {pairs[0].left_id}'s replay (policy 1, seed 3, steps 0–9) is "
+                               "not its stored clip: its row or its policy's file changed since it was collected, so "
+                               "a video would show another episode"]
+    assert [p.video_ready for p in ws.store.list_pairs(CHEETAH)] == [False, True, True]
