@@ -115,8 +115,9 @@ def _poll_children() -> None:
             del _CHILDREN[pid]
 
 
-def process_alive(pid: int | None, run_id: int | None = None) -> bool:
-    """Whether ``pid`` is a live (not zombie) process on this machine, and — given ``run_id`` — that job's."""
+def process_alive(pid: int | None, run_id: int | None = None, ws: Workspace | None = None) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on this machine, and — given ``run_id`` — that job's, of the
+    workspace ``ws`` when given (a copy of a workspace holds the same run ids and pids as the original)."""
     if not pid:
         return False
     _poll_children()
@@ -133,7 +134,26 @@ def process_alive(pid: int | None, run_id: int | None = None) -> bool:
         return True  # no /proc: trust kill(0)
     if state in ("Z", "X"):
         return False
-    return run_id is None or (b"prefine_core.jobs" in cmdline and str(run_id).encode() in cmdline)
+    if run_id is None:
+        return True
+    if b"prefine_core.jobs" not in cmdline or str(run_id).encode() not in cmdline:
+        return False
+    return ws is None or _in_workspace(pid, ws)
+
+
+def _in_workspace(pid: int, ws: Workspace) -> bool:
+    """Whether job process ``pid`` runs in ``ws``: the folder its environment was started with (``PREFINE_WORKSPACE``,
+    set by :func:`_spawn`) is ``ws.root``, the same folder by any path to it, not a copy of it. Unreadable: not known
+    to be (a cancel then goes through the store, which the process reads at its heartbeat)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    named = [entry.split(b"=", 1)[1] for entry in environ if entry.startswith(b"PREFINE_WORKSPACE=")]
+    try:
+        return bool(named) and os.path.samefile(os.fsdecode(named[-1]), ws.root)
+    except OSError:  # its folder is gone
+        return False
 
 
 def cancel(ws: Workspace, run_id: int) -> None:
@@ -148,11 +168,11 @@ def cancel(ws: Workspace, run_id: int) -> None:
         return
     if run.status == "queued" and ws.store.update_run(run_id, only_if_status="queued", status="cancelled",
                                                       error="stopped by the user before it started"):
-        if process_alive(run.pid, run_id):
+        if process_alive(run.pid, run_id, ws):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(run.pid, signal.SIGTERM)
         return
-    if process_alive(run.pid, run_id):
+    if process_alive(run.pid, run_id, ws):
         try:
             os.killpg(run.pid, signal.SIGTERM)
             return
@@ -243,16 +263,17 @@ def _here(run: RunRecord) -> bool:
     return run.host is None or run.host == HOST
 
 
-def lost(run: RunRecord, now=None) -> bool:
-    """Whether an active run's process is gone. On this machine its pid says; a run whose process lives here is not
-    lost for a late heartbeat (a database that did not answer for a while, not a dead run: marked failed, it
-    could have been resumed by a second process beside the first). On another machine only the heartbeat says: no
-    beat for :data:`STALE_AFTER`."""
+def lost(ws: Workspace, run: RunRecord, now=None) -> bool:
+    """Whether an active run's process is gone. On this machine its pid says (the process of that run in another
+    workspace, the one ``ws`` was copied from, is not this run's); a run whose process lives here is not lost for a
+    late heartbeat (a database that did not answer for a while, not a dead run: marked failed, it could have been
+    resumed by a second process beside the first). On another machine only the heartbeat says: no beat for
+    :data:`STALE_AFTER`."""
     if run.status not in ACTIVE:
         return False
     now = now or utcnow()
     if run.pid and _here(run):
-        if not process_alive(run.pid, run.id):
+        if not process_alive(run.pid, run.id, ws):
             return True
         if run.status == "running":
             return False
@@ -291,7 +312,7 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     could not record it: the database did not answer); returns their ids."""
     gone = []
     for run in ws.store.list_runs(task_id):
-        if not lost(run):
+        if not lost(ws, run):
             continue
         # each write only from the status read here: a run cancelled, or ended by its own process, since is left be
         if _record_ended(ws, run):

@@ -155,7 +155,7 @@ def test_a_run_whose_process_lives_here_is_not_reaped_for_a_late_heartbeat(ws):
     from prefine_core.store.schema import utcnow
 
     run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "prefine_core.jobs", str(run_id)])
+    sleeper = _job_lookalike(ws, run_id)
     try:
         ws.store.update_run(run_id, status="running", pid=sleeper.pid, host=jobs.HOST,
                             heartbeat=utcnow() - jobs.STALE_AFTER - timedelta(seconds=30))
@@ -164,6 +164,43 @@ def test_a_run_whose_process_lives_here_is_not_reaped_for_a_late_heartbeat(ws):
         sleeper.kill()
         sleeper.wait()
     assert jobs.reap(ws) == [run_id]
+
+
+def _job_lookalike(ws, run_id: int) -> subprocess.Popen:
+    """A process that sleeps a minute and is to the app what a job process of ``run_id`` in ``ws`` is: its command line
+    names the job and the run, its environment the workspace; in its own session, as :func:`jobs._spawn` starts one."""
+    command = [sys.executable, "-c", "import time; time.sleep(60)", "prefine_core.jobs", "run", str(run_id)]
+    return subprocess.Popen(command, env=dict(os.environ, PREFINE_WORKSPACE=str(ws.root)), start_new_session=True)
+
+
+def test_a_copy_of_a_workspace_neither_cancels_nor_counts_on_the_originals_process(ws, tmp_path):
+    """A workspace copied (cp -a) while a run ran holds the same run id and pid: `runs --cancel` in the copy stopped
+    the original's process (its run ended cancelled), and the copy's reaper took that process for its own run's."""
+    import shutil
+    import signal
+
+    from prefine_core.workspace import Workspace
+
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+    original = _job_lookalike(ws, run_id)
+    try:
+        ws.store.update_run(run_id, status="running", pid=original.pid, host=jobs.HOST, heartbeat=True)
+        shutil.copytree(ws.root, tmp_path / "copy", symlinks=True)
+        copy = Workspace.open(tmp_path / "copy", shipped=None)
+        assert jobs.reap(copy) == [run_id] and copy.store.get_run(run_id).status == "failed"  # no process here
+        assert jobs.reap(ws) == [] and ws.store.get_run(run_id).status == "running"
+        copy.store.update_run(run_id, status="running", error=None)
+        jobs.cancel(copy, run_id)
+        cancelled = copy.store.get_run(run_id)
+        assert (cancelled.status, cancelled.error) == ("cancelled", "stopped by the user")
+        with pytest.raises(subprocess.TimeoutExpired):
+            original.wait(timeout=2)
+        assert jobs.process_alive(original.pid, run_id, ws) and not jobs.process_alive(original.pid, run_id, copy)
+        jobs.cancel(ws, run_id)  # in its own workspace, the cancel reaches it
+        assert original.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        original.kill()
+        original.wait()
 
 
 def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monkeypatch):
@@ -266,7 +303,7 @@ def test_the_reaper_leaves_a_run_whose_status_moved_on_after_it_read_it(ws, monk
     run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
     ws.store.update_run(run_id, status="running", pid=424242, host="another-machine", heartbeat=True)
 
-    def lost_then_cancelled(run, now=None):
+    def lost_then_cancelled(ws_, run, now=None):
         ws.store.update_run(run.id, status="cancelled", error="stopped by the user")  # lands just after the read
         return True
 
