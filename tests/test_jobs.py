@@ -203,6 +203,22 @@ def test_a_copy_of_a_workspace_neither_cancels_nor_counts_on_the_originals_proce
         original.wait()
 
 
+@pytest.mark.parametrize("pid", [-1, 99999999999])
+def test_a_pid_that_is_no_process_id_is_no_live_run(ws, pid):
+    """A run row's pid edited out of range: 99999999999 broke `runs` and the Fine-tune and Compare pages with an
+    OverflowError; -1 read as alive forever (kill(-1, 0) asks about every process), its cancel failing with
+    "Invalid argument"."""
+    assert not jobs.process_alive(pid) and not jobs.process_alive(pid, 1, ws)
+    reaped = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(reaped, status="running", pid=pid, host=jobs.HOST, heartbeat=True)
+    assert jobs.reap(ws) == [reaped] and ws.store.get_run(reaped).error == jobs.STOPPED
+    cancelled = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(cancelled, status="running", pid=pid, host=jobs.HOST, heartbeat=True)
+    jobs.cancel(ws, cancelled)
+    run = ws.store.get_run(cancelled)
+    assert (run.status, run.error) == ("cancelled", "stopped by the user")
+
+
 def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monkeypatch):
     import threading
 
