@@ -318,9 +318,10 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
         if _record_ended(ws, run):
             gone.append(run.id)
         elif ws.store.update_run(run.id, only_if_status=run.status, status="failed", error=STOPPED):
-            if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
-                with open(run.log_path, "a") as log:
-                    log.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
+            log = log_path(ws, run.id)  # its own, not whatever file its row names
+            if log.is_file():  # the process could not write its own last line
+                with open(log, "a") as handle:
+                    handle.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
             gone.append(run.id)
         else:
             continue
@@ -354,10 +355,12 @@ def active(ws: Workspace, task_id: str, kinds: tuple[str, ...]) -> list[RunRecor
     return [run for run in ws.store.list_runs(task_id) if run.kind in kinds and run.status in ACTIVE]
 
 
-def log_tail(run: RunRecord, lines: int = 20) -> str:
-    if not run.log_path or not Path(run.log_path).is_file():
+def log_tail(ws: Workspace, run_id: int, lines: int = 20) -> str:
+    """The last ``lines`` of the run's own log (not whatever file its row's ``log_path`` names), or "" when none."""
+    log = log_path(ws, run_id)
+    if not log.is_file():
         return ""
-    with open(run.log_path, "rb") as handle:
+    with open(log, "rb") as handle:
         handle.seek(0, os.SEEK_END)
         handle.seek(max(0, handle.tell() - 16_000))
         text = handle.read().decode("utf-8", "replace")

@@ -21,7 +21,7 @@ def wait_for(ws, run_id, statuses, timeout=120):
         if run.status in statuses:
             return run
         time.sleep(0.3)
-    raise AssertionError(f"run {run_id} stayed {run.status}; log:\n{jobs.log_tail(run, 40)}")
+    raise AssertionError(f"run {run_id} stayed {run.status}; log:\n{jobs.log_tail(ws, run_id, 40)}")
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_a_crashing_run_is_failed_with_its_reason(ws):
     run_id = jobs.launch(ws, "prefine", CHEETAH, 1, PrefineConfig(select="last").to_dict())
     run = wait_for(ws, run_id, ("done", "failed"))
     assert run.status == "failed" and "no decided labels" in run.error
-    assert "no decided labels" in jobs.log_tail(run)
+    assert "no decided labels" in jobs.log_tail(ws, run_id)
 
 
 def test_cancel_stops_the_process(ws):
@@ -392,7 +392,7 @@ def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
     config = _tiny_config(start=start)
     run_id = jobs.launch(ws, "prefine", CHEETAH, 1, config.to_dict())
     run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
-    assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
+    assert run.status == "done", f"{run.error}\n{jobs.log_tail(ws, run_id, 40)}"
     metrics = ws.store.run_metrics(run_id)
     assert {"loss/total", "eval/return", "eval/cost"} <= set(metrics.name)
     assert ws.store.get_policy(run.output_policy_id).kind == "finetuned"
@@ -411,7 +411,7 @@ def test_a_resumed_finetune_says_where_it_resumes_and_refuses_labels_that_change
     jobs.resume(ws, run_id)
     run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
     assert run.status == "done", run.error
-    assert "resuming from the checkpoint of step 20 of 20" in jobs.log_tail(run, 40)
+    assert "resuming from the checkpoint of step 20 of 20" in jobs.log_tail(ws, run_id, 40)
     ws.store.add_metrics(run_id, 25, {"loss/total": 1.0})  # as if reported after its last checkpoint (step 20)
     ws.store.update_run(run_id, status="failed", error="test: died after step 25")
     jobs.resume(ws, run_id)
@@ -474,7 +474,7 @@ def test_the_jobs_table_counts_a_staged_runs_bc_stage_in_its_progress(ws):
 def test_prepare_job_makes_pairs_with_videos(ws):
     run_id = jobs.launch(ws, "prepare", CHEETAH, None, {"seeds": [0], "max_steps": 30, "clip_length": 30, "pairs": 2})
     run = wait_for(ws, run_id, ("done", "failed"))
-    assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
+    assert run.status == "done", f"{run.error}\n{jobs.log_tail(ws, run_id, 40)}"
     pairs = ws.store.list_pairs(CHEETAH)
     assert len(pairs) == 2 and all(p.video_ready for p in pairs)
 
@@ -551,6 +551,30 @@ def test_a_dead_render_job_is_not_told_to_continue_from_a_checkpoint(ws):
     error = jobs.error_text(ws.store.get_run(run_id))
     assert "the videos done stay" in error and "checkpoint" not in error
     assert log.read_text().splitlines()[-1].endswith(f"run {run_id}: failed — {error}"), "the log says how it ended"
+
+
+def test_the_reaper_and_the_log_view_touch_only_the_runs_own_log(ws):
+    """A run row's log_path edited to name the run's policy file: the reaper appended its "failed" line to the policy,
+    destroying it, and the log view showed whatever file the row named."""
+    from sqlalchemy import text
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", {})
+    policy = jobs.run_dir(ws, run_id) / "policy.safetensors"
+    policy.parent.mkdir(parents=True)
+    policy.write_bytes(b"weights")
+    jobs.log_path(ws, run_id).write_text("[12:00:00] run started\n")
+    ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
+    with ws.store.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET log_path = :p WHERE id = :i"), {"p": f"runs/{run_id}/policy.safetensors",
+                                                                         "i": run_id})
+    assert ws.store.get_run(run_id).log_path == str(policy)
+    assert jobs.reap(ws) == [run_id]
+    assert policy.read_bytes() == b"weights"
+    tail = jobs.log_tail(ws, run_id).splitlines()
+    error = jobs.error_text(ws.store.get_run(run_id))
+    assert tail[0] == "[12:00:00] run started" and tail[-1].endswith(f"run {run_id}: failed — {error}")
 
 
 @pytest.mark.parametrize("stored", ["not json", '{"steps": "abc", "bogus": 1}'])
