@@ -39,6 +39,8 @@ STALE_AFTER = timedelta(seconds=45)
 #: A queued run whose process never reported within this time is considered lost.
 START_TIMEOUT = timedelta(seconds=120)
 ACTIVE = ("queued", "running")
+#: The statuses a run is resumed from: it ended without its result (anything else, a row edited by hand, is refused).
+RESUMABLE = ("failed", "cancelled")
 #: This machine, as a run records it beside its ``pid`` (app instances on several machines may share one store).
 HOST = socket.gethostname()
 #: How long a job process goes on trying to record how it ended while the database does not answer.
@@ -184,10 +186,14 @@ def cancel(ws: Workspace, run_id: int) -> None:
 
 
 def resume_refusal(ws: Workspace, run: RunRecord) -> str | None:
-    """Why ``run`` cannot be resumed as things stand, or None: its status, or for a fine-tune saved settings that are
-    not a config, or labels changed since it started (a resumed run trains on what it started with)."""
-    if run.status in ACTIVE or run.status == "done":
+    """Why ``run`` cannot be resumed as things stand, or None: its status, a kind of job this version does not know,
+    or for a fine-tune saved settings that are not a config, or labels changed since it started (a resumed run trains
+    on what it started with)."""
+    if run.status not in RESUMABLE:
         return f"run {run.id} is {run.status}; only failed or cancelled runs can be resumed"
+    if run.kind not in KINDS:
+        return (f"run {run.id} is a {run.kind!r} job, which this version does not run (known: "
+                f"{', '.join(sorted(KINDS))}); it cannot be resumed")
     if run.kind == "prefine":
         from prefine_core.prefine import PrefineConfig
         from prefine_core.trainer import check_same_labels, started_on

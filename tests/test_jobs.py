@@ -591,3 +591,21 @@ def test_a_run_row_whose_settings_are_not_a_config_is_listed_and_refused_on_resu
     with pytest.raises(ValueError, match=f"run {run_id}'s saved settings are not a PREFINE config"):
         jobs.resume(ws, run_id)
     assert ws.store.get_run(run_id).status == "failed"
+
+
+@pytest.mark.parametrize(("status", "kind", "refusal"), [
+    ("paused", "compare", "is paused; only failed or cancelled runs can be resumed"),
+    ("failed", "mystery", "is a 'mystery' job, which this version does not run"),
+])
+def test_a_run_of_a_status_or_kind_the_app_does_not_write_is_refused_on_resume(ws, status, kind, refusal):
+    """A run row edited to a status the app never writes ('paused') was resumed, and one of a kind it does not know
+    ('mystery') was started, only for its process to fail with KeyError."""
+    from sqlalchemy import text
+
+    run_id = ws.store.create_run(CHEETAH, 1, kind, {})
+    with ws.store.engine.begin() as conn:  # by hand: the store itself takes none but the statuses the app writes
+        conn.execute(text("UPDATE runs SET status = :s WHERE id = :i"), {"s": status, "i": run_id})
+    with pytest.raises(ValueError, match=f"run {run_id} {refusal}"):
+        jobs.resume(ws, run_id)
+    run = ws.store.get_run(run_id)
+    assert (run.status, run.pid) == (status, None)
