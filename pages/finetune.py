@@ -116,7 +116,7 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
     for i, fig in enumerate(figures):
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve_{i}")
     with st.expander("Log (last lines)"):
-        st.code(jobs.log_tail(run, 30) or "(empty)", language=None)
+        st.code(jobs.log_tail(ws, run.id, 30) or "(empty)", language=None)
     if run.kind == "prefine" and run.status == "done":
         checkpoint_choice(run, metrics, limit)
 

@@ -39,6 +39,8 @@ STALE_AFTER = timedelta(seconds=45)
 #: A queued run whose process never reported within this time is considered lost.
 START_TIMEOUT = timedelta(seconds=120)
 ACTIVE = ("queued", "running")
+#: The statuses a run is resumed from: it ended without its result (anything else, a row edited by hand, is refused).
+RESUMABLE = ("failed", "cancelled")
 #: This machine, as a run records it beside its ``pid`` (app instances on several machines may share one store).
 HOST = socket.gethostname()
 #: How long a job process goes on trying to record how it ended while the database does not answer.
@@ -115,14 +117,15 @@ def _poll_children() -> None:
             del _CHILDREN[pid]
 
 
-def process_alive(pid: int | None, run_id: int | None = None) -> bool:
-    """Whether ``pid`` is a live (not zombie) process on this machine, and — given ``run_id`` — that job's."""
-    if not pid:
+def process_alive(pid: int | None, run_id: int | None = None, ws: Workspace | None = None) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on this machine, and — given ``run_id`` — that job's, of the
+    workspace ``ws`` when given (a copy of a workspace holds the same run ids and pids as the original)."""
+    if not pid or pid <= 1:  # 0 and -1 would ask about a process group or every process, 1 is init: not a job's pid
         return False
     _poll_children()
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a pid past any the system gives
         return False
     except PermissionError:
         return True
@@ -133,7 +136,26 @@ def process_alive(pid: int | None, run_id: int | None = None) -> bool:
         return True  # no /proc: trust kill(0)
     if state in ("Z", "X"):
         return False
-    return run_id is None or (b"prefine_core.jobs" in cmdline and str(run_id).encode() in cmdline)
+    if run_id is None:
+        return True
+    if b"prefine_core.jobs" not in cmdline or str(run_id).encode() not in cmdline:
+        return False
+    return ws is None or _in_workspace(pid, ws)
+
+
+def _in_workspace(pid: int, ws: Workspace) -> bool:
+    """Whether job process ``pid`` runs in ``ws``: the folder its environment was started with (``PREFINE_WORKSPACE``,
+    set by :func:`_spawn`) is ``ws.root``, the same folder by any path to it, not a copy of it. Unreadable: not known
+    to be (a cancel then goes through the store, which the process reads at its heartbeat)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    named = [entry.split(b"=", 1)[1] for entry in environ if entry.startswith(b"PREFINE_WORKSPACE=")]
+    try:
+        return bool(named) and os.path.samefile(os.fsdecode(named[-1]), ws.root)
+    except OSError:  # its folder is gone
+        return False
 
 
 def cancel(ws: Workspace, run_id: int) -> None:
@@ -148,11 +170,11 @@ def cancel(ws: Workspace, run_id: int) -> None:
         return
     if run.status == "queued" and ws.store.update_run(run_id, only_if_status="queued", status="cancelled",
                                                       error="stopped by the user before it started"):
-        if process_alive(run.pid, run_id):
+        if process_alive(run.pid, run_id, ws):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(run.pid, signal.SIGTERM)
         return
-    if process_alive(run.pid, run_id):
+    if process_alive(run.pid, run_id, ws):
         try:
             os.killpg(run.pid, signal.SIGTERM)
             return
@@ -164,10 +186,14 @@ def cancel(ws: Workspace, run_id: int) -> None:
 
 
 def resume_refusal(ws: Workspace, run: RunRecord) -> str | None:
-    """Why ``run`` cannot be resumed as things stand, or None: its status, or for a fine-tune saved settings that are
-    not a config, or labels changed since it started (a resumed run trains on what it started with)."""
-    if run.status in ACTIVE or run.status == "done":
+    """Why ``run`` cannot be resumed as things stand, or None: its status, a kind of job this version does not know,
+    or for a fine-tune saved settings that are not a config, or labels changed since it started (a resumed run trains
+    on what it started with)."""
+    if run.status not in RESUMABLE:
         return f"run {run.id} is {run.status}; only failed or cancelled runs can be resumed"
+    if run.kind not in KINDS:
+        return (f"run {run.id} is a {run.kind!r} job, which this version does not run (known: "
+                f"{', '.join(sorted(KINDS))}); it cannot be resumed")
     if run.kind == "prefine":
         from prefine_core.prefine import PrefineConfig
         from prefine_core.trainer import check_same_labels, started_on
@@ -243,16 +269,17 @@ def _here(run: RunRecord) -> bool:
     return run.host is None or run.host == HOST
 
 
-def lost(run: RunRecord, now=None) -> bool:
-    """Whether an active run's process is gone. On this machine its pid says; a run whose process lives here is not
-    lost for a late heartbeat (a database that did not answer for a while, not a dead run: marked failed, it
-    could have been resumed by a second process beside the first). On another machine only the heartbeat says: no
-    beat for :data:`STALE_AFTER`."""
+def lost(ws: Workspace, run: RunRecord, now=None) -> bool:
+    """Whether an active run's process is gone. On this machine its pid says (the process of that run in another
+    workspace, the one ``ws`` was copied from, is not this run's); a run whose process lives here is not lost for a
+    late heartbeat (a database that did not answer for a while, not a dead run: marked failed, it could have been
+    resumed by a second process beside the first). On another machine only the heartbeat says: no beat for
+    :data:`STALE_AFTER`."""
     if run.status not in ACTIVE:
         return False
     now = now or utcnow()
     if run.pid and _here(run):
-        if not process_alive(run.pid, run.id):
+        if not process_alive(run.pid, run.id, ws):
             return True
         if run.status == "running":
             return False
@@ -291,15 +318,16 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     could not record it: the database did not answer); returns their ids."""
     gone = []
     for run in ws.store.list_runs(task_id):
-        if not lost(run):
+        if not lost(ws, run):
             continue
         # each write only from the status read here: a run cancelled, or ended by its own process, since is left be
         if _record_ended(ws, run):
             gone.append(run.id)
         elif ws.store.update_run(run.id, only_if_status=run.status, status="failed", error=STOPPED):
-            if run.log_path and Path(run.log_path).is_file():  # the process could not write its own last line
-                with open(run.log_path, "a") as log:
-                    log.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
+            log = log_path(ws, run.id)  # its own, not whatever file its row names
+            if log.is_file():  # the process could not write its own last line
+                with open(log, "a") as handle:
+                    handle.write(_closing_line(run.id, "failed", f"{STOPPED}; {advice(run)}") + "\n")
             gone.append(run.id)
         else:
             continue
@@ -333,10 +361,12 @@ def active(ws: Workspace, task_id: str, kinds: tuple[str, ...]) -> list[RunRecor
     return [run for run in ws.store.list_runs(task_id) if run.kind in kinds and run.status in ACTIVE]
 
 
-def log_tail(run: RunRecord, lines: int = 20) -> str:
-    if not run.log_path or not Path(run.log_path).is_file():
+def log_tail(ws: Workspace, run_id: int, lines: int = 20) -> str:
+    """The last ``lines`` of the run's own log (not whatever file its row's ``log_path`` names), or "" when none."""
+    log = log_path(ws, run_id)
+    if not log.is_file():
         return ""
-    with open(run.log_path, "rb") as handle:
+    with open(log, "rb") as handle:
         handle.seek(0, os.SEEK_END)
         handle.seek(max(0, handle.tell() - 16_000))
         text = handle.read().decode("utf-8", "replace")

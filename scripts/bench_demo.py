@@ -46,7 +46,8 @@ def wait_for(ws, run_id: int, timeout: float) -> tuple[dict, float]:
             run = ws.store.get_run(run_id)
             if run.status not in jobs.ACTIVE:
                 if run.status != "done":
-                    raise RuntimeError(f"run {run_id} ({run.kind}) ended {run.status}: {run.error}\n{jobs.log_tail(run)}")
+                    raise RuntimeError(f"run {run_id} ({run.kind}) ended {run.status}: {run.error}\n"
+                                       f"{jobs.log_tail(ws, run_id)}")
                 return jobs.result(ws, run_id) or {}, time.time() - started
             time.sleep(0.5)
         raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")

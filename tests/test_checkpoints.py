@@ -27,7 +27,7 @@ def done(tmp_path_factory):
     config = PrefineConfig(steps=20, log_every=5, eval_every=10, eval_episodes=1, segment_length=20, batch_size=4,
                            bc_batch_size=32, select="teacher")
     run_id = ws.store.create_run(CHEETAH, start, "prefine", config.to_dict())
-    assert jobs.execute(ws, run_id) == "done", jobs.log_tail(ws.store.get_run(run_id), 40)
+    assert jobs.execute(ws, run_id) == "done", jobs.log_tail(ws, run_id, 40)
     return ws, run_id, start
 
 

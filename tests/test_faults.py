@@ -188,7 +188,7 @@ def test_finetune_sigkilled_mid_run_is_failed_keeps_its_checkpoints_and_resumes(
 
     jobs.resume(ws, run_id)
     done = wait_for(ws, run_id, ("done", "failed"), timeout=300)
-    assert done.status == "done", f"{done.error}\n{jobs.log_tail(done, 40)}"
+    assert done.status == "done", f"{done.error}\n{jobs.log_tail(ws, run_id, 40)}"
     assert load_policy(ws.store.get_policy(done.output_policy_id).path, CHEETAH)
     metrics = ws.store.run_metrics(run_id)
     evals = metrics[metrics.name == "eval/return"].step.tolist()

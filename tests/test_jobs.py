@@ -21,7 +21,7 @@ def wait_for(ws, run_id, statuses, timeout=120):
         if run.status in statuses:
             return run
         time.sleep(0.3)
-    raise AssertionError(f"run {run_id} stayed {run.status}; log:\n{jobs.log_tail(run, 40)}")
+    raise AssertionError(f"run {run_id} stayed {run.status}; log:\n{jobs.log_tail(ws, run_id, 40)}")
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_a_crashing_run_is_failed_with_its_reason(ws):
     run_id = jobs.launch(ws, "prefine", CHEETAH, 1, PrefineConfig(select="last").to_dict())
     run = wait_for(ws, run_id, ("done", "failed"))
     assert run.status == "failed" and "no decided labels" in run.error
-    assert "no decided labels" in jobs.log_tail(run)
+    assert "no decided labels" in jobs.log_tail(ws, run_id)
 
 
 def test_cancel_stops_the_process(ws):
@@ -155,7 +155,7 @@ def test_a_run_whose_process_lives_here_is_not_reaped_for_a_late_heartbeat(ws):
     from prefine_core.store.schema import utcnow
 
     run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "prefine_core.jobs", str(run_id)])
+    sleeper = _job_lookalike(ws, run_id)
     try:
         ws.store.update_run(run_id, status="running", pid=sleeper.pid, host=jobs.HOST,
                             heartbeat=utcnow() - jobs.STALE_AFTER - timedelta(seconds=30))
@@ -164,6 +164,59 @@ def test_a_run_whose_process_lives_here_is_not_reaped_for_a_late_heartbeat(ws):
         sleeper.kill()
         sleeper.wait()
     assert jobs.reap(ws) == [run_id]
+
+
+def _job_lookalike(ws, run_id: int) -> subprocess.Popen:
+    """A process that sleeps a minute and is to the app what a job process of ``run_id`` in ``ws`` is: its command line
+    names the job and the run, its environment the workspace; in its own session, as :func:`jobs._spawn` starts one."""
+    command = [sys.executable, "-c", "import time; time.sleep(60)", "prefine_core.jobs", "run", str(run_id)]
+    return subprocess.Popen(command, env=dict(os.environ, PREFINE_WORKSPACE=str(ws.root)), start_new_session=True)
+
+
+def test_a_copy_of_a_workspace_neither_cancels_nor_counts_on_the_originals_process(ws, tmp_path):
+    """A workspace copied (cp -a) while a run ran holds the same run id and pid: `runs --cancel` in the copy stopped
+    the original's process (its run ended cancelled), and the copy's reaper took that process for its own run's."""
+    import shutil
+    import signal
+
+    from prefine_core.workspace import Workspace
+
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+    original = _job_lookalike(ws, run_id)
+    try:
+        ws.store.update_run(run_id, status="running", pid=original.pid, host=jobs.HOST, heartbeat=True)
+        shutil.copytree(ws.root, tmp_path / "copy", symlinks=True)
+        copy = Workspace.open(tmp_path / "copy", shipped=None)
+        assert jobs.reap(copy) == [run_id] and copy.store.get_run(run_id).status == "failed"  # no process here
+        assert jobs.reap(ws) == [] and ws.store.get_run(run_id).status == "running"
+        copy.store.update_run(run_id, status="running", error=None)
+        jobs.cancel(copy, run_id)
+        cancelled = copy.store.get_run(run_id)
+        assert (cancelled.status, cancelled.error) == ("cancelled", "stopped by the user")
+        with pytest.raises(subprocess.TimeoutExpired):
+            original.wait(timeout=2)
+        assert jobs.process_alive(original.pid, run_id, ws) and not jobs.process_alive(original.pid, run_id, copy)
+        jobs.cancel(ws, run_id)  # in its own workspace, the cancel reaches it
+        assert original.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        original.kill()
+        original.wait()
+
+
+@pytest.mark.parametrize("pid", [-1, 99999999999])
+def test_a_pid_that_is_no_process_id_is_no_live_run(ws, pid):
+    """A run row's pid edited out of range: 99999999999 broke `runs` and the Fine-tune and Compare pages with an
+    OverflowError; -1 read as alive forever (kill(-1, 0) asks about every process), its cancel failing with
+    "Invalid argument"."""
+    assert not jobs.process_alive(pid) and not jobs.process_alive(pid, 1, ws)
+    reaped = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(reaped, status="running", pid=pid, host=jobs.HOST, heartbeat=True)
+    assert jobs.reap(ws) == [reaped] and ws.store.get_run(reaped).error == jobs.STOPPED
+    cancelled = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(cancelled, status="running", pid=pid, host=jobs.HOST, heartbeat=True)
+    jobs.cancel(ws, cancelled)
+    run = ws.store.get_run(cancelled)
+    assert (run.status, run.error) == ("cancelled", "stopped by the user")
 
 
 def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monkeypatch):
@@ -266,7 +319,7 @@ def test_the_reaper_leaves_a_run_whose_status_moved_on_after_it_read_it(ws, monk
     run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
     ws.store.update_run(run_id, status="running", pid=424242, host="another-machine", heartbeat=True)
 
-    def lost_then_cancelled(run, now=None):
+    def lost_then_cancelled(ws_, run, now=None):
         ws.store.update_run(run.id, status="cancelled", error="stopped by the user")  # lands just after the read
         return True
 
@@ -339,7 +392,7 @@ def test_tiny_finetune_writes_curves_and_a_policy(ws, start):
     config = _tiny_config(start=start)
     run_id = jobs.launch(ws, "prefine", CHEETAH, 1, config.to_dict())
     run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
-    assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
+    assert run.status == "done", f"{run.error}\n{jobs.log_tail(ws, run_id, 40)}"
     metrics = ws.store.run_metrics(run_id)
     assert {"loss/total", "eval/return", "eval/cost"} <= set(metrics.name)
     assert ws.store.get_policy(run.output_policy_id).kind == "finetuned"
@@ -358,7 +411,7 @@ def test_a_resumed_finetune_says_where_it_resumes_and_refuses_labels_that_change
     jobs.resume(ws, run_id)
     run = wait_for(ws, run_id, ("done", "failed"), timeout=180)
     assert run.status == "done", run.error
-    assert "resuming from the checkpoint of step 20 of 20" in jobs.log_tail(run, 40)
+    assert "resuming from the checkpoint of step 20 of 20" in jobs.log_tail(ws, run_id, 40)
     ws.store.add_metrics(run_id, 25, {"loss/total": 1.0})  # as if reported after its last checkpoint (step 20)
     ws.store.update_run(run_id, status="failed", error="test: died after step 25")
     jobs.resume(ws, run_id)
@@ -421,7 +474,7 @@ def test_the_jobs_table_counts_a_staged_runs_bc_stage_in_its_progress(ws):
 def test_prepare_job_makes_pairs_with_videos(ws):
     run_id = jobs.launch(ws, "prepare", CHEETAH, None, {"seeds": [0], "max_steps": 30, "clip_length": 30, "pairs": 2})
     run = wait_for(ws, run_id, ("done", "failed"))
-    assert run.status == "done", f"{run.error}\n{jobs.log_tail(run, 40)}"
+    assert run.status == "done", f"{run.error}\n{jobs.log_tail(ws, run_id, 40)}"
     pairs = ws.store.list_pairs(CHEETAH)
     assert len(pairs) == 2 and all(p.video_ready for p in pairs)
 
@@ -500,6 +553,30 @@ def test_a_dead_render_job_is_not_told_to_continue_from_a_checkpoint(ws):
     assert log.read_text().splitlines()[-1].endswith(f"run {run_id}: failed — {error}"), "the log says how it ended"
 
 
+def test_the_reaper_and_the_log_view_touch_only_the_runs_own_log(ws):
+    """A run row's log_path edited to name the run's policy file: the reaper appended its "failed" line to the policy,
+    destroying it, and the log view showed whatever file the row named."""
+    from sqlalchemy import text
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", {})
+    policy = jobs.run_dir(ws, run_id) / "policy.safetensors"
+    policy.parent.mkdir(parents=True)
+    policy.write_bytes(b"weights")
+    jobs.log_path(ws, run_id).write_text("[12:00:00] run started\n")
+    ws.store.update_run(run_id, status="running", pid=dead.pid, heartbeat=True)
+    with ws.store.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET log_path = :p WHERE id = :i"), {"p": f"runs/{run_id}/policy.safetensors",
+                                                                         "i": run_id})
+    assert ws.store.get_run(run_id).log_path == str(policy)
+    assert jobs.reap(ws) == [run_id]
+    assert policy.read_bytes() == b"weights"
+    tail = jobs.log_tail(ws, run_id).splitlines()
+    error = jobs.error_text(ws.store.get_run(run_id))
+    assert tail[0] == "[12:00:00] run started" and tail[-1].endswith(f"run {run_id}: failed — {error}")
+
+
 @pytest.mark.parametrize("stored", ["not json", '{"steps": "abc", "bogus": 1}'])
 def test_a_run_row_whose_settings_are_not_a_config_is_listed_and_refused_on_resume(ws, stored):
     """A run's config edited into something else (not JSON at all, or not a config) broke every listing of the runs
@@ -514,3 +591,21 @@ def test_a_run_row_whose_settings_are_not_a_config_is_listed_and_refused_on_resu
     with pytest.raises(ValueError, match=f"run {run_id}'s saved settings are not a PREFINE config"):
         jobs.resume(ws, run_id)
     assert ws.store.get_run(run_id).status == "failed"
+
+
+@pytest.mark.parametrize(("status", "kind", "refusal"), [
+    ("paused", "compare", "is paused; only failed or cancelled runs can be resumed"),
+    ("failed", "mystery", "is a 'mystery' job, which this version does not run"),
+])
+def test_a_run_of_a_status_or_kind_the_app_does_not_write_is_refused_on_resume(ws, status, kind, refusal):
+    """A run row edited to a status the app never writes ('paused') was resumed, and one of a kind it does not know
+    ('mystery') was started, only for its process to fail with KeyError."""
+    from sqlalchemy import text
+
+    run_id = ws.store.create_run(CHEETAH, 1, kind, {})
+    with ws.store.engine.begin() as conn:  # by hand: the store itself takes none but the statuses the app writes
+        conn.execute(text("UPDATE runs SET status = :s WHERE id = :i"), {"s": status, "i": run_id})
+    with pytest.raises(ValueError, match=f"run {run_id} {refusal}"):
+        jobs.resume(ws, run_id)
+    run = ws.store.get_run(run_id)
+    assert (run.status, run.pid) == (status, None)
