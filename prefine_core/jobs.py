@@ -631,8 +631,11 @@ def _render(ws: Workspace, run: RunRecord, report) -> dict:
 
     reported = ws.store.run_metrics(run.id)
     before = int(reported.step.max()) if not reported.empty else 0
-    return render_pending(ws, run.task_id, size=int(run.config.get("size", 256)),
-                          on_progress=lambda done, total: report(before + done, {"render/videos": before + done}))
+    outcome = render_pending(ws, run.task_id, size=int(run.config.get("size", 256)),
+                             on_progress=lambda done, total: report(before + done, {"render/videos": before + done}))
+    for said in outcome.get("damaged", []):  # in the log the app shows: why those pairs still have no video
+        print(f"no video: {said}", flush=True)
+    return outcome
 
 
 KINDS: dict[str, Callable] = {"prefine": _finetune, "compare": _compare, "prepare": _prepare, "render": _render}
