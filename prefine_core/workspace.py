@@ -115,7 +115,8 @@ class Workspace:
 
     def runnable_policy(self, policy_id: int, task_id: str) -> PolicyRecord:
         """The policy ``policy_id``, if a job of ``task_id`` can load it; refused by name, before a process starts, if
-        it does not exist, is another task's, or its checkpoint is missing (imported from an export made without it)."""
+        it does not exist, is another task's, or its checkpoint is missing (imported from an export made without it)
+        or does not load (damaged since: cut short, non-finite weights, metadata of another task)."""
         policy = self.store.get_policy(policy_id)  # "policy_id N does not exist"
         if policy.task_id != task_id:
             raise ValueError(f"{policy.name} (policy {policy.id}) is a policy for {policy.task_id}, not {task_id}; "
@@ -124,6 +125,12 @@ class Workspace:
             raise ValueError(f"{policy.name} (policy {policy.id}) has no checkpoint here (no file at {policy.path}: "
                              "imported from an export made without checkpoints, or removed since); import it again "
                              "with its checkpoint, or pick another policy")
+        from prefine_core.policy import load_policy
+
+        try:  # every run's output is called policy.safetensors: the process's own message would not say which
+            load_policy(policy.path, task_id=task_id)
+        except ValueError as exc:
+            raise ValueError(f"{policy.name} (policy {policy.id}) cannot be loaded: {exc}; pick another policy") from None
         return policy
 
     def policy_with_bytes(self, task_id: str, data: bytes) -> PolicyRecord | None:

@@ -188,6 +188,28 @@ def test_a_policy_whose_checkpoint_is_missing_is_refused_before_a_job_starts(ws,
     assert len(ws.store.list_runs()) == runs
 
 
+def test_a_policy_whose_checkpoint_was_damaged_since_is_refused_before_a_job_starts(ws, tmp_path):
+    """A checkpoint whose weights became NaN passed the launch checks; the compare process then failed with
+    "policy.safetensors holds non-finite values", not saying whether A or B was broken."""
+    from prefine_core import comparison, launcher
+    from prefine_core.policy import save_policy
+
+    broken = make_policy(CHEETAH)
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    path = tmp_path / "run" / "policy.safetensors"
+    save_policy(broken, path)
+    damaged = ws.store.add_policy("damaged", path, CHEETAH, "finetuned")
+    reference = ws.store.list_policies(CHEETAH, kind="reference")[0].id
+    runs = len(ws.store.list_runs())
+    with pytest.raises(ValueError, match=f"damaged \\(policy {damaged}\\) cannot be loaded: .*non-finite.*pick another"):
+        comparison.launch_comparison(ws, CHEETAH, comparison.comparison_config(reference, damaged))
+    with pytest.raises(ValueError, match=f"damaged \\(policy {damaged}\\) cannot be loaded"):
+        launcher.launch_finetune(ws, CHEETAH, damaged, {})
+    assert len(ws.store.list_runs()) == runs
+    ws.store.delete_policy(damaged)  # the module's workspace, for the tests after this one
+
+
 @pytest.mark.parametrize("how", ["pickle", "torch.save"])
 def test_pickle_disguised_as_a_checkpoint_never_runs(how, ws, tmp_path):
     from prefine_core import transfer
