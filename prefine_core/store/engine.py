@@ -37,18 +37,25 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-#: The key under which a JSON column's value that is not JSON is handed out (:func:`_stored_json`).
+#: The key under which a JSON column's value that is not a JSON object is handed out (:func:`_stored_json`).
 UNREADABLE_JSON = "unreadable_json"
 
 
-def _stored_json(text: str):
-    """A JSON column's value as stored. SQLite keeps it as text, which a hand edit or another tool can make into
-    something that is not JSON: read as ``{UNREADABLE_JSON: text}`` that one row is refused where it is used (a run
-    resumed, say), instead of failing every listing of its table."""
+def _stored_json(text):
+    """A JSON column's value as stored. Every JSON column holds an object (provenance, a run's config, a receipt), but
+    a hand edit or another tool can make it something else: text that is not JSON (SQLite keeps it as text), or JSON
+    that is no object (``[1]``, ``null``, ``"abc"``, on either database). Either is read as ``{UNREADABLE_JSON:
+    text}`` that one row is refused where it is used (a run resumed, say), instead of failing every listing of its
+    table (callers read these columns with ``.get``)."""
+    if isinstance(text, (bytes, bytearray, memoryview)):  # psycopg hands the bytes it received
+        text = bytes(text).decode("utf-8", "replace")
+    elif not isinstance(text, str):  # SQLite's JSON column keeps a number a hand edit stores as a number
+        text = str(text)
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError):
-        return {UNREADABLE_JSON: text[:200]}
+        value = None
+    return value if isinstance(value, dict) else {UNREADABLE_JSON: text[:200]}
 
 
 def database_url(url: str) -> URL:
@@ -90,7 +97,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("prefine_write") else "BEGIN")
 
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, json_deserializer=_stored_json)
 
 
 def transient(exc: BaseException) -> bool:
