@@ -61,3 +61,20 @@ def test_a_json_column_holding_json_that_is_no_object_is_read_as_unreadable(stor
     with store.engine.connect() as conn:  # the row itself is as it was left
         left = conn.execute(text("SELECT CAST(provenance AS TEXT) FROM policies WHERE id = :id"), {"id": used}).scalar()
     assert left == "[1,2]"
+
+
+def test_a_tasks_people_per_pair_that_is_no_whole_number_in_range_is_read_as_one(store, tmp_path, cheetah_episode):
+    """``tasks.overlap`` of -3 made the Label page's pair fail ("overlap must be a positive integer id") and agreement
+    say ``people_per_pair: -3``; 'two' gave "invalid literal for int()", 1e20 a misleading message. Labelling goes on,
+    one person per pair, until the Data page sets it again."""
+    _, (p1, _, _) = fill(store, tmp_path, cheetah_episode)
+    store.set_task_overlap(CHEETAH, 2)
+    store.add_label(p1, "ann", "left")
+    stored = [-3, 0, 11, 2**31 - 1] + (["two", 1e20, 2.5] if store.is_sqlite else [])  # PostgreSQL holds integers
+    for value in stored:
+        _edit(store, "UPDATE tasks SET overlap = :v WHERE id = :t", v=value, t=CHEETAH)
+        overlap = store.task_overlap(CHEETAH)
+        assert overlap == 1, value
+        assert store.next_pair("bob", CHEETAH, overlap).id != p1  # p1 has its one person
+    store.set_task_overlap(CHEETAH, 2)
+    assert store.task_overlap(CHEETAH) == 2 and store.pair_open_to("bob", p1, CHEETAH, store.task_overlap(CHEETAH))

@@ -569,9 +569,12 @@ class Store:
         return self._write(serve)
 
     def task_overlap(self, task_id: str) -> int:
-        """How many annotators the Label page hands each pair of ``task_id`` to (1 for a task not set)."""
+        """How many annotators the Label page hands each pair of ``task_id`` to: 1 for a task not set, and for a
+        stored value that is no whole number from 1 to :data:`MAX_OVERLAP` (only a hand edit or another tool
+        writes one: -3, 'two', 1e20), so that labelling goes on, one person per pair, until the Data page sets it
+        again."""
         value = self._read(lambda c: c.execute(select(S.tasks.c.overlap).where(S.tasks.c.id == task_id)).scalar())
-        return int(value or 1)
+        return value if is_id(value) and value <= MAX_OVERLAP else 1
 
     def set_task_overlap(self, task_id: str, overlap: int) -> None:
         """Hand each pair of ``task_id`` to ``overlap`` annotators from now on (1 to :data:`MAX_OVERLAP`); pairs
