@@ -78,3 +78,48 @@ def test_a_tasks_people_per_pair_that_is_no_whole_number_in_range_is_read_as_one
         assert store.next_pair("bob", CHEETAH, overlap).id != p1  # p1 has its one person
     store.set_task_overlap(CHEETAH, 2)
     assert store.task_overlap(CHEETAH) == 2 and store.pair_open_to("bob", p1, CHEETAH, store.task_overlap(CHEETAH))
+
+
+def test_a_label_row_whose_choice_is_none_a_label_may_hold_is_no_judgement_anywhere(store, tmp_path, cheetah_episode):
+    """``choice='LEFT!'`` was counted as a judgement by agreement and counts, silently ignored by the fine-tune, and
+    exported, then refused by the import. It is read as a retraction (the annotator's answer there is unknown) and
+    counted as unreadable."""
+    _, (p1, p2, _) = fill(store, tmp_path, cheetah_episode)
+    store.add_label(p1, "ann", "left")
+    store.add_label(p2, "ann", "right")
+    store.add_label(p1, "bob", "right")
+    bad = store.add_label(p2, "bob", "left")
+    _edit(store, "UPDATE labels SET choice = 'LEFT!' WHERE id = :id", id=bad)
+    labels = store.effective_labels()
+    assert sorted(zip(labels.pair_id, labels.annotator)) == [(p1, "ann"), (p1, "bob"), (p2, "ann")]
+    assert store.decided_pairs(CHEETAH) == [_winner(store, p2, "right")]  # p1 is a tie; p2 has ann's right alone
+    counts = store.counts()
+    assert (counts["labels"], counts["label_rows"], counts["unreadable_labels"]) == (3, 4, 1)
+    assert [h.choice for h in store.label_history() if h.id == bad] == ["retract"]
+    assert store.pair_open_to("bob", p2, overlap=2)  # bob's answer there is unknown: his to give again
+    assert store.undo_last_label("bob") == p1  # the unreadable row stands for nothing to undo
+    store.add_label(p2, "bob", "right", only_new=True)
+    assert store.counts()["labels"] == 3 and store.counts()["unreadable_labels"] == 1  # the row is kept
+
+
+def _winner(store, pair_id: int, choice: str) -> tuple[int, int]:
+    pair = store.get_pair(pair_id)
+    return (pair.left_id, pair.right_id) if choice == "left" else (pair.right_id, pair.left_id)
+
+
+def test_an_export_with_an_unreadable_label_imports_and_comes_back_as_it_left(workspace, tmp_path):
+    """The export carried ``'LEFT!'`` and every import of it was refused ("labels.jsonl: label 2 has choice
+    'LEFT!'"): it carries the retraction it is read as, which imports, and brought back it adds nothing."""
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    pair = workspace.store.list_pairs()[0].id
+    workspace.store.add_label(pair, "ann", "left")
+    bad = workspace.store.add_label(pair, "ann", "right")
+    _edit(workspace.store, "UPDATE labels SET choice = 'LEFT!' WHERE id = :id", id=bad)
+    export_bundle(workspace, tmp_path / "out")
+    other = Workspace.open(tmp_path / "ws2", shipped=None)
+    assert import_bundle(other, tmp_path / "out")["labels"] == 2
+    assert other.store.effective_labels().empty and [h.choice for h in other.store.label_history()] == ["left", "retract"]
+    assert import_bundle(workspace, tmp_path / "out")["labels"] == 0
+    other.store.close()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError, OperationalError
@@ -28,6 +28,7 @@ from prefine_core.store.records import (
     LABEL_CHOICES, MAX_NAME, POLICY_KINDS, RETRACT, RUN_STATUSES, LabelRecord, PairRecord, PolicyRecord,
     RunRecord, TrajectoryRecord,
 )
+from prefine_core.teachers import CHOICES
 
 if TYPE_CHECKING:  # the store imports neither torch (rollout does) nor pandas up front: workers start fast
     import pandas as pd
@@ -224,7 +225,7 @@ class _Writer:
         if self.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id == pair_id)).first() is None:
             raise NotFound(f"pair_id {pair_id} does not exist")
         previous = self._latest_label(pair_id, annotator_id)
-        if only_new and previous is not None and previous.choice != RETRACT:
+        if only_new and previous is not None and previous.choice in LABEL_CHOICES:
             raise AlreadyAnswered(f"{annotator} already answered pair {pair_id} ('{previous.choice}'), in another tab "
                                   "or window perhaps; that answer stands and nothing was changed (Undo takes it back)")
         label_id = self.conn.execute(insert(S.labels).values(
@@ -248,6 +249,13 @@ class _Writer:
         self.conn.execute(delete(table).where(and_(table.c.pair_id == pair_id, table.c.annotator_id == annotator_id)))
 
 
+#: A label row's choice as read: one it may hold (:data:`LABEL_CHOICES` or a retraction) as it is, any other (a hand
+#: edit, another tool: ``'LEFT!'``) as a retraction. The annotator's answer there is unknown, so none stands: no
+#: judgement is counted (agreement, counts, a fine-tune), the pair is theirs to answer again, and an export carries a
+#: row its import takes. :meth:`Store.counts` says how many rows are read so (``unreadable_labels``).
+_CHOICE_READ = case((S.labels.c.choice.in_([*LABEL_CHOICES, RETRACT]), S.labels.c.choice), else_=literal(RETRACT))
+
+
 def _effective_rows():
     """Latest label row per (pair, annotator), as a subquery of ids."""
     return (select(func.max(S.labels.c.id).label("id"))
@@ -264,7 +272,7 @@ def _open_to(me: int, task_id: str | None, overlap: int) -> list:
     than ``overlap`` others have labelled it or hold it within :data:`LEASE` (see :meth:`Store.next_pair`)."""
     L, A, P = S.labels, S.assignments, S.pairs
     my_latest = select(func.max(L.c.id)).where(L.c.annotator_id == me).group_by(L.c.pair_id)
-    my_done = select(L.c.pair_id).where(L.c.id.in_(my_latest), L.c.choice != RETRACT)
+    my_done = select(L.c.pair_id).where(L.c.id.in_(my_latest), L.c.choice.in_(LABEL_CHOICES))
     full = (select(A.c.pair_id).where(A.c.annotator_id != me, or_(A.c.judged, A.c.served_at >= S.utcnow() - LEASE))
             .group_by(A.c.pair_id).having(func.count() >= overlap))
     return [P.c.id.not_in(my_done), P.c.id.not_in(full)] + ([P.c.task_id == task_id] if task_id is not None else [])
@@ -639,7 +647,7 @@ class Store:
             latest = _effective_rows()
             row = w.conn.execute(select(S.labels.c.id, S.labels.c.pair_id).join(latest, S.labels.c.id == latest.c.id)
                                  .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id)
-                                 .where(and_(S.labels.c.annotator_id == me, S.labels.c.choice != RETRACT, *of_task))
+                                 .where(and_(S.labels.c.annotator_id == me, S.labels.c.choice.in_(LABEL_CHOICES), *of_task))
                                  .order_by(S.labels.c.id.desc()).limit(1)).first()
             if row is None:
                 return None
@@ -651,18 +659,20 @@ class Store:
         return self._write(undo)
 
     def label_history(self, task_id: str | None = None) -> list[LabelRecord]:
-        """Every label row ever written, oldest first (retractions and skips included)."""
-        query = (select(S.labels, S.annotators.c.name.label("annotator"))
+        """Every label row ever written, oldest first (retractions and skips included; a choice it may not hold is
+        read as a retraction: :data:`_CHOICE_READ`)."""
+        query = (select(S.labels, _CHOICE_READ.label("choice_read"), S.annotators.c.name.label("annotator"))
                  .join(S.annotators, S.annotators.c.id == S.labels.c.annotator_id)
                  .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id).order_by(S.labels.c.id))
         if task_id is not None:
             query = query.where(S.pairs.c.task_id == task_id)
         rows = self._read(lambda c: c.execute(query).all())
-        return [LabelRecord(id=r.id, pair_id=r.pair_id, annotator=r.annotator, choice=r.choice, seconds=r.seconds,
+        return [LabelRecord(id=r.id, pair_id=r.pair_id, annotator=r.annotator, choice=r.choice_read, seconds=r.seconds,
                             supersedes_id=r.supersedes_id, created_at=r.created_at) for r in rows]
 
     def effective_labels(self, task_id: str | None = None) -> "pd.DataFrame":
-        """The standing judgement per (pair, annotator): the latest row, unless it is a retraction or a skip.
+        """The standing judgement per (pair, annotator): the latest row, if it is a judgement (not a retraction, a
+        skip, or a choice it may not hold: :data:`_CHOICE_READ`).
 
         Columns: label_id, pair_id, task_id, left_id, right_id, annotator, choice, seconds, created_at.
         """
@@ -673,7 +683,7 @@ class Store:
                  .join(latest, S.labels.c.id == latest.c.id)
                  .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id)
                  .join(S.annotators, S.annotators.c.id == S.labels.c.annotator_id)
-                 .where(S.labels.c.choice.not_in([RETRACT, "skip"])).order_by(S.labels.c.id))
+                 .where(S.labels.c.choice.in_(CHOICES)).order_by(S.labels.c.id))
         if task_id is not None:
             query = query.where(S.pairs.c.task_id == task_id)
         rows = self._read(lambda c: c.execute(query).all())
@@ -813,7 +823,8 @@ class Store:
     # -- summary ------------------------------------------------------------------------------
     def counts(self, task_id: str | None = None) -> dict:
         """trajectories, pairs, videos_ready, labelled (pairs with ≥ 1 judgement), pending (pairs with none),
-        labels (standing judgements), label_rows (all rows ever), annotators (who judged)."""
+        labels (standing judgements), label_rows (all rows ever), unreadable_labels (rows whose choice is none a label
+        may hold, read as retractions: :data:`_CHOICE_READ`), annotators (who judged)."""
         def count(conn, table, *where):
             query = select(func.count()).select_from(table)
             for clause in where:
@@ -826,6 +837,8 @@ class Store:
                 "trajectories": count(conn, S.trajectories, *tf(S.trajectories)),
                 "pairs": count(conn, S.pairs, *tf(S.pairs)),
                 "label_rows": count(conn, S.labels.join(S.pairs, S.pairs.c.id == S.labels.c.pair_id), *tf(S.pairs)),
+                "unreadable_labels": count(conn, S.labels.join(S.pairs, S.pairs.c.id == S.labels.c.pair_id), *tf(S.pairs),
+                                           S.labels.c.choice.not_in([*LABEL_CHOICES, RETRACT])),
             }
 
         result = self._read(read)
