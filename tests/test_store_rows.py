@@ -123,3 +123,30 @@ def test_an_export_with_an_unreadable_label_imports_and_comes_back_as_it_left(wo
     assert other.store.effective_labels().empty and [h.choice for h in other.store.label_history()] == ["left", "retract"]
     assert import_bundle(workspace, tmp_path / "out")["labels"] == 0
     other.store.close()
+
+
+def test_metric_rows_that_are_no_numbers_are_read_as_not_reported(store, capsys, workspace):
+    """Metrics stored as text ('lots', 'nan') were handed out as strings: ``checkpoints --json`` printed them and the
+    Fine-tune page's figures failed ("could not convert string to float"); a step stored as text was the run's
+    latest step. Such rows are read as metrics not reported, and left in the store."""
+    for s in (store, workspace.store):  # both backends, then the workspace the command opens
+        run = s.create_run(CHEETAH, None, "prefine", {})
+        s.add_metrics(run, 0, {"eval/return": 1.0, "eval/cost": 2.0})
+        s.add_metrics(run, 10, {"eval/return": 3.0, "eval/cost": 4.0})
+        rows = [(20, "eval/return", "NaN"), (-1, "eval/return", 5.0), (30, "eval/cost", "Infinity")]
+        if s.is_sqlite:  # SQLite keeps any text, and a fraction, in a number column
+            rows += [(40, "eval/return", "lots"), (50, "eval/cost", "nan"), ("x", "eval/return", 6.0),
+                     (1.5, "eval/cost", 7.0)]
+        value = ":v" if s.is_sqlite else "CAST(:v AS DOUBLE PRECISION)"
+        for step, name, v in rows:
+            _edit(s, f"INSERT INTO metrics (run_id, step, name, value, time) VALUES (:r, :s, :n, {value}, :t)",
+                  r=run, s=step, n=name, v=v, t=datetime(2025, 1, 1))
+        metrics = s.run_metrics(run)
+        assert metrics.step.tolist() == [0, 0, 10, 10] and metrics.value.tolist() == [1.0, 2.0, 3.0, 4.0]
+        last = 50 if s.is_sqlite else 30  # reported at that step, if unreadably
+        assert s.latest_steps([run]) == {run: (last, last)}
+        assert s.delete_metrics_after(run, 0) == (6 if s.is_sqlite else 4)  # the rows whose step is 'x' or 1.5 stay
+    status, said = _cli(capsys, "checkpoints", "--workspace", workspace.root, "--run", run)
+    assert status == 0 and [c["return"] for c in said["checkpoints"]] == [1.0]
+    with workspace.store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM metrics WHERE run_id = :r"), {"r": run}).scalar() == 5

@@ -92,6 +92,11 @@ def _int_id(field: str, value) -> int:
     raise ValueError(f"{field} must be a positive integer id, got {value!r}")
 
 
+def _is_number(value) -> bool:
+    """Whether a value read from a number column is a finite number (SQLite keeps any text a hand edit puts there)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
 def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -> float:
     try:
         number = float(value)
@@ -790,20 +795,29 @@ class Store:
         self._write(write)
 
     def run_metrics(self, run_id: int) -> "pd.DataFrame":
-        """Columns step, name, value, time; ordered by step."""
+        """Columns step, name, value, time; ordered by step. A row whose value is no finite number or whose step is
+        no whole number ≥ 0 (only a hand edit or another tool writes one: SQLite keeps 'lots' in a number column,
+        PostgreSQL 'NaN') is left out, as a metric not reported: its text reached the figures and ``--json``."""
         query = (select(S.metrics.c.step, S.metrics.c.name, S.metrics.c.value, S.metrics.c.time)
-                 .where(S.metrics.c.run_id == run_id).order_by(S.metrics.c.step, S.metrics.c.id))
+                 .where(S.metrics.c.run_id == run_id, *self._readable_step()).order_by(S.metrics.c.step, S.metrics.c.id))
         rows = self._read(lambda c: c.execute(query).all())
         import pandas as pd
 
-        return pd.DataFrame([tuple(r) for r in rows], columns=["step", "name", "value", "time"])
+        readable = [tuple(r) for r in rows if _is_number(r.value)]
+        return pd.DataFrame(readable, columns=["step", "name", "value", "time"])
+
+    def _readable_step(self) -> list:
+        """Conditions on ``metrics`` of a row whose step can be read: a whole number ≥ 0. SQLite keeps whatever a hand
+        edit stores (its text sorted above every number, its 1.5 is no step); PostgreSQL's column holds integers."""
+        step = S.metrics.c.step
+        return [step >= 0] + ([func.typeof(step) == "integer"] if self.is_sqlite else [])
 
     def delete_metrics_after(self, run_id: int, step: int, prefix: str = "", keep_prefixed: bool = False) -> int:
         """Drop the run's metric rows of steps after ``step`` (a run resumed from its checkpoint of ``step`` reports
         them again): those whose name starts with ``prefix``, or with ``keep_prefixed`` all others; returns how many
         rows went."""
         run_id, step, m = _int_id("run_id", run_id), int(step), S.metrics.c
-        where = [m.run_id == run_id, m.step > step]
+        where = [m.run_id == run_id, m.step > step, *self._readable_step()]  # an unreadable row is no report: kept
         if prefix:
             where.append(~_starts_with(m.name, prefix) if keep_prefixed else _starts_with(m.name, prefix))
         return self._write(lambda w: w.conn.execute(delete(S.metrics).where(*where)).rowcount)
@@ -816,7 +830,7 @@ class Store:
         m = S.metrics.c
         others = case((_starts_with(m.name, except_prefix), None), else_=m.step) if except_prefix else m.step
         query = (select(m.run_id, func.max(others), func.max(m.step))
-                 .where(m.run_id.in_([_int_id("run_id", r) for r in run_ids])).group_by(m.run_id))
+                 .where(m.run_id.in_([_int_id("run_id", r) for r in run_ids]), *self._readable_step()).group_by(m.run_id))
         found = {int(r[0]): (r[1], r[2]) for r in self._read(lambda c: c.execute(query).all())}
         return {r: found.get(r, (None, None)) for r in run_ids}
 
