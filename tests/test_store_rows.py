@@ -150,3 +150,38 @@ def test_metric_rows_that_are_no_numbers_are_read_as_not_reported(store, capsys,
     assert status == 0 and [c["return"] for c in said["checkpoints"]] == [1.0]
     with workspace.store.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM metrics WHERE run_id = :r"), {"r": run}).scalar() == 5
+
+
+@pytest.mark.parametrize("revision, message", [
+    ("0099_future", r"was written by a newer PREFINE Studio: its schema revision '0099_future' is unknown here"),
+    ("0007", r"from revision 0007 to 0009 failed \(.*host.*\); nothing was changed"),
+])
+def test_a_store_of_another_version_is_refused_in_words_and_left_as_it_is(store_url, tmp_path, revision, message):
+    """``alembic_version`` of '0099_future' (a newer PREFINE Studio) ended every command in Alembic's CommandError
+    traceback; '0007' on tables that are newer in an OperationalError traceback ("duplicate column name")."""
+    from prefine_core.store import Store
+
+    store = Store(store_url)
+    policy = store.add_policy("p", tmp_path / "p.safetensors", CHEETAH, "imported")
+    _edit(store, "UPDATE alembic_version SET version_num = :v", v=revision)
+    store.close()
+    with pytest.raises(ValueError, match=message):
+        Store(store_url)
+    store = Store(store_url, migrate=False)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [revision]
+    assert [p.id for p in store.list_policies()] == [policy]
+    store.close()
+
+
+def test_a_command_on_a_store_of_a_newer_version_says_so(tmp_path, monkeypatch, capsys):
+    """Every command ended in Alembic's ``Can't locate revision identified by '0099_future'`` traceback."""
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    Workspace.open(tmp_path / "ws", shipped=None).store.close()
+    with sqlite3.connect(tmp_path / "ws" / "prefine.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    for command in ("runs", "policies", "agreement"):
+        status, said = _cli(capsys, command, "--workspace", tmp_path / "ws")
+        assert status == 2 and "newer PREFINE Studio" in said["error"] and "nothing was changed" in said["error"]
