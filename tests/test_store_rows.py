@@ -185,3 +185,49 @@ def test_a_command_on_a_store_of_a_newer_version_says_so(tmp_path, monkeypatch, 
     for command in ("runs", "policies", "agreement"):
         status, said = _cli(capsys, command, "--workspace", tmp_path / "ws")
         assert status == 2 and "newer PREFINE Studio" in said["error"] and "nothing was changed" in said["error"]
+
+
+def test_a_time_that_is_no_time_is_read_as_long_past(workspace, tmp_path, capsys):
+    """SQLite only (PostgreSQL's columns hold times). ``runs.heartbeat='yesterday-ish'``, or garbage in a
+    ``created_at`` of labels, pairs or policies, failed every listing of that table ("Invalid isoformat string",
+    naming neither table nor row): ``runs``, ``policies``, ``agreement``, ``export``, ``checkpoints`` and every page.
+    Such a value reads as 1970-01-01: it sorts first, a run's heartbeat is stale, an export carries a time."""
+    from prefine_core import jobs
+    from prefine_core.exchange import import_bundle
+    from prefine_core.store import schema as S
+    from prefine_core.store.schema import UNREADABLE_TIME
+    from prefine_core.workspace import Workspace
+
+    s = workspace.store
+    policy = s.add_policy("p", tmp_path / "p.safetensors", CHEETAH, "imported")
+    pair = s.list_pairs()[0].id
+    label = s.add_label(pair, "ann", "left")
+    run = s.create_run(CHEETAH, None, "prefine", {})
+    s.update_run(run, status="running", pid=None, heartbeat=True)
+    s.add_metrics(run, 0, {"eval/return": 1.0})
+    for table, column, value, row in [("runs", "heartbeat", "yesterday-ish", run), ("runs", "created_at", 12345, run),
+                                      ("runs", "updated_at", "2025-02-30", run), ("labels", "created_at", "", label),
+                                      ("pairs", "created_at", "soon", pair), ("policies", "created_at", "x", policy)]:
+        _edit(s, f"UPDATE {table} SET {column} = :v WHERE id = :id", v=value, id=row)
+    _edit(s, "UPDATE metrics SET time = 'then'")
+    _edit(s, "UPDATE tasks SET created_at = '2025-01-01T12:00:00+02:00'")  # an offset: read as UTC, as every time
+    record = s.get_run(run)
+    assert (record.heartbeat, record.created_at, record.updated_at) == (UNREADABLE_TIME,) * 3
+    assert jobs.lost(record)  # no readable heartbeat: its process is gone, as with none
+    assert s.get_policy(policy).created_at == UNREADABLE_TIME and s.get_pair(pair).created_at == UNREADABLE_TIME
+    assert s.label_history()[0].created_at == UNREADABLE_TIME and s.run_metrics(run).time.tolist() == [UNREADABLE_TIME]
+    with s.engine.connect() as conn:
+        assert conn.execute(select(S.tasks.c.created_at)).scalar() == datetime(2025, 1, 1, 10)
+        assert conn.execute(text("SELECT created_at FROM tasks")).scalar() == "2025-01-01T12:00:00+02:00"  # as left
+    for command in ("runs", "policies", "agreement"):
+        status, said = _cli(capsys, command, "--workspace", workspace.root)
+        assert status == 0, said
+    status, said = _cli(capsys, "checkpoints", "--workspace", workspace.root, "--run", run)
+    assert status == 0 and [c["return"] for c in said["checkpoints"]] == [1.0]
+    status, said = _cli(capsys, "export", "--workspace", workspace.root, "--out", tmp_path / "out")
+    assert status == 0 and said["labels"] == 1
+    other = Workspace.open(tmp_path / "ws2", shipped=None)
+    assert import_bundle(other, tmp_path / "out")["labels"] == 1
+    assert other.store.label_history()[0].created_at == UNREADABLE_TIME
+    assert import_bundle(workspace, tmp_path / "out")["labels"] == 0  # the same label: not added twice
+    other.store.close()
