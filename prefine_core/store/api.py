@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError, OperationalError
@@ -28,6 +28,7 @@ from prefine_core.store.records import (
     LABEL_CHOICES, MAX_NAME, POLICY_KINDS, RETRACT, RUN_STATUSES, LabelRecord, PairRecord, PolicyRecord,
     RunRecord, TrajectoryRecord,
 )
+from prefine_core.teachers import CHOICES
 
 if TYPE_CHECKING:  # the store imports neither torch (rollout does) nor pandas up front: workers start fast
     import pandas as pd
@@ -89,6 +90,11 @@ def _int_id(field: str, value) -> int:
     if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value > MAX_ID:
         raise NotFound(f"{field} {value} does not exist (ids stop at {MAX_ID})")
     raise ValueError(f"{field} must be a positive integer id, got {value!r}")
+
+
+def _is_number(value) -> bool:
+    """Whether a value read from a number column is a finite number (SQLite keeps any text a hand edit puts there)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -> float:
@@ -224,7 +230,7 @@ class _Writer:
         if self.conn.execute(select(S.pairs.c.id).where(S.pairs.c.id == pair_id)).first() is None:
             raise NotFound(f"pair_id {pair_id} does not exist")
         previous = self._latest_label(pair_id, annotator_id)
-        if only_new and previous is not None and previous.choice != RETRACT:
+        if only_new and previous is not None and previous.choice in LABEL_CHOICES:
             raise AlreadyAnswered(f"{annotator} already answered pair {pair_id} ('{previous.choice}'), in another tab "
                                   "or window perhaps; that answer stands and nothing was changed (Undo takes it back)")
         label_id = self.conn.execute(insert(S.labels).values(
@@ -248,6 +254,13 @@ class _Writer:
         self.conn.execute(delete(table).where(and_(table.c.pair_id == pair_id, table.c.annotator_id == annotator_id)))
 
 
+#: A label row's choice as read: one it may hold (:data:`LABEL_CHOICES` or a retraction) as it is, any other (a hand
+#: edit, another tool: ``'LEFT!'``) as a retraction. The annotator's answer there is unknown, so none stands: no
+#: judgement is counted (agreement, counts, a fine-tune), the pair is theirs to answer again, and an export carries a
+#: row its import takes. :meth:`Store.counts` says how many rows are read so (``unreadable_labels``).
+_CHOICE_READ = case((S.labels.c.choice.in_([*LABEL_CHOICES, RETRACT]), S.labels.c.choice), else_=literal(RETRACT))
+
+
 def _effective_rows():
     """Latest label row per (pair, annotator), as a subquery of ids."""
     return (select(func.max(S.labels.c.id).label("id"))
@@ -264,7 +277,7 @@ def _open_to(me: int, task_id: str | None, overlap: int) -> list:
     than ``overlap`` others have labelled it or hold it within :data:`LEASE` (see :meth:`Store.next_pair`)."""
     L, A, P = S.labels, S.assignments, S.pairs
     my_latest = select(func.max(L.c.id)).where(L.c.annotator_id == me).group_by(L.c.pair_id)
-    my_done = select(L.c.pair_id).where(L.c.id.in_(my_latest), L.c.choice != RETRACT)
+    my_done = select(L.c.pair_id).where(L.c.id.in_(my_latest), L.c.choice.in_(LABEL_CHOICES))
     full = (select(A.c.pair_id).where(A.c.annotator_id != me, or_(A.c.judged, A.c.served_at >= S.utcnow() - LEASE))
             .group_by(A.c.pair_id).having(func.count() >= overlap))
     return [P.c.id.not_in(my_done), P.c.id.not_in(full)] + ([P.c.task_id == task_id] if task_id is not None else [])
@@ -569,9 +582,12 @@ class Store:
         return self._write(serve)
 
     def task_overlap(self, task_id: str) -> int:
-        """How many annotators the Label page hands each pair of ``task_id`` to (1 for a task not set)."""
+        """How many annotators the Label page hands each pair of ``task_id`` to: 1 for a task not set, and for a
+        stored value that is no whole number from 1 to :data:`MAX_OVERLAP` (only a hand edit or another tool
+        writes one: -3, 'two', 1e20), so that labelling goes on, one person per pair, until the Data page sets it
+        again."""
         value = self._read(lambda c: c.execute(select(S.tasks.c.overlap).where(S.tasks.c.id == task_id)).scalar())
-        return int(value or 1)
+        return value if is_id(value) and value <= MAX_OVERLAP else 1
 
     def set_task_overlap(self, task_id: str, overlap: int) -> None:
         """Hand each pair of ``task_id`` to ``overlap`` annotators from now on (1 to :data:`MAX_OVERLAP`); pairs
@@ -636,7 +652,7 @@ class Store:
             latest = _effective_rows()
             row = w.conn.execute(select(S.labels.c.id, S.labels.c.pair_id).join(latest, S.labels.c.id == latest.c.id)
                                  .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id)
-                                 .where(and_(S.labels.c.annotator_id == me, S.labels.c.choice != RETRACT, *of_task))
+                                 .where(and_(S.labels.c.annotator_id == me, S.labels.c.choice.in_(LABEL_CHOICES), *of_task))
                                  .order_by(S.labels.c.id.desc()).limit(1)).first()
             if row is None:
                 return None
@@ -648,18 +664,20 @@ class Store:
         return self._write(undo)
 
     def label_history(self, task_id: str | None = None) -> list[LabelRecord]:
-        """Every label row ever written, oldest first (retractions and skips included)."""
-        query = (select(S.labels, S.annotators.c.name.label("annotator"))
+        """Every label row ever written, oldest first (retractions and skips included; a choice it may not hold is
+        read as a retraction: :data:`_CHOICE_READ`)."""
+        query = (select(S.labels, _CHOICE_READ.label("choice_read"), S.annotators.c.name.label("annotator"))
                  .join(S.annotators, S.annotators.c.id == S.labels.c.annotator_id)
                  .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id).order_by(S.labels.c.id))
         if task_id is not None:
             query = query.where(S.pairs.c.task_id == task_id)
         rows = self._read(lambda c: c.execute(query).all())
-        return [LabelRecord(id=r.id, pair_id=r.pair_id, annotator=r.annotator, choice=r.choice, seconds=r.seconds,
+        return [LabelRecord(id=r.id, pair_id=r.pair_id, annotator=r.annotator, choice=r.choice_read, seconds=r.seconds,
                             supersedes_id=r.supersedes_id, created_at=r.created_at) for r in rows]
 
     def effective_labels(self, task_id: str | None = None) -> "pd.DataFrame":
-        """The standing judgement per (pair, annotator): the latest row, unless it is a retraction or a skip.
+        """The standing judgement per (pair, annotator): the latest row, if it is a judgement (not a retraction, a
+        skip, or a choice it may not hold: :data:`_CHOICE_READ`).
 
         Columns: label_id, pair_id, task_id, left_id, right_id, annotator, choice, seconds, created_at.
         """
@@ -670,7 +688,7 @@ class Store:
                  .join(latest, S.labels.c.id == latest.c.id)
                  .join(S.pairs, S.pairs.c.id == S.labels.c.pair_id)
                  .join(S.annotators, S.annotators.c.id == S.labels.c.annotator_id)
-                 .where(S.labels.c.choice.not_in([RETRACT, "skip"])).order_by(S.labels.c.id))
+                 .where(S.labels.c.choice.in_(CHOICES)).order_by(S.labels.c.id))
         if task_id is not None:
             query = query.where(S.pairs.c.task_id == task_id)
         rows = self._read(lambda c: c.execute(query).all())
@@ -777,20 +795,29 @@ class Store:
         self._write(write)
 
     def run_metrics(self, run_id: int) -> "pd.DataFrame":
-        """Columns step, name, value, time; ordered by step."""
+        """Columns step, name, value, time; ordered by step. A row whose value is no finite number or whose step is
+        no whole number ≥ 0 (only a hand edit or another tool writes one: SQLite keeps 'lots' in a number column,
+        PostgreSQL 'NaN') is left out, as a metric not reported: its text reached the figures and ``--json``."""
         query = (select(S.metrics.c.step, S.metrics.c.name, S.metrics.c.value, S.metrics.c.time)
-                 .where(S.metrics.c.run_id == run_id).order_by(S.metrics.c.step, S.metrics.c.id))
+                 .where(S.metrics.c.run_id == run_id, *self._readable_step()).order_by(S.metrics.c.step, S.metrics.c.id))
         rows = self._read(lambda c: c.execute(query).all())
         import pandas as pd
 
-        return pd.DataFrame([tuple(r) for r in rows], columns=["step", "name", "value", "time"])
+        readable = [tuple(r) for r in rows if _is_number(r.value)]
+        return pd.DataFrame(readable, columns=["step", "name", "value", "time"])
+
+    def _readable_step(self) -> list:
+        """Conditions on ``metrics`` of a row whose step can be read: a whole number ≥ 0. SQLite keeps whatever a hand
+        edit stores (its text sorted above every number, its 1.5 is no step); PostgreSQL's column holds integers."""
+        step = S.metrics.c.step
+        return [step >= 0] + ([func.typeof(step) == "integer"] if self.is_sqlite else [])
 
     def delete_metrics_after(self, run_id: int, step: int, prefix: str = "", keep_prefixed: bool = False) -> int:
         """Drop the run's metric rows of steps after ``step`` (a run resumed from its checkpoint of ``step`` reports
         them again): those whose name starts with ``prefix``, or with ``keep_prefixed`` all others; returns how many
         rows went."""
         run_id, step, m = _int_id("run_id", run_id), int(step), S.metrics.c
-        where = [m.run_id == run_id, m.step > step]
+        where = [m.run_id == run_id, m.step > step, *self._readable_step()]  # an unreadable row is no report: kept
         if prefix:
             where.append(~_starts_with(m.name, prefix) if keep_prefixed else _starts_with(m.name, prefix))
         return self._write(lambda w: w.conn.execute(delete(S.metrics).where(*where)).rowcount)
@@ -803,14 +830,15 @@ class Store:
         m = S.metrics.c
         others = case((_starts_with(m.name, except_prefix), None), else_=m.step) if except_prefix else m.step
         query = (select(m.run_id, func.max(others), func.max(m.step))
-                 .where(m.run_id.in_([_int_id("run_id", r) for r in run_ids])).group_by(m.run_id))
+                 .where(m.run_id.in_([_int_id("run_id", r) for r in run_ids]), *self._readable_step()).group_by(m.run_id))
         found = {int(r[0]): (r[1], r[2]) for r in self._read(lambda c: c.execute(query).all())}
         return {r: found.get(r, (None, None)) for r in run_ids}
 
     # -- summary ------------------------------------------------------------------------------
     def counts(self, task_id: str | None = None) -> dict:
         """trajectories, pairs, videos_ready, labelled (pairs with ≥ 1 judgement), pending (pairs with none),
-        labels (standing judgements), label_rows (all rows ever), annotators (who judged)."""
+        labels (standing judgements), label_rows (all rows ever), unreadable_labels (rows whose choice is none a label
+        may hold, read as retractions: :data:`_CHOICE_READ`), annotators (who judged)."""
         def count(conn, table, *where):
             query = select(func.count()).select_from(table)
             for clause in where:
@@ -823,6 +851,8 @@ class Store:
                 "trajectories": count(conn, S.trajectories, *tf(S.trajectories)),
                 "pairs": count(conn, S.pairs, *tf(S.pairs)),
                 "label_rows": count(conn, S.labels.join(S.pairs, S.pairs.c.id == S.labels.c.pair_id), *tf(S.pairs)),
+                "unreadable_labels": count(conn, S.labels.join(S.pairs, S.pairs.c.id == S.labels.c.pair_id), *tf(S.pairs),
+                                           S.labels.c.choice.not_in([*LABEL_CHOICES, RETRACT])),
             }
 
         result = self._read(read)

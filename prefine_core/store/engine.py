@@ -20,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
@@ -37,18 +38,25 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-#: The key under which a JSON column's value that is not JSON is handed out (:func:`_stored_json`).
+#: The key under which a JSON column's value that is not a JSON object is handed out (:func:`_stored_json`).
 UNREADABLE_JSON = "unreadable_json"
 
 
-def _stored_json(text: str):
-    """A JSON column's value as stored. SQLite keeps it as text, which a hand edit or another tool can make into
-    something that is not JSON: read as ``{UNREADABLE_JSON: text}`` that one row is refused where it is used (a run
-    resumed, say), instead of failing every listing of its table."""
+def _stored_json(text):
+    """A JSON column's value as stored. Every JSON column holds an object (provenance, a run's config, a receipt), but
+    a hand edit or another tool can make it something else: text that is not JSON (SQLite keeps it as text), or JSON
+    that is no object (``[1]``, ``null``, ``"abc"``, on either database). Either is read as ``{UNREADABLE_JSON:
+    text}`` that one row is refused where it is used (a run resumed, say), instead of failing every listing of its
+    table (callers read these columns with ``.get``)."""
+    if isinstance(text, (bytes, bytearray, memoryview)):  # psycopg hands the bytes it received
+        text = bytes(text).decode("utf-8", "replace")
+    elif not isinstance(text, str):  # SQLite's JSON column keeps a number a hand edit stores as a number
+        text = str(text)
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError):
-        return {UNREADABLE_JSON: text[:200]}
+        value = None
+    return value if isinstance(value, dict) else {UNREADABLE_JSON: text[:200]}
 
 
 def database_url(url: str) -> URL:
@@ -90,7 +98,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("prefine_write") else "BEGIN")
 
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, json_deserializer=_stored_json)
 
 
 def transient(exc: BaseException) -> bool:
@@ -161,10 +169,23 @@ def _migration_lock(engine: Engine):
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (default: the newest); a no-op when it is there already."""
-    target = head_revision() if revision == "head" else revision
-    if current_revision(engine) == target:
+    """Bring the schema to ``revision`` (default: the newest); a no-op when it is there already. A store this version
+    cannot bring there is refused in words (ValueError), nothing changed: one whose recorded revision it does not know
+    (written by a newer PREFINE Studio), or one whose upgrade fails (its tables are not those of the revision it
+    records); Alembic's own errors said neither what was wrong nor that the store was untouched."""
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    target = scripts.get_current_head() if revision == "head" else revision
+    store = engine.url.database if is_sqlite(engine) else engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(engine)
+    except CommandError as exc:  # e.g. alembic_version holds two rows
+        raise ValueError(f"the schema revision of the store {store} cannot be read ({exc}); nothing was changed") from None
+    if current == target:
         return
+    if current is not None and current not in {script.revision for script in scripts.walk_revisions()}:
+        raise ValueError(f"the store {store} was written by a newer PREFINE Studio: its schema revision {current!r} is "
+                         f"unknown here (this version knows up to {scripts.get_current_head()!r}); nothing was changed: "
+                         "open it with the PREFINE Studio that wrote it")
     with _migration_lock(engine):
         with engine.connect() as conn:
             conn.execution_options(prefine_write=True)
@@ -176,6 +197,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                     command.upgrade(_alembic_config(conn), revision)
                     if raw is not None and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").first()):
                         raise RuntimeError(f"the schema upgrade would break a reference ({tuple(broken)}); nothing changed")
+            except DBAPIError as exc:
+                if transient(exc):  # a locked or unreachable database: an outage, retried or said by the caller
+                    raise
+                raise ValueError(f"upgrading the schema of the store {store} from revision {current or 'none'} to {target} failed "
+                                 f"({str(exc.orig).strip()}); nothing was changed. Its tables are not those of the "
+                                 "revision it records (alembic_version edited, or the tables changed by another tool?): "
+                                 "restore it from a backup") from None
             finally:
                 if raw is not None:
                     raw.execute("PRAGMA foreign_keys=ON")

@@ -1,7 +1,7 @@
 """The preference store's tables (SQLAlchemy Core), at the newest schema version.
 
 The Alembic migrations in ``migrations/versions`` build exactly this schema step by step; a test
-compares the two. Times are UTC. JSON columns hold plain dicts (provenance, run config).
+compares the two. Times are UTC, read by :class:`StoredTime`. JSON columns hold plain dicts (provenance, run config).
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
-    Table, Text, UniqueConstraint, false,
+    Table, Text, TypeDecorator, UniqueConstraint, false,
 )
 
 metadata = MetaData()
@@ -19,10 +19,41 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+#: What a stored time that is no time is read as (:class:`StoredTime`): long before any store was made.
+UNREADABLE_TIME = datetime(1970, 1, 1)
+
+
+class StoredTime(TypeDecorator):
+    """A DateTime column (the same DDL), read safely. SQLite keeps a time as text, which a hand edit or another tool
+    can make into something that is no time ('yesterday-ish', a number): SQLAlchemy's parser then failed every
+    listing of the table, naming neither table nor row. Such a value reads as :data:`UNREADABLE_TIME`, which every
+    caller copes with where None would not (a run's age, an export's ISO time): long past, so it sorts first and a
+    run's heartbeat reads as stale. A time given with an offset reads as UTC without one, as every time here is (an
+    aware time cannot be compared with the others)."""
+    impl = DateTime
+    cache_ok = True
+
+    def result_processor(self, dialect, coltype):
+        parse = super().result_processor(dialect, coltype)  # SQLite's parser of its text; None where the driver parses
+        if parse is None:
+            return None
+
+        def read(value):
+            try:
+                moment = parse(value)
+            except (TypeError, ValueError, OverflowError):
+                return UNREADABLE_TIME
+            if moment is not None and moment.tzinfo is not None:
+                moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            return moment
+
+        return read
+
+
 tasks = Table(
     "tasks", metadata,
     Column("id", String(128), primary_key=True),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
     # 0006: how many annotators the Label page hands each of the task's pairs to (agreement needs ≥ 2)
     Column("overlap", Integer, nullable=False, server_default="1"),
 )
@@ -36,7 +67,7 @@ policies = Table(
     Column("kind", String(32), nullable=False),
     Column("parent_id", Integer, ForeignKey("policies.id"), nullable=True),
     Column("provenance", JSON, nullable=False),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
     UniqueConstraint("task_id", "path", name="uq_policies_task_path"),
     sqlite_autoincrement=True,  # 0008: a deleted policy's id is never handed to a new one (links and choices name it)
 )
@@ -58,7 +89,7 @@ trajectories = Table(
     Column("truncated", Boolean, nullable=False),
     Column("temperature", Float, nullable=True),
     Column("video_path", Text, nullable=True),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
     Index("ix_trajectories_task_source", "task_id", "source"),
 )
 
@@ -72,7 +103,7 @@ pairs = Table(
     Column("score", Float, nullable=False),
     Column("reason", Text, nullable=False),
     Column("video_path", Text, nullable=True),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
     CheckConstraint("left_id <> right_id", name="ck_pairs_distinct"),
     Index("ix_pairs_task", "task_id"),
     sqlite_autoincrement=True,  # 0005: a deleted pair's id is never handed to a new pair (a page may still show it)
@@ -86,14 +117,14 @@ deleted_pairs = Table(
     Column("right_id", Integer, ForeignKey("trajectories.id"), primary_key=True),
     Column("task_id", String(128), ForeignKey("tasks.id"), nullable=False),
     Column("pair_id", Integer, nullable=False),  # the id it had here: no foreign key, that row is gone
-    Column("deleted_at", DateTime, nullable=False, default=utcnow),
+    Column("deleted_at", StoredTime, nullable=False, default=utcnow),
 )
 
 annotators = Table(
     "annotators", metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
 )
 
 labels = Table(
@@ -104,7 +135,7 @@ labels = Table(
     Column("choice", String(16), nullable=False),
     Column("seconds", Float, nullable=True),
     Column("supersedes_id", Integer, ForeignKey("labels.id"), nullable=True),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
     Index("ix_labels_pair_annotator", "pair_id", "annotator_id"),
     Index("ix_labels_annotator", "annotator_id"),
 )
@@ -116,7 +147,7 @@ assignments = Table(
     "assignments", metadata,
     Column("pair_id", Integer, ForeignKey("pairs.id"), primary_key=True),
     Column("annotator_id", Integer, ForeignKey("annotators.id"), primary_key=True),
-    Column("served_at", DateTime, nullable=False, default=utcnow),
+    Column("served_at", StoredTime, nullable=False, default=utcnow),
     Column("judged", Boolean, nullable=False, default=False, server_default=false()),
 )
 
@@ -133,9 +164,9 @@ runs = Table(
     Column("error", Text, nullable=True),
     Column("output_policy_id", Integer, ForeignKey("policies.id"), nullable=True),
     Column("log_path", Text, nullable=True),
-    Column("heartbeat", DateTime, nullable=True),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
-    Column("updated_at", DateTime, nullable=False, default=utcnow),
+    Column("heartbeat", StoredTime, nullable=True),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
+    Column("updated_at", StoredTime, nullable=False, default=utcnow),
 )
 
 metrics = Table(
@@ -145,7 +176,7 @@ metrics = Table(
     Column("step", Integer, nullable=False),
     Column("name", String(128), nullable=False),
     Column("value", Float, nullable=False),
-    Column("time", DateTime, nullable=False, default=utcnow),
+    Column("time", StoredTime, nullable=False, default=utcnow),
     Index("ix_metrics_run", "run_id", "step"),
 )
 
@@ -155,5 +186,5 @@ write_receipts = Table(
     # finds its key here and returns the first attempt's result instead of writing the rows a second time.
     Column("key", String(36), primary_key=True),
     Column("result", JSON, nullable=True),
-    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("created_at", StoredTime, nullable=False, default=utcnow),
 )
