@@ -3,6 +3,7 @@ import streamlit as st
 
 from prefine_core import agreement, browse, labelling, pool, transfer
 from prefine_core.components import ui
+from prefine_core.entry import counted
 from prefine_core.workspace import plain_video_path
 
 ws, task = ui.workspace(), ui.task_id()
@@ -25,6 +26,10 @@ with tabs[0]:
             ui.render_missing_button(ws, task)
 with tabs[1]:
     st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, width="stretch", key="labels_table")
+    if unreadable := ws.store.counts(task)["unreadable_labels"]:
+        st.warning(f"{counted(unreadable, 'label row')} of this task {'holds' if unreadable == 1 else 'hold'} a "
+                   "choice no label may have (edited in the "
+                   "database by hand?): each is read as taken back, so its pair is open to that annotator again.")
 with tabs[2]:
     clips = browse.trajectories_frame(ws.store, task)
     st.dataframe(clips, hide_index=True, width="stretch", key="clips_table")

@@ -316,3 +316,14 @@ def test_a_policy_name_is_said_literally_not_as_markup(ws, monkeypatch, tmp_path
     assert not app.exception, app.exception
     said = [t.value for t in app.toast]
     assert any(r"\<b\>bold\</b\> \*\*x\*\*" in t for t in said), said  # escaped: shown as typed, not in bold
+
+
+def test_label_rows_with_a_choice_no_label_may_have_are_said(ws, monkeypatch):
+    import sqlalchemy as sa
+
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text("update labels set choice = 'LEFT!'"))
+    app = _data_page(ws, monkeypatch)
+    assert not app.exception, app.exception
+    assert any(w.value.startswith("1 label row of this task holds a choice no label may have") for w in app.warning), \
+        [w.value for w in app.warning]

@@ -150,3 +150,23 @@ def test_a_clip_whose_replay_is_not_its_stored_steps_gets_no_video_and_the_other
                                "not its stored clip: its row or its policy's file changed since it was collected, so "
                                "a video would show another episode"]
     assert [p.video_ready for p in ws.store.list_pairs(CHEETAH)] == [False, True, True]
+
+
+def test_a_video_path_edited_to_name_another_file_is_no_video(ws):
+    """A pair's or a clip's video_path edited to name another file (a policy, /etc/passwd) was read as its video:
+    the Label and Data pages sent that file to the browser."""
+    from pathlib import Path
+
+    from prefine_core.labelling import pair_view
+
+    pair = ws.store.list_pairs(CHEETAH)[0]
+    policy = Path(ws.store.list_policies()[0].path)
+    ws.store.set_pair_video(pair.id, policy)
+    ws.store.set_trajectory_video(pair.left_id, policy)
+    assert ws.store.get_pair(pair.id).video_path is None and not ws.store.get_pair(pair.id).video_ready
+    assert ws.store.trajectory_record(pair.left_id).video_path is None
+    assert pair_view(ws.store, ws.store.get_pair(pair.id)).video is None
+    own = ws.pair_video_path(pair.id)
+    own.write_bytes(b"video")
+    ws.store.set_pair_video(pair.id, own)
+    assert ws.store.get_pair(pair.id).video_path == str(own), "its own file is its video"
