@@ -92,6 +92,10 @@ def register_checkpoint(ws: Workspace, run_id: int, step: int) -> int:
         have = checkpoint_frame(ws, run_id).query("available").step.tolist()
         raise ValueError(f"run {run_id} has no checkpoint at step {step}; it has checkpoints at steps {have}")
     load_policy(path, run.task_id)
-    kind = "bc" if PrefineConfig.from_saved(run.config).is_bc else "finetuned"
+    try:
+        kind = "bc" if PrefineConfig.from_saved(run.config).is_bc else "finetuned"
+    except ValueError as exc:  # a row edited or damaged since: said as the run's, not as fields the user wrote
+        raise ValueError(f"run {run_id}'s saved settings cannot be read ({exc}); its checkpoints cannot be "
+                         "registered") from None
     return ws.store.add_policy(f"run {run_id} step {step} ({kind}, chosen by hand)", path, run.task_id, kind,
                                parent_id=run.policy_id, provenance={"run_id": run_id, "step": step, "chosen_by": "user"})

@@ -379,8 +379,13 @@ class PrefineConfig:
     def from_saved(cls, data: dict) -> "PrefineConfig":
         """A complete config saved by a run (store row, trainer state): a field added since it was saved takes
         the behaviour that run had, not today's default, so an old run resumes as it started."""
+        from prefine_core.store.engine import UNREADABLE_JSON
+
         if not isinstance(data, dict):
             raise ValueError(f"a PREFINE config must be a JSON object, got {type(data).__name__}")
+        if set(data) == {UNREADABLE_JSON}:  # what the store hands out for a value that is no JSON object
+            raise ValueError(f"the saved settings are not a JSON object ({data[UNREADABLE_JSON]!r}): edited or damaged "
+                             "since they were saved")
         return cls.from_dict({**FIELDS_ADDED_SINCE, **data})
 
     @classmethod

@@ -170,3 +170,29 @@ def test_a_video_path_edited_to_name_another_file_is_no_video(ws):
     own.write_bytes(b"video")
     ws.store.set_pair_video(pair.id, own)
     assert ws.store.get_pair(pair.id).video_path == str(own), "its own file is its video"
+
+
+@pytest.mark.parametrize("config,said", [("{not json", "the saved settings are not a JSON object ('{not json')"),
+                                         ('{"steps": "many"}', "steps must be a whole number, got 'many'")])
+def test_a_runs_saved_settings_damaged_since_are_said_as_the_runs(ws, config, said):
+    """Settings that are not JSON were refused as "unknown config fields ['unreadable_json']", a field nobody wrote;
+    a field of the wrong kind was said without saying it is run N's saved settings."""
+    import re
+
+    import sqlalchemy as sa
+
+    from prefine_core import jobs
+    from prefine_core.checkpoints import register_checkpoint
+    from prefine_core.policy import save_policy
+
+    run_id = ws.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
+    ws.store.update_run(run_id, status="failed", error="stopped")
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text("update runs set config = :config where id = :id"), {"config": config, "id": run_id})
+    refusal = jobs.resume_refusal(ws, ws.store.get_run(run_id))
+    assert refusal.startswith(f"run {run_id}'s saved settings are not a PREFINE config ({said}") and \
+        "unreadable_json" not in refusal, refusal
+    save_policy(make_policy(CHEETAH), jobs.run_dir(ws, run_id) / "checkpoints" / "step_0000020.safetensors")
+    ws.store.update_run(run_id, status="done", error=None)
+    with pytest.raises(ValueError, match=re.escape(f"run {run_id}'s saved settings cannot be read ({said}")):
+        register_checkpoint(ws, run_id, 20)
