@@ -96,8 +96,9 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
     refusal = jobs.resume_refusal(ws, run) if run.status in ("failed", "cancelled") else None
     error = jobs.error_text(run, refusal)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(error)}" if error else ""))
-    if run.status == "done" and run.output_policy_id is not None:
-        made = ws.store.get_policy(run.output_policy_id)
+    # its policy's row gone (a hand edit: the store refuses to delete a policy a run made) is said, not a traceback
+    if run.status == "done" and run.output_policy_id is not None and (
+            made := ui.guarded(ws.store.get_policy, run.output_policy_id)) is not None:
         st.success(f"Saved as policy {made.id}, {ui.plain(made.name)}.")
         if run.policy_id is not None and st.button("Compare it with the policy it started from", key=f"compare_{run.id}",
                                                    icon=":material/compare:"):

@@ -85,7 +85,8 @@ def register_checkpoint(ws: Workspace, run_id: int, step: int) -> int:
     if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
         raise ValueError(f"step must be a positive whole number, got {step!r}")
     outcome = jobs.result(ws, run_id) or {}
-    if step == outcome.get("selected_step") and run.output_policy_id is not None:
+    if step == outcome.get("selected_step") and run.output_policy_id is not None and any(
+            p.id == run.output_policy_id for p in ws.store.list_policies(run.task_id)):  # its row may be gone (an edit)
         return run.output_policy_id
     path = checkpoint_path(jobs.run_dir(ws, run_id), step)
     if not path.is_file():

@@ -128,3 +128,23 @@ def test_the_cli_lists_the_trade_off_and_registers_a_step(done, capsys):
     render = ws.store.create_run(CHEETAH, None, "render", {})
     assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(render), "--json"]) == 2
     assert "is a render run, not a fine-tune" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_a_run_whose_policy_row_is_gone_registers_its_chosen_step_anew(done):
+    """A run row naming a policy that does not exist (edited by hand) answered that missing id as the registered
+    policy of its chosen step."""
+    ws, run_id, _ = done
+    run = ws.store.get_run(run_id)
+    chosen = jobs.result(ws, run_id)["selected_step"]
+    try:
+        import sqlite3
+
+        db = sqlite3.connect(ws.root / "prefine.db")  # by hand, with the foreign keys the store keeps switched off
+        db.execute("pragma foreign_keys = off")
+        db.execute(f"update runs set output_policy_id = 999 where id = {run_id}")
+        db.commit()
+        db.close()
+        registered = checkpoints.register_checkpoint(ws, run_id, chosen)
+        assert registered != 999 and ws.store.get_policy(registered).provenance["step"] == chosen
+    finally:
+        ws.store.update_run(run_id, output_policy_id=run.output_policy_id)
