@@ -196,3 +196,27 @@ def test_a_runs_saved_settings_damaged_since_are_said_as_the_runs(ws, config, sa
     ws.store.update_run(run_id, status="done", error=None)
     with pytest.raises(ValueError, match=re.escape(f"run {run_id}'s saved settings cannot be read ({said}")):
         register_checkpoint(ws, run_id, 20)
+
+
+def test_the_labels_of_a_fine_tune_name_a_clip_gone_or_of_another_task(ws):
+    """A labelled pair whose clip file is gone said only "traj-….npz is not a readable trajectory file"; one whose
+    task was edited to another robot's passed every check, and the fine-tune failed on a tensor size mismatch."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from prefine_core.labelling import set_people_per_pair
+
+    for labelled in ws.store.list_pairs(CHEETAH):
+        ws.store.add_label(labelled.id, "ann", "left")
+    pair = ws.store.list_pairs(CHEETAH)[1]
+    hopper = "SafetyHopperVelocity-v1"
+    set_people_per_pair(ws.store, hopper, "1")  # the task's row, which the edited pair's foreign key needs
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text(f"update pairs set task_id = '{hopper}' where id = {pair.id}"))
+    with pytest.raises(ValueError, match=f"clip {pair.left_id} is a clip of {CHEETAH}, but a labelled pair of {hopper} "
+                                         "names it"):
+        ws.store.preference_pairs(hopper)
+    Path(ws.store.trajectory_record(ws.store.list_pairs(CHEETAH)[0].right_id).path).unlink()
+    with pytest.raises(ValueError, match=f"clip .*, of a labelled pair of {CHEETAH}, cannot be read"):
+        ws.store.preference_pairs(CHEETAH)

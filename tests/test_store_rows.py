@@ -213,7 +213,7 @@ def test_a_time_that_is_no_time_is_read_as_long_past(workspace, tmp_path, capsys
     _edit(s, "UPDATE tasks SET created_at = '2025-01-01T12:00:00+02:00'")  # an offset: read as UTC, as every time
     record = s.get_run(run)
     assert (record.heartbeat, record.created_at, record.updated_at) == (UNREADABLE_TIME,) * 3
-    assert jobs.lost(record)  # no readable heartbeat: its process is gone, as with none
+    assert jobs.lost(workspace, record)  # no readable heartbeat: its process is gone, as with none
     assert s.get_policy(policy).created_at == UNREADABLE_TIME and s.get_pair(pair).created_at == UNREADABLE_TIME
     assert s.label_history()[0].created_at == UNREADABLE_TIME and s.run_metrics(run).time.tolist() == [UNREADABLE_TIME]
     with s.engine.connect() as conn:

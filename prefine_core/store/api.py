@@ -714,7 +714,17 @@ class Store:
         decided = self.decided_pairs(task_id)
         pairs = []
         for winner, loser in decided:
-            pairs.append((self.get_trajectory(winner), self.get_trajectory(loser)))
+            clips = []
+            for clip_id in (winner, loser):
+                try:
+                    clips.append(self.get_trajectory(clip_id))
+                except ValueError as exc:  # its file removed or cut short since: said with the clip it belongs to
+                    raise ValueError(f"clip {clip_id}, of a labelled pair of {task_id}, cannot be read ({exc}); delete "
+                                     "its pair (Data › Delete) or restore the file") from None
+                if clips[-1].task_id != task_id:  # a pair's row edited: a clip of another robot would train this one
+                    raise ValueError(f"clip {clip_id} is a clip of {clips[-1].task_id}, but a labelled pair of {task_id} "
+                                     "names it (its row was edited?); delete that pair (Data › Delete)")
+            pairs.append(tuple(clips))
             if on_progress is not None:
                 on_progress(len(pairs), len(decided))
         return pairs
