@@ -43,6 +43,9 @@ class Workspace:
         ws.store.keep_paths_relative()  # rows from before paths were kept relative
         ws.store.prune_receipts()  # receipts of writes a day old: no retry comes that late
         for folder in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir):
+            if folder.exists() and not folder.is_dir():  # mkdir would say only "[Errno 17] File exists"
+                raise ValueError(f"the workspace {root} holds a file named {folder.name} where its {folder.name} "
+                                 "folder should be; move that file away")
             folder.mkdir(exist_ok=True)
             remove_abandoned_writes(folder)  # temp files of writers killed mid-write (older than an hour)
         ws.register_shipped()

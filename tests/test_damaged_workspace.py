@@ -220,3 +220,24 @@ def test_the_labels_of_a_fine_tune_name_a_clip_gone_or_of_another_task(ws):
     Path(ws.store.trajectory_record(ws.store.list_pairs(CHEETAH)[0].right_id).path).unlink()
     with pytest.raises(ValueError, match=f"clip .*, of a labelled pair of {CHEETAH}, cannot be read"):
         ws.store.preference_pairs(CHEETAH)
+
+
+@pytest.mark.parametrize("where", ["videos", "prefine.db"])
+def test_a_file_where_a_workspace_folder_should_be_or_the_reverse_is_said(tmp_path, capsys, monkeypatch, where):
+    """A file named videos said "[Errno 17] File exists"; a folder named prefine.db, "holds no PREFINE store"."""
+    import json
+
+    from prefine_core.cli import main
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    root = tmp_path / "ws"
+    root.mkdir()
+    if where == "videos":
+        (root / "prefine.db").touch()
+        (root / "videos").write_text("not a folder")
+        said = f"the workspace {root} holds a file named videos where its videos folder should be; move that file away"
+    else:
+        (root / "prefine.db").mkdir()
+        said = f"the workspace {root} holds a folder named prefine.db where its store should be"
+    assert main(["runs", "--workspace", str(root), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"].startswith(said)

@@ -180,6 +180,8 @@ def open_workspace(folder: str | None, existing: bool = True):
 
     root = Workspace.folder(folder)  # --workspace, or $PREFINE_WORKSPACE, or the default: each is checked alike
     if existing and not os.environ.get("PREFINE_DB_URL") and not (root / "prefine.db").is_file():
-        said = "does not exist" if not root.exists() else "holds no PREFINE store (no prefine.db in it)"
+        said = ("does not exist" if not root.exists() else
+                "holds a folder named prefine.db where its store should be" if (root / "prefine.db").is_dir() else
+                "holds no PREFINE store (no prefine.db in it)")
         raise ValueError(f"the workspace {folder or root} {said} (a new one is made by `pairs --collect` or `import`)")
     return Workspace.open(folder)

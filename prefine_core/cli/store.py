@@ -262,7 +262,8 @@ def _runs(args: argparse.Namespace) -> dict:
     return {**said, "runs": [{"id": run.id, "kind": run.kind, "task_id": run.task_id, "status": run.status,
                               "step": steps.get(run.id, (None, None))[1], "error": jobs.error_text(run), "host": run.host,
                               "created_at": run.created_at.isoformat() if run.created_at else None,
-                              "log": run.log_path} for run in runs]}
+                              "log": str(log) if (log := jobs.log_path(ws, run.id)).is_file() else None}  # its own
+                             for run in runs]}
 
 
 def _policies(args: argparse.Namespace) -> dict:
