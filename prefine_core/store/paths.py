@@ -39,17 +39,12 @@ class FilePaths:
         return os.path.normpath(self.root / stored)
 
     def located(self, record):
-        """``record`` (a frozen dataclass) with its path fields made absolute; a video path that is not the file the
-        workspace renders for that pair or clip (:data:`VIDEO_NAMES`) as None, so that a row edited to name another
-        file never sends that file to a browser, nor has it deleted with the pair."""
+        """``record`` (a frozen dataclass) with its path fields made absolute; a video path that is not an mp4 file in
+        the workspace's ``videos`` folder as None, so that a row edited to name another file (a checkpoint,
+        /etc/passwd) never sends that file to a browser."""
         fields = {name: self.from_row(getattr(record, name)) for name in PATH_FIELDS if hasattr(record, name)}
-        if fields.get("video_path") and self.root is not None and type(record).__name__ in VIDEO_NAMES:
-            own = self.root / "videos" / VIDEO_NAMES[type(record).__name__].format(record.id)
-            if Path(fields["video_path"]).resolve() != own.resolve():
+        if fields.get("video_path") and self.root is not None:
+            video, videos = Path(fields["video_path"]).resolve(), (self.root / "videos").resolve()
+            if video.suffix != ".mp4" or not video.is_relative_to(videos):
                 fields["video_path"] = None
         return dataclasses.replace(record, **fields) if fields else record
-
-
-#: The file a workspace renders each record's video into, in its ``videos`` folder (Workspace.pair_video_path and
-#: clip_video_path), by record class: the only file a row's ``video_path`` is read as naming.
-VIDEO_NAMES = {"PairRecord": "pair-{}.mp4", "TrajectoryRecord": "clip-{}.mp4"}
