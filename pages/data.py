@@ -29,7 +29,7 @@ with tabs[1]:
     if unreadable := ws.store.counts(task)["unreadable_labels"]:
         st.warning(f"{counted(unreadable, 'label row')} of this task {'holds' if unreadable == 1 else 'hold'} a "
                    "choice no label may have (edited in the "
-                   "database by hand?): each is read as taken back, so its pair is open to that annotator again.")
+                   "database by hand?): each is read as taken back, not as a judgement.")
 with tabs[2]:
     clips = browse.trajectories_frame(ws.store, task)
     st.dataframe(clips, hide_index=True, width="stretch", key="clips_table")

@@ -96,14 +96,23 @@ def _is_policy(path: str) -> bool:
 def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = None,
                   include_policies: bool = True) -> dict:
     """Write the labels, pairs, trajectories and policies (of ``task_id``, or all) to folder ``out``, all or nothing:
-    written beside it, checked as an import checks an export, then moved into place. A store whose rows or files an
-    import would refuse (damaged since they were written) is refused here, by name, and nothing is left behind."""
+    written into a hidden folder inside it, checked as an import checks an export, then moved up, the manifest last
+    (an export without its manifest is no export to an import). A store whose rows or files an import would refuse
+    (damaged since they were written) is refused here, by name, and nothing is left behind. ``out`` may be a folder
+    that is there and empty (a mount point, a link to one, ``.``): it is kept as it is, its permissions too."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"export folder {out} is a file")
+    if out.exists() and any(out.iterdir()):
         raise ValueError(f"export folder {out} is not empty")
     if not out.parent.is_dir():
         raise ValueError(f"no folder {out.parent} to write the export {out.name} in")
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    made = not out.exists()
+    try:
+        out.mkdir(exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=".export.partial-", dir=out))
+    except OSError as exc:
+        raise ValueError(f"export folder {out} cannot be written ({exc.strerror or exc})") from None
     try:
         try:
             result = _write_bundle(ws, partial, task_id, include_policies)
@@ -114,9 +123,15 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
         except ValueError as exc:
             raise ValueError(f"the store holds what an import of this export would refuse ({exc}); nothing was "
                              "exported") from None
-        os.replace(partial, out)  # onto a missing or empty folder: the export appears whole, or not at all
+        for entry in sorted(partial.iterdir(), key=lambda p: p.name == "manifest.json"):  # the manifest last
+            os.replace(entry, out / entry.name)
+        partial.rmdir()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        for entry in out.iterdir() if out.is_dir() else ():  # moved up before a failure: the folder left as found
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
         raise
     return {**result, "folder": str(out)}
 

@@ -120,7 +120,8 @@ def _poll_children() -> None:
 def process_alive(pid: int | None, run_id: int | None = None, ws: Workspace | None = None) -> bool:
     """Whether ``pid`` is a live (not zombie) process on this machine, and — given ``run_id`` — that job's, of the
     workspace ``ws`` when given (a copy of a workspace holds the same run ids and pids as the original)."""
-    if not pid or pid <= 1:  # 0 and -1 would ask about a process group or every process, 1 is init: not a job's pid
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 1:  # 0 and -1 would ask about a process group
+        # or every process, 1 is init: not a job's pid; nor is a row's text or fraction (SQLite keeps a hand edit)
         return False
     _poll_children()
     try:

@@ -216,8 +216,10 @@ class _FrameCache:
         replayed = replay.actions[record.start:record.start + record.length]
         if replayed.shape != stored.actions.shape or not np.allclose(replayed, stored.actions, atol=1e-5):
             raise ValueError(f"clip {record.id}'s replay (policy {record.policy_id}, seed {record.seed}, steps "
-                             f"{record.start}–{record.start + record.length - 1}) is not its stored clip: its row or its "
-                             "policy's file changed since it was collected, so a video would show another episode")
+                             f"{record.start}–{record.start + record.length - 1}) is not its stored clip, so a video "
+                             "would show another episode than the one labelled: its row or its policy's file changed "
+                             "since it was collected, or it was collected on another machine or software build, whose "
+                             "simulation drifts apart from this one's")
         return frames
 
 

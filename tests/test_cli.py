@@ -322,18 +322,17 @@ def test_every_command_line_in_the_readme_names_a_command_and_flags_that_exist()
 
 def test_a_result_reads_as_text_with_tables_for_records():
     """Without --json, lists of records (agreement's annotators, policies, the pool) were printed as JSON lists."""
-    from prefine_core.cli.text import MAX_CELL, human_lines
+    from prefine_core.cli.text import human_lines
 
     path = "/a/long/folder/" + "x" * 80 + "/reference.safetensors"
     lines = human_lines({"rows": [{"name": "alice", "kappa": 0.123456, "n": 12, "path": path},
-                                  {"name": "bob", "kappa": None, "n": 3, "return": 2670.4}],
+                                  {"name": "bob", "kappa": None, "n": 3, "return": 2670.4, "error": "Boom:\nat line 2"}],
                          "counts": {"pairs": 6, "labels": 0}, "ids": [7, 8], "none": [], "said": "ok", "alpha": None})
     assert lines[0] == "rows:"
-    assert lines[1].split() == ["name", "kappa", "n", "path", "return"]
+    assert lines[1].split() == ["name", "kappa", "n", "path", "return", "error"]
     alice, bob = lines[2].split(), lines[3].split()
-    assert alice[:3] == ["alice", "0.1235", "12"] and alice[3].endswith("/reference.safetensors") and alice[4] == "—"
-    assert len(alice[3]) == MAX_CELL and "…" in alice[3]
-    assert bob == ["bob", "—", "3", "—", "2670"]
+    assert alice == ["alice", "0.1235", "12", path, "—", "—"], "a path whole, to copy"
+    assert bob == ["bob", "—", "3", "—", "2670", "Boom:", "⏎", "at", "line", "2"], "an error on its row's one line"
     n_ends = lines[1].index("n  path") + 1
     assert lines[2][:n_ends].endswith(" 12") and lines[3][:n_ends].endswith("  3"), "numbers are right-aligned"
     assert lines[4:] == ["counts: pairs 6, labels 0", "ids: 7, 8", "none: none", "said: ok", "alpha: None"]

@@ -146,9 +146,10 @@ def test_a_clip_whose_replay_is_not_its_stored_steps_gets_no_video_and_the_other
         conn.execute(sa.text(f"update trajectories set seed = 3 where id = {pairs[0].left_id}"))
     done = render_pending(ws, CHEETAH, size=48)
     assert (done["rendered"], done["unrenderable"]) == (2, 1)
-    assert done["damaged"] == [f"pair {pairs[0].id}: clip {pairs[0].left_id}'s replay (policy 1, seed 3, steps 0–9) is "
-                               "not its stored clip: its row or its policy's file changed since it was collected, so "
-                               "a video would show another episode"]
+    (said,) = done["damaged"]
+    assert said.startswith(f"pair {pairs[0].id}: clip {pairs[0].left_id}'s replay (policy 1, seed 3, steps 0–9) is not "
+                           "its stored clip, so a video would show another episode than the one labelled: its row or "
+                           "its policy's file changed since it was collected"), said
     assert [p.video_ready for p in ws.store.list_pairs(CHEETAH)] == [False, True, True]
 
 
@@ -241,3 +242,26 @@ def test_a_file_where_a_workspace_folder_should_be_or_the_reverse_is_said(tmp_pa
         said = f"the workspace {root} holds a folder named prefine.db where its store should be"
     assert main(["runs", "--workspace", str(root), "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["error"].startswith(said)
+
+
+def test_an_export_into_an_empty_folder_keeps_that_folder_as_it_is(ws, tmp_path):
+    """The export written beside its folder and moved onto it replaced an empty folder given by the user: its
+    permissions became the temporary folder's 0700, and a link to a folder (or ".") could not be replaced at all."""
+    import os
+    import stat
+
+    from prefine_core.exchange import export_bundle
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    link = tmp_path / "link"
+    link.symlink_to(shared)
+    assert export_bundle(ws, link)["pairs"] == 3
+    assert link.is_symlink() and stat.S_IMODE(shared.stat().st_mode) == 0o775
+    assert (shared / "manifest.json").is_file() and not [p for p in os.listdir(shared) if p.startswith(".")]
+    with pytest.raises(ValueError, match=f"export folder {link} is not empty"):
+        export_bundle(ws, link)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        export_bundle(ws, tmp_path / "file")

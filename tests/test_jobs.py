@@ -219,6 +219,19 @@ def test_a_pid_that_is_no_process_id_is_no_live_run(ws, pid):
     assert (run.status, run.error) == ("cancelled", "stopped by the user")
 
 
+@pytest.mark.parametrize("pid", ["abc", 2.5])
+def test_a_pid_edited_to_text_or_a_fraction_is_no_live_run(ws, pid):
+    """SQLite keeps what a hand edit puts in the pid column: text made `runs` and the pages raise a TypeError."""
+    import sqlalchemy as sa
+
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+    ws.store.update_run(run_id, status="running", pid=4242, host=jobs.HOST, heartbeat=True)
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text("update runs set pid = :pid where id = :id"), {"pid": pid, "id": run_id})
+    assert not jobs.process_alive(ws.store.get_run(run_id).pid, run_id, ws)
+    assert jobs.reap(ws) == [run_id]
+
+
 def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monkeypatch):
     import threading
 

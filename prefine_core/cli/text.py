@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import numbers
 
-#: Cells longer than this are cut in the middle, with "…", so that a long path does not push the table off the
-#: screen and still shows its file name (``--json`` prints them whole).
-MAX_CELL = 60
-
 
 def cell(value) -> str:
-    """One value as a person reads it: None as "—", a float to 4 significant digits (whole above 1000)."""
+    """One value as a person reads it: None as "—", a float to 4 significant digits (whole above 1000), text whole
+    (a path to copy, an error's advice) on one line (a line break as "⏎")."""
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        return text if len(text) <= MAX_CELL else text[:MAX_CELL // 3] + "…" + text[-(MAX_CELL - MAX_CELL // 3 - 1):]
+        return (value if isinstance(value, str) else json.dumps(value, default=str)).replace("\n", " ⏎ ")
     if isinstance(value, numbers.Integral):
         return str(value)
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"

@@ -200,10 +200,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             except DBAPIError as exc:
                 if transient(exc):  # a locked or unreachable database: an outage, retried or said by the caller
                     raise
+                said = str(exc.orig).strip()
+                # only a schema error says the tables are not the revision's (a read-only file or a full disk does not)
+                mismatch = any(s in said.lower() for s in ("no such table", "no such column", "already exists",
+                                                            "does not exist", "duplicate column"))
                 raise ValueError(f"upgrading the schema of the store {store} from revision {current or 'none'} to {target} failed "
-                                 f"({str(exc.orig).strip()}); nothing was changed. Its tables are not those of the "
-                                 "revision it records (alembic_version edited, or the tables changed by another tool?): "
-                                 "restore it from a backup") from None
+                                 f"({said}); nothing was changed" + (
+                                     ". Its tables are not those of the revision it records (alembic_version edited, or "
+                                     "the tables changed by another tool?): restore it from a backup" if mismatch else
+                                     "")) from None
             finally:
                 if raw is not None:
                     raw.execute("PRAGMA foreign_keys=ON")

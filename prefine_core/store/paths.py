@@ -43,8 +43,8 @@ class FilePaths:
         the workspace's ``videos`` folder as None, so that a row edited to name another file (a checkpoint,
         /etc/passwd) never sends that file to a browser."""
         fields = {name: self.from_row(getattr(record, name)) for name in PATH_FIELDS if hasattr(record, name)}
-        if fields.get("video_path") and self.root is not None:
-            video, videos = Path(fields["video_path"]).resolve(), (self.root / "videos").resolve()
-            if video.suffix != ".mp4" or not video.is_relative_to(videos):
+        if fields.get("video_path") and self.root is not None:  # strings, not resolve(): this runs for every row read
+            video = os.path.normpath(fields["video_path"])
+            if not (video.endswith(".mp4") and video.startswith(os.path.join(str(self.root), "videos", ""))):
                 fields["video_path"] = None
         return dataclasses.replace(record, **fields) if fields else record
