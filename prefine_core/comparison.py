@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from prefine_core import jobs
-from prefine_core.entry import counted, parse_number
+from prefine_core.entry import counted, is_finite_number, parse_number
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.workspace import Workspace
 
@@ -132,17 +132,13 @@ def comparison_table(result: dict) -> pd.DataFrame:
 VIDEO = "pair.mp4"
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
-
-
 def _is_summary(value) -> bool:
     """Whether ``value`` reads as an evaluation summary: numbers where a summary has them (returns and costs per
     episode as equally long lists of numbers)."""
-    return (isinstance(value, dict) and all(_is_number(value.get(key)) for key in ("return_mean", "cost_mean"))
-            and all(_is_number(value[key]) for key, _, _ in ROWS if value.get(key) is not None)
-            and (value.get("cost_limit") is None or _is_number(value["cost_limit"]) and value["cost_limit"] > 0)
-            and all(isinstance(value.get(key), list) and all(map(_is_number, value[key])) for key in ("returns", "costs"))
+    return (isinstance(value, dict) and all(is_finite_number(value.get(key)) for key in ("return_mean", "cost_mean"))
+            and all(is_finite_number(value[key]) for key, _, _ in ROWS if value.get(key) is not None)
+            and (value.get("cost_limit") is None or is_finite_number(value["cost_limit"]) and value["cost_limit"] > 0)
+            and all(isinstance(value.get(key), list) and all(map(is_finite_number, value[key])) for key in ("returns", "costs"))
             and len(value["returns"]) == len(value["costs"]))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 
 
 def parse_number(label: str, text: object, whole: bool = False) -> int | float:
@@ -50,6 +51,12 @@ def shown(value: int | float) -> str:
 #: Format characters that are part of how people write, not control: the zero-width non-joiner (Persian and Indic
 #: names) and joiner (emoji sequences such as 👩‍💻). Other format characters, bidi overrides among them, stay refused.
 _JOINERS = str.maketrans("", "", "\u200c\u200d")
+
+
+def is_finite_number(value) -> bool:
+    """Whether ``value`` (read from a file or a database column, which may hold what a hand edit put there) is a
+    finite int or float, not a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def is_printable(text: str) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from prefine_core.entry import counted, is_printable
+from prefine_core.entry import counted, is_finite_number, is_printable
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
 from prefine_core.store.paths import PATH_FIELDS, FilePaths
@@ -90,11 +90,6 @@ def _int_id(field: str, value) -> int:
     if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value > MAX_ID:
         raise NotFound(f"{field} {value} does not exist (ids stop at {MAX_ID})")
     raise ValueError(f"{field} must be a positive integer id, got {value!r}")
-
-
-def _is_number(value) -> bool:
-    """Whether a value read from a number column is a finite number (SQLite keeps any text a hand edit puts there)."""
-    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -> float:
@@ -813,7 +808,7 @@ class Store:
         rows = self._read(lambda c: c.execute(query).all())
         import pandas as pd
 
-        readable = [tuple(r) for r in rows if _is_number(r.value)]
+        readable = [tuple(r) for r in rows if is_finite_number(r.value)]  # SQLite keeps any text a hand edit puts there
         return pd.DataFrame(readable, columns=["step", "name", "value", "time"])
 
     def _readable_step(self) -> list:
