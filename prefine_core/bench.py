@@ -99,10 +99,11 @@ class BenchConfig:
         if not 0 < self.pool_episodes <= 100:
             raise ValueError(f"pool_episodes must be in [1, 100] (each round's pool seeds are a block of 100), "
                              f"got {self.pool_episodes}")
-        pools_end = ROUND_SEEDS + 100 * self.extra_seeds  # the first seed above every pool's
+        pools_end = ROUND_SEEDS + 100 * min(self.extra_seeds, self.seeds)  # the first seed above every pool's (the
+        # extra sections run min(extra_seeds, seeds) seeds)
         if self.finetune.val_seed < pools_end:
             raise ValueError(f"the validation seeds (from val_seed {self.finetune.val_seed}) must lie above the pool "
-                             f"seeds, which end at {pools_end - 1} with extra_seeds {self.extra_seeds} (the labelling "
+                             f"seeds, which end at {pools_end - 1} with extra_seeds {min(self.extra_seeds, self.seeds)} (the labelling "
                              f"rounds' pools take 100 seeds each from {ROUND_SEEDS}): raise val_seed or lower extra_seeds")
         self.out_dir = Path(self.out_dir or BENCH_DIR / self.task_id)
 

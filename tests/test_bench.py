@@ -364,7 +364,7 @@ def test_the_dsrl_thresholds_column_shows_where_rows_have_its_rates():
 
 
 @pytest.mark.parametrize("kw,said", [
-    ({"extra_seeds": 11}, "must lie above the pool seeds, which end at 9099 with extra_seeds 11"),
+    ({"extra_seeds": 11, "seeds": 11}, "must lie above the pool seeds, which end at 9099 with extra_seeds 11"),
     ({"finetune": PrefineConfig(val_seed=500)}, "validation seeds \\(from val_seed 500\\) must lie above the pool seeds"),
     ({"pool_episodes": 101}, "pool_episodes must be in \\[1, 100\\]")])
 def test_the_validation_seeds_stay_apart_from_every_pools(kw, said):
@@ -373,4 +373,5 @@ def test_the_validation_seeds_stay_apart_from_every_pools(kw, said):
     pool overlapped the next's."""
     with pytest.raises(ValueError, match=said):
         BenchConfig(task_id="SafetyPointCircle1-v0", **kw)
-    assert BenchConfig(task_id="SafetyPointCircle1-v0", extra_seeds=10).extra_seeds == 10
+    assert BenchConfig(task_id="SafetyPointCircle1-v0", extra_seeds=10, seeds=10).extra_seeds == 10
+    assert BenchConfig(task_id="SafetyPointCircle1-v0", extra_seeds=50, seeds=5).seeds == 5  # 5 extra seeds run
