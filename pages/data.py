@@ -8,6 +8,7 @@ from prefine_core.workspace import plain_video_path
 
 ws, task = ui.workspace(), ui.task_id()
 st.title("Data")
+counts = ws.store.counts(task)  # once per draw: it checks every pair's video file
 tabs = st.tabs(["Pairs", "Labels", "Clips", "Policies", "Agreement", "Export / import", "Delete"])
 with tabs[0]:
     pairs = browse.pairs_frame(ws.store, task)
@@ -26,7 +27,7 @@ with tabs[0]:
             ui.render_missing_button(ws, task)
 with tabs[1]:
     st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, width="stretch", key="labels_table")
-    if unreadable := ws.store.counts(task)["unreadable_labels"]:
+    if unreadable := counts["unreadable_labels"]:
         st.warning(f"{counted(unreadable, 'label row')} of this task {'holds' if unreadable == 1 else 'hold'} a "
                    "choice no label may have (edited in the "
                    "database by hand?): each is read as taken back, not as a judgement.")
@@ -98,7 +99,7 @@ with tabs[4]:
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:
-    made_of = (task, ws.store.counts(task), len(ws.store.list_policies(task)))  # of another task or state: not offered
+    made_of = (task, counts, len(ws.store.list_policies(task)))  # of another task or state: not offered
     if st.button("Prepare an export of this task", key="export"):
         st.session_state["export_zip"] = (made_of, ui.guarded(transfer.export_zip, ws, task))
     if (kept := st.session_state.get("export_zip")) and kept[1] and kept[0] == made_of:
