@@ -100,6 +100,9 @@ with left:
                     st.warning(f"This pair's video is being rendered (run {job.id}); it appears here as soon as it is "
                                "ready. A choice waits for it (Skip does not).")
                     ui.cancel_job_button(ws, job.id, key="cancel_videos")
+                elif why := pool.render_failure(ws, task, pair.id):  # rendering it again would fail again
+                    st.warning(f"This pair has no video: the last rendering could not make it ({why}). Skip it; "
+                               "Data › Delete removes the pair.")
                 else:
                     st.warning("This pair has no video, and no run of the app is rendering it (it was made without "
                                "--render or imported, its preparation was stopped, or its file was removed since; a "

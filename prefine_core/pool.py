@@ -289,6 +289,19 @@ def render_clip(ws: Workspace, trajectory_id: int, size: int = 256, fps: int = 3
     return out
 
 
+def render_failure(ws: Workspace, task_id: str, pair_id: int) -> str | None:
+    """Why the task's newest finished rendering (a ``render`` or ``prepare`` run) made no video for the pair — a clip
+    or policy damaged since, said in its result's ``damaged`` — or None: rendering it again would fail the same way."""
+    from prefine_core import jobs
+
+    run = next((r for r in ws.store.list_runs(task_id) if r.kind in ("render", "prepare") and r.status == "done"), None)
+    damaged = (jobs.result(ws, run.id) or {}).get("damaged") if run is not None else None
+    if not isinstance(damaged, list):
+        return None
+    return next((said.split(": ", 1)[1] for said in damaged
+                 if isinstance(said, str) and said.startswith(f"pair {pair_id}: ")), None)
+
+
 def video_job(ws: Workspace, task_id: str):
     """The background job rendering ``task_id``'s pair videos now (a ``prepare`` or ``render`` job), or None."""
     from prefine_core import jobs

@@ -265,3 +265,37 @@ def test_an_export_into_an_empty_folder_keeps_that_folder_as_it_is(ws, tmp_path)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         export_bundle(ws, tmp_path / "file")
+
+
+def test_the_label_page_says_why_the_last_rendering_made_no_video_for_its_pair(ws, monkeypatch, capsys):
+    """A pair whose clip no longer replays as stored was offered "Render missing videos" again and again, each
+    rendering failing the same way and saying so only in the job's log."""
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from streamlit.testing.v1 import AppTest
+
+    from prefine_core import jobs
+
+    first = ws.store.list_pairs(CHEETAH)[0]
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text(f"update trajectories set seed = 3 where id = {first.left_id}"))
+    run_id = ws.store.create_run(CHEETAH, None, "render", {"size": 48})
+    assert jobs.execute(ws, run_id) == "done"
+    assert f"no video: pair {first.id}: clip {first.left_id}'s replay" in capsys.readouterr().out  # its log
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    app.session_state["task_id"] = CHEETAH
+    app.run()
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("kim").run()
+    assert not app.exception, app.exception
+    if app.session_state["pair_id"] != first.id:  # the pairs with videos come first
+        while app.session_state["pair_id"] != first.id:
+            app.button(key=f"choice_skip_{app.session_state['pair_id']}").click().run()
+    said = [w.value for w in app.warning]
+    assert any(w.startswith(f"This pair has no video: the last rendering could not make it (clip {first.left_id}'s "
+                            "replay") for w in said), said
+    assert not any(b.key == "render_missing" for b in app.button), "no button that would fail the same way"
