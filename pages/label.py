@@ -100,9 +100,10 @@ with left:
                     st.warning(f"This pair's video is being rendered (run {job.id}); it appears here as soon as it is "
                                "ready. A choice waits for it (Skip does not).")
                     ui.cancel_job_button(ws, job.id, key="cancel_videos")
-                elif why := pool.render_failure(ws, task, pair.id):  # rendering it again would fail again
+                elif why := pool.render_failure(ws, task, pair.id):  # rendering it again fails again, unless mended
                     st.warning(f"This pair has no video: the last rendering could not make it ({why}). Skip it; "
-                               "Data › Delete removes the pair.")
+                               "Data › Delete removes the pair. Once its clip or policy is mended, render it again.")
+                    ui.render_missing_button(ws, task)
                 else:
                     st.warning("This pair has no video, and no run of the app is rendering it (it was made without "
                                "--render or imported, its preparation was stopped, or its file was removed since; a "

@@ -291,7 +291,8 @@ def render_clip(ws: Workspace, trajectory_id: int, size: int = 256, fps: int = 3
 
 def render_failure(ws: Workspace, task_id: str, pair_id: int) -> str | None:
     """Why the task's newest finished rendering (a ``render`` or ``prepare`` run) made no video for the pair — a clip
-    or policy damaged since, said in its result's ``damaged`` — or None: rendering it again would fail the same way."""
+    or policy damaged since, said in its result's ``damaged`` — or None. Rendering it again fails the same way until
+    the clip or policy is mended."""
     from prefine_core import jobs
 
     run = next((r for r in ws.store.list_runs(task_id) if r.kind in ("render", "prepare") and r.status == "done"), None)
