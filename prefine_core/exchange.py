@@ -31,6 +31,7 @@ the store is unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -109,9 +110,17 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
         raise ValueError(f"no folder {out.parent} to write the export {out.name} in")
     made = not out.exists()
     try:
-        out.mkdir(exist_ok=True)
+        out.mkdir(exist_ok=not made)  # one this call makes is its own (two exports at once: the second is refused)
+    except FileExistsError:
+        raise ValueError(f"export folder {out} is not empty") from None
+    except OSError as exc:
+        raise ValueError(f"export folder {out} cannot be written ({exc.strerror or exc})") from None
+    moved: list[Path] = []
+    try:
         partial = Path(tempfile.mkdtemp(prefix=".export.partial-", dir=out))
     except OSError as exc:
+        if made:
+            out.rmdir()
         raise ValueError(f"export folder {out} cannot be written ({exc.strerror or exc})") from None
     try:
         try:
@@ -125,13 +134,21 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
                              "exported") from None
         for entry in sorted(partial.iterdir(), key=lambda p: p.name == "manifest.json"):  # the manifest last
             os.replace(entry, out / entry.name)
+            moved.append(out / entry.name)
         partial.rmdir()
     except BaseException:
+        # only what this export wrote goes (the folder may hold what another writer put there meanwhile), and a
+        # failure to clean up never hides why the export failed
         shutil.rmtree(partial, ignore_errors=True)
-        for entry in out.iterdir() if out.is_dir() else ():  # moved up before a failure: the folder left as found
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for entry in moved:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
         if made:
-            shutil.rmtree(out, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if nothing else came into it
         raise
     return {**result, "folder": str(out)}
 

@@ -333,6 +333,9 @@ def test_a_result_reads_as_text_with_tables_for_records():
     alice, bob = lines[2].split(), lines[3].split()
     assert alice == ["alice", "0.1235", "12", path, "—", "—"], "a path whole, to copy"
     assert bob == ["bob", "—", "3", "—", "2670", "Boom:", "⏎", "at", "line", "2"], "an error on its row's one line"
+    from prefine_core.cli.text import cell
+
+    assert cell("a\r\nb\tc\x1b[31m") == "a ⏎ b\\tc\\x1b[31m", "no carriage return, tab or escape reaches the terminal"
     n_ends = lines[1].index("n  path") + 1
     assert lines[2][:n_ends].endswith(" 12") and lines[3][:n_ends].endswith("  3"), "numbers are right-aligned"
     assert lines[4:] == ["counts: pairs 6, labels 0", "ids: 7, 8", "none: none", "said: ok", "alpha: None"]

@@ -299,3 +299,49 @@ def test_the_label_page_says_why_the_last_rendering_made_no_video_for_its_pair(w
     assert any(w.startswith(f"This pair has no video: the last rendering could not make it (clip {first.left_id}'s "
                             "replay") for w in said), said
     assert not any(w.startswith("This pair has no video, and no run of the app is rendering it") for w in said)
+
+
+def test_a_failed_export_removes_only_what_it_wrote(ws, monkeypatch):
+    """An export that failed emptied its whole folder: into the workspace's exports folder, it deleted another
+    export's temporary folder being written there meanwhile (the Data page's download)."""
+    from prefine_core import exchange
+
+    _damage_a_clip(ws)
+    real = exchange._write_bundle
+
+    def meanwhile(*args, **kwargs):
+        (ws.exports_dir / "other-download").mkdir()
+        (ws.exports_dir / "other-download" / "part").write_text("theirs")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exchange, "_write_bundle", meanwhile)
+    with pytest.raises(ValueError, match="cannot be read"):
+        exchange.export_bundle(ws, ws.exports_dir)
+    assert [p.name for p in ws.exports_dir.iterdir()] == ["other-download"]
+
+
+def test_a_videos_folder_linked_to_another_disk_keeps_its_videos(tmp_path):
+    """Rows keep resolved paths: with videos/ a link to another disk, every video read as none."""
+    from prefine_core.workspace import Workspace
+
+    elsewhere = tmp_path / "bigdisk" / "videos"
+    elsewhere.mkdir(parents=True)
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "videos").symlink_to(elsewhere)
+    ws = Workspace.open(root, shipped=None)
+    ids = [ws.store.add_trajectory(_tiny_clip(), None, "test", ws.trajectories_dir) for _ in range(2)]
+    pair = ws.store.add_pair(*ids, "random", 0.0, "test")
+    video = ws.pair_video_path(pair)
+    video.write_bytes(b"video")
+    ws.store.set_pair_video(pair, video)
+    assert ws.store.get_pair(pair).video_path == str(elsewhere / video.name) and ws.store.get_pair(pair).video_ready
+
+
+def _tiny_clip():
+    import numpy as np
+
+    from prefine_core.rollout import Trajectory
+
+    return Trajectory(CHEETAH, np.zeros((5, 17), np.float32), np.zeros((5, 6), np.float32), np.zeros(5, np.float32),
+                      np.zeros(5, np.float32), terminated=False, truncated=True, seed=1)

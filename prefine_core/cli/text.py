@@ -12,7 +12,10 @@ def cell(value) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return (value if isinstance(value, str) else json.dumps(value, default=str)).replace("\n", " ⏎ ")
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", " ⏎ ")
+        # other control characters (a tab, a terminal escape) as escapes: they would move the cursor or the columns
+        return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
     if isinstance(value, numbers.Integral):
         return str(value)
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"

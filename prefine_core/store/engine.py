@@ -202,8 +202,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                     raise
                 said = str(exc.orig).strip()
                 # only a schema error says the tables are not the revision's (a read-only file or a full disk does not)
-                mismatch = any(s in said.lower() for s in ("no such table", "no such column", "already exists",
-                                                            "does not exist", "duplicate column"))
+                mismatch = any(s in said.lower() for s in ("no such table", "no such column", "no such index",
+                                                            "has no column named", "already exists", "does not exist",
+                                                            "duplicate column"))
                 raise ValueError(f"upgrading the schema of the store {store} from revision {current or 'none'} to {target} failed "
                                  f"({said}); nothing was changed" + (
                                      ". Its tables are not those of the revision it records (alembic_version edited, or "

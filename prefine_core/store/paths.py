@@ -19,6 +19,10 @@ PATH_FIELDS = ("path", "video_path", "log_path")
 class FilePaths:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = None if root is None else Path(root).resolve()
+        # where a row's video may lie: the workspace's videos folder, by its own path or, a link to another disk, by
+        # the one it resolves to (rows keep resolved paths); as strings ending in a separator, compared per row read
+        self._videos = () if self.root is None else tuple(
+            {os.path.join(str(self.root), "videos", ""), os.path.join(str((self.root / "videos").resolve()), "")})
 
     @property
     def home(self) -> Path | None:
@@ -43,8 +47,8 @@ class FilePaths:
         the workspace's ``videos`` folder as None, so that a row edited to name another file (a checkpoint,
         /etc/passwd) never sends that file to a browser."""
         fields = {name: self.from_row(getattr(record, name)) for name in PATH_FIELDS if hasattr(record, name)}
-        if fields.get("video_path") and self.root is not None:  # strings, not resolve(): this runs for every row read
+        if fields.get("video_path") and self._videos:  # strings, not resolve(): this runs for every row read
             video = os.path.normpath(fields["video_path"])
-            if not (video.endswith(".mp4") and video.startswith(os.path.join(str(self.root), "videos", ""))):
+            if not (video.endswith(".mp4") and video.startswith(self._videos)):
                 fields["video_path"] = None
         return dataclasses.replace(record, **fields) if fields else record
