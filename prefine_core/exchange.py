@@ -104,8 +104,10 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"export folder {out} is a file")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"export folder {out} is not empty")
+    if out.exists() and (held := sorted(p.name for p in out.iterdir())):
+        left = [name for name in held if name.startswith(".export.partial-")]  # hidden: `ls` shows nothing
+        raise ValueError(f"export folder {out} is not empty" + (
+            f" (it holds {', '.join(left)}, left by an export that was stopped: remove it)" if left else ""))
     if not out.parent.is_dir():
         raise ValueError(f"no folder {out.parent} to write the export {out.name} in")
     made = not out.exists()

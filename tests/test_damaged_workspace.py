@@ -345,3 +345,13 @@ def _tiny_clip():
 
     return Trajectory(CHEETAH, np.zeros((5, 17), np.float32), np.zeros((5, 6), np.float32), np.zeros(5, np.float32),
                       np.zeros(5, np.float32), terminated=False, truncated=True, seed=1)
+
+
+def test_an_export_stopped_midway_is_named_when_the_same_folder_is_given_again(ws, tmp_path):
+    from prefine_core.exchange import export_bundle
+
+    out = tmp_path / "out"
+    (out / ".export.partial-abc123").mkdir(parents=True)  # as a killed export leaves it
+    with pytest.raises(ValueError, match=r"is not empty \(it holds \.export\.partial-abc123, left by an export that "
+                                         r"was stopped: remove it\)"):
+        export_bundle(ws, out)
