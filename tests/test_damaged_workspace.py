@@ -41,6 +41,26 @@ def test_deleting_a_pair_removes_its_own_videos_not_the_file_its_row_names(ws):
     assert policy.is_file() and not own.exists()
 
 
+def _label_page_on(ws, monkeypatch, pair_id: int):
+    """The app's Label page, as labeller kim, skipping pairs until ``pair_id`` is on screen."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    app.session_state["task_id"] = CHEETAH
+    app.run()
+    app.switch_page("pages/label.py").run()
+    app.text_input(key="annotator").input("kim").run()
+    while app.session_state["pair_id"] != pair_id:
+        app.button(key=f"choice_skip_{app.session_state['pair_id']}").click().run()
+    assert not app.exception, app.exception
+    return app
+
+
 def _damage_a_clip(ws) -> int:
     """Remove the array file of the second pair's left clip (a cleanup, a partial copy); returns that pair's id."""
     from pathlib import Path
@@ -53,10 +73,6 @@ def _damage_a_clip(ws) -> int:
 def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(ws, tmp_path, monkeypatch):
     """One clip file removed stopped the Label page with a traceback before its Skip button, and the same pair was
     served again at every visit; label-synthetic labelled nothing after it, run after run."""
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
     from conftest import choice_button
     from prefine_core.cli import main
     from prefine_core.labelling import pair_view
@@ -64,17 +80,7 @@ def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(w
     broken = _damage_a_clip(ws)
     view = pair_view(ws.store, ws.store.get_pair(broken))
     assert view.video is None and view.unreadable.startswith(f"pair {broken} cannot be judged: its clip ")
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
-    app.session_state["task_id"] = CHEETAH
-    app.run()
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("kim").run()
-    while app.session_state["pair_id"] != broken:
-        app.button(key=f"choice_skip_{app.session_state['pair_id']}").click().run()
-    assert not app.exception, app.exception
+    app = _label_page_on(ws, monkeypatch, broken)
     assert any(e.value.startswith(f"Pair {broken} cannot be judged") for e in app.error), [e.value for e in app.error]
     assert choice_button(app, "left").disabled and not choice_button(app, "skip").disabled
     choice_button(app, "skip").click().run()
@@ -270,10 +276,7 @@ def test_an_export_into_an_empty_folder_keeps_that_folder_as_it_is(ws, tmp_path)
 def test_the_label_page_says_why_the_last_rendering_made_no_video_for_its_pair(ws, monkeypatch, capsys):
     """A pair whose clip no longer replays as stored was offered "Render missing videos" again and again, each
     rendering failing the same way and saying so only in the job's log."""
-    from pathlib import Path
-
     import sqlalchemy as sa
-    from streamlit.testing.v1 import AppTest
 
     from prefine_core import jobs
 
@@ -283,18 +286,7 @@ def test_the_label_page_says_why_the_last_rendering_made_no_video_for_its_pair(w
     run_id = ws.store.create_run(CHEETAH, None, "render", {"size": 48})
     assert jobs.execute(ws, run_id) == "done"
     assert f"no video: pair {first.id}: clip {first.left_id}'s replay" in capsys.readouterr().out  # its log
-    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
-    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
-    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
-    app.session_state["task_id"] = CHEETAH
-    app.run()
-    app.switch_page("pages/label.py").run()
-    app.text_input(key="annotator").input("kim").run()
-    assert not app.exception, app.exception
-    if app.session_state["pair_id"] != first.id:  # the pairs with videos come first
-        while app.session_state["pair_id"] != first.id:
-            app.button(key=f"choice_skip_{app.session_state['pair_id']}").click().run()
+    app = _label_page_on(ws, monkeypatch, first.id)  # the pairs with videos come first
     said = [w.value for w in app.warning]
     assert any(w.startswith(f"This pair has no video: the last rendering could not make it (clip {first.left_id}'s "
                             "replay") for w in said), said
