@@ -145,18 +145,22 @@ def process_alive(pid: int | None, run_id: int | None = None, ws: Workspace | No
 
 
 def _in_workspace(pid: int, ws: Workspace) -> bool:
-    """Whether job process ``pid`` runs in ``ws``: the folder its environment was started with (``PREFINE_WORKSPACE``,
-    set by :func:`_spawn`) is ``ws.root``, the same folder by any path to it, not a copy of it. Unreadable: not known
-    to be (a cancel then goes through the store, which the process reads at its heartbeat)."""
+    """Whether job process ``pid`` may run in ``ws``: False only when the folder its environment was started with
+    (``PREFINE_WORKSPACE``, set by :func:`_spawn`) is another folder than ``ws.root`` (by any path to it) — the one a
+    copy of this workspace was made from. What cannot be told is taken as this workspace's: an environment read
+    while the process was still starting (empty), or naming a folder gone since (renamed); taken otherwise, a live
+    run was reaped as failed the moment its process started."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        return False
+        return True
     named = [entry.split(b"=", 1)[1] for entry in environ if entry.startswith(b"PREFINE_WORKSPACE=")]
+    if not named:
+        return True
     try:
-        return bool(named) and os.path.samefile(os.fsdecode(named[-1]), ws.root)
+        return os.path.samefile(os.fsdecode(named[-1]), ws.root)
     except OSError:  # its folder is gone
-        return False
+        return True
 
 
 def cancel(ws: Workspace, run_id: int) -> None:

@@ -173,6 +173,26 @@ def _job_lookalike(ws, run_id: int) -> subprocess.Popen:
     return subprocess.Popen(command, env=dict(os.environ, PREFINE_WORKSPACE=str(ws.root)), start_new_session=True)
 
 
+@pytest.mark.parametrize("environment", ["none", "a folder gone since"])
+def test_a_job_whose_workspace_cannot_be_told_is_taken_as_this_ones(ws, tmp_path, environment):
+    """Only a job started in another folder is another workspace's: an environment that says nothing (read while the
+    process was still starting, a clean clone's CI caught it) had a live run reaped as failed the moment it began."""
+    run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+    env = dict(os.environ)
+    env.pop("PREFINE_WORKSPACE", None)
+    if environment == "a folder gone since":
+        env["PREFINE_WORKSPACE"] = str(tmp_path / "renamed-since")
+    command = [sys.executable, "-c", "import time; time.sleep(60)", "prefine_core.jobs", "run", str(run_id)]
+    job = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        ws.store.update_run(run_id, pid=job.pid, host=jobs.HOST)
+        assert jobs.process_alive(job.pid, run_id, ws)
+        assert jobs.reap(ws) == [] and ws.store.get_run(run_id).status == "queued"
+    finally:
+        job.kill()
+        job.wait()
+
+
 def test_a_copy_of_a_workspace_neither_cancels_nor_counts_on_the_originals_process(ws, tmp_path):
     """A workspace copied (cp -a) while a run ran holds the same run id and pid: `runs --cancel` in the copy stopped
     the original's process (its run ended cancelled), and the copy's reaper took that process for its own run's."""
