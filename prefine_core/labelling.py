@@ -77,7 +77,7 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
         try:
             clips.append(store.trajectory_record(clip_id))
             costs.append(load_trajectory(clips[-1].path).costs.tolist())
-        except (NotFound, ValueError) as exc:  # one damaged clip must not stop the labelling of the whole task
+        except ValueError as exc:  # gone (NotFound) or damaged: one clip must not stop the labelling of the task
             return PairView(pair_id=pair.id, task_id=pair.task_id, video=None, video_plain=None, costs_left=[],
                             costs_right=[], reason=pair.reason, strategy=pair.strategy, replayable=False,
                             unreadable=f"pair {pair.id} cannot be judged: its clip {clip_id} is gone or damaged since "

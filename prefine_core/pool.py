@@ -190,11 +190,19 @@ def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random",
 
 
 class _FrameCache:
-    """Rendered frames per trajectory id, and loaded policies, for one render pass."""
+    """Rendered frames per trajectory id, and loaded policies and stored clips, for one render pass."""
 
     def __init__(self, store: Store, size: int):
         self.store, self.size = store, size
         self.policies: dict[str, object] = {}
+        self.clips: dict[int, object] = {}
+
+    def stored(self, record: TrajectoryRecord):
+        """The clip's stored arrays, read once per pass (the replay is checked against them, the video draws their
+        costs)."""
+        if record.id not in self.clips:
+            self.clips[record.id] = self.store.get_trajectory(record.id)
+        return self.clips[record.id]
 
     def frames(self, record: TrajectoryRecord) -> list[np.ndarray] | None:
         """The clip's frames, replayed from its policy and seed; None for a clip with nothing to replay. A ValueError
@@ -212,7 +220,7 @@ class _FrameCache:
                                        deterministic=temperature == 0, temperature=temperature or 1.0,
                                        max_steps=record.start + record.length, size=self.size,
                                        frame_range=(record.start, record.start + record.length))
-        stored = self.store.get_trajectory(record.id)
+        stored = self.stored(record)
         replayed = replay.actions[record.start:record.start + record.length]
         if replayed.shape != stored.actions.shape or not np.allclose(replayed, stored.actions, atol=1e-5):
             raise ValueError(f"clip {record.id}'s replay (policy {record.policy_id}, seed {record.seed}, steps "
@@ -244,7 +252,7 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
         if frames_left is None or frames_right is None:
             skipped += 1
         else:
-            costs_left, costs_right = ws.store.get_trajectory(left.id).costs, ws.store.get_trajectory(right.id).costs
+            costs_left, costs_right = cache.stored(left).costs, cache.stored(right).costs
             out = ws.pair_video_path(pair.id)
             # the cost-free variant first: once the pair counts as ready, both videos exist
             render.write_pair_video(frames_left, costs_left, frames_right, costs_right, plain_video_path(out),
@@ -277,11 +285,12 @@ def render_clip(ws: Workspace, trajectory_id: int, size: int = 256, fps: int = 3
     record = ws.store.trajectory_record(trajectory_id)
     if (ready := clip_video(record)) is not None:
         return ready
-    frames = _FrameCache(ws.store, size).frames(record)
+    cache = _FrameCache(ws.store, size)
+    frames = cache.frames(record)
     if frames is None:
         raise ValueError(f"clip {trajectory_id} comes from {record.source}, an imported dataset with no policy and "
                          "seed to replay, so it has no video")
-    costs, out = ws.store.get_trajectory(trajectory_id).costs, ws.clip_video_path(trajectory_id)
+    costs, out = cache.stored(record).costs, ws.clip_video_path(trajectory_id)
     title = f"clip {trajectory_id}"
     render.write_clip_video(frames, costs, plain_video_path(out), fps=fps, title=title, show_cost=False)
     render.write_clip_video(frames, costs, out, fps=fps, title=title)

@@ -48,6 +48,26 @@ def make_policy(task_id: str = CHEETAH, seed: int = 0, **meta_fields):
     return TanhGaussianPolicy(PolicyMeta(task_id=task_id, obs_dim=obs_dim, act_dim=act_dim, **meta_fields))
 
 
+def clips_workspace(root, choices: tuple[str, ...] = ()):
+    """A workspace at ``root``: one HalfCheetah policy, 6 real 10-step clips of one episode of it, 3 pairs of them,
+    the first ones labelled by "ann" with ``choices``."""
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import save_policy
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(root, shipped=None)
+    policy_id = ws.store.add_policy("ref", save_policy(make_policy(CHEETAH), ws.policies_dir / "ref.safetensors"),
+                                    CHEETAH, "reference")
+    with SafetyTask(CHEETAH) as task:
+        episode = collect(make_policy(CHEETAH), task, seed=0, max_steps=60)
+    ids = [ws.store.add_trajectory(episode.window(10 * i, 10), policy_id, "test", ws.trajectories_dir) for i in range(6)]
+    pairs = [ws.store.add_pair(a, b, "random", 0.0, "test") for a, b in zip(ids[::2], ids[1::2])]
+    for pair_id, choice in zip(pairs, choices):
+        ws.store.add_label(pair_id, "ann", choice)
+    return ws
+
+
 @pytest.fixture
 def cheetah_policy():
     return make_policy(CHEETAH)

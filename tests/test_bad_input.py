@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CHEETAH, HOPPER, choice_button, make_policy
+from conftest import CHEETAH, HOPPER, choice_button, clips_workspace, make_policy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,22 +56,10 @@ def cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A small labelled workspace: one policy, 6 real clips, 3 pairs, 3 labels; and its export."""
-    from prefine_core.envs import SafetyTask
     from prefine_core.exchange import export_bundle
-    from prefine_core.policy import save_policy
-    from prefine_core.rollout import collect
-    from prefine_core.workspace import Workspace
 
     root = tmp_path_factory.mktemp("bad-input")
-    ws = Workspace.open(root / "ws", shipped=None)
-    policy_id = ws.store.add_policy("ref", save_policy(make_policy(CHEETAH), ws.policies_dir / "ref.safetensors"),
-                                    CHEETAH, "reference")
-    with SafetyTask(CHEETAH) as task:
-        episode = collect(make_policy(CHEETAH), task, seed=0, max_steps=60)
-    ids = [ws.store.add_trajectory(episode.window(10 * i, 10), policy_id, "test", ws.trajectories_dir) for i in range(6)]
-    pairs = [ws.store.add_pair(a, b, "random", 0.0, "test") for a, b in zip(ids[::2], ids[1::2])]
-    for pair_id, choice in zip(pairs, ("left", "right", "equal")):
-        ws.store.add_label(pair_id, "ann", choice)
+    ws = clips_workspace(root / "ws", ("left", "right", "equal"))
     export_bundle(ws, root / "export", CHEETAH)
     ws.export_folder = root / "export"
     return ws

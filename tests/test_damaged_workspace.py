@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CHEETAH, make_policy
+from conftest import CHEETAH, clips_workspace, make_policy
 
 
 @pytest.fixture
 def ws(tmp_path):
     """One policy, 6 real clips, 3 pairs, none labelled."""
-    from prefine_core.envs import SafetyTask
-    from prefine_core.policy import save_policy
-    from prefine_core.rollout import collect
-    from prefine_core.workspace import Workspace
-
-    ws = Workspace.open(tmp_path / "ws", shipped=None)
-    policy_id = ws.store.add_policy("ref", save_policy(make_policy(CHEETAH), ws.policies_dir / "ref.safetensors"),
-                                    CHEETAH, "reference")
-    with SafetyTask(CHEETAH) as task:
-        episode = collect(make_policy(CHEETAH), task, seed=0, max_steps=60)
-    ids = [ws.store.add_trajectory(episode.window(10 * i, 10), policy_id, "test", ws.trajectories_dir) for i in range(6)]
-    for a, b in zip(ids[::2], ids[1::2]):
-        ws.store.add_pair(a, b, "random", 0.0, "test")
-    return ws
+    return clips_workspace(tmp_path / "ws")
 
 
 def test_deleting_a_pair_removes_its_own_videos_not_the_file_its_row_names(ws):
