@@ -13,6 +13,7 @@ import pandas as pd
 
 from prefine_core import jobs
 from prefine_core.plots import wide_metrics
+from prefine_core.store import NotFound
 from prefine_core.trainer import checkpoint_path
 from prefine_core.workspace import Workspace
 
@@ -85,9 +86,11 @@ def register_checkpoint(ws: Workspace, run_id: int, step: int) -> int:
     if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
         raise ValueError(f"step must be a positive whole number, got {step!r}")
     outcome = jobs.result(ws, run_id) or {}
-    if step == outcome.get("selected_step") and run.output_policy_id is not None and any(
-            p.id == run.output_policy_id for p in ws.store.list_policies(run.task_id)):  # its row may be gone (an edit)
-        return run.output_policy_id
+    if step == outcome.get("selected_step") and run.output_policy_id is not None:
+        try:
+            return ws.store.get_policy(run.output_policy_id).id
+        except NotFound:  # its row gone since (an edit): registered anew below
+            pass
     path = checkpoint_path(jobs.run_dir(ws, run_id), step)
     if not path.is_file():
         have = checkpoint_frame(ws, run_id).query("available").step.tolist()

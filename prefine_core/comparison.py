@@ -225,7 +225,7 @@ def active_comparisons(ws: Workspace, task_id: str) -> list:
 
 def latest_comparison(ws: Workspace, policy_a: int, policy_b: int):
     """The newest compare run of exactly these two policies (any status), or None."""
-    for run in ws.store.list_runs():
-        if run.kind == "compare" and (run.config.get("policy_a"), run.config.get("policy_b")) == (policy_a, policy_b):
+    for run in ws.store.list_runs(kinds=("compare",)):
+        if (run.config.get("policy_a"), run.config.get("policy_b")) == (policy_a, policy_b):
             return run
     return None

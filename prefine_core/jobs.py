@@ -322,7 +322,7 @@ def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     """Mark every active run whose process is gone as failed (or as it ended, when its process wrote that down but
     could not record it: the database did not answer); returns their ids."""
     gone = []
-    for run in ws.store.list_runs(task_id):
+    for run in ws.store.list_runs(task_id, statuses=ACTIVE):
         if not lost(ws, run):
             continue
         # each write only from the status read here: a run cancelled, or ended by its own process, since is left be
@@ -363,7 +363,7 @@ def _record_ended(ws: Workspace, run: RunRecord) -> bool:
 def active(ws: Workspace, task_id: str, kinds: tuple[str, ...]) -> list[RunRecord]:
     """The task's queued or running runs of ``kinds``, newest first, after :func:`reap` marked the dead ones."""
     reap(ws, task_id)
-    return [run for run in ws.store.list_runs(task_id) if run.kind in kinds and run.status in ACTIVE]
+    return ws.store.list_runs(task_id, kinds=kinds, statuses=ACTIVE)
 
 
 def log_tail(ws: Workspace, run_id: int, lines: int = 20) -> str:

@@ -70,18 +70,16 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
     def read(path) -> bytes | None:
         return Path(path).read_bytes() if path and Path(path).is_file() else None
 
-    from prefine_core.rollout import load_trajectory
-
-    clips, costs = [], []  # each clip's row read once
+    clips, costs = [], []
     for clip_id in (pair.left_id, pair.right_id):
         try:
             clips.append(store.trajectory_record(clip_id))
-            costs.append(load_trajectory(clips[-1].path).costs.tolist())
+            costs.append(store.get_trajectory(clip_id).costs.tolist())
         except ValueError as exc:  # gone (NotFound) or damaged: one clip must not stop the labelling of the task
             return PairView(pair_id=pair.id, task_id=pair.task_id, video=None, video_plain=None, costs_left=[],
                             costs_right=[], reason=pair.reason, strategy=pair.strategy, replayable=False,
-                            unreadable=f"pair {pair.id} cannot be judged: its clip {clip_id} is gone or damaged since "
-                                       f"the pair was made ({exc}). Skip it; Data › Delete removes the pair")
+                            unreadable=f"pair {pair.id} cannot be judged: {exc}, since the pair was made. Skip it; "
+                                       "Data › Delete removes the pair")
     left, right = clips
     return PairView(
         pair_id=pair.id, task_id=pair.task_id, video=read(pair.video_path),

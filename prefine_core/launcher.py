@@ -40,12 +40,11 @@ def last_settings(ws: Workspace, task_id: str) -> tuple[int | None, dict]:
     """(id, settings) of the task's latest fine-tune run whose settings are a config, for the form to start from
     (a person's last choices outlive a reload, an app restart and a change of page); (None, {}) before any run. A
     row whose settings are not a config (hand-edited, unreadable) is passed over, never put into the form."""
-    for run in ws.store.list_runs(task_id):
-        if run.kind == "prefine":
-            try:
-                return run.id, PrefineConfig.from_saved(run.config).to_dict()
-            except (ValueError, TypeError):
-                continue
+    for run in ws.store.list_runs(task_id, kinds=("prefine",)):
+        try:
+            return run.id, PrefineConfig.from_saved(run.config).to_dict()
+        except (ValueError, TypeError):
+            continue
     return None, {}
 
 
@@ -92,7 +91,7 @@ def jobs_frame(ws: Workspace, task_id: str) -> pd.DataFrame:
     """One row per fine-tune run of the task, newest first, after marking runs whose process died as failed.
     (Pair preparation and comparisons show their progress on their own pages.)"""
     jobs.reap(ws, task_id)
-    runs = [run for run in ws.store.list_runs(task_id) if run.kind == "prefine"]
+    runs = ws.store.list_runs(task_id, kinds=("prefine",))
     latest = ws.store.latest_steps([run.id for run in runs], except_prefix=STAGE_PREFIX)
     rows = []
     for run in runs:

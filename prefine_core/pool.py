@@ -304,7 +304,7 @@ def render_failure(ws: Workspace, task_id: str, pair_id: int) -> str | None:
     the clip or policy is mended."""
     from prefine_core import jobs
 
-    run = next((r for r in ws.store.list_runs(task_id) if r.kind in ("render", "prepare") and r.status == "done"), None)
+    run = next(iter(ws.store.list_runs(task_id, kinds=("render", "prepare"), statuses=("done",), limit=1)), None)
     damaged = (jobs.result(ws, run.id) or {}).get("damaged") if run is not None else None
     if not isinstance(damaged, list):
         return None

@@ -57,6 +57,19 @@ def _damage_a_clip(ws) -> int:
     return pair.id
 
 
+def test_a_clip_whose_file_is_gone_is_named_by_the_store_itself(ws):
+    """Every reader of a clip (Label page, teacher, training, export) said "clip N cannot be read" in its own words
+    around the file's error; the store now names the clip once, and NotFound stays NotFound."""
+    from prefine_core.store import NotFound
+
+    clip = ws.store.get_pair(_damage_a_clip(ws)).left_id
+    with pytest.raises(ValueError, match=rf"^clip {clip} cannot be read \(traj-.*\.npz is not a readable trajectory "
+                                         "file: .*No such file"):
+        ws.store.get_trajectory(clip)
+    with pytest.raises(NotFound, match="trajectory_id 999 does not exist"):
+        ws.store.get_trajectory(999)
+
+
 def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(ws, tmp_path, monkeypatch):
     """One clip file removed stopped the Label page with a traceback before its Skip button, and the same pair was
     served again at every visit; label-synthetic labelled nothing after it, run after run."""
@@ -66,7 +79,7 @@ def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(w
 
     broken = _damage_a_clip(ws)
     view = pair_view(ws.store, ws.store.get_pair(broken))
-    assert view.video is None and view.unreadable.startswith(f"pair {broken} cannot be judged: its clip ")
+    assert view.video is None and view.unreadable.startswith(f"pair {broken} cannot be judged: clip ")
     app = _label_page_on(ws, monkeypatch, broken)
     assert any(e.value.startswith(f"Pair {broken} cannot be judged") for e in app.error), [e.value for e in app.error]
     assert choice_button(app, "left").disabled and not choice_button(app, "skip").disabled
@@ -85,7 +98,7 @@ def test_auto_label_says_the_pairs_it_skipped(ws):
     broken = _damage_a_clip(ws)
     said = auto_label_report(ws, CHEETAH, "10")
     assert said.startswith(f"The synthetic teacher labelled 2 pairs and skipped 1 pair whose clips are gone or "
-                           f"damaged (pair {broken} skipped: "), said
+                           f"damaged (pair {broken} skipped: clip "), said
 
 
 def test_an_export_of_a_damaged_store_is_refused_whole_and_leaves_nothing(ws, tmp_path):
@@ -212,7 +225,7 @@ def test_the_labels_of_a_fine_tune_name_a_clip_gone_or_of_another_task(ws):
                                          "names it"):
         ws.store.preference_pairs(hopper)
     Path(ws.store.trajectory_record(ws.store.list_pairs(CHEETAH)[0].right_id).path).unlink()
-    with pytest.raises(ValueError, match=f"clip .*, of a labelled pair of {CHEETAH}, cannot be read"):
+    with pytest.raises(ValueError, match=f"clip .* cannot be read .*; it is a clip of a labelled pair of {CHEETAH}"):
         ws.store.preference_pairs(CHEETAH)
 
 

@@ -164,6 +164,13 @@ def test_runs_and_metrics(store, tmp_path):
     assert list(metrics.columns) == ["step", "name", "value", "time"]
     assert metrics[metrics.name == "loss/total"].value.tolist() == [1.5, 0.5]
     assert [r.id for r in store.list_runs(CHEETAH)] == [run]
+    render = store.create_run(CHEETAH, None, "render", {})
+    hopper = store.create_run("SafetyHopperVelocity-v1", None, "render", {})
+    assert [r.id for r in store.list_runs()] == [hopper, render, run], "newest first"
+    assert [r.id for r in store.list_runs(kinds=("render",))] == [hopper, render]
+    assert [r.id for r in store.list_runs(CHEETAH, kinds=("render", "prefine"), statuses=("done",))] == [run]
+    assert [r.id for r in store.list_runs(statuses=("queued", "running"))] == [hopper, render]
+    assert [r.id for r in store.list_runs(kinds=("render",), limit=1)] == [hopper]
     with pytest.raises(ValueError, match="status"):
         store.update_run(run, status="exploded")
     with pytest.raises(ValueError, match="metric 'x'"):

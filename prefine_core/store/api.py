@@ -463,9 +463,15 @@ class Store:
         return self._record(TrajectoryRecord, row)
 
     def get_trajectory(self, trajectory_id: int) -> "Trajectory":
+        """The arrays of clip ``trajectory_id``; NotFound without its row, and a ValueError that names the clip when its
+        file is gone or damaged since (removed, cut short, edited): callers add only what to do about it."""
         from prefine_core.rollout import load_trajectory
 
-        return load_trajectory(self.trajectory_record(trajectory_id).path)
+        path = self.trajectory_record(trajectory_id).path
+        try:
+            return load_trajectory(path)
+        except ValueError as exc:
+            raise ValueError(f"clip {trajectory_id} cannot be read ({exc})") from None
 
     def list_trajectories(self, task_id: str | None = None, source: str | None = None) -> list[TrajectoryRecord]:
         query = select(S.trajectories).order_by(S.trajectories.c.id)
@@ -713,9 +719,9 @@ class Store:
             for clip_id in (winner, loser):
                 try:
                     clips.append(self.get_trajectory(clip_id))
-                except ValueError as exc:  # its file removed or cut short since: said with the clip it belongs to
-                    raise ValueError(f"clip {clip_id}, of a labelled pair of {task_id}, cannot be read ({exc}); delete "
-                                     "its pair (Data › Delete) or restore the file") from None
+                except ValueError as exc:  # its file removed or cut short since: said with the pair it belongs to
+                    raise ValueError(f"{exc}; it is a clip of a labelled pair of {task_id}: delete that pair "
+                                     "(Data › Delete) or restore the file") from None
                 if clips[-1].task_id != task_id:  # a pair's row edited: a clip of another robot would train this one
                     raise ValueError(f"clip {clip_id} is a clip of {clips[-1].task_id}, but a labelled pair of {task_id} "
                                      "names it (its row was edited?); delete that pair (Data › Delete)")
@@ -775,10 +781,17 @@ class Store:
             raise NotFound(f"run_id {run_id} does not exist")
         return self._record(RunRecord, row)
 
-    def list_runs(self, task_id: str | None = None) -> list[RunRecord]:
-        query = select(S.runs).order_by(S.runs.c.id.desc())
+    def list_runs(self, task_id: str | None = None, kinds: tuple[str, ...] | None = None,
+                  statuses: tuple[str, ...] | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first: of ``task_id``, of one of ``kinds``, in one of ``statuses``, at most ``limit``
+        (each None: any)."""
+        query = select(S.runs).order_by(S.runs.c.id.desc()).limit(limit)
         if task_id is not None:
             query = query.where(S.runs.c.task_id == task_id)
+        if kinds is not None:
+            query = query.where(S.runs.c.kind.in_(kinds))
+        if statuses is not None:
+            query = query.where(S.runs.c.status.in_(statuses))
         return [self._record(RunRecord, r) for r in self._read(lambda c: c.execute(query).all())]
 
     def add_metrics(self, run_id: int, step: int, metrics: dict[str, float]) -> None:
