@@ -212,6 +212,9 @@ class _FrameCache:
 
         if not record.replayable:
             return None
+        if record.start is None or record.length is None:  # a number column edited to text (StoredWhole)
+            raise ValueError(f"clip {record.id}'s row holds no readable first step or length (edited by hand?), so "
+                             "which steps to replay is unknown")
         path = self.store.get_policy(record.policy_id).path
         if path not in self.policies:
             self.policies[path] = load_policy(path, task_id=record.task_id)

@@ -159,6 +159,50 @@ def test_a_clip_whose_replay_is_not_its_stored_steps_gets_no_video_and_the_other
     assert [p.video_ready for p in ws.store.list_pairs(CHEETAH)] == [False, True, True]
 
 
+@pytest.mark.parametrize("column, edit, reads_as", [
+    ("total_return", "'lots'", "nan"), ("total_cost", "'none'", "nan"), ("length", "'ten'", None),
+    ("start", "4.5", None), ("seed", "'x'", None), ("temperature", "'warm'", None)])
+def test_a_number_column_edited_to_text_reads_as_unrecorded_and_stops_nothing(ws, capsys, column, edit, reads_as):
+    """SQLite keeps text written into a number column by hand; one such clip row failed `pairs --task` ("agg function
+    failed") and every mean over the task's clips. It now reads as NaN (a column that may not be empty) or None."""
+    import json
+    import math
+
+    import sqlalchemy as sa
+
+    from prefine_core.cli import main
+    from prefine_core.pool import render_pending
+
+    clip = ws.store.list_pairs(CHEETAH)[0].left_id
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text(f"update trajectories set {column} = {edit} where id = {clip}"))
+    value = getattr(ws.store.trajectory_record(clip), column)
+    assert math.isnan(value) if reads_as == "nan" else value is None
+    capsys.readouterr()
+    assert main(["pairs", "--task", CHEETAH, "--n", "1", "--json", "--workspace", str(ws.root)]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)["pool"]
+    assert summary["clips"] == 6 and all(math.isfinite(v) for k, v in summary.items() if k != "source"), summary
+    done = render_pending(ws, CHEETAH, size=48)  # a clip whose steps are unknown is not replayed: said, not a crash
+    if column in ("length", "start"):
+        assert done["damaged"][0] == (f"pair 1: clip {clip}'s row holds no readable first step or length (edited by "
+                                      "hand?), so which steps to replay is unknown")
+    assert done["rendered"] + done["unrenderable"] == len(ws.store.list_pairs(CHEETAH)) == 4
+
+
+def test_a_pair_score_or_label_time_edited_to_text_reads_as_unrecorded(ws):
+    import math
+
+    import sqlalchemy as sa
+
+    pair = ws.store.list_pairs(CHEETAH)[0]
+    ws.store.add_label(pair.id, "ann", "left", seconds=2.5)
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text(f"update pairs set score = 'high' where id = {pair.id}"))
+        conn.execute(sa.text("update labels set seconds = 'slow'"))
+    assert math.isnan(ws.store.get_pair(pair.id).score)
+    assert [label.seconds for label in ws.store.label_history(CHEETAH)] == [None]
+
+
 def test_a_video_path_edited_to_name_another_file_is_no_video(ws):
     """A pair's or a clip's video_path edited to name another file (a policy, /etc/passwd) was read as its video:
     the Label and Data pages sent that file to the browser."""

@@ -5,6 +5,7 @@ compares the two. Times are UTC, read by :class:`StoredTime`. JSON columns hold 
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -50,6 +51,48 @@ class StoredTime(TypeDecorator):
         return read
 
 
+class StoredNumber(TypeDecorator):
+    """A Float column (the same DDL), read safely. SQLite keeps whatever a hand edit writes into a number column
+    ('lots'), and one such text failed every mean over the table (``pairs --task``: "agg function failed"). It reads
+    as :attr:`unreadable`: NaN in a column that may not be empty (a clip's return and cost, a pair's score), which
+    tables show as such and means pass over."""
+    impl = Float
+    cache_ok = True
+    unreadable: float | None = math.nan
+
+    def process_result_value(self, value, dialect):
+        if value is None or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except (TypeError, ValueError, OverflowError):
+            return self.unreadable
+
+
+class StoredOptionalNumber(StoredNumber):
+    """A :class:`StoredNumber` of a column that may be empty (a label's seconds, a clip's temperature): a value that
+    is no number reads as None, as if unrecorded."""
+    cache_ok = True
+    unreadable = None
+
+
+class StoredWhole(TypeDecorator):
+    """An Integer column (the same DDL), read safely as :class:`StoredNumber` reads a float: a value that is no whole
+    number (a hand edit's 'ten', 4.5) reads as None, which a clip's readers take as not recorded (a clip without a
+    seed is not replayed; one without a start or length is said to have none)."""
+    impl = Integer
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        try:
+            whole = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return int(whole) if math.isfinite(whole) and whole.is_integer() else None
+
+
 tasks = Table(
     "tasks", metadata,
     Column("id", String(128), primary_key=True),
@@ -79,15 +122,15 @@ trajectories = Table(
     Column("policy_id", Integer, ForeignKey("policies.id"), nullable=True),
     Column("source", String(200), nullable=False),
     Column("path", Text, nullable=False),
-    Column("seed", Integer, nullable=True),
-    Column("start", Integer, nullable=False),
-    Column("length", Integer, nullable=False),
-    Column("total_return", Float, nullable=False),
-    Column("total_cost", Float, nullable=False),
+    Column("seed", StoredWhole, nullable=True),
+    Column("start", StoredWhole, nullable=False),
+    Column("length", StoredWhole, nullable=False),
+    Column("total_return", StoredNumber, nullable=False),
+    Column("total_cost", StoredNumber, nullable=False),
     Column("fell", Boolean, nullable=False),
     Column("terminated", Boolean, nullable=False),
     Column("truncated", Boolean, nullable=False),
-    Column("temperature", Float, nullable=True),
+    Column("temperature", StoredOptionalNumber, nullable=True),
     Column("video_path", Text, nullable=True),
     Column("created_at", StoredTime, nullable=False, default=utcnow),
     Index("ix_trajectories_task_source", "task_id", "source"),
@@ -100,7 +143,7 @@ pairs = Table(
     Column("left_id", Integer, ForeignKey("trajectories.id"), nullable=False),
     Column("right_id", Integer, ForeignKey("trajectories.id"), nullable=False),
     Column("strategy", String(64), nullable=False),
-    Column("score", Float, nullable=False),
+    Column("score", StoredNumber, nullable=False),
     Column("reason", Text, nullable=False),
     Column("video_path", Text, nullable=True),
     Column("created_at", StoredTime, nullable=False, default=utcnow),
@@ -133,7 +176,7 @@ labels = Table(
     Column("pair_id", Integer, ForeignKey("pairs.id"), nullable=False),
     Column("annotator_id", Integer, ForeignKey("annotators.id"), nullable=False),
     Column("choice", String(16), nullable=False),
-    Column("seconds", Float, nullable=True),
+    Column("seconds", StoredOptionalNumber, nullable=True),
     Column("supersedes_id", Integer, ForeignKey("labels.id"), nullable=True),
     Column("created_at", StoredTime, nullable=False, default=utcnow),
     Index("ix_labels_pair_annotator", "pair_id", "annotator_id"),
