@@ -231,3 +231,19 @@ def test_a_time_that_is_no_time_is_read_as_long_past(workspace, tmp_path, capsys
     assert other.store.label_history()[0].created_at == UNREADABLE_TIME
     assert import_bundle(workspace, tmp_path / "out")["labels"] == 0  # the same label: not added twice
     other.store.close()
+
+
+def test_a_time_out_of_pythons_range_is_read_as_long_past(store, tmp_path):
+    """PostgreSQL holds times Python cannot (``'infinity'``, ``'-infinity'``, the year 20000); psycopg refused to read
+    them ("timestamp too large"), failing every listing of the table before :class:`StoredTime` saw the value. SQLite
+    keeps such an edit as text, which StoredTime reads as long past; both stores now read them alike."""
+    from prefine_core.store.schema import UNREADABLE_TIME
+
+    policy = store.add_policy("p", tmp_path / "p.safetensors", CHEETAH, "imported")
+    run = store.create_run(CHEETAH, policy, "prefine", {})
+    for value in ("infinity", "-infinity", "20000-01-01 00:00:00"):
+        _edit(store, "UPDATE runs SET heartbeat = :v, created_at = :v WHERE id = :id", v=value, id=run)
+        _edit(store, "UPDATE policies SET created_at = :v WHERE id = :id", v=value, id=policy)
+        record = store.list_runs()[0]
+        assert (record.heartbeat, record.created_at) == (UNREADABLE_TIME, UNREADABLE_TIME), value
+        assert [p.created_at for p in store.list_policies()] == [UNREADABLE_TIME]

@@ -10,6 +10,7 @@ connection dropped, so a write is either committed or raises — never silently 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import random
 import time
@@ -98,7 +99,34 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("prefine_write") else "BEGIN")
 
         return engine
-    return create_engine(parsed, pool_pre_ping=True, json_deserializer=_stored_json)
+    engine = create_engine(parsed, pool_pre_ping=True, json_deserializer=_stored_json)
+
+    @event.listens_for(engine, "connect")
+    def _postgres_times(dbapi_conn, _record):
+        dbapi_conn.adapters.register_loader("timestamp", _time_or_unreadable())
+
+    return engine
+
+
+@functools.cache
+def _time_or_unreadable():
+    """psycopg's loader of a ``timestamp``, which reads one Python cannot hold (``'infinity'``, a year past 9999: a
+    hand edit, as nothing here writes one) as :data:`~prefine_core.store.schema.UNREADABLE_TIME`, as
+    :class:`~prefine_core.store.schema.StoredTime` reads SQLite's malformed times; psycopg's own raised, failing every
+    listing of the table (on PostgreSQL the driver parses times before StoredTime sees them)."""
+    from psycopg import DataError
+    from psycopg.types.datetime import TimestampLoader
+
+    from prefine_core.store.schema import UNREADABLE_TIME
+
+    class TimeOrUnreadable(TimestampLoader):
+        def load(self, data):
+            try:
+                return super().load(data)
+            except DataError:
+                return UNREADABLE_TIME
+
+    return TimeOrUnreadable
 
 
 def transient(exc: BaseException) -> bool:
