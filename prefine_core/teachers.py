@@ -123,18 +123,19 @@ def label_pending(store, teacher: SyntheticTeacher, task_id: str | None = None, 
 
     It asks :meth:`Store.next_pair` like a person would, so ``overlap`` works as for people (the
     default: every pair, whoever else labelled it). Returns how many labels were written; ``on_label(written)``
-    after each. A pair with a clip gone or damaged since it was made is skipped, as a person would skip it (else it
-    came back first every time, and nothing after it was labelled), and said in ``unreadable``.
+    after each. A pair with a clip gone or damaged since it was made is passed over (else it came back first every
+    time, and nothing after it was labelled) and said in ``unreadable``; it is not labelled, not even as a skip, so
+    that a later call labels it once its file is restored.
     """
-    written = 0
+    written, passed_over = 0, []
     while limit is None or written < limit:
-        pair = store.next_pair(teacher.name, task_id=task_id, overlap=overlap)
+        pair = store.next_pair(teacher.name, task_id=task_id, overlap=overlap, passing_over=passed_over)
         if pair is None:
             break
         try:
             left, right = store.get_trajectory(pair.left_id), store.get_trajectory(pair.right_id)
         except ValueError as exc:  # its row deleted, its file removed or cut short (the store's NotFound too)
-            store.add_label(pair.id, teacher.name, "skip")
+            passed_over.append(pair.id)
             if unreadable is not None:
                 unreadable.append(f"pair {pair.id} skipped: {exc}")
             continue

@@ -73,10 +73,14 @@ def test_a_clip_whose_file_is_gone_is_named_by_the_store_itself(ws):
 def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(ws, tmp_path, monkeypatch):
     """One clip file removed stopped the Label page with a traceback before its Skip button, and the same pair was
     served again at every visit; label-synthetic labelled nothing after it, run after run."""
+    from pathlib import Path
+
     from conftest import choice_button
     from prefine_core.cli import main
     from prefine_core.labelling import pair_view
 
+    clip_file = Path(ws.store.trajectory_record(ws.store.list_pairs(CHEETAH)[1].left_id).path)
+    kept = clip_file.read_bytes()
     broken = _damage_a_clip(ws)
     view = pair_view(ws.store, ws.store.get_pair(broken))
     assert view.video is None and view.unreadable.startswith(f"pair {broken} cannot be judged: clip ")
@@ -90,6 +94,10 @@ def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(w
     labels = ws.store.effective_labels(CHEETAH)
     assert sorted(labels[labels.annotator == "synthetic-teacher"].pair_id) == sorted(
         p.id for p in ws.store.list_pairs(CHEETAH) if p.id != broken), "every other pair is labelled"
+    clip_file.write_bytes(kept)  # restored: the teacher passed over the pair without a label, so it labels it now
+    assert main(["label-synthetic", "--workspace", str(ws.root)]) == 0
+    labels = ws.store.effective_labels(CHEETAH)
+    assert labels[labels.pair_id == broken].annotator.tolist() == ["synthetic-teacher"]
 
 
 def test_auto_label_says_the_pairs_it_skipped(ws):

@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 import uuid
+from collections.abc import Collection
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -556,22 +557,26 @@ class Store:
         pairs = [self._record(PairRecord, r) for r in self._read(lambda c: c.execute(query).all())]
         return [p for p in pairs if not p.video_ready] if without_video else pairs
 
-    def next_pair(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> PairRecord | None:
+    def next_pair(self, annotator: str, task_id: str | None = None, overlap: int = 1,
+                  passing_over: Collection[int] = ()) -> PairRecord | None:
         """The next pair for ``annotator``, or None when there is none left for them.
 
         A pair qualifies if this annotator has no standing label on it (a retracted one does not count)
         and fewer than ``overlap`` other annotators have labelled it or were handed it within the last
-        :data:`LEASE`. A pair already handed to this annotator and not yet labelled comes first (a
-        reloaded page shows the same pair), then pairs whose video is ready, then the oldest.
+        :data:`LEASE`, and it is not one of ``passing_over`` (pairs the caller cannot judge now, e.g. a clip file
+        gone: passed over without a label, so that they are served again once mended). A pair already handed to this
+        annotator and not yet labelled comes first (a reloaded page shows the same pair), then pairs whose video is
+        ready, then the oldest.
         """
         overlap = _int_id("overlap", overlap)
+        passing_over = [_int_id("pair_id", pair_id) for pair_id in passing_over]
 
         def serve(w: _Writer):
             w.one_at_a_time(SERVING_LOCK)  # one server at a time
             me = w.annotator_id(annotator)
             A, P = S.assignments, S.pairs
             my_lease = select(A.c.pair_id).where(A.c.annotator_id == me, ~A.c.judged, A.c.served_at >= S.utcnow() - LEASE)
-            query = (select(P).where(*_open_to(me, task_id, overlap))
+            query = (select(P).where(*_open_to(me, task_id, overlap), P.c.id.not_in(passing_over))
                      .order_by(case((P.c.id.in_(my_lease), 0), else_=1), case((P.c.video_path.is_(None), 1), else_=0), P.c.id)
                      .limit(1))
             row = w.conn.execute(query).first()
