@@ -190,6 +190,10 @@ def test_finetune_shows_its_final_evaluation_and_resumes_in_its_own_folder(tmp_p
     assert [result[k]["deterministic"] for k in ("evaluation", "reference", "evaluation_stochastic",
                                                  "reference_stochastic")] == [True, True, False, False]
     assert "cost_reduction_pct" in result["comparison_stochastic"]
+    assert main([*argv, "--json", "--deterministic-only"]) == 0  # half the episodes, no stochastic keys
+    result = json.loads(capsys.readouterr().out)
+    assert [k for k in result if "stochastic" in k] == [] and result["evaluation"]["deterministic"]
+    assert "cost_reduction_pct" in result["comparison"]
 
 
 def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatch):
@@ -213,6 +217,9 @@ def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatc
     code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", "--out",
                  str(tmp_path / "out"), *flags])
     assert code == 2 and "drop --out" in json.loads(capsys.readouterr().out)["error"]
+    code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background",
+                 "--deterministic-only", *flags])
+    assert code == 2 and "which a --background run does not make" in json.loads(capsys.readouterr().out)["error"]
     # a new policy of a task without labels here: refused, and the policy registered for it goes again (it stayed)
     hopper = save_policy(make_policy("SafetyHopperVelocity-v1"), tmp_path / "hopper-new.safetensors")
     registered = len(ws.store.list_policies())

@@ -114,18 +114,21 @@ def _finetune(args: argparse.Namespace) -> dict:
     seconds = time.time() - started
     policy = load_policy(result["path"], task_id)
     # the fine-tuned policy, then the reference; deterministic, then stochastic actions (DESIGN §5 reports both)
+    runs = [("evaluation", policy, True), ("reference", reference, True)]
+    if not args.deterministic_only:
+        runs += [("evaluation_stochastic", policy, False), ("reference_stochastic", reference, False)]
     evaluations = {}
-    with Progress(4 * args.episodes, "evaluate", quiet=quiet) as shown:
-        for key, evaluated, deterministic in (("evaluation", policy, True), ("reference", reference, True),
-                                              ("evaluation_stochastic", policy, False),
-                                              ("reference_stochastic", reference, False)):
+    with Progress(len(runs) * args.episodes, "evaluate", quiet=quiet) as shown:
+        for key, evaluated, deterministic in runs:
             done = len(evaluations) * args.episodes
             evaluations[key] = evaluate_policy(evaluated, task_id, episodes=args.episodes, deterministic=deterministic,
                                                on_episode=lambda i, _, done=done: shown.update_to(done + i))
+    comparisons = {"comparison": compare(evaluations["evaluation"], evaluations["reference"])}
+    if not args.deterministic_only:
+        comparisons["comparison_stochastic"] = compare(evaluations["evaluation_stochastic"],
+                                                       evaluations["reference_stochastic"])
     return {"path": result["path"], "task_id": task_id, "pairs": len(pairs), "selected_step": result["selected_step"],
-            "seconds": round(seconds, 2), **evaluations,
-            "comparison": compare(evaluations["evaluation"], evaluations["reference"]),
-            "comparison_stochastic": compare(evaluations["evaluation_stochastic"], evaluations["reference_stochastic"]),
+            "seconds": round(seconds, 2), **evaluations, **comparisons,
             "config": config.to_dict()}
 
 
@@ -153,6 +156,9 @@ def _launch_in_workspace(args: argparse.Namespace, config: PrefineConfig) -> dic
                          "show it): drop --pairs-from-teacher, or drop --background to fine-tune on teacher labels here")
     if args.out:
         raise ValueError("--background keeps the run's checkpoints in the workspace's run folder; drop --out")
+    if args.deterministic_only:
+        raise ValueError("--deterministic-only chooses this command's own evaluation, which a --background run does "
+                         "not make (the Compare page evaluates its policy): drop one of them")
     ws = open_workspace(args.workspace)
     policy, added = transfer.register_policy(ws, Path(args.policy).name, Path(args.policy).read_bytes())
     try:
@@ -214,6 +220,9 @@ def register(command) -> None:
     p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
     p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
     p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes")
+    p.add_argument("--deterministic-only", action="store_true",
+                   help="evaluate with deterministic (mean) actions only: half the evaluation time, and no "
+                        "*_stochastic keys in the result")
     p.add_argument("--background", action="store_true",
                    help="start the run as the app's Launch does (recorded in the workspace, shown "
                         "live on the Fine-tune page and by `runs`, its policy registered) and return its run id; "
