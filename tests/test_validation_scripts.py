@@ -94,3 +94,35 @@ def test_the_rl_stage_study_refuses_bad_flags_by_name_before_it_trains(flags, me
     out = subprocess.run([sys.executable, "scripts/validate_rl_stage.py", "--task", CHEETAH, *flags],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and message in out.stderr and out.stdout == ""
+
+
+def test_bench_reproduces_matches_rows_by_their_key_and_names_each_figure_that_differs(tmp_path, capsys):
+    """scripts/bench_reproduces.py on hand-made rows: a rerun row matched to the committed one of the same method and
+    seed, identical when every figure is, and each differing figure named with both values (exit 1)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import bench_reproduces
+
+    def row(method, seed, cost, **extra):
+        return {"section": "grid", "reference": "ppo", "pool": "full", "pairs": 4, "method": method, "seed": seed,
+                "return_mean": 10.0, "cost_mean": cost, "selected_step": 2, "finetune_seconds": 9.0 + seed, **extra}
+
+    committed, rerun = tmp_path / "committed", tmp_path / "rerun"
+    committed.mkdir()
+    reference = {"return_mean": 12.0, "cost_mean": 50.0}
+    (committed / "result.json").write_text(json.dumps({
+        "task": CHEETAH, "command": "bench …", "reference": reference, "lagrangian": {"return_mean": 9.0},
+        "rows": [row("prefine", 0, 5.0), row("bc", 0, 7.0), row("prefine", 1, 3.0)]}))
+    rates = {"violation_rate_k20": 0.5, "catastrophic_rate_k20": 0.25, "normalized_cost_k20": 0.25}
+    for name, written in {"prefine_n4_s0": row("prefine", 0, 5.0, finetune_seconds=99.0, **rates),
+                          "bc_n4_s0": row("bc", 0, 7.5, **rates)}.items():
+        (rerun / "runs" / name).mkdir(parents=True)
+        (rerun / "runs" / name / "row.json").write_text(json.dumps(written))
+    (rerun / "runs" / "prefine_n4_s1").mkdir()  # begun, not finished: no row yet
+    (rerun / "result.json").write_text(json.dumps({"reference": {**reference, **rates}, "lagrangian": {"return_mean": 9.5}}))
+
+    assert bench_reproduces.main(["--rerun", str(rerun), "--committed", str(committed)]) == 1
+    said = capsys.readouterr().out
+    assert "it finished 2 of them before the rerun was stopped. **1 of the 2 rows compared are identical**" in said
+    assert "- DIFFERS: bc seed 0: cost_mean 7.0 → 7.5" in said and "prefine seed 0" not in said.split("DIFFERS")[1]
+    assert "- reference: identical" in said and "- lagrangian: differs in return_mean" in said
+    assert "| reference | – | 0.50 | 0.25 | 0.25 |" in said and "| bc | 1 | 0.50 | 0.25 | 0.25 |" in said
