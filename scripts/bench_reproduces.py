@@ -7,8 +7,8 @@ BENCHMARKS.md. Exit 1 when a compared figure differs.
 
     .venv/bin/python -m prefine_core bench --task SafetyPointCircle1-v0 --budgets 200 --seeds 10 --extra-seeds 0 \\
         --lagrangian-steps 1000000 --lagrange-lr 0.005 --out /tmp/rerun/pc10 --json   # the committed run's command
-    .venv/bin/python scripts/bench_reproduces.py --rerun /tmp/rerun/pc10 \\
-        --committed data/bench/SafetyPointCircle1-v0-10seeds [--write-benchmarks]
+    git show HEAD:data/bench/SafetyPointCircle1-v0-10seeds/result.json > /tmp/committed/pc10/result.json
+    .venv/bin/python scripts/bench_reproduces.py --run /tmp/rerun/pc10 /tmp/committed/pc10 [--run …] [--write-benchmarks]
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def compare(rerun: Path, committed: Path) -> dict:
     new = json.loads((rerun / "result.json").read_text()) if (rerun / "result.json").is_file() else {}
     baselines = {name: [f for f in FIGURES if f in old.get(name, {}) and not _same(old[name][f], new.get(name, {}).get(f))]
                  for name in ("reference", "lagrangian")}
-    return {"task": old["task"], "command": old.get("command", ""), "rows": rows, "compared": compared,
+    return {"task": old["task"], "command": old.get("command", ""),
+            "out_dir": old.get("config", {}).get("out_dir") or committed.as_posix(), "rows": rows, "compared": compared,
             "differing": differing, "unmatched": unmatched, "committed_rows": len(old["rows"]),
             "baselines": baselines, "reference": new.get("reference") or old["reference"]}
 
@@ -75,16 +76,12 @@ def dsrl_table(rows: list[dict], reference: dict) -> str:
     return markdown_table(table)
 
 
-def report(found: dict, rerun: Path, committed: Path) -> str:
-    from prefine_core.report import machine_line
-
+def report(found: dict, rerun: Path) -> str:
     same = len(found["compared"]) - len(found["differing"])
     finished = len(found["rows"])
     stopped = ("all of them" if finished >= found["committed_rows"] else
                f"{finished} of them before the rerun was stopped")
-    lines = [f"Machine (at this report; the rerun ran on it beside other work, so its wall times are not comparable): "
-             f"{machine_line()}", "",
-             f"**{found['task']}**: the committed run `{committed.as_posix()}` (`{found['command']}`, "
+    lines = [f"**{found['task']}**: the committed run `{found['out_dir']}` (`{found['command']}`, "
              f"{found['committed_rows']} rows) run again from nothing into `{rerun.as_posix()}`, with the same "
              f"command but its --out; it finished {stopped}. **{same} of the {len(found['compared'])} rows compared "
              "are identical** "
@@ -104,22 +101,27 @@ def report(found: dict, rerun: Path, committed: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rerun", type=Path, required=True, help="the rerun's --out folder")
-    parser.add_argument("--committed", type=Path, required=True, help="the committed run's folder (its result.json)")
+    parser.add_argument("--run", nargs=2, type=Path, action="append", required=True, metavar=("RERUN", "COMMITTED"),
+                        help="the rerun's --out folder and the committed run's folder (its result.json); repeatable")
     parser.add_argument("--write-benchmarks", action="store_true", help="put the report into BENCHMARKS.md")
     args = parser.parse_args(argv)
-    for folder, what in ((args.rerun / "runs", "the rerun's runs folder"), (args.committed / "result.json",
-                                                                             "the committed result.json")):
-        if not folder.exists():
-            parser.error(f"{what} {folder} does not exist")
-    found = compare(args.rerun, args.committed)
-    text = report(found, args.rerun, args.committed)
+    for rerun, committed in args.run:
+        for path, what in ((rerun / "runs", "the rerun's runs folder"), (committed / "result.json",
+                                                                         "the committed result.json")):
+            if not path.exists():
+                parser.error(f"{what} {path} does not exist")
+    found = [compare(rerun, committed) for rerun, committed in args.run]
+    text = "\n\n".join(report(f, rerun) for f, (rerun, _) in zip(found, args.run))
     print(text)
     if args.write_benchmarks:
-        from prefine_core.report import write_section
+        from prefine_core.report import machine_line, write_section
 
-        write_section("bench-reproduces", "## Does the benchmark reproduce? (a rerun from nothing)\n\n" + text)
-    return 1 if found["differing"] else 0
+        write_section("bench-reproduces", "## Does the benchmark reproduce? (a rerun from nothing)\n\n"
+                      f"Machine (at this report; the reruns ran on it beside other work, so their wall times are not "
+                      f"comparable): {machine_line()}\n\nCommand: `.venv/bin/python scripts/bench_reproduces.py "
+                      + " ".join(f"--run {r.as_posix()} {c.as_posix()}" for r, c in args.run) + " --write-benchmarks`"
+                      "\n\n" + text)
+    return 1 if any(f["differing"] for f in found) else 0
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def test_bench_reproduces_matches_rows_by_their_key_and_names_each_figure_that_d
     (rerun / "runs" / "prefine_n4_s1").mkdir()  # begun, not finished: no row yet
     (rerun / "result.json").write_text(json.dumps({"reference": {**reference, **rates}, "lagrangian": {"return_mean": 9.5}}))
 
-    assert bench_reproduces.main(["--rerun", str(rerun), "--committed", str(committed)]) == 1
+    assert bench_reproduces.main(["--run", str(rerun), str(committed)]) == 1
     said = capsys.readouterr().out
     assert "it finished 2 of them before the rerun was stopped. **1 of the 2 rows compared are identical**" in said
     assert "- DIFFERS: bc seed 0: cost_mean 7.0 → 7.5" in said and "prefine seed 0" not in said.split("DIFFERS")[1]
