@@ -99,12 +99,19 @@ with tabs[4]:
     else:
         st.info("No labels yet for this task.")
 with tabs[5]:
-    made_of = (task, counts, len(ws.store.list_policies(task)))  # of another task or state: not offered
+    videos = st.toggle("With the pairs' videos", value=True, key="export_videos",
+                       help="each rendered pair's video and its cost-free twin, about 0.7 MB a pair of 200-step clips: "
+                            "where the export is imported, its pairs can be labelled without replaying their clips "
+                            "(a replay on another machine or software build drifts, and is refused)")
+    made_of = (task, counts, len(ws.store.list_policies(task)), videos)  # of another task or state: not offered
     if st.button("Prepare an export of this task", key="export"):
-        st.session_state["export_zip"] = (made_of, ui.guarded(transfer.export_zip, ws, task))
+        st.session_state["export_zip"] = (made_of, ui.guarded(transfer.export_zip, ws, task, videos))
     if (kept := st.session_state.get("export_zip")) and kept[1] and kept[0] == made_of:
-        st.download_button("Download export (.zip)", kept[1], file_name=f"prefine-{task}.zip",
-                           mime="application/zip", key="download_export")
+        st.download_button(f"Download export (.zip, {len(kept[1]) / 1024**2:.1f} MB)", kept[1],
+                           file_name=f"prefine-{task}.zip", mime="application/zip", key="download_export")
+        if len(kept[1]) > (limit := st.get_option("server.maxUploadSize")) * 1024**2:
+            st.caption(f"It is over the {limit} MB an upload to this page takes: import it with `./studio cli import`, "
+                       "or prepare it without the videos.")
     elif kept:
         st.caption("The export prepared earlier was of another task, or the workspace changed since: prepare it again.")
     upload = st.file_uploader("Import a file", type=list(transfer.ACCEPTED), key="upload",

@@ -8,7 +8,8 @@ import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
                          (``policies/<id>.safetensors`` if the checkpoint was included, else null), path
 * ``trajectories.jsonl`` id, task_id, policy_id, source, seed, start, length, total_return,
                          total_cost, fell, terminated, truncated, temperature, file (``arrays/<id>.npz``)
-* ``pairs.jsonl``        id, task_id, left_id, right_id, strategy, score, reason
+* ``pairs.jsonl``        id, task_id, left_id, right_id, strategy, score, reason, video (``videos/<id>.mp4`` if
+                         the pair's video was included, else null; absent in exports made before videos travelled)
 * ``labels.jsonl``       every label row ever written, oldest first: id, pair_id, annotator, choice
                          (left | right | equal | cant_tell | skip | retract), seconds, supersedes_id,
                          created_at (ISO 8601, UTC)
@@ -16,6 +17,9 @@ import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
                          [-1, 1], rewards (T,), costs (T,), terminated, truncated, task_id, seed
                          (-1 = none), start, and ``constraint/<name>`` (T,) per constraint
 * ``policies/<id>.safetensors`` the checkpoints (safetensors + JSON metadata), if included
+* ``videos/<id>.mp4``    a pair's rendered video (H.264 MP4) with its cost-free twin ``videos/<id>-plain.mp4``, if
+                         included: an import installs them, so the pair can be labelled where its clips cannot be
+                         replayed (a replay on another machine or software build drifts from the stored actions)
 
 Ids are the exporting store's; an import gives everything new ids and keeps the references. An import
 merges: what the workspace already holds (the same clip arrays, the same pair of clips, the same label:
@@ -27,7 +31,9 @@ nor its labels, back, unless the import is asked to restore deleted pairs.
 An import (of a bundle or of an HDF5 file) checks everything before it writes anything, writes
 all rows in one transaction, and writes array files to fresh names that are removed again if
 anything fails: a malformed or partial file is rejected with a message saying what is wrong, and
-the store is unchanged.
+the store is unchanged. A pair's video is copied to a temporary name inside that transaction and moved to its
+place after the rows are committed, before the pair's row names it: a crash between leaves the pair to be
+rendered again, never a row naming a missing file nor a file under a pair id that may be given again.
 """
 from __future__ import annotations
 
@@ -43,16 +49,19 @@ from pathlib import Path
 import numpy as np
 
 from prefine_core.entry import parse_json
-from prefine_core.files import write_text_atomic
+from prefine_core.files import atomic_path, write_text_atomic
 from prefine_core.envs import validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
-from prefine_core.store import LABEL_CHOICES, MAX_ID, POLICY_KINDS, RETRACT, is_id
+from prefine_core.store import LABEL_CHOICES, MAX_ID, POLICY_KINDS, RETRACT, PairRecord, is_id
 from prefine_core.store.api import IMPORT_LOCK
 from prefine_core.store.schema import utcnow
-from prefine_core.workspace import Workspace
+from prefine_core.workspace import Workspace, plain_video_path
 
 FORMAT = "prefine-export/1"
+#: The largest pair video file an export carries and an import takes (a pair of 200-step clips rendered at the app's
+#: 256 px is about 0.35 MB, and as much again for its cost-free twin).
+MAX_VIDEO_BYTES = 200 * 1024**2
 HDF5_KEYS = ("observations", "actions", "rewards", "costs", "terminals", "timeouts")
 _FIELDS = {
     "policies": ("id", "name", "task_id", "kind", "parent_id", "provenance", "file", "path"),
@@ -70,9 +79,11 @@ _KINDS = {
     "trajectories": {"id": "id", "policy_id": "id?", "task_id": "text", "source": "text", "temperature": "number?",
                      "file": "text"},
     "pairs": {"id": "id", "left_id": "id", "right_id": "id", "task_id": "text", "strategy": "text", "score": "number",
-              "reason": "text"},
+              "reason": "text", "video": "text?"},
     "labels": {"id": "id", "pair_id": "id", "supersedes_id": "id?", "annotator": "text", "seconds": "number?"},
 }
+#: Fields that exports gained after the format was first written: an older export's rows lack them, read as null.
+_ADDED_LATER = {"pairs": ("video",)}
 _KIND_SAID = {"id": "a positive integer id", "text": "a string", "number": "a number", "object": "a JSON object"}
 
 
@@ -95,8 +106,9 @@ def _is_policy(path: str) -> bool:
 
 
 def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = None,
-                  include_policies: bool = True) -> dict:
-    """Write the labels, pairs, trajectories and policies (of ``task_id``, or all) to folder ``out``, all or nothing:
+                  include_policies: bool = True, include_videos: bool = True) -> dict:
+    """Write the labels, pairs, trajectories, policies and the pairs' rendered videos (of ``task_id``, or all) to folder
+    ``out``, all or nothing:
     written into a hidden folder inside it, checked as an import checks an export, then moved up, the manifest last
     (an export without its manifest is no export to an import). A store whose rows or files an import would refuse
     (damaged since they were written) is refused here, by name, and nothing is left behind. ``out`` may be a folder
@@ -126,7 +138,7 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
         raise ValueError(f"export folder {out} cannot be written ({exc.strerror or exc})") from None
     try:
         try:
-            result = _write_bundle(ws, partial, task_id, include_policies)
+            result = _write_bundle(ws, partial, task_id, include_policies, include_videos)
         except ValueError as exc:
             raise ValueError(f"{exc}; nothing was exported") from None
         try:
@@ -155,7 +167,7 @@ def export_bundle(ws: Workspace, out: str | os.PathLike, task_id: str | None = N
     return {**result, "folder": str(out)}
 
 
-def _write_bundle(ws: Workspace, out: Path, task_id: str | None, include_policies: bool) -> dict:
+def _write_bundle(ws: Workspace, out: Path, task_id: str | None, include_policies: bool, include_videos: bool) -> dict:
     """:func:`export_bundle`'s files, written into the empty folder ``out``."""
     store = ws.store
     pairs = store.list_pairs(task_id)
@@ -178,7 +190,16 @@ def _write_bundle(ws: Workspace, out: Path, task_id: str | None, include_policie
         save_trajectory(clip, out / "arrays", str(t.id))
         row = {k: v for k, v in asdict(t).items() if k not in ("path", "video_path", "created_at")}
         trajectory_rows.append(dict(row, file=f"arrays/{t.id}.npz"))
-    pair_rows = [{k: v for k, v in asdict(p).items() if k not in ("video_path", "created_at")} for p in pairs]
+    pair_rows = []
+    for p in pairs:
+        row = {k: v for k, v in asdict(p).items() if k not in ("video_path", "created_at")}
+        row["video"] = None
+        if include_videos and _exportable_video(p):
+            (out / "videos").mkdir(exist_ok=True)
+            row["video"] = f"videos/{p.id}.mp4"
+            shutil.copyfile(p.video_path, out / row["video"])
+            shutil.copyfile(plain_video_path(p.video_path), plain_video_path(out / row["video"]))
+        pair_rows.append(row)
     label_rows = [dict(asdict(h), created_at=h.created_at.isoformat() if h.created_at else None) for h in labels]
     for name, rows in (("policies", policy_rows), ("trajectories", trajectory_rows), ("pairs", pair_rows),
                        ("labels", label_rows)):
@@ -187,7 +208,29 @@ def _write_bundle(ws: Workspace, out: Path, task_id: str | None, include_policie
               "labels": len(label_rows)}
     manifest = {"format": FORMAT, "created_at": utcnow().isoformat(), "task_id": task_id, "counts": counts}
     write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2))
-    return {"folder": str(out), **counts}
+    return {"folder": str(out), **counts, "videos": sum(row["video"] is not None for row in pair_rows)}
+
+
+def _not_a_video(path: Path) -> str | None:
+    """Why the file at ``path`` is no pair video an import may install, or None. It would be sent to browsers from the
+    workspace's videos: it must be a regular file, an MP4 (ISO BMFF: its first box is ``ftyp``), and not over
+    :data:`MAX_VIDEO_BYTES`."""
+    if not path.is_file():
+        return "is missing or not a regular file"
+    if (size := path.stat().st_size) > MAX_VIDEO_BYTES:
+        return f"is {size / 1024**2:.0f} MB, over the {MAX_VIDEO_BYTES // 1024**2} MB a pair's video may be"
+    with open(path, "rb") as handle:
+        if handle.read(8)[4:8] != b"ftyp":
+            return "is not an MP4 video (it does not begin with an MP4 header)"
+    return None
+
+
+def _exportable_video(pair: PairRecord) -> bool:
+    """Whether the pair's video goes into an export: rendered, and both files there and such as an import takes. One
+    damaged since (cut short by hand, say) is left out rather than refusing the whole export: the pair travels without
+    it, as before exports carried videos, and is rendered again where it is imported."""
+    return pair.video_ready and not any(_not_a_video(Path(path))
+                                        for path in (pair.video_path, plain_video_path(pair.video_path)))
 
 
 def _shown(value) -> str:
@@ -228,6 +271,8 @@ def _read_jsonl(folder: Path, name: str) -> list[dict]:
         missing = [k for k in _FIELDS[name] if not isinstance(row, dict) or k not in row]
         if missing:
             raise ValueError(f"{path.name} line {number} lacks field(s) {missing}")
+        for key in _ADDED_LATER.get(name, ()):
+            row.setdefault(key, None)
         for key, kind in _KINDS[name].items():
             _check_field(f"{path.name} line {number}", key, row[key], kind)
         rows.append(row)
@@ -242,8 +287,10 @@ def _member(folder: Path, name, what: str) -> Path:
     path = (folder / str(name)).resolve()
     if not path.is_relative_to(folder.resolve()):
         raise ValueError(f"{what} names file {name!r}, which lies outside the export folder")
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"{what} names file {name}, which is missing")
+    if not path.is_file():  # a folder, or a pipe that a read would wait on forever
+        raise ValueError(f"{what} names {name}, which is not a regular file")
     return path
 
 
@@ -321,6 +368,8 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         if (first := shown.setdefault((p["left_id"], p["right_id"]), p["id"])) != p["id"]:
             raise ValueError(f"pairs.jsonl: pairs {first} and {p['id']} show the same two clips; a fine-tune would "
                              "count that pair's labels twice")
+        if p["video"] is not None:
+            _check_pair_video(folder, p)
     seen: set[int] = set()
     for label in rows["labels"]:
         if label["pair_id"] not in pair_ids:
@@ -336,6 +385,17 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"labels.jsonl: label {label['id']} supersedes {label['supersedes_id']}, which does not come before it")
         seen.add(label["id"])
     return manifest, rows, arrays
+
+
+def _check_pair_video(folder: Path, row: dict) -> None:
+    """Refuse a pair row whose video, or the cost-free twin beside it, is not a file of the bundle that an import may
+    install (:func:`_not_a_video`)."""
+    twin = plain_video_path(row["video"]).as_posix()
+    for said, name in (("", row["video"]), (" (the cost-free twin of its video)", twin)):
+        what = f"pairs.jsonl: pair {row['id']}{said}"
+        if problem := _not_a_video(_member(folder, name, what)):
+            raise ValueError(f"{what}: {name} {problem}; export it again from a workspace where the pair's video "
+                             "plays, or set the pair's video to null to import the pair without it")
 
 
 def _check_named_policy(row: dict) -> None:
@@ -494,58 +554,76 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
     is already here (the same clips, pairs and labels, as after exporting from here or importing before) is not
     added again, so no pair counts twice in a fine-tune; another annotator's labels on pairs that are here join
     them. A pair deleted here since the export was made is left out with its labels, unless ``restore_deleted``.
-    Returns counts of what was added (all 0 for an export that is here already), ``labels_already_here``,
-    ``pairs_deleted_here`` and ``labels_on_deleted_pairs`` (left out), and the ``tasks`` the export holds."""
+    A new pair whose video came with the export gets it, ready to label without rendering.
+    Returns counts of what was added (all 0 for an export that is here already; ``videos``: the new pairs' videos),
+    ``labels_already_here``, ``pairs_deleted_here`` and ``labels_on_deleted_pairs`` (left out), and the ``tasks`` the
+    export holds."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
     added = {"policies": 0, "trajectories": 0, "pairs": 0}
     tasks = sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]})
     copied: list[Path] = []
-    try:
-        with ws.store.batch() as batch:
-            # Planned inside the write transaction, one import at a time: the same export imported twice at once
-            # (two tabs) was planned against the store as it was before either, and every row came in twice.
-            batch.one_at_a_time(IMPORT_LOCK)
-            merge = _plan_merge(ws, folder, rows, arrays, restore_deleted)
-            left_out = {"labels_already_here": merge.labels_here, "pairs_deleted_here": len(merge.deleted_here),
-                        "labels_on_deleted_pairs": merge.labels_on_deleted, "tasks": tasks}
-            if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
-                return {**added, "labels": 0, **left_out}
-            needed_pairs = [p for p in rows["pairs"] if p["id"] not in merge.pairs and p["id"] not in merge.deleted_here]
-            policy_map = dict(merge.policies)
-            for p in sorted(rows["policies"], key=lambda r: r["id"]):
-                if p["id"] in policy_map:
-                    continue
-                path = p["path"]
-                if p["file"] is not None:
-                    target, wrote = ws.keep_imported_policy((folder / p["file"]).read_bytes())
-                    if wrote:
-                        copied.append(target)
-                    path = str(target)
-                provenance = dict(p["provenance"] or {}, imported_from=str(folder.resolve()), original_id=p["id"])
-                policy_map[p["id"]] = batch.add_policy(p["name"], path, p["task_id"], p["kind"],
-                                                       policy_map.get(p["parent_id"]), provenance)
-                added["policies"] += 1
-            trajectory_map = dict(merge.trajectories)
-            for t in rows["trajectories"]:
-                if t["id"] not in trajectory_map:  # the pool's clips without a pair too
-                    trajectory_map[t["id"]] = batch.add_trajectory(
-                        arrays[t["id"]], policy_map.get(t["policy_id"]), t["source"], ws.trajectories_dir,
-                        temperature=t["temperature"])
-                    added["trajectories"] += 1
-            pair_map = dict(merge.pairs)
-            for p in needed_pairs:
-                pair_map[p["id"]] = batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
-                                                   p["strategy"], p["score"], p["reason"])
-                added["pairs"] += 1
-            for label in merge.new_labels:
-                batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
-                                created_at=label["created_at"], allow_retract=True)
-    except BaseException:
-        for path in copied:
-            path.unlink(missing_ok=True)
-        raise
-    return {**added, "labels": len(merge.new_labels), **left_out}
+    with_video: list[int] = []
+    with contextlib.ExitStack() as staged:  # left without an error, the rows committed: the videos move into place
+        try:
+            with ws.store.batch() as batch:
+                # Planned inside the write transaction, one import at a time: the same export imported twice at once
+                # (two tabs) was planned against the store as it was before either, and every row came in twice.
+                batch.one_at_a_time(IMPORT_LOCK)
+                merge = _plan_merge(ws, folder, rows, arrays, restore_deleted)
+                left_out = {"labels_already_here": merge.labels_here, "pairs_deleted_here": len(merge.deleted_here),
+                            "labels_on_deleted_pairs": merge.labels_on_deleted, "tasks": tasks}
+                if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
+                    return {**added, "labels": 0, "videos": 0, **left_out}
+                needed_pairs = [p for p in rows["pairs"]
+                                if p["id"] not in merge.pairs and p["id"] not in merge.deleted_here]
+                policy_map = dict(merge.policies)
+                for p in sorted(rows["policies"], key=lambda r: r["id"]):
+                    if p["id"] in policy_map:
+                        continue
+                    path = p["path"]
+                    if p["file"] is not None:
+                        target, wrote = ws.keep_imported_policy((folder / p["file"]).read_bytes())
+                        if wrote:
+                            copied.append(target)
+                        path = str(target)
+                    provenance = dict(p["provenance"] or {}, imported_from=str(folder.resolve()), original_id=p["id"])
+                    policy_map[p["id"]] = batch.add_policy(p["name"], path, p["task_id"], p["kind"],
+                                                           policy_map.get(p["parent_id"]), provenance)
+                    added["policies"] += 1
+                trajectory_map = dict(merge.trajectories)
+                for t in rows["trajectories"]:
+                    if t["id"] not in trajectory_map:  # the pool's clips without a pair too
+                        trajectory_map[t["id"]] = batch.add_trajectory(
+                            arrays[t["id"]], policy_map.get(t["policy_id"]), t["source"], ws.trajectories_dir,
+                            temperature=t["temperature"])
+                        added["trajectories"] += 1
+                pair_map = dict(merge.pairs)
+                for p in needed_pairs:
+                    pair_map[p["id"]] = batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
+                                                       p["strategy"], p["score"], p["reason"])
+                    added["pairs"] += 1
+                    if p["video"] is not None:
+                        _stage_video(staged, folder / p["video"], ws.pair_video_path(pair_map[p["id"]]))
+                        with_video.append(pair_map[p["id"]])
+                for label in merge.new_labels:
+                    batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
+                                    created_at=label["created_at"], allow_retract=True)
+        except BaseException:
+            for path in copied:
+                path.unlink(missing_ok=True)
+            raise
+    videos = sum(ws.register_pair_video(pair_id) for pair_id in with_video)  # named by their rows once in place
+    return {**added, "labels": len(merge.new_labels), "videos": videos, **left_out}
+
+
+def _stage_video(staged: contextlib.ExitStack, video: Path, target: Path) -> None:
+    """Copy a bundle's pair video and its cost-free twin to temporary names beside ``target``, inside the import's
+    transaction (a full disk refuses the whole import); each is moved onto its name when ``staged`` closes without an
+    error, after the commit. So no file ever sits under the name of a pair id that a rolled-back transaction had (SQLite
+    gives it again), and a temporary file that a crash leaves is removed when the workspace opens."""
+    for source, name in ((plain_video_path(video), plain_video_path(target)), (video, target)):
+        shutil.copyfile(source, staged.enter_context(atomic_path(name)))
 
 
 def _read_hdf5(path: Path) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from prefine_core import queries
 from prefine_core.entry import counted
-from prefine_core.store import NotFound, PolicyRecord, Store, TrajectoryRecord
+from prefine_core.store import PolicyRecord, Store, TrajectoryRecord
 from prefine_core.workspace import Workspace, plain_video_path
 
 #: Strategies score all pairs of candidates; a larger pool is subsampled (seeded) to this many clips.
@@ -261,12 +261,9 @@ def render_pending(ws: Workspace, task_id: str | None = None, size: int = 256, f
             render.write_pair_video(frames_left, costs_left, frames_right, costs_right, plain_video_path(out),
                                     fps=fps, show_cost=False)
             render.write_pair_video(frames_left, costs_left, frames_right, costs_right, out, fps=fps)
-            try:
-                ws.store.set_pair_video(pair.id, out)
+            if ws.register_pair_video(pair.id):
                 rendered += 1
-            except NotFound:
-                for path in (out, plain_video_path(out)):  # deleted (Data page) while it rendered: no orphan files
-                    path.unlink(missing_ok=True)
+            else:  # deleted (Data page) while it rendered
                 deleted += 1
         if on_progress:
             on_progress(done + 1, len(pending))

@@ -23,18 +23,20 @@ ACCEPTED = ("zip", "h5", "hdf5", "safetensors")
 _WHAT = "PREFINE Studio imports a .zip it exported, a .hdf5 offline dataset or a .safetensors policy"
 
 
-def export_zip(ws: Workspace, task_id: str | None) -> bytes:
-    """The export bundle of ``task_id`` (all tasks if None) as zip bytes, for a download button."""
+def export_zip(ws: Workspace, task_id: str | None, include_videos: bool = True) -> bytes:
+    """The export bundle of ``task_id`` (all tasks if None) as zip bytes, for a download button; its pairs' videos are
+    stored as they are (H.264 does not deflate: compressing them again would only cost time)."""
     from prefine_core.exchange import export_bundle
 
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
         folder = Path(tmp) / "bundle"
-        export_bundle(ws, folder, task_id)
+        export_bundle(ws, folder, task_id, include_videos=include_videos)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
-                    archive.write(path, path.relative_to(folder).as_posix())
+                    archive.write(path, path.relative_to(folder).as_posix(),
+                                  zipfile.ZIP_STORED if path.suffix == ".mp4" else zipfile.ZIP_DEFLATED)
         return buffer.getvalue()
 
 
@@ -46,7 +48,8 @@ def _unpack(data: bytes, target: Path) -> Path:
     with archive:
         members = archive.infolist()
         if sum(m.file_size for m in members) > MAX_UNPACKED:
-            raise ValueError("the archive unpacks to more than 2 GB; export fewer tasks at a time")
+            raise ValueError("the archive unpacks to more than 2 GB; export fewer tasks at a time, or without the "
+                             "pairs' videos")
         for member in members:
             name = Path(member.filename)
             if name.is_absolute() or ".." in name.parts:
@@ -129,7 +132,9 @@ def _bundle_said(filename: str, counts: dict, task_id: str) -> str:
     if not any(counts[k] for k in ("policies", "trajectories", "pairs", "labels")):
         return (f"nothing new in {filename}: everything in it is already in the workspace (imported before, or "
                 f"exported from here){', or was deleted here: ' + left_out if deleted else ''}; nothing was added")
-    said = (f"imported {counted(counts['pairs'], 'pair')}, {counted(counts['labels'], 'label row')}, "
+    videos = counts["videos"]  # came ready to label, without rendering
+    with_videos = f" ({videos} with {'its video' if videos == 1 else 'their videos'})" if videos else ""
+    said = (f"imported {counted(counts['pairs'], 'pair')}{with_videos}, {counted(counts['labels'], 'label row')}, "
             f"{counted(counts['trajectories'], 'clip')} and {counted(counts['policies'], 'policy', 'policies')}")
     if counts["tasks"]:
         said += f" into {', '.join(counts['tasks'])}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefine_core.files import remove_abandoned_writes
-from prefine_core.store import PolicyRecord, Store
+from prefine_core.store import NotFound, PolicyRecord, Store
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_POLICIES = REPO / "data" / "policies"
@@ -67,6 +67,19 @@ class Workspace:
     def pair_video_path(self, pair_id: int) -> Path:
         """The pair's video with the cost overlay; :func:`plain_video_path` names its cost-free twin."""
         return self.videos_dir / f"pair-{pair_id}.mp4"
+
+    def register_pair_video(self, pair_id: int) -> bool:
+        """Point the pair's row at its video once both files are at :meth:`pair_video_path` (rendered, or installed by
+        an import), so that it never names a missing file; returns False, the files removed, for a pair deleted
+        meanwhile (Data page), which would leave them orphans."""
+        video = self.pair_video_path(pair_id)
+        try:
+            self.store.set_pair_video(pair_id, video)
+        except NotFound:
+            for path in (video, plain_video_path(video)):
+                path.unlink(missing_ok=True)
+            return False
+        return True
 
     def clip_video_path(self, trajectory_id: int) -> Path:
         """One clip's own video with the cost overlay (Data page); its cost-free twin is beside it."""

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from conftest import CHEETAH, HOPPER, make_policy
+from conftest import CHEETAH, HOPPER, clips_workspace, make_policy
 from prefine_core import transfer
 
 
@@ -103,6 +103,35 @@ def test_an_export_is_offered_only_for_the_task_and_state_it_was_made_of(ws, mon
     app.session_state["task_id"] = HOPPER
     app.run()
     assert not app.get("download_button"), "not under another task's name"
+
+
+def test_the_export_download_carries_the_pairs_videos_unless_left_out(tmp_path, monkeypatch):
+    """Pairs imported from a download came without videos, to be rendered by replaying their clips, which is refused
+    where the replay drifts (another machine or software build). The download carries each pair's two videos, stored
+    as they are (they do not deflate), and its upload installs them; with the toggle off they are left out, and an
+    export prepared one way is not offered for the other."""
+    from prefine_core.pool import render_pending
+    from prefine_core.workspace import Workspace
+
+    ws = clips_workspace(tmp_path / "ws")
+    render_pending(ws, CHEETAH, size=48)
+    app = _data_page(ws, monkeypatch, task=CHEETAH)
+    app.button(key="export").click().run()
+    assert not app.exception, app.exception
+    assert len(app.get("download_button")) == 1
+    data = app.session_state["export_zip"][1]
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        videos = [member for member in archive.infolist() if member.filename.startswith("videos/")]
+    assert len(videos) == 6 and {member.compress_type for member in videos} == {zipfile.ZIP_STORED}
+    other = Workspace.open(tmp_path / "other", shipped=None)
+    said = transfer.import_upload(other, "export.zip", data, CHEETAH)
+    assert said.startswith("imported 3 pairs (3 with their videos), "), said
+    assert other.store.counts(CHEETAH)["videos_ready"] == 3
+    app.toggle(key="export_videos").set_value(False).run()
+    assert not app.get("download_button"), "the export prepared with the videos"
+    app.button(key="export").click().run()
+    with zipfile.ZipFile(io.BytesIO(app.session_state["export_zip"][1])) as archive:
+        assert not [name for name in archive.namelist() if name.startswith("videos/")]
 
 
 def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkeypatch):

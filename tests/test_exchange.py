@@ -1,14 +1,16 @@
-"""Export/import round trip, DSRL/D4RL HDF5 import, and all-or-nothing rejection of bad files."""
+"""Export/import round trip with the pairs' videos, DSRL/D4RL HDF5 import, and all-or-nothing rejection of bad files."""
 from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import CHEETAH, make_policy
+from conftest import CHEETAH, clips_workspace, make_policy
 from store_backends import pg_schema_url  # noqa: F401
 
 
@@ -58,7 +60,7 @@ def test_export_import_round_trip(labelled_ws, tmp_path):
     assert manifest["format"] == "prefine-export/1"
     ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
     assert import_bundle(ws2, tmp_path / "out") == {"policies": 2, "trajectories": 4, "pairs": 3, "labels": 5,
-                                                   "labels_already_here": 0, "pairs_deleted_here": 0,
+                                                   "videos": 0, "labels_already_here": 0, "pairs_deleted_here": 0,
                                                    "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     assert _label_view(ws2.store) == _label_view(labelled_ws.store)
     assert ws2.store.effective_labels().choice.tolist() == ["right"]
@@ -146,7 +148,7 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     before = {name: lead.store.counts()[name] for name in ("trajectories", "pairs")}
     history = len(lead.store.label_history())
     first = import_bundle(lead, exports[0])
-    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "labels_already_here": 5,
+    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "videos": 0, "labels_already_here": 5,
                          "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     assert import_bundle(lead, exports[1])["labels"] == 3
     assert {name: lead.store.counts()[name] for name in ("trajectories", "pairs")} == before, "nothing twice"
@@ -156,7 +158,7 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     assert dict(zip(standing[standing.annotator == "cy"].pair_id, standing[standing.annotator == "cy"].choice)) == {
         p1: "left", p2: "equal", p3: "right"}
     assert import_bundle(lead, exports[0]) == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
-                                               "labels_already_here": 8, "pairs_deleted_here": 0,
+                                               "videos": 0, "labels_already_here": 8, "pairs_deleted_here": 0,
                                                "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     assert len(lead.store.label_history()) == history + 6
 
@@ -668,3 +670,150 @@ def test_label_times_with_a_zone_are_kept_in_utc_and_the_export_imports_again_as
     assert [g - s for g, s in zip(given, stored)] == [timedelta(hours=5)] * 5
     again = import_bundle(ws2, tmp_path / "out")
     assert (again["labels"], again["labels_already_here"]) == (0, 5)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """A small real workspace whose three pairs' videos are rendered (48 px, two of the pairs labelled), and an export
+    of it: (the workspace, the export's folder). Tests export and import it; none changes it."""
+    from prefine_core.exchange import export_bundle
+    from prefine_core.pool import render_pending
+
+    root = tmp_path_factory.mktemp("rendered")
+    ws = clips_workspace(root / "ws", ("left", "right"))
+    assert render_pending(ws, CHEETAH, size=48)["rendered"] == 3
+    export_bundle(ws, root / "bundle")
+    return ws, root / "bundle"
+
+
+def _copy(bundle, tmp_path):
+    return Path(shutil.copytree(bundle, tmp_path / "out"))
+
+
+def _pair_rows(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "pairs.jsonl").read_text().splitlines()]
+
+
+def test_pair_videos_travel_with_the_export_and_are_ready_to_label_where_imported(rendered, tmp_path):
+    """An imported pair's video had to be rendered again by replaying its clips, which is refused where the replay
+    drifts from the stored actions (clips collected on another machine or software build): such pairs could never be
+    labelled. The export carries each pair's two videos, and an import installs them for its new pairs, byte for
+    byte, without rendering; an import refused inside its write (after the videos were copied) leaves none behind."""
+    from prefine_core.exchange import import_bundle
+    from prefine_core.workspace import Workspace, plain_video_path
+
+    source, bundle = rendered
+    theirs = source.store.list_pairs()
+    assert [row["video"] for row in _pair_rows(bundle)] == [f"videos/{p.id}.mp4" for p in theirs]
+    ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
+    failing = _copy(bundle, tmp_path)
+    _corrupt_late_failure(failing)  # the last label row: refused by the store after the pairs and their videos
+    _refused_and_nothing_written(ws2, failing, "annotator")
+
+    result = import_bundle(ws2, bundle)
+    assert (result["pairs"], result["labels"], result["videos"]) == (3, 2, 3)
+    here = ws2.store.list_pairs()
+    assert ws2.store.counts()["videos_ready"] == 3 and ws2.store.list_pairs(without_video=True) == []
+    for their_pair, pair in zip(theirs, here):
+        assert Path(pair.video_path) == ws2.pair_video_path(pair.id)
+        for video in (lambda p: Path(p.video_path), lambda p: plain_video_path(p.video_path)):
+            assert video(pair).read_bytes() == video(their_pair).read_bytes()
+    again = import_bundle(ws2, bundle)  # here already: nothing added, no video copied again
+    assert (again["pairs"], again["videos"]) == (0, 0)
+    assert sorted(path.name for path in ws2.videos_dir.iterdir()) == sorted(
+        name for p in here for name in (f"pair-{p.id}.mp4", f"pair-{p.id}-plain.mp4"))
+
+
+def test_exports_without_videos_import_as_before_and_their_pairs_are_rendered_here(rendered, tmp_path, monkeypatch):
+    """An export made before videos travelled (pair rows without the field) and one made with ``--no-videos`` import
+    as before: the pairs come without videos, and are rendered here."""
+    from prefine_core.cli import main
+    from prefine_core.exchange import import_bundle
+    from prefine_core.pool import render_pending
+    from prefine_core.workspace import Workspace
+
+    source, bundle = rendered
+    older = _copy(bundle, tmp_path)
+    shutil.rmtree(older / "videos")
+    rows = [{k: v for k, v in row.items() if k != "video"} for row in _pair_rows(older)]
+    (older / "pairs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    assert main(["export", "--workspace", str(source.root), "--out", str(tmp_path / "no-videos"), "--no-videos",
+                 "--json"]) == 0
+    assert not (tmp_path / "no-videos" / "videos").exists()
+    assert [row["video"] for row in _pair_rows(tmp_path / "no-videos")] == [None] * 3
+    for folder in (older, tmp_path / "no-videos"):
+        ws = Workspace.open(tmp_path / f"into-{folder.name}", shipped=None)
+        result = import_bundle(ws, folder)
+        assert (result["pairs"], result["labels"], result["videos"]) == (3, 2, 0)
+        assert ws.store.counts()["videos_ready"] == 0
+        assert render_pending(ws, CHEETAH, size=48)["rendered"] == 3
+
+
+def _first_video(out) -> Path:
+    return out / _pair_rows(out)[0]["video"]
+
+
+def _video_a_web_page(out):
+    _first_video(out).write_bytes(b"<html><script>alert(1)</script></html>" * 20)
+
+
+def _twin_not_a_video(out):
+    from prefine_core.workspace import plain_video_path
+
+    plain_video_path(_first_video(out)).write_bytes(bytes(1000))
+
+
+def _video_a_folder(out):
+    _first_video(out).unlink()
+    _first_video(out).mkdir()
+
+
+def _video_outside_the_export(out, name):
+    """A real video and its twin beside the export, the first pair's row naming it by ``name``."""
+    from prefine_core.workspace import plain_video_path
+
+    shutil.copyfile(_first_video(out), out.parent / "elsewhere.mp4")
+    shutil.copyfile(plain_video_path(_first_video(out)), out.parent / "elsewhere-plain.mp4")
+    _rewrite_row(out, "pairs", 0, {"video": name.format(parent=out.parent)})
+
+
+def _video_too_large(out):
+    with open(_first_video(out), "ab") as handle:  # still an MP4 by its first bytes
+        handle.write(bytes(3 * 1024**2 // 2))
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (_video_a_web_page, r"pairs.jsonl: pair 1: videos/1.mp4 is not an MP4 video"),
+    (_twin_not_a_video, r"pairs.jsonl: pair 1 \(the cost-free twin of its video\): videos/1-plain.mp4 is not an MP4"),
+    (lambda out: _first_video(out).unlink(), r"pairs.jsonl: pair 1 names file videos/1.mp4, which is missing"),
+    (_video_a_folder, r"pairs.jsonl: pair 1 names videos/1.mp4, which is not a regular file"),
+    (lambda out: _video_outside_the_export(out, "../elsewhere.mp4"),
+     r"pairs.jsonl: pair 1 names file '../elsewhere.mp4', which lies outside the export folder"),
+    (lambda out: _video_outside_the_export(out, "{parent}/elsewhere.mp4"), r"pair 1 names file .* outside the export"),
+    (_video_too_large, r"pairs.jsonl: pair 1: videos/1.mp4 is 2 MB, over the 1 MB a pair's video may be"),
+    (lambda out: _rewrite_row(out, "pairs", 0, {"video": 5}), r"pairs.jsonl line 1: video must be a string or null"),
+], ids=["not-mp4", "twin-not-mp4", "missing", "folder", "outside", "absolute", "too-large", "not-a-name"])
+def test_a_pair_video_an_import_must_not_install_is_refused_by_pair_and_nothing_is_written(
+        rendered, tmp_path, monkeypatch, corrupt, message):
+    from prefine_core import exchange
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.setattr(exchange, "MAX_VIDEO_BYTES", 1024**2)  # the test's videos are a few kB
+    out = _copy(rendered[1], tmp_path)
+    corrupt(out)
+    _refused_and_nothing_written(Workspace.open(tmp_path / "ws2", shipped=None), out, message)
+
+
+def test_a_pair_video_damaged_here_is_left_out_of_the_export_not_a_refusal_of_it(tmp_path):
+    """A video file cut short here (by hand, a full disk) would be refused by an import: the pair travels without it,
+    to be rendered again where it is imported, and the export goes on with the others."""
+    from prefine_core.exchange import export_bundle
+    from prefine_core.pool import render_pending
+
+    ws = clips_workspace(tmp_path / "ws")
+    render_pending(ws, CHEETAH, size=48)
+    damaged, *others = ws.store.list_pairs()
+    Path(damaged.video_path).write_bytes(b"")
+    assert export_bundle(ws, tmp_path / "out")["videos"] == 2
+    assert [row["video"] for row in _pair_rows(tmp_path / "out")] == [None, *(f"videos/{p.id}.mp4" for p in others)]

@@ -48,16 +48,16 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
     assert lines[header + 1].split()[:2] == ["synthetic-teacher", "3"] and "synthetic: synthetic-teacher" in lines
 
     code, out = _run(capsys, "export", "--workspace", ws, "--out", str(tmp_path / "bundle"))
-    assert code == 0 and out["labels"] == 3 and out["trajectories"] == 8
+    assert code == 0 and out["labels"] == 3 and out["trajectories"] == 8 and out["videos"] == 3
     monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)
     assert code == 0 and out == {"kind": "bundle", "policies": 1, "trajectories": 8, "pairs": 3, "labels": 3,
-                                 "labels_already_here": 0, "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0,
-                                 "tasks": [CHEETAH]}
+                                 "videos": 3, "labels_already_here": 0, "pairs_deleted_here": 0,
+                                 "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)  # again: a success adding nothing
     assert code == 0 and out == {"kind": "bundle", "policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
-                                 "labels_already_here": 3, "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0,
-                                 "tasks": [CHEETAH]}
+                                 "videos": 0, "labels_already_here": 3, "pairs_deleted_here": 0,
+                                 "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     from prefine_core.workspace import Workspace
     second = Workspace.open(Path(ws2), shipped=None)
     second.delete_pairs([second.store.list_pairs(CHEETAH)[0].id])  # the Data page's Delete

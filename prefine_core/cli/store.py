@@ -149,7 +149,7 @@ def _export(args: argparse.Namespace) -> dict:
 
     ws = _workspace(args)
     return export_bundle(ws, args.out or _next_export(ws.exports_dir), task_id=args.task,
-                         include_policies=not args.no_policies)
+                         include_policies=not args.no_policies, include_videos=not args.no_videos)
 
 
 def _next_export(exports: Path) -> Path:
@@ -330,11 +330,16 @@ def register(command) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the noise")
     p.set_defaults(handler=_label_synthetic)
 
-    p = with_workspace(command("export", "export labels, pairs, trajectories and policies (prefine-export/1)"))
+    p = with_workspace(command("export", "export labels, pairs, trajectories, policies and pair videos "
+                                         "(prefine-export/1)"))
     p.add_argument("--out", type=folder_to_write, default=None,
                    help="empty or new folder, in a folder that exists (default: <workspace>/exports/export-N)")
     p.add_argument("--task", type=_task, default=None, help="only this task")
     p.add_argument("--no-policies", action="store_true", help="leave the policy checkpoints out")
+    p.add_argument("--no-videos", action="store_true",
+                   help="leave the pairs' rendered videos out (about 0.7 MB a pair of 200-step clips): an import then "
+                        "renders them again by replaying the clips, which fails for clips collected on another machine "
+                        "or software build")
     p.set_defaults(handler=_export)
 
     p = with_workspace(command("import", "import an export (folder or .zip), a .safetensors policy, or a DSRL/D4RL "
