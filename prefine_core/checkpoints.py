@@ -13,7 +13,6 @@ import pandas as pd
 
 from prefine_core import jobs
 from prefine_core.plots import wide_metrics
-from prefine_core.store import NotFound
 from prefine_core.trainer import checkpoint_path
 from prefine_core.workspace import Workspace
 
@@ -88,9 +87,11 @@ def register_checkpoint(ws: Workspace, run_id: int, step: int) -> int:
     outcome = jobs.result(ws, run_id) or {}
     if step == outcome.get("selected_step") and run.output_policy_id is not None:
         try:
-            return ws.store.get_policy(run.output_policy_id).id
-        except NotFound:  # its row gone since (an edit): registered anew below
-            pass
+            own = ws.store.get_policy(run.output_policy_id)
+        except ValueError:  # its row gone since, or the run's column edited (NotFound is one): registered anew below
+            own = None
+        if own is not None and own.task_id == run.task_id:  # an edit naming another robot's policy is not its own
+            return own.id
     path = checkpoint_path(jobs.run_dir(ws, run_id), step)
     if not path.is_file():
         have = checkpoint_frame(ws, run_id).query("available").step.tolist()

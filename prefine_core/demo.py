@@ -105,9 +105,9 @@ def auto_label_report(ws: Workspace, task_id: str, n: int | str) -> str:
     done = auto_label(ws, task_id, n, unreadable=unreadable)
     pairs = counted(done, "pair")
     if unreadable:  # said first: a damaged workspace is what to see to
-        return (f"The synthetic teacher labelled {pairs} and skipped {counted(len(unreadable), 'pair')} whose clips are "
-                f"gone or damaged ({'; '.join(unreadable[:3])}{' …' if len(unreadable) > 3 else ''}); Data › Delete "
-                "removes such pairs.")
+        return (f"The synthetic teacher labelled {pairs} and passed over {counted(len(unreadable), 'pair')} whose clips "
+                f"are gone or damaged ({'; '.join(unreadable[:3])}{' …' if len(unreadable) > 3 else ''}): restore the "
+                "files and auto-label again, or Data › Delete removes such pairs.")
     if done == n:
         return f"The synthetic teacher labelled {pairs}."
     counts = ws.store.counts(task_id)

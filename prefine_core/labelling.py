@@ -78,8 +78,8 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
         except ValueError as exc:  # gone (NotFound) or damaged: one clip must not stop the labelling of the task
             return PairView(pair_id=pair.id, task_id=pair.task_id, video=None, video_plain=None, costs_left=[],
                             costs_right=[], reason=pair.reason, strategy=pair.strategy, replayable=False,
-                            unreadable=f"pair {pair.id} cannot be judged: {exc}, since the pair was made. Skip it; "
-                                       "Data › Delete removes the pair")
+                            unreadable=f"pair {pair.id} cannot be judged: {exc} (gone or damaged since the pair was made). "
+                                       "Skip it; Data › Delete removes the pair")
     left, right = clips
     return PairView(
         pair_id=pair.id, task_id=pair.task_id, video=read(pair.video_path),

@@ -137,7 +137,7 @@ def label_pending(store, teacher: SyntheticTeacher, task_id: str | None = None, 
         except ValueError as exc:  # its row deleted, its file removed or cut short (the store's NotFound too)
             passed_over.append(pair.id)
             if unreadable is not None:
-                unreadable.append(f"pair {pair.id} skipped: {exc}")
+                unreadable.append(f"pair {pair.id} passed over: {exc}")
             continue
         store.add_label(pair.id, teacher.name, teacher.judge(left, right), seconds=seconds)
         written += 1

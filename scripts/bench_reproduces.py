@@ -3,7 +3,7 @@
 stopped part way counts what it finished) compared with the committed ``result.json`` of the same command, field by
 field (every figure a table shows but the wall time), and the rerun's DSRL rates (κ = 20, 40, 80; DESIGN §5), which
 rows committed before session 20 do not carry. Prints the report; ``--write-benchmarks`` also puts it into
-BENCHMARKS.md. Exit 1 when a compared figure differs.
+BENCHMARKS.md. Exit 1 when a compared figure differs (a row's, the reference's or the Lagrangian's).
 
     .venv/bin/python -m prefine_core bench --task SafetyPointCircle1-v0 --budgets 200 --seeds 10 --extra-seeds 0 \\
         --lagrangian-steps 1000000 --lagrange-lr 0.005 --out /tmp/rerun/pc10 --json   # the committed run's command
@@ -48,13 +48,15 @@ def compare(rerun: Path, committed: Path) -> dict:
         compared.append(row)
         if diffs:
             differing.append((row, diffs))
-    new = json.loads((rerun / "result.json").read_text()) if (rerun / "result.json").is_file() else {}
-    baselines = {name: [f for f in FIGURES if f in old.get(name, {}) and not _same(old[name][f], new.get(name, {}).get(f))]
+    # the reference's and the Lagrangian's evaluations: None before the rerun wrote its result.json (after a seed)
+    new = json.loads((rerun / "result.json").read_text()) if (rerun / "result.json").is_file() else None
+    baselines = {name: None if new is None else
+                 [f for f in FIGURES if f in old.get(name, {}) and not _same(old[name][f], new.get(name, {}).get(f))]
                  for name in ("reference", "lagrangian")}
     return {"task": old["task"], "command": old.get("command", ""),
             "out_dir": old.get("config", {}).get("out_dir") or committed.as_posix(), "rows": rows, "compared": compared,
             "differing": differing, "unmatched": unmatched, "committed_rows": len(old["rows"]),
-            "baselines": baselines, "reference": new.get("reference") or old["reference"]}
+            "baselines": baselines, "reference": (new or {}).get("reference") or old["reference"]}
 
 
 def dsrl_table(rows: list[dict], reference: dict) -> str:
@@ -87,7 +89,8 @@ def report(found: dict, rerun: Path) -> str:
              "are identical** "
              f"in every figure the tables show ({', '.join(FIGURES)}), the wall time aside."]
     for name, fields in found["baselines"].items():
-        lines.append(f"- {name}: " + (f"differs in {', '.join(fields)}" if fields else "identical"))
+        lines.append(f"- {name}: " + ("not evaluated yet by the rerun" if fields is None else
+                                      f"DIFFERS in {', '.join(fields)}" if fields else "identical"))
     for row, diffs in found["differing"]:
         shown = "; ".join(f"{f} {a} → {b}" for f, (a, b) in diffs.items())
         lines.append(f"- DIFFERS: {row['method']} seed {row['seed']}: {shown}")
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"comparable): {machine_line()}\n\nCommand: `.venv/bin/python scripts/bench_reproduces.py "
                       + " ".join(f"--run {r.as_posix()} {c.as_posix()}" for r, c in args.run) + " --write-benchmarks`"
                       "\n\n" + text)
-    return 1 if any(f["differing"] for f in found) else 0
+    return 1 if any(f["differing"] or any(f["baselines"].values()) for f in found) else 0
 
 
 if __name__ == "__main__":

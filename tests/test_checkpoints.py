@@ -139,12 +139,15 @@ def test_a_run_whose_policy_row_is_gone_registers_its_chosen_step_anew(done):
     try:
         import sqlite3
 
-        db = sqlite3.connect(ws.root / "prefine.db")  # by hand, with the foreign keys the store keeps switched off
-        db.execute("pragma foreign_keys = off")
-        db.execute(f"update runs set output_policy_id = 999 where id = {run_id}")
-        db.commit()
-        db.close()
-        registered = checkpoints.register_checkpoint(ws, run_id, chosen)
-        assert registered != 999 and ws.store.get_policy(registered).provenance["step"] == chosen
+        other = ws.store.add_policy("a hopper's", ws.root / "hopper.safetensors", "SafetyHopperVelocity-v1", "imported")
+        for edited in (999, "'x'", other):  # gone; no id; another robot's policy, not the run's own
+            db = sqlite3.connect(ws.root / "prefine.db")  # by hand, with the foreign keys the store keeps switched off
+            db.execute("pragma foreign_keys = off")
+            db.execute(f"update runs set output_policy_id = {edited} where id = {run_id}")
+            db.commit()
+            db.close()
+            registered = checkpoints.register_checkpoint(ws, run_id, chosen)
+            assert registered not in (999, other), edited
+            assert ws.store.get_policy(registered).provenance["step"] == chosen
     finally:
         ws.store.update_run(run_id, output_policy_id=run.output_policy_id)

@@ -100,13 +100,24 @@ def test_a_pair_whose_clip_is_gone_is_said_and_skipped_not_a_stop_to_labelling(w
     assert labels[labels.pair_id == broken].annotator.tolist() == ["synthetic-teacher"]
 
 
+def test_a_pair_the_teacher_passes_over_is_served_to_a_person_at_once(ws):
+    """The teacher passed over a pair with a clip gone while holding it: with one person per pair, nobody was served
+    it (nor its "cannot be judged" message) for the next 10 minutes. A pass lets the hold go, as a skip does."""
+    from prefine_core.teachers import SyntheticTeacher, label_pending
+
+    broken, unreadable = _damage_a_clip(ws), []
+    assert label_pending(ws.store, SyntheticTeacher(), CHEETAH, overlap=1, unreadable=unreadable) == 2
+    assert [said.split(":")[0] for said in unreadable] == [f"pair {broken} passed over"]
+    assert ws.store.next_pair("kim", CHEETAH, overlap=1).id == broken
+
+
 def test_auto_label_says_the_pairs_it_skipped(ws):
     from prefine_core.demo import auto_label_report
 
     broken = _damage_a_clip(ws)
     said = auto_label_report(ws, CHEETAH, "10")
-    assert said.startswith(f"The synthetic teacher labelled 2 pairs and skipped 1 pair whose clips are gone or "
-                           f"damaged (pair {broken} skipped: clip "), said
+    assert said.startswith(f"The synthetic teacher labelled 2 pairs and passed over 1 pair whose clips are gone or "
+                           f"damaged (pair {broken} passed over: clip "), said
 
 
 def test_an_export_of_a_damaged_store_is_refused_whole_and_leaves_nothing(ws, tmp_path):

@@ -124,5 +124,11 @@ def test_bench_reproduces_matches_rows_by_their_key_and_names_each_figure_that_d
     said = capsys.readouterr().out
     assert "it finished 2 of them before the rerun was stopped. **1 of the 2 rows compared are identical**" in said
     assert "- DIFFERS: bc seed 0: cost_mean 7.0 → 7.5" in said and "prefine seed 0" not in said.split("DIFFERS")[1]
-    assert "- reference: identical" in said and "- lagrangian: differs in return_mean" in said
+    assert "- reference: identical" in said and "- lagrangian: DIFFERS in return_mean" in said
     assert "| reference | – | 0.50 | 0.25 | 0.25 |" in said and "| bc | 1 | 0.50 | 0.25 | 0.25 |" in said
+    (rerun / "runs" / "bc_n4_s0" / "row.json").write_text(json.dumps(row("bc", 0, 7.0)))  # every row alike now
+    assert bench_reproduces.main(["--run", str(rerun), str(committed)]) == 1, "the Lagrangian still differs"
+    (rerun / "result.json").unlink()  # a rerun stopped before its first seed's end: its baselines not yet evaluated
+    assert bench_reproduces.main(["--run", str(rerun), str(committed)]) == 0
+    said = capsys.readouterr().out.split("**SafetyHalfCheetahVelocity-v1**")[-1]
+    assert "**2 of the 2 rows compared are identical**" in said and "- reference: not evaluated yet by the rerun" in said

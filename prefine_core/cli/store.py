@@ -136,7 +136,7 @@ def _label_synthetic(args: argparse.Namespace) -> dict:
     bar = Progress(open_now if args.limit is None else min(args.limit, open_now), f"label ({teacher.name})")
     args.kept = lambda: (f"{open_now - ws.store.pairs_open_to(teacher.name, args.task, overlap=args.overlap)} labels "
                          f"by {teacher.name} are stored; the same command labels the rest")
-    unreadable: list[str] = []  # pairs whose clips are gone or damaged: skipped, and said
+    unreadable: list[str] = []  # pairs whose clips are gone or damaged: passed over, and said
     with bar:
         written = label_pending(ws.store, teacher, task_id=args.task, limit=args.limit, overlap=args.overlap,
                                 on_label=bar.update_to, unreadable=unreadable)

@@ -564,7 +564,8 @@ class Store:
         A pair qualifies if this annotator has no standing label on it (a retracted one does not count)
         and fewer than ``overlap`` other annotators have labelled it or were handed it within the last
         :data:`LEASE`, and it is not one of ``passing_over`` (pairs the caller cannot judge now, e.g. a clip file
-        gone: passed over without a label, so that they are served again once mended). A pair already handed to this
+        gone: passed over without a label, so that they are served again once mended; the annotator's hold on them is
+        let go, as a skip lets it go, so that others are served them meanwhile). A pair already handed to this
         annotator and not yet labelled comes first (a reloaded page shows the same pair), then pairs whose video is
         ready, then the oldest.
         """
@@ -575,6 +576,8 @@ class Store:
             w.one_at_a_time(SERVING_LOCK)  # one server at a time
             me = w.annotator_id(annotator)
             A, P = S.assignments, S.pairs
+            if passing_over:
+                w.conn.execute(delete(A).where(A.c.annotator_id == me, A.c.pair_id.in_(passing_over), ~A.c.judged))
             my_lease = select(A.c.pair_id).where(A.c.annotator_id == me, ~A.c.judged, A.c.served_at >= S.utcnow() - LEASE)
             query = (select(P).where(*_open_to(me, task_id, overlap), P.c.id.not_in(passing_over))
                      .order_by(case((P.c.id.in_(my_lease), 0), else_=1), case((P.c.video_path.is_(None), 1), else_=0), P.c.id)

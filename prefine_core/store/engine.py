@@ -100,10 +100,11 @@ def make_engine(url: str) -> Engine:
 
         return engine
     engine = create_engine(parsed, pool_pre_ping=True, json_deserializer=_stored_json)
+    if parsed.get_driver_name() == "psycopg":  # the driver requirements.txt installs (another has no such loaders)
 
-    @event.listens_for(engine, "connect")
-    def _postgres_times(dbapi_conn, _record):
-        dbapi_conn.adapters.register_loader("timestamp", _time_or_unreadable())
+        @event.listens_for(engine, "connect")
+        def _postgres_times(dbapi_conn, _record):
+            dbapi_conn.adapters.register_loader("timestamp", _time_or_unreadable())
 
     return engine
 
