@@ -110,8 +110,9 @@ with tabs[5]:
         st.download_button(f"Download export (.zip, {len(kept[1]) / 1024**2:.1f} MB)", kept[1],
                            file_name=f"prefine-{task}.zip", mime="application/zip", key="download_export")
         if len(kept[1]) > (limit := st.get_option("server.maxUploadSize")) * 1024**2:
-            st.caption(f"It is over the {limit} MB an upload to this page takes: import it with `./studio cli import`, "
-                       "or prepare it without the videos.")
+            st.caption(f"It is over the {limit} MB an upload to this page takes: import it with `./studio cli import "
+                       "FILE.zip` (up to 2 GB unpacked), or prepare it without the videos; a folder export "
+                       "(`./studio cli export --out DIR`, then `./studio cli import DIR`) has no size limit.")
     elif kept:
         st.caption("The export prepared earlier was of another task, or the workspace changed since: prepare it again.")
     upload = st.file_uploader("Import a file", type=list(transfer.ACCEPTED), key="upload",

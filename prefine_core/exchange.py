@@ -7,7 +7,8 @@ import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
 * ``policies.jsonl``     one policy per line: id, name, task_id, kind, parent_id, provenance, file
                          (``policies/<id>.safetensors`` if the checkpoint was included, else null), path
 * ``trajectories.jsonl`` id, task_id, policy_id, source, seed, start, length, total_return,
-                         total_cost, fell, terminated, truncated, temperature, file (``arrays/<id>.npz``)
+                         total_cost, fell, terminated, truncated (these as the arrays say), temperature, file
+                         (``arrays/<id>.npz``)
 * ``pairs.jsonl``        id, task_id, left_id, right_id, strategy, score, reason, video (``videos/<id>.mp4`` if
                          the pair's video was included, else null; absent in exports made before videos travelled)
 * ``labels.jsonl``       every label row ever written, oldest first: id, pair_id, annotator, choice
@@ -18,8 +19,9 @@ import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
                          (-1 = none), start, and ``constraint/<name>`` (T,) per constraint
 * ``policies/<id>.safetensors`` the checkpoints (safetensors + JSON metadata), if included
 * ``videos/<id>.mp4``    a pair's rendered video (H.264 MP4) with its cost-free twin ``videos/<id>-plain.mp4``, if
-                         included: an import installs them, so the pair can be labelled where its clips cannot be
-                         replayed (a replay on another machine or software build drifts from the stored actions)
+                         included: an import installs them for a pair it adds, or one here without a video, so the
+                         pair can be labelled where its clips cannot be replayed (a replay on another machine or
+                         software build drifts from the stored actions)
 
 Ids are the exporting store's; an import gives everything new ids and keeps the references. An import
 merges: what the workspace already holds (the same clip arrays, the same pair of clips, the same label:
@@ -31,9 +33,10 @@ nor its labels, back, unless the import is asked to restore deleted pairs.
 An import (of a bundle or of an HDF5 file) checks everything before it writes anything, writes
 all rows in one transaction, and writes array files to fresh names that are removed again if
 anything fails: a malformed or partial file is rejected with a message saying what is wrong, and
-the store is unchanged. A pair's video is copied to a temporary name inside that transaction and moved to its
-place after the rows are committed, before the pair's row names it: a crash between leaves the pair to be
-rendered again, never a row naming a missing file nor a file under a pair id that may be given again.
+the store is unchanged. A pair's video is copied to a temporary name before that transaction (a copy inside it would
+hold the store's write lock, and labellers' writes would wait) and moved to its place after the rows are committed,
+before the pair's row names it: a crash between leaves the pair to be rendered again, never a row naming a missing
+file nor a file under a pair id that may be given again. Copies the import did not use are removed.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from prefine_core.entry import parse_json
-from prefine_core.files import atomic_path, write_text_atomic
+from prefine_core.files import temp_name, write_text_atomic
 from prefine_core.envs import validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
@@ -93,7 +96,18 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             try:  # a number past any float (a row edited by hand) would be written as Infinity, which is not JSON
                 handle.write(json.dumps(row, default=str, sort_keys=True, allow_nan=False) + "\n")
             except ValueError:
-                raise ValueError(f"{path.stem} row {row.get('id')} holds a number that is not finite") from None
+                fields = [key for key in sorted(row) if not _is_json(row[key])]
+                raise ValueError(f"{path.stem} row {row.get('id')} holds a number that is not finite in "
+                                 f"{', '.join(fields)} (edited by hand?)") from None
+
+
+def _is_json(value) -> bool:
+    """Whether ``value`` can be written as JSON: no NaN or infinity anywhere in it."""
+    try:
+        json.dumps(value, default=str, allow_nan=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_policy(path: str) -> bool:
@@ -189,7 +203,12 @@ def _write_bundle(ws: Workspace, out: Path, task_id: str | None, include_policie
         clip = store.get_trajectory(t.id)  # its file removed or cut short since: said with the clip's id
         save_trajectory(clip, out / "arrays", str(t.id))
         row = {k: v for k, v in asdict(t).items() if k not in ("path", "video_path", "created_at")}
-        trajectory_rows.append(dict(row, file=f"arrays/{t.id}.npz"))
+        # What the row copies from the arrays is written from them, the truth (an import computes it from them too): a
+        # column edited by hand ('lots' in a return, read as NaN) refused the whole export.
+        trajectory_rows.append(dict(row, seed=clip.seed, start=clip.start, length=clip.length,
+                                    total_return=clip.total_return, total_cost=clip.total_cost, fell=clip.fell,
+                                    terminated=bool(clip.terminated), truncated=bool(clip.truncated),
+                                    file=f"arrays/{t.id}.npz"))
     pair_rows = []
     for p in pairs:
         row = {k: v for k, v in asdict(p).items() if k not in ("video_path", "created_at")}
@@ -475,14 +494,24 @@ class _Merge:
     pairs: dict[int, int] = field(default_factory=dict)
     deleted_here: set[int] = field(default_factory=set)
     """Export pair ids of pairs a person deleted here since (left out, with their labels)."""
+    without_video: set[int] = field(default_factory=set)
+    """Export pair ids of pairs here that have no video ready (imported without one, their clips perhaps not
+    replayable here): the export's video, if it carries one, is installed for them."""
     new_labels: list[dict] = field(default_factory=list)
     labels_here: int = 0
     labels_on_deleted: int = 0
 
+    def wants_video(self, row: dict) -> bool:
+        """Whether the import installs the video of the export's pair ``row``: it carries one, and the pair is new
+        here, or here without a video of its own (a pair here with its video keeps it)."""
+        return row["video"] is not None and row["id"] not in self.deleted_here and (
+            row["id"] not in self.pairs or row["id"] in self.without_video)
+
     def anything_new(self, rows: dict[str, list[dict]]) -> bool:
-        return bool(self.new_labels) or any(len(rows[name]) > len(mapped) for name, mapped in (
-            ("policies", self.policies), ("trajectories", self.trajectories),
-            ("pairs", self.pairs.keys() | self.deleted_here)))
+        return bool(self.new_labels) or any(map(self.wants_video, rows["pairs"])) or any(
+            len(rows[name]) > len(mapped) for name, mapped in (
+                ("policies", self.policies), ("trajectories", self.trajectories),
+                ("pairs", self.pairs.keys() | self.deleted_here)))
 
 
 def _policy_here(ws: Workspace, folder: Path, row: dict):
@@ -512,12 +541,14 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
         if (found := here.find(arrays[t["id"]])) is not None:
             merge.trajectories[t["id"]] = found
     pair_tasks = {p["task_id"] for p in rows["pairs"]}
-    local_pairs = {(p.left_id, p.right_id): p.id for task_id in pair_tasks for p in store.list_pairs(task_id)}
+    local_pairs = {(p.left_id, p.right_id): p for task_id in pair_tasks for p in store.list_pairs(task_id)}
     deleted = set() if restore_deleted else {sides for task_id in pair_tasks for sides in store.deleted_pairs(task_id)}
     for p in rows["pairs"]:
         sides = (merge.trajectories.get(p["left_id"]), merge.trajectories.get(p["right_id"]))
         if sides in local_pairs:
-            merge.pairs[p["id"]] = local_pairs[sides]
+            merge.pairs[p["id"]] = local_pairs[sides].id
+            if not local_pairs[sides].video_ready:
+                merge.without_video.add(p["id"])
         elif sides in deleted:
             merge.deleted_here.add(p["id"])
     history: dict[tuple[int, str], list[tuple]] = {}
@@ -554,17 +585,26 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
     is already here (the same clips, pairs and labels, as after exporting from here or importing before) is not
     added again, so no pair counts twice in a fine-tune; another annotator's labels on pairs that are here join
     them. A pair deleted here since the export was made is left out with its labels, unless ``restore_deleted``.
-    A new pair whose video came with the export gets it, ready to label without rendering.
-    Returns counts of what was added (all 0 for an export that is here already; ``videos``: the new pairs' videos),
-    ``labels_already_here``, ``pairs_deleted_here`` and ``labels_on_deleted_pairs`` (left out), and the ``tasks`` the
-    export holds."""
+    A pair whose video came with the export gets it, ready to label without rendering: a new pair, and a pair here
+    without a video (imported before from an export without videos, its clips perhaps not replayable here); a pair
+    here with its video keeps it.
+    Returns counts of what was added (all 0 for an export that is here already; ``videos``: the pairs' videos
+    installed, ``videos_for_pairs_here`` of them for pairs that were here before), ``labels_already_here``,
+    ``pairs_deleted_here`` and ``labels_on_deleted_pairs`` (left out), and the ``tasks`` the export holds."""
     folder = Path(folder)
     _, rows, arrays = _check_bundle(folder)
     added = {"policies": 0, "trajectories": 0, "pairs": 0}
     tasks = sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]})
     copied: list[Path] = []
-    with_video: list[int] = []
-    with contextlib.ExitStack() as staged:  # left without an error, the rows committed: the videos move into place
+    staged: list[Path] = []  # the videos' temporary copies: those not moved into place are removed at the end
+    try:
+        # The videos are copied before the write transaction, not in it: large ones would hold the store's write lock
+        # while labellers' writes wait. Copied are those of the pairs that a plan made first says want them; the plan
+        # made in the transaction decides. A pair that wants one only then (the store changed meanwhile) gets none
+        # now: it is rendered here, or gets its video when the export is imported again.
+        carried = [p for p in rows["pairs"] if p["video"] is not None]
+        ahead = _plan_merge(ws, folder, rows, arrays, restore_deleted) if carried else _Merge()
+        copies = _stage_videos(ws, folder, [p for p in carried if ahead.wants_video(p)], staged)
         try:
             with ws.store.batch() as batch:
                 # Planned inside the write transaction, one import at a time: the same export imported twice at once
@@ -574,7 +614,7 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
                 left_out = {"labels_already_here": merge.labels_here, "pairs_deleted_here": len(merge.deleted_here),
                             "labels_on_deleted_pairs": merge.labels_on_deleted, "tasks": tasks}
                 if not merge.anything_new(rows):  # imported before, or exported from here: a success that adds nothing
-                    return {**added, "labels": 0, "videos": 0, **left_out}
+                    return {**added, "labels": 0, "videos": 0, "videos_for_pairs_here": 0, **left_out}
                 needed_pairs = [p for p in rows["pairs"]
                                 if p["id"] not in merge.pairs and p["id"] not in merge.deleted_here]
                 policy_map = dict(merge.policies)
@@ -603,9 +643,8 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
                     pair_map[p["id"]] = batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
                                                        p["strategy"], p["score"], p["reason"])
                     added["pairs"] += 1
-                    if p["video"] is not None:
-                        _stage_video(staged, folder / p["video"], ws.pair_video_path(pair_map[p["id"]]))
-                        with_video.append(pair_map[p["id"]])
+                installs = [(pair_map[p["id"]], copies[p["id"]]) for p in rows["pairs"]
+                            if merge.wants_video(p) and p["id"] in copies]
                 for label in merge.new_labels:
                     batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
                                     created_at=label["created_at"], allow_retract=True)
@@ -613,17 +652,42 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
             for path in copied:
                 path.unlink(missing_ok=True)
             raise
-    videos = sum(ws.register_pair_video(pair_id) for pair_id in with_video)  # named by their rows once in place
-    return {**added, "labels": len(merge.new_labels), "videos": videos, **left_out}
+        installed = {pair_id for pair_id, files in installs if _install_video(ws, pair_id, files)}
+    finally:
+        for path in staged:
+            path.unlink(missing_ok=True)
+    return {**added, "labels": len(merge.new_labels), "videos": len(installed),
+            "videos_for_pairs_here": len(installed.intersection(merge.pairs.values())), **left_out}
 
 
-def _stage_video(staged: contextlib.ExitStack, video: Path, target: Path) -> None:
-    """Copy a bundle's pair video and its cost-free twin to temporary names beside ``target``, inside the import's
-    transaction (a full disk refuses the whole import); each is moved onto its name when ``staged`` closes without an
-    error, after the commit. So no file ever sits under the name of a pair id that a rolled-back transaction had (SQLite
-    gives it again), and a temporary file that a crash leaves is removed when the workspace opens."""
-    for source, name in ((plain_video_path(video), plain_video_path(target)), (video, target)):
-        shutil.copyfile(source, staged.enter_context(atomic_path(name)))
+def _stage_videos(ws: Workspace, folder: Path, rows: list[dict], staged: list[Path]) -> dict[int, tuple[Path, Path]]:
+    """Copy the videos of the export's pair ``rows``, each with its cost-free twin, into the workspace's videos folder
+    under temporary names (:func:`~prefine_core.files.temp_name`), flushed to disk: {export pair id: (video, twin)}.
+    Not under a pair's name: SQLite gives a rolled-back transaction's pair id again, and that pair would show this
+    video. Each name joins ``staged`` before its file is made, so that the caller removes it whatever stops the
+    import; one that a crash leaves is removed when the workspace opens."""
+    copies = {}
+    for row in rows:
+        video = folder / row["video"]
+        for source in (video, plain_video_path(video)):
+            staged.append(temp_name(ws.videos_dir / "imported.mp4"))
+            with open(source, "rb") as original, open(staged[-1], "xb") as copy:
+                shutil.copyfileobj(original, copy)
+                copy.flush()
+                os.fsync(copy.fileno())
+        copies[row["id"]] = (staged[-2], staged[-1])
+    return copies
+
+
+def _install_video(ws: Workspace, pair_id: int, files: tuple[Path, Path]) -> bool:
+    """Move a video that :func:`_stage_videos` copied, and its twin, onto pair ``pair_id``'s names once its row is
+    committed, then point the row at them (:meth:`Workspace.register_pair_video`: False for a pair deleted
+    meanwhile). A crash between leaves the pair to be rendered, never a row naming a missing file."""
+    video, twin = files
+    target = ws.pair_video_path(pair_id)
+    os.replace(twin, plain_video_path(target))
+    os.replace(video, target)
+    return ws.register_pair_video(pair_id)
 
 
 def _read_hdf5(path: Path) -> dict[str, np.ndarray]:

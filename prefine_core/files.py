@@ -21,7 +21,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     target.parent.mkdir(parents=True, exist_ok=True)
     # Named before it is made, so that the cleanup below knows it whenever an interrupt (Ctrl-C, SIGTERM) comes: one
     # just after mkstemp had made the file, before its name was returned, left it behind (an import killed at once).
-    tmp = target.parent / f".{target.stem}{TEMP_MARK}{secrets.token_hex(4)}{suffix or target.suffix}"
+    tmp = temp_name(target, suffix)
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield str(tmp)
@@ -37,6 +37,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 #: Between the target's name and the random part: no other file is named like an unfinished write.
 TEMP_MARK = ".partial-"
 _TEMP_NAME = re.compile(r"^\..+" + re.escape(TEMP_MARK) + r"[A-Za-z0-9_]{8}(\.[^.]+)?$")
+
+
+def temp_name(path: str | os.PathLike, suffix: str | None = None) -> Path:
+    """A fresh hidden name beside ``path`` for a write to it that is not finished (not made here: the caller creates
+    it exclusively, and removes it if the write fails). A file left under it by a writer that was killed is removed by
+    :func:`remove_abandoned_writes` an hour later."""
+    target = Path(path)
+    return target.parent / f".{target.stem}{TEMP_MARK}{secrets.token_hex(4)}{suffix or target.suffix}"
 
 
 def remove_abandoned_writes(folder: str | os.PathLike, older_than_s: float = 3600.0) -> int:

@@ -49,7 +49,8 @@ def _unpack(data: bytes, target: Path) -> Path:
         members = archive.infolist()
         if sum(m.file_size for m in members) > MAX_UNPACKED:
             raise ValueError("the archive unpacks to more than 2 GB; export fewer tasks at a time, or without the "
-                             "pairs' videos")
+                             "pairs' videos, or to a folder (`./studio cli export --out DIR`) and import that folder "
+                             "(`./studio cli import DIR`), which has no size limit")
         for member in members:
             name = Path(member.filename)
             if name.is_absolute() or ".." in name.parts:
@@ -129,13 +130,19 @@ def _bundle_said(filename: str, counts: dict, task_id: str) -> str:
     left_out = (f"{counted(deleted, 'pair')} deleted here since {'was' if deleted == 1 else 'were'} left out, with "
                 f"{counted(counts['labels_on_deleted_pairs'], 'label row')} (tick “Restore pairs deleted here” to add "
                 "them back)") if deleted else ""
-    if not any(counts[k] for k in ("policies", "trajectories", "pairs", "labels")):
+    rows = any(counts[k] for k in ("policies", "trajectories", "pairs", "labels"))
+    mended = counts["videos_for_pairs_here"]  # pairs here without a video got the export's
+    if not rows and not mended:
         return (f"nothing new in {filename}: everything in it is already in the workspace (imported before, or "
                 f"exported from here){', or was deleted here: ' + left_out if deleted else ''}; nothing was added")
-    videos = counts["videos"]  # came ready to label, without rendering
+    videos = counts["videos"] - mended  # the new pairs that came ready to label, without rendering
     with_videos = f" ({videos} with {'its video' if videos == 1 else 'their videos'})" if videos else ""
-    said = (f"imported {counted(counts['pairs'], 'pair')}{with_videos}, {counted(counts['labels'], 'label row')}, "
-            f"{counted(counts['trajectories'], 'clip')} and {counted(counts['policies'], 'policy', 'policies')}")
+    parts = [f"{counted(counts['pairs'], 'pair')}{with_videos}, {counted(counts['labels'], 'label row')}, "
+             f"{counted(counts['trajectories'], 'clip')} and {counted(counts['policies'], 'policy', 'policies')}"
+             ] if rows else []
+    if mended:
+        parts.append(f"videos for {counted(mended, 'pair')} that were here without one")
+    said = "imported " + ", and ".join(parts)
     if counts["tasks"]:
         said += f" into {', '.join(counts['tasks'])}"
     if elsewhere := [t for t in counts["tasks"] if t != task_id]:

@@ -105,6 +105,23 @@ def test_an_export_is_offered_only_for_the_task_and_state_it_was_made_of(ws, mon
     assert not app.get("download_button"), "not under another task's name"
 
 
+def test_an_export_over_the_upload_limit_points_at_an_import_without_a_limit(ws, monkeypatch):
+    """It said to import the zip with `./studio cli import`, which unpacks a zip only up to 2 GB too: a folder export,
+    imported as a folder, has no limit."""
+    from streamlit import config
+
+    limit = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 0)  # the download, of a few kB, is over it
+    try:
+        app = _data_page(ws, monkeypatch, task=CHEETAH)
+        app.button(key="export").click().run()
+    finally:
+        config.set_option("server.maxUploadSize", limit)
+    (said,) = [c.value for c in app.caption if "an upload to this page takes" in c.value]
+    assert "`./studio cli import FILE.zip` (up to 2 GB unpacked)" in said, said
+    assert "(`./studio cli export --out DIR`, then `./studio cli import DIR`) has no size limit" in said, said
+
+
 def test_the_export_download_carries_the_pairs_videos_unless_left_out(tmp_path, monkeypatch):
     """Pairs imported from a download came without videos, to be rendered by replaying their clips, which is refused
     where the replay drifts (another machine or software build). The download carries each pair's two videos, stored

@@ -132,11 +132,12 @@ def test_an_export_of_a_damaged_store_is_refused_whole_and_leaves_nothing(ws, tm
     from prefine_core.workspace import Workspace
 
     with ws.store.engine.begin() as conn:
-        conn.execute(sa.text("update trajectories set total_cost = 1e400 where id = 2"))  # SQLite reads it as inf
-    with pytest.raises(ValueError, match="trajectories row 2 holds a number that is not finite; nothing was exported"):
+        conn.execute(sa.text("update trajectories set temperature = 1e400 where id = 2"))  # SQLite reads it as inf
+    with pytest.raises(ValueError, match=r"trajectories row 2 holds a number that is not finite in temperature "
+                                         r"\(edited by hand\?\); nothing was exported"):
         export_bundle(ws, tmp_path / "out")
     with ws.store.engine.begin() as conn:
-        conn.execute(sa.text("update trajectories set total_cost = 0 where id = 2"))
+        conn.execute(sa.text("update trajectories set temperature = null where id = 2"))
     clip = ws.store.list_pairs(CHEETAH)[1].left_id
     kept = Path(ws.store.trajectory_record(clip).path).read_bytes()
     _damage_a_clip(ws)
@@ -157,6 +158,30 @@ def test_an_export_of_a_damaged_store_is_refused_whole_and_leaves_nothing(ws, tm
     with pytest.raises(ValueError, match="the store holds what an import of this export would refuse .*pair"):
         export_bundle(ws, tmp_path / "again")
     assert not (tmp_path / "again").exists() and len(list(tmp_path.iterdir())) == 3
+
+
+@pytest.mark.parametrize("column, edit", [
+    ("total_return", "'lots'"), ("total_cost", "1e400"), ("length", "'ten'"), ("seed", "'x'"), ("start", "4.5")])
+def test_a_clip_row_whose_copy_of_its_arrays_was_edited_exports_what_the_arrays_say(ws, tmp_path, column, edit):
+    """A clip's return edited to text reads as NaN, and refused the whole export ("trajectories row 1 holds a number
+    that is not finite"), though an import computes it from the arrays; a length edited to text was exported as null,
+    which the export's own check refused. What a clip's row copies from its arrays is exported from the arrays."""
+    import json
+
+    import sqlalchemy as sa
+
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    clip_id = ws.store.list_trajectories()[0].id
+    with ws.store.engine.begin() as conn:
+        conn.execute(sa.text(f"update trajectories set {column} = {edit} where id = {clip_id}"))
+    assert export_bundle(ws, tmp_path / "out")["trajectories"] == 6
+    row = json.loads((tmp_path / "out" / "trajectories.jsonl").read_text().splitlines()[0])
+    clip = ws.store.get_trajectory(clip_id)
+    assert row["id"] == clip_id and row["total_return"] == float(clip.rewards.sum())
+    assert (row["total_cost"], row["length"], row["seed"], row["start"]) == (clip.total_cost, 10, 0, clip.start)
+    assert import_bundle(Workspace.open(tmp_path / "other", shipped=None), tmp_path / "out")["trajectories"] == 6
 
 
 def test_a_clip_whose_replay_is_not_its_stored_steps_gets_no_video_and_the_others_do(ws):

@@ -60,8 +60,9 @@ def test_export_import_round_trip(labelled_ws, tmp_path):
     assert manifest["format"] == "prefine-export/1"
     ws2 = Workspace.open(tmp_path / "ws2", shipped=None)
     assert import_bundle(ws2, tmp_path / "out") == {"policies": 2, "trajectories": 4, "pairs": 3, "labels": 5,
-                                                   "videos": 0, "labels_already_here": 0, "pairs_deleted_here": 0,
-                                                   "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
+                                                   "videos": 0, "videos_for_pairs_here": 0, "labels_already_here": 0,
+                                                   "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0,
+                                                   "tasks": [CHEETAH]}
     assert _label_view(ws2.store) == _label_view(labelled_ws.store)
     assert ws2.store.effective_labels().choice.tolist() == ["right"]
     ref, ft = ws2.store.list_policies(CHEETAH)
@@ -148,8 +149,9 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     before = {name: lead.store.counts()[name] for name in ("trajectories", "pairs")}
     history = len(lead.store.label_history())
     first = import_bundle(lead, exports[0])
-    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "videos": 0, "labels_already_here": 5,
-                         "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
+    assert first == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 3, "videos": 0, "videos_for_pairs_here": 0,
+                     "labels_already_here": 5, "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0,
+                     "tasks": [CHEETAH]}
     assert import_bundle(lead, exports[1])["labels"] == 3
     assert {name: lead.store.counts()[name] for name in ("trajectories", "pairs")} == before, "nothing twice"
     assert len(lead.store.label_history()) == history + 6 and len(lead.store.list_policies()) == 2
@@ -158,8 +160,9 @@ def test_annotators_labels_from_other_workspaces_merge_onto_the_pairs_they_share
     assert dict(zip(standing[standing.annotator == "cy"].pair_id, standing[standing.annotator == "cy"].choice)) == {
         p1: "left", p2: "equal", p3: "right"}
     assert import_bundle(lead, exports[0]) == {"policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
-                                               "videos": 0, "labels_already_here": 8, "pairs_deleted_here": 0,
-                                               "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
+                                               "videos": 0, "videos_for_pairs_here": 0, "labels_already_here": 8,
+                                               "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0,
+                                               "tasks": [CHEETAH]}
     assert len(lead.store.label_history()) == history + 6
 
 
@@ -817,3 +820,83 @@ def test_a_pair_video_damaged_here_is_left_out_of_the_export_not_a_refusal_of_it
     Path(damaged.video_path).write_bytes(b"")
     assert export_bundle(ws, tmp_path / "out")["videos"] == 2
     assert [row["video"] for row in _pair_rows(tmp_path / "out")] == [None, *(f"videos/{p.id}.mp4" for p in others)]
+
+
+def _no_videos_then(source, tmp_path):
+    """A workspace holding ``source``'s pairs imported from its export made without videos: (the workspace, its
+    pairs), none with a video."""
+    from prefine_core.exchange import export_bundle, import_bundle
+    from prefine_core.workspace import Workspace
+
+    export_bundle(source, tmp_path / "no-videos", include_videos=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    assert import_bundle(ws, tmp_path / "no-videos")["videos"] == 0
+    return ws, ws.store.list_pairs()
+
+
+def _give_video(ws, pair_id, data: bytes) -> None:
+    """A video of the pair's own here (rendered here, say): both files, and the row naming them."""
+    from prefine_core.workspace import plain_video_path
+
+    for path in (ws.pair_video_path(pair_id), plain_video_path(ws.pair_video_path(pair_id))):
+        path.write_bytes(data)
+    assert ws.register_pair_video(pair_id)
+
+
+def test_pairs_here_without_a_video_get_it_from_an_export_that_carries_it(rendered, tmp_path):
+    """Pairs imported from an export without videos (an older one, or made with ``--no-videos``) whose clips cannot be
+    replayed here could never get one: an import of the same export with its videos said "nothing new", as the pairs
+    were here. It now installs the video of every pair here that has none; a pair here with its own keeps it."""
+    from prefine_core import transfer
+    from prefine_core.exchange import import_bundle
+    from prefine_core.workspace import plain_video_path
+
+    source, bundle = rendered
+    ws, (own, *without) = _no_videos_then(source, tmp_path)
+    mine = b"\0\0\0\x18ftypisom rendered here"
+    _give_video(ws, own.id, mine)
+    said = transfer.import_upload(ws, "export.zip", transfer.export_zip(source, CHEETAH), CHEETAH)
+    assert said == (f"imported videos for 2 pairs that were here without one into {CHEETAH}; 2 label rows already "
+                    "here were not added again"), said
+    assert ws.store.counts()["videos_ready"] == 3 and ws.store.counts()["pairs"] == 3
+    assert Path(ws.store.get_pair(own.id).video_path).read_bytes() == mine
+    for their_pair, pair in zip(source.store.list_pairs()[1:], without):
+        here = ws.store.get_pair(pair.id)
+        assert Path(here.video_path) == ws.pair_video_path(pair.id)
+        for video in (lambda p: Path(p.video_path), lambda p: plain_video_path(p.video_path)):
+            assert video(here).read_bytes() == video(their_pair).read_bytes()
+    again = import_bundle(ws, bundle)  # every pair has its video now: nothing new
+    assert (again["videos"], again["videos_for_pairs_here"]) == (0, 0)
+    assert transfer._bundle_said("export.zip", again, CHEETAH).startswith("nothing new in export.zip")
+
+
+def test_the_videos_are_copied_before_the_write_transaction_and_copies_not_used_are_removed(
+        rendered, tmp_path, monkeypatch):
+    """An import copied the videos inside its write transaction: large ones held the store's write lock, and
+    labellers' writes waited (7 s, then failed). They are copied before it, under the names of unfinished writes (a
+    workspace opening removes those that a crash left), and moved into place after the commit; the copy for a pair
+    that got its video meanwhile (rendered here) is removed, and the pair keeps its own."""
+    import contextlib
+
+    from prefine_core.exchange import import_bundle
+    from prefine_core.files import _TEMP_NAME
+
+    source, bundle = rendered
+    ws, (first, *others) = _no_videos_then(source, tmp_path)
+    transaction, seen = ws.store.batch, []
+
+    @contextlib.contextmanager
+    def watched():
+        if not seen:
+            seen.append(sorted(path.name for path in ws.videos_dir.iterdir()))
+            _give_video(ws, first.id, b"\0\0\0\x18ftypisom rendered meanwhile")
+        with transaction() as batch:
+            yield batch
+
+    monkeypatch.setattr(ws.store, "batch", watched)
+    result = import_bundle(ws, bundle)
+    assert len(seen[0]) == 6 and all(_TEMP_NAME.match(name) for name in seen[0]), seen
+    assert (result["pairs"], result["videos"], result["videos_for_pairs_here"]) == (0, 2, 2)
+    assert Path(ws.store.get_pair(first.id).video_path).read_bytes() == b"\0\0\0\x18ftypisom rendered meanwhile"
+    assert sorted(path.name for path in ws.videos_dir.iterdir()) == sorted(
+        name for p in (first, *others) for name in (f"pair-{p.id}.mp4", f"pair-{p.id}-plain.mp4"))

@@ -52,12 +52,12 @@ def test_cli_pipeline(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)
     assert code == 0 and out == {"kind": "bundle", "policies": 1, "trajectories": 8, "pairs": 3, "labels": 3,
-                                 "videos": 3, "labels_already_here": 0, "pairs_deleted_here": 0,
-                                 "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
+                                 "videos": 3, "videos_for_pairs_here": 0, "labels_already_here": 0,
+                                 "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     code, out = _run(capsys, "import", str(tmp_path / "bundle"), "--workspace", ws2)  # again: a success adding nothing
     assert code == 0 and out == {"kind": "bundle", "policies": 0, "trajectories": 0, "pairs": 0, "labels": 0,
-                                 "videos": 0, "labels_already_here": 3, "pairs_deleted_here": 0,
-                                 "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
+                                 "videos": 0, "videos_for_pairs_here": 0, "labels_already_here": 3,
+                                 "pairs_deleted_here": 0, "labels_on_deleted_pairs": 0, "tasks": [CHEETAH]}
     from prefine_core.workspace import Workspace
     second = Workspace.open(Path(ws2), shipped=None)
     second.delete_pairs([second.store.list_pairs(CHEETAH)[0].id])  # the Data page's Delete
