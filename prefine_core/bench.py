@@ -948,8 +948,11 @@ compare them with each other, not with a quiet machine.
 **DSRL's thresholds.** The tables' violation and catastrophic rates are at the benchmark's κ = 25 (the
 Lagrangian's limit). A row evaluated since 2026-12-07 also carries them, and the normalised cost C/κ, at DSRL's
 κ = 20, 40 and 80 (`violation_rate_k20`, … in `result.json`; a table column where its rows have them); the rows
-above were evaluated before, and their policies are not kept, so they would have to be trained again to show
-them. DSRL's normalised reward (R − r_min)/(r_max − r_min) needs a fixed dataset's return range, which this
+above were evaluated before, and their policies are not kept. The three 200-pair, 10-seed runs were trained again
+from nothing on 2026-12-07 (`scripts/bench_reproduces.py`): every figure of all 180 rows came out identical, and
+the section *Does the benchmark reproduce?* at the end of this file gives their rates at DSRL's κ (as at κ = 25,
+PREFINE's are below BC's on PointCircle and above them on HalfCheetah and Hopper). DSRL's
+normalised reward (R − r_min)/(r_max − r_min) needs a fixed dataset's return range, which this
 benchmark does not have (its pool follows its settings); reward retention against the reference and against the
 Lagrangian stands in for it.
 """

@@ -122,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         write_section("bench-reproduces", "## Does the benchmark reproduce? (a rerun from nothing)\n\n"
                       f"Machine (at this report; the reruns ran on it beside other work, so their wall times are not "
                       f"comparable): {machine_line()}\n\nCommand: `.venv/bin/python scripts/bench_reproduces.py "
-                      + " ".join(f"--run {r.as_posix()} {c.as_posix()}" for r, c in args.run) + " --write-benchmarks`"
-                      "\n\n" + text)
+                      + " ".join(f"--run {r.as_posix()} {c.as_posix()}" for r, c in args.run) + " --write-benchmarks`, "
+                      "each rerun folder the `--out` of the committed run's own command, each committed folder holding "
+                      "that run's `result.json` as committed (`git show HEAD:data/bench/<run>/result.json`, set aside "
+                      "before the rerun).\n\n" + text)
     return 1 if any(f["differing"] or any(f["baselines"].values()) for f in found) else 0
 
 
