@@ -74,7 +74,7 @@ def pair_view(store: Store, pair: PairRecord) -> PairView:
     for clip_id in (pair.left_id, pair.right_id):
         try:
             clips.append(store.trajectory_record(clip_id))
-            costs.append(store.get_trajectory(clip_id).costs.tolist())
+            costs.append(store.clip_arrays(clips[-1]).costs.tolist())
         except ValueError as exc:  # gone (NotFound) or damaged: one clip must not stop the labelling of the task
             return PairView(pair_id=pair.id, task_id=pair.task_id, video=None, video_plain=None, costs_left=[],
                             costs_right=[], reason=pair.reason, strategy=pair.strategy, replayable=False,

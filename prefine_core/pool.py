@@ -135,7 +135,7 @@ def candidates(store: Store, task_id: str, records: list[TrajectoryRecord] | Non
     records = records if records is not None else store.list_trajectories(task_id=task_id)
     result = []
     for r in records:
-        t = store.get_trajectory(r.id)
+        t = store.clip_arrays(r)
         result.append(queries.Candidate(id=r.id, source=r.source, policy_id=r.policy_id, seed=r.seed, start=r.start,
                                         temperature=r.temperature, obs=t.obs, actions=t.actions, fell=t.fell))
     return result
@@ -201,7 +201,7 @@ class _FrameCache:
         """The clip's stored arrays, read once per pass (the replay is checked against them, the video draws their
         costs)."""
         if record.id not in self.clips:
-            self.clips[record.id] = self.store.get_trajectory(record.id)
+            self.clips[record.id] = self.store.clip_arrays(record)
         return self.clips[record.id]
 
     def frames(self, record: TrajectoryRecord) -> list[np.ndarray] | None:

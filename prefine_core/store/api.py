@@ -464,15 +464,20 @@ class Store:
         return self._record(TrajectoryRecord, row)
 
     def get_trajectory(self, trajectory_id: int) -> "Trajectory":
-        """The arrays of clip ``trajectory_id``; NotFound without its row, and a ValueError that names the clip when its
-        file is gone or damaged since (removed, cut short, edited): callers add only what to do about it."""
+        """The arrays of clip ``trajectory_id``; NotFound without its row, else as :meth:`clip_arrays`."""
+        return self.clip_arrays(self.trajectory_record(trajectory_id))
+
+    @staticmethod
+    def clip_arrays(record: TrajectoryRecord) -> "Trajectory":
+        """The arrays of the clip whose row ``record`` a caller has read already (so that it is not read again); a
+        ValueError that names the clip when its file is gone or damaged since (removed, cut short, edited): callers
+        add only what to do about it."""
         from prefine_core.rollout import load_trajectory
 
-        path = self.trajectory_record(trajectory_id).path
         try:
-            return load_trajectory(path)
+            return load_trajectory(record.path)
         except ValueError as exc:
-            raise ValueError(f"clip {trajectory_id} cannot be read ({exc})") from None
+            raise ValueError(f"clip {record.id} cannot be read ({exc})") from None
 
     def list_trajectories(self, task_id: str | None = None, source: str | None = None) -> list[TrajectoryRecord]:
         query = select(S.trajectories).order_by(S.trajectories.c.id)
