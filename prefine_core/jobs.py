@@ -128,8 +128,8 @@ def process_alive(pid: int | None, run_id: int | None = None, ws: Workspace | No
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):  # OverflowError: a pid past any the system gives
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, but another user's: a job's pid reused since; /proc still says whose it is
+        pass
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

@@ -642,3 +642,28 @@ def test_a_run_of_a_status_or_kind_the_app_does_not_write_is_refused_on_resume(w
         jobs.resume(ws, run_id)
     run = ws.store.get_run(run_id)
     assert (run.status, run.pid) == (status, None)
+
+
+def test_another_users_process_on_a_runs_pid_is_no_live_run(ws, monkeypatch):
+    """A run's pid reused by another user's process: kill(pid, 0) is refused with EPERM there (root, which runs
+    these tests, is never refused, so the refusal is simulated; the process and its /proc are real). It read as
+    the run alive, so the run was never reaped and its cancel had no effect."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        real_kill = os.kill
+
+        def kill_as_another_user(pid, sig):
+            if pid == other.pid:
+                raise PermissionError(1, "Operation not permitted")
+            return real_kill(pid, sig)
+
+        monkeypatch.setattr(jobs.os, "kill", kill_as_another_user)
+        assert jobs.process_alive(other.pid)  # alive, whoever's it is
+        run_id = ws.store.create_run(CHEETAH, 1, "compare", {})
+        ws.store.update_run(run_id, status="running", pid=other.pid, host=jobs.HOST, heartbeat=True)
+        assert not jobs.process_alive(other.pid, run_id, ws)
+        assert jobs.reap(ws) == [run_id] and ws.store.get_run(run_id).error == jobs.STOPPED
+    finally:
+        monkeypatch.undo()
+        other.kill()
+        other.wait()
