@@ -374,6 +374,7 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"trajectories.jsonl: trajectories {first} and {t['id']} are the same file, {t['file']}")
     pair_ids = {p["id"] for p in rows["pairs"]}
     shown: dict[tuple[int, int], int] = {}
+    videos: dict[str, int] = {}
     for p in rows["pairs"]:
         for side in ("left_id", "right_id"):
             if p[side] not in arrays:
@@ -389,6 +390,11 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
                              "count that pair's labels twice")
         if p["video"] is not None:
             _check_pair_video(folder, p)
+            for name in (p["video"], plain_video_path(p["video"]).as_posix()):  # one pair would show another's clips
+                key = os.path.normcase(os.path.normpath(name))
+                if (first := videos.setdefault(key, p["id"])) != p["id"]:
+                    raise ValueError(f"pairs.jsonl: pairs {first} and {p['id']} both name the video file {name}; "
+                                     "each pair's video shows its own two clips")
     seen: set[int] = set()
     for label in rows["labels"]:
         if label["pair_id"] not in pair_ids:

@@ -796,7 +796,10 @@ def _video_too_large(out):
     (lambda out: _video_outside_the_export(out, "{parent}/elsewhere.mp4"), r"pair 1 names file .* outside the export"),
     (_video_too_large, r"pairs.jsonl: pair 1: videos/1.mp4 is 2 MB, over the 1 MB a pair's video may be"),
     (lambda out: _rewrite_row(out, "pairs", 0, {"video": 5}), r"pairs.jsonl line 1: video must be a string or null"),
-], ids=["not-mp4", "twin-not-mp4", "missing", "folder", "outside", "absolute", "too-large", "not-a-name"])
+    (lambda out: _rewrite_row(out, "pairs", 1, {"video": "videos/./1.mp4"}),
+     r"pairs.jsonl: pairs 1 and 2 both name the video file videos/./1.mp4; each pair's video shows its own two clips"),
+], ids=["not-mp4", "twin-not-mp4", "missing", "folder", "outside", "absolute", "too-large", "not-a-name",
+        "another-pairs-video"])
 def test_a_pair_video_an_import_must_not_install_is_refused_by_pair_and_nothing_is_written(
         rendered, tmp_path, monkeypatch, corrupt, message):
     from prefine_core import exchange
