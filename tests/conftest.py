@@ -109,13 +109,16 @@ class PrivatePostgres:
 def private_postgres():
     if os.geteuid() != 0 or not (PG_BIN / "initdb").exists():
         pytest.skip("needs root and PostgreSQL 15 binaries to run a private cluster")
-    data = Path("/tmp/prefine-pg-faults")
+    # One cluster per pytest-xdist worker (gw0, gw1, …): two workers stopping and restarting one would break each
+    # other's tests.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    data = Path(f"/tmp/prefine-pg-faults{'-' + str(worker) if worker else ''}")
     if not (data / "PG_VERSION").is_file():
         data.mkdir(exist_ok=True)
         shutil.chown(data, "postgres", "postgres")
         subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                         "-A", "trust"], check=True, capture_output=True)
-    cluster = PrivatePostgres(data, 55439)
+    cluster = PrivatePostgres(data, 55439 + worker)
     if subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(cluster.port)]).returncode:
         (data / "postmaster.pid").unlink(missing_ok=True)  # left by a killed session; nothing answers
         cluster.start()
