@@ -13,6 +13,9 @@ tabs = st.tabs(["Pairs", "Labels", "Clips", "Policies", "Agreement", "Export / i
 with tabs[0]:
     pairs = browse.pairs_frame(ws.store, task)
     st.dataframe(pairs, hide_index=True, width="stretch", key="pairs_table")
+    if not len(pairs):
+        st.caption(f"No pairs of {task} yet: Home's *Prepare pairs* makes them (or `./studio cli pairs --collect`), "
+                   "or import an export below.")
     if len(pairs):
         shown_pair = st.selectbox("Preview pair", pairs.id.tolist(), key="preview_pair")
         pair = ws.store.get_pair(shown_pair)
@@ -26,7 +29,10 @@ with tabs[0]:
             st.caption("Its video is not rendered yet.")
             ui.render_missing_button(ws, task)
 with tabs[1]:
-    st.dataframe(browse.labels_frame(ws.store, task), hide_index=True, width="stretch", key="labels_table")
+    labels = browse.labels_frame(ws.store, task)
+    st.dataframe(labels, hide_index=True, width="stretch", key="labels_table")
+    if not len(labels):
+        st.caption("No labels yet: judge pairs on the Label page, or auto-label them on Home.")
     if unreadable := counts["unreadable_labels"]:
         st.warning(f"{counted(unreadable, 'label row')} of this task {'holds' if unreadable == 1 else 'hold'} a "
                    "choice no label may have (edited in the "
@@ -34,6 +40,8 @@ with tabs[1]:
 with tabs[2]:
     clips = browse.trajectories_frame(ws.store, task)
     st.dataframe(clips, hide_index=True, width="stretch", key="clips_table")
+    if not len(clips):
+        st.caption("No clips yet: preparing pairs collects them from the behaviour pool's policies.")
     if len(clips):
         pick = st.selectbox("Preview clip", clips.id.tolist(), key="preview_clip")
         record = ws.store.trajectory_record(pick)

@@ -373,3 +373,13 @@ def test_label_rows_with_a_choice_no_label_may_have_are_said(ws, monkeypatch):
     assert not app.exception, app.exception
     assert any(w.value.startswith("1 label row of this task holds a choice no label may have") for w in app.warning), \
         [w.value for w in app.warning]
+
+
+def test_an_empty_workspace_says_how_its_pairs_labels_and_clips_come(tmp_path, monkeypatch):
+    """A new user's Data page showed three empty tables and nothing else."""
+    from prefine_core.workspace import Workspace
+
+    app = _data_page(Workspace.open(tmp_path / "empty", shipped=None), monkeypatch)
+    said = " ".join(c.value for c in app.caption)
+    assert f"No pairs of {CHEETAH} yet: Home's *Prepare pairs*" in said
+    assert "No labels yet: judge pairs on the Label page" in said and "No clips yet" in said
