@@ -114,3 +114,33 @@ def test_the_player_says_why_a_key_saved_nothing_and_keeps_saying_it_as_the_next
     page.keyboard.press("u")  # the double tap's second U
     assert [v["action"] for v in _sent(page)] == ["left", "undo"]
     assert "only just appeared" in _flash(page)
+
+
+def test_the_player_redraws_once_a_frame_however_many_pairs_it_has_shown(player_page, tmp_path):
+    """Every pair's video started one more frame loop (its "play" came before the last loop saw a pause), and none
+    ended: 600 pairs into a session the page redrew its cost timeline 600 times a frame, and labelling slowed from
+    about 70 choices a minute to 17 (scripts/soak.py). Counted as animation-frame requests per frame, which does not
+    depend on how fast the machine draws."""
+    import numpy as np
+
+    from prefine_core.render import write_clip_video
+
+    frames = (np.random.default_rng(0).random((30, 32, 32, 3)) * 255).astype(np.uint8)
+    video = list(write_clip_video(list(frames), np.zeros(30), tmp_path / "clip.mp4", fps=30).read_bytes())
+    page = player_page
+    page.reload()
+    page.evaluate("""() => {
+        const request = window.requestAnimationFrame.bind(window);
+        window.__requests = 0;
+        window.requestAnimationFrame = (callback) => { window.__requests++; return request(callback); };
+        window.__requestsPerFrame = () => new Promise((done) => {  // over 30 frames, counted by a loop of its own
+            let frames = 0; const before = window.__requests;
+            const count = () => (++frames < 30 ? request(count) : done((window.__requests - before) / frames));
+            request(count);
+        });
+    }""")
+    for pair_id in range(1, 7):
+        render(page, pair_id=pair_id, video=video, costs_left=[0] * 30, costs_right=[0] * 30)
+        page.wait_for_function(f"document.body.dataset.gatePair === '{pair_id}'", timeout=5_000)
+    assert page.evaluate("!document.getElementById('video').paused"), "the video plays (else no loop runs at all)"
+    assert page.evaluate("window.__requestsPerFrame()") <= 1.5
