@@ -21,7 +21,7 @@ import pandas as pd
 
 from prefine_core import queries
 from prefine_core.entry import counted
-from prefine_core.store import PolicyRecord, Store, TrajectoryRecord
+from prefine_core.store import MAX_TEMPERATURE, PolicyRecord, Store, TrajectoryRecord
 from prefine_core.workspace import Workspace, plain_video_path
 
 #: Strategies score all pairs of candidates; a larger pool is subsampled (seeded) to this many clips.
@@ -50,8 +50,10 @@ class PoolConfig:
             raise ValueError(f"clip_length must be ≥ 0, got {self.clip_length}")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ValueError(f"seeds must be non-empty and ≥ 0, got {self.seeds}")
-        if any(t < 0 for t in (*self.reference_temperatures, self.other_temperature)):
-            raise ValueError("temperatures must be ≥ 0")
+        if not all(0 <= t <= MAX_TEMPERATURE for t in (*self.reference_temperatures, self.other_temperature)):
+            # past the store's limit, the clips before the first such one were written, then the rest refused
+            raise ValueError(f"temperatures must be from 0 to {MAX_TEMPERATURE:g}, got "
+                             f"{(*self.reference_temperatures, self.other_temperature)}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
 

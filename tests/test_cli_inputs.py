@@ -203,6 +203,10 @@ def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
     ("--seeds", "0,99999999999", "expected a whole number from 0 to 4294967295"),  # as --seed refuses it
     ("--seeds", "0,٣", "expected digits 0-9"),
     ("--fps", "100000", "expected a whole number from 1 to 120"),
+    # refused by the store after the clips before it were written:
+    ("--temperatures", "2,101", "expected a number from 0 to 100, got 101"),
+    ("--temperatures", "", "expected comma-separated temperatures such as 0.5,1, got ''"),  # dropped the reference
+    ("--temperatures", "1,,2", "expected comma-separated temperatures such as 0.5,1, got '1,,2'"),
 ])
 def test_pairs_flags_out_of_range_are_refused_by_the_flags_name(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as refused:
@@ -312,7 +316,10 @@ def test_ppo_config_refuses_float_fields_that_are_not_finite_or_out_of_range(fie
     (["import", "{tmp}/junk.txt"], "junk.txt is not a file PREFINE Studio can import"),
     (["import", "{tmp}/junk.hdf5"], "--task is required to import an HDF5 dataset"),
     (["pairs", "--collect"], "--task is required"),
-], ids=["missing", "junk-zip", "unknown-kind", "hdf5-without-task", "collect-without-task"])
+    # it said the workspace "is made by pairs --collect", to a command that had --collect
+    (["pairs", "--collect", "--render-only", "--task", CHEETAH], "--render-only renders the videos of the pairs "
+     "there already, so it does not go with --collect"),
+], ids=["missing", "junk-zip", "unknown-kind", "hdf5-without-task", "collect-without-task", "collect-render-only"])
 def test_a_refused_command_leaves_no_workspace_behind(argv, expected, tmp_path, capsys, monkeypatch):
     """A refused import or `pairs --collect` made a whole workspace (prefine.db, runs/, videos/…) first, even in
     folders that were not there."""
@@ -367,3 +374,14 @@ def test_rollout_refuses_an_out_dir_it_cannot_write_in_before_any_episode(policy
     said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--out-dir", str(tmp_path / "typo" / "clips")])
     assert f"argument --out-dir: no folder {tmp_path / 'typo'} to write" in said
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "policy.safetensors"]
+
+
+def test_a_background_render_with_no_video_missing_starts_no_run(tmp_path, capsys):
+    """`pairs --render-only --background` for a task without pairs started a render run that had nothing to do."""
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    assert main(["pairs", "--workspace", str(ws.root), "--task", CHEETAH, "--render-only", "--background", "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["render_runs"] == [] and said["note"] == "no pair video is missing: nothing to render"
+    assert ws.store.list_runs() == []

@@ -68,8 +68,15 @@ def _seeds(text: str) -> tuple[int, ...]:
     return tuple(seed(part) for part in parts)
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(non_negative_float(x) for x in text.split(",") if x.strip())
+def _temperatures(text: str) -> tuple[float, ...]:
+    """Comma-separated sampling temperatures, each from 0 to the store's :data:`MAX_TEMPERATURE`: one past it was
+    refused only by the store, after the clips before it were written; an empty list dropped the reference."""
+    from prefine_core.store import MAX_TEMPERATURE
+
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated temperatures such as 0.5,1, got {text!r}")
+    return tuple(map(number_between(0.0, MAX_TEMPERATURE), parts))
 
 
 def _pairs(args: argparse.Namespace) -> dict:
@@ -77,6 +84,9 @@ def _pairs(args: argparse.Namespace) -> dict:
 
     if not args.render_only and args.task is None:
         raise ValueError("--task is required (except with --render-only)")
+    if args.render_only and args.collect:  # the advice said the workspace "is made by pairs --collect"
+        raise ValueError("--render-only renders the videos of the pairs there already, so it does not go with "
+                         "--collect: leave out --render-only to collect, make pairs and render them")
     result: dict = {}
     if args.collect and not args.render_only:
         config = pool.PoolConfig(args.task, seeds=args.seeds, reference_temperatures=args.temperatures,
@@ -109,8 +119,10 @@ def _pairs(args: argparse.Namespace) -> dict:
             result["note"] = (f"{len(added)} of the {args.n} pairs asked for were added: the pool's clips make no "
                               f"more new pairs ({more})")
     if args.background:  # a run per task, shown by the app like any job (and not started twice)
-        tasks = [args.task] if args.task else sorted({p.task_id for p in ws.store.list_pairs(None, without_video=True)})
-        result["render_runs"] = [pool.render_missing(ws, task, size=args.size) for task in tasks]
+        tasks = sorted({p.task_id for p in ws.store.list_pairs(args.task, without_video=True)})  # a run with
+        result["render_runs"] = [pool.render_missing(ws, task, size=args.size) for task in tasks]  # nothing to do: none
+        if not tasks:
+            result["note"] = "; ".join(filter(None, [result.get("note"), "no pair video is missing: nothing to render"]))
     elif args.render or args.render_only:
         pending = len(ws.store.list_pairs(args.task, without_video=True))
         bar = Progress(pending, "render")
@@ -299,7 +311,7 @@ def register(command) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the strategy's choices")
     p.add_argument("--collect", action="store_true", help="first roll out the registered policies into the pool")
     p.add_argument("--seeds", type=_seeds, default=(0, 1, 2, 3), help="episode seeds for --collect (default 0,1,2,3)")
-    p.add_argument("--temperatures", type=_floats, default=(0.5, 1.0, 1.5),
+    p.add_argument("--temperatures", type=_temperatures, default=(0.5, 1.0, 1.5),
                    help="reference sampling temperatures for --collect (default 0.5,1,1.5; 0 = deterministic)")
     p.add_argument("--clip-length", type=non_negative_int, default=200, help="clip length in steps, 0 = whole episodes")
     p.add_argument("--max-steps", type=positive_int, default=None, help="cap on episode length for --collect (default: the task's own limit)")

@@ -73,6 +73,9 @@ def _text(field: str, value, max_len: int) -> str:
     return value
 
 
+#: The highest sampling temperature a clip may be collected at (a scale of the policy's action std; far past it every
+#: action is noise clipped at the action bounds).
+MAX_TEMPERATURE = 100.0
 #: The largest id a SQL INTEGER column holds (SQLite and PostgreSQL BIGINT alike): a larger one names no row.
 MAX_ID = 2**63 - 1
 
@@ -177,7 +180,7 @@ class _Writer:
             if row.task_id != task_id:
                 raise ValueError(f"policy_id {policy_id} is a policy for {row.task_id}, the trajectory is from {task_id}")
         if temperature is not None:
-            temperature = _finite("temperature", temperature, 0.0, 100.0)
+            temperature = _finite("temperature", temperature, 0.0, MAX_TEMPERATURE)
         path = save_trajectory(trajectory, folder, f"traj-{uuid.uuid4().hex[:16]}")
         self.written.append(path)
         return self.conn.execute(insert(S.trajectories).values(
