@@ -385,3 +385,21 @@ def test_a_background_render_with_no_video_missing_starts_no_run(tmp_path, capsy
     said = json.loads(capsys.readouterr().out)
     assert said["render_runs"] == [] and said["note"] == "no pair video is missing: nothing to render"
     assert ws.store.list_runs() == []
+
+
+@pytest.mark.parametrize("argv, said", [
+    # a file: "[Errno 17] File exists", naming no flag; a mistyped folder was made with all its parents
+    (["bench", "--task", CHEETAH, "--quick", "--out", "{tmp}/a-file"], "argument --out: {tmp}/a-file is a file"),
+    (["bench", "--task", CHEETAH, "--quick", "--out", "{tmp}/no-such/folder"], "argument --out: "),
+    # read by Python's int(): other scripts' digits and underscores, which every other flag refuses
+    (["finetune", "--policy", "{tmp}/a-file", "--pairs-from-teacher", "4", "--steps", "٣"],
+     "argument --steps: expected digits 0-9, got '٣'"),
+    (["finetune", "--policy", "{tmp}/a-file", "--pairs-from-teacher", "4", "--beta", "0_1"],
+     "argument --beta: expected digits 0-9, got '0_1'"),
+    (["rollout", "--policy", "{tmp}/a-file", "--episodes", "1_0"], "argument --episodes: expected digits 0-9"),
+], ids=["bench-out-file", "bench-out-no-parent", "steps-arabic-indic", "beta-underscore", "episodes-underscore"])
+def test_flags_read_past_their_checks_are_refused_by_name(argv, said, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    refusal = _refused(capsys, [arg.format(tmp=tmp_path) for arg in argv])
+    assert said.format(tmp=tmp_path) in refusal, refusal
+    assert not (tmp_path / "no-such").exists()

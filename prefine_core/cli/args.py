@@ -19,17 +19,23 @@ MAX_FRAME_SIZE = 1024
 
 
 def _ascii(text: str) -> str:
-    """Python reads other scripts' digits as numbers too (``int("٣")`` is 3); a number on the command line is 0-9."""
-    if not text.isascii():
+    """Python reads other scripts' digits as numbers too (``int("٣")`` is 3), and digits grouped by underscores
+    (``1_000``); a number on the command line is written with 0-9."""
+    if not text.isascii() or "_" in text:
         raise argparse.ArgumentTypeError(f"expected digits 0-9, got {text!r}")
     return text
 
 
-def _whole_number(text: str, low: int, high: int | None = None) -> int:
+def whole_number(text: str) -> int:
+    """Any whole number, written with 0-9 (what it must lie between is the caller's, e.g. a config's own bounds)."""
     try:
-        value = int(_ascii(text))
+        return int(_ascii(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _whole_number(text: str, low: int, high: int | None = None) -> int:
+    value = whole_number(text)
     if high is not None and not low <= value <= high:
         raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {value}")
     if value < low:
@@ -60,7 +66,9 @@ def frame_size(text: str) -> int:
     return _whole_number(text, MIN_FRAME_SIZE, MAX_FRAME_SIZE)
 
 
-def _number(text: str) -> float:
+def number(text: str) -> float:
+    """Any number Python's ``float`` reads, written with 0-9 (NaN and infinities too: what it must lie between is the
+    caller's)."""
     try:
         return float(_ascii(text))
     except ValueError:
@@ -68,7 +76,7 @@ def _number(text: str) -> float:
 
 
 def _finite_number(text: str, positive: bool) -> float:
-    value = _number(text)
+    value = number(text)
     if not (value > 0 if positive else value >= 0) or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number {'> 0' if positive else '≥ 0'}, got {text}")
     return value
@@ -84,7 +92,7 @@ def positive_float(text: str) -> float:
 
 def finite_float(text: str) -> float:
     """Any number but NaN and ±inf, which Python's ``float`` takes and the training underneath fails on late."""
-    value = _number(text)
+    value = number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
     return value
@@ -93,7 +101,7 @@ def finite_float(text: str) -> float:
 def number_between(low: float, high: float, above_low: bool = False):
     """The argument type of a number from ``low`` (with ``above_low``, above it) to ``high``; NaN is refused too."""
     def parse(text: str) -> float:
-        value = _number(text)
+        value = number(text)
         if not (low < value if above_low else low <= value) or not value <= high:
             raise argparse.ArgumentTypeError(f"expected a number {'above' if above_low else 'from'} {low:g} "
                                              f"{'and at most' if above_low else 'to'} {high:g}, got {text}")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from prefine_core.baselines import METHODS
 from prefine_core.bench import BenchConfig
-from prefine_core.cli.args import (Progress, existing_file, non_negative_int, open_workspace, positive_float, positive_int,
-                                    whole_number_between)
+from prefine_core.cli.args import (Progress, existing_file, folder_to_write, non_negative_int, number, open_workspace,
+                                    positive_float, positive_int, whole_number, whole_number_between)
 from prefine_core.prefine import PrefineConfig, config_fields
 
-_TYPES = {"int": int, "float": float, "str": str}
+_TYPES = {"int": whole_number, "float": number, "str": str}  # as every other flag reads them (no "٣", no "1_000")
 
 
 #: The most pairs ``finetune --pairs-from-teacher`` labels: its pool (at most 10 episodes per source) holds a few
@@ -252,6 +252,6 @@ def register(command) -> None:
     b.add_argument("--config", type=existing_file, metavar="FILE",
                    help="PrefineConfig as JSON that every method derives from (default: the defaults; not with --quick)")
     b.add_argument("--quick", action="store_true", help="a 1–2 minute version (tests)")
-    b.add_argument("--out", help="output folder (default data/bench/<task>)")
+    b.add_argument("--out", type=folder_to_write, help="output folder (default data/bench/<task>)")
     b.add_argument("--write-benchmarks", action="store_true", help="rewrite the benchmark section of BENCHMARKS.md")
     b.set_defaults(handler=_bench)
