@@ -265,3 +265,11 @@ class SafetyTask:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=None)
+def task_sizes(task_id: str) -> tuple[int, int]:
+    """The observation and action sizes of ``task_id`` (refused as :class:`SafetyTask` refuses it). Safety-Gymnasium
+    says them only on a made environment's spaces; one is made once per task and process (~10 ms once imported)."""
+    with SafetyTask(task_id) as task:
+        return task.obs_dim, task.act_dim

@@ -23,6 +23,11 @@ from prefine_core.entry import parse_json
 from prefine_core.files import atomic_path
 
 FORMAT = "prefine-policy/1"
+#: The largest observation, action or hidden-layer size a policy may claim. Safety-Gymnasium's largest observation
+#: (Humanoid's) has 376 numbers and its largest action 17, and the networks trained here are 64 wide; a size past any
+#: network (10**30 overflowed torch's int64 in a traceback) is refused by name, while [10⁶, 10⁶] still only fails to
+#: match its tensors, its shapes computed without allocating anything.
+MAX_SIZE = 1_000_000
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 #: Keeps atanh finite for actions exactly at the ±1 bounds.
 _ACTION_EPS = 1e-6
@@ -44,6 +49,12 @@ def _refused(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path.name} {problem}", problem)
 
 
+def _is_size(value) -> bool:
+    """Whether ``value`` can be a layer's size: an int from 1 to :data:`MAX_SIZE`, and not a bool (JSON's ``true`` is
+    an int to Python, and torch refuses it as a size)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SIZE
+
+
 @dataclass(frozen=True)
 class PolicyMeta:
     """What a checkpoint says about itself, so that loading never needs a guess."""
@@ -63,11 +74,11 @@ class PolicyMeta:
     def __post_init__(self):
         for name in ("obs_dim", "act_dim"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if not _is_size(value):
+                raise ValueError(f"{name} must be a whole number from 1 to {MAX_SIZE}, got {value!r:.80}")
         sizes = tuple(self.hidden_sizes)
-        if not sizes or any(not isinstance(h, int) or h <= 0 for h in sizes):
-            raise ValueError(f"hidden_sizes must be positive ints, got {self.hidden_sizes!r}")
+        if not sizes or not all(_is_size(h) for h in sizes):
+            raise ValueError(f"hidden_sizes must be whole numbers from 1 to {MAX_SIZE}, got {self.hidden_sizes!r:.80}")
         object.__setattr__(self, "hidden_sizes", sizes)
 
     def to_json(self) -> str:
@@ -112,6 +123,8 @@ class TanhGaussianPolicy(nn.Module):
         self.log_std = nn.Parameter(torch.full((meta.act_dim,), -0.5))
         self.register_buffer("obs_mean", torch.zeros(meta.obs_dim))
         self.register_buffer("obs_var", torch.ones(meta.obs_dim))
+        self.source: Path | None = None
+        """The file it was loaded from (None for one made here), for a message about it to name."""
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         """(…, obs_dim) -> (…, obs_dim), clipped to ±10 like the running normaliser in PPO."""
@@ -197,7 +210,8 @@ def _open_checkpoint(path: Path) -> tuple[PolicyMeta, dict[str, torch.Tensor]]:
 
 
 def load_policy(path: str | os.PathLike, task_id: str | None = None) -> TanhGaussianPolicy:
-    """Load a checkpoint; with ``task_id``, refuse a policy made for another task."""
+    """Load a checkpoint, refused by name unless its network fits the task it names; with ``task_id``, refuse a policy
+    made for another task."""
     path = Path(path)
     meta, tensors = _open_checkpoint(path)
     if task_id is not None and meta.task_id != task_id:
@@ -209,9 +223,11 @@ def load_policy(path: str | os.PathLike, task_id: str | None = None) -> TanhGaus
         details = ", ".join(f"{k}: expected {expected.get(k)}, found {found.get(k)}" for k in wrong[:4])
         raise _refused(path, f"does not match its metadata's sizes ({details})")
     _check_values(path, tensors)
+    _check_fits_its_task(path, meta)
     policy = TanhGaussianPolicy(meta)
     policy.load_state_dict(tensors)
     policy.eval()
+    policy.source = path
     return policy
 
 
@@ -235,10 +251,27 @@ def _check_values(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         raise _refused(path, "holds a negative observation variance in obs_var")
 
 
+def _check_fits_its_task(path: Path, meta: PolicyMeta) -> None:
+    """Refuse a policy whose network does not fit the task its metadata names (another robot's weights under this
+    task's id, or sizes edited by hand): a fine-tune from it failed in ``load_state_dict``, and ``info`` passed it."""
+    from prefine_core.envs import UnknownTaskError, task_sizes
+
+    try:
+        obs_dim, act_dim = task_sizes(meta.task_id)
+    except UnknownTaskError as exc:
+        raise _refused(path, f"names a task that cannot be run here: {exc}") from None
+    if (meta.obs_dim, meta.act_dim) != (obs_dim, act_dim):
+        raise _refused(path, f"does not fit the task it names: {meta.task_id}'s observations have {obs_dim} numbers "
+                             f"and actions {act_dim}, but its network takes {meta.obs_dim} and gives {meta.act_dim}")
+
+
 def check_compatible(policy: TanhGaussianPolicy, task) -> None:
-    """Raise if a policy's sizes do not fit a task (e.g. a checkpoint for another robot)."""
-    if policy.meta.task_id != task.task_id or (policy.meta.obs_dim, policy.meta.act_dim) != (task.obs_dim, task.act_dim):
-        raise CheckpointError(
-            f"policy for {policy.meta.task_id} (obs {policy.meta.obs_dim}, act {policy.meta.act_dim}) "
-            f"does not fit {task.task_id} (obs {task.obs_dim}, act {task.act_dim})"
-        )
+    """Raise if a policy's sizes do not fit a task (e.g. a checkpoint for another robot), naming its file if it has
+    one."""
+    meta = policy.meta
+    if meta.task_id != task.task_id or (meta.obs_dim, meta.act_dim) != (task.obs_dim, task.act_dim):
+        policy_for = f"policy for {meta.task_id} (obs {meta.obs_dim}, act {meta.act_dim})"
+        fit = f"does not fit {task.task_id} (obs {task.obs_dim}, act {task.act_dim})"
+        if policy.source is None:
+            raise CheckpointError(f"{policy_for} {fit}")
+        raise _refused(policy.source, f"is a {policy_for}, which {fit}")

@@ -76,16 +76,13 @@ def register_policy(ws: Workspace, filename: str, data: bytes) -> tuple[PolicyRe
     """Check an uploaded policy file and register it, once: the same bytes again give the policy they already are.
     Returns (the policy, whether it was added now); a file that is not a usable policy raises a ValueError that
     names it by ``filename``."""
-    from prefine_core.envs import SafetyTask
-    from prefine_core.policy import CheckpointError, check_compatible, load_policy
+    from prefine_core.policy import CheckpointError, load_policy
 
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:  # checked before anything reaches the policies
         upload = Path(tmp) / "upload.safetensors"
         upload.write_bytes(data)
         try:
-            policy = load_policy(upload)
-            with SafetyTask(policy.meta.task_id) as task:  # an unknown task id, or sizes that do not fit it
-                check_compatible(policy, task)
+            policy = load_policy(upload)  # its task known here, and its sizes that task's
         except ValueError as exc:
             reason = f"it {exc.problem}" if isinstance(exc, CheckpointError) and exc.problem else str(exc)
             raise ValueError(f"{filename} is not a usable policy: {reason}") from None

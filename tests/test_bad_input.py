@@ -636,3 +636,88 @@ def test_a_workspace_whose_database_file_is_not_a_store_is_refused_and_left_as_i
     result = cli("policies", "--workspace", tmp_path / "ws", "--json")
     assert result.returncode == 2 and "is not a readable PREFINE store" in json.loads(result.stdout)["error"]
 
+
+
+# -- policy files whose metadata no network fits, through the CLI -------------------------------------
+
+def _policy_claiming(path: Path, **claims) -> Path:
+    """A cheetah policy file whose metadata says ``claims`` instead (its tensors unchanged)."""
+    from safetensors.torch import save_file
+
+    policy = make_policy(CHEETAH)
+    meta = {**json.loads(policy.meta.to_json()), **claims}
+    save_file({k: v.contiguous() for k, v in policy.state_dict().items()}, str(path), metadata={"prefine": json.dumps(meta)})
+    return path
+
+
+def _cli_refusal(capsys, *argv) -> str:
+    """Run the CLI in this process with ``--json``; assert it refused with status 2 in one line, no traceback; return
+    what it said."""
+    from prefine_core.cli import main
+
+    code = main([*map(str, argv), "--json"])
+    out, err = capsys.readouterr()
+    said = json.loads(out)["error"]
+    assert code == 2 and f"error: {said}" in err.splitlines() and "Traceback" not in err
+    return said
+
+
+@pytest.fixture
+def new_workspace(tmp_path, monkeypatch) -> Path:
+    """Where an import makes a workspace: in folders that are not there yet."""
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    monkeypatch.setenv("PREFINE_SHIPPED_POLICIES", "")
+    return tmp_path / "new" / "ws"
+
+
+@pytest.mark.parametrize("claims, says", [
+    ({"obs_dim": True}, "obs_dim must be a whole number from 1 to 1000000, got True"),
+    ({"obs_dim": 10**30}, "obs_dim must be a whole number from 1 to 1000000"),
+    ({"hidden_sizes": [True, 64]}, "hidden_sizes must be whole numbers from 1 to 1000000, got (True, 64)"),
+    ({"hidden_sizes": [10**30, 64]}, "hidden_sizes must be whole numbers from 1 to 1000000"),
+], ids=["bool-obs", "huge-obs", "bool-hidden", "huge-hidden"])
+def test_policy_metadata_with_bool_or_huge_sizes_is_refused_by_the_cli(claims, says, tmp_path, new_workspace, capsys):
+    """`info` (and every command that loads a policy) ended in a TypeError or OverflowError traceback, exit 1; an
+    import of the file into a new workspace left that workspace behind."""
+    path = _policy_claiming(tmp_path / "bad.safetensors", **claims)
+    said = _cli_refusal(capsys, "info", "--policy", path)
+    assert said.startswith(f"bad.safetensors has invalid metadata: {says}"), said
+    said = _cli_refusal(capsys, "import", path, "--workspace", new_workspace)
+    assert said.startswith(f"bad.safetensors is not a usable policy: it has invalid metadata: {says}"), said
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("unexpected"), KeyboardInterrupt()], ids=["error", "interrupt"])
+def test_an_import_that_fails_unexpectedly_leaves_no_new_workspace(stop, tmp_path, new_workspace, monkeypatch, capsys):
+    """Only a refusal (ValueError, OSError) took away the workspace an import had made; another error, or Ctrl-C,
+    left it behind, empty."""
+    from prefine_core import transfer
+    from prefine_core.cli import main
+    from prefine_core.policy import save_policy
+
+    def fail(*_args, **_kwargs):
+        raise stop
+
+    monkeypatch.setattr(transfer, "register_policy", fail)
+    argv = ["import", str(save_policy(make_policy(CHEETAH), tmp_path / "p.safetensors")), "--workspace", str(new_workspace)]
+    if isinstance(stop, KeyboardInterrupt):
+        assert main(argv) == 130 and "interrupted" in capsys.readouterr().err
+    else:
+        with pytest.raises(RuntimeError, match="unexpected"):
+            main(argv)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", [["info"], ["rollout"], ["pretrain", "--task", HOPPER, "--steps", "1", "--out", "{out}"]],
+                         ids=["info", "rollout", "pretrain-init"])
+def test_a_policy_whose_network_does_not_fit_the_task_it_names_is_refused_by_every_command(command, tmp_path, capsys):
+    """Metadata naming Hopper over a cheetah's network: `info` printed it (exit 0), `pretrain --init` failed in
+    load_state_dict (a size-mismatch traceback), and `rollout` said "policy for SafetyHopperVelocity-v1 (obs 17, act 6)
+    does not fit SafetyHopperVelocity-v1 (obs 11, act 3)"."""
+    path = _policy_claiming(tmp_path / "wrongtask.safetensors", task_id=HOPPER)
+    argv = [arg.format(out=tmp_path / "p.safetensors") for arg in command]
+    flag = "--init" if command[0] == "pretrain" else "--policy"
+    said = _cli_refusal(capsys, *argv, flag, path)
+    assert said == (f"wrongtask.safetensors does not fit the task it names: {HOPPER}'s observations have 11 numbers "
+                    "and actions 3, but its network takes 17 and gives 6")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wrongtask.safetensors"]

@@ -147,3 +147,59 @@ def test_sizes_a_file_merely_claims_are_checked_before_a_network_is_built(tmp_pa
     save_file(load_file(str(policy_file)), str(tmp_path / "huge.safetensors"), metadata={"prefine": json.dumps(claims)})
     with pytest.raises(CheckpointError, match=r"does not match its metadata's sizes \(log_std|mean_net"):
         load_policy(tmp_path / "huge.safetensors")
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("obs_dim", True, "obs_dim must be a whole number from 1 to 1000000, got True"),
+    ("act_dim", 10**30, f"act_dim must be a whole number from 1 to 1000000, got {10**30}"),
+    ("hidden_sizes", [True, 64], "hidden_sizes must be whole numbers from 1 to 1000000, got (True, 64)"),
+    ("hidden_sizes", [10**30, 64], f"hidden_sizes must be whole numbers from 1 to 1000000, got ({10**30}, 64)"),
+])
+def test_metadata_sizes_that_are_bools_or_past_any_network_are_named(tmp_path, policy_file, field, value, says):
+    """JSON's true passed as the int 1 and 10**30 as a size: torch failed on them outside the metadata check
+    ("zeros(): … must be tuple of ints, not bool", "Overflow when unpacking long long"), a traceback in every
+    command."""
+    from safetensors.torch import load_file, save_file
+
+    meta = json.loads(read_meta(policy_file).to_json())
+    meta[field] = value
+    save_file(load_file(str(policy_file)), str(tmp_path / "bad.safetensors"), metadata={"prefine": json.dumps(meta)})
+    for read in (read_meta, load_policy):
+        with pytest.raises(CheckpointError, match=re.escape(f"bad.safetensors has invalid metadata: {says}")):
+            read(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match=field):
+        PolicyMeta(**{"task_id": CHEETAH, "obs_dim": 17, "act_dim": 6, field: value})
+
+
+def test_a_policy_whose_network_does_not_fit_the_task_it_names_is_refused_by_name(tmp_path):
+    """A cheetah's weights under metadata naming Hopper (sizes consistent with the weights) passed ``load_policy``:
+    ``pretrain --init`` failed in ``load_state_dict``, ``info`` printed it, and a rollout said "policy for
+    SafetyHopperVelocity-v1 … does not fit SafetyHopperVelocity-v1", naming neither the file nor what was wrong."""
+    from safetensors.torch import save_file
+
+    cheetah = make_policy(CHEETAH)
+    tensors = {k: v.contiguous() for k, v in cheetah.state_dict().items()}
+    meta = json.loads(cheetah.meta.to_json())
+    meta["task_id"] = HOPPER
+    save_file(tensors, str(tmp_path / "wrongtask.safetensors"), metadata={"prefine": json.dumps(meta)})
+    says = (f"wrongtask.safetensors does not fit the task it names: {HOPPER}'s observations have 11 numbers and "
+            "actions 3, but its network takes 17 and gives 6")
+    for task_id in (None, HOPPER):
+        with pytest.raises(CheckpointError, match=re.escape(says)):
+            load_policy(tmp_path / "wrongtask.safetensors", task_id=task_id)
+    meta["task_id"] = "SafetyNope-v9"
+    save_file(tensors, str(tmp_path / "nope.safetensors"), metadata={"prefine": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="nope.safetensors names a task that cannot be run here: unknown task id"):
+        load_policy(tmp_path / "nope.safetensors")
+
+
+def test_a_policy_used_in_another_task_is_named_by_its_file(policy_file):
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import check_compatible
+
+    with SafetyTask(HOPPER) as task:
+        with pytest.raises(CheckpointError, match=re.escape(
+                f"policy.safetensors is a policy for {CHEETAH} (obs 17, act 6), which does not fit {HOPPER} (obs 11, act 3)")):
+            check_compatible(load_policy(policy_file), task)
+        with pytest.raises(CheckpointError, match=re.escape(f"policy for {CHEETAH} (obs 17, act 6) does not fit {HOPPER}")):
+            check_compatible(make_policy(CHEETAH), task)  # made here: no file to name

@@ -21,18 +21,21 @@ def _workspace(args: argparse.Namespace, existing: bool = True):
 @contextmanager
 def _new_workspace(args: argparse.Namespace):
     """The workspace of ``--workspace``, made if it is not there (``import``, ``pairs --collect``). One made here (in
-    new folders, or in an empty one) goes again when the command is refused: a junk zip, found out only once read,
-    left a whole empty workspace behind. A command stopped (Ctrl-C) keeps what it made: clips collected so far are
-    work. The flags are checked before this is entered."""
+    new folders, or in an empty one) goes again when the command does not finish, whatever stopped it: a junk zip,
+    found out only once read, left a whole empty workspace behind, and so did a policy file that failed with a
+    TypeError. Only a command interrupted (Ctrl-C) once it keeps what it finishes (``args.kept`` says what) leaves it
+    there: clips collected so far are work, and the command said they are kept. The flags are checked before this is
+    entered."""
     from prefine_core.workspace import Workspace
 
     root = Workspace.folder(args.workspace)
     missing = [folder for folder in (root, *root.parents) if not folder.exists()]  # innermost first
     empty = root.is_dir() and not any(root.iterdir())  # what it holds after this is the command's
-    ws = _workspace(args, existing=False)
     try:
-        yield ws
-    except (ValueError, OSError):  # refused (the CLI's exit 2)
+        yield _workspace(args, existing=False)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and getattr(args, "kept", None):
+            raise
         if missing:
             shutil.rmtree(missing[-1], ignore_errors=True)
         elif empty:
