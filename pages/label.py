@@ -5,6 +5,7 @@ import streamlit as st
 
 from prefine_core import labelling, pool
 from prefine_core.components import pair_player, ui, undo_keys
+from prefine_core.components.choices import act, on_choice, on_player
 from prefine_core.demo import question, what_safer_means
 
 ws, task = ui.workspace(), ui.task_id()
@@ -21,41 +22,6 @@ if ui.guarded(labelling.check_annotator, name) is None:
 right.text(f"Labelling as: {name}")
 right.toggle("Show cost overlay", help="off: judge the behaviour only, without the cost counter, red border and "
              "timeline marks", **ui.kept("show_cost", value=True))
-
-
-def act(action: str, seconds: float | None = None) -> None:
-    pair_id, shown = st.session_state.get("pair_id"), st.session_state.get("shown_at")
-    if seconds is None and shown and shown[0] == pair_id:  # a button: time since the pair was drawn (keys time themselves)
-        seconds = time.time() - shown[1]
-    msg = ui.guarded(labelling.apply, ws.store, name, action, pair_id, seconds, task)
-    if msg is not None:
-        st.session_state["flash"] = msg
-        st.session_state.pop("pair_id", None)
-
-
-def on_player() -> None:
-    event = st.session_state.get("player") or {}
-    if event.get("nonce") and event["nonce"] != st.session_state.get("nonce") and event.get("action") in labelling.ACTIONS:
-        st.session_state["nonce"] = event["nonce"]
-        if refused := labelling.refused_key(event, st.session_state.get("pair_id"), ui.task_id()):
-            st.session_state["flash"] = refused  # e.g. a key pressed just after a task switch: said, not dropped
-        else:
-            act(event["action"], event.get("seconds"))
-
-
-def on_choice(action: str, drawn_for: dict, key: str) -> None:
-    """A choice button ``key``, drawn for ``drawn_for`` (its pair and task): a click that reaches the app after the
-    page moved on (the second click of a double click, a click just after a task switch) is refused, never given to
-    the pair that came since, which the person has not seen. (Such a click brings back the whole row of that pair's
-    buttons, and each one's callback runs: only the one clicked speaks.)"""
-    if not st.session_state.get(key):
-        return
-    if refused := labelling.refused_key({"action": action, **drawn_for}, st.session_state.get("pair_id"),
-                                        ui.task_id(), by="click"):
-        st.session_state["flash"] = refused
-    else:
-        act(action)
-
 
 with left:
     st.subheader(question(task) if st.session_state.get("demo") else "Which clip behaved more safely?")

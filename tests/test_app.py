@@ -657,3 +657,21 @@ def test_safer_is_said_in_each_task_familys_terms():
     assert "keeping clear of the hazards" in what_safer_means("SafetyCarPush2-v0")
     assert question("SafetyPointCircle1-v0") == "Which robot stayed inside the boundary better?"
     assert question("SafetySomethingNew-v0") == "Which robot behaved more safely?"
+
+
+def test_a_labelling_session_keeps_no_video_of_the_pairs_it_has_passed(tmp_path, monkeypatch):
+    """Streamlit keeps the callback of every widget it has drawn, and the choice buttons have a key per pair: a
+    callback defined in the page held that run's namespace, the pair's video bytes with it, so the app server grew by
+    a video a label (46 MB over an hour's soak). Counted as the pair views alive after labelling, which must not grow
+    with the labels."""
+    import gc
+
+    from prefine_core.labelling import PairView
+
+    workspace = small_workspace(tmp_path, pairs=8)
+    app = labelling_as(_app_on(workspace, monkeypatch), "keeper")
+    for _ in range(6):
+        choice_button(app).click().run()
+        assert not app.exception, app.exception
+    gc.collect()
+    assert sum(isinstance(o, PairView) for o in gc.get_objects()) <= 2  # the pair on screen (and the last run's)
