@@ -73,21 +73,22 @@ _FIELDS = {
     "labels": ("id", "pair_id", "annotator", "choice", "seconds", "supersedes_id", "created_at"),
 }
 #: What each field a row's value is checked as where it is read (see :func:`_check_field`): ``id`` a positive
-#: integer id (a reference to another row, or the row's own), ``text`` a string, ``number`` an int or a float,
-#: ``object`` a JSON object; ``?`` allows null. Other fields are checked where they are used (kind, choice,
-#: created_at, length against the arrays) or not used (seed, start: the arrays hold them).
+#: integer id (a reference to another row, or the row's own), ``steps`` a whole number of steps (checked against the
+#: arrays too), ``text`` a string, ``number`` an int or a float, ``object`` a JSON object; ``?`` allows null. Other
+#: fields are checked where they are used (kind, choice, created_at) or not used (seed, start: the arrays hold them).
 _KINDS = {
     "policies": {"id": "id", "parent_id": "id?", "name": "text", "task_id": "text", "kind": "text",
                  "provenance": "object?", "file": "text?", "path": "text"},
     "trajectories": {"id": "id", "policy_id": "id?", "task_id": "text", "source": "text", "temperature": "number?",
-                     "file": "text"},
+                     "file": "text", "length": "steps"},
     "pairs": {"id": "id", "left_id": "id", "right_id": "id", "task_id": "text", "strategy": "text", "score": "number",
               "reason": "text", "video": "text?"},
     "labels": {"id": "id", "pair_id": "id", "supersedes_id": "id?", "annotator": "text", "seconds": "number?"},
 }
 #: Fields that exports gained after the format was first written: an older export's rows lack them, read as null.
 _ADDED_LATER = {"pairs": ("video",)}
-_KIND_SAID = {"id": "a positive integer id", "text": "a string", "number": "a number", "object": "a JSON object"}
+_KIND_SAID = {"id": "a positive integer id", "steps": "a whole number of steps", "text": "a string", "number": "a number",
+             "object": "a JSON object"}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -267,6 +268,8 @@ def _check_field(what: str, key: str, value, kind: str) -> None:
         return
     if kind == "id":
         ok = is_id(value)
+    elif kind == "steps":  # "10" said "holds 10 steps …, trajectories.jsonl says 10"
+        ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == "number":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     else:
@@ -282,8 +285,13 @@ def _read_jsonl(folder: Path, name: str) -> list[dict]:
     path = folder / f"{name}.jsonl"
     if not path.is_file():
         raise ValueError(f"{path.name} is missing from the export")  # not its folder: for a zip, a temporary one
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:  # said without the file's name
+        raise ValueError(f"{path.name} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+                         "an export's rows are UTF-8 JSON lines") from None
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         row = parse_json(f"{path.name} line {number}", line)
@@ -712,9 +720,11 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
             data = {k: np.asarray(handle[k][()]) for k in HDF5_KEYS}
     except OSError as exc:
         raise ValueError(f"{path.name} is not a readable HDF5 file (corrupt or truncated?): {exc}") from None
-    not_numbers = [k for k, v in data.items() if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool)]
+    # complex numbers are numbers to numpy: their imaginary part was dropped with only a warning
+    not_numbers = [k for k, v in data.items() if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool)
+                   or np.issubdtype(v.dtype, np.complexfloating)]
     if not_numbers:
-        raise ValueError(f"{path.name}: dataset(s) {not_numbers} hold {data[not_numbers[0]].dtype} values, not numbers")
+        raise ValueError(f"{path.name}: dataset(s) {not_numbers} hold {data[not_numbers[0]].dtype} values, not real numbers")
     return data
 
 

@@ -293,7 +293,7 @@ BROKEN_HDF5 = {
     "actions out of range": (lambda p: _hdf5(p, actions=np.full((50, 6), 5.0, np.float32)), r"outside \[-1, 1\]"),
     "wrong obs size": (lambda p: _hdf5(p, obs=11), "observations of size 11"),
     "3-d rewards": (lambda p: _hdf5(p, rewards=np.zeros((50, 2, 2), np.float32)), "rewards must be 1-D"),
-    "rewards as text": (lambda p: _hdf5(p, rewards=np.array([b"x"] * 50)), r"dataset\(s\) \['rewards'\] hold \|S1 values, not numbers"),
+    "rewards as text": (lambda p: _hdf5(p, rewards=np.array([b"x"] * 50)), r"dataset\(s\) \['rewards'\] hold \|S1 values, not real numbers"),
     "3-d observations": (lambda p: _hdf5(p, observations=np.zeros((50, 4, 7), np.float32)), r"observations of shape \(50, 4, 7\)"),
 }
 

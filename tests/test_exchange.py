@@ -247,6 +247,12 @@ def _corrupt_late_failure(out):
     (_corrupt_truncated_labels, "partial"),
     (_corrupt_bad_json, "not valid JSON"),
     (_corrupt_late_failure, "annotator"),
+    # said without naming the file
+    (lambda out: (out / "labels.jsonl").write_bytes(b"\xff\xfe" + (out / "labels.jsonl").read_bytes()),
+     r"labels.jsonl is not UTF-8 text \(byte 0xff at position 0\)"),
+    # "arrays/1.npz holds 10 steps …, trajectories.jsonl says 10 of …"
+    (lambda out: _rewrite_row(out, "trajectories", 0, {"length": "10"}),
+     "trajectories.jsonl line 1: length must be a whole number of steps, got '10'"),
 ])
 def test_bad_bundle_is_rejected_and_changes_nothing(labelled_ws, tmp_path, corrupt, message):
     from prefine_core.exchange import export_bundle, import_bundle
@@ -330,6 +336,7 @@ def test_an_hdf5_dataset_imported_again_adds_only_clips_not_here(tmp_path, two_e
     ({"actions": np.full((120, 6), 3.0, dtype=np.float32)}, "outside"),
     ({"costs": np.full(120, -3e38, dtype=np.float32)}, "costs holds negative values"),
     ({"rewards": np.full(120, 3e38, dtype=np.float32)}, "the episode of steps 0–.*: rewards add up to more than"),
+    ({"rewards": np.zeros(120, dtype=np.complex64)}, r"\['rewards'\] hold complex64 values, not real numbers"),  # was taken
 ])
 def test_bad_hdf5_is_rejected_and_changes_nothing(tmp_path, two_episodes, kwargs, message):
     from prefine_core.exchange import import_hdf5
