@@ -53,7 +53,7 @@ import numpy as np
 
 from prefine_core.entry import parse_json
 from prefine_core.files import temp_name, write_text_atomic
-from prefine_core.envs import validate_task_id
+from prefine_core.envs import task_sizes, validate_task_id
 from prefine_core.policy import CheckpointError, read_meta
 from prefine_core.rollout import Trajectory, load_trajectory, save_trajectory
 from prefine_core.store import LABEL_CHOICES, MAX_ID, POLICY_KINDS, RETRACT, PairRecord, is_id
@@ -372,7 +372,7 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         arrays[t["id"]] = trajectory
     for task_id in sorted({str(r["task_id"]) for name in ("policies", "trajectories", "pairs") for r in rows[name]}):
         validate_task_id(task_id)
-    sizes = {task_id: _task_sizes(task_id) for task_id in {t.task_id for t in arrays.values()}}
+    sizes = {task_id: task_sizes(task_id) for task_id in {t.task_id for t in arrays.values()}}
     for t in rows["trajectories"]:
         clip = arrays[t["id"]]
         _check_sizes(t["file"], clip.task_id, sizes[clip.task_id], clip.obs, clip.actions)
@@ -442,14 +442,6 @@ def _check_named_policy(row: dict) -> None:
     if meta.task_id != row["task_id"]:
         raise ValueError(f"policies.jsonl: policy {row['id']} says task {row['task_id']}, but the file it names, "
                          f"{row['path']}, is a policy for {meta.task_id}")
-
-
-def _task_sizes(task_id: str) -> tuple[int, int]:
-    """The observation and action sizes of ``task_id``'s environment."""
-    from prefine_core.envs import SafetyTask
-
-    with SafetyTask(task_id) as task:
-        return task.obs_dim, task.act_dim
 
 
 def _check_sizes(what: str, task_id: str, sizes: tuple[int, int], observations: np.ndarray, actions: np.ndarray) -> None:
@@ -788,7 +780,7 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
         raise ValueError(f"no file at {path}")
     data = _read_hdf5(path)
     _check_dims(data, path.name)
-    _check_sizes(path.name, task_id, _task_sizes(task_id), data["observations"], data["actions"])
+    _check_sizes(path.name, task_id, task_sizes(task_id), data["observations"], data["actions"])
     episodes = episodes_from_arrays(data, task_id, path.name)[:max_episodes]
     source = source or f"dataset:{path.name}"
     cut = [clip for e in episodes for clip in clips(e, clip_length)]
