@@ -338,12 +338,11 @@ def main() -> int:
 
 
 def write_benchmarks(rows: list[dict] | None = None, soak: dict | None = None) -> None:
-    """Rewrite the reliability section from the latest load rows and soak summary (each kept in test-artifacts)."""
-    from prefine_core.report import machine_line, markdown_table, write_section
+    """Rewrite BENCHMARKS.md's load section (``reliability``) from ``rows``, and its soak section (``soak``) from
+    ``soak``; a section not given is left as it stands. (One section held both, rewritten from the other's file in
+    test-artifacts, which a clone never has: a soak dropped the load table.)"""
+    from prefine_core.report import markdown_table, write_section
 
-    load_file, soak_file = REPO / "test-artifacts" / "bench_load.json", REPO / "test-artifacts" / "soak_summary.json"
-    rows = rows if rows is not None else (json.loads(load_file.read_text()) if load_file.is_file() else [])
-    soak = soak if soak is not None else (json.loads(soak_file.read_text()) if soak_file.is_file() else None)
     parts = ["## Reliability: load and soak", ""]
     if rows:
         parts += [f"**Load** — `.venv/bin/python scripts/bench_load.py --sessions {rows[0]['sessions']} "
@@ -369,16 +368,20 @@ def write_benchmarks(rows: list[dict] | None = None, soak: dict | None = None) -
                   "than the 60 s wait, so it was not counted as acknowledged. What limits the latency here (ten "
                   "browsers, a fine-tune and the server on the same 2 cores: the server itself used about a tenth of "
                   "one core) is discussed in RELIABILITY.md.", ""]
+        write_section("reliability", "\n".join(parts))
     if soak:
-        parts += [f"**Soak** — `.venv/bin/python scripts/soak.py --minutes {soak['minutes']}` · {soak['machine']}", "",
+        parts = [f"**Soak** — `.venv/bin/python scripts/soak.py --minutes {soak['minutes']}` · {soak['machine']}", "",
                   "One browser session labelling through the synthetic teacher's choices (new pairs added as they run "
                   "out), sampling the app server's resident memory and open file descriptors.", "",
                   markdown_table([{"": k, **v} for k, v in soak["table"].items()]), "",
                   f"{soak['labels']} choices acknowledged on screen, {soak['stored']} in the store, "
                   f"{len(soak.get('missing', []))} missing, {soak['n_errors']} session errors; choice → next pair "
                   f"p50 {soak['p50_s']:.2f} s, p95 {soak['p95_s']:.2f} s. Server RSS change after the first minute: "
-                  f"{soak['rss_growth_mb_after_warmup']:+.1f} MB; open file descriptors: {soak['fd_growth_after_warmup']:+d}.", ""]
-    write_section("reliability", "\n".join(parts))
+                  f"{soak['rss_growth_mb_after_warmup']:+.1f} MB; open file descriptors: {soak['fd_growth_after_warmup']:+d}"
+                  + (". Choices a minute: {:g} in the first five minutes, {:g} in the last five.".format(
+                      *soak["choices_per_minute_first_last_5"]) if "choices_per_minute_first_last_5" in soak else "."),
+                  ""]
+        write_section("soak", "\n".join(parts))
 
 
 if __name__ == "__main__":

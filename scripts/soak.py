@@ -96,6 +96,16 @@ async def soak(app: App, ws, minutes: float, every: float, samples_path: Path) -
     return {"session": session, "samples": samples}
 
 
+def choices_per_minute(samples: list[dict], minutes: float = 5.0) -> tuple[float, float]:
+    """Choices a minute over the first and the last ``minutes`` of the soak: a page that slows as a session goes on
+    (a frame loop more per pair shown did) shows as the second far below the first."""
+    end = samples[-1]["t_s"]
+    first = max((s for s in samples if s["t_s"] <= 60 * minutes), key=lambda s: s["t_s"])
+    last = min((s for s in samples if s["t_s"] >= end - 60 * minutes), key=lambda s: s["t_s"])
+    rate = lambda a, b: round(60 * (b["labels"] - a["labels"]) / max(b["t_s"] - a["t_s"], 1e-9), 1)  # noqa: E731
+    return rate(samples[0], first), rate(last, samples[-1])
+
+
 def summarise(samples: list[dict], session, minutes: float, stored: int) -> dict:
     from prefine_core.report import machine_line
 
@@ -110,7 +120,8 @@ def summarise(samples: list[dict], session, minutes: float, stored: int) -> dict
             "p50_s": latencies[len(latencies) // 2] if latencies else None,
             "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
             "rss_growth_mb_after_warmup": round(end["rss_mb"] - warm["rss_mb"], 1),
-            "fd_growth_after_warmup": end["fds"] - warm["fds"], "table": table}
+            "fd_growth_after_warmup": end["fds"] - warm["fds"],
+            "choices_per_minute_first_last_5": choices_per_minute(samples), "table": table}
 
 
 def main() -> int:
