@@ -151,3 +151,22 @@ def test_a_run_whose_policy_row_is_gone_registers_its_chosen_step_anew(done):
             assert ws.store.get_policy(registered).provenance["step"] == chosen
     finally:
         ws.store.update_run(run_id, output_policy_id=run.output_policy_id)
+
+
+def test_the_cli_says_when_the_trainers_choice_cannot_be_read(done, capsys):
+    """A finished run whose result.json is missing or damaged listed every checkpoint as not chosen, saying nothing."""
+    import json
+
+    from prefine_core.cli import main
+
+    ws, run_id, start = done
+    assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(run_id), "--json"]) == 0
+    assert "note" not in json.loads(capsys.readouterr().out)
+    damaged = ws.store.create_run(CHEETAH, start, "prefine", {"steps": 10})
+    ws.store.update_run(damaged, status="done")
+    jobs.run_dir(ws, damaged).mkdir(parents=True)
+    (jobs.run_dir(ws, damaged) / "result.json").write_text("[1, 2")
+    assert main(["checkpoints", "--workspace", str(ws.root), "--run", str(damaged), "--json"]) == 0
+    note = json.loads(capsys.readouterr().out)["note"]
+    assert note.startswith(f"Run {damaged} finished, but its result (") and note.endswith(
+        "which checkpoint the trainer chose is not known")

@@ -400,6 +400,23 @@ def test_a_background_render_with_no_video_missing_starts_no_run(tmp_path, capsy
 ], ids=["bench-out-file", "bench-out-no-parent", "steps-arabic-indic", "beta-underscore", "episodes-underscore"])
 def test_flags_read_past_their_checks_are_refused_by_name(argv, said, tmp_path, capsys):
     (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "junk.zip").write_text("checked after the workspace")
     refusal = _refused(capsys, [arg.format(tmp=tmp_path) for arg in argv])
     assert said.format(tmp=tmp_path) in refusal, refusal
     assert not (tmp_path / "no-such").exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["import", "{tmp}/junk.zip"], ["pairs", "--task", CHEETAH, "--collect"]])
+@pytest.mark.parametrize("workspace, said", [
+    ("", "--workspace is empty: give a folder, or leave the flag out"),  # was the default workspace, unsaid
+    ("{tmp}/a-file", "the workspace {tmp}/a-file is a file ({tmp}/a-file); a workspace is a folder"),
+    ("{tmp}/a-file/ws", "the workspace {tmp}/a-file/ws lies in a file ({tmp}/a-file); a workspace is a folder"),
+], ids=["empty", "a-file", "in-a-file"])
+def test_a_workspace_flag_that_names_no_folder_is_refused_by_name(command, workspace, said, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(tmp_path / "default"))
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "junk.zip").write_text("checked after the workspace")
+    refusal = _refused(capsys, [*(a.format(tmp=tmp_path) for a in command), "--workspace", workspace.format(tmp=tmp_path)])
+    assert refusal == said.format(tmp=tmp_path) or refusal.startswith(said.format(tmp=tmp_path)), refusal
+    assert not (tmp_path / "default").exists() and (tmp_path / "a-file").read_text() == "not a folder"

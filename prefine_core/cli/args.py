@@ -186,7 +186,14 @@ def open_workspace(folder: str | None, existing: bool = True):
     reporting nothing in it."""
     from prefine_core.workspace import Workspace
 
+    if folder is not None and not folder.strip():  # read as "no flag": the default workspace, unsaid
+        raise ValueError("--workspace is empty: give a folder, or leave the flag out for $PREFINE_WORKSPACE or "
+                         "data/workspace")
     root = Workspace.folder(folder)  # --workspace, or $PREFINE_WORKSPACE, or the default: each is checked alike
+    there = next(path for path in (root, *root.parents) if path.exists())  # said "holds no PREFINE store", or
+    if not there.is_dir():                                                  # "[Errno 20] Not a directory"
+        raise ValueError(f"the workspace {folder or root} {'is' if there == root else 'lies in'} a file "
+                         f"({there}); a workspace is a folder")
     if existing and not os.environ.get("PREFINE_DB_URL") and not (root / "prefine.db").is_file():
         said = ("does not exist" if not root.exists() else
                 "holds a folder named prefine.db where its store should be" if (root / "prefine.db").is_dir() else

@@ -226,6 +226,7 @@ def _agreement(args: argparse.Namespace) -> dict:
 
 
 def _checkpoints(args: argparse.Namespace) -> dict:
+    from prefine_core import jobs
     from prefine_core.checkpoints import checkpoint_frame, register_checkpoint
 
     ws = _workspace(args)
@@ -238,6 +239,8 @@ def _checkpoints(args: argparse.Namespace) -> dict:
         result["registered_policy_id"] = register_checkpoint(ws, args.run, args.register)
     frame = checkpoint_frame(ws, args.run)
     result["checkpoints"] = frame.astype(object).where(frame.notna(), None).to_dict("records")  # NaN -> null
+    if run.status == "done" and jobs.result(ws, args.run) is None:  # every "chosen" false, and nothing said why
+        result["note"] = f"{jobs.result_missing(ws, run)}: which checkpoint the trainer chose is not known"
     return result
 
 
