@@ -634,26 +634,30 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
                             copied.append(target)
                         path = str(target)
                     provenance = dict(p["provenance"] or {}, imported_from=str(folder.resolve()), original_id=p["id"])
-                    policy_map[p["id"]] = batch.add_policy(p["name"], path, p["task_id"], p["kind"],
-                                                           policy_map.get(p["parent_id"]), provenance)
+                    with _row_said("policies.jsonl: policy", p["id"]):
+                        policy_map[p["id"]] = batch.add_policy(p["name"], path, p["task_id"], p["kind"],
+                                                               policy_map.get(p["parent_id"]), provenance)
                     added["policies"] += 1
                 trajectory_map = dict(merge.trajectories)
                 for t in rows["trajectories"]:
                     if t["id"] not in trajectory_map:  # the pool's clips without a pair too
-                        trajectory_map[t["id"]] = batch.add_trajectory(
-                            arrays[t["id"]], policy_map.get(t["policy_id"]), t["source"], ws.trajectories_dir,
-                            temperature=t["temperature"])
+                        with _row_said("trajectories.jsonl: trajectory", t["id"]):
+                            trajectory_map[t["id"]] = batch.add_trajectory(
+                                arrays[t["id"]], policy_map.get(t["policy_id"]), t["source"], ws.trajectories_dir,
+                                temperature=t["temperature"])
                         added["trajectories"] += 1
                 pair_map = dict(merge.pairs)
                 for p in needed_pairs:
-                    pair_map[p["id"]] = batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
-                                                       p["strategy"], p["score"], p["reason"])
+                    with _row_said("pairs.jsonl: pair", p["id"]):
+                        pair_map[p["id"]] = batch.add_pair(trajectory_map[p["left_id"]], trajectory_map[p["right_id"]],
+                                                           p["strategy"], p["score"], p["reason"])
                     added["pairs"] += 1
                 installs = [(pair_map[p["id"]], copies[p["id"]]) for p in rows["pairs"]
                             if merge.wants_video(p) and p["id"] in copies]
                 for label in merge.new_labels:
-                    batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"], label["seconds"],
-                                    created_at=label["created_at"], allow_retract=True)
+                    with _row_said("labels.jsonl: label", label["id"]):
+                        batch.add_label(pair_map[label["pair_id"]], label["annotator"], label["choice"],
+                                        label["seconds"], created_at=label["created_at"], allow_retract=True)
         except BaseException:
             for path in copied:
                 path.unlink(missing_ok=True)
@@ -664,6 +668,15 @@ def import_bundle(ws: Workspace, folder: str | os.PathLike, restore_deleted: boo
             path.unlink(missing_ok=True)
     return {**added, "labels": len(merge.new_labels), "videos": len(installed),
             "videos_for_pairs_here": len(installed.intersection(merge.pairs.values())), **left_out}
+
+
+@contextlib.contextmanager
+def _row_said(what: str, row_id: int):
+    """The store's refusal of a row's value ("seconds must be …"), said with the export's row it came from."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{what} {row_id}: {exc}") from None
 
 
 def _stage_videos(ws: Workspace, folder: Path, rows: list[dict], staged: list[Path]) -> dict[int, tuple[Path, Path]]:

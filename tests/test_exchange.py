@@ -253,6 +253,10 @@ def _corrupt_late_failure(out):
     # "arrays/1.npz holds 10 steps …, trajectories.jsonl says 10 of …"
     (lambda out: _rewrite_row(out, "trajectories", 0, {"length": "10"}),
      "trajectories.jsonl line 1: length must be a whole number of steps, got '10'"),
+    # refused by the store, naming no row
+    (lambda out: _rewrite_row(out, "trajectories", 0, {"temperature": -1}),
+     r"trajectories.jsonl: trajectory 1: temperature must be a finite number in \[0.0, 100.0\], got -1"),
+    (lambda out: _rewrite_row(out, "labels", 0, {"seconds": -5}), r"labels.jsonl: label 1: seconds must be"),
 ])
 def test_bad_bundle_is_rejected_and_changes_nothing(labelled_ws, tmp_path, corrupt, message):
     from prefine_core.exchange import export_bundle, import_bundle
