@@ -106,8 +106,7 @@ def choices_per_minute(samples: list[dict], minutes: float = 5.0) -> tuple[float
     return rate(samples[0], first), rate(last, samples[-1])
 
 
-def summarise(samples: list[dict], session, minutes: float, stored: int) -> dict:
-    from prefine_core.report import machine_line
+def summarise(samples: list[dict], session, minutes: float, stored: int, machine: str) -> dict:
 
     warm = next((s for s in samples if s["t_s"] >= 60), samples[0])  # after a minute: caches and imports settled
     end = samples[-1]
@@ -115,7 +114,7 @@ def summarise(samples: list[dict], session, minutes: float, stored: int) -> dict
     table = {k: {"rss MB": s["rss_mb"], "open fds": s["fds"], "threads": s["threads"], "labels so far": s["labels"],
                  "t s": s["t_s"]} for k, s in (("start", samples[0]), ("after 1 min", warm), ("peak RSS", peak), ("end", end))}
     latencies = sorted(session.latencies)
-    return {"minutes": minutes, "machine": machine_line(), "labels": len(session.acknowledged), "stored": stored,
+    return {"minutes": minutes, "machine": machine, "labels": len(session.acknowledged), "stored": stored,
             "errors": session.errors[:20], "n_errors": len(session.errors),
             "p50_s": latencies[len(latencies) // 2] if latencies else None,
             "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
@@ -134,6 +133,9 @@ def main() -> int:
     args.out.mkdir(exist_ok=True)
     samples_path = args.out / "soak_samples.jsonl"
     samples_path.write_text("")
+    from prefine_core.report import machine_line
+
+    machine = machine_line()  # its load average is the one at the start, as it says (read at the end, it was not)
     with tempfile.TemporaryDirectory(prefix="prefine-soak-") as tmp:
         ws, _ = prepare_workspace(Path(tmp), 300)
         app = App(Path(tmp)).start()
@@ -145,7 +147,7 @@ def main() -> int:
         session = outcome["session"]
         stored = int((labels.annotator == session.name).sum())
         missing = sorted(set(session.acknowledged) - set(labels[labels.annotator == session.name].pair_id.astype(int)))
-    summary = summarise(outcome["samples"], session, args.minutes, stored)
+    summary = summarise(outcome["samples"], session, args.minutes, stored, machine)
     summary["missing"] = missing
     (args.out / "soak_summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=1))
