@@ -63,23 +63,26 @@ MAX_FPS = 120
 MAX_NEW_PAIRS = 10_000
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    """Comma-separated episode seeds, each one as ``--seed`` takes it (digits 0-9, 0 to the largest seed)."""
+def _listed(text: str, parse, example: str) -> tuple:
+    """Comma-separated values, each read by ``parse``; an empty one is refused (``1,,2`` was taken as 1,2, and an
+    empty list of temperatures dropped the reference)."""
     parts = [part.strip() for part in text.split(",")]
     if not all(parts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated seeds such as 0,1,2, got {text!r}")
-    return tuple(seed(part) for part in parts)
+        raise argparse.ArgumentTypeError(f"expected comma-separated {example}, got {text!r}")
+    return tuple(map(parse, parts))
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """Comma-separated episode seeds, each one as ``--seed`` takes it (digits 0-9, 0 to the largest seed)."""
+    return _listed(text, seed, "seeds such as 0,1,2")
 
 
 def _temperatures(text: str) -> tuple[float, ...]:
-    """Comma-separated sampling temperatures, each from 0 to the store's :data:`MAX_TEMPERATURE`: one past it was
-    refused only by the store, after the clips before it were written; an empty list dropped the reference."""
+    """Comma-separated sampling temperatures, each from 0 to the store's :data:`MAX_TEMPERATURE` (one past it was
+    refused only by the store, after the clips before it were written)."""
     from prefine_core.store import MAX_TEMPERATURE
 
-    parts = [part.strip() for part in text.split(",")]
-    if not all(parts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated temperatures such as 0.5,1, got {text!r}")
-    return tuple(map(number_between(0.0, MAX_TEMPERATURE), parts))
+    return _listed(text, number_between(0.0, MAX_TEMPERATURE), "temperatures such as 0.5,1")
 
 
 def _pairs(args: argparse.Namespace) -> dict:
