@@ -133,6 +133,10 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     page.wait_for_timeout(500)
     shot(page, "2b-label-cost-hidden")
     page.get_by_text("Show cost overlay").click()
+    # the overlay's video back in the player and its first frame on screen: the rerun that brings it must not land
+    # in the middle of the playback checks below (on a busy machine it did, reloading the video under them)
+    page.frame(url=re.compile(r".*pair_player.*")).wait_for_function(
+        "String(shownKey).endsWith(':video:video') && video.readyState >= 2", timeout=60_000)
     # During playback the control bar names the frame on screen (the one whose step the clip shows burned in),
     # not currentTime's, which runs about a frame ahead of it.
     seen = page.frame(url=re.compile(r".*pair_player.*")).evaluate("""async () => {
@@ -147,12 +151,17 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
         });
         v.pause();
         const pauses = [];  // and a pause stops on the frame on screen, which the bar then names
+        const framePresented = () => new Promise((done) => v.requestVideoFrameCallback(() => done()));
         for (const wait of [170, 230, 290, 350, 410]) {
             await v.play();
+            await framePresented();  // after a seek nothing is on screen until the first frame is (slow machines)
             await new Promise((done) => setTimeout(done, wait));
             const onScreen = presented;
+            const paused = new Promise((done) => v.addEventListener("pause", done, {once: true}));
             v.pause();
-            await new Promise((done) => setTimeout(done, 300));
+            await paused;  // the player's own pause listener, registered first, has run: it may have started a seek
+            if (v.seeking) await new Promise((done) => v.addEventListener("seeked", done, {once: true}));
+            await new Promise((done) => requestAnimationFrame(() => done()));
             pauses.push([onScreen, Number(label.textContent.split(" ")[1]), frameAt(v.currentTime)]);
         }
         return {seen, pauses};
