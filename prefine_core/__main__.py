@@ -3,4 +3,4 @@ import sys
 
 from prefine_core.cli import main
 
-sys.exit(main())
+sys.exit(main(exiting=True))

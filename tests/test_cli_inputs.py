@@ -420,3 +420,25 @@ def test_a_workspace_flag_that_names_no_folder_is_refused_by_name(command, works
     refusal = _refused(capsys, [*(a.format(tmp=tmp_path) for a in command), "--workspace", workspace.format(tmp=tmp_path)])
     assert refusal == said.format(tmp=tmp_path) or refusal.startswith(said.format(tmp=tmp_path)), refusal
     assert not (tmp_path / "default").exists() and (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_a_kill_after_a_command_has_said_its_result_does_not_turn_it_into_a_failure(tmp_path):
+    """A SIGTERM that came once `pairs --collect` had finished and printed its whole result ended the process with
+    143 and no word (it came during the interpreter's teardown, 0.7 s with torch loaded), so a script took a finished
+    command for a failed one. The kill is ignored from the moment the result is being said."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "prefine_core", "pairs", "--collect", "--task", CHEETAH,
+                              "--seeds", "0", "--max-steps", "30", "--n", "2", "--workspace", str(tmp_path / "ws")],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             env={**os.environ, "MUJOCO_GL": "egl"})  # the shipped reference rolls out
+    said = []
+    for line in child.stdout:  # the result's last line, and at once the kill
+        said.append(line)
+        if line.startswith("counts:"):
+            child.send_signal(signal.SIGTERM)
+            break
+    said += child.stdout.readlines()
+    assert child.wait(timeout=120) == 0 and said[0].startswith("workspace:") and said[-1].startswith("counts:")

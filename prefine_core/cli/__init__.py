@@ -127,22 +127,39 @@ def _kept(args: argparse.Namespace) -> str:
         return UNDONE
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
+    """Run one command. ``exiting``: the process ends once this returns (``python -m prefine_core``), so a kill that
+    comes after the command's result is said is ignored, not only while it is said: the interpreter's own teardown
+    takes 0.7 s with torch loaded, and a kill then ended a command that had finished and said so with 143."""
     argv = sys.argv[1:] if argv is None else list(argv)
     _Parser.json_errors = "--json" in argv
     args = build_parser().parse_args(argv)
     # `kill` (SIGTERM) stops a command as Ctrl-C does, so that what it half-wrote is undone: it used to end the
     # process at once, leaving an interrupted import's array files behind with no row naming them
     previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
-    try:
-        result = args.handler(args)
-    except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
-        return _refused(args, str(exc), 2)
-    except KeyboardInterrupt:
-        return _refused(args, f"interrupted; {_kept(args)}", 130)
-    finally:
+
+    def settled() -> None:  # done, or stopped: a kill from here on comes too late to undo anything
         if previous is not None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    try:
+        try:
+            result = args.handler(args)
+            settled()
+        except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
+            settled()
+            return _refused(args, str(exc), 2)
+        except KeyboardInterrupt:
+            settled()
+            return _refused(args, f"interrupted; {_kept(args)}", 130)
+        return _say(args, result)
+    finally:
+        if previous is not None and not exiting:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _say(args: argparse.Namespace, result) -> int:
+    """Print a command's result: one JSON object with --json, else lines a person reads."""
     try:
         if args.json:
             print(json.dumps(strict_json(result), default=str, allow_nan=False))
