@@ -411,7 +411,10 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"labels.jsonl: label {label['id']} has choice {label['choice']!r}")
         try:  # the instant it was given: part of what makes it the same label in another store
             label["created_at"] = _utc(label["created_at"])
-        except (TypeError, ValueError, OverflowError):
+        except OverflowError:  # 0001-01-01T00:00+05:00 was said to be "not an ISO 8601 time"
+            raise ValueError(f"labels.jsonl: label {label['id']} has created_at {label['created_at']!r}, which in "
+                             "UTC falls outside the years 1 to 9999") from None
+        except (TypeError, ValueError):
             raise ValueError(f"labels.jsonl: label {label['id']} has created_at {label['created_at']!r}, "
                              "not an ISO 8601 time") from None
         if label["supersedes_id"] is not None and label["supersedes_id"] not in seen:

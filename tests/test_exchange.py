@@ -257,6 +257,9 @@ def _corrupt_late_failure(out):
     (lambda out: _rewrite_row(out, "trajectories", 0, {"temperature": -1}),
      r"trajectories.jsonl: trajectory 1: temperature must be a finite number in \[0.0, 100.0\], got -1"),
     (lambda out: _rewrite_row(out, "labels", 0, {"seconds": -5}), r"labels.jsonl: label 1: seconds must be"),
+    # an ISO time, whose UTC instant is before the year 1 (said to be "not an ISO 8601 time")
+    (lambda out: _rewrite_row(out, "labels", 0, {"created_at": "0001-01-01T00:00:00+05:00"}),
+     "created_at '0001-01-01T00:00:00\\+05:00', which in UTC falls outside the years 1 to 9999"),
 ])
 def test_bad_bundle_is_rejected_and_changes_nothing(labelled_ws, tmp_path, corrupt, message):
     from prefine_core.exchange import export_bundle, import_bundle
