@@ -792,6 +792,10 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
     from prefine_core.pool import clips
 
     path = Path(path)
+    if source is not None and source.split(":", 1)[0] in POLICY_KINDS and ":" in source:
+        # the pool names a policy's rollouts so (pool.source_name): the dataset's clips were counted as that policy's
+        raise ValueError(f"source {source!r} names a policy's rollouts ('{source.split(':', 1)[0]}:…'); give the "
+                         f"dataset a name of its own, such as dataset:{path.name}")
     if not path.is_file():
         raise ValueError(f"no file at {path}")
     data = _read_hdf5(path)

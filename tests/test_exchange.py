@@ -335,6 +335,20 @@ def test_an_hdf5_dataset_imported_again_adds_only_clips_not_here(tmp_path, two_e
     assert import_hdf5(ws, path, CHEETAH, clip_length=60)["clips"] == 2, "other windows are other clips"
 
 
+def test_an_hdf5_dataset_is_not_imported_under_a_policy_s_source_name(tmp_path, two_episodes):
+    """`--source reference:ref@T1` put the dataset's clips in the pool as the reference's own rollouts (the pool's
+    summary, and what the benchmark says the pool held, counted them as the policy's)."""
+    from prefine_core.exchange import import_hdf5
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    path = _dsrl_file(tmp_path / "cheetah.hdf5", two_episodes)
+    with pytest.raises(ValueError, match="names a policy's rollouts .* such as dataset:cheetah.hdf5"):
+        import_hdf5(ws, path, CHEETAH, clip_length=30, source="reference:ref@T1")
+    assert ws.store.counts()["trajectories"] == 0
+    assert import_hdf5(ws, path, CHEETAH, clip_length=30, source="logs: cheetah run 3")["clips"] == 4
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"drop": "costs"}, "costs"),
     ({"rewards": np.zeros(50, dtype=np.float32)}, "rewards has 50"),
