@@ -98,6 +98,17 @@ def start_finetune(ws, policy_id: int, steps: int = 200_000) -> int:
     return jobs.launch(ws, "prefine", TASK, policy_id, config.to_dict())
 
 
+def wait_until_started(ws, run_id: int) -> None:
+    """Wait until the fine-tune's process has claimed its run (it imports torch first), for as long as the app gives a
+    queued run to start (:data:`jobs.START_TIMEOUT`): the sessions then label while it trains, however slow the
+    machine is to start it. A run that never leaves the queue, or ends, says so in the row's ``status_during``."""
+    from prefine_core import jobs
+
+    deadline = time.monotonic() + jobs.START_TIMEOUT.total_seconds()
+    while ws.store.get_run(run_id).status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 # -- the app -----------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -281,6 +292,8 @@ def run_load(backend: str, sessions: int, labels: int, root: Path, finetune: boo
     run_id = start_finetune(ws, policy_id) if finetune else None
     app = App(root, db_url).start()
     try:
+        if run_id is not None:
+            wait_until_started(ws, run_id)
         t0, cpu0 = time.time(), cpu_seconds(app.process.pid)
         result = asyncio.run(label_concurrently(app.url, [f"labeller-{i:02d}" for i in range(sessions)], labels, quiet))
         wall, server_cpu = time.time() - t0, cpu_seconds(app.process.pid) - cpu0

@@ -68,6 +68,7 @@ while True:
     save_policy(policy, folder / f"policy{{k}}.safetensors")
     save_trajectory(clip, folder, f"clip{{k}}")
     write_mp4(frames, folder / f"video{{k}}.mp4", fps=30)
+    print("wrote a round", flush=True)
     i += 1
 """
 
@@ -104,9 +105,14 @@ def test_writers_sigkilled_mid_write_leave_only_complete_files(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    a_round_written = False
     for delay in (0.5, 1.2, 2.0):
         writer = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, env=env)
         assert writer.stdout.readline().strip() == b"ready"
+        if not a_round_written:  # the last check needs a file of each kind: however slow the machine, the first
+            # writer finishes a round before the delay to its kill starts (which still falls at a varying moment)
+            assert writer.stdout.readline().strip() == b"wrote a round", "the writer ended before its first round"
+            a_round_written = True
         time.sleep(delay)
         writer.send_signal(signal.SIGKILL)
         writer.wait()
@@ -198,16 +204,27 @@ def test_finetune_sigkilled_mid_run_is_failed_keeps_its_checkpoints_and_resumes(
 
 # -- the database locked, or restarted -----------------------------------------------------------------
 
-def hold_sqlite_write_lock(path: Path, seconds: float, ready: threading.Event) -> threading.Thread:
+#: The longest a lock holder holds its lock when its test never releases it (the test failed before it could).
+HOLD_AT_MOST_S = 120
+
+
+def hold_sqlite_write_lock(path: Path, ready: threading.Event, release: threading.Event,
+                           releasing: threading.Event | None = None) -> threading.Thread:
+    """A thread that takes SQLite's write lock on ``path`` (another connection's open write transaction), sets
+    ``ready``, and holds the lock until ``release`` is set: by the test, once what it checks has met the lock (a hold
+    of fixed seconds could end before a write on a slow machine had even tried). ``releasing`` is set just before the
+    lock is let go."""
     def hold():
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         ready.set()
-        time.sleep(seconds)
+        release.wait(HOLD_AT_MOST_S)
+        if releasing is not None:
+            releasing.set()
         conn.execute("ROLLBACK")
         conn.close()
 
-    thread = threading.Thread(target=hold)
+    thread = threading.Thread(target=hold, daemon=True)
     thread.start()
     return thread
 
@@ -217,15 +234,29 @@ def test_sqlite_write_lock_held_by_another_connection_is_waited_out(tmp_path):
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
     pairs = small_store(ws)
-    ready = threading.Event()
-    holder = hold_sqlite_write_lock(ws.root / "prefine.db", 2.0, ready)
+    ready, release, releasing = threading.Event(), threading.Event(), threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", ready, release, releasing)
     ready.wait()
-    start = time.time()
-    label_id = ws.store.add_label(pairs[0], "ann", "left")
-    waited = time.time() - start
-    holder.join()
-    assert waited > 1.0, "the write did not wait for the lock"
-    assert [l.id for l in ws.store.label_history()] == [label_id]
+    outcome = {}
+
+    def write():
+        try:
+            outcome["label_id"] = ws.store.add_label(pairs[0], "ann", "left")
+        except Exception as exc:
+            outcome["error"] = exc
+        outcome["returned after the lock went"] = releasing.is_set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        writer.join(timeout=1.0)
+        assert writer.is_alive(), f"the write did not wait for the lock: {outcome}"
+    finally:
+        release.set()
+        holder.join()
+        writer.join(timeout=60)
+    assert outcome.get("returned after the lock went") and "error" not in outcome, outcome
+    assert [l.id for l in ws.store.label_history()] == [outcome["label_id"]]
 
 
 @pytest.fixture
@@ -251,12 +282,15 @@ def test_sqlite_lock_held_too_long_raises_and_writes_nothing(tmp_path, short_loc
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
     pairs = small_store(ws)
-    ready = threading.Event()
-    holder = hold_sqlite_write_lock(ws.root / "prefine.db", 3.0, ready)
+    ready, release = threading.Event(), threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", ready, release)
     ready.wait()
-    with pytest.raises(OperationalError, match="database is locked"):
-        ws.store.add_label(pairs[0], "ann", "left")
-    holder.join()
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            ws.store.add_label(pairs[0], "ann", "left")
+    finally:
+        release.set()  # only once the write gave up: however long its retries took
+        holder.join()
     assert ws.store.label_history() == []
     ws.store.add_label(pairs[0], "ann", "left")  # the same action again, once the lock is gone
     assert len(ws.store.label_history()) == 1
@@ -280,16 +314,18 @@ def test_a_job_goes_on_while_the_database_does_not_answer_and_writes_its_reports
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
     monkeypatch.setattr(jobs._Reports, "RETRY_EVERY", 0.2)
-    ready = threading.Event()
+    ready, release = threading.Event(), threading.Event()
 
     def job(ws, run, report):
         report(0, {"x": 0.0})
-        holder = hold_sqlite_write_lock(ws.root / "prefine.db", 2.0, ready)  # the database stops answering
+        holder = hold_sqlite_write_lock(ws.root / "prefine.db", ready, release)  # the database stops answering
         ready.wait()
         for step in range(1, 30):
+            if step == 10:  # it answers again after reports 1 to 9 were made (not after fixed seconds, which the
+                release.set()  # first report's own retries could outlast on a slow machine)
+                holder.join()
             report(step, {"x": float(step)})
             time.sleep(0.1)
-        holder.join()
         return {}
 
     run_id = _job_in_this_process(ws, monkeypatch, job)
@@ -305,15 +341,22 @@ def test_a_job_that_ends_while_the_database_does_not_answer_records_its_end_once
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
-    ready = threading.Event()
+    ready, release = threading.Event(), threading.Event()
+    unreachable = jobs._unreachable
+
+    def answers_again_once_refused(exc):  # the database answers again once the job found that it did not
+        release.set()
+        return unreachable(exc)
 
     def job(ws, run, report):
-        hold_sqlite_write_lock(ws.root / "prefine.db", 1.5, ready)
+        hold_sqlite_write_lock(ws.root / "prefine.db", ready, release)
         ready.wait()
         return {}
 
     run_id = _job_in_this_process(ws, monkeypatch, job)
+    monkeypatch.setattr(jobs, "_unreachable", answers_again_once_refused)
     assert jobs.execute(ws, run_id) == "done"
+    assert release.is_set(), "the end was recorded at the first try: the database did answer"
     assert ws.store.get_run(run_id).status == "done"
     assert not (jobs.run_dir(ws, run_id) / jobs.ENDED).exists()
 
@@ -358,11 +401,14 @@ def test_label_page_says_when_the_database_is_locked_and_keeps_the_pair(tmp_path
     at.switch_page("pages/label.py").run()
     at.text_input(key="annotator").input("ada").run()
     shown = at.session_state["pair_id"]
-    ready = threading.Event()
-    holder = hold_sqlite_write_lock(ws.root / "prefine.db", 3.0, ready)
+    ready, release = threading.Event(), threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", ready, release)
     ready.wait()
-    choice_button(at).click().run()
-    holder.join()
+    try:
+        choice_button(at).click().run()
+    finally:
+        release.set()  # only once the page has answered the click: however long that took
+        holder.join()
     assert not at.exception, at.exception
     assert any("Not saved" in e.value for e in at.error), [e.value for e in at.error]
     assert at.session_state["pair_id"] == shown and ws.store.label_history() == []
@@ -378,9 +424,12 @@ def test_postgres_restarted_while_labelling_loses_nothing(tmp_path, private_post
     ws = Workspace.open(tmp_path / "ws", db_url=private_postgres.schema_url(f"faults_{os.getpid()}"), shipped=None)
     pairs = small_store(ws, 60)
     acknowledged, failed = [], []
+    stopped = threading.Event()
 
     def labeller():
         for pair_id in pairs:
+            if pair_id == pairs[30]:  # the rest waits for the server to have stopped: the restart comes while labels
+                stopped.wait(HOLD_AT_MOST_S)  # are still to be written, however slow the machine
             try:
                 ws.store.add_label(pair_id, "ann", "left")
                 acknowledged.append(pair_id)
@@ -390,9 +439,16 @@ def test_postgres_restarted_while_labelling_loses_nothing(tmp_path, private_post
 
     thread = threading.Thread(target=labeller)
     thread.start()
-    while len(acknowledged) < 10:
-        time.sleep(0.05)
-    private_postgres.pg_ctl("restart", "-m", "fast")
+    deadline = time.monotonic() + 60
+    try:
+        while len(acknowledged) < 10:
+            assert thread.is_alive() and time.monotonic() < deadline, \
+                f"{len(acknowledged)} labels acknowledged, not 10, before the restart; failed: {failed}"
+            time.sleep(0.05)
+        private_postgres.pg_ctl("stop", "-m", "fast")  # a restart, in two steps
+    finally:
+        stopped.set()
+    private_postgres.start()
     restarted_at = len(acknowledged)
     thread.join(timeout=120)
     stored = ws.store.effective_labels()

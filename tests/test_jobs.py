@@ -1,6 +1,7 @@
 """Background jobs as real OS processes: done, crashed, cancelled, lost and resumed, fine-tune curves."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -105,16 +106,22 @@ def test_a_process_never_runs_a_run_that_is_no_longer_queued(ws, monkeypatch):
 
 def test_a_cancel_swallowed_by_library_code_still_stops_the_run_at_its_next_report(ws, monkeypatch):
     import signal
-    import threading
 
-    reports = []
+    reports, swallowed = [], []
 
     def swallowing_job(ws, run, report):  # as code that catches BaseException around a C call would
         for step in range(200):
             try:
-                time.sleep(0.01)
+                if step == 5:  # the user's Cancel comes during this call; sent by the job itself, as a timer could
+                    # fire before the run was claimed and had reported, on a busy machine
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:  # in the call until the handler's Cancelled comes
+                        time.sleep(0.01)
+                else:
+                    time.sleep(0.01)
             except BaseException:
-                pass
+                swallowed.append(step)
             report(step, {"x": 1.0})
             reports.append(step)
         return {}
@@ -122,9 +129,9 @@ def test_a_cancel_swallowed_by_library_code_still_stops_the_run_at_its_next_repo
     monkeypatch.setitem(jobs.KINDS, "swallow", swallowing_job)
     monkeypatch.setattr(jobs, "_heartbeat", lambda *args: None)
     run_id = ws.store.create_run(CHEETAH, 1, "swallow", {})
-    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
     assert jobs.execute(ws, run_id) == "cancelled"
-    assert ws.store.get_run(run_id).status == "cancelled" and 0 < len(reports) < 200
+    assert swallowed == [5] and reports == [0, 1, 2, 3, 4], (swallowed, reports)  # stopped at step 5's report
+    assert ws.store.get_run(run_id).status == "cancelled"
 
 
 def test_a_run_on_another_machine_is_judged_by_its_heartbeat_and_cancelled_through_the_store(ws):
@@ -252,34 +259,33 @@ def test_a_pid_edited_to_text_or_a_fraction_is_no_live_run(ws, pid):
     assert jobs.reap(ws) == [run_id]
 
 
-def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monkeypatch):
-    import threading
+#: The report after which a probe job does what another machine does to its run: from the job itself, not on a timer,
+#: which could fire before the run was claimed, or after the job ended, on a slow or busy machine.
+MEANWHILE_AFTER = 5
+#: The most a probe job waits for its heartbeat (every 0.1 s) to read what was done to its run.
+PATIENCE_S = 60
+#: What a probe job that reports until it is stopped notes when it never was.
+RAN_OUT = f"reported for {PATIENCE_S} s and was never stopped"
 
-    reports = []
 
+def _probe(ws, monkeypatch, seen: list, registers: bool = False, meanwhile=None, until_stopped: bool = False) -> int:
+    """A run of a job that reports 200 times, 0.02 s apart, and notes the status the store gives its run at each
+    report (and with ``registers``, registers a policy as its output, as a fine-tune does); heartbeats every 0.1 s.
+    After report MEANWHILE_AFTER it calls ``meanwhile()``. With ``until_stopped`` it reports on past 200 until a report
+    stops it, PATIENCE_S at most (then it notes RAN_OUT in ``seen`` and ends): how many reports a heartbeat takes to
+    read the store is the machine's speed."""
     def job(ws, run, report):
-        for step in range(200):
-            report(step, {"x": 1.0})
-            reports.append(step)
-            time.sleep(0.02)
-        return {}
-
-    monkeypatch.setitem(jobs.KINDS, "probe", job)
-    monkeypatch.setattr(jobs, "HEARTBEAT_EVERY", 0.1)
-    run_id = ws.store.create_run(CHEETAH, 1, "probe", {})
-    elsewhere = lambda: ws.store.update_run(run_id, status="cancelled", error="stopped by the user")  # noqa: E731
-    threading.Timer(0.5, elsewhere).start()  # what jobs.cancel does on another machine
-    assert jobs.execute(ws, run_id) == "cancelled"
-    assert ws.store.get_run(run_id).status == "cancelled" and 0 < len(reports) < 200
-
-
-def _probe(ws, monkeypatch, seen: list, registers: bool = False) -> int:
-    """A run of a job that reports 200 times over about 4 s and notes the status the store gives its run at each
-    report (and with ``registers``, registers a policy as its output, as a fine-tune does); heartbeats every 0.1 s."""
-    def job(ws, run, report):
-        for step in range(200):
+        step, give_up = 0, None
+        while step < 200 or until_stopped:
             report(step, {"x": 1.0})
             seen.append(ws.store.get_run(run.id).status)
+            if step == MEANWHILE_AFTER and meanwhile is not None:
+                meanwhile()
+                give_up = time.monotonic() + PATIENCE_S
+            if until_stopped and give_up is not None and time.monotonic() > give_up:
+                seen.append(RAN_OUT)
+                break
+            step += 1
             time.sleep(0.02)
         if not registers:
             return {}
@@ -291,14 +297,28 @@ def _probe(ws, monkeypatch, seen: list, registers: bool = False) -> int:
     return ws.store.create_run(CHEETAH, 1, "probe", {})
 
 
+def test_a_run_cancelled_from_another_machine_stops_at_its_next_report(ws, monkeypatch):
+    seen = []
+
+    def cancelled_elsewhere():  # what jobs.cancel does on another machine, where no signal reaches this process
+        ws.store.update_run(run_id, status="cancelled", error="stopped by the user")
+
+    run_id = _probe(ws, monkeypatch, seen, meanwhile=cancelled_elsewhere, until_stopped=True)
+    assert jobs.execute(ws, run_id) == "cancelled"
+    assert ws.store.get_run(run_id).status == "cancelled" and RAN_OUT not in seen
+
+
 def test_a_live_run_marked_failed_by_another_machine_takes_itself_back(ws, monkeypatch, capsys):
     """Another machine's app marks a run failed when its heartbeat is late (the database did not answer for 45 s),
     though its process lives on: it stayed failed while it trained on, and Resume could start a second process."""
-    import threading
-
     seen = []
-    run_id = _probe(ws, monkeypatch, seen)
-    threading.Timer(0.5, lambda: ws.store.update_run(run_id, status="failed", error=jobs.STOPPED)).start()
+
+    def marked_failed_elsewhere():
+        ws.store.update_run(run_id, status="failed", error=jobs.STOPPED)
+        with contextlib.suppress(AssertionError):  # the job goes on once its heartbeat took the run back, a minute at
+            wait_for(ws, run_id, ("running",), timeout=PATIENCE_S)  # most (the statuses it saw then say it never did)
+
+    run_id = _probe(ws, monkeypatch, seen, meanwhile=marked_failed_elsewhere)
     assert jobs.execute(ws, run_id) == "done"
     assert seen[-1] == "running" and len(seen) == 200, seen
     assert f"run {run_id} was marked failed while the database did not hear from it; it is running again" in \
@@ -309,32 +329,26 @@ def test_a_live_run_marked_failed_by_another_machine_takes_itself_back(ws, monke
 def test_a_run_resumed_by_another_process_stops_here_and_records_nothing(ws, monkeypatch):
     """A run thought dead and resumed elsewhere (another pid, another machine) while its first process lived: both
     trained in one folder and the first recorded its end over the second's run."""
-    import threading
-
     seen = []
-    run_id = _probe(ws, monkeypatch, seen)
 
     def resumed_elsewhere():
         ws.store.update_run(run_id, status="queued", error=None, pid=None, host=None, heartbeat=None)
         ws.store.update_run(run_id, pid=424242, host="another-machine")
 
-    threading.Timer(0.5, resumed_elsewhere).start()
+    run_id = _probe(ws, monkeypatch, seen, meanwhile=resumed_elsewhere, until_stopped=True)
     assert jobs.execute(ws, run_id) == "taken over"
     run = ws.store.get_run(run_id)
-    assert 0 < len(seen) < 200 and (run.status, run.pid, run.host) == ("queued", 424242, "another-machine")
+    assert RAN_OUT not in seen and (run.status, run.pid, run.host) == ("queued", 424242, "another-machine")
     assert not (jobs.run_dir(ws, run_id) / jobs.ENDED).exists()
 
 
 def test_a_run_resumed_elsewhere_is_not_ended_by_its_first_process(ws, monkeypatch, capsys):
     """The first process, unheard from while the database was away (its heartbeat never read the resume), recorded
     its end over the run resumed by another process: that one then never started ("no longer queued")."""
-    import threading
-
     seen = []
-    run_id = _probe(ws, monkeypatch, seen, registers=True)
-    monkeypatch.setattr(jobs, "_heartbeat", lambda *args: None)  # as during an outage: no beat reads the store
     elsewhere = lambda: ws.store.update_run(run_id, status="queued", pid=424242, host="another-machine")  # noqa: E731
-    threading.Timer(0.5, elsewhere).start()
+    run_id = _probe(ws, monkeypatch, seen, registers=True, meanwhile=elsewhere)
+    monkeypatch.setattr(jobs, "_heartbeat", lambda *args: None)  # as during an outage: no beat reads the store
     policies = len(ws.store.list_policies())
     assert jobs.execute(ws, run_id) == "taken over"
     assert len(ws.store.list_policies()) == policies, "the policy it registered before it knew is unregistered"
