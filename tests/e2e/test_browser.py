@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from conftest import CHEETAH
@@ -232,12 +233,13 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
     picker = page.get_by_label("Checkpoint (step)")
     picker.scroll_into_view_if_needed()
     deadline = time.time() + 60
-    while time.time() < deadline:  # a click during the expander's opening animation focuses it without opening it
+    while True:  # a click during the expander's opening animation focuses the select without opening it
         picker.click()
-        if page.get_by_role("option").count():
+        try:  # (its options can take a moment to be drawn: looking at once and closing it again never saw them)
+            page.get_by_role("option").first.wait_for(timeout=3_000)
             break
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(300)
+        except PlaywrightTimeout:
+            assert time.time() < deadline, "the checkpoint list did not open"
     # A finished run's page is drawn once and does not refresh itself, so the list opened at once stays open. (The
     # live view's fragment used to draw the finished view first, and the whole page drew it again up to 2 s later,
     # closing the list.)
