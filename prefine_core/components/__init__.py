@@ -15,6 +15,11 @@ _pair_player = components.declare_component("pair_player", path=str(Path(__file_
 #: pair: the player's own rule (``body .st-key-choice_…``, more specific) lets that pair's through. Drawn with the
 #: page, so that it holds from the first moment, before the player's frame has loaded.
 _CHOICES_HELD = '<style>[class*="st-key-choice_"] button { pointer-events: none; }</style>'
+#: Choice and Undo labels wrap onto two lines in a narrow column instead of being cut ("Can't …" at 1280 px, "A…",
+#: "B…" at 1024 px: a presenter on a projector could not tell the buttons apart).
+_CHOICE_LABELS_WRAP = ('<style>[class*="st-key-choice_"] button, .st-key-undo button { padding-left: 0.3rem; '
+                       'padding-right: 0.3rem; } [class*="st-key-choice_"] button p, .st-key-undo button p '
+                       '{ white-space: normal; overflow: visible; text-overflow: clip; line-height: 1.2; }</style>')
 
 
 def hold_choice_buttons() -> None:
@@ -22,7 +27,7 @@ def hold_choice_buttons() -> None:
     Streamlit's event container, drawn apart from the page's elements: drawn only beside the player, on a page
     opened afresh it could land a few frames after the buttons, which took clicks meanwhile. The app draws it first
     thing on every page, the player again beside itself."""
-    st.html(_CHOICES_HELD)
+    st.html(_CHOICES_HELD + _CHOICE_LABELS_WRAP)
 
 
 def pair_player(view, show_cost: bool, keys_html: str, key: str, on_change=None, ack: str | None = None) -> dict | None:

@@ -405,6 +405,17 @@ def test_keys_label_at_once_after_the_demo_mode_toggle(tmp_path, page):
         while not ws.store.label_history() and time.time() < deadline:
             time.sleep(0.2)
         assert [(label.pair_id, label.choice) for label in ws.store.label_history()] == [(shown, "left")]
+        # On a projector's 1024 px the buttons read "A…", "B…", "E…" (at 1280 px "Can't …"): their labels wrap now
+        judgeable(page)
+        for width in (1024, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.wait_for_timeout(300)  # laid out again (nothing is waited for that could be missed: a cut stays cut)
+            assert page.evaluate(CUT_BUTTON_LABELS) == [], width
+
+
+#: The choice and Undo buttons whose label (or an element of it) is wider than its box: cut, or ended with "…".
+CUT_BUTTON_LABELS = """() => [...document.querySelectorAll('[class*="st-key-choice_"] button, .st-key-undo button')]
+    .flatMap((b) => [b, ...b.querySelectorAll('*')].filter((e) => e.scrollWidth > e.clientWidth + 1).map(() => b.textContent))"""
 
 
 def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_cost_toggle(tmp_path, page):
