@@ -61,7 +61,7 @@ def delete_chosen_policy() -> None:
     """As :func:`delete_chosen`: runs before the page redraws, so the choice can be cleared once the policy is gone."""
     if not ui.confirmed("policy_delete_confirm"):
         return
-    policy = ui.guarded(ws.delete_policy, st.session_state["policy_delete_id"])
+    policy = ui.guarded(ws.delete_policy, st.session_state["policy_delete_id"], under="policy_delete_confirm")
     if policy is not None:
         st.toast(f"deleted policy {policy.id} ('{ui.plain(policy.name)}')")
         st.session_state["policy_delete_id"], st.session_state["policy_delete_confirm"] = None, ""
@@ -75,7 +75,7 @@ with tabs[3]:
                         list(names), index=None, format_func=lambda i: f"{i}: {names[i]}", key="policy_delete_id")
     st.text_input("Type DELETE to confirm", key="policy_delete_confirm")
     st.button("Delete policy", key="policy_delete", disabled=gone is None, on_click=delete_chosen_policy)
-    ui.said_unconfirmed("policy_delete_confirm")
+    ui.said_under("policy_delete_confirm")
 with tabs[4]:
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
     people = c1.text_input("People per pair", value=str(ws.store.task_overlap(task)), key=ui.scoped("overlap", task),
@@ -138,7 +138,7 @@ def delete_chosen() -> None:
     if not ui.confirmed("delete_confirm"):
         return
     doomed = st.session_state["delete_ids"]
-    if ui.guarded(ws.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)") is not None:
+    if ui.guarded(ws.delete_pairs, doomed, success=f"deleted {len(doomed)} pair(s)", under="delete_confirm") is not None:
         st.session_state["delete_ids"], st.session_state["delete_confirm"] = [], ""
 
 
@@ -147,4 +147,4 @@ with tabs[6]:
                             help="an import of an export made before does not bring them back (unless asked to)")
     st.text_input("Type DELETE to confirm", key="delete_confirm")
     st.button("Delete", key="delete", type="primary", disabled=not doomed, on_click=delete_chosen)
-    ui.said_unconfirmed("delete_confirm")
+    ui.said_under("delete_confirm")

@@ -13,7 +13,8 @@ st.markdown("Teach a fast but reckless robot to be **safe** from your judgements
 
 def auto_label() -> None:
     """Runs before the page redraws, so the counts above already include the new labels."""
-    st.session_state["auto_label_said"] = ui.guarded(demo.auto_label_report, ws, task, st.session_state["auto_n"])
+    st.session_state["auto_label_said"] = ui.guarded(demo.auto_label_report, ws, task, st.session_state["auto_n"],
+                                                     under="auto_label")
 
 
 # Before the status: finding the video job marks the task's runs whose process died as failed (jobs.active reaps),
@@ -55,6 +56,7 @@ with st.container(border=True):
               help="a simulated labeller that judges by the true cost, so a demo never stalls")
     if said := st.session_state.pop("auto_label_said", None):
         st.info(said)
+    ui.said_under("auto_label")  # a refusal, beside the field it names (it was drawn above the page's title)
 
 with st.container(border=True):
     st.markdown("**3 · Fine-tune** — a short PREFINE run in the background, with live curves")

@@ -337,7 +337,9 @@ def test_a_policy_nothing_uses_is_deleted_with_its_file_and_a_shipped_one_is_ref
     app.text_input(key="policy_delete_confirm").input("DELETE")
     app.button(key="policy_delete").click().run()
     assert not app.exception, app.exception
-    assert any("is shipped with PREFINE Studio" in e.value for e in app.error)
+    # said in the Policies tab, under the button: drawn by the callback above the page, it moved the tabs back to Pairs
+    assert [e.value for e in app.error] == [e.value for e in app.tabs[3].error]
+    assert any("is shipped with PREFINE Studio" in e.value for e in app.tabs[3].error)
     assert ws.store.get_policy(shipped.id).name == shipped.name
     app.selectbox(key="policy_delete_id").set_value(wrong.id).run()
     app.text_input(key="policy_delete_confirm").input("DELETE").run()

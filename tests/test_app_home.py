@@ -77,6 +77,10 @@ def test_a_count_to_auto_label_out_of_bounds_is_refused_and_labels_nothing(tmp_p
     said = _auto_label(at, typed)
     assert says in said and "Pairs to auto-label" in said, said
     assert len(ws.store.label_history()) == before
+    # beside the field it names: drawn by the button's callback, it stood above the page's title
+    [beside] = [block for block in at.main.children.values()
+                if hasattr(block, "text_input") and [box.key for box in block.text_input] == ["auto_n"]]
+    assert [e.value for e in beside.error] == [e.value for e in at.error]
 
 
 def test_auto_label_on_a_fresh_workspace_says_to_prepare_pairs_first(tmp_path, monkeypatch):

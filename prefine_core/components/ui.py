@@ -230,24 +230,34 @@ def survives_outage(fn):
     return wrapper
 
 
-def guarded(action, *args, success: str | None = None, keep: tuple[str, object] | None = None, **kwargs):
+def guarded(action, *args, success: str | None = None, keep: tuple[str, object] | None = None,
+            under: str | None = None, **kwargs):
     """Run ``action``; show a ValueError/OSError as a message that says what to do instead of a traceback.
 
     A database that stays locked or unreachable through the store's retries is said so: the action
     was not saved, and the page keeps its state so the same action can be repeated. ``keep`` = (key, inputs)
     keeps a refusal for :func:`kept_refusal` to show again on the page's later runs (a run finishing elsewhere
     redraws the page, and the message would go while the input it names is still there); a success clears it.
+    ``under``: run from a widget's callback, whose messages Streamlit draws at the top of the page (which also
+    moved the page's tabs back to the first: a refused delete on Data › Policies showed the Pairs tab); the refusal
+    is kept for :func:`said_under` to show under that widget instead.
     """
+    def say(message: str) -> None:
+        if under is None:
+            st.error(message)
+        else:
+            st.session_state[f"{under}_refused"] = message
+
     try:
         value = action(*args, **kwargs)
     except (ValueError, OSError) as exc:
-        st.error(str(exc))
+        say(str(exc))
         if keep is not None:
             st.session_state[keep[0]] = (str(exc), keep[1])
         return None
     except DBAPIError as exc:
-        st.error(f"Not saved: the database is busy or unreachable ({_reason(exc)}). Nothing was lost; "
-                 "try the same action again in a moment.")
+        say(f"Not saved: the database is busy or unreachable ({_reason(exc)}). Nothing was lost; "
+            "try the same action again in a moment.")
         return None
     if keep is not None:
         st.session_state.pop(keep[0], None)
@@ -309,15 +319,16 @@ UNCONFIRMED = "Type DELETE in the box above to confirm; nothing was deleted."
 
 def confirmed(box: str) -> bool:
     """In a delete button's callback: whether the confirmation text field ``box`` says DELETE; else
-    :func:`said_unconfirmed` shows the refusal under the button. (The button itself
+    :func:`said_under` ``box`` shows the refusal under the button. (The button itself
     stays enabled: held until the box was left, it let the first click, which leaves the box, fall on nothing.)"""
     if st.session_state.get(box) == "DELETE":
         return True
-    st.session_state[f"{box}_refused"] = True
+    st.session_state[f"{box}_refused"] = UNCONFIRMED
     return False
 
 
-def said_unconfirmed(box: str) -> None:
-    """Under the button of a :func:`confirmed` box: why its last click deleted nothing, if it did not."""
-    if st.session_state.pop(f"{box}_refused", False):
-        st.error(UNCONFIRMED)
+def said_under(box: str) -> None:
+    """Under a button: why its last click (its callback) did nothing, if it did not: kept by :func:`confirmed` or
+    by :func:`guarded` with ``under=box``."""
+    if message := st.session_state.pop(f"{box}_refused", None):
+        st.error(message)
