@@ -83,6 +83,8 @@ elif run.status != "done":
 elif (result := comparison.saved_result(ws, run.id)) is None:
     st.error(f"{ui.plain(jobs.result_missing(ws, run))}. The button above evaluates the pair again.")
 else:
+    if stale := comparison.not_what_is_typed(run.config, config):
+        st.warning(stale)
     st.markdown(f"**{comparison.verdict(result)}**")
     st.caption(demo.what_the_numbers_mean(task))
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")

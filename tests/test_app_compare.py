@@ -187,7 +187,7 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     result = {"a": summary(), "b": summary(return_mean=90.0, cost_mean=10.0), "video": str(video), "video_seed": 10000}
     (video.parent / "result.json").write_text(json.dumps(result))
     workspace.store.update_run(run_id, status="done")
-    open_compare(app, 1, 3)
+    open_compare(app, 1, 3, episodes=2)
     assert any(c.value.startswith("2 episodes each, seeds 10000–10001") for c in app.caption)
     assert any(m.value == "**B cut the cost per episode by 80 % (50 → 10), and earned 90 % of A's return; it kept "
                "within the cost limit (25) in 0 of 2 episodes (A: 0).**" for m in app.markdown), [m.value for m in app.markdown]
@@ -202,6 +202,14 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
+    assert not app.warning, "typed as evaluated"
+    app.text_input(key="compare_cost_limit").set_value("600").run()  # the result of limit 25 was shown, unsaid
+    app.text_input(key="episodes").set_value("7").run()
+    assert [w.value for w in app.warning] == ["These results are for episodes 2 (typed: 7) and cost limit 25 (typed: "
+                                              "600). Press *Evaluate both on the same seeds* to evaluate with what is typed."]
+    app.text_input(key="compare_cost_limit").set_value("25").run()
+    app.text_input(key="episodes").set_value("2").run()
+    assert not app.warning
     open_compare(app, 3, 1)  # the same two the other way round: not run yet, and said where the result is
     assert any(f"Run {run_id} compared these two the other way round" in c.value for c in app.caption)
     # a result naming another file as its video: the run's own video is played, never that file
