@@ -12,6 +12,7 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
 from prefine_core import jobs
+from prefine_core.demo import DEMO_FINETUNE
 from prefine_core.entry import shown
 from prefine_core.workspace import Workspace
 
@@ -163,7 +164,10 @@ def sidebar(ws: Workspace) -> None:
                          help="Safety-Gymnasium task the pages work on")
     st.sidebar.toggle("Demo mode", value=bool(st.session_state.get("demo")), key="demo_toggle", on_change=_keep,
                       args=("demo_toggle", "demo"),
-                      help="plain language and a guided path for showing PREFINE to non-experts")
+                      help="for showing PREFINE to non-experts: the Label page asks its question in the task's own "
+                           "words (\"Which robot kept to the speed limit better?\"), and the Fine-tune form starts "
+                           f"from short demo settings ({DEMO_FINETUNE['steps']} steps). Home's "
+                           "guided path is there either way")
     st.sidebar.caption(f"Workspace: {ws.root}")
     _to_url("task", st.session_state["task_id"])
     if st.session_state.get("demo"):
