@@ -28,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
+from prefine_core.entry import counted
 from prefine_core.files import write_text_atomic
 from prefine_core.store import RunRecord
 from prefine_core.store.schema import utcnow
@@ -610,7 +611,8 @@ def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
         name=f"run {run.id}: fine-tuned {start.name}", parent=start.name)
     summary = trainer.run()
     kind = "bc" if config.is_bc else "finetuned"
-    name = f"run {run.id} ({kind}, {len(pairs)} pairs, {config.steps} steps, seed {config.seed})"  # told apart in lists
+    # told apart in lists ("1 step", not "1 steps": a smallest run is a first try from the form)
+    name = f"run {run.id} ({kind}, {counted(len(pairs), 'pair')}, {counted(config.steps, 'step')}, seed {config.seed})"
     policy_id = ws.store.add_policy(name, summary["path"], run.task_id, kind,
                                     parent_id=start.id, provenance={"run_id": run.id, "config": config.to_dict()})
     return {"output_policy_id": policy_id, "path": summary["path"], "selected_step": summary["selected_step"],
