@@ -159,3 +159,30 @@ def test_the_player_redraws_once_a_frame_however_many_pairs_it_has_shown(player_
         page.wait_for_function(f"document.body.dataset.gatePair === '{pair_id}'", timeout=30_000)
     assert page.evaluate("!document.getElementById('video').paused"), "the video plays (else no loop runs at all)"
     assert page.evaluate("window.__requestsPerFrame()") <= 1.5
+
+
+def test_the_cost_overlay_toggled_goes_on_from_the_frame_on_screen(player_page, tmp_path):
+    """Show cost overlay swaps the pair's video for its cost-free rendering: it started again from the first frame,
+    playing, and a person stepping through an event frame by frame lost their place."""
+    import numpy as np
+
+    from prefine_core.render import write_clip_video
+
+    frames = (np.random.default_rng(1).random((60, 32, 32, 3)) * 255).astype(np.uint8)
+    video = list(write_clip_video(list(frames), np.zeros(60), tmp_path / "clip.mp4", fps=30).read_bytes())
+    page = player_page
+    page.reload()
+    costs = {"costs_left": [0] * 60, "costs_right": [0] * 60}
+    render(page, pair_id=41, video=video, **costs)
+    page.wait_for_function("document.body.dataset.gatePair === '41' && video.readyState >= 2", timeout=30_000)
+    page.evaluate("""() => new Promise((done) => {  // once the player's own pause listener (registered first) has run
+        video.addEventListener("pause", () => done(), {once: true}); video.pause(); })""")
+    page.wait_for_function("!video.seeking", timeout=30_000)  # settled on the frame on screen
+    page.evaluate("goFrame(40)")  # paused on frame 40, as the frame buttons leave it
+    page.wait_for_function("!video.seeking && frameAt(video.currentTime) === 40", timeout=30_000)
+    render(page, pair_id=41, video=None, video_plain=video, show_cost=False, **costs)  # the overlay off
+    page.wait_for_function("video.readyState >= 2 && !video.seeking", timeout=30_000)
+    assert page.evaluate("[frameAt(video.currentTime), video.paused]") == [40, True]
+    render(page, pair_id=42, video=video, **costs)  # the next pair starts at its beginning, playing
+    page.wait_for_function("document.body.dataset.gatePair === '42'", timeout=30_000)
+    assert page.evaluate("[frameAt(video.currentTime) < 40, video.paused]") == [True, False]
