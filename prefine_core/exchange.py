@@ -330,7 +330,11 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         raise ValueError("the export has no manifest.json; it is not a PREFINE export")
     manifest = parse_json("manifest.json", manifest_path.read_bytes())
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"manifest.json format is {manifest.get('format') if isinstance(manifest, dict) else None!r}, expected {FORMAT!r}")
+        said = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ValueError("this is not a PREFINE export: its manifest.json "
+                         + (f"says format {said!r}" if said is not None else "names no format")
+                         + f", where an export of PREFINE Studio says {FORMAT!r} (export it again from the Data page "
+                           "or with `python -m prefine_core export`)")
     rows = {name: _read_jsonl(folder, name) for name in _FIELDS}
     counts = manifest.get("counts")
     if counts is not None and not isinstance(counts, dict):

@@ -368,7 +368,8 @@ BROKEN_BUNDLES = {
     "missing array": (lambda f, tmp: next((f / "arrays").iterdir()).unlink(), "which is missing"),
     "no manifest": (lambda f, tmp: (f / "manifest.json").unlink(), "the export has no manifest.json"),
     "no labels file": (lambda f, tmp: (f / "labels.jsonl").unlink(), "^labels.jsonl is missing from the export$"),
-    "wrong format": (lambda f, tmp: (f / "manifest.json").write_text(json.dumps({"format": "other/9"})), "expected 'prefine-export/1'"),
+    "wrong format": (lambda f, tmp: (f / "manifest.json").write_text(json.dumps({"format": "other/9"})), "not a PREFINE export: its manifest.json says format 'other/9', where an export of PREFINE Studio says 'prefine-export/1'"),
+    "no format": (lambda f, tmp: (f / "manifest.json").write_text("{}"), "not a PREFINE export: its manifest.json names no format"),
     "corrupt array": (lambda f, tmp: next((f / "arrays").iterdir()).write_bytes(b"PK\x03\x04garbage"), "not a readable trajectory file"),
     "wrong observation size": (lambda f, tmp: _narrow_first_clip(f), r"has observations of size 5 and actions of size 6; "
                                r"SafetyHalfCheetahVelocity-v1 has 17 and 6"),
