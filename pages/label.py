@@ -21,7 +21,7 @@ if ui.guarded(labelling.check_annotator, name) is None:
     st.stop()
 right.text(f"Labelling as: {name}")
 right.toggle("Show cost overlay", help="off: judge the behaviour only, without the cost counter, red border and "
-             "timeline marks", **ui.kept("show_cost", value=True))
+             "timeline marks", **ui.kept("show_cost", [True, False], in_url="cost", value=True))  # and a reload
 
 with left:
     st.subheader(question(task) if st.session_state.get("demo") else "Which clip behaved more safely?")

@@ -191,6 +191,10 @@ def test_the_last_label_can_be_undone_and_the_overlay_choice_outlives_a_visit(tm
     app.switch_page("pages/home.py").run()
     app.switch_page("pages/label.py").run()
     assert app.toggle(key="show_cost").value is False
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a reload: a new session, the same address
+    reloaded.query_params = dict(app.query_params)
+    assert reloaded.query_params["cost"] == "False"
+    assert labelling_as(reloaded, "finisher").toggle(key="show_cost").value is False, "it went back to on"
     labelled = []
     while choice_button(app) is not None and len(labelled) < 20:
         labelled.append(app.session_state["pair_id"])
