@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from prefine_core.store import Store
+from prefine_core.labelling import CHOICE_LABELS
+from prefine_core.store import RETRACT, Store
+
+
+def said(choice: str) -> str:
+    """A label's choice in the words of the Label page's buttons ("A safer", not ``left``); an undo row is "undone";
+    a choice no label may have (a row edited by hand) as it is stored."""
+    return "undone" if choice == RETRACT else CHOICE_LABELS.get(choice, choice)
 
 
 def trajectories_frame(store: Store, task_id: str) -> pd.DataFrame:
@@ -16,15 +23,16 @@ def trajectories_frame(store: Store, task_id: str) -> pd.DataFrame:
 
 def pairs_frame(store: Store, task_id: str) -> pd.DataFrame:
     labels = store.effective_labels(task_id)
-    votes = labels.groupby("pair_id").choice.agg(lambda c: ", ".join(sorted(c))) if len(labels) else pd.Series(dtype=str)
-    rows = [{"id": p.id, "left": p.left_id, "right": p.right_id, "strategy": p.strategy, "reason": p.reason,
+    votes = (labels.groupby("pair_id").choice.agg(lambda c: ", ".join(sorted(map(said, c)))) if len(labels)
+             else pd.Series(dtype=str))
+    rows = [{"id": p.id, "A (clip)": p.left_id, "B (clip)": p.right_id, "strategy": p.strategy, "reason": p.reason,
              "video ready": p.video_ready, "labels": votes.get(p.id, "")} for p in store.list_pairs(task_id)]
-    return pd.DataFrame(rows, columns=["id", "left", "right", "strategy", "reason", "video ready", "labels"])
+    return pd.DataFrame(rows, columns=["id", "A (clip)", "B (clip)", "strategy", "reason", "video ready", "labels"])
 
 
 def labels_frame(store: Store, task_id: str) -> pd.DataFrame:
     """Every label row ever written (retractions and skips included), newest first."""
-    rows = [{"id": h.id, "pair": h.pair_id, "annotator": h.annotator, "choice": h.choice, "seconds": h.seconds,
+    rows = [{"id": h.id, "pair": h.pair_id, "annotator": h.annotator, "choice": said(h.choice), "seconds": h.seconds,
              "replaces": h.supersedes_id, "at": h.created_at} for h in store.label_history(task_id)]
     return pd.DataFrame(rows, columns=["id", "pair", "annotator", "choice", "seconds", "replaces", "at"]).iloc[::-1]
 

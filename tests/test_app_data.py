@@ -385,3 +385,15 @@ def test_an_empty_workspace_says_how_its_pairs_labels_and_clips_come(tmp_path, m
     said = " ".join(c.value for c in app.caption)
     assert f"No pairs of {CHEETAH} yet: Home's *Prepare pairs*" in said
     assert "No labels yet: judge pairs on the Label page" in said and "No clips yet" in said
+
+
+def test_the_data_tables_say_choices_in_the_label_pages_words(ws, monkeypatch):
+    """The tables showed ``left``, ``cant_tell`` and ``retract`` where the Label page's buttons say "A safer",
+    "Can't tell" and Undo, and named a pair's clips "left" and "right" where it says A and B."""
+    pair = ws.store.list_pairs(CHEETAH)[0].id
+    ws.store.add_label(pair, "bo", "cant_tell")
+    ws.store.undo_last_label("bo", CHEETAH)
+    app = _data_page(ws, monkeypatch)
+    pairs, labels = app.dataframe[0].value, app.dataframe[1].value
+    assert list(pairs.columns[:3]) == ["id", "A (clip)", "B (clip)"] and pairs.labels.tolist() == ["A safer"]
+    assert labels.choice.tolist() == ["undone", "Can't tell", "A safer"]  # newest first
