@@ -196,7 +196,7 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
                             "limit): lower is safer. Return is") for c in said), said
     names = {p.id: p.name for p in workspace.store.list_policies(CHEETAH)}
     assert any(c.startswith(f"A (before): {plain(names[1])}") and f"B (after): {plain(names[3])}" in c
-               for c in said), said
+               and "the first 300 steps of the episode" in c for c in said), said
     table = app.dataframe[0].value.set_index("metric")
     assert comparison.TABLE_TERMS in said and "Violation rate: the share of episodes" in comparison.TABLE_TERMS
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
