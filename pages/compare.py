@@ -88,8 +88,10 @@ else:
     st.markdown(f"**{comparison.verdict(result)}**")
     st.caption(demo.what_the_numbers_mean(task))
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
-    st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
-    st.caption(comparison.TABLE_TERMS)
+    # In Demo mode the sentence above and the video say it; the table of rates is there for whoever asks
+    with st.expander("Every number, A beside B", expanded=not st.session_state.get("demo")):
+        st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
+        st.caption(comparison.TABLE_TERMS)
     if warning := comparison.doing_less(result):
         st.warning(warning)
     limit = result["a"].get("cost_limit")

@@ -203,6 +203,14 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert table.loc["return (mean)", "B better"] == "no"
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
     assert not app.warning, "typed as evaluated"
+    [numbers] = [e for e in app.expander if e.label == "Every number, A beside B"]
+    assert numbers.proto.expanded, "open, except in Demo mode"
+    app.session_state["demo"] = True
+    app.run()
+    [numbers] = [e for e in app.expander if e.label == "Every number, A beside B"]
+    assert not numbers.proto.expanded and app.dataframe, "closed for an audience, there when asked for"
+    app.session_state["demo"] = False
+    app.run()
     app.text_input(key="compare_cost_limit").set_value("600").run()  # the result of limit 25 was shown, unsaid
     app.text_input(key="episodes").set_value("7").run()
     assert [w.value for w in app.warning] == ["These results are for episodes 2 (typed: 7) and cost limit 25 (typed: "
