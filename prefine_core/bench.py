@@ -935,7 +935,7 @@ true cost too. That loop was not built.
 the old 0.05 it overshot: Hopper and PointCircle stood still at cost 0 (returns 1042 and 2.5), which made the
 "≥ 90 % of the Lagrangian's return" floor meaningless there. Hopper and PointCircle now use 0.005: PointCircle
 with 1M env steps reaches 28 at cost 0 — a much harder floor than before. The Hopper one stood still after 1M
-steps (1056, cost 0), so it is trained for 10M (`--lagrangian-steps 10000000`, 46 min on one core): it learns
+steps (1056, cost 0), so it is trained for 10M (`--lagrangian-steps 10000000`, 46 min on one core; 65 for the shipped retrain): it learns
 to hop under the limit (2M steps: 1307; 10M: 1612 at cost 0, no falls), which makes the Hopper return floor
 1451 instead of 950. HalfCheetah keeps its 0.05 run (2630, cost 14). The three Lagrangians are shipped in `data/baselines/` (retrained this session with the same
 commands: the same returns and costs to the digit), so a clean clone's benchmark reuses them instead of retraining.
