@@ -90,8 +90,9 @@ def not_what_is_typed(shown: dict, typed: dict) -> str | None:
     """What the result of a run of config ``shown`` was not evaluated with of the config ``typed`` on the page (its
     episodes, its cost limit), said with what to do; None when they agree. The page showed a run's result whatever
     was typed since: a limit of 600 still showed "kept within the cost limit (25)" with nothing to say so."""
-    differ = [f"{what} {shown[key]:g} (typed: {typed[key]:g})" for key, what in (("episodes", "episodes"),
-              ("cost_limit", "cost limit")) if shown.get(key) != typed[key]]
+    number = lambda x: f"{x:g}" if is_finite_number(x) else repr(x)  # noqa: E731  (a row edited by hand: as it is)
+    differ = [f"{what} {number(shown.get(key))} (typed: {number(typed[key])})" for key, what in
+              (("episodes", "episodes"), ("cost_limit", "cost limit")) if shown.get(key) != typed[key]]
     if not differ:
         return None
     return (f"These results are for {' and '.join(differ)}. Press *Evaluate both on the same seeds* to evaluate "
