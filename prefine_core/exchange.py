@@ -793,12 +793,11 @@ def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_lengt
     """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts. Clips already
     here (the file imported before with this clip length) are not added again: ``clips_already_here``.
     ``on_progress(done, total)`` after each clip is written."""
-    from prefine_core.pool import clips
+    from prefine_core.pool import clips, names_a_policy
 
     path = Path(path)
-    if source is not None and source.split(":", 1)[0] in POLICY_KINDS and ":" in source:
-        # the pool names a policy's rollouts so (pool.source_name): the dataset's clips were counted as that policy's
-        raise ValueError(f"source {source!r} names a policy's rollouts ('{source.split(':', 1)[0]}:…'); give the "
+    if source is not None and names_a_policy(source):
+        raise ValueError(f"source {source!r} names a policy's rollouts ('{source.partition(':')[0]}:…'); give the "
                          f"dataset a name of its own, such as dataset:{path.name}")
     if not path.is_file():
         raise ValueError(f"no file at {path}")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from prefine_core import queries
 from prefine_core.entry import counted
-from prefine_core.store import MAX_TEMPERATURE, PolicyRecord, Store, TrajectoryRecord
+from prefine_core.store import MAX_TEMPERATURE, POLICY_KINDS, PolicyRecord, Store, TrajectoryRecord
 from prefine_core.workspace import Workspace, plain_video_path
 
 #: Strategies score all pairs of candidates; a larger pool is subsampled (seeded) to this many clips.
@@ -68,6 +68,13 @@ class PoolSource:
 def source_name(policy: PolicyRecord, temperature: float) -> str:
     stem = Path(policy.path).stem
     return f"{policy.kind}:{stem}@T{temperature:g}"
+
+
+def names_a_policy(source: str) -> bool:
+    """Whether ``source`` has the form :func:`source_name` gives a policy's rollouts (``kind:…``): clips imported
+    under it would be counted as that policy's."""
+    kind, colon, _ = source.partition(":")
+    return bool(colon) and kind in POLICY_KINDS
 
 
 def pool_sources(store: Store, config: PoolConfig) -> list[PoolSource]:

@@ -137,22 +137,20 @@ def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
     # `kill` (SIGTERM) stops a command as Ctrl-C does, so that what it half-wrote is undone: it used to end the
     # process at once, leaving an interrupted import's array files behind with no row naming them
     previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
-
-    def settled() -> None:  # done, or stopped: a kill from here on comes too late to undo anything
-        if previous is not None:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
     try:
+        refused = None
         try:
             result = args.handler(args)
-            settled()
         except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
-            settled()
-            return _refused(args, str(exc), 2)
+            refused = (str(exc), 2)
         except KeyboardInterrupt:
-            settled()
-            return _refused(args, f"interrupted; {_kept(args)}", 130)
-        return _say(args, result)
+            refused = (None, 130)  # what it kept is read below, where a second kill cannot cut it short
+        if previous is not None:  # done, or stopped: a kill from here on comes too late to undo anything
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if refused is None:
+            return _say(args, result)
+        message, status = refused
+        return _refused(args, f"interrupted; {_kept(args)}" if status == 130 else message, status)
     finally:
         if previous is not None and not exiting:
             signal.signal(signal.SIGTERM, previous)

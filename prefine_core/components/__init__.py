@@ -23,7 +23,8 @@ _CHOICE_LABELS_WRAP = ('<style>[class*="st-key-choice_"] button, .st-key-undo bu
 
 
 def hold_choice_buttons() -> None:
-    """Draw the rule that holds every choice button (:data:`_CHOICES_HELD`). A style-only ``st.html`` goes to
+    """Draw the rule that holds every choice button (:data:`_CHOICES_HELD`), with the one that wraps their labels
+    (:data:`_CHOICE_LABELS_WRAP`). A style-only ``st.html`` goes to
     Streamlit's event container, drawn apart from the page's elements: drawn only beside the player, on a page
     opened afresh it could land a few frames after the buttons, which took clicks meanwhile. The app draws it first
     thing on every page, the player again beside itself."""

@@ -463,8 +463,7 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         # the two clicks could come further apart than that, and a click on a pair shown a while counts).
         shown = int(judgeable(page))
         held = page.frame(url=re.compile(r".*pair_player.*"))
-        held.evaluate("""() => { window.__held = true; for (const type of ["loadeddata", "error"]) {
-            document.addEventListener(type, (e) => { if (window.__held && e.target.tagName === "VIDEO") e.stopPropagation(); }, true); } }""")
+        held.evaluate(HOLD_VIDEO_LOADS)
         box = page.get_by_role("button", name="B safer").bounding_box()
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         page.mouse.click(x, y)
@@ -500,6 +499,12 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         page.wait_for_function("""(was) => [...document.querySelectorAll('[role="switch"]')].some(
             (s) => s.closest('label') && s.closest('label').textContent.includes('Show cost overlay') && s.checked !== was)""",
             arg=was_on, timeout=60_000)
+
+
+#: In the pair player's frame: while ``window.__held`` is true, its video's load (or load error) does not reach the
+#: player, which so keeps the pair's choices shut until the test calls ``shown()`` itself.
+HOLD_VIDEO_LOADS = """() => { window.__held = true; for (const type of ["loadeddata", "error"]) {
+    document.addEventListener(type, (e) => { if (window.__held && e.target.tagName === "VIDEO") e.stopPropagation(); }, true); } }"""
 
 
 #: In the Label page's own document: every animation frame, each choice button's pair (from its key), the pair the

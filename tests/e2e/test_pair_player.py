@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser import ARGS, CHROMIUM
+from tests.e2e.test_browser import ARGS, CHROMIUM, HOLD_VIDEO_LOADS
 
 pytestmark = pytest.mark.slow
 PLAYER = Path(__file__).resolve().parents[2] / "prefine_core" / "components" / "pair_player" / "index.html"
@@ -70,8 +70,7 @@ def test_a_key_held_down_pressed_as_its_pair_appears_or_before_the_last_was_hand
             if (e.data && e.data.type === "streamlit:setComponentValue") window.__sent.push(e.data.value); }); }""")
     # Its video's load (here: the stand-in's load error) is held back until the key has been pressed: on two busy
     # workers the error came first now and then, and the key counted, as it should for a pair on screen.
-    page.evaluate("""() => { window.__held = true; document.addEventListener("error", (e) => {
-        if (window.__held && e.target.tagName === "VIDEO") e.stopPropagation(); }, true); }""")
+    page.evaluate(HOLD_VIDEO_LOADS)
     render(page, pair_id=21, video=STAND_IN)
     page.keyboard.press("1")  # at once: its clips are not on screen yet
     assert _sent(page) == [] and "only just appeared: nothing was saved" in _flash(page)
