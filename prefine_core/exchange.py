@@ -788,24 +788,33 @@ def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = 
     return result
 
 
+def dataset_source(source: str | None, path: str | os.PathLike) -> str:
+    """The pool source an HDF5 file's clips are imported under: ``source``, or ``dataset:<file name>``. A name of a
+    policy's source is refused: its clips would count as that policy's rollouts."""
+    from prefine_core.pool import names_a_policy
+
+    name = Path(path).name
+    if source is not None and names_a_policy(source):
+        raise ValueError(f"source {source!r} names a policy's rollouts ('{source.partition(':')[0]}:…'); give the "
+                         f"dataset a name of its own, such as dataset:{name}")
+    return source or f"dataset:{name}"
+
+
 def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_length: int = 200,
                 max_episodes: int | None = None, source: str | None = None, on_progress=None) -> dict:
     """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts. Clips already
     here (the file imported before with this clip length) are not added again: ``clips_already_here``.
     ``on_progress(done, total)`` after each clip is written."""
-    from prefine_core.pool import clips, names_a_policy
+    from prefine_core.pool import clips
 
     path = Path(path)
-    if source is not None and names_a_policy(source):
-        raise ValueError(f"source {source!r} names a policy's rollouts ('{source.partition(':')[0]}:…'); give the "
-                         f"dataset a name of its own, such as dataset:{path.name}")
+    source = dataset_source(source, path)
     if not path.is_file():
         raise ValueError(f"no file at {path}")
     data = _read_hdf5(path)
     _check_dims(data, path.name)
     _check_sizes(path.name, task_id, task_sizes(task_id), data["observations"], data["actions"])
     episodes = episodes_from_arrays(data, task_id, path.name)[:max_episodes]
-    source = source or f"dataset:{path.name}"
     cut = [clip for e in episodes for clip in clips(e, clip_length)]
     here = _ClipsHere(ws.store, [task_id])
     new = [clip for clip in cut if here.find(clip) is None]  # imported before: not twice in the pool

@@ -27,15 +27,17 @@ def _checkpoint(path, tensors: dict | None = None, metadata: str | None = None):
     return path
 
 
-def _refused(capsys, argv: list[str]) -> str:
-    """Run the CLI with ``--json``; assert it refused with status 2 and one line; return the error said."""
+def _refused(capsys, argv: list[str], after_a_bar: bool = False) -> str:
+    """Run the CLI with ``--json``; assert it refused with status 2 and one line (after a progress bar where the work
+    had begun: ``after_a_bar``); return the error said."""
     try:
         code = main([*argv, "--json"])
     except SystemExit as exit_info:  # argparse's refusal of a flag
         code = exit_info.code
     out, err = capsys.readouterr()
     said = json.loads(out)["error"]
-    assert code == 2 and f"error: {said}" in err.split("\n") and "Traceback" not in err
+    assert code == 2 and "Traceback" not in err, err
+    assert f"error: {said}" in err.split("\n") if after_a_bar else err.strip() == f"error: {said}", err
     return said
 
 
@@ -149,7 +151,7 @@ def test_an_out_that_is_a_folder_is_refused_up_front(argv, policy_file, tmp_path
 def test_an_error_during_a_progress_bar_starts_a_line_of_its_own(policy_file, tmp_path, capsys):
     (tmp_path / "clips" / "policy_seed1.npz").mkdir(parents=True)  # the second episode's file cannot be written
     said = _refused(capsys, ["rollout", "--policy", str(policy_file), "--episodes", "2", "--out-dir",
-                             str(tmp_path / "clips")])
+                             str(tmp_path / "clips")], after_a_bar=True)
     assert "Is a directory" in said  # _refused found "error: …" at the start of a line, not after the bar
 
 
@@ -315,11 +317,14 @@ def test_ppo_config_refuses_float_fields_that_are_not_finite_or_out_of_range(fie
     (["import", "{tmp}/junk.zip"], "junk.zip: the file is not a readable zip archive"),
     (["import", "{tmp}/junk.txt"], "junk.txt is not a file PREFINE Studio can import"),
     (["import", "{tmp}/junk.hdf5"], "--task is required to import an HDF5 dataset"),
+    # it was refused only once the progress bar had drawn "0it"
+    (["import", "{tmp}/junk.hdf5", "--task", CHEETAH, "--source", "reference:ref@T1"], "names a policy's rollouts"),
     (["pairs", "--collect"], "--task is required"),
     # it said the workspace "is made by pairs --collect", to a command that had --collect
     (["pairs", "--collect", "--render-only", "--task", CHEETAH], "--render-only renders the videos of the pairs "
      "there already, so it does not go with --collect"),
-], ids=["missing", "junk-zip", "unknown-kind", "hdf5-without-task", "collect-without-task", "collect-render-only"])
+], ids=["missing", "junk-zip", "unknown-kind", "hdf5-without-task", "hdf5-policy-source", "collect-without-task",
+        "collect-render-only"])
 def test_a_refused_command_leaves_no_workspace_behind(argv, expected, tmp_path, capsys, monkeypatch):
     """A refused import or `pairs --collect` made a whole workspace (prefine.db, runs/, videos/…) first, even in
     folders that were not there."""

@@ -180,7 +180,7 @@ def _next_export(exports: Path) -> Path:
 def _import(args: argparse.Namespace) -> dict:
     """The same imports as the Data page's uploader, from a path."""
     from prefine_core import transfer
-    from prefine_core.exchange import import_bundle, import_hdf5
+    from prefine_core.exchange import dataset_source, import_bundle, import_hdf5
 
     path = Path(args.path)
     what = "an export folder or .zip, a .safetensors policy, or an .hdf5/.h5 dataset"
@@ -193,6 +193,8 @@ def _import(args: argparse.Namespace) -> dict:
         raise ValueError(f"--restore-deleted adds back pairs of an export (a folder or .zip), not of {path.name}")
     if suffix in (".hdf5", ".h5") and args.task is None:
         raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
+    if suffix in (".hdf5", ".h5"):
+        dataset_source(args.source, path)  # refused before the progress bar opens
     with _new_workspace(args) as ws:
         if suffix == "folder":
             return {"kind": "bundle", **import_bundle(ws, path, args.restore_deleted)}
