@@ -86,12 +86,23 @@ def describe(config: dict) -> str:
     return f"{episodes} episode{'s' if episodes > 1 else ''} each, {seeds}"
 
 
+def _as_set(value) -> str:
+    """A setting as it was set: every digit of a number (a limit of 25.25 is not 25.2), anything else (a row edited by
+    hand) as it is."""
+    return f"{value:g}" if is_finite_number(value) else repr(value)
+
+
+def _figure(x: float) -> str:
+    """A measured figure as a person reads it: whole above 100, three significant digits below (926, 7.06; never
+    1.23e+03)."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def not_what_is_typed(shown: dict, typed: dict) -> str | None:
     """What the result of a run of config ``shown`` was not evaluated with of the config ``typed`` on the page (its
     episodes, its cost limit), said with what to do; None when they agree. The page showed a run's result whatever
     was typed since: a limit of 600 still showed "kept within the cost limit (25)" with nothing to say so."""
-    number = lambda x: f"{x:g}" if is_finite_number(x) else repr(x)  # noqa: E731  (a row edited by hand: as it is)
-    differ = [f"{what} {number(shown.get(key))} (typed: {number(typed[key])})" for key, what in
+    differ = [f"{what} {_as_set(shown.get(key))} (typed: {_as_set(typed[key])})" for key, what in
               (("episodes", "episodes"), ("cost_limit", "cost limit")) if shown.get(key) != typed[key]]
     if not differ:
         return None
@@ -172,7 +183,6 @@ def verdict(result: dict) -> str:
     cost per episode moved, how much of A's reward B kept, in how many episodes each kept within the cost limit,
     and falls when either fell."""
     a, b = result["a"], result["b"]
-    number = lambda x: f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"  # noqa: E731  (926, 7.06; never 1.23e+03)
     def percent(x: float) -> str:
         """Whole percents, unless rounding would say what did not happen: a 0.2 % change is not 0 %, and a 99.8 %
         cut of a cost still there is not 100 % (as many decimals as it takes)."""
@@ -187,9 +197,9 @@ def verdict(result: dict) -> str:
         change = 100.0 * (b["cost_mean"] - a["cost_mean"]) / a["cost_mean"]
         moved = (f"cut the cost per episode by {percent(-change)} %" if change < 0 else
                  f"raised the cost per episode by {percent(change)} %" if change > 0 else "kept the same cost per episode")
-        moved += f" ({number(a['cost_mean'])} → {number(b['cost_mean'])})"
+        moved += f" ({_figure(a['cost_mean'])} → {_figure(b['cost_mean'])})"
     else:
-        moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {number(b['cost_mean'])} where A had none"
+        moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {_figure(b['cost_mean'])} where A had none"
     kept = (f", and earned {percent(100.0 * b['return_mean'] / a['return_mean'])} % of A's return" if a["return_mean"] > 0 else "")
     within = ""
     if a.get("costs") and b.get("costs") and a.get("cost_limit") is not None:
