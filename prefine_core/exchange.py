@@ -46,7 +46,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -421,10 +421,18 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         except (TypeError, ValueError):
             raise ValueError(f"labels.jsonl: label {label['id']} has created_at {label['created_at']!r}, "
                              "not an ISO 8601 time") from None
+        if label["created_at"] > (latest := utcnow() + CLOCK_SLACK):  # 9999-12-31 was imported as given
+            raise ValueError(f"labels.jsonl: label {label['id']} has created_at {label['created_at']:%Y-%m-%d %H:%M} "
+                             f"UTC, after {latest:%Y-%m-%d %H:%M} UTC (now, and a day for another machine's clock): "
+                             "a label cannot have been given yet; correct its time")
         if label["supersedes_id"] is not None and label["supersedes_id"] not in seen:
             raise ValueError(f"labels.jsonl: label {label['id']} supersedes {label['supersedes_id']}, which does not come before it")
         seen.add(label["id"])
     return manifest, rows, arrays
+
+
+#: How far ahead of this machine's clock a label's time may be (the machine that gave it may run ahead).
+CLOCK_SLACK = timedelta(days=1)
 
 
 def _check_pair_video(folder: Path, row: dict) -> None:

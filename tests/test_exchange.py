@@ -260,6 +260,8 @@ def _corrupt_late_failure(out):
     # an ISO time, whose UTC instant is before the year 1 (said to be "not an ISO 8601 time")
     (lambda out: _rewrite_row(out, "labels", 0, {"created_at": "0001-01-01T00:00:00+05:00"}),
      "created_at '0001-01-01T00:00:00\\+05:00', which in UTC falls outside the years 1 to 9999"),
+    (lambda out: _rewrite_row(out, "labels", 0, {"created_at": "9999-12-31T00:00:00"}),
+     "created_at 9999-12-31 00:00 UTC, after .* UTC .*a label cannot have been given yet"),
 ])
 def test_bad_bundle_is_rejected_and_changes_nothing(labelled_ws, tmp_path, corrupt, message):
     from prefine_core.exchange import export_bundle, import_bundle
