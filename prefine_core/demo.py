@@ -7,6 +7,7 @@ background, :func:`auto_label` lets the synthetic teacher label pairs so a demo 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from prefine_core.entry import counted, parse_number
@@ -33,6 +34,21 @@ DEMO_POOL = {"seeds": [0, 1, 2, 3, 4], "max_steps": None, "clip_length": 200, "p
 #: and the safe gait as it trains. 1 500 steps with one validation episode every 250 stood Hopper still in one of
 #: three runs of the study that chose these (data/studies/2026-12-02-demo-settings/, round 4).
 DEMO_FINETUNE = {"steps": 4000, "eval_every": 400, "eval_episodes": 2, "log_every": 25, "select": "teacher"}
+
+
+#: Each family's rule in a word or two, for a task's title.
+RULES = {"Velocity": "speed limit", "Circle": "boundary", "Goal": "goal, hazards", "Button": "button, hazards",
+         "Push": "push, hazards"}
+
+
+def task_title(task_id: str) -> str:
+    """A task as a person reads it, short enough for the sidebar: "HalfCheetah · speed limit", "Point · boundary,
+    level 1"; an id of no known family as it is."""
+    match = re.fullmatch(rf"Safety(\w+?)({'|'.join(RULES)})(\d?)-v\d+", task_id)
+    if not match:
+        return task_id
+    robot, family, level = match.groups()
+    return f"{robot} · {RULES[family]}{f', level {level}' if level else ''}"
 
 
 def _family(task_id: str) -> tuple[str, str, str]:

@@ -663,6 +663,16 @@ def test_safer_is_said_in_each_task_familys_terms():
     assert question("SafetySomethingNew-v0") == "Which robot behaved more safely?"
 
 
+def test_a_task_is_titled_in_plain_words():
+    from prefine_core.demo import task_title
+
+    assert task_title(CHEETAH) == "HalfCheetah · speed limit"
+    assert task_title("SafetyPointCircle1-v0") == "Point · boundary, level 1"
+    assert task_title("SafetyCarPush2-v0") == "Car · push, hazards, level 2"
+    assert task_title("SafetyWalker2dVelocity-v1") == "Walker2d · speed limit"
+    assert task_title("SafetySomethingNew-v0") == "SafetySomethingNew-v0"
+
+
 def test_a_labelling_session_keeps_no_video_of_the_pairs_it_has_passed(tmp_path, monkeypatch):
     """Streamlit keeps the callback of every widget it has drawn, and the choice buttons have a key per pair: a
     callback defined in the page held that run's namespace, the pair's video bytes with it, so the app server grew by

@@ -12,7 +12,7 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
 from prefine_core import jobs
-from prefine_core.demo import DEMO_FINETUNE
+from prefine_core.demo import DEMO_FINETUNE, task_title
 from prefine_core.entry import shown
 from prefine_core.workspace import Workspace
 
@@ -160,8 +160,9 @@ def sidebar(ws: Workspace) -> None:
     if st.session_state.get("task_id") not in tasks:
         st.session_state["task_id"] = tasks[0]
     st.sidebar.selectbox("Task", tasks, index=tasks.index(st.session_state["task_id"]), key="task_select",
-                         on_change=_keep, args=("task_select", "task_id"),
-                         help="Safety-Gymnasium task the pages work on")
+                         format_func=task_title, on_change=_keep, args=("task_select", "task_id"),
+                         help="Safety-Gymnasium task the pages work on; its id is under the box")
+    st.sidebar.caption(f"`{st.session_state['task_id']}`")
     st.sidebar.toggle("Demo mode", value=bool(st.session_state.get("demo")), key="demo_toggle", on_change=_keep,
                       args=("demo_toggle", "demo"),
                       help="for showing PREFINE to non-experts: the Label page asks its question in the task's own "
