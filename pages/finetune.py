@@ -167,7 +167,10 @@ limit = c3.number_input("Cost limit line", min_value=0.0, max_value=1e6, step=5.
                              "usual limit", **ui.kept("cost_limit", value=launcher.COST_LIMIT))
 
 
-if ws.store.get_run(run_id).status in jobs.ACTIVE:
+# Live or finished as the jobs table read it: a run that ended since is found ended by its live view, which draws the
+# page again. (Read afresh here, a run that ended after the table was read had its finished view drawn, and then drawn
+# again 2 s later by the table's redraw, which closed a checkpoint list a person had just opened.)
+if table.status[table.id == run_id].isin(jobs.ACTIVE).any():
     st.fragment(run_every=2.0)(ui.survives_outage(live_run_view))(run_id, smoothing, limit or None)
 else:
     run_view(ws.store.get_run(run_id), smoothing, limit or None)

@@ -101,16 +101,31 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+#: The pair player's frame in the Label page (a CSS selector).
+PLAYER = 'iframe[title="prefine_core.components.pair_player"]'
+#: JavaScript: the player's body, or null while the frame is not there.
+PLAYER_BODY = f"""(() => {{ const f = document.querySelector('{PLAYER}');
+    return f && f.contentDocument && f.contentDocument.body; }})()"""
+
+
 def player(page):
-    return page.frame_locator('iframe[title="prefine_core.components.pair_player"]')
+    return page.frame_locator(PLAYER)
+
+
+def wait_for_player(page, condition: str, arg=None, timeout: float | None = None) -> None:
+    """Wait until ``condition`` holds: a JavaScript expression of the player's body ``b`` (there) and ``arg``."""
+    page.wait_for_function(f"(arg) => {{ const b = {PLAYER_BODY}; return !!b && !!({condition}); }}", arg=arg,
+                           timeout=timeout)
+
+
+#: JavaScript (of ``b``, the player's body): it shows a pair, and has had that pair's clips on screen a moment.
+SHOWN = "b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId"
 
 
 def judgeable(page) -> str:
     """The pair the player shows, once a key may judge it: its clips on screen a moment (``data-gate-pair``), and no
     choice waiting for the page (``data-pending``: the pair just judged stays on screen until the next one is drawn)."""
-    page.wait_for_function("""() => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
-        const b = f && f.contentDocument && f.contentDocument.body;
-        return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId && !b.dataset.pending; }""")
+    wait_for_player(page, f"{SHOWN} && !b.dataset.pending")
     return player(page).locator("body[data-pair-id]").get_attribute("data-pair-id")
 
 
@@ -183,20 +198,14 @@ def test_label_five_by_keyboard_undo_finetune_compare(app_url, page):
         page.get_by_role("heading", name="Label").click()  # focus the app page, not an input
         start = time.perf_counter()
         page.keyboard.press("ArrowLeft")
-        page.wait_for_function(
-            """([before]) => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
-                 const b = f && f.contentDocument && f.contentDocument.body;
-                 return b && b.dataset.pairId && b.dataset.pairId !== before; }""", arg=[before], timeout=60_000)
+        wait_for_player(page, "b.dataset.pairId && b.dataset.pairId !== arg", arg=before, timeout=60_000)
         latencies.append(time.perf_counter() - start)
         labelled.append(int(before))
-    browser_ms = page.evaluate("""() => document.querySelector('iframe[title="prefine_core.components.pair_player"]')
-                                   .contentWindow.__prefineLatency""")
+    browser_ms = page.evaluate(f"() => document.querySelector('{PLAYER}').contentWindow.__prefineLatency")
     shot(page, "3-labelled-five")
     judgeable(page)  # an undo too waits for the pair on screen to have been seen (a double tap of U undid two)
     page.keyboard.press("u")
-    page.wait_for_function(
-        """([want]) => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
-             return f && f.contentDocument.body.dataset.pairId === want; }""", arg=[str(labelled[-1])], timeout=60_000)
+    wait_for_player(page, "b.dataset.pairId === arg", arg=str(labelled[-1]), timeout=60_000)
     shot(page, "4-undone")
     labels = ws.store.effective_labels(CHEETAH)
     mine = labels[labels.annotator == "e2e-ada"]
@@ -292,8 +301,7 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         first = judgeable(page)
         page.get_by_role("heading", name="Label").click()
         page.keyboard.press("1")
-        page.wait_for_function("""([before]) => document.querySelector('iframe[title="prefine_core.components.pair_player"]')
-            .contentDocument.body.dataset.pairId !== before""", arg=[first])
+        wait_for_player(page, "b.dataset.pairId !== arg", arg=first)
         assert labels() == 1
         page.get_by_text("no run of the app is rendering it").wait_for()
         expect(player(page).locator("video[src]")).to_have_count(0)  # not the last pair's video
@@ -308,9 +316,7 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         shown = None
         for key, count in (("2", 2), ("1", 3)):  # this pair, then the next, rendered by the same job
             if shown is not None:  # the next pair's, not the one just judged (shown until the next one is drawn)
-                page.wait_for_function("""([before]) => { const f = document.querySelector(
-                    'iframe[title="prefine_core.components.pair_player"]');
-                    return f && f.contentDocument.body.dataset.pairId !== before; }""", arg=[shown], timeout=120_000)
+                wait_for_player(page, "b.dataset.pairId !== arg", arg=shown, timeout=120_000)
             player(page).locator("video[src]").wait_for(state="attached", timeout=120_000)
             shown = judgeable(page)
             page.get_by_role("heading", name="Label").click()
@@ -322,8 +328,7 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
         page.get_by_text("No pairs left for you").wait_for()  # every pair labelled: U still takes the last one back
         page.get_by_role("heading", name="Label").click()
         page.keyboard.press("u")
-        page.wait_for_function("""([last]) => { const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
-            return f && f.contentDocument.body.dataset.pairId === last; }""", arg=[shown])
+        wait_for_player(page, "b.dataset.pairId === arg", arg=shown)
         mine = ws.store.effective_labels(CHEETAH)
         assert sorted(mine[mine.annotator == "e2e-key"].pair_id) == sorted(
             p.id for p in ws.store.list_pairs(CHEETAH) if p.id != int(shown))
@@ -375,11 +380,8 @@ def test_a_key_just_after_a_task_switch_is_refused_in_words_and_the_next_counts_
                 [label] = history()[before:]
                 assert ws.store.get_pair(label.pair_id).task_id == target and label.choice == "left"
                 page.get_by_text(f"saved 'A safer' for pair {label.pair_id}").wait_for()
-            page.wait_for_function("""([ids]) => { const f = document.querySelector(
-                    'iframe[title="prefine_core.components.pair_player"]');
-                const b = f && f.contentDocument && f.contentDocument.body;  // the new task's pair, settled
-                return b && ids.includes(b.dataset.pairId) && !b.querySelector('#flash').textContent.startsWith('saving'); }""",
-                                   arg=[[str(pair.id) for pair in ws.store.list_pairs(target)]])
+            wait_for_player(page, "arg.includes(b.dataset.pairId) && !b.querySelector('#flash').textContent"  # the new
+                            ".startsWith('saving')", arg=[str(pair.id) for pair in ws.store.list_pairs(target)])  # task's, settled
             shown, counted = int(judgeable(page)), len(history())
             page.keyboard.press("2")  # no click on the page first: the keys are its own again
             deadline = time.time() + 30
@@ -436,9 +438,7 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         shown = int(judgeable(page))
         page.keyboard.press("u")  # nothing of this person's to undo
         page.get_by_text("nothing to undo", exact=False).wait_for()
-        page.wait_for_function("""() => { const f = document.querySelector(
-            'iframe[title="prefine_core.components.pair_player"]');
-            return f && f.contentDocument.getElementById('flash').textContent === ''; }""")
+        wait_for_player(page, "b.querySelector('#flash').textContent === ''")
         page.keyboard.press("2")
         deadline = time.time() + 30
         while not history() and time.time() < deadline:
@@ -468,11 +468,9 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         box = page.get_by_role("button", name="B safer").bounding_box()
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         page.mouse.click(x, y)
-        page.wait_for_function("""(shown) => { const f = document.querySelector(
-            'iframe[title="prefine_core.components.pair_player"]'), b = f && f.contentDocument.body;
-            const next = b && b.dataset.pairId;  // the next pair in the player, and its buttons on the page
-            return next && next !== shown && document.querySelector(`.st-key-choice_right_${next} button`); }""",
-                               arg=str(shown), timeout=60_000)
+        wait_for_player(page, "b.dataset.pairId && b.dataset.pairId !== arg"  # the next pair, and its buttons
+                        " && document.querySelector(`.st-key-choice_right_${b.dataset.pairId} button`)",
+                        arg=str(shown), timeout=60_000)
         page.mouse.click(x, y)
         deadline = time.time() + 30
         while len(history()) < 4 and time.time() < deadline:
@@ -516,8 +514,7 @@ WATCH_CHOICE_BUTTONS = """() => {
     // drops readyState below 2 for a moment (on two busy cores, long enough for a sample to land in it).
     const framed = new Set();
     const sample = () => {
-        const f = document.querySelector('iframe[title="prefine_core.components.pair_player"]');
-        const body = f && f.contentDocument && f.contentDocument.body, video = body && body.querySelector('video');
+        const body = PLAYER_BODY, video = body && body.querySelector('video');
         if (video && video.readyState >= 2) framed.add(video.src);
         for (const box of document.querySelectorAll('[class*="st-key-choice_left_"]')) {
             const pair = [...box.classList].find((c) => c.startsWith('st-key-choice_left_')).split('_').pop();
@@ -532,7 +529,7 @@ WATCH_CHOICE_BUTTONS = """() => {
         requestAnimationFrame(sample);
     };
     requestAnimationFrame(sample);
-}"""
+}""".replace("PLAYER_BODY", PLAYER_BODY)
 
 
 def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_path, page):
@@ -552,23 +549,17 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
         for _ in range(3):
             shown = body.get_attribute("data-pair-id")
             page.get_by_role("button", name="A safer").click()  # waits until it takes a click
-            page.wait_for_function("""(before) => { const f = document.querySelector(
-                    'iframe[title="prefine_core.components.pair_player"]');
-                const b = f && f.contentDocument && f.contentDocument.body;
-                return b && b.dataset.pairId !== before && b.dataset.gatePair === b.dataset.pairId; }""", arg=shown)
+            wait_for_player(page, f"b.dataset.pairId !== arg && {SHOWN}", arg=shown)
         # Away and back: the rule left in the page must not open the pair's buttons before the new player shows it
         page.get_by_test_id("stSidebarNavLink").filter(has_text="Home").click()
         page.get_by_text("Pairs to judge").first.wait_for()
         page.get_by_test_id("stSidebarNavLink").filter(has_text="Label").click()
-        page.wait_for_function("""() => { const f = document.querySelector(
-                'iframe[title="prefine_core.components.pair_player"]');
-            const b = f && f.contentDocument && f.contentDocument.body;
-            return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId; }""")
+        wait_for_player(page, SHOWN)
         samples = page.evaluate("window.__choiceSamples")
         # The keyboard's way to a button (Tab, then Enter) is held back too: with the player made to show no pair
         # yet, Enter on the focused button saves nothing; once it shows the pair, Enter saves it.
         shown = body.get_attribute("data-pair-id")
-        frame = page.locator('iframe[title="prefine_core.components.pair_player"]').element_handle().content_frame()
+        frame = page.locator(PLAYER).element_handle().content_frame()
         frame.evaluate("gate(null)")
         page.get_by_role("button", name="B safer").press("Enter")
         time.sleep(3)
@@ -585,10 +576,7 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
         fresh.add_init_script(f"({WATCH_CHOICE_BUTTONS})()")
         fresh.goto(f"{url}/label")
         sign_in(fresh, "e2e-gate")
-        fresh.wait_for_function("""() => { const f = document.querySelector(
-                'iframe[title="prefine_core.components.pair_player"]');
-            const b = f && f.contentDocument && f.contentDocument.body;
-            return b && b.dataset.pairId && b.dataset.gatePair === b.dataset.pairId; }""")
+        wait_for_player(fresh, SHOWN)
         samples += fresh.evaluate("window.__choiceSamples")
         fresh.close()
     labelled = [label.pair_id for label in ws.store.label_history()]
