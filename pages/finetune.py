@@ -24,12 +24,13 @@ else:
 ui.fill_form(primary + more, settings, source)
 
 starts = {p.id: f"{p.name} [{p.kind}]" for p in policies}
-if (gone := ui.forget_missing("start_policy", list(starts))) is not None:
+start_key = ui.scoped("start_policy", task)  # another task's pick is not a policy "gone" from this one
+if (gone := ui.forget_missing(start_key, list(starts))) is not None:
     st.warning(f"Policy {gone}, picked in \"Start from\", no longer exists (deleted in another tab or from the CLI); "
                "another is shown in its place and nothing was launched. Check it, then press Launch.")
 
 with st.form("finetune_form"):
-    start = st.selectbox("Start from", list(starts), format_func=starts.get, key="start_policy")
+    start = st.selectbox("Start from", list(starts), format_func=starts.get, key=start_key)
     values = {}
     cols = st.columns(4)
     for i, field in enumerate(primary):

@@ -405,6 +405,25 @@ def test_two_sessions_label_under_their_own_names(app, workspace):
     assert got == {"ann": (shown["ann"], "left"), "bob": (shown["bob"], "right")}
 
 
+def test_a_task_switch_on_the_finetune_page_says_no_policy_is_gone(tmp_path, monkeypatch):
+    """The "Start from" pick of the task left was said to be a policy "no longer exists (deleted in another tab …)"."""
+    ws = small_workspace(tmp_path / "ws", pairs=2)
+    monkeypatch.setenv("PREFINE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/finetune.py").run()
+    assert at.selectbox(key=f"start_policy.{CHEETAH}").value is not None
+    other = next(task for task in ("SafetyHopperVelocity-v1", "SafetyPointCircle1-v0") if ws.store.list_policies(task))
+    at.session_state["task_id"] = other  # what the sidebar's task box sets (AppTest drops the sidebar: st.stop())
+    at.run()
+    assert not at.exception, at.exception
+    assert not [w.value for w in at.warning if "no longer exists" in w.value]
+    assert at.selectbox(key=f"start_policy.{other}").value in [p.id for p in ws.store.list_policies(other)]
+    ws.store.delete_policy(at.selectbox(key=f"start_policy.{other}").value)  # one truly gone is still said
+    at.run()
+    assert any("no longer exists" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
 def test_the_finetune_page_lists_fine_tunes_not_other_jobs(app, workspace):
     other = [workspace.store.create_run(CHEETAH, 1, kind, {}) for kind in ("compare", "prepare")]
     finetune = workspace.store.create_run(CHEETAH, 1, "prefine", {"steps": 20})
@@ -498,7 +517,7 @@ def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_han
     [policy] = [p for p in workspace.store.list_policies(CHEETAH) if p.provenance.get("run_id") == run_id]
     assert policy.provenance["step"] == 10 and policy.kind == "finetuned"
     assert any(f"is policy {policy.id}" in m.value for m in app.success)
-    assert f"{policy.name} [{policy.kind}]" in app.selectbox(key="start_policy").options, "offered as a start at once"
+    assert f"{policy.name} [{policy.kind}]" in app.selectbox(key=f"start_policy.{CHEETAH}").options, "offered as a start at once"
     app.run()  # the page refreshes every 2 s: the confirmation stays
     assert any(f"is policy {policy.id}" in m.value for m in app.success)
     app.selectbox(key=f"checkpoint_{run_id}").set_value(20).run()  # another step: the confirmation is not its

@@ -348,7 +348,7 @@ def test_a_policy_deleted_while_picked_is_said_and_no_click_acts_on_its_stand_in
 
     spare = workspace.store.add_policy("spare", path, CHEETAH, "imported")
     app.switch_page("pages/finetune.py").run()
-    app.selectbox(key="start_policy").set_value(spare)
+    app.selectbox(key=f"start_policy.{CHEETAH}").set_value(spare)
     runs = len(workspace.store.list_runs(CHEETAH))
     workspace.store.delete_policy(spare)
     app.button(key="FormSubmitter:finetune_form-Launch").click().run()
