@@ -17,10 +17,7 @@ def auto_label() -> None:
                                                      under="auto_label")
 
 
-# Before the status: finding the video job marks the task's runs whose process died as failed (jobs.active reaps),
-# so the status counts none of them as running; that is the one reaping of this draw.
-job = pool.video_job(ws, task)
-status = demo.demo_status(ws, task)
+status = demo.demo_status(ws, task)  # marks the task's runs whose process died as failed first: the draw's one reaping
 if status.next_step == "no_policy":
     st.error(f"No policy is registered for {task}. Pick another task in the sidebar, or import a policy on the Data page.")
     st.stop()
@@ -28,7 +25,8 @@ st.progress(status.steps_done / len(demo.STEPS), text=status.progress_text)
 
 with st.container(border=True):
     st.markdown(f"**1 · Pairs to judge** — {counted(status.pairs, 'pair')}, {counted(status.videos_ready, 'video')} ready")
-    if status.preparing and job is not None:
+    if status.preparing:
+        job = ws.store.get_run(status.video_job_id)
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         with c1:
             st.fragment(run_every=3.0)(ui.survives_outage(lambda: st.caption(pool.job_progress_text(ws, job))))()
@@ -82,11 +80,5 @@ with st.container(border=True):
         st.page_link("pages/compare.py", label="Compare before / after", icon=":material/compare:")
 
 
-@st.fragment(run_every=3.0 if status.preparing or status.training else None)
-@ui.survives_outage
-def watch() -> None:
-    if demo.demo_status(ws, task) != status:
-        st.rerun()
-
-
-watch()
+if status.preparing or status.training:  # drawn again once a job ends (or its process is found dead), or one starts
+    ui.rerun_when(lambda: demo.demo_status(ws, task) != status, every=3.0)

@@ -155,9 +155,13 @@ class DemoStatus:
     finetuned_id: int | None
     compared: bool
     """Whether a comparison of the newest fine-tuned policy has finished."""
-    preparing: bool
-    """A job is rolling out the pool or rendering videos (``prepare`` or ``render``)."""
+    video_job_id: int | None
+    """The job rolling out the pool or rendering videos (``prepare`` or ``render``), the newest; None when none is."""
     training: bool
+
+    @property
+    def preparing(self) -> bool:
+        return self.video_job_id is not None
 
     @property
     def next_step(self) -> str:
@@ -192,17 +196,22 @@ class DemoStatus:
 
 
 def demo_status(ws: Workspace, task_id: str) -> DemoStatus:
-    counts = ws.store.counts(task_id)
-    references = ws.store.list_policies(task_id, kind="reference")
+    """Where the guided path stands; runs whose process died are marked failed first, so none counts as under way (Home
+    said "in the background" of a dead preparation until something else reaped it)."""
+    from prefine_core import jobs
     from prefine_core.comparison import newest_finetune
 
+    jobs.reap(ws, task_id)
+    counts = ws.store.counts(task_id)
+    references = ws.store.list_policies(task_id, kind="reference")
     finetuned_id = newest_finetune(ws.store.list_policies(task_id))
-    runs = ws.store.list_runs(task_id)
-    active = [r for r in runs if r.status in ("queued", "running")]
+    runs = ws.store.list_runs(task_id)  # newest first
+    active = [r for r in runs if r.status in jobs.ACTIVE]
     return DemoStatus(
         pairs=counts["pairs"], videos_ready=counts["videos_ready"], labels=counts["labels"],
         decided=len(ws.store.decided_pairs(task_id)),
         reference_id=references[0].id if references else None, finetuned_id=finetuned_id,
         compared=any(r.kind == "compare" and r.status == "done"
                      and finetuned_id in (r.config.get("policy_a"), r.config.get("policy_b")) for r in runs),
-        preparing=any(r.kind in ("prepare", "render") for r in active), training=any(r.kind == "prefine" for r in active))
+        video_job_id=next((r.id for r in active if r.kind in ("prepare", "render")), None),
+        training=any(r.kind == "prefine" for r in active))

@@ -163,7 +163,8 @@ def test_pairs_without_video_are_said_and_rendered_in_one_job_on_request(ws, mon
 
 def test_a_draw_reaps_the_runs_once(ws, monkeypatch):
     """Home marked dead runs failed itself and then again through the video job's lookup: two passes over every run
-    of the task (and a process check of each live one) per draw, where one tells all."""
+    of the task (and a process check of each live one) per draw, where one tells all. While a job is under way, the
+    page's watch for its end reaps too (a process killed while Home is open is found by it)."""
     from prefine_core import jobs
 
     at = _home(ws.root, monkeypatch)  # the workspace opened (its own reaping, once per process) before counting
@@ -179,7 +180,30 @@ def test_a_draw_reaps_the_runs_once(ws, monkeypatch):
     at.run()
     assert not at.exception, at.exception
     assert any(c.value.startswith(f"Rendering videos in the background (run {run_id})") for c in at.caption)
-    assert reaped == [CHEETAH]
+    # the status, then the look every 3 s for the job's end, which begins with the draw (it finds a job that died)
+    assert reaped == [CHEETAH, CHEETAH]
+    jobs.cancel(ws, run_id)
+    reaped.clear()
+    at.run()
+    assert reaped == [CHEETAH], "nothing under way: nothing watched"
+
+
+def test_a_preparation_whose_process_died_is_not_under_way(ws):
+    """Home's watch, every 3 s while a preparation runs, read the status without marking dead runs failed: a process
+    killed while Home was open was said to be preparing "in the background" until something else reaped it."""
+    import subprocess
+    import sys
+
+    from prefine_core import demo, jobs
+
+    absent = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid that is no process here
+    absent.wait()
+    run_id = ws.store.create_run(CHEETAH, None, "prepare", {})
+    ws.store.update_run(run_id, status="running", pid=absent.pid, host=jobs.HOST, heartbeat=True)
+    status = demo.demo_status(ws, CHEETAH)
+    assert not status.preparing and ws.store.get_run(run_id).status == "failed"
+    queued = ws.store.create_run(CHEETAH, None, "render", {})  # not started yet: under way
+    assert demo.demo_status(ws, CHEETAH).video_job_id == queued
 
 
 def test_a_preparation_says_its_rollouts_before_any_pair_exists(tmp_path, monkeypatch):
