@@ -106,7 +106,8 @@ class RunRecord:
     policy_id: int | None
     """The policy the run starts from."""
     kind: str
-    """What runs: ``prefine``, ``bc``, ``dpo``, ``evaluate``, ``pairs``, …"""
+    """What runs (:data:`prefine_core.jobs.KINDS`): ``prefine`` (a fine-tune, of any method), ``compare``, ``prepare``
+    (the guided path's pool and pair videos) or ``render`` (pair videos)."""
     config: dict
     status: str
     """One of :data:`RUN_STATUSES`."""
