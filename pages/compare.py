@@ -12,7 +12,7 @@ if len(policies) < 2:
             "or import one (Data page).")
     st.stop()
 ids = [p.id for p in policies]
-names = {p.id: f"{p.name} [{p.kind}]" for p in policies}
+names = {p.id: p.name_and_kind for p in policies}
 if comparison.newest_finetune(policies) is None:
     st.info("No fine-tune of this task has finished yet, so no policy here is an \"after\": B is another shipped "
             "policy for now. Fine-tune one (Home or the Fine-tune page) to compare before and after.")

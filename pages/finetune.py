@@ -23,7 +23,7 @@ else:
     source, settings = ("defaults", task), {}
 ui.fill_form(primary + more, settings, source)
 
-starts = {p.id: f"{p.name} [{p.kind}]" for p in policies}
+starts = {p.id: p.name_and_kind for p in policies}
 start_key = ui.scoped("start_policy", task)  # another task's pick is not a policy "gone" from this one
 if (gone := ui.forget_missing(start_key, list(starts))) is not None:
     st.warning(f"Policy {gone}, picked in \"Start from\", no longer exists (deleted in another tab or from the CLI); "
@@ -31,14 +31,9 @@ if (gone := ui.forget_missing(start_key, list(starts))) is not None:
 
 with st.form("finetune_form"):
     start = st.selectbox("Start from", list(starts), format_func=starts.get, key=start_key)
-    values = {}
-    cols = st.columns(4)
-    for i, field in enumerate(primary):
-        values[field["name"]] = ui.number_widget(cols[i % 4], field, key=f"cfg_{field['name']}")
+    values = ui.form_widgets(primary)
     with st.expander("More settings"):
-        cols = st.columns(4)
-        for i, field in enumerate(more):
-            values[field["name"]] = ui.number_widget(cols[i % 4], field, key=f"cfg_{field['name']}")
+        values.update(ui.form_widgets(more))
     inputs = (task, start, values)
     if not st.form_submit_button("Launch", type="primary") or gone is not None:
         ui.kept_refusal("launch_refused", inputs)  # a refusal stays while what it refused is still in the form
@@ -58,9 +53,9 @@ def run_actions(run, refusal: str | None) -> None:
     button, _ = st.columns([1, 5])  # one place: Cancel while it runs, Resume once it failed or was cancelled
     if run.status in jobs.ACTIVE and button.button("Cancel", key=f"cancel_{run.id}"):
         jobs.cancel(ws, run.id)
-    if run.status in ("failed", "cancelled") and refusal is not None:  # said, not offered as a button that refuses
+    if run.status in jobs.RESUMABLE and refusal is not None:  # said, not offered as a button that refuses
         st.warning(f"This run cannot be resumed: {ui.plain(refusal)}")
-    elif run.status in ("failed", "cancelled") and button.button("Resume", key=f"resume_{run.id}"):
+    elif run.status in jobs.RESUMABLE and button.button("Resume", key=f"resume_{run.id}"):
         ui.guarded(jobs.resume, ws, run.id, success=f"run {run.id} resumed")
         if ws.store.get_run(run.id).status in jobs.ACTIVE:
             st.rerun()  # redraw with the run live (its view refreshes again), not with the status read before the click
@@ -94,7 +89,7 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
     """The chosen run's status, buttons, curves and log, as ``run`` was read (refreshed every 2 s while it is queued or
     running)."""
     run_id = run.id
-    refusal = jobs.resume_refusal(ws, run) if run.status in ("failed", "cancelled") else None
+    refusal = jobs.resume_refusal(ws, run) if run.status in jobs.RESUMABLE else None
     error = jobs.error_text(run, refusal)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(error)}" if error else ""))
     # its policy's row gone (a hand edit: the store refuses to delete a policy a run made) is said, not a traceback

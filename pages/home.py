@@ -62,11 +62,7 @@ with st.container(border=True):
         st.caption("A fine-tune is running; watch it on the Fine-tune page.")
     elif st.button("Fine-tune with demo settings", key="demo_finetune",
                    type="primary" if status.next_step == "finetune" else "secondary"):
-        from prefine_core.launcher import launch_finetune
-        from prefine_core.prefine import PrefineConfig
-
-        values = {**PrefineConfig().to_dict(), **demo.DEMO_FINETUNE}
-        run_id = ui.guarded(launch_finetune, ws, task, status.reference_id, values)
+        run_id = ui.guarded(demo.launch_finetune, ws, task, status.reference_id)
         if run_id is not None:
             ui.set_kept(ui.scoped("run_select", task), run_id)  # the Fine-tune page opens on it
             st.switch_page("pages/finetune.py")

@@ -51,6 +51,15 @@ def task_title(task_id: str) -> str:
     return f"{robot} · {RULES[family]}{f', level {level}' if level else ''}"
 
 
+def launch_finetune(ws: Workspace, task_id: str, reference_id: int) -> int:
+    """Start the guided path's fine-tune of the reference in the background: PREFINE's defaults with
+    :data:`DEMO_FINETUNE` over them; returns its run's id."""
+    from prefine_core import launcher
+    from prefine_core.prefine import PrefineConfig
+
+    return launcher.launch_finetune(ws, task_id, reference_id, {**PrefineConfig().to_dict(), **DEMO_FINETUNE})
+
+
 def _family(task_id: str) -> tuple[str, str, str]:
     return next((words for family, words in FAMILIES.items() if family in task_id), _ANY_TASK)
 

@@ -517,7 +517,7 @@ def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_han
     [policy] = [p for p in workspace.store.list_policies(CHEETAH) if p.provenance.get("run_id") == run_id]
     assert policy.provenance["step"] == 10 and policy.kind == "finetuned"
     assert any(f"is policy {policy.id}" in m.value for m in app.success)
-    assert f"{policy.name} [{policy.kind}]" in app.selectbox(key=f"start_policy.{CHEETAH}").options, "offered as a start at once"
+    assert policy.name_and_kind in app.selectbox(key=f"start_policy.{CHEETAH}").options, "offered as a start at once"
     app.run()  # the page refreshes every 2 s: the confirmation stays
     assert any(f"is policy {policy.id}" in m.value for m in app.success)
     app.selectbox(key=f"checkpoint_{run_id}").set_value(20).run()  # another step: the confirmation is not its

@@ -206,6 +206,22 @@ def test_a_preparation_whose_process_died_is_not_under_way(ws):
     assert demo.demo_status(ws, CHEETAH).video_job_id == queued
 
 
+def test_the_demo_fine_tune_starts_from_the_reference_with_the_demo_settings(ws, monkeypatch):
+    from prefine_core import jobs
+    from prefine_core.demo import DEMO_FINETUNE
+
+    monkeypatch.setattr(jobs, "_spawn", lambda ws, run_id: None)  # the run is queued, not run
+    for pair in ws.store.list_pairs(CHEETAH)[:4]:  # a fine-tune needs pairs with a winner
+        ws.store.add_label(pair.id, "ann", "left")
+    at = _home(ws.root, monkeypatch)
+    at.button(key="demo_finetune").click().run()
+    assert not at.exception, at.exception
+    (run,) = ws.store.list_runs(CHEETAH, kinds=("prefine",))
+    assert run.policy_id == ws.store.list_policies(CHEETAH, kind="reference")[0].id
+    assert {key: run.config[key] for key in DEMO_FINETUNE} == DEMO_FINETUNE and run.config["counterfactuals"] == "policy"
+    assert at.session_state[f"run_select.{CHEETAH}"] == run.id, "the Fine-tune page opens on it"
+
+
 def test_a_preparation_says_its_rollouts_before_any_pair_exists(tmp_path, monkeypatch):
     """It said "0 of 0 ready" all through the rollouts (no pair exists until they are done)."""
     from prefine_core import jobs

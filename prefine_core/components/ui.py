@@ -294,6 +294,14 @@ def fill_form(fields: list[dict], values: dict, source: tuple, prefix: str = "cf
     st.session_state[marker] = source
 
 
+def form_widgets(fields: list[dict], columns: int = 4) -> dict:
+    """A widget per field of :func:`prefine_core.launcher.form_fields` (keys ``cfg_<name>``, as :func:`fill_form`
+    fills them), in rows of ``columns``; returns {name: value}."""
+    cols = st.columns(columns)
+    return {field["name"]: number_widget(cols[i % columns], field, key=f"cfg_{field['name']}")
+            for i, field in enumerate(fields)}
+
+
 def number_widget(container, field: dict, key: str):
     """A widget for one generated config field, its value put in by :func:`fill_form`: a select for choices, else a
     text field (its bounds said in its help) whose text :func:`prefine_core.launcher.form_config` parses: a browser's

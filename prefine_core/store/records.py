@@ -32,6 +32,11 @@ class PolicyRecord:
     provenance: dict = field(default_factory=dict)
     created_at: datetime | None = None
 
+    @property
+    def name_and_kind(self) -> str:
+        """As a page's policy box offers it: "ppo-reference [reference]"."""
+        return f"{self.name} [{self.kind}]"
+
 
 @dataclass(frozen=True)
 class TrajectoryRecord:
