@@ -1,5 +1,5 @@
-"""Export labels with their trajectories and provenance to an open format, import them back, and
-import offline safe-RL datasets in the DSRL / D4RL HDF5 layout.
+"""Export labels with their trajectories and provenance to an open format, and import them back (an offline
+dataset in the DSRL / D4RL HDF5 layout is imported by :mod:`prefine_core.datasets`).
 
 **Export format ``prefine-export/1``** — a folder (plain files, no pickle anywhere):
 
@@ -30,7 +30,7 @@ export brought back where it came from, add only what is new and no pair counts 
 workspace (the store keeps its two clips' ids) stays deleted: an export made before the deletion does not bring it,
 nor its labels, back, unless the import is asked to restore deleted pairs.
 
-An import (of a bundle or of an HDF5 file) checks everything before it writes anything, writes
+An import (of a bundle, or of an HDF5 file) checks everything before it writes anything, writes
 all rows in one transaction, and writes array files to fresh names that are removed again if
 anything fails: a malformed or partial file is rejected with a message saying what is wrong, and
 the store is unchanged. A pair's video is copied to a temporary name before that transaction (a copy inside it would
@@ -65,7 +65,6 @@ FORMAT = "prefine-export/1"
 #: The largest pair video file an export carries and an import takes (a pair of 200-step clips rendered at the app's
 #: 256 px is 0.13 MB on PointCircle to 0.5 MB on HalfCheetah, and about as much again for its cost-free twin).
 MAX_VIDEO_BYTES = 200 * 1024**2
-HDF5_KEYS = ("observations", "actions", "rewards", "costs", "terminals", "timeouts")
 _FIELDS = {
     "policies": ("id", "name", "task_id", "kind", "parent_id", "provenance", "file", "path"),
     "trajectories": ("id", "task_id", "policy_id", "source", "seed", "start", "length", "temperature", "file"),
@@ -379,7 +378,7 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     sizes = {task_id: task_sizes(task_id) for task_id in {t.task_id for t in arrays.values()}}
     for t in rows["trajectories"]:
         clip = arrays[t["id"]]
-        _check_sizes(t["file"], clip.task_id, sizes[clip.task_id], clip.obs, clip.actions)
+        check_sizes(t["file"], clip.task_id, sizes[clip.task_id], clip.obs, clip.actions)
     files: dict[str, int] = {}
     for t in rows["trajectories"]:  # the same clip twice would be added twice
         if (first := files.setdefault(t["file"], t["id"])) != t["id"]:
@@ -459,7 +458,7 @@ def _check_named_policy(row: dict) -> None:
                          f"{row['path']}, is a policy for {meta.task_id}")
 
 
-def _check_sizes(what: str, task_id: str, sizes: tuple[int, int], observations: np.ndarray, actions: np.ndarray) -> None:
+def check_sizes(what: str, task_id: str, sizes: tuple[int, int], observations: np.ndarray, actions: np.ndarray) -> None:
     """Refuse arrays that cannot be ``task_id``'s (a fine-tune on them would fail, or learn from nonsense)."""
     if observations.ndim != 2 or actions.ndim != 2:
         raise ValueError(f"{what} has observations of shape {observations.shape} and actions of shape "
@@ -486,7 +485,7 @@ def _same_arrays(a: Trajectory, b: Trajectory) -> bool:
             and np.array_equal(a.obs, b.obs) and np.array_equal(a.actions, b.actions))
 
 
-class _ClipsHere:
+class ClipsHere:
     """The workspace's clips of some tasks, found by their window (task, seed, start, length) and then their arrays:
     an imported clip that is one of them is the same clip, not a new one."""
 
@@ -557,7 +556,7 @@ def _plan_merge(ws: Workspace, folder: Path, rows: dict[str, list[dict]], arrays
     for p in rows["policies"]:
         if (here := _policy_here(ws, folder, p)) is not None:
             merge.policies[p["id"]] = here.id
-    here = _ClipsHere(store, {t["task_id"] for t in rows["trajectories"]})
+    here = ClipsHere(store, {t["task_id"] for t in rows["trajectories"]})
     for t in rows["trajectories"]:
         if (found := here.find(arrays[t["id"]])) is not None:
             merge.trajectories[t["id"]] = found
@@ -722,115 +721,3 @@ def _install_video(ws: Workspace, pair_id: int, files: tuple[Path, Path]) -> boo
     os.replace(twin, plain_video_path(target))
     os.replace(video, target)
     return ws.register_pair_video(pair_id)
-
-
-def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            missing = [k for k in HDF5_KEYS if k not in handle]
-            if missing:
-                raise ValueError(f"{path.name} lacks dataset(s) {missing}; a DSRL/D4RL file has {list(HDF5_KEYS)}")
-            for k in HDF5_KEYS:
-                if not isinstance(handle[k], h5py.Dataset):
-                    kind = "group" if isinstance(handle[k], h5py.Group) else type(handle[k]).__name__
-                    raise ValueError(f"{path.name}: {k} is an HDF5 {kind}, not a dataset; a DSRL/D4RL file has "
-                                     f"datasets {list(HDF5_KEYS)}")
-            data = {k: np.asarray(handle[k][()]) for k in HDF5_KEYS}
-    except OSError as exc:
-        raise ValueError(f"{path.name} is not a readable HDF5 file (corrupt or truncated?): {exc}") from None
-    # complex numbers are numbers to numpy: their imaginary part was dropped with only a warning
-    not_numbers = [k for k, v in data.items() if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool)
-                   or np.issubdtype(v.dtype, np.complexfloating)]
-    if not_numbers:
-        raise ValueError(f"{path.name}: dataset(s) {not_numbers} hold {data[not_numbers[0]].dtype} values, not real numbers")
-    return data
-
-
-#: The shape of each D4RL-layout array: (steps, size) or (steps,).
-_HDF5_DIMS = {"observations": 2, "actions": 2, "rewards": 1, "costs": 1, "terminals": 1, "timeouts": 1}
-
-
-def _check_dims(data: dict[str, np.ndarray], name: str) -> None:
-    """Refuse D4RL-layout arrays with the wrong number of dimensions (a single number, a table where a column
-    belongs), before anything reads their length or size."""
-    for key, ndim in _HDF5_DIMS.items():
-        if data[key].ndim != ndim:
-            raise ValueError(f"{name} has {key} of shape {data[key].shape}; {key} must be {ndim}-D "
-                             f"{'(steps, size)' if ndim == 2 else '(steps,)'}")
-
-
-def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = "dataset") -> list[Trajectory]:
-    """Split flat D4RL-layout arrays into episodes at ``terminals`` or ``timeouts``; checks every array."""
-    _check_dims(data, name)
-    n = len(data["rewards"])
-    if n == 0:
-        raise ValueError(f"{name} holds no steps")
-    for key in HDF5_KEYS:
-        if len(data[key]) != n:
-            raise ValueError(f"{name}: {key} has {len(data[key])} rows, rewards has {n}")
-    for key in _HDF5_DIMS:
-        if key not in ("terminals", "timeouts") and not np.isfinite(data[key].astype(np.float64)).all():
-            raise ValueError(f"{name}: {key} holds non-finite values")
-    if (np.abs(data["actions"]) > 1.0 + 1e-5).any():
-        raise ValueError(f"{name}: actions lie outside [-1, 1] (max |a| = {np.abs(data['actions']).max():.3g})")
-    if (data["costs"] < 0).any():
-        raise ValueError(f"{name}: costs holds negative values (min {data['costs'].min():.3g}); a cost is 0 or more per step")
-    terminals, timeouts = data["terminals"].astype(bool), data["timeouts"].astype(bool)
-    ends = np.flatnonzero(terminals | timeouts) + 1
-    if not len(ends) or ends[-1] != n:
-        ends = np.append(ends, n)  # a last, unfinished episode is kept as truncated
-    result, start = [], 0
-    for stop in ends:
-        terminated = bool(terminals[stop - 1])
-        try:
-            result.append(Trajectory(
-                task_id=task_id, obs=data["observations"][start:stop].astype(np.float32),
-                actions=np.clip(data["actions"][start:stop], -1, 1).astype(np.float32),
-                rewards=data["rewards"][start:stop].astype(np.float32), costs=data["costs"][start:stop].astype(np.float32),
-                terminated=terminated, truncated=not terminated))
-        except ValueError as exc:  # e.g. values that add up past float32 over an episode: said with where
-            raise ValueError(f"{name}: the episode of steps {start}–{stop - 1}: {exc}") from None
-        start = stop
-    return result
-
-
-def dataset_source(source: str | None, path: str | os.PathLike) -> str:
-    """The pool source an HDF5 file's clips are imported under: ``source``, or ``dataset:<file name>``. A name of a
-    policy's source is refused: its clips would count as that policy's rollouts."""
-    from prefine_core.pool import names_a_policy
-
-    name = Path(path).name
-    if source is not None and names_a_policy(source):
-        raise ValueError(f"source {source!r} names a policy's rollouts ('{source.partition(':')[0]}:…'); give the "
-                         f"dataset a name of its own, such as dataset:{name}")
-    return source or f"dataset:{name}"
-
-
-def import_hdf5(ws: Workspace, path: str | os.PathLike, task_id: str, clip_length: int = 200,
-                max_episodes: int | None = None, source: str | None = None, on_progress=None) -> dict:
-    """Import a DSRL/D4RL-layout HDF5 file as clips of ``task_id`` (one transaction); returns counts. Clips already
-    here (the file imported before with this clip length) are not added again: ``clips_already_here``.
-    ``on_progress(done, total)`` after each clip is written."""
-    from prefine_core.pool import clips
-
-    path = Path(path)
-    source = dataset_source(source, path)
-    if not path.is_file():
-        raise ValueError(f"no file at {path}")
-    data = _read_hdf5(path)
-    _check_dims(data, path.name)
-    _check_sizes(path.name, task_id, task_sizes(task_id), data["observations"], data["actions"])
-    episodes = episodes_from_arrays(data, task_id, path.name)[:max_episodes]
-    cut = [clip for e in episodes for clip in clips(e, clip_length)]
-    here = _ClipsHere(ws.store, [task_id])
-    new = [clip for clip in cut if here.find(clip) is None]  # imported before: not twice in the pool
-    ids = []
-    with ws.store.batch() as batch:
-        for clip in new:
-            ids.append(batch.add_trajectory(clip, None, source, ws.trajectories_dir))
-            if on_progress:
-                on_progress(len(ids), len(new))
-    return {"source": source, "episodes": len(episodes), "clips": len(ids), "steps": int(sum(e.length for e in episodes)),
-            "clips_already_here": len(cut) - len(new)}

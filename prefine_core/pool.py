@@ -2,7 +2,7 @@
 
 The pool must contain the behaviour we want to teach (DESIGN §4, lesson 2): the reference policy at
 several sampling temperatures, the shipped behaviour policies trained with cost penalties (slower,
-safer gaits), imported datasets (``exchange.import_hdf5``) and each round's fine-tuned policies.
+safer gaits), imported datasets (``datasets.import_hdf5``) and each round's fine-tuned policies.
 Clips are fixed-length windows (``clip_length``; 0 = whole episodes); a clip that ends in a fall
 is marked (``Trajectory.fell``). Temperature 0 means deterministic (mean) actions.
 

@@ -2,7 +2,7 @@
 
 An upload is recognised by its name and its first bytes, never trusted: a zip is an export bundle
 (:func:`prefine_core.exchange.import_bundle`, members checked against path tricks and size), an
-HDF5 file is an offline dataset (:func:`prefine_core.exchange.import_hdf5`), a ``.safetensors`` file
+HDF5 file is an offline dataset (:func:`prefine_core.datasets.import_hdf5`), a ``.safetensors`` file
 is a policy (loaded and checked before it is registered). Anything else, or a broken file, raises a
 ValueError saying what to upload instead; the store is unchanged.
 """
@@ -154,7 +154,7 @@ def _bundle_said(filename: str, counts: dict, task_id: str) -> str:
 def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str, restore_deleted: bool = False) -> str:
     """Import one uploaded file (``restore_deleted``: an export's pairs deleted here since are added back); returns
     what was added, in words."""
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
 
     suffix = Path(filename).suffix.lower().lstrip(".")
     if suffix not in ACCEPTED or "\0" in filename:

@@ -301,7 +301,7 @@ BROKEN_HDF5 = {
 @pytest.mark.parametrize("kind", BROKEN_HDF5)
 def test_malformed_hdf5_is_rejected_everywhere_and_changes_nothing(kind, ws, tmp_path):
     from prefine_core import transfer
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
 
     make, message = BROKEN_HDF5[kind]
     path = make(tmp_path / "data.hdf5")
@@ -324,7 +324,7 @@ def test_malformed_hdf5_through_the_cli(ws, tmp_path):
 
 def test_unknown_task_ids_are_refused(ws, tmp_path):
     from prefine_core.envs import SafetyTask, UnknownTaskError
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
 
     with pytest.raises(UnknownTaskError, match="unknown task id 'SafetyCheetah-v1'; nearest"):
         SafetyTask("SafetyCheetah-v1")

@@ -304,7 +304,7 @@ def two_episodes():
 
 
 def test_hdf5_import_splits_episodes_into_clips(tmp_path, two_episodes):
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
@@ -324,7 +324,7 @@ def test_hdf5_import_splits_episodes_into_clips(tmp_path, two_episodes):
 
 
 def test_an_hdf5_dataset_imported_again_adds_only_clips_not_here(tmp_path, two_episodes):
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
@@ -340,7 +340,7 @@ def test_an_hdf5_dataset_imported_again_adds_only_clips_not_here(tmp_path, two_e
 def test_an_hdf5_dataset_is_not_imported_under_a_policy_s_source_name(tmp_path, two_episodes):
     """`--source reference:ref@T1` put the dataset's clips in the pool as the reference's own rollouts (the pool's
     summary, and what the benchmark says the pool held, counted them as the policy's)."""
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
@@ -362,7 +362,7 @@ def test_an_hdf5_dataset_is_not_imported_under_a_policy_s_source_name(tmp_path, 
     ({"rewards": np.zeros(120, dtype=np.complex64)}, r"\['rewards'\] hold complex64 values, not real numbers"),  # was taken
 ])
 def test_bad_hdf5_is_rejected_and_changes_nothing(tmp_path, two_episodes, kwargs, message):
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws", shipped=None)
@@ -372,7 +372,7 @@ def test_bad_hdf5_is_rejected_and_changes_nothing(tmp_path, two_episodes, kwargs
 
 
 def test_truncated_hdf5_is_rejected(tmp_path, two_episodes):
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
     from prefine_core.workspace import Workspace
 
     path = _dsrl_file(tmp_path / "full.hdf5", two_episodes)
@@ -494,7 +494,7 @@ DSRL_DIMS = {"observations": 2, "actions": 2, "rewards": 1, "costs": 1, "termina
 def test_hdf5_arrays_of_the_wrong_shape_are_refused_naming_the_dataset(tmp_path, two_episodes, key, defect):
     """Each dataset a DSRL/D4RL file must hold, stored as a single number, as a group, with a dimension too many or
     too few, or one row short, is refused with a message naming it; not an IndexError or TypeError."""
-    from prefine_core.exchange import import_hdf5
+    from prefine_core.datasets import import_hdf5
     from prefine_core.workspace import Workspace
 
     path = _dsrl_file(tmp_path / "bad.hdf5", two_episodes)

@@ -180,7 +180,8 @@ def _next_export(exports: Path) -> Path:
 def _import(args: argparse.Namespace) -> dict:
     """The same imports as the Data page's uploader, from a path."""
     from prefine_core import transfer
-    from prefine_core.exchange import dataset_source, import_bundle, import_hdf5
+    from prefine_core.datasets import dataset_source, import_hdf5
+    from prefine_core.exchange import import_bundle
 
     path = Path(args.path)
     what = "an export folder or .zip, a .safetensors policy, or an .hdf5/.h5 dataset"
