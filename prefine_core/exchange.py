@@ -324,6 +324,18 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     """Everything an import needs, read from ``folder`` and fully checked: the manifest, the rows of each ``.jsonl``
     (label times parsed into UTC datetimes, the form the store keeps) and each clip's arrays by trajectory id. Raises
     ValueError saying what is wrong."""
+    manifest = _check_manifest(folder)
+    rows = {name: _read_jsonl(folder, name) for name in _FIELDS}
+    _check_counts(manifest, rows)
+    _check_policies(folder, rows["policies"])
+    arrays = _check_trajectories(folder, rows)
+    _check_pairs(folder, rows["pairs"], arrays)
+    _check_labels(rows)
+    return manifest, rows, arrays
+
+
+def _check_manifest(folder: Path) -> dict:
+    """The bundle's ``manifest.json``, refused unless it says PREFINE's export format."""
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise ValueError("the export has no manifest.json; it is not a PREFINE export")
@@ -334,7 +346,11 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
                          + (f"says format {said!r}" if said is not None else "names no format")
                          + f", where an export of PREFINE Studio says {FORMAT!r} (export it again from the Data page "
                            "or with `python -m prefine_core export`)")
-    rows = {name: _read_jsonl(folder, name) for name in _FIELDS}
+    return manifest
+
+
+def _check_counts(manifest: dict, rows: dict[str, list[dict]]) -> None:
+    """Refuse a bundle whose files hold other row counts than its manifest says (an export cut short)."""
     counts = manifest.get("counts")
     if counts is not None and not isinstance(counts, dict):
         raise ValueError(f"manifest.json: counts must be a JSON object of row counts such as "
@@ -344,9 +360,13 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
             raise ValueError(f"manifest.json: counts.{name} must be a whole number of rows, got {_shown(expected)}")
         if name in rows and len(rows[name]) != expected:
             raise ValueError(f"{name}.jsonl has {len(rows[name])} rows, the manifest says {expected}: the export is partial")
-    policy_tasks = {p["id"]: p["task_id"] for p in rows["policies"]}
-    policy_ids = set(policy_tasks)
-    for p in rows["policies"]:
+
+
+def _check_policies(folder: Path, policies: list[dict]) -> None:
+    """Each policy row: a known kind, a parent before it in the export, and a checkpoint (carried, or named where it
+    exists) of the row's task."""
+    policy_ids = {p["id"] for p in policies}
+    for p in policies:
         if p["kind"] not in POLICY_KINDS:
             raise ValueError(f"policies.jsonl: policy {p['id']} has kind {p['kind']!r}, expected one of {POLICY_KINDS}")
         if p["parent_id"] is not None and p["parent_id"] not in policy_ids:
@@ -361,9 +381,15 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
                                  f"{p['file']} is a policy for {meta.task_id}")
         elif Path(str(p["path"])).exists():  # an export without checkpoints names files by path: a file there must
             _check_named_policy(p)            # be that task's policy (a row once registered /etc/passwd as one)
+
+
+def _check_trajectories(folder: Path, rows: dict[str, list[dict]]) -> dict[int, Trajectory]:
+    """Each clip's arrays by trajectory id, read and checked against its row, its policy and its task's sizes; every
+    task id the rows name is a known one."""
+    policy_tasks = {p["id"]: p["task_id"] for p in rows["policies"]}
     arrays: dict[int, Trajectory] = {}
     for t in rows["trajectories"]:
-        if t["policy_id"] is not None and t["policy_id"] not in policy_ids:
+        if t["policy_id"] is not None and t["policy_id"] not in policy_tasks:
             raise ValueError(f"trajectories.jsonl: trajectory {t['id']} has policy_id {t['policy_id']}, which is not in the export")
         trajectory = load_trajectory(_member(folder, t["file"], f"trajectories.jsonl: trajectory {t['id']}"))
         if trajectory.length != t["length"] or trajectory.task_id != t["task_id"]:
@@ -383,10 +409,15 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
     for t in rows["trajectories"]:  # the same clip twice would be added twice
         if (first := files.setdefault(t["file"], t["id"])) != t["id"]:
             raise ValueError(f"trajectories.jsonl: trajectories {first} and {t['id']} are the same file, {t['file']}")
-    pair_ids = {p["id"] for p in rows["pairs"]}
+    return arrays
+
+
+def _check_pairs(folder: Path, pairs: list[dict], arrays: dict[int, Trajectory]) -> None:
+    """Each pair: two different clips of the export, of the pair's task, shown by no other pair, and a video (if it
+    carries one) that is its own."""
     shown: dict[tuple[int, int], int] = {}
     videos: dict[str, int] = {}
-    for p in rows["pairs"]:
+    for p in pairs:
         for side in ("left_id", "right_id"):
             if p[side] not in arrays:
                 raise ValueError(f"pairs.jsonl: pair {p['id']} has {side} {p[side]}, which is not in the export")
@@ -406,6 +437,16 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
                 if (first := videos.setdefault(key, p["id"])) != p["id"]:
                     raise ValueError(f"pairs.jsonl: pairs {first} and {p['id']} both name the video file {name}; "
                                      "each pair's video shows its own two clips")
+
+
+#: How far ahead of this machine's clock a label's time may be (the machine that gave it may run ahead).
+CLOCK_SLACK = timedelta(days=1)
+
+
+def _check_labels(rows: dict[str, list[dict]]) -> None:
+    """Each label: a pair of the export, a known choice, a time that has been (parsed into UTC, in place), and a label
+    it replaces that comes before it."""
+    pair_ids = {p["id"] for p in rows["pairs"]}
     seen: set[int] = set()
     for label in rows["labels"]:
         if label["pair_id"] not in pair_ids:
@@ -427,11 +468,6 @@ def _check_bundle(folder: Path) -> tuple[dict, dict[str, list[dict]], dict[int, 
         if label["supersedes_id"] is not None and label["supersedes_id"] not in seen:
             raise ValueError(f"labels.jsonl: label {label['id']} supersedes {label['supersedes_id']}, which does not come before it")
         seen.add(label["id"])
-    return manifest, rows, arrays
-
-
-#: How far ahead of this machine's clock a label's time may be (the machine that gave it may run ahead).
-CLOCK_SLACK = timedelta(days=1)
 
 
 def _check_pair_video(folder: Path, row: dict) -> None:
