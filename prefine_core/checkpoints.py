@@ -98,7 +98,7 @@ def register_checkpoint(ws: Workspace, run_id: int, step: int) -> int:
         raise ValueError(f"run {run_id} has no checkpoint at step {step}; it has checkpoints at steps {have}")
     load_policy(path, run.task_id)
     try:
-        kind = "bc" if PrefineConfig.from_saved(run.config).is_bc else "finetuned"
+        kind = PrefineConfig.from_saved(run.config).policy_kind
     except ValueError as exc:  # a row edited or damaged since: said as the run's, not as fields the user wrote
         raise ValueError(f"run {run_id}'s saved settings cannot be read ({exc}); its checkpoints cannot be "
                          "registered") from None

@@ -28,7 +28,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
-from prefine_core.entry import counted
 from prefine_core.files import write_text_atomic
 from prefine_core.store import RunRecord
 from prefine_core.store.schema import utcnow
@@ -587,36 +586,9 @@ def _closing_line(run_id: int, status: str, error: str | None) -> str:
 
 
 def _finetune(ws: Workspace, run: RunRecord, report) -> dict:
-    """A PREFINE (or BC, or trajectory-DPO) fine-tune of the run's policy on the task's labels."""
-    from prefine_core.policy import load_policy
-    from prefine_core.prefine import PrefineConfig
-    from prefine_core.teachers import safety_judge
-    from prefine_core.trainer import PreferenceData, PrefineTrainer, saved_step
+    from prefine_core.launcher import run_finetune
 
-    config = PrefineConfig.from_saved(run.config)
-    start = ws.store.get_policy(run.policy_id)
-    reference = load_policy(start.path, task_id=run.task_id)
-    pairs = ws.store.preference_pairs(run.task_id)
-    if not pairs:
-        raise ValueError(f"no decided labels for {run.task_id}: label some pairs (left/right) first")
-    print(f"{len(pairs)} decided pairs; starting from {start.name}", flush=True)
-    resumes_at = saved_step(run_dir(ws, run.id))
-    if resumes_at is not None:
-        print(f"resuming from the checkpoint of step {resumes_at} of {config.steps} (checkpoints every "
-              f"{config.eval_every} steps: the steps after it are trained again)", flush=True)
-    judge = safety_judge() if config.select == "teacher" else None
-    trainer = PrefineTrainer(
-        reference, PreferenceData.from_pairs(pairs), config, run_dir(ws, run.id), judge=judge,
-        on_step=lambda m: report(m["step"], m), on_eval=lambda m: report(m["step"], m),
-        name=f"run {run.id}: fine-tuned {start.name}", parent=start.name)
-    summary = trainer.run()
-    kind = "bc" if config.is_bc else "finetuned"
-    # told apart in lists ("1 step", not "1 steps": a smallest run is a first try from the form)
-    name = f"run {run.id} ({kind}, {counted(len(pairs), 'pair')}, {counted(config.steps, 'step')}, seed {config.seed})"
-    policy_id = ws.store.add_policy(name, summary["path"], run.task_id, kind,
-                                    parent_id=start.id, provenance={"run_id": run.id, "config": config.to_dict()})
-    return {"output_policy_id": policy_id, "path": summary["path"], "selected_step": summary["selected_step"],
-            "train_seconds": summary["train_seconds"]}
+    return run_finetune(ws, run, report)
 
 
 def _compare(ws: Workspace, run: RunRecord, report) -> dict:

@@ -71,6 +71,39 @@ def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: 
     return jobs.launch(ws, "prefine", task_id, policy_id, config.to_dict())
 
 
+def run_finetune(ws: Workspace, run, report) -> dict:
+    """The background job of a fine-tune run (:data:`prefine_core.jobs.KINDS`): PREFINE (or BC, or trajectory DPO) on
+    the task's labels, from the run's policy, resuming from its last checkpoint; registers the policy it chose."""
+    from prefine_core.policy import load_policy
+    from prefine_core.teachers import safety_judge
+    from prefine_core.trainer import PreferenceData, PrefineTrainer, saved_step
+
+    config = PrefineConfig.from_saved(run.config)
+    start = ws.store.get_policy(run.policy_id)
+    reference = load_policy(start.path, task_id=run.task_id)
+    pairs = ws.store.preference_pairs(run.task_id)
+    if not pairs:
+        raise ValueError(f"no decided labels for {run.task_id}: label some pairs (left/right) first")
+    print(f"{len(pairs)} decided pairs; starting from {start.name}", flush=True)
+    resumes_at = saved_step(jobs.run_dir(ws, run.id))
+    if resumes_at is not None:
+        print(f"resuming from the checkpoint of step {resumes_at} of {config.steps} (checkpoints every "
+              f"{config.eval_every} steps: the steps after it are trained again)", flush=True)
+    judge = safety_judge() if config.select == "teacher" else None
+    trainer = PrefineTrainer(
+        reference, PreferenceData.from_pairs(pairs), config, jobs.run_dir(ws, run.id), judge=judge,
+        on_step=lambda m: report(m["step"], m), on_eval=lambda m: report(m["step"], m),
+        name=f"run {run.id}: fine-tuned {start.name}", parent=start.name)
+    summary = trainer.run()
+    kind = config.policy_kind
+    # told apart in lists ("1 step", not "1 steps": a smallest run is a first try from the form)
+    name = f"run {run.id} ({kind}, {counted(len(pairs), 'pair')}, {counted(config.steps, 'step')}, seed {config.seed})"
+    policy_id = ws.store.add_policy(name, summary["path"], run.task_id, kind,
+                                    parent_id=start.id, provenance={"run_id": run.id, "config": config.to_dict()})
+    return {"output_policy_id": policy_id, "path": summary["path"], "selected_step": summary["selected_step"],
+            "train_seconds": summary["train_seconds"]}
+
+
 def twin_run(ws: Workspace, task_id: str, policy_id: int | None, values: dict):
     """The task's fine-tune still queued or running from ``policy_id`` with the settings ``values`` make (what a
     second click on Launch would start again), or None, also for values that make no config. A run whose process

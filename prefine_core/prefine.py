@@ -360,6 +360,11 @@ class PrefineConfig:
         """Only the BC anchor is on (the BC-on-winners baseline)."""
         return self.pref_weight == 0 and self.dispref_weight == 0
 
+    @property
+    def policy_kind(self) -> str:
+        """The kind of policy it trains, as the store registers it: ``bc`` for the BC baseline, else ``finetuned``."""
+        return "bc" if self.is_bc else "finetuned"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
