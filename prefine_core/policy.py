@@ -104,7 +104,8 @@ class PolicyMeta:
         return cls(**data)
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of ``sizes`` (input, hidden…, output) with tanh between them (none after the last)."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
@@ -119,7 +120,7 @@ class TanhGaussianPolicy(nn.Module):
     def __init__(self, meta: PolicyMeta):
         super().__init__()
         self.meta = meta
-        self.mean_net = _mlp([meta.obs_dim, *meta.hidden_sizes, meta.act_dim])
+        self.mean_net = mlp([meta.obs_dim, *meta.hidden_sizes, meta.act_dim])
         self.log_std = nn.Parameter(torch.full((meta.act_dim,), -0.5))
         self.register_buffer("obs_mean", torch.zeros(meta.obs_dim))
         self.register_buffer("obs_var", torch.ones(meta.obs_dim))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from prefine_core.envs import MAX_SEED, SafetyTask, validate_task_id
-from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN, PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
+from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN, PolicyMeta, TanhGaussianPolicy, load_policy, mlp, save_policy
 
 #: Environment i of a run with seed s is reset with seed s·_SEED_STRIDE + i.
 _SEED_STRIDE = 1000
@@ -143,15 +143,6 @@ class RunningMeanStd:
         self.count = total
 
 
-def _critic(obs_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
-    sizes, layers = [obs_dim, *hidden, 1], []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
-
-
 #: A step cost in place of the environment's: (obs (n, obs_dim), actions (n, act_dim) in [-1, 1], fell (n,)) -> (n,).
 StepCostFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -169,7 +160,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
     envs = [SafetyTask(config.task_id) for _ in range(config.num_envs)]
     obs_dim, act_dim = envs[0].obs_dim, envs[0].act_dim
     meta = PolicyMeta(task_id=config.task_id, obs_dim=obs_dim, act_dim=act_dim, hidden_sizes=config.hidden_sizes)
-    actor, critic = TanhGaussianPolicy(meta), _critic(obs_dim, config.hidden_sizes)
+    actor, critic = TanhGaussianPolicy(meta), mlp([obs_dim, *config.hidden_sizes, 1])
     obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd()
     with torch.no_grad():
         actor.log_std.fill_(config.init_log_std)
