@@ -188,13 +188,13 @@ def _import(args: argparse.Namespace) -> dict:
     if not path.exists():
         raise ValueError(f"{path} does not exist; give {what}")
     suffix = "folder" if path.is_dir() else path.suffix.lower()
-    if suffix not in ("folder", ".zip", ".safetensors", ".hdf5", ".h5"):
+    if suffix != "folder" and suffix.lstrip(".") not in transfer.ACCEPTED:  # the Data page's uploader takes the same
         raise ValueError(f"{path} is not a file PREFINE Studio can import; give {what}")
     if args.restore_deleted and suffix not in ("folder", ".zip"):
         raise ValueError(f"--restore-deleted adds back pairs of an export (a folder or .zip), not of {path.name}")
-    if suffix in (".hdf5", ".h5") and args.task is None:
-        raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
     if suffix in (".hdf5", ".h5"):
+        if args.task is None:
+            raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
         dataset_source(args.source, path)  # refused before the progress bar opens
     with _new_workspace(args) as ws:
         if suffix == "folder":
