@@ -5,7 +5,7 @@ import streamlit as st
 
 from prefine_core import labelling, pool
 from prefine_core.components import pair_player, ui, undo_keys
-from prefine_core.components.choices import act, on_choice, on_player
+from prefine_core.components.choices import act, choice_key, next_slot, on_choice, on_player
 from prefine_core.demo import question, what_safer_means
 
 ws, task = ui.workspace(), ui.task_id()
@@ -47,8 +47,10 @@ with left:
             st.caption(st.session_state.pop("flash"))
         st.stop()
     st.session_state["pair_id"] = pair.id
-    if st.session_state.get("shown_at", (None,))[0] != pair.id:
+    if st.session_state.get("shown_at", (None,))[0] != pair.id:  # a pair shown: its time, and its buttons' slot
         st.session_state["shown_at"] = (pair.id, time.time())
+        st.session_state["choice_slot"] = next_slot(st.session_state.get("choice_slot"))
+    slot = st.session_state["choice_slot"]
     view = labelling.pair_view(ws.store, pair)
     # Always drawn, so that the player below keeps its place in the page when the notice comes and goes: a player
     # that moved would be drawn anew, and the keys would go to the one that was taken away.
@@ -76,12 +78,13 @@ with left:
                                "command outside the app may be rendering it). A choice waits for it (Skip does not).")
                     ui.render_missing_button(ws, task, type="primary")
                 ui.rerun_when(lambda: ws.store.get_pair(pair.id).video_ready, every=2.0)
-    pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", on_change=on_player,
-                ack=st.session_state.get("nonce"))
+    pair_player(view, st.session_state["show_cost"], labelling.keys_html(), key="player", choice_slot=slot,
+                on_change=on_player, ack=st.session_state.get("nonce"))
     cols = st.columns(len(labelling.CHOICES) + 1)
     for col, (action, label, keys) in zip(cols, labelling.CHOICES):
-        # one key per pair: a click on the buttons of a pair gone since is not taken for the buttons of the pair now
-        key = f"choice_{action}_{pair.id}"
+        # keys of the pair's slot: a click on the buttons of a pair gone since is not taken for the buttons of the pair
+        # now (their slot keeps that pair's callback until CHOICE_SLOTS pairs later)
+        key = choice_key(action, slot)
         col.button(label, key=key, on_click=on_choice, args=(action, {"pair_id": pair.id, "task_id": task}, key),
                    width="stretch", help=f"shortcut: {keys}", disabled=view.video is None and action != "skip")
     cols[-1].button("Undo", key="undo", on_click=act, args=("undo",), width="stretch",

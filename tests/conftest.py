@@ -32,8 +32,10 @@ def skip_unless_required(message: str) -> None:
 
 
 def choice_button(at, action: str = "left"):
-    """The Label page's ``action`` button for the pair on screen (one key per pair), in AppTest ``at``; None if none."""
-    return next((b for b in at.button if b.key == f"choice_{action}_{at.session_state['pair_id']}"), None) \
+    """The Label page's ``action`` button for the pair on screen (drawn in its slot), in AppTest ``at``; None if none."""
+    from prefine_core.components.choices import choice_key
+
+    return next((b for b in at.button if b.key == choice_key(action, at.session_state["choice_slot"])), None) \
         if "pair_id" in at.session_state else None
 
 

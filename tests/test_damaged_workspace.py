@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CHEETAH, clips_workspace, make_policy
+from conftest import CHEETAH, choice_button, clips_workspace, make_policy
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def _label_page_on(ws, monkeypatch, pair_id: int):
     app.switch_page("pages/label.py").run()
     app.text_input(key="annotator").input("kim").run()
     while app.session_state["pair_id"] != pair_id:
-        app.button(key=f"choice_skip_{app.session_state['pair_id']}").click().run()
+        choice_button(app, "skip").click().run()
     assert not app.exception, app.exception
     return app
 

@@ -1,9 +1,15 @@
 """The Label page's choices: what a choice button, the Undo button and the player's keys do.
 
 Module functions, not functions of the page: Streamlit keeps the callback of every widget it has drawn, and the page
-draws its choice buttons under one key per pair. A callback defined in the page held that run's whole namespace (its
-pair's video bytes among it), so a labelling session kept every video it had shown (about 60 kB a label, 46 MB in an
-hour's soak). These read the workspace, the name and the task from the session when they run.
+draws a pair's choice buttons under keys of their own. A callback defined in the page held that run's whole namespace
+(its pair's video bytes among it), so a labelling session kept every video it had shown (about 60 kB a label, 46 MB in
+an hour's soak). These read the workspace, the name and the task from the session when they run.
+
+The keys come from a ring of :data:`CHOICE_SLOTS` slots, one slot per pair shown, not one key per pair: Streamlit never
+forgets a widget key's metadata (its callback and arguments), so keys per pair grew a labelling session by five entries
+a label, without end (8–10 kB a label in a soak). A slot is drawn again only :data:`CHOICE_SLOTS` pairs later, and
+until then keeps the callback of the pair it was drawn for: a click that arrives late (the second click of a double
+click) still names that pair, and is refused.
 """
 from __future__ import annotations
 
@@ -13,6 +19,21 @@ import streamlit as st
 
 from prefine_core import labelling
 from prefine_core.components import ui
+
+
+#: Pairs shown before a slot's keys are drawn again (for another pair).
+CHOICE_SLOTS = 8
+
+
+def choice_key(action: str, slot: int) -> str:
+    """The key of the choice button ``action`` drawn in ``slot`` (``choice_<action>_<slot>``: the player's gate reads
+    the slot from it)."""
+    return f"choice_{action}_{slot}"
+
+
+def next_slot(slot: int | None) -> int:
+    """The slot of the next pair shown after one in ``slot`` (None: the first)."""
+    return 0 if slot is None else (slot + 1) % CHOICE_SLOTS
 
 
 def act(action: str, seconds: float | None = None) -> None:

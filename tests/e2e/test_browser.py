@@ -469,7 +469,7 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         page.mouse.click(x, y)
         wait_for_player(page, "b.dataset.pairId && b.dataset.pairId !== arg"  # the next pair, and its buttons
-                        " && document.querySelector(`.st-key-choice_right_${b.dataset.pairId} button`)",
+                        " && document.querySelector(`.st-key-choice_right_${b.dataset.choiceSlot} button`)",
                         arg=str(shown), timeout=60_000)
         page.mouse.click(x, y)
         deadline = time.time() + 30
@@ -479,7 +479,7 @@ def test_keys_judge_after_a_name_entered_an_undo_with_nothing_to_undo_and_the_co
         assert history()[3:] == [("e2e-focus", shown, "right")], "the second click judged a pair not seen yet"
         # and its video loaded: the buttons stay shut a moment still (a double click that came just after the load)
         assert held.evaluate("""() => { window.__held = false; shown();
-            const next = document.body.dataset.pairId, button = window.parent.document.querySelector(
+            const next = document.body.dataset.choiceSlot, button = window.parent.document.querySelector(
                 `.st-key-choice_right_${next} button`);
             return window.parent.getComputedStyle(button).pointerEvents; }""") == "none"
         # Space on a focused button or toggle (reached with Tab) presses it; it played or paused the video instead
@@ -506,8 +506,8 @@ HOLD_VIDEO_LOADS = """() => { window.__held = true; for (const type of ["loadedd
     document.addEventListener(type, (e) => { if (window.__held && e.target.tagName === "VIDEO") e.stopPropagation(); }, true); } }"""
 
 
-#: In the Label page's own document: every animation frame, each choice button's pair (from its key), the pair the
-#: player shows, whether the player's video has a frame of it, and whether the button takes a mouse click.
+#: In the Label page's own document: every animation frame, each choice button's slot (from its key), the slot of the
+#: pair the player shows, whether the player's video has a frame of it, and whether the button takes a mouse click.
 WATCH_CHOICE_BUTTONS = """() => {
     window.__choiceSamples = [];
     // A video that has had a frame on screen keeps showing one: the clip loops, and each loop's seek back to its start
@@ -517,10 +517,10 @@ WATCH_CHOICE_BUTTONS = """() => {
         const body = PLAYER_BODY, video = body && body.querySelector('video');
         if (video && video.readyState >= 2) framed.add(video.src);
         for (const box of document.querySelectorAll('[class*="st-key-choice_left_"]')) {
-            const pair = [...box.classList].find((c) => c.startsWith('st-key-choice_left_')).split('_').pop();
+            const slot = [...box.classList].find((c) => c.startsWith('st-key-choice_left_')).split('_').pop();
             const button = box.querySelector('button');
             if (!button || button.disabled) continue;
-            window.__choiceSamples.push({button_pair: pair, player_pair: body ? body.dataset.pairId : null,
+            window.__choiceSamples.push({button_slot: slot, player_slot: body ? body.dataset.choiceSlot : null,
                                          has_frame: !!video && !!video.src && framed.has(video.src),
                                          ready: video ? video.readyState : null, seeking: !!video && video.seeking,
                                          error: !!video && !!video.error,
@@ -581,7 +581,7 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
         fresh.close()
     labelled = [label.pair_id for label in ws.store.label_history()]
     assert len(labelled) == 4 and len(set(labelled)) == 4 and labelled[-1] == int(shown)
-    unseen = [s for s in samples if s["button_pair"] != s["player_pair"] or not s["has_frame"]]
+    unseen = [s for s in samples if s["button_slot"] != s["player_slot"] or not s["has_frame"]]
     taken = [s for s in unseen if s["clickable"]]
     assert not taken, f"a button took clicks while its pair was not on screen: {taken[:5]}"
     seen = [s for s in samples if s not in unseen]

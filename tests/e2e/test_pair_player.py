@@ -33,7 +33,8 @@ def render(page, **args) -> str:
         for (const name of ["video", "video_plain"]) if (args[name]) args[name] = new Uint8Array(args[name]);
         window.dispatchEvent(new MessageEvent("message", {data: {type: "streamlit:render", args}}));
         return document.getElementById("flash").textContent;
-    }""", {"pair_id": 7, "show_cost": True, "costs_left": [0, 1, 0], "costs_right": [0, 0, 0], "fps": 30, **args})
+    }""", {"pair_id": 7, "choice_slot": 0, "show_cost": True, "costs_left": [0, 1, 0], "costs_right": [0, 0, 0],
+           "fps": 30, **args})
 
 
 def test_a_video_that_finishes_rendering_while_the_pair_is_shown_is_loaded(player_page):
