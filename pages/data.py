@@ -1,7 +1,7 @@
 """Data: browse clips, pairs, labels and policies; export, import, delete."""
 import streamlit as st
 
-from prefine_core import agreement, browse, labelling, pool, transfer
+from prefine_core import agreement, browse, labelling, pair_videos, transfer
 from prefine_core.components import ui
 from prefine_core.entry import counted
 from prefine_core.workspace import plain_video_path
@@ -21,7 +21,7 @@ with tabs[0]:
         pair = ws.store.get_pair(shown_pair)
         if pair.video_ready:
             st.columns([1, 1])[0].video(pair.video_path, loop=True, muted=True)
-        elif (job := pool.video_job(ws, task)) is not None:
+        elif (job := pair_videos.video_job(ws, task)) is not None:
             st.caption(f"Its video is being rendered (run {job.id}); it shows here when it is ready.")
             ui.cancel_job_button(ws, job.id, key="cancel_videos")
             ui.rerun_when(lambda: ws.store.get_pair(shown_pair).video_ready, every=2.0)
@@ -46,12 +46,12 @@ with tabs[2]:
         pick = st.selectbox("Preview clip", clips.id.tolist(), key="preview_clip")
         record = ws.store.trajectory_record(pick)
         with_cost = record.replayable and st.toggle("Show cost overlay", value=True, key="clip_cost")
-        video = pool.clip_video(record)
+        video = pair_videos.clip_video(record)
         if video is None and not record.replayable:
             st.caption(f"Clip {pick} comes from an imported dataset: there is no policy and seed to replay, so no video.")
         elif video is None and st.button(f"Render clip {pick}", key="render_clip", help="replays it; a few seconds"):
             with st.spinner(f"Rendering clip {pick}…"):
-                if ui.guarded(pool.render_clip, ws, pick) is not None:
+                if ui.guarded(pair_videos.render_clip, ws, pick) is not None:
                     st.rerun()  # drawn again without the button
         if video:  # at about its own size (256 px), not stretched across the page
             st.columns([1, 2])[0].video(str(video if with_cost else plain_video_path(video)), loop=True, muted=True)

@@ -1,7 +1,7 @@
 """Home: what PREFINE Studio does, and a guided path that works on a fresh workspace."""
 import streamlit as st
 
-from prefine_core import demo, jobs, pool
+from prefine_core import demo, jobs, pair_videos
 from prefine_core.components import ui
 from prefine_core.entry import counted
 
@@ -29,7 +29,7 @@ with st.container(border=True):
         job = ws.store.get_run(status.video_job_id)
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         with c1:
-            st.fragment(run_every=3.0)(ui.survives_outage(lambda: st.caption(pool.job_progress_text(ws, job))))()
+            st.fragment(run_every=3.0)(ui.survives_outage(lambda: st.caption(pair_videos.job_progress_text(ws, job))))()
         with c2:
             ui.cancel_job_button(ws, job.id, key="cancel_videos")
     elif status.videos_ready < status.pairs:

@@ -3,7 +3,7 @@ import time
 
 import streamlit as st
 
-from prefine_core import labelling, pool
+from prefine_core import labelling, pair_videos
 from prefine_core.components import pair_player, ui, undo_keys
 from prefine_core.components.choices import act, choice_key, next_slot, on_choice, on_player
 from prefine_core.demo import question, what_safer_means
@@ -30,7 +30,7 @@ with left:
     pair = labelling.current_pair(ws.store, name, task, st.session_state.get("pair_id"), overlap)
     if pair is None:
         st.session_state.pop("pair_id", None)  # nothing on screen for a choice to go to
-        if (job := pool.video_job(ws, task)) is not None:
+        if (job := pair_videos.video_job(ws, task)) is not None:
             st.info(f"Pairs are being prepared (run {job.id}); the first appears here as soon as its video is ready.")
             ui.rerun_when(lambda: labelling.current_pair(ws.store, name, task, None, ws.store.task_overlap(task))
                           is not None, every=3.0)
@@ -57,7 +57,7 @@ with left:
     notice = st.container()
     if view.video is None:
         with notice:
-            job = pool.video_job(ws, task)
+            job = pair_videos.video_job(ws, task)
             if view.unreadable:
                 st.error(view.unreadable[0].upper() + view.unreadable[1:] + ".")
             elif not view.replayable:  # no job can help: say so, and let the pair be skipped
@@ -68,7 +68,7 @@ with left:
                     st.warning(f"This pair's video is being rendered (run {job.id}); it appears here as soon as it is "
                                "ready. A choice waits for it (Skip does not).")
                     ui.cancel_job_button(ws, job.id, key="cancel_videos")
-                elif why := pool.render_failure(ws, task, pair.id):  # rendering it again fails again, unless mended
+                elif why := pair_videos.render_failure(ws, task, pair.id):  # rendering again fails again, unless mended
                     st.warning(f"This pair has no video: the last rendering could not make it ({why}). Skip it; "
                                "Data › Delete removes the pair. Once its clip or policy is mended, render it again.")
                     ui.render_missing_button(ws, task)

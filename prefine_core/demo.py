@@ -86,7 +86,8 @@ def what_the_numbers_mean(task_id: str) -> str:
 
 def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:
     """Body of a ``prepare`` job: roll out the pool, choose pairs, render their videos one by one."""
-    from prefine_core.pool import PoolConfig, collect_pool, generate_pairs, render_pending
+    from prefine_core.pair_videos import render_pending
+    from prefine_core.pool import PoolConfig, collect_pool, generate_pairs
 
     settings = {**DEMO_POOL, **config}
     pool = PoolConfig(task_id=task_id, seeds=tuple(settings["seeds"]), max_steps=settings["max_steps"],
@@ -98,7 +99,7 @@ def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:
     pairs = generate_pairs(ws.store, task_id, settings["pairs"], strategy=settings["strategy"],
                            seed=len(ws.store.list_pairs(task_id)))
     print(f"{len(pairs)} new pairs; rendering videos", flush=True)
-    report(0, {"prepare/videos": 0})  # the rendering has begun (pool.job_progress_text)
+    report(0, {"prepare/videos": 0})  # the rendering has begun (pair_videos.job_progress_text)
     rendered = render_pending(ws, task_id, on_progress=lambda done, total: report(done, {"prepare/videos": done}))
     return {"clips": len(added), "pairs": len(pairs), **rendered}
 

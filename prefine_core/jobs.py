@@ -606,7 +606,7 @@ def _prepare(ws: Workspace, run: RunRecord, report) -> dict:
 def _render(ws: Workspace, run: RunRecord, report) -> dict:
     """Render the task's missing videos; a resumed run goes on counting from the videos its earlier attempts made (it
     said "step 2" after 3 videos, its second attempt counting from 1 again)."""
-    from prefine_core.pool import render_pending
+    from prefine_core.pair_videos import render_pending
 
     reported = ws.store.run_metrics(run.id)
     before = int(reported.step.max()) if not reported.empty else 0

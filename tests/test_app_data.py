@@ -127,7 +127,7 @@ def test_the_export_download_carries_the_pairs_videos_unless_left_out(tmp_path, 
     where the replay drifts (another machine or software build). The download carries each pair's two videos, stored
     as they are (they do not deflate), and its upload installs them; with the toggle off they are left out, and an
     export prepared one way is not offered for the other."""
-    from prefine_core.pool import render_pending
+    from prefine_core.pair_videos import render_pending
     from prefine_core.workspace import Workspace
 
     ws = clips_workspace(tmp_path / "ws")
@@ -269,7 +269,7 @@ def test_the_import_button_pressed_twice_adds_one_policy(ws, tmp_path, monkeypat
 
 
 def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypatch):
-    from prefine_core import pool
+    from prefine_core import pair_videos, pool
     from prefine_core.policy import save_policy
     from prefine_core.workspace import Workspace
 
@@ -283,7 +283,7 @@ def test_the_clips_tab_renders_a_clip_on_request_and_plays_it(tmp_path, monkeypa
     assert app.selectbox(key="preview_clip").value == clip.id and len(app.get("video")) == 0  # no pairs: no video
     app.button(key="render_clip").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
-    assert pool.clip_video(ws.store.trajectory_record(clip.id)) is not None
+    assert pair_videos.clip_video(ws.store.trajectory_record(clip.id)) is not None
     assert not any(b.key == "render_clip" for b in app.button), "a rendered clip plays; it is not rendered again"
     assert len(app.get("video")) == 1
 

@@ -189,7 +189,7 @@ def test_a_clip_whose_replay_is_not_its_stored_steps_gets_no_video_and_the_other
     clip the fine-tune trains on; and one clip that failed to render stopped the pass, every pair after it unrendered."""
     import sqlalchemy as sa
 
-    from prefine_core.pool import render_pending
+    from prefine_core.pair_videos import render_pending
 
     pairs = ws.store.list_pairs(CHEETAH)
     with ws.store.engine.begin() as conn:
@@ -215,7 +215,7 @@ def test_a_number_column_edited_to_text_reads_as_unrecorded_and_stops_nothing(ws
     import sqlalchemy as sa
 
     from prefine_core.cli import main
-    from prefine_core.pool import render_pending
+    from prefine_core.pair_videos import render_pending
 
     clip = ws.store.list_pairs(CHEETAH)[0].left_id
     with ws.store.engine.begin() as conn:

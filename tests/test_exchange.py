@@ -710,7 +710,7 @@ def rendered(tmp_path_factory):
     """A small real workspace whose three pairs' videos are rendered (48 px, two of the pairs labelled), and an export
     of it: (the workspace, the export's folder). Tests export and import it; none changes it."""
     from prefine_core.exchange import export_bundle
-    from prefine_core.pool import render_pending
+    from prefine_core.pair_videos import render_pending
 
     root = tmp_path_factory.mktemp("rendered")
     ws = clips_workspace(root / "ws", ("left", "right"))
@@ -762,7 +762,7 @@ def test_exports_without_videos_import_as_before_and_their_pairs_are_rendered_he
     as before: the pairs come without videos, and are rendered here."""
     from prefine_core.cli import main
     from prefine_core.exchange import import_bundle
-    from prefine_core.pool import render_pending
+    from prefine_core.pair_videos import render_pending
     from prefine_core.workspace import Workspace
 
     source, bundle = rendered
@@ -845,7 +845,7 @@ def test_a_pair_video_damaged_here_is_left_out_of_the_export_not_a_refusal_of_it
     """A video file cut short here (by hand, a full disk) would be refused by an import: the pair travels without it,
     to be rendered again where it is imported, and the export goes on with the others."""
     from prefine_core.exchange import export_bundle
-    from prefine_core.pool import render_pending
+    from prefine_core.pair_videos import render_pending
 
     ws = clips_workspace(tmp_path / "ws")
     render_pending(ws, CHEETAH, size=48)

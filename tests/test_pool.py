@@ -106,11 +106,11 @@ def test_reference_vs_finetuned_on_the_same_seed_and_uncertainty(pool_ws):
 
 
 def test_render_pending_writes_pair_videos(pool_ws):
-    from prefine_core import pool
+    from prefine_core import pair_videos, pool
 
     ws, _ = pool_ws
     pool.generate_pairs(ws.store, CHEETAH, 2, "random")
-    result = pool.render_pending(ws, CHEETAH, size=64, limit=1)
+    result = pair_videos.render_pending(ws, CHEETAH, size=64, limit=1)
     assert result == {"rendered": 1, "unrenderable": 0, "deleted_meanwhile": 0, "pending_before": 1}
     (ready,) = [p for p in ws.store.list_pairs(CHEETAH) if p.video_ready]
     assert ready.video_path.endswith(".mp4") and (ws.videos_dir / f"pair-{ready.id}.mp4").stat().st_size > 1000
@@ -122,24 +122,24 @@ def test_render_pending_writes_pair_videos(pool_ws):
 def test_a_pair_whose_video_file_is_gone_is_without_video_and_rendered_again(pool_ws):
     """A video file removed after rendering (by hand, or a workspace copied without its videos) left a row naming
     it: the pair counted as ready, the Label page redrew itself without end, and no render job would make it again."""
-    from prefine_core import pool
+    from prefine_core import pair_videos, pool
 
     ws, _ = pool_ws
     first, second = pool.generate_pairs(ws.store, CHEETAH, 2, "random")
-    assert pool.render_pending(ws, CHEETAH, size=48)["rendered"] == 2
+    assert pair_videos.render_pending(ws, CHEETAH, size=48)["rendered"] == 2
     gone = ws.videos_dir / f"pair-{first}.mp4"
     gone.unlink()
     assert not ws.store.get_pair(first).video_ready and ws.store.get_pair(second).video_ready
     assert [p.id for p in ws.store.list_pairs(CHEETAH, without_video=True)] == [first]
     assert ws.store.counts(CHEETAH)["videos_ready"] == 1
-    assert pool.render_pending(ws, CHEETAH, size=48) == {"rendered": 1, "unrenderable": 0, "deleted_meanwhile": 0,
-                                                         "pending_before": 1}
+    assert pair_videos.render_pending(ws, CHEETAH, size=48) == {"rendered": 1, "unrenderable": 0,
+                                                                "deleted_meanwhile": 0, "pending_before": 1}
     assert gone.stat().st_size > 1000 and ws.store.counts(CHEETAH)["videos_ready"] == 2
 
 
 def test_a_pair_deleted_while_the_videos_render_is_passed_over(pool_ws):
     """Deleting a pending pair on the Data page failed the whole render job and left the pair's files behind."""
-    from prefine_core import pool
+    from prefine_core import pair_videos, pool
 
     ws, _ = pool_ws
     first, second, third = pool.generate_pairs(ws.store, CHEETAH, 3, "random", seed=5)
@@ -150,7 +150,7 @@ def test_a_pair_deleted_while_the_videos_render_is_passed_over(pool_ws):
             ws.delete_pairs([second])
             doomed.append(second)
 
-    result = pool.render_pending(ws, CHEETAH, size=48, on_progress=delete_the_second)
+    result = pair_videos.render_pending(ws, CHEETAH, size=48, on_progress=delete_the_second)
     assert doomed and result["deleted_meanwhile"] == 1 and result["rendered"] == result["pending_before"] - 1
     assert not list(ws.videos_dir.glob(f"pair-{second}*")), "no files of the deleted pair"
     assert ws.store.get_pair(third).video_ready, "the pairs after it still rendered"
@@ -159,40 +159,41 @@ def test_a_pair_deleted_while_the_videos_render_is_passed_over(pool_ws):
 def test_missing_videos_render_in_one_background_job(pool_ws):
     import time
 
-    from prefine_core import jobs, pool
+    from prefine_core import jobs, pair_videos, pool
 
     ws, _ = pool_ws
     pool.generate_pairs(ws.store, CHEETAH, 1, "random")
-    assert pool.video_job(ws, CHEETAH) is None
-    run_id = pool.render_missing(ws, CHEETAH, size=48)
-    assert pool.video_job(ws, CHEETAH).id == run_id and pool.render_missing(ws, CHEETAH) == run_id, "not twice"
+    assert pair_videos.video_job(ws, CHEETAH) is None
+    run_id = pair_videos.render_missing(ws, CHEETAH, size=48)
+    assert pair_videos.video_job(ws, CHEETAH).id == run_id
+    assert pair_videos.render_missing(ws, CHEETAH) == run_id, "not twice"
     deadline = time.time() + 180
     while ws.store.get_run(run_id).status in jobs.ACTIVE and time.time() < deadline:
         time.sleep(0.5)
     run = ws.store.get_run(run_id)
     assert (run.kind, run.status) == ("render", "done"), run.error
     assert ws.store.counts(CHEETAH)["videos_ready"] == 1 and jobs.result(ws, run_id)["rendered"] == 1
-    assert pool.video_job(ws, CHEETAH) is None
+    assert pair_videos.video_job(ws, CHEETAH) is None
 
 
 def test_a_clip_is_rendered_once_as_its_own_video_and_a_dataset_clip_is_refused(pool_ws):
     import imageio.v3 as iio
     import numpy as np
 
-    from prefine_core import pool
+    from prefine_core import pair_videos
     from prefine_core.rollout import Trajectory
     from prefine_core.workspace import plain_video_path
 
     ws, config = pool_ws
     record = next(r for r in ws.store.list_trajectories(CHEETAH) if r.replayable and r.start > 0)
-    assert pool.clip_video(record) is None
-    video = pool.render_clip(ws, record.id, size=64)
+    assert pair_videos.clip_video(record) is None
+    video = pair_videos.render_clip(ws, record.id, size=64)
     frames = iio.imread(video)
     assert len(frames) == record.length == config.clip_length, "one frame per step of the window, not of the episode"
     assert len(iio.imread(plain_video_path(video))) == record.length
-    assert pool.clip_video(ws.store.trajectory_record(record.id)) == video
+    assert pair_videos.clip_video(ws.store.trajectory_record(record.id)) == video
     stamp = video.stat().st_mtime_ns
-    assert pool.render_clip(ws, record.id, size=64) == video and video.stat().st_mtime_ns == stamp, "reused"
+    assert pair_videos.render_clip(ws, record.id, size=64) == video and video.stat().st_mtime_ns == stamp, "reused"
 
     steps = 5
     dataset = Trajectory(obs=np.zeros((steps, 17), np.float32), actions=np.zeros((steps, 6), np.float32),
@@ -200,5 +201,5 @@ def test_a_clip_is_rendered_once_as_its_own_video_and_a_dataset_clip_is_refused(
                          truncated=False, task_id=CHEETAH)
     clip = ws.store.add_trajectory(dataset, None, "dsrl", ws.trajectories_dir)
     with pytest.raises(ValueError, match=f"clip {clip} comes from dsrl, an imported dataset"):
-        pool.render_clip(ws, clip)
+        pair_videos.render_clip(ws, clip)
     assert ws.store.trajectory_record(clip).video_path is None

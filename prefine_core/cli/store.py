@@ -86,7 +86,7 @@ def _temperatures(text: str) -> tuple[float, ...]:
 
 
 def _pairs(args: argparse.Namespace) -> dict:
-    from prefine_core import pool
+    from prefine_core import pair_videos, pool
 
     if not args.render_only and args.task is None:
         raise ValueError("--task is required (except with --render-only)")
@@ -125,8 +125,8 @@ def _pairs(args: argparse.Namespace) -> dict:
             result["note"] = (f"{len(added)} of the {args.n} pairs asked for were added: the pool's clips make no "
                               f"more new pairs ({more})")
     if args.background:  # a run per task, shown by the app like any job (and not started twice)
-        tasks = sorted({p.task_id for p in ws.store.list_pairs(args.task, without_video=True)})  # a run with
-        result["render_runs"] = [pool.render_missing(ws, task, size=args.size) for task in tasks]  # nothing to do: none
+        tasks = sorted({p.task_id for p in ws.store.list_pairs(args.task, without_video=True)})  # a run with nothing
+        result["render_runs"] = [pair_videos.render_missing(ws, task, size=args.size) for task in tasks]  # to do: none
         if not tasks:
             result["note"] = "; ".join(filter(None, [result.get("note"), "no pair video is missing: nothing to render"]))
     elif args.render or args.render_only:
@@ -135,8 +135,8 @@ def _pairs(args: argparse.Namespace) -> dict:
         args.kept = lambda: (f"{pending - len(ws.store.list_pairs(args.task, without_video=True))} of {pending} "
                              "videos are made and kept; --render-only makes the rest")
         try:
-            result["render"] = pool.render_pending(ws, args.task, size=args.size, fps=args.fps,
-                                                   on_progress=lambda d, t: bar.update_to(d))
+            result["render"] = pair_videos.render_pending(ws, args.task, size=args.size, fps=args.fps,
+                                                          on_progress=lambda d, t: bar.update_to(d))
         finally:
             bar.close()
     result["counts"] = ws.store.counts(args.task)

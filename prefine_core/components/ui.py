@@ -184,11 +184,11 @@ def cancel_job_button(ws: Workspace, run_id: int, key: str) -> None:
 
 
 def render_missing_button(ws: Workspace, task_id: str, **button) -> None:
-    """"Render the missing videos": starts the task's background render job (:func:`pool.render_missing`)."""
-    from prefine_core import pool
+    """"Render the missing videos": starts the task's background render job (:func:`pair_videos.render_missing`)."""
+    from prefine_core import pair_videos
 
-    st.button("Render the missing videos", key="render_missing", on_click=lambda: guarded(pool.render_missing, ws, task_id),
-              **button)
+    st.button("Render the missing videos", key="render_missing",
+              on_click=lambda: guarded(pair_videos.render_missing, ws, task_id), **button)
 
 
 def rerun_when(ready, every: float) -> None:

@@ -283,14 +283,14 @@ def test_keys_work_on_across_a_pair_without_video_and_its_videos_render_on_reque
     """A pair whose video is missing refuses a choice and says why, offers to render, and the keys keep working on
     the pairs after it (the player once moved down the page when the notice came, was drawn anew, and the keys went
     to the one taken away)."""
-    from prefine_core import pool
+    from prefine_core import pair_videos, pool
     from prefine_core.workspace import Workspace
 
     ws = Workspace.open(tmp_path / "ws")
     pool.collect_pool(ws, pool.PoolConfig(CHEETAH, seeds=(0, 1), reference_temperatures=(1.0,), clip_length=50,
                                           max_steps=100))
     pool.generate_pairs(ws.store, CHEETAH, 1, "random")
-    pool.render_pending(ws, CHEETAH, size=64)
+    pair_videos.render_pending(ws, CHEETAH, size=64)
     pool.generate_pairs(ws.store, CHEETAH, 2, "random", seed=1)  # no video: served after the one that has one
     labels = lambda: len(ws.store.label_history())  # noqa: E731
     with serving(ws.root) as url:
