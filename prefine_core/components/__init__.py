@@ -12,8 +12,9 @@ import streamlit.components.v1 as components
 
 _pair_player = components.declare_component("pair_player", path=str(Path(__file__).parent / "pair_player"))
 #: The page's choice buttons (keys ``choice_<action>_<slot>``, :func:`prefine_core.components.choices.choice_key`)
-#: take no click until the player has shown their pair: the player's own rule (``body .st-key-choice_…``, more specific) lets that pair's through. Drawn with the
-#: page, so that it holds from the first moment, before the player's frame has loaded.
+#: take no click until the player has shown their pair: the player's own rule (``body .st-key-choice_…``, more
+#: specific) lets that pair's through. Drawn with the page, so that it holds from the first moment, before the player's
+#: frame has loaded.
 _CHOICES_HELD = '<style>[class*="st-key-choice_"] button { pointer-events: none; }</style>'
 #: Choice and Undo labels wrap onto two lines in a narrow column instead of being cut ("Can't …" at 1280 px, "A…",
 #: "B…" at 1024 px: a presenter on a projector could not tell the buttons apart).
