@@ -68,8 +68,7 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
         return
     with st.expander("Trade-off: every checkpoint, and choosing another"):
         st.plotly_chart(plots.tradeoff_figure(frame, limit), width="stretch", key=f"tradeoff_{run.id}")
-        st.caption(f"Validation episodes (seeds {run.config.get('val_seed', 9000)}…), not the evaluation seeds: "
-                   "measure a choice on the Compare page. " + checkpoints.choice_rule(run.config))
+        st.caption(checkpoints.choice_rule(run.config))
         chosen = [s for s in frame[frame.chosen].step if s in steps]
         step = st.selectbox("Checkpoint (step)", steps, index=steps.index(chosen[0]) if chosen else len(steps) - 1,
                             key=f"checkpoint_{run.id}")

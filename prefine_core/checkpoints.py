@@ -51,14 +51,20 @@ def checkpoint_frame(ws: Workspace, run_id: int, metrics: pd.DataFrame | None = 
 
 
 def choice_rule(config: dict) -> str:
-    """How the trainer chose its checkpoint (★ on the trade-off), in words, from a run's saved config: the star can
-    sit above a checkpoint with less validation cost, and without this the page did not say why."""
+    """What the trade-off's points are and how the trainer chose its checkpoint (★), in words, from a run's saved
+    config: the star can sit above a checkpoint with less validation cost, and without this the page did not say why."""
     from prefine_core.prefine import PrefineConfig
 
     try:
         c = PrefineConfig.from_saved(config)
     except (TypeError, ValueError):  # saved by another version (a field unknown here): the rule is not said
-        return ""
+        return "Validation episodes, not the evaluation seeds: measure a choice on the Compare page."
+    return (f"Validation episodes (seeds {c.val_seed}…), not the evaluation seeds: measure a choice on the Compare "
+            f"page. {_star(c)}")
+
+
+def _star(c) -> str:
+    """How the trainer chose its checkpoint (★) under config ``c``."""
     if c.select == "last":
         return "★ is the trainer's choice: the last checkpoint."
     if c.select == "heldout":

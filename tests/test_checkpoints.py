@@ -47,11 +47,14 @@ def test_the_trainers_rule_is_said_as_the_run_was_configured():
     assert "within 0.2 of the best, the one with the highest validation return" in said and "averaged" not in said
     assert "averaged with 1 neighbouring checkpoint on either side" in checkpoints.choice_rule(
         PrefineConfig(select_smoothing=1).to_dict())
-    assert checkpoints.choice_rule(PrefineConfig(select="last").to_dict()) == "★ is the trainer's choice: the last checkpoint."
+    assert checkpoints.choice_rule(PrefineConfig(select="last", val_seed=5000).to_dict()) == (
+        "Validation episodes (seeds 5000…), not the evaluation seeds: measure a choice on the Compare page. ★ is the "
+        "trainer's choice: the last checkpoint.")  # the seeds as the run had them
     assert "held-out labelled pairs" in checkpoints.choice_rule(
         PrefineConfig(select="heldout", heldout_fraction=0.2).to_dict())
-    # saved by another version (a field unknown here): nothing said, where the Fine-tune page showed a traceback
-    assert checkpoints.choice_rule({**PrefineConfig().to_dict(), "field_of_a_newer_version": 1}) == ""
+    # saved by another version (a field unknown here): no rule said, where the Fine-tune page showed a traceback
+    assert checkpoints.choice_rule({**PrefineConfig().to_dict(), "field_of_a_newer_version": 1}) == (
+        "Validation episodes, not the evaluation seeds: measure a choice on the Compare page.")
 
 
 def test_a_checkpoint_chosen_by_hand_becomes_a_policy_once(done):
