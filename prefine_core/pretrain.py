@@ -143,6 +143,26 @@ class RunningMeanStd:
         self.count = total
 
 
+def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, next_value: np.ndarray, gamma: float,
+        lam: float) -> np.ndarray:
+    """Generalised advantage estimates (Schulman et al. 2016) of a rollout of T steps in N environments.
+
+    rewards, values, dones: (T, N), ``dones[t]`` 1.0 where step t ended its episode (no bootstrapping past it);
+    next_value: (N,) the value of the state after the last step. Returns (T, N):
+    A_t = δ_t + γλ(1 − done_t) A_{t+1}, with δ_t = r_t + γ(1 − done_t) V_{t+1} − V_t.
+    """
+    steps = len(rewards)
+    advantages = np.zeros_like(rewards)
+    last = np.zeros(rewards.shape[1:], np.float32)
+    for t in reversed(range(steps)):
+        nxt = next_value if t == steps - 1 else values[t + 1]
+        nonterminal = 1.0 - dones[t]
+        delta = rewards[t] + gamma * nxt * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        advantages[t] = last
+    return advantages
+
+
 #: A step cost in place of the environment's: (obs (n, obs_dim), actions (n, act_dim) in [-1, 1], fell (n,)) -> (n,).
 StepCostFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -255,14 +275,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
         scaled = shaped / math.sqrt(ret_rms.var + 1e-8)
         with torch.no_grad():
             next_value = critic(actor.normalize(torch.as_tensor(obs, dtype=torch.float32))).squeeze(-1).numpy()
-        advantages = np.zeros_like(scaled)
-        last = np.zeros(n, np.float32)
-        for t in reversed(range(steps)):
-            nxt = next_value if t == steps - 1 else b_val[t + 1]
-            nonterminal = 1.0 - b_done[t]
-            delta = scaled[t] + config.gamma * nxt * nonterminal - b_val[t]
-            last = delta + config.gamma * config.gae_lambda * nonterminal * last
-            advantages[t] = last
+        advantages = gae(scaled, b_val, b_done, next_value, config.gamma, config.gae_lambda)
         returns = advantages + b_val
 
         flat = lambda x: torch.as_tensor(x.reshape(steps * n, *x.shape[2:]))  # noqa: E731

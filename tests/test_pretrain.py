@@ -76,3 +76,18 @@ def test_critic_warmup_holds_the_actor_while_the_critic_learns(tmp_path):
 def test_a_negative_critic_warmup_is_refused():
     with pytest.raises(ValueError, match="critic_warmup must be ≥ 0"):
         PPOConfig(task_id="SafetyHopperVelocity-v1", critic_warmup=-1)
+
+
+def test_gae_matches_numbers_worked_by_hand():
+    """Two steps in two environments, γ = 0.9, λ = 0.8: the first environment's episode ends at its last step (no
+    bootstrapping from the next value 10), the second's runs on."""
+    import numpy as np
+
+    from prefine_core.pretrain import gae
+
+    rewards, values = np.ones((2, 2), np.float32), np.full((2, 2), 0.5, np.float32)
+    dones = np.array([[0.0, 0.0], [1.0, 0.0]], np.float32)
+    advantages = gae(rewards, values, dones, np.array([10.0, 10.0], np.float32), gamma=0.9, lam=0.8)
+    # ended: δ₁ = 1 − 0.5 = 0.5; δ₀ = 1 + 0.9·0.5 − 0.5 = 0.95, A₀ = 0.95 + 0.72·0.5 = 1.31
+    # ran on: δ₁ = 1 + 0.9·10 − 0.5 = 9.5; A₀ = 0.95 + 0.72·9.5 = 7.79
+    np.testing.assert_allclose(advantages, [[1.31, 7.79], [0.5, 9.5]], rtol=1e-6)
