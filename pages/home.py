@@ -17,7 +17,7 @@ def auto_label() -> None:
                                                      under="auto_label")
 
 
-status = demo.demo_status(ws, task)  # marks the task's runs whose process died as failed first: the draw's one reaping
+status = demo.demo_status(ws, task)  # after marking the task's runs whose process died as failed
 if status.next_step == "no_policy":
     st.error(f"No policy is registered for {task}. Pick another task in the sidebar, or import a policy on the Data page.")
     st.stop()
