@@ -186,3 +186,16 @@ def test_the_cost_overlay_toggled_goes_on_from_the_frame_on_screen(player_page, 
     render(page, pair_id=42, video=video, **costs)  # the next pair starts at its beginning, playing
     page.wait_for_function("document.body.dataset.gatePair === '42'", timeout=30_000)
     assert page.evaluate("[frameAt(video.currentTime) < 40, video.paused]") == [True, False]
+
+
+def test_a_pair_drawn_again_in_another_slot_opens_that_slots_buttons(player_page):
+    """A choice and then Undo, both handled before the player was sent the next pair, bring the pair on screen back in
+    the next slot: the gate stayed on the old slot, and the pair's buttons took no click until a reload."""
+    page = player_page
+    render(page, pair_id=51, choice_slot=3, video=STAND_IN)
+    page.wait_for_function("document.body.dataset.gatePair === '51' && document.body.dataset.gateSlot === '3'",
+                           timeout=30_000)
+    render(page, pair_id=51, choice_slot=5, video=STAND_IN)  # the same pair and video, in another slot
+    assert page.evaluate("""() => [document.body.dataset.gateSlot, document.body.dataset.choiceSlot,
+        document.getElementById("prefine-choice-gate").textContent.includes(".st-key-choice_left_5 button")]""") \
+        == ["5", "5", True], "opened at once: the pair has been seen"
