@@ -678,7 +678,7 @@ def write_benchmarks(notes: str | None = None, root: Path = BENCH_DIR, path: Pat
                              f"<run>/result.json back under {root} (or delete those runs' tables from {path.name} first)")
 
     results = [json.loads(p.read_text()) for p in found]
-    notes = NOTES_FILE.read_text() if notes is None else notes
+    notes = NOTES_FILE.read_text(encoding="utf-8") if notes is None else notes
     parts = ["## PREFINE fine-tuning benchmark (issue 4)", "", f"Machine: {machine_line()}", ""]
     if results:
         parts += ["**Summary.** PREFINE (its own checkpoint choice, means over seeds) against the floors: cost cut ≥ 60 %, no "

@@ -347,7 +347,7 @@ def test_benchmarks_md_holds_the_notes_the_benchmark_writes():
     # write_benchmarks puts bench_notes.md under the tables; an edit to BENCHMARKS.md alone would be lost on the next run
     from prefine_core.bench import NOTES_FILE
 
-    assert NOTES_FILE.read_text().strip() in (REPO / "BENCHMARKS.md").read_text()
+    assert NOTES_FILE.read_text(encoding="utf-8").strip() in (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
 
 
 def test_the_dsrl_thresholds_column_shows_where_rows_have_its_rates():
