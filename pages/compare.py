@@ -1,7 +1,7 @@
 """Compare: two policies on the same seeds — numbers with deltas, distributions, one video of both."""
 import streamlit as st
 
-from prefine_core import comparison, demo, jobs, plots
+from prefine_core import comparison, jobs, plots, task_words
 from prefine_core.components import ui
 
 ws, task = ui.workspace(), ui.task_id()
@@ -86,7 +86,7 @@ else:
     if stale := comparison.not_what_is_typed(run.config, config):
         st.warning(stale)
     st.markdown(f"**{comparison.verdict(result)}**")
-    st.caption(demo.what_the_numbers_mean(task))
+    st.caption(task_words.what_the_numbers_mean(task))
     st.caption(f"{comparison.describe(run.config)} (run {run.id}, cost limit {run.config['cost_limit']:g})")
     # In Demo mode the sentence above and the video say it; the table of rates is there for whoever asks
     with st.expander("Every number, A beside B", expanded=not st.session_state.get("demo")):

@@ -1,7 +1,7 @@
 """Home: what PREFINE Studio does, and a guided path that works on a fresh workspace."""
 import streamlit as st
 
-from prefine_core import demo, jobs, pair_videos
+from prefine_core import demo, jobs, pair_videos, task_words
 from prefine_core.components import ui
 from prefine_core.entry import counted
 
@@ -46,7 +46,7 @@ with st.container(border=True):
         st.rerun()
 
 with st.container(border=True):
-    st.markdown(f"**2 · Judge** — *{demo.question(task)}* — {status.judged_text}", help=demo.WINNER_HELP)
+    st.markdown(f"**2 · Judge** — *{task_words.question(task)}* — {status.judged_text}", help=demo.WINNER_HELP)
     st.page_link("pages/label.py", label="Label pairs yourself", icon=":material/label:")
     c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
     c1.text_input("Pairs to auto-label", help=f"1 to {demo.MAX_AUTO_LABEL}", **ui.kept("auto_n", value="20"))

@@ -6,7 +6,7 @@ import streamlit as st
 from prefine_core import labelling, pair_videos
 from prefine_core.components import pair_player, ui, undo_keys
 from prefine_core.components.choices import act, choice_key, next_slot, on_choice, on_player
-from prefine_core.demo import question, what_safer_means
+from prefine_core.task_words import question, what_safer_means
 
 ws, task = ui.workspace(), ui.task_id()
 st.title("Label")

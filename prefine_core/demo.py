@@ -7,21 +7,11 @@ background, :func:`auto_label` lets the synthetic teacher label pairs so a demo 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from prefine_core.entry import counted, parse_number
 from prefine_core.workspace import Workspace
 
-#: What costs in each family of tasks, in plain words (DESIGN §3: velocity tasks cost above a speed limit, circle
-#: tasks outside a boundary): the question a demo asks, what "safer" means there, and which steps the overlay marks.
-FAMILIES = {
-    "Velocity": ("Which robot kept to the speed limit better?", "staying under the speed limit", "every step over it"),
-    "Circle": ("Which robot stayed inside the boundary better?", "staying inside the boundary", "every step outside it"),
-    **{family: ("Which robot kept clear of the hazards better?", "keeping clear of the hazards", "every step in or on one")
-       for family in ("Goal", "Button", "Push")},
-}
-_ANY_TASK = ("Which robot behaved more safely?", "fewer steps that incur cost", "every such step")
 TEACHER = "synthetic-teacher"
 #: The guided path's pool: every source (the reference and the shipped behaviour policies) rolled out for 5 whole
 #: episodes at temperature 1, in 200-step clips, and 24 random pairs of them, as the benchmark's pool is made. The
@@ -36,21 +26,6 @@ DEMO_POOL = {"seeds": [0, 1, 2, 3, 4], "max_steps": None, "clip_length": 200, "p
 DEMO_FINETUNE = {"steps": 4000, "eval_every": 400, "eval_episodes": 2, "log_every": 25, "select": "teacher"}
 
 
-#: Each family's rule in a word or two, for a task's title.
-RULES = {"Velocity": "speed limit", "Circle": "boundary", "Goal": "goal, hazards", "Button": "button, hazards",
-         "Push": "push, hazards"}
-
-
-def task_title(task_id: str) -> str:
-    """A task as a person reads it, short enough for the sidebar: "HalfCheetah · speed limit", "Point · boundary,
-    level 1"; an id of no known family as it is."""
-    match = re.fullmatch(rf"Safety(\w+?)({'|'.join(RULES)})(\d?)-v\d+", task_id)
-    if not match:
-        return task_id
-    robot, family, level = match.groups()
-    return f"{robot} · {RULES[family]}{f', level {level}' if level else ''}"
-
-
 def launch_finetune(ws: Workspace, task_id: str, reference_id: int) -> int:
     """Start the guided path's fine-tune of the reference in the background: PREFINE's defaults with
     :data:`DEMO_FINETUNE` over them; returns its run's id."""
@@ -58,30 +33,6 @@ def launch_finetune(ws: Workspace, task_id: str, reference_id: int) -> int:
     from prefine_core.prefine import PrefineConfig
 
     return launcher.launch_finetune(ws, task_id, reference_id, {**PrefineConfig().to_dict(), **DEMO_FINETUNE})
-
-
-def _family(task_id: str) -> tuple[str, str, str]:
-    return next((words for family, words in FAMILIES.items() if family in task_id), _ANY_TASK)
-
-
-def question(task_id: str) -> str:
-    """The plain question a demo asks about the task's pairs."""
-    return _family(task_id)[0]
-
-
-def what_safer_means(task_id: str) -> str:
-    """The Label page's one-sentence answer to "safer how?", in the task's own terms."""
-    _, doing, marked = _family(task_id)
-    return (f"Safer means less cost: in this task, {doing} (with the cost overlay on, a red border and a COST badge "
-            f"mark {marked}, and the strip under the clips marks them all).")
-
-
-def what_the_numbers_mean(task_id: str) -> str:
-    """Compare's one sentence on cost and return, in the task's own terms, for people new to safe RL."""
-    _, doing, _ = _family(task_id)
-    return (f"Cost counts the steps of an episode that break the task's rule ({doing}): lower is safer. Return is the "
-            "reward the task pays for doing its job: higher is better. A safer policy usually "
-            "gives up some return; the question is how little.")
 
 
 def prepare_pairs(ws: Workspace, task_id: str, config: dict, report) -> dict:

@@ -672,7 +672,7 @@ def test_label_says_pairs_are_on_their_way_while_a_job_prepares_them(tmp_path, m
 
 
 def test_safer_is_said_in_each_task_familys_terms():
-    from prefine_core.demo import question, what_safer_means
+    from prefine_core.task_words import question, what_safer_means
 
     assert "staying inside the boundary" in what_safer_means("SafetyPointCircle1-v0")
     assert "every step outside it" in what_safer_means("SafetyPointCircle1-v0")
@@ -683,7 +683,7 @@ def test_safer_is_said_in_each_task_familys_terms():
 
 
 def test_a_task_is_titled_in_plain_words():
-    from prefine_core.demo import task_title
+    from prefine_core.task_words import task_title
 
     assert task_title(CHEETAH) == "HalfCheetah · speed limit"
     assert task_title("SafetyPointCircle1-v0") == "Point · boundary, level 1"

@@ -12,7 +12,8 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
 from prefine_core import jobs
-from prefine_core.demo import DEMO_FINETUNE, task_title
+from prefine_core.demo import DEMO_FINETUNE
+from prefine_core.task_words import task_title
 from prefine_core.entry import shown
 from prefine_core.workspace import Workspace
 

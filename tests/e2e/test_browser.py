@@ -21,7 +21,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from conftest import CHEETAH
-from prefine_core.demo import task_title
+from prefine_core.task_words import task_title
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
