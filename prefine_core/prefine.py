@@ -116,6 +116,16 @@ class Batch(NamedTuple):
     bc_weight: torch.Tensor | None = None  # (M,) per-pair weight of the BC anchor's state-action pairs
 
 
+def clip_log_ratio(policy: TanhGaussianPolicy, reference: TanhGaussianPolicy | None, obs, actions) -> torch.Tensor:
+    """log π_θ(a_t|s_t) − log π_ref(a_t|s_t) at each step of one clip, (T,), from its obs (T, obs_dim) and actions
+    (T, act_dim) (arrays or tensors); log π_θ alone without a reference (the reference-free score). Summed over the
+    clip it is the clip's implicit reward h(τ)."""
+    obs = torch.as_tensor(obs, dtype=torch.float32)
+    actions = torch.as_tensor(actions, dtype=torch.float32)
+    logp = policy.log_prob(obs, actions)
+    return logp if reference is None else logp - reference.log_prob(obs, actions)
+
+
 def _log_ratios(
     policy: TanhGaussianPolicy, reference: TanhGaussianPolicy | None, obs: torch.Tensor, act: torch.Tensor,
     ref_logp: torch.Tensor, temperature: float, generator: torch.Generator | None, counterfactual: bool = True,

@@ -123,9 +123,9 @@ def diversity_pairs(candidates: list[Candidate], n: int, rng: np.random.Generato
 @torch.no_grad()
 def implicit_reward(policy, reference, candidate: Candidate) -> float:
     """h(τ) = Σ_t log π_θ(a_t|s_t) − log π_ref(a_t|s_t) over the clip."""
-    obs = torch.as_tensor(candidate.obs, dtype=torch.float32)  # (T, obs_dim)
-    actions = torch.as_tensor(candidate.actions, dtype=torch.float32)  # (T, act_dim)
-    return float((policy.log_prob(obs, actions) - reference.log_prob(obs, actions)).sum())
+    from prefine_core.prefine import clip_log_ratio
+
+    return float(clip_log_ratio(policy, reference, candidate.obs, candidate.actions).sum())
 
 
 def uncertainty_pairs(candidates: list[Candidate], n: int, rng: np.random.Generator, existing: set,

@@ -45,7 +45,7 @@ from prefine_core.envs import SafetyTask
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.files import atomic_path, write_text_atomic
 from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy, save_policy
-from prefine_core.prefine import BC_ON_WINNERS, Batch, PrefineConfig, prefine_loss
+from prefine_core.prefine import BC_ON_WINNERS, Batch, PrefineConfig, clip_log_ratio, prefine_loss
 from prefine_core.rollout import Trajectory, collect
 
 Judge = Callable[[Trajectory, Trajectory], str]
@@ -242,9 +242,7 @@ def implicit_reward_accuracy(policy: TanhGaussianPolicy, reference: TanhGaussian
     """Fraction of pairs whose winner has the higher mean per-step log π_θ − log π_ref (log π_θ alone without
     a reference, as the reference-free terms compare)."""
     def h(clip: Trajectory) -> float:
-        obs, act = torch.as_tensor(clip.obs), torch.as_tensor(clip.actions)
-        ref = reference.log_prob(obs, act) if reference is not None else 0.0
-        return float((policy.log_prob(obs, act) - ref).mean())
+        return float(clip_log_ratio(policy, reference, clip.obs, clip.actions).mean())
 
     with torch.no_grad():
         return float(np.mean([h(w) > h(l) for w, l in zip(data.winners, data.losers)]))

@@ -190,3 +190,20 @@ def test_validation_seeds_may_not_run_into_the_evaluation_seeds():
     PrefineConfig(val_seed=9_990, eval_episodes=10)  # 9 990 … 9 999: below them
     with pytest.raises(ValueError, match=r"validation seeds 9990…10009 reach the evaluation seeds \(10000 and up\)"):
         PrefineConfig(val_seed=9_990, eval_episodes=20)
+
+
+def test_a_clips_log_ratio_is_zero_against_itself_and_log_pi_without_a_reference():
+    import numpy as np
+
+    from conftest import make_policy
+    from prefine_core.prefine import clip_log_ratio
+
+    policy, other = make_policy(seed=0), make_policy(seed=1)
+    obs = np.random.default_rng(0).normal(size=(5, policy.meta.obs_dim)).astype(np.float32)
+    actions = np.random.default_rng(1).uniform(-0.9, 0.9, size=(5, policy.meta.act_dim)).astype(np.float32)
+    assert clip_log_ratio(policy, policy, obs, actions).shape == (5,)
+    assert torch.equal(clip_log_ratio(policy, policy, obs, actions), torch.zeros(5))
+    logp = policy.log_prob(torch.as_tensor(obs), torch.as_tensor(actions))
+    assert torch.equal(clip_log_ratio(policy, None, obs, actions), logp)
+    assert torch.allclose(clip_log_ratio(policy, other, obs, actions),
+                          logp - other.log_prob(torch.as_tensor(obs), torch.as_tensor(actions)))
