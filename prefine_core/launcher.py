@@ -85,13 +85,14 @@ def run_finetune(ws: Workspace, run, report) -> dict:
     if not pairs:
         raise ValueError(f"no decided labels for {run.task_id}: label some pairs (left/right) first")
     print(f"{len(pairs)} decided pairs; starting from {start.name}", flush=True)
-    resumes_at = saved_step(jobs.run_dir(ws, run.id))
+    folder = jobs.run_dir(ws, run.id)
+    resumes_at = saved_step(folder)
     if resumes_at is not None:
         print(f"resuming from the checkpoint of step {resumes_at} of {config.steps} (checkpoints every "
               f"{config.eval_every} steps: the steps after it are trained again)", flush=True)
     judge = safety_judge() if config.select == "teacher" else None
     trainer = PrefineTrainer(
-        reference, PreferenceData.from_pairs(pairs), config, jobs.run_dir(ws, run.id), judge=judge,
+        reference, PreferenceData.from_pairs(pairs), config, folder, judge=judge,
         on_step=lambda m: report(m["step"], m), on_eval=lambda m: report(m["step"], m),
         name=f"run {run.id}: fine-tuned {start.name}", parent=start.name)
     summary = trainer.run()
