@@ -113,16 +113,19 @@ with tabs[5]:
                             "(a replay on another machine or software build drifts, and is refused)")
     made_of = (task, counts, len(ws.store.list_policies(task)), videos)  # of another task or state: not offered
     if st.button("Prepare an export of this task", key="export"):
-        st.session_state["export_zip"] = (made_of, ui.guarded(transfer.export_zip, ws, task, videos))
-    if (kept := st.session_state.get("export_zip")) and kept[1] and kept[0] == made_of:
-        st.download_button(f"Download export (.zip, {len(kept[1]) / 1024**2:.1f} MB)", kept[1],
+        before = (st.session_state.get("export_zip") or (None, None))[1]
+        st.session_state["export_zip"] = (made_of, ui.guarded(transfer.prepare_download, ws, task, videos, before))
+    if (kept := st.session_state.get("export_zip")) and kept[1] and kept[0] == made_of and kept[1].is_file():
+        size = kept[1].stat().st_size
+        st.download_button(f"Download export (.zip, {size / 1024**2:.1f} MB)", kept[1].read_bytes,
                            file_name=f"prefine-{task}.zip", mime="application/zip", key="download_export")
-        if len(kept[1]) > (limit := st.get_option("server.maxUploadSize")) * 1024**2:
+        if size > (limit := st.get_option("server.maxUploadSize")) * 1024**2:
             st.caption(f"It is over the {limit} MB an upload to this page takes: import it with `./studio cli import "
                        "FILE.zip` (up to 2 GB unpacked), or prepare it without the videos; a folder export "
                        "(`./studio cli export --out DIR`, then `./studio cli import DIR`) has no size limit.")
     elif kept:
-        st.caption("The export prepared earlier was of another task, or the workspace changed since: prepare it again.")
+        st.caption("The export prepared earlier was of another task, or the workspace changed since, or it was cleared "
+                   "away a day after it was made: prepare it again.")
     upload = st.file_uploader("Import a file", type=list(transfer.ACCEPTED), key="upload",
                               help="a .zip exported here, a DSRL/D4RL .hdf5 dataset, or a .safetensors policy")
     restore = st.checkbox("Restore pairs deleted here", key="restore_deleted",

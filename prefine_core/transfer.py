@@ -8,13 +8,18 @@ ValueError saying what to upload instead; the store is unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import secrets
 import tempfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from prefine_core.entry import counted
+from prefine_core.files import atomic_path
 from prefine_core.store import PolicyRecord
 from prefine_core.workspace import Workspace
 
@@ -24,20 +29,48 @@ _WHAT = "PREFINE Studio imports a .zip it exported, a .hdf5 offline dataset or a
 
 
 def export_zip(ws: Workspace, task_id: str | None, include_videos: bool = True) -> bytes:
-    """The export bundle of ``task_id`` (all tasks if None) as zip bytes, for a download button; its pairs' videos are
-    stored as they are (H.264 does not deflate: compressing them again would only cost time)."""
+    """The export bundle of ``task_id`` (all tasks if None) as zip bytes."""
+    buffer = io.BytesIO()
+    _write_export_zip(ws, task_id, buffer, include_videos)
+    return buffer.getvalue()
+
+
+#: How long a download prepared for a session that has ended stays under ``exports/downloads``.
+DOWNLOAD_KEPT_S = 24 * 3600.0
+
+
+def prepare_download(ws: Workspace, task_id: str | None, include_videos: bool = True,
+                     replacing: Path | None = None) -> Path:
+    """The export of ``task_id`` as a zip file under ``exports/downloads``, for a download button that reads it when
+    clicked: a page keeps its path, not its bytes, which it held for as long as the session lasted (an export with
+    its videos is up to 1 MB a pair). ``replacing``, the file the same session prepared before, is removed, and so is
+    any file there older than :data:`DOWNLOAD_KEPT_S` (its session has long ended)."""
+    folder = ws.exports_dir / "downloads"
+    folder.mkdir(exist_ok=True)
+    cutoff = time.time() - DOWNLOAD_KEPT_S
+    for old in folder.glob("*.zip"):
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another session's call
+            if old == replacing or old.stat().st_mtime < cutoff:
+                old.unlink()
+    path = folder / f"prefine-{task_id or 'all-tasks'}-{secrets.token_hex(4)}.zip"
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        _write_export_zip(ws, task_id, handle, include_videos)
+    return path
+
+
+def _write_export_zip(ws: Workspace, task_id: str | None, target: BinaryIO, include_videos: bool) -> None:
+    """Write the export bundle as a zip into ``target``; its pairs' videos are stored as they are (H.264 does not
+    deflate: compressing them again would only cost time)."""
     from prefine_core.exchange import export_bundle
 
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
         folder = Path(tmp) / "bundle"
         export_bundle(ws, folder, task_id, include_videos=include_videos)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     archive.write(path, path.relative_to(folder).as_posix(),
                                   zipfile.ZIP_STORED if path.suffix == ".mp4" else zipfile.ZIP_DEFLATED)
-        return buffer.getvalue()
 
 
 def _unpack(data: bytes, target: Path) -> Path:

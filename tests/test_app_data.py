@@ -136,7 +136,7 @@ def test_the_export_download_carries_the_pairs_videos_unless_left_out(tmp_path, 
     app.button(key="export").click().run()
     assert not app.exception, app.exception
     assert len(app.get("download_button")) == 1
-    data = app.session_state["export_zip"][1]
+    data = app.session_state["export_zip"][1].read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         videos = [member for member in archive.infolist() if member.filename.startswith("videos/")]
     assert len(videos) == 6 and {member.compress_type for member in videos} == {zipfile.ZIP_STORED}
@@ -147,8 +147,10 @@ def test_the_export_download_carries_the_pairs_videos_unless_left_out(tmp_path, 
     app.toggle(key="export_videos").set_value(False).run()
     assert not app.get("download_button"), "the export prepared with the videos"
     app.button(key="export").click().run()
-    with zipfile.ZipFile(io.BytesIO(app.session_state["export_zip"][1])) as archive:
+    with zipfile.ZipFile(app.session_state["export_zip"][1]) as archive:
         assert not [name for name in archive.namelist() if name.startswith("videos/")]
+    assert [path.name for path in (ws.exports_dir / "downloads").iterdir()] == [app.session_state["export_zip"][1].name], \
+        "the session's first export was replaced by its second"
 
 
 def test_delete_needs_confirmation_and_takes_the_pair_with_its_labels(ws, monkeypatch):
@@ -397,3 +399,25 @@ def test_the_data_tables_say_choices_in_the_label_pages_words(ws, monkeypatch):
     pairs, labels = app.dataframe[0].value, app.dataframe[1].value
     assert list(pairs.columns[:3]) == ["id", "A (clip)", "B (clip)"] and pairs.labels.tolist() == ["A safer"]
     assert labels.choice.tolist() == ["undone", "Can't tell", "A safer"]  # newest first
+
+
+def test_a_prepared_download_is_a_file_that_a_session_replaces_and_that_goes_a_day_after_its_session(ws):
+    """The Data page keeps the path of its prepared export, not its bytes (held for the session's life, up to 1 MB a
+    pair with videos). Preparing again replaces the session's own file; another session's stays until it is a day
+    old; what is left is a whole zip that imports."""
+    import os
+    import time
+
+    from prefine_core.workspace import Workspace
+
+    mine = transfer.prepare_download(ws, CHEETAH)
+    theirs = transfer.prepare_download(ws, CHEETAH)
+    again = transfer.prepare_download(ws, CHEETAH, replacing=mine)
+    assert not mine.exists() and theirs.exists() and again.exists()
+    day_old = time.time() - transfer.DOWNLOAD_KEPT_S - 60
+    os.utime(theirs, (day_old, day_old))
+    last = transfer.prepare_download(ws, CHEETAH, replacing=again)
+    assert sorted((ws.exports_dir / "downloads").iterdir()) == [last]
+    other = Workspace.open(ws.root.parent / "other", shipped=None)
+    said = transfer.import_upload(other, "export.zip", last.read_bytes(), CHEETAH)
+    assert said.startswith("imported 1 pair, 1 label row"), said

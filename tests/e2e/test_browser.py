@@ -593,3 +593,26 @@ def test_a_choice_button_takes_a_click_only_once_the_player_shows_its_pair(tmp_p
     assert not taken, f"a button took clicks while its pair was not on screen: {taken[:5]}"
     seen = [s for s in samples if s not in unseen]
     assert seen and seen[-1]["clickable"], "the pair on screen takes a click"
+
+
+def test_the_export_prepared_on_the_data_page_downloads_as_a_zip_that_imports(tmp_path, page):
+    """The page keeps the prepared export on disk and hands its bytes to the browser only when the button is clicked
+    (a deferred download): the file the browser saves is the whole export, and it imports elsewhere."""
+    from conftest import clips_workspace
+    from prefine_core import transfer
+    from prefine_core.workspace import Workspace
+
+    ws = clips_workspace(tmp_path / "ws", choices=("left",))
+    with serving(ws.root) as url:
+        page.goto(f"{url}/data")
+        page.get_by_role("tab", name="Export / import").click()
+        page.get_by_role("button", name="Prepare an export of this task").click()
+        button = page.get_by_role("button", name=re.compile(r"^Download export \(\.zip, [0-9.]+ MB\)$"))
+        with page.expect_download() as download:
+            button.click()
+        saved = tmp_path / "saved.zip"
+        download.value.save_as(saved)
+        assert download.value.suggested_filename == f"prefine-{CHEETAH}.zip"
+    other = Workspace.open(tmp_path / "other", shipped=None)
+    said = transfer.import_upload(other, "saved.zip", saved.read_bytes(), CHEETAH)
+    assert said.startswith("imported 3 pairs, 1 label row, 6 clips"), said
