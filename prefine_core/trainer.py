@@ -458,7 +458,11 @@ class PrefineTrainer:
             metrics["val/safety"] = float(np.mean(decided)) if decided else 0.0
             metrics["val/judgments"] = judged
         if self.heldout is not None:
-            ratio_ref = None if c.implicit_reward == "logp" else self.ratio_reference  # what the loss compares
+            # What the loss compares against; but a trust-region reference is the policy itself of a few steps ago (of
+            # this very step when eval_every is a multiple of reference_sync_every: every log-ratio 0, the accuracy 0 at
+            # every checkpoint, and select="heldout" took the last one), so its accuracy is measured against π_ref.
+            ratio_ref = (None if c.implicit_reward == "logp"
+                         else self.reference if c.reference_sync_every else self.ratio_reference)
             metrics["val/heldout_accuracy"] = implicit_reward_accuracy(self.evaluated, ratio_ref, self.heldout)
         return metrics
 

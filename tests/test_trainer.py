@@ -12,7 +12,8 @@ from prefine_core.policy import PolicyMeta, TanhGaussianPolicy, load_policy
 from prefine_core.prefine import FIELDS_ADDED_SINCE, PrefineConfig
 from prefine_core.rollout import collect
 from prefine_core.teachers import SyntheticTeacher
-from prefine_core.trainer import STAGE_PREFIX, PreferenceData, PrefineTrainer, in_stage, steps_done, total_steps
+from prefine_core.trainer import (STAGE_PREFIX, PreferenceData, PrefineTrainer, implicit_reward_accuracy, in_stage,
+                                  steps_done, total_steps)
 
 TASK = "SafetyHalfCheetahVelocity-v1"
 
@@ -242,6 +243,19 @@ def test_ablations_and_baselines_run(setup, tmp_path, kw):
     reference, data, _ = setup
     result = PrefineTrainer(reference, data, _config(steps=10, **{"select": "last", **kw}), tmp_path).run()
     assert load_policy(result["path"]).meta.provenance["algorithm"] in ("prefine", "trajectory-dpo", "prefine-mixed", "bc")
+
+
+def test_heldout_accuracy_beside_a_trust_region_reference_is_measured_against_the_fixed_reference(setup, tmp_path):
+    """A trust-region reference is the policy itself of a few steps ago, of the validated step itself when eval_every
+    is a multiple of reference_sync_every: measured against it every held-out log-ratio was 0, the accuracy 0 at every
+    checkpoint, and select="heldout" took the last one whatever the run did. It is measured against π_ref."""
+    reference, data, _ = setup
+    config = _config(steps=20, reference_sync_every=5, select="heldout", heldout_fraction=0.5, learning_rate=3e-3)
+    trainer = PrefineTrainer(reference, data, config, tmp_path)
+    history = trainer.run()["history"][1:]
+    accuracy = [implicit_reward_accuracy(load_policy(trainer._checkpoint_path(h["step"])), reference, trainer.heldout)
+                for h in history]
+    assert [h["val/heldout_accuracy"] for h in history] == accuracy and max(accuracy) > 0
 
 
 def _clip(seed: int, cost: float):
