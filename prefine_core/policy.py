@@ -133,7 +133,11 @@ class TanhGaussianPolicy(nn.Module):
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-tanh mean and std, each (…, act_dim)."""
-        mean = self.mean_net(self.normalize(obs))
+        return self.normalized_distribution(self.normalize(obs))
+
+    def normalized_distribution(self, normalized_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`distribution` of observations already normalised (PPO's, as each was when it was collected)."""
+        mean = self.mean_net(normalized_obs)
         std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp().expand_as(mean)
         return mean, std
 

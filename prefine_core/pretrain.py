@@ -235,13 +235,16 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
             obs_rms.update(obs)
             sync_normaliser()
             with torch.no_grad():
-                obs_t = torch.as_tensor(obs, dtype=torch.float32)
-                mean, std = actor.distribution(obs_t)
+                # Kept normalised as the policy saw them: renormalised with the statistics of the rollout's end, the
+                # update's ratio to these log-probabilities was not 1 before its first step (0.6–5.1 in a first
+                # rollout, 9 % of the samples clipped already) and its critic's old values were of other inputs.
+                normalized = actor.normalize(torch.as_tensor(obs, dtype=torch.float32))
+                mean, std = actor.normalized_distribution(normalized)
                 u = mean + std * torch.randn_like(mean)
                 logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
-                value = critic(actor.normalize(obs_t)).squeeze(-1)
+                value = critic(normalized).squeeze(-1)
             actions = torch.tanh(u).numpy()
-            b_obs[t], b_u[t], b_logp[t], b_val[t] = obs, u.numpy(), logp.numpy(), value.numpy()
+            b_obs[t], b_u[t], b_logp[t], b_val[t] = normalized.numpy(), u.numpy(), logp.numpy(), value.numpy()
             results = [env.step(actions[i]) for i, env in enumerate(envs)]
             b_fell[t] = [r.terminated for r in results]
             env_cost = np.array([r.cost for r in results], np.float32)
@@ -281,17 +284,19 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
         flat = lambda x: torch.as_tensor(x.reshape(steps * n, *x.shape[2:]))  # noqa: E731
         f_obs, f_u, f_logp, f_adv, f_ret = map(flat, (b_obs, b_u, b_logp, advantages, returns))
         mb = max(1, config.batch_size // config.minibatches)
+        clipped = []
         for _ in range(config.epochs):
             order = torch.randperm(config.batch_size)
             for start in range(0, config.batch_size, mb):
                 idx = order[start:start + mb]
-                mean, std = actor.distribution(f_obs[idx])
+                mean, std = actor.normalized_distribution(f_obs[idx])
                 new_logp = torch.distributions.Normal(mean, std).log_prob(f_u[idx]).sum(-1)
                 ratio = (new_logp - f_logp[idx]).exp()
+                clipped.append(((ratio - 1).abs() > config.clip).float().mean().item())
                 adv = f_adv[idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - config.clip, 1 + config.clip)).mean()
-                v_loss = 0.5 * (critic(actor.normalize(f_obs[idx])).squeeze(-1) - f_ret[idx]).pow(2).mean()
+                v_loss = 0.5 * (critic(f_obs[idx]).squeeze(-1) - f_ret[idx]).pow(2).mean()
                 loss = config.vf_coef * v_loss + (pg_loss if update > config.critic_warmup else 0.0)
                 optimizer.zero_grad()
                 loss.backward()
@@ -310,6 +315,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
             "length_mean": float(np.mean([l for _, _, l in recent])) if recent else float("nan"),
             "trained_cost_mean": float(np.mean(recent_trained)) if recent else float("nan"),
             "penalty": float(lagrange),
+            "clip_fraction": float(np.mean(clipped)),  # of the update's samples, their ratio clipped
             "seconds": time.time() - started,
         }
         if on_progress:

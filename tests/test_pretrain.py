@@ -91,3 +91,13 @@ def test_gae_matches_numbers_worked_by_hand():
     # ended: δ₁ = 1 − 0.5 = 0.5; δ₀ = 1 + 0.9·0.5 − 0.5 = 0.95, A₀ = 0.95 + 0.72·0.5 = 1.31
     # ran on: δ₁ = 1 + 0.9·10 − 0.5 = 9.5; A₀ = 0.95 + 0.72·9.5 = 7.79
     np.testing.assert_allclose(advantages, [[1.31, 7.79], [0.5, 9.5]], rtol=1e-6)
+
+
+def test_an_update_that_leaves_the_actor_as_it_was_clips_no_ratio(tmp_path):
+    """The ratio of an update's log-probabilities to its rollout's is exactly 1 while the actor is held (critic warm-up):
+    the rollout keeps the observations normalised as the policy saw them. Renormalised with the statistics of the
+    rollout's end, 9 % of a first HalfCheetah rollout's samples were clipped before any step."""
+    updates = []
+    train_ppo(PPOConfig(task_id="SafetyHalfCheetahVelocity-v1", total_steps=768, num_envs=2, rollout_steps=128,
+                        critic_warmup=3), tmp_path / "p.safetensors", on_progress=updates.append)
+    assert [u["clip_fraction"] for u in updates] == [0.0, 0.0, 0.0]
