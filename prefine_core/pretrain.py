@@ -163,6 +163,20 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, next_value: 
     return advantages
 
 
+def running_returns(rewards: np.ndarray, dones: np.ndarray, carried: np.ndarray, carried_ended: np.ndarray,
+                    gamma: float) -> np.ndarray:
+    """The discounted return run forward through a rollout of T steps in N environments, whose running std scales
+    PPO's rewards: G_t = γ(1 − done_{t−1}) G_{t−1} + r_t. rewards, dones: (T, N); ``carried`` (N,) is G of the last
+    rollout's last step, ``carried_ended`` (N,) its done (an episode that ended there starts this rollout afresh).
+    Returns (T, N); the next rollout carries its last row and ``dones[-1]``."""
+    returns = np.zeros(rewards.shape, np.float64)
+    running, ended = carried, carried_ended
+    for t in range(len(rewards)):
+        running = running * gamma * (1 - ended) + rewards[t]
+        returns[t], ended = running, dones[t]
+    return returns
+
+
 #: A step cost in place of the environment's: (obs (n, obs_dim), actions (n, act_dim) in [-1, 1], fell (n,)) -> (n,).
 StepCostFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -193,7 +207,7 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
         obs_rms.count = 1e5  # trust the parent's statistics; new data moves them slowly
     params = list(actor.parameters()) + list(critic.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, eps=1e-5)
-    discounted = np.zeros(config.num_envs)
+    discounted, ended = np.zeros(config.num_envs), np.zeros(config.num_envs)  # the reward scale's running return
     lagrange = config.cost_penalty
 
     n, steps = config.num_envs, config.rollout_steps
@@ -272,9 +286,10 @@ def train_ppo(config: PPOConfig, out: str | Path, on_progress: Callable[[dict], 
         shaped = b_rew - lagrange * b_cost
         if config.penalty_floor is not None:
             shaped = np.where(b_cost > 0, np.maximum(shaped, config.penalty_floor), shaped)
-        for t in range(steps):
-            discounted = discounted * config.gamma * (1 - (b_done[t - 1] if t else 0)) + shaped[t]
-            ret_rms.update(discounted)
+        run_forward = running_returns(shaped, b_done, discounted, ended, config.gamma)
+        for row in run_forward:
+            ret_rms.update(row)
+        discounted, ended = run_forward[-1], b_done[-1]
         scaled = shaped / math.sqrt(ret_rms.var + 1e-8)
         with torch.no_grad():
             next_value = critic(actor.normalize(torch.as_tensor(obs, dtype=torch.float32))).squeeze(-1).numpy()

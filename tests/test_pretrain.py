@@ -93,10 +93,24 @@ def test_gae_matches_numbers_worked_by_hand():
     np.testing.assert_allclose(advantages, [[1.31, 7.79], [0.5, 9.5]], rtol=1e-6)
 
 
+def test_the_reward_scales_running_return_restarts_where_an_episode_ended_in_the_last_rollout():
+    """γ = 0.5, two environments, two steps of reward 1: the first environment's episode ended at the last rollout's
+    last step (its return there, 4, is not carried on), the second's runs on from 4; the first ends again at step 0."""
+    import numpy as np
+
+    from prefine_core.pretrain import running_returns
+
+    rewards, dones = np.ones((2, 2), np.float32), np.array([[1.0, 0.0], [0.0, 0.0]], np.float32)
+    returns = running_returns(rewards, dones, carried=np.array([4.0, 4.0]), carried_ended=np.array([1.0, 0.0]),
+                              gamma=0.5)
+    # first: G₀ = 1 (a new episode), G₁ = 1 (step 0 ended it); second: G₀ = 0.5·4 + 1 = 3, G₁ = 0.5·3 + 1 = 2.5
+    np.testing.assert_allclose(returns, [[1.0, 3.0], [1.0, 2.5]])
+
+
 def test_an_update_that_leaves_the_actor_as_it_was_clips_no_ratio(tmp_path):
     """The ratio of an update's log-probabilities to its rollout's is exactly 1 while the actor is held (critic warm-up):
     the rollout keeps the observations normalised as the policy saw them. Renormalised with the statistics of the
-    rollout's end, 9 % of a first HalfCheetah rollout's samples were clipped before any step."""
+    rollout's end, 5–13 % of a first HalfCheetah rollout's samples were clipped before any step."""
     updates = []
     train_ppo(PPOConfig(task_id="SafetyHalfCheetahVelocity-v1", total_steps=768, num_envs=2, rollout_steps=128,
                         critic_warmup=3), tmp_path / "p.safetensors", on_progress=updates.append)
