@@ -64,7 +64,8 @@ def progress(run_id: int) -> None:
         st.rerun()
     done = ws.store.run_metrics(run_id)
     st.info(f"Evaluating {comparison.describe(run.config)} in the background… "
-            f"{int(done.step.max()) if len(done) else 0} of {2 * run.config['episodes']} episodes, then the video")
+            f"{int(done.step.max()) if len(done) else 0} of {comparison.episodes_to_run(run.config)} episodes (each "
+            "policy with its mean and with sampled actions), then the video")
 
 
 if run is None:
@@ -91,7 +92,11 @@ else:
     # In Demo mode the sentence above and the video say it; the table of rates is there for whoever asks
     with st.expander("Every number, A beside B", expanded=not st.session_state.get("demo")):
         st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
-        st.caption(comparison.TABLE_TERMS)
+        st.caption(comparison.TABLE_TERMS + " Each policy acted with its mean action, as everywhere on this page.")
+        if "a_sampled" in result:
+            st.dataframe(comparison.comparison_table(result, sampled=True), hide_index=True, width="stretch",
+                         key="compare_table_sampled")
+            st.caption("The same seeds, each policy's actions sampled from it (its exploration noise on).")
     if warning := comparison.doing_less(result):
         st.warning(warning)
     limit = result["a"].get("cost_limit")

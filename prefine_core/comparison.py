@@ -110,8 +110,19 @@ def not_what_is_typed(shown: dict, typed: dict) -> str | None:
             "with what is typed.")
 
 
+#: The evaluations a comparison makes of each policy (DESIGN §5 reports both): its mean action (the verdict, the
+#: distributions and the video) and actions sampled from it, with its exploration noise, under ``<side>_sampled``.
+ACTIONS = (("", True), ("_sampled", False))
+
+
+def episodes_to_run(config: dict) -> int:
+    """How many episodes a compare job of ``config`` runs before its video: each policy, each way of acting."""
+    return 2 * len(ACTIONS) * config["episodes"]
+
+
 def run_comparison(ws: Workspace, config: dict, folder: Path, report) -> dict:
-    """Evaluate both policies on seeds seed…seed+episodes−1 and render both on the video seed."""
+    """Evaluate both policies on seeds seed…seed+episodes−1, with their mean and with sampled actions, and render
+    both on the video seed."""
     from prefine_core import render
     from prefine_core.evaluate import evaluate_policy
     from prefine_core.policy import load_policy
@@ -121,25 +132,30 @@ def run_comparison(ws: Workspace, config: dict, folder: Path, report) -> dict:
         raise ValueError(f"{records[0].name} is for {records[0].task_id} but {records[1].name} is for "
                          f"{records[1].task_id}; compare two policies of the same task")
     policies = [load_policy(r.path, task_id=r.task_id) for r in records]
-    summaries = []
-    for index, policy in enumerate(policies):
-        summary = evaluate_policy(policy, records[index].task_id, episodes=config["episodes"], seed=config["seed"],
-                                  cost_limit=config["cost_limit"], on_episode=lambda done, _e, i=index: report(
-                                      i * config["episodes"] + done, {"progress/episodes": i * config["episodes"] + done}))
-        summaries.append({**summary, "name": records[index].name, "policy_id": records[index].id})
-        print(f"{records[index].name}: return {summary['return_mean']:.1f}, cost {summary['cost_mean']:.1f}", flush=True)
+    result, done = {}, 0
+    for suffix, deterministic in ACTIONS:
+        for side, policy, record in zip("ab", policies, records):
+            summary = evaluate_policy(policy, record.task_id, episodes=config["episodes"], seed=config["seed"],
+                                      cost_limit=config["cost_limit"], deterministic=deterministic,
+                                      on_episode=lambda n, _e, before=done: report(
+                                          before + n, {"progress/episodes": before + n}))
+            done += config["episodes"]
+            result[side + suffix] = {**summary, "name": record.name, "policy_id": record.id}
+            print(f"{record.name}{' (sampled actions)' if suffix else ''}: return {summary['return_mean']:.1f}, "
+                  f"cost {summary['cost_mean']:.1f}", flush=True)
     clips = [render.record(p, r.task_id, seed=config["video_seed"], deterministic=True, max_steps=config["video_steps"])
              for p, r in zip(policies, records)]
     video = render.write_pair_video(clips[0][1], clips[0][0].costs, clips[1][1], clips[1][0].costs,
                                     Path(folder) / VIDEO)
-    return {"a": summaries[0], "b": summaries[1], "video": str(video), "video_seed": config["video_seed"]}
+    return {**result, "video": str(video), "video_seed": config["video_seed"]}
 
 
-def comparison_table(result: dict) -> pd.DataFrame:
+def comparison_table(result: dict, sampled: bool = False) -> pd.DataFrame:
     """Rows of :data:`ROWS`; columns A, B, Δ (B − A), Δ % and whether B is better, the last two as text
     (a relative change of a metric that is 0 for A, or a verdict on a tie, has no number to show). Numbers are
-    rounded to 4 significant digits, as a person reads them (a return of 4739.4636 beside a rate of 0.2)."""
-    a, b = result["a"], result["b"]
+    rounded to 4 significant digits, as a person reads them (a return of 4739.4636 beside a rate of 0.2).
+    ``sampled``: of the evaluation with sampled actions."""
+    a, b = (result["a_sampled"], result["b_sampled"]) if sampled else (result["a"], result["b"])
     shown = lambda x: float(f"{x:.4g}")  # noqa: E731
     rows = []
     for key, label, lower_better in ROWS:
@@ -168,12 +184,15 @@ def _is_summary(value) -> bool:
 
 def saved_result(ws: Workspace, run_id: int) -> dict | None:
     """The result a finished compare run saved, as the Compare page shows it, or None: missing, unreadable, or not
-    what a comparison writes (edited or cut short since). Its ``video`` is the run folder's own file, never a path
+    what a comparison writes (edited or cut short since); without its sampled-action summaries where they are not
+    there or not readable. Its ``video`` is the run folder's own file, never a path
     the file names (one edited to name another file would have sent that file to the browser), or None."""
     result = jobs.result(ws, run_id)
     if result is None or not (_is_summary(result.get("a")) and _is_summary(result.get("b"))
                               and isinstance(result.get("video_seed"), int)):
         return None
+    if not (_is_summary(result.get("a_sampled")) and _is_summary(result.get("b_sampled"))):  # a run made before them
+        result = {key: value for key, value in result.items() if key not in ("a_sampled", "b_sampled")}
     video = jobs.run_dir(ws, run_id) / VIDEO
     return {**result, "video": str(video) if video.is_file() else None}
 

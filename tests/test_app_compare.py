@@ -93,7 +93,8 @@ def test_no_second_comparison_of_a_pair_while_one_runs(app, workspace, monkeypat
     assert run.config["episodes"] == 3
     assert app.button(key="compare").disabled
     assert any(f"run {run.id} is comparing these two" in c.value for c in app.caption)
-    assert any("3 episodes each, seeds 10000–10002" in i.value and "0 of 6 episodes" in i.value for i in app.info)
+    assert any("3 episodes each, seeds 10000–10002" in i.value and "0 of 12 episodes (each policy with its mean and with sampled actions)" in i.value
+               for i in app.info)
     with pytest.raises(ValueError, match=f"run {run.id} is already comparing these two policies"):
         comparison.launch_comparison(workspace, CHEETAH, comparison.comparison_config(2, 1, 3))
     assert len([r for r in compare_runs(workspace) if r.config["policy_a"] == 2]) == 1
@@ -184,7 +185,8 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     video = jobs.run_dir(workspace, run_id) / "pair.mp4"
     video.parent.mkdir(parents=True, exist_ok=True)
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    result = {"a": summary(), "b": summary(return_mean=90.0, cost_mean=10.0), "video": str(video), "video_seed": 10000}
+    result = {"a": summary(), "b": summary(return_mean=90.0, cost_mean=10.0), "video": str(video), "video_seed": 10000,
+              "a_sampled": summary(return_mean=80.0), "b_sampled": summary(return_mean=70.0, cost_mean=5.0)}
     (video.parent / "result.json").write_text(json.dumps(result))
     workspace.store.update_run(run_id, status="done")
     open_compare(app, 1, 3, episodes=2)
@@ -197,8 +199,10 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     names = {p.id: p.name for p in workspace.store.list_policies(CHEETAH)}
     assert any(c.startswith(f"A (before): {plain(names[1])}") and f"B (after): {plain(names[3])}" in c
                and "the first 300 steps of the episode" in c for c in said), said
-    table = app.dataframe[0].value.set_index("metric")
-    assert comparison.TABLE_TERMS in said and "Violation rate: the share of episodes" in comparison.TABLE_TERMS
+    table, sampled = (frame.value.set_index("metric") for frame in app.dataframe)
+    assert sampled.loc["return (mean)", "B"] == 70.0 and sampled.loc["cost (mean)", "Δ %"] == "-90.0 %"
+    assert any(c.startswith("The same seeds, each policy's actions sampled from it") for c in said), said
+    assert any(c.startswith(comparison.TABLE_TERMS) for c in said) and "Violation rate: the share of episodes" in comparison.TABLE_TERMS
     assert table.loc["cost (mean)", "Δ %"] == "-80.0 %" and table.loc["cost (mean)", "B better"] == "yes"
     assert table.loc["return (mean)", "B better"] == "no"
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
@@ -225,6 +229,9 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     secret.write_bytes(b"not for the browser")
     (video.parent / "result.json").write_text(json.dumps({**result, "video": str(secret)}))
     assert comparison.saved_result(workspace, run_id)["video"] == str(video)
+    (video.parent / "result.json").write_text(json.dumps({**result, "b_sampled": summary(costs="abc")}))
+    assert {"a_sampled", "b_sampled"}.isdisjoint(comparison.saved_result(workspace, run_id)), \
+        "a result without readable sampled-action summaries (a run made before them) shows its one table"
     video.unlink()
     open_compare(app, 1, 3)
     assert not app.exception and app.get("video") == [] and any(

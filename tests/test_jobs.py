@@ -47,7 +47,10 @@ def test_compare_job_runs_in_its_own_process(ws):
     result = jobs.result(ws, run_id)
     assert os.path.getsize(result["video"]) > 0
     assert set(comparison_table(result).metric) >= {"return (mean)", "cost (mean)", "violation rate"}
-    assert ws.store.run_metrics(run_id).step.max() == 2
+    assert ws.store.run_metrics(run_id).step.max() == 4, "A and B, each with its mean and with sampled actions"
+    assert [len(result[key]["returns"]) for key in ("a", "b", "a_sampled", "b_sampled")] == [1, 1, 1, 1]
+    assert comparison_table(result, sampled=True).B.tolist() != comparison_table(result).B.tolist(), \
+        "an episode of sampled actions is another episode"
 
 
 def test_a_crashing_run_is_failed_with_its_reason(ws):
