@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prefine_core.files import remove_abandoned_writes
 from prefine_core.store import NotFound, PolicyRecord, Store
+from prefine_core.store.engine import sqlite_url
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_POLICIES = REPO / "data" / "policies"
@@ -38,7 +39,7 @@ class Workspace:
         if root.exists() and not root.is_dir():
             raise ValueError(f"workspace {root} exists and is not a folder")
         root.mkdir(parents=True, exist_ok=True)
-        url = db_url or os.environ.get("PREFINE_DB_URL") or f"sqlite:///{root / 'prefine.db'}"
+        url = db_url or os.environ.get("PREFINE_DB_URL") or sqlite_url(root / "prefine.db")
         ws = cls(root=root, store=Store(url, root=root), shipped=Path(shipped) if shipped is not None else None)
         ws.store.keep_paths_relative()  # rows from before paths were kept relative
         ws.store.prune_receipts()  # receipts of writes a day old: no retry comes that late

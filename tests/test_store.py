@@ -3,6 +3,7 @@ runs, migrations from an older schema, and the workspace."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -632,6 +633,37 @@ def test_a_database_url_that_is_not_one_the_store_runs_on_is_refused_in_words(ur
     with pytest.raises(ValueError, match=message) as refused:
         Store(url)
     assert "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url, message", [
+    ("sqlite://", "names a SQLite database in memory, which keeps nothing"),
+    ("sqlite:///:memory:", "names a SQLite database in memory, which keeps nothing"),
+    ("sqlite:///relative.db", "names the SQLite file 'relative.db' relative to the folder a command runs in"),
+    ("sqlite:////no/such/folder/x.db", r"names a SQLite file in /no/such/folder, which is not a folder here"),
+])
+def test_a_sqlite_url_that_would_keep_nothing_or_land_elsewhere_is_refused(url, message, tmp_path, monkeypatch):
+    """In memory, each connection and each job's process had a store of its own: ``pairs --collect`` said 12 clips
+    added, and the next command found none. A relative file landed in whatever folder the command ran in, and a
+    mistyped folder was made without a word."""
+    from prefine_core.store import Store
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        Store(url)
+    assert list(tmp_path.iterdir()) == [] and not Path("/no").exists()
+
+
+@pytest.mark.parametrize("name", ["ws?mode=ro", "ws5%20x"])
+def test_a_workspace_whose_folder_name_reads_as_part_of_a_url_keeps_its_store_inside_it(name, tmp_path):
+    """Its SQLite URL was written as text: ``ws?mode=ro`` put the store in the file ``ws`` beside it, ``ws5%20x`` in the
+    folder ``ws5 x``; the next command found no store. A job's process opens it from the same URL."""
+    from prefine_core.store import Store
+    from prefine_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / name, shipped=None)
+    ws.store.add_policy("p", str(tmp_path / name / "p.safetensors"), CHEETAH, "reference")
+    assert [path.name for path in tmp_path.iterdir()] == [name] and (tmp_path / name / "prefine.db").is_file()
+    assert [p.name for p in Store(ws.store.url).list_policies()] == ["p"]
 
 
 @pytest.mark.postgres

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import os
 import random
 import time
 from contextlib import contextmanager
@@ -74,14 +75,30 @@ def database_url(url: str) -> URL:
         raise ValueError(f"the database URL {parsed.render_as_string(hide_password=True)} names the database kind "
                          f"{parsed.drivername!r}; the store runs on SQLite or PostgreSQL: give sqlite:///PATH or "
                          "postgresql+psycopg://USER@HOST/DATABASE")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # each connection, and each job's process, would have a store of its own, gone when it closes: clips kept as
+        # files with no rows naming them
+        raise ValueError("the database URL (PREFINE_DB_URL) names a SQLite database in memory, which keeps nothing; "
+                         "give a file: sqlite:////ABSOLUTE/PATH.db")
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).is_absolute():
+        raise ValueError(f"the database URL {parsed} names the SQLite file {parsed.database!r} relative to the folder "
+                         "a command runs in (the app and each of its jobs may run in another); give its absolute path: "
+                         f"sqlite:///{Path(parsed.database).resolve()}")
     return parsed
+
+
+def sqlite_url(path: str | os.PathLike) -> str:
+    """The URL of the SQLite file at ``path``, whatever its name holds (a folder named ``a?b`` or ``50%20`` was read as
+    a URL's query or escape: the store went to another file)."""
+    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
 def make_engine(url: str) -> Engine:
     parsed = database_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if not Path(parsed.database).parent.is_dir():  # a typo in PREFINE_DB_URL, not a place to make
+            raise ValueError(f"the database URL {parsed} names a SQLite file in {Path(parsed.database).parent}, which "
+                             "is not a folder here; give the path of one that is")
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_S}, json_deserializer=_stored_json)
 
         @event.listens_for(engine, "connect")
