@@ -13,6 +13,7 @@ facts live here (DESIGN §3):
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import difflib
@@ -167,6 +168,34 @@ def _disable_costly_effects(env) -> bool:
     return bool(viewers)
 
 
+@contextlib.contextmanager
+def _floor_under(model, data, camera: str):
+    """Draw the floor under the robot the camera follows, for one frame. A velocity task's floor is drawn 80 m wide
+    (HalfCheetah; 40 m for Hopper), and a fast cheetah leaves it after some 200 steps: the rest of its episode ran in
+    grey space, where nobody can see how fast it goes. The floor moves by whole periods of its checker texture, so
+    the squares stay where they are in the world and the robot is seen to pass them. Physics is untouched: a plane
+    collides at any extent, and its place is put back before the next step."""
+    import mujoco
+
+    camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+    floors = [g for g in range(model.ngeom) if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE]
+    if camera_id < 0 or not floors:
+        yield
+        return
+    floor, robot = floors[0], data.xpos[model.cam_bodyid[camera_id]]
+    material = model.geom_matid[floor]
+    size, repeat = model.geom_size[floor][:2], model.mat_texrepeat[material] if material >= 0 else np.ones(2)
+    period = np.where(model.mat_texuniform[material], 1.0, 2.0 * size) / repeat if material >= 0 else size
+    kept = model.geom_pos[floor].copy(), data.geom_xpos[floor].copy()
+    shift = np.round((robot[:2] - kept[1][:2]) / period) * period
+    try:
+        model.geom_pos[floor][:2] += shift
+        data.geom_xpos[floor][:2] += shift
+        yield
+    finally:
+        model.geom_pos[floor], data.geom_xpos[floor] = kept
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What one step of a task gives back, as plain values."""
@@ -248,7 +277,8 @@ class SafetyTask:
         viewer = getattr(getattr(env, "mujoco_renderer", None), "viewer", None)  # velocity tasks: gymnasium MuJoCo envs
         if viewer is not None:
             viewer._markers[:] = []  # the velocity marker each step adds (safety_gymnasium.utils.task_utils)
-        return self._env.render()
+        with _floor_under(env.model, env.data, self.camera):
+            return self._env.render()
 
     def close(self) -> None:
         """Close the env and the viewers a navigation task keeps for itself: Safety-Gymnasium never closes those, and

@@ -115,6 +115,30 @@ def test_frames_carry_none_of_the_envs_cost_cues(task_id):
     assert np.array_equal(frame, cue_free)
 
 
+@pytest.mark.parametrize("task_id, far", [(CHEETAH, 150.0), (HOPPER, 60.0)])
+def test_the_floor_is_drawn_under_a_robot_far_down_the_track_and_physics_is_untouched(task_id, far):
+    """The floor is drawn 80 m wide (HalfCheetah; Hopper 40 m): a fast cheetah ran the rest of its episode in grey
+    space, where nobody could judge its speed. Drawing it under the robot changes no step of an episode."""
+    import mujoco
+
+    with SafetyTask(task_id, render=True, width=96, height=96) as task:
+        task.reset(seed=0)
+        env = task._env.unwrapped
+        env.data.qpos[0] = far
+        mujoco.mj_forward(env.model, env.data)
+        ground = task.render()[64:]  # the lower third: floor, or the grey of nothing
+        assert ground.std() > 20, "a checkered floor under the robot"
+        rng, rendered, plain = np.random.default_rng(0), [], []
+        actions = rng.uniform(-1, 1, (60, task.act_dim))
+        for steps, draw in ((rendered, True), (plain, False)):
+            task.reset(seed=1)
+            for action in actions:
+                steps.append(task.step(action).obs)
+                if draw:
+                    task.render()
+    assert np.array_equal(np.array(rendered), np.array(plain))
+
+
 def test_camera_and_fall_per_family():
     assert camera_for(CIRCLE) == "fixedfar"
     assert can_fall(HOPPER) and not can_fall(CHEETAH) and not can_fall(CIRCLE)
