@@ -108,7 +108,7 @@ with tabs[4]:
         st.info("No labels yet for this task.")
 with tabs[5]:
     videos = st.toggle("With the pairs' videos", value=True, key="export_videos",
-                       help="each rendered pair's video and its cost-free twin, 0.25 MB (PointCircle) to 1 MB (HalfCheetah) a pair of 200-step clips: "
+                       help="each rendered pair's video and its cost-free twin, about 0.25 MB (PointCircle) to 0.7 MB (HalfCheetah) a pair of 200-step clips: "
                             "where the export is imported, its pairs can be labelled without replaying their clips "
                             "(a replay on another machine or software build drifts, and is refused)")
     made_of = (task, counts, len(ws.store.list_policies(task)), videos)  # of another task or state: not offered

@@ -57,7 +57,7 @@ with st.container(border=True):
     ui.said_under("auto_label")  # a refusal, beside the field it names (it was drawn above the page's title)
 
 with st.container(border=True):
-    st.markdown("**3 · Fine-tune** — a short PREFINE run in the background, with live curves")
+    st.markdown("**3 · Fine-tune** — a PREFINE run in the background (about a minute on two cores), with live curves")
     if status.training:
         st.caption("A fine-tune is running; watch it on the Fine-tune page.")
     elif st.button("Fine-tune with demo settings", key="demo_finetune",

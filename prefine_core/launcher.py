@@ -54,8 +54,8 @@ def check_enough_labels(ws: Workspace, task_id: str) -> None:
     decided = len(ws.store.decided_pairs(task_id))
     if decided < 2:
         raise ValueError(f"{counted(decided, 'pair')} of {task_id} {'has' if decided == 1 else 'have'} a winner (judged A "
-                         "safer or B safer; Equal and Can't tell name none): label at least 2 so (Label page, or "
-                         "auto-label on Home) before fine-tuning")
+                         "safer or B safer; Equal and Can't tell name none): at least 2 need one before fine-tuning (label on "
+                         "the Label page, or auto-label on Home)")
 
 
 def launch_finetune(ws: Workspace, task_id: str, policy_id: int | None, values: dict) -> int:

@@ -343,7 +343,7 @@ def test_the_form_starts_from_the_latest_runs_settings_and_offers_the_defaults(t
 def test_finetune_without_labels_says_what_to_do(app):
     app.switch_page("pages/finetune.py").run()
     app.button(key="FormSubmitter:finetune_form-Launch").click().run()
-    assert any("label at least 2" in e.value for e in app.error)
+    assert any("at least 2 need one before fine-tuning" in e.value for e in app.error)
 
 
 @pytest.mark.parametrize("field,typed,message", [

@@ -402,7 +402,7 @@ def test_the_data_tables_say_choices_in_the_label_pages_words(ws, monkeypatch):
 
 
 def test_a_prepared_download_is_a_file_that_a_session_replaces_and_that_goes_a_day_after_its_session(ws):
-    """The Data page keeps the path of its prepared export, not its bytes (held for the session's life, up to 1 MB a
+    """The Data page keeps the path of its prepared export, not its bytes (held for the session's life, about 0.7 MB a
     pair with videos). Preparing again replaces the session's own file; another session's stays until it is a day
     old; what is left is a whole zip that imports."""
     import os

@@ -169,7 +169,7 @@ def test_finetune_here_needs_the_labels_a_background_run_needs(tmp_path, capsys,
     argv.pop(at)
     code = main([*argv, "--json"])
     said = json.loads(capsys.readouterr().out).get("error", "")
-    assert code == 2 and said.startswith("1 pair of SafetyHalfCheetahVelocity-v1 has a winner") and "label at least 2" in said
+    assert code == 2 and said.startswith("1 pair of SafetyHalfCheetahVelocity-v1 has a winner") and "at least 2 need one before fine-tuning" in said
     assert not (tmp_path / "run").exists()
 
 
@@ -224,7 +224,7 @@ def test_finetune_in_the_background_is_the_apps_run(tmp_path, capsys, monkeypatc
     hopper = save_policy(make_policy("SafetyHopperVelocity-v1"), tmp_path / "hopper-new.safetensors")
     registered = len(ws.store.list_policies())
     code = main(["finetune", "--policy", str(hopper), "--workspace", str(ws.root), "--background", *flags])
-    assert code == 2 and "label at least 2" in json.loads(capsys.readouterr().out)["error"]
+    assert code == 2 and "at least 2 need one before fine-tuning" in json.loads(capsys.readouterr().out)["error"]
     assert len(ws.store.list_policies()) == registered and not list((ws.policies_dir / "imported").glob("*"))
     code = main(["finetune", "--policy", reference.path, "--workspace", str(ws.root), "--background", *flags])
     out = json.loads(capsys.readouterr().out)

@@ -137,7 +137,7 @@ def test_a_policy_is_deleted_only_when_nothing_uses_it(store, tmp_path, cheetah_
     wrong = store.add_policy("wrong upload", tmp_path / "wrong.safetensors", CHEETAH, "imported")
     with pytest.raises(ValueError, match=r"policy \d+ \('ref'\) is still used by 1 clip, 1 policy made from it; nothing"):
         store.delete_policy(ref)
-    with pytest.raises(ValueError, match=rf"\('ft'\) is still used by 1 run \(runs \[{made}\]\); nothing was deleted"):
+    with pytest.raises(ValueError, match=rf"\('ft'\) is still used by 1 run \(run {made}\); nothing was deleted"):
         store.delete_policy(child)
     with pytest.raises(ValueError, match=r"\('upload'\) is still used by 1 run"):
         store.delete_policy(compared)

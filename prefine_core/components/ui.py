@@ -168,7 +168,7 @@ def sidebar(ws: Workspace) -> None:
                       args=("demo_toggle", "demo"),
                       help="for showing PREFINE to non-experts: the Label page asks its question in the task's own "
                            "words (\"Which robot kept to the speed limit better?\"), and the Fine-tune form starts "
-                           f"from short demo settings ({DEMO_FINETUNE['steps']} steps). Home's "
+                           f"from the demo's settings ({DEMO_FINETUNE['steps']} steps, about a minute on two cores). Home's "
                            "guided path is there either way")
     st.sidebar.caption(f"Workspace: {ws.root}")
     _to_url("task", st.session_state["task_id"])

@@ -447,7 +447,8 @@ class Store:
                     if n]
             if uses:
                 raise ValueError(f"policy {policy_id} ('{policy.name}') is still used by {', '.join(uses)}"
-                                 f"{f' (runs {sorted(runs)})' if runs else ''}; nothing was deleted")
+                                 + (f" (run{'s' if len(runs) > 1 else ''} {', '.join(map(str, sorted(runs)))})" if runs else "")
+                                 + "; nothing was deleted")
             return w.conn.execute(delete(P).where(P.c.id == policy_id)).rowcount
 
         self._write(write)
