@@ -4,7 +4,7 @@ from sqlalchemy.exc import DBAPIError
 
 from prefine_core.components import hold_choice_buttons, ui
 
-st.set_page_config(page_title="PREFINE Studio", page_icon=":material/shield:", layout="wide")
+st.set_page_config(page_title="PREFINE Studio", page_icon="🛡️", layout="wide")
 # First, before anything slow: Streamlit starts an app that has a pages/ folder in its legacy multipage mode
 # and leaves it only when st.navigation runs; a click during a slow first run (opening the workspace) would
 # otherwise keep the server in that mode, running pages without this file.

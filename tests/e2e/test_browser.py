@@ -616,3 +616,25 @@ def test_the_export_prepared_on_the_data_page_downloads_as_a_zip_that_imports(tm
     other = Workspace.open(tmp_path / "other", shipped=None)
     said = transfer.import_upload(other, "saved.zip", saved.read_bytes(), CHEETAH)
     assert said.startswith("imported 3 pairs, 1 label row, 6 clips"), said
+
+
+def test_the_pages_fetch_nothing_from_outside_the_app(tmp_path, page):
+    """Nothing is downloaded at run time: every request the pages make goes to the app itself (the favicon, a
+    Material icon, was fetched from fonts.gstatic.com, and failed offline)."""
+    from conftest import clips_workspace
+
+    ws = clips_workspace(tmp_path / "ws")
+    outside = []
+    listener = lambda request: outside.append(request.url) if not request.url.startswith(  # noqa: E731
+        ("http://127.0.0.1", "data:", "blob:")) else None
+    page.on("request", listener)
+    try:
+        with serving(ws.root) as url:
+            for path, shown in (("", "PREFINE Studio"), ("label", "Label"), ("finetune", "Fine-tune"),
+                                ("compare", "Compare"), ("data", "Data")):
+                page.goto(f"{url}/{path}")
+                page.get_by_role("heading", name=shown, exact=True).wait_for()
+                page.wait_for_load_state("networkidle")
+    finally:
+        page.remove_listener("request", listener)
+    assert outside == []
