@@ -105,7 +105,7 @@ else:
                                               "Return per episode"), width="stretch", key="dist_return")
     d2.plotly_chart(plots.distribution_figure({"A": result["a"]["costs"], "B": result["b"]["costs"]},
                                               "Cost per episode", limit), width="stretch", key="dist_cost")
-    st.subheader(f"Same seed ({result['video_seed']}), side by side: A left, B right")
+    st.subheader(comparison.video_title(result))
     steps = run.config.get("video_steps")  # a row edited by hand: said without its number
     st.caption(f"A (before): {ui.plain(names.get(a, a))} · B (after): {ui.plain(names.get(b, b))} · the first "
                f"{steps if isinstance(steps, int) else 'few hundred'} steps of the episode (the numbers above are of "

@@ -185,7 +185,8 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     video = jobs.run_dir(workspace, run_id) / "pair.mp4"
     video.parent.mkdir(parents=True, exist_ok=True)
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    result = {"a": summary(), "b": summary(return_mean=90.0, cost_mean=10.0), "video": str(video), "video_seed": 10000,
+    result = {"a": summary(), "b": summary(return_mean=90.0, cost_mean=10.0, costs=[27.0, 33.0]), "video": str(video),
+              "video_seed": 10000, "video_episode": 0,
               "a_sampled": summary(return_mean=80.0), "b_sampled": summary(return_mean=70.0, cost_mean=5.0)}
     (video.parent / "result.json").write_text(json.dumps(result))
     workspace.store.update_run(run_id, status="done")
@@ -207,6 +208,8 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert table.loc["return (mean)", "B better"] == "no"
     assert table.loc["fall rate", "Δ %"] == "– (A is 0)" and table.loc["fall rate", "B better"] == "equal"
     assert not app.warning, "typed as evaluated"
+    assert [h.value for h in app.subheader] == ["Same seed (10000), side by side: A left, B right — B's median episode "
+                                                "by cost (A 40, B 27)"]
     [numbers] = [e for e in app.expander if e.label == "Every number, A beside B"]
     assert numbers.proto.expanded, "open, except in Demo mode"
     app.session_state["demo"] = True
@@ -362,3 +365,11 @@ def test_a_policy_deleted_while_picked_is_said_and_no_click_acts_on_its_stand_in
     assert not app.exception, app.exception
     assert any(f"Policy {spare}, picked in \"Start from\", no longer exists" in w.value for w in app.warning)
     assert len(workspace.store.list_runs(CHEETAH)) == runs
+
+
+@pytest.mark.parametrize("costs, median", [([5.0], 0), ([579.0, 20.0, 78.0, 30.0, 737.0], 2), ([3.0, 1.0, 2.0, 4.0], 2),
+                                           ([2.0, 2.0, 2.0], 1)])
+def test_the_video_shows_bs_median_episode_by_cost(costs, median):
+    """The video showed the first seed, whatever it was: under a verdict of 69 % less cost, B's second worst of five
+    episodes (cost 579), as reckless as A."""
+    assert comparison.median_episode(costs) == median

@@ -49,6 +49,7 @@ def test_compare_job_runs_in_its_own_process(ws):
     assert set(comparison_table(result).metric) >= {"return (mean)", "cost (mean)", "violation rate"}
     assert ws.store.run_metrics(run_id).step.max() == 4, "A and B, each with its mean and with sampled actions"
     assert [len(result[key]["returns"]) for key in ("a", "b", "a_sampled", "b_sampled")] == [1, 1, 1, 1]
+    assert (result["video_seed"], result["video_episode"]) == (10000, 0), "the one episode is the median"
     assert comparison_table(result, sampled=True).B.tolist() != comparison_table(result).B.tolist(), \
         "an episode of sampled actions is another episode"
 
