@@ -71,6 +71,7 @@ def checkpoint_choice(run, metrics, limit: float | None) -> None:
         st.caption(checkpoints.choice_rule(run.config))
         chosen = [s for s in frame[frame.chosen].step if s in steps]
         step = st.selectbox("Checkpoint (step)", steps, index=steps.index(chosen[0]) if chosen else len(steps) - 1,
+                            format_func=lambda s: f"{s} ★ the trainer's choice" if s in chosen else str(s),
                             key=f"checkpoint_{run.id}")
         registered = f"registered_{run.id}"  # kept across reruns (a run finishing elsewhere redraws the page)
         if st.button("Use this checkpoint as a policy", key=f"register_{run.id}"):
@@ -91,17 +92,18 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
     refusal = jobs.resume_refusal(ws, run) if run.status in jobs.RESUMABLE else None
     error = jobs.error_text(run, refusal)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(error)}" if error else ""))
+    metrics = ws.store.run_metrics(run_id)
     # its policy's row gone (a hand edit: the store refuses to delete a policy a run made) is said, not a traceback
     if run.status == "done" and run.output_policy_id is not None and (
             made := ui.guarded(ws.store.get_policy, run.output_policy_id)) is not None:
-        st.success(f"Saved as policy {made.id}, {ui.plain(made.name)}.")
+        chosen = checkpoints.chosen_words(checkpoints.checkpoint_frame(ws, run.id, metrics)) if run.kind == "prefine" else ""
+        st.success(f"Saved as policy {made.id}, {ui.plain(made.name)}{chosen}.")
         if run.policy_id is not None and st.button("Compare it with the policy it started from", key=f"compare_{run.id}",
                                                    icon=":material/compare:"):
             ui.set_kept(ui.scoped("policy_a", task), run.policy_id)
             ui.set_kept(ui.scoped("policy_b", task), made.id)
             st.switch_page("pages/compare.py")
     run_actions(run, refusal)
-    metrics = ws.store.run_metrics(run_id)
     if run.status in jobs.ACTIVE:
         fraction, text = launcher.progress_bar(run, metrics)
         st.progress(fraction, text=text)
@@ -111,6 +113,8 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
     cols = st.columns(2)
     for i, fig in enumerate(figures):
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"curve_{i}")
+    if figures and run.kind == "prefine":
+        st.caption(checkpoints.curves_words(run.config))
     with st.expander("Log (last lines)"):
         st.code(jobs.log_tail(ws, run.id, 30) or "(empty)", language=None)
     if run.kind == "prefine" and run.status == "done":

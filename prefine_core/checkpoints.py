@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from prefine_core import jobs
+from prefine_core.entry import counted, figure
 from prefine_core.plots import wide_metrics
 from prefine_core.trainer import checkpoint_path
 from prefine_core.workspace import Workspace
@@ -50,6 +51,18 @@ def checkpoint_frame(ws: Workspace, run_id: int, metrics: pd.DataFrame | None = 
     return frame.reset_index(drop=True)
 
 
+def chosen_words(frame: pd.DataFrame) -> str:
+    """The checkpoint the trainer chose, as the end of a sentence (", the checkpoint of step 2400: validation return
+    2 650, cost 20.5"), from :func:`checkpoint_frame`; empty when none is marked. The page said only which policy a
+    run saved, and its step and figures were found only by opening the trade-off."""
+    chosen = frame[frame.chosen]
+    if chosen.empty:
+        return ""
+    row = chosen.iloc[0]
+    return (f", the checkpoint of step {int(row.step)}: validation return {figure(row['return'])}, "
+            f"cost {figure(row.cost)} (★ under Trade-off)")
+
+
 def choice_rule(config: dict) -> str:
     """What the trade-off's points are and how the trainer chose its checkpoint (★), in words, from a run's saved
     config: the star can sit above a checkpoint with less validation cost, and without this the page did not say why."""
@@ -61,6 +74,22 @@ def choice_rule(config: dict) -> str:
         return "Validation episodes, not the evaluation seeds: measure a choice on the Compare page."
     return (f"Validation episodes (seeds {c.val_seed}…), not the evaluation seeds: measure a choice on the Compare "
             f"page. {_star(c)}")
+
+
+def curves_words(config: dict) -> str:
+    """What the Fine-tune page's curves are, in words, from a run's saved config: a validation point is the mean of a
+    few episodes (its cost swung 900 → 50 → 900 between checkpoints, and nothing said why), and a preference accuracy
+    near 0.5 is chance."""
+    from prefine_core.prefine import PrefineConfig
+
+    try:
+        c = PrefineConfig.from_saved(config)
+        episodes = f"the mean of {counted(c.eval_episodes, 'episode')} (seeds {c.val_seed}…) at each checkpoint"
+    except (TypeError, ValueError):  # saved by another version
+        episodes = "the mean of a few episodes at each checkpoint"
+    return (f"Validation return and cost: {episodes}, so a point can swing with the episodes it happened to get; the "
+            "Compare page measures a policy on more, on the evaluation seeds (10000…). Preference accuracy: the share "
+            "of a batch's labelled pairs the policy ranks as people did (0.5 is chance).")
 
 
 def _star(c) -> str:

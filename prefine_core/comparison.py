@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from prefine_core import jobs
-from prefine_core.entry import counted, is_finite_number, parse_number
+from prefine_core.entry import counted, figure, is_finite_number, parse_number
 from prefine_core.evaluate import EVAL_SEED
 from prefine_core.workspace import Workspace
 
@@ -92,12 +92,6 @@ def _as_set(value) -> str:
     return f"{value:g}" if is_finite_number(value) else repr(value)
 
 
-def _figure(x: float) -> str:
-    """A measured figure as a person reads it: whole above 100, three significant digits below (926, 7.06; never
-    1.23e+03)."""
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
-
-
 def not_what_is_typed(shown: dict, typed: dict) -> str | None:
     """What the result of a run of config ``shown`` was not evaluated with of the config ``typed`` on the page (its
     episodes, its cost limit), said with what to do; None when they agree. The page showed a run's result whatever
@@ -165,8 +159,8 @@ def video_title(result: dict) -> str:
     episode = result.get("video_episode")
     if not (isinstance(episode, int) and 0 <= episode < min(len(result["a"]["costs"]), len(result["b"]["costs"]))):
         return title  # a run made before the median was chosen showed the first seed
-    return (f"{title} — B's median episode by cost (A {_figure(result['a']['costs'][episode])}, "
-            f"B {_figure(result['b']['costs'][episode])})")
+    return (f"{title} — B's median episode by cost (A {figure(result['a']['costs'][episode])}, "
+            f"B {figure(result['b']['costs'][episode])})")
 
 
 def comparison_table(result: dict, sampled: bool = False) -> pd.DataFrame:
@@ -235,9 +229,9 @@ def verdict(result: dict) -> str:
         change = 100.0 * (b["cost_mean"] - a["cost_mean"]) / a["cost_mean"]
         moved = (f"cut the cost per episode by {percent(-change)} %" if change < 0 else
                  f"raised the cost per episode by {percent(change)} %" if change > 0 else "kept the same cost per episode")
-        moved += f" ({_figure(a['cost_mean'])} → {_figure(b['cost_mean'])})"
+        moved += f" ({figure(a['cost_mean'])} → {figure(b['cost_mean'])})"
     else:
-        moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {_figure(b['cost_mean'])} where A had none"
+        moved = "had no cost, as A had none" if b["cost_mean"] == 0 else f"had cost {figure(b['cost_mean'])} where A had none"
     kept = (f", and earned {percent(100.0 * b['return_mean'] / a['return_mean'])} % of A's return" if a["return_mean"] > 0 else "")
     within = ""
     if a.get("costs") and b.get("costs") and a.get("cost_limit") is not None:

@@ -69,6 +69,12 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+def figure(x: float) -> str:
+    """A measured figure as a person reads it: whole above 100, three significant digits below (926, 7.06; never
+    1.23e+03)."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 #: The deepest nesting of lists and objects a file of ours holds (a policy's provenance is a few levels deep). What
 #: json.loads still reads at 500–990 levels overflows Python's recursion later, when it is printed, copied or stored.
 MAX_JSON_DEPTH = 32

@@ -18,8 +18,8 @@ _STAGE = "bc_stage/"
 CURVE_PANELS = (
     ("Loss terms", ("loss/total", "loss/pref", "loss/dispref", "loss/bc", _STAGE + "loss/bc")),
     ("Preference accuracy", ("pref/accuracy",)),
-    ("Evaluation return", ("eval/return", _STAGE + "eval/return")),
-    ("Evaluation cost", ("eval/cost", _STAGE + "eval/cost")),
+    ("Validation return", ("eval/return", _STAGE + "eval/return")),
+    ("Validation cost", ("eval/cost", _STAGE + "eval/cost")),
     ("KL to the reference", ("kl/ref", _STAGE + "kl/ref")),
     ("Validation safety (teacher)", ("val/safety", _STAGE + "val/safety")),
 )
@@ -29,7 +29,7 @@ LEGEND_NAMES = {
     "loss/total": "total", "loss/pref": "preferred term (act like the safer clip)",
     "loss/dispref": "dispreferred term (avoid the less-safe clip)", "loss/bc": "BC anchor (imitate the safer clips)",
     "pref/accuracy": "pairs ranked as labelled", "eval/return": "episode return (reward)", "eval/cost": "episode cost",
-    "kl/ref": "drift from the reference policy", "val/safety": "clips judged as safe as the best labelled",
+    "kl/ref": "drift from the reference policy", "val/safety": "validation clips the teacher finds as safe as the safest labelled",
 }
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 

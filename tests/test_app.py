@@ -510,6 +510,9 @@ def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_han
     app.selectbox(key=RUN).set_value(run_id).run()
     assert not app.exception, app.exception
     assert app.selectbox(key=f"checkpoint_{run_id}").value == 20  # the trainer's choice first
+    assert app.selectbox(key=f"checkpoint_{run_id}").options == ["10", "20 ★ the trainer's choice"]
+    assert any(c.value.startswith("Validation return and cost: the mean of 2 episodes (seeds 9000…) at each "
+                                  "checkpoint") for c in app.caption), [c.value for c in app.caption]
     assert any(c.proto.spec.count("chosen by the trainer") for c in app.get("plotly_chart"))
     app.selectbox(key=f"checkpoint_{run_id}").set_value(10).run()
     app.button(key=f"register_{run_id}").click().run()
@@ -525,6 +528,9 @@ def test_a_done_run_shows_its_trade_off_and_registers_a_checkpoint_chosen_by_han
 
 
 def test_a_done_run_names_its_policy_and_opens_compare_on_before_and_after(app, workspace):
+    import json
+
+    from prefine_core import jobs
     from prefine_core.components import ui
     from prefine_core.policy import save_policy
 
@@ -533,10 +539,15 @@ def test_a_done_run_names_its_policy_and_opens_compare_on_before_and_after(app, 
     path = save_policy(make_policy(CHEETAH, seed=5), workspace.root / "made.safetensors")
     made = workspace.store.add_policy("made by the run", path, CHEETAH, "finetuned", reference.id, {"run_id": run_id})
     workspace.store.update_run(run_id, status="done", output_policy_id=made)
+    for step, ret, cost in ((0, 90.0, 80.0), (10, 2650.4, 20.46)):
+        workspace.store.add_metrics(run_id, step, {"eval/return": ret, "eval/cost": cost, "eval/length": 50.0})
+    jobs.run_dir(workspace, run_id).mkdir(parents=True, exist_ok=True)
+    (jobs.run_dir(workspace, run_id) / "result.json").write_text(json.dumps({"selected_step": 10}))
     app.switch_page("pages/finetune.py").run()
     app.selectbox(key=RUN).set_value(run_id).run()
     assert not app.exception, app.exception
-    assert any(f"Saved as policy {made}, made by the run" in m.value for m in app.success)
+    assert [m.value for m in app.success] == [f"Saved as policy {made}, made by the run, the checkpoint of step 10: "
+                                              "validation return 2,650, cost 20.5 (★ under Trade-off)."]
     app.button(key=f"compare_{run_id}").click().run()
     assert not app.exception, app.exception
     assert app.session_state[ui.scoped("policy_a", CHEETAH)] == reference.id
