@@ -69,10 +69,8 @@ def progress(run_id: int) -> None:
 
 
 if run is None:
-    swapped = comparison.latest_comparison(ws, b, a)
     st.caption("Not evaluated yet: press the button above (it runs in the background)."
-               + (f" Run {swapped.id} compared these two the other way round: swap A and B to see it."
-                  if swapped is not None and swapped.status == "done" else ""))
+               + comparison.results_elsewhere(ws, task, a, b, {i: ui.plain(name) for i, name in names.items()}))
 elif run.status in jobs.ACTIVE:
     ui.cancel_job_button(ws, run.id, key="cancel_compare")  # one started by mistake need not be waited out
     progress(run.id)

@@ -278,6 +278,20 @@ def active_comparisons(ws: Workspace, task_id: str) -> list:
     return jobs.active(ws, task_id, ("compare",))
 
 
+def results_elsewhere(ws: Workspace, task_id: str, a: int, b: int, names: dict[int, str]) -> str:
+    """For A and B not compared yet, where a result is: of these two the other way round, else the task's newest
+    comparison (B follows the newest fine-tune until it is picked, so a comparison just shown went from the page once
+    another fine-tune finished, and nothing said where it was); empty when there is none. ``names``: policy id → name."""
+    swapped = latest_comparison(ws, b, a)
+    if swapped is not None and swapped.status == "done":
+        return f" Run {swapped.id} compared these two the other way round: swap A and B to see it."
+    newest = next(iter(ws.store.list_runs(task_id, kinds=("compare",), statuses=("done",), limit=1)), None)
+    if newest is None:
+        return ""
+    a_then, b_then = (names.get(newest.config.get(side), "a policy deleted since") for side in ("policy_a", "policy_b"))
+    return f" The newest comparison, run {newest.id}, was of {a_then} and {b_then}: pick them as A and B to see it."
+
+
 def latest_comparison(ws: Workspace, policy_a: int, policy_b: int):
     """The newest compare run of exactly these two policies (any status), or None."""
     for run in ws.store.list_runs(kinds=("compare",)):

@@ -154,8 +154,7 @@ def job_progress_text(ws: Workspace, job) -> str:
         return (f"Rolling out the policies in the background (run {job.id}): {done} of "
                 f"{counted(total, 'episode') if total else 'the episodes'} done; the pairs and their videos come next.")
     counts = ws.store.counts(job.task_id)
-    what = "Rolling out the policies and rendering" if job.kind == "prepare" else "Rendering"
-    return (f"{what} videos in the background (run {job.id}): {counts['videos_ready']} of {counts['pairs']} ready; "
+    return (f"Rendering videos in the background (run {job.id}): {counts['videos_ready']} of {counts['pairs']} ready; "
             "labelling can start with the first video.")
 
 

@@ -227,6 +227,10 @@ def test_a_result_says_its_episodes_and_reads_plainly(app, workspace):
     assert not app.warning
     open_compare(app, 3, 1)  # the same two the other way round: not run yet, and said where the result is
     assert any(f"Run {run_id} compared these two the other way round" in c.value for c in app.caption)
+    open_compare(app, 2, 3)  # another pair (a newer fine-tune is B's default): said where the result shown before is
+    shown = {p.id: plain(p.name_and_kind) for p in workspace.store.list_policies(CHEETAH)}
+    assert any(f"The newest comparison, run {run_id}, was of {shown[1]} and {shown[3]}: pick them" in c.value
+               for c in app.caption), [c.value for c in app.caption]
     # a result naming another file as its video: the run's own video is played, never that file
     secret = workspace.root / "secret.mp4"
     secret.write_bytes(b"not for the browser")

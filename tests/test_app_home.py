@@ -237,10 +237,10 @@ def test_a_preparation_says_its_rollouts_before_any_pair_exists(tmp_path, monkey
     assert not at.exception, at.exception
     said = [c.value for c in at.caption]
     assert any(f"(run {run.id}): 3 of 20 episodes done; the pairs and their videos come next" in c for c in said), said
-    ws.store.add_metrics(run.id, 0, {"prepare/videos": 0})  # the rendering has begun
+    ws.store.add_metrics(run.id, 0, {"prepare/videos": 0})  # the rendering has begun: the rollouts are done
     at.run()
-    assert any(c.value.startswith(f"Rolling out the policies and rendering videos in the background (run {run.id}): "
-                                  "0 of ") for c in at.caption), [c.value for c in at.caption]
+    assert any(c.value.startswith(f"Rendering videos in the background (run {run.id}): 0 of ") for c in at.caption), \
+        [c.value for c in at.caption]
     ws.store.update_run(run.id, status="cancelled")
 
 
