@@ -320,7 +320,9 @@ def error_text(run: RunRecord, refusal: str | None = None) -> str | None:
 
 def reap(ws: Workspace, task_id: str | None = None) -> list[int]:
     """Mark every active run whose process is gone as failed (or as it ended, when its process wrote that down but
-    could not record it: the database did not answer); returns their ids."""
+    could not record it: the database did not answer); returns their ids. The jobs this process started that have
+    ended are waited for first (with no run active, one stayed a zombie until another job started)."""
+    _poll_children()
     gone = []
     for run in ws.store.list_runs(task_id, statuses=ACTIVE):
         if not lost(ws, run):

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,20 @@ def test_a_crashing_run_is_failed_with_its_reason(ws):
     run = wait_for(ws, run_id, ("done", "failed"))
     assert run.status == "failed" and "no decided labels" in run.error
     assert "no decided labels" in jobs.log_tail(ws, run_id)
+
+
+def test_a_job_that_ended_is_no_zombie_once_the_pages_reap(ws):
+    """A job's process that ended with no other run active stayed a zombie under the app until another job started:
+    its children were waited for only while some run was active."""
+    from prefine_core.prefine import PrefineConfig
+
+    run = wait_for(ws, jobs.launch(ws, "prefine", CHEETAH, 1, PrefineConfig(select="last").to_dict()), ("failed",))
+    stat = Path(f"/proc/{run.pid}/stat")
+    deadline = time.time() + 60
+    while stat.exists() and stat.read_text().split(") ")[-1][0] != "Z" and time.time() < deadline:
+        time.sleep(0.2)  # its process writes its status, then exits
+    jobs.reap(ws, CHEETAH)
+    assert not stat.exists()
 
 
 def test_cancel_stops_the_process(ws):
