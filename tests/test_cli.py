@@ -3,10 +3,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import make_policy
+from conftest import CHEETAH, make_policy
 from prefine_core.cli import build_parser
 from prefine_core.policy import load_policy
 
@@ -361,3 +362,20 @@ def test_finetune_names_a_saved_state_cut_short_in_its_out_folder(tmp_path, caps
     assert main([*argv, "--json"]) == 2
     said = json.loads(capsys.readouterr().out)["error"]
     assert said.startswith(f"{state} is not a readable trainer state") and "move it away" in said, said
+
+
+def test_studio_cli_reads_relative_paths_from_where_it_is_typed(tmp_path):
+    """``./studio`` works from its checkout, and ``cli`` ran there too: from another folder, ``--policy p.safetensors``
+    was "no file", and a relative ``--out`` or ``PREFINE_WORKSPACE`` landed inside the checkout."""
+    import shutil
+
+    shutil.copyfile(next((Path(ROOT) / "data" / "policies" / CHEETAH).glob("*.safetensors")), tmp_path / "p.safetensors")
+    env = dict(os.environ, PREFINE_WORKSPACE="here", PREFINE_SHIPPED_POLICIES="")
+    env.pop("PREFINE_DB_URL", None)
+    said = subprocess.run([str(Path(ROOT) / "studio"), "cli", "info", "--policy", "p.safetensors"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert said.returncode == 0 and f"task_id: {CHEETAH}" in said.stdout, said.stderr
+    made = subprocess.run([str(Path(ROOT) / "studio"), "cli", "policies", "--json"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 2 and f"the workspace {tmp_path / 'here'} does not exist" in made.stdout, made.stdout
+    assert not (Path(ROOT) / "here").exists()
