@@ -12,7 +12,7 @@ train() {  # task steps penalty name
   [[ -n "$filter" && "$1" != *"$filter"* ]] && return 0
   local out="data/policies/$1/$4.safetensors"
   mkdir -p "data/policies/$1"
-  $py -m prefine_core pretrain --task "$1" --steps "$2" --cost-penalty "$3" --seed 0 --out "$out" --json \
+  $py -m prefine_core pretrain --task "$1" --steps "$2" --cost-penalty "$3" --seed 0 --out "$out" --overwrite --json \
     | $py -c "import json,sys; r=json.load(sys.stdin); r.update(task='$1', name='$4', steps=$2, cost_penalty=$3, command='python -m prefine_core pretrain --task $1 --steps $2 --cost-penalty $3 --seed 0 --out $out'); print(json.dumps(r))" >> "$log"
 }
 train SafetyHalfCheetahVelocity-v1 1000000 0 reference

@@ -279,6 +279,21 @@ def test_pretrain_refuses_an_out_in_a_folder_that_is_not_there_before_training(t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_pretrain_refuses_an_out_that_exists_unless_told_to_overwrite_it(tmp_path, capsys):
+    """It replaced any file at --out without a word, a shipped reference too, which every workspace's clips name."""
+    from prefine_core.cli import main
+
+    out = tmp_path / "reference.safetensors"
+    out.write_bytes(b"kept")
+    assert main(["pretrain", "--task", "SafetyPointCircle1-v0", "--steps", "1", "--out", str(out), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"] == (f"--out {out} exists; give a new path, or add --overwrite "
+                                                            "to replace that file")
+    assert out.read_bytes() == b"kept"
+    assert main(["pretrain", "--task", "SafetyPointCircle1-v0", "--steps", "1", "--out", str(out), "--overwrite",
+                 "--json"]) == 0
+    assert load_policy(out).meta.task_id == "SafetyPointCircle1-v0"
+
+
 def test_every_flag_with_a_default_says_it_in_help_and_says_the_one_it_has():
     """Help showed no default for flags such as ``pairs --seed`` or ``pretrain --snapshot-every``; and a default
     written by hand into a help text can go stale when the code's default changes. Every flag with a default shows

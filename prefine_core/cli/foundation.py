@@ -20,6 +20,8 @@ def _pretrain(args: argparse.Namespace) -> dict:
 
     if not str(args.out).endswith(".safetensors"):
         raise ValueError(f"--out must end in .safetensors, got {args.out}")
+    if args.out.exists() and not args.overwrite:  # a shipped reference, say: every workspace's clips name it
+        raise ValueError(f"--out {args.out} exists; give a new path, or add --overwrite to replace that file")
     config = PPOConfig(
         task_id=args.task, total_steps=args.steps, seed=args.seed, cost_penalty=args.cost_penalty,
         cost_limit=args.cost_limit, snapshot_every=args.snapshot_every,
@@ -54,6 +56,7 @@ def register(command) -> None:
     p.add_argument("--init", type=existing_file, default=None, help="start from this policy (e.g. slow a reference down; default: a new one)")
     p.add_argument("--out", type=output_file, required=True,
                    help="where to write the .safetensors policy, in a folder that exists")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)")
     p.set_defaults(handler=_pretrain)
     _register_policy_commands(command)
 
