@@ -24,6 +24,8 @@ from prefine_core.store import PolicyRecord
 from prefine_core.workspace import Workspace
 
 MAX_UNPACKED = 2 * 1024**3
+#: The largest policy file taken (a network of this app's sizes is a few MB; 2 × 512 units, 1 MB).
+MAX_POLICY_BYTES = 100 * 1024**2
 ACCEPTED = ("zip", "h5", "hdf5", "safetensors")
 _WHAT = "PREFINE Studio imports a .zip it exported, a .hdf5 offline dataset or a .safetensors policy"
 
@@ -73,9 +75,10 @@ def _write_export_zip(ws: Workspace, task_id: str | None, target: BinaryIO, incl
                                   zipfile.ZIP_STORED if path.suffix == ".mp4" else zipfile.ZIP_DEFLATED)
 
 
-def _unpack(data: bytes, target: Path) -> Path:
+def _unpack(data: bytes | Path, target: Path) -> Path:
+    """Unpack the zip ``data`` (its bytes, or its file: read as the archive asks, never whole) into ``target``."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(data if isinstance(data, Path) else io.BytesIO(data))
     except zipfile.BadZipFile:
         raise ValueError(f"the file is not a readable zip archive; {_WHAT}") from None
     with archive:
@@ -141,9 +144,15 @@ def import_policy(ws: Workspace, filename: str, data: bytes, task_id: str) -> st
     return _imported(filename, task_id, *register_policy(ws, filename, data))
 
 
-def import_zip(ws: Workspace, filename: str, data: bytes, restore_deleted: bool = False) -> dict:
-    """Import an export bundle that arrived as a zip (:func:`export_zip`'s download); returns the counts of
-    :func:`prefine_core.exchange.import_bundle`."""
+def too_big_for_a_policy(filename: str, size: int) -> str:
+    """The refusal of a .safetensors file over :data:`MAX_POLICY_BYTES`."""
+    return (f"{filename} is {size / 1024**2:,.0f} MB, more than any policy this app makes (at most "
+            f"{MAX_POLICY_BYTES // 1024**2} MB are taken); give the .safetensors file of a policy")
+
+
+def import_zip(ws: Workspace, filename: str, data: bytes | Path, restore_deleted: bool = False) -> dict:
+    """Import an export bundle that arrived as a zip (:func:`export_zip`'s download; its bytes, or its file); returns
+    the counts of :func:`prefine_core.exchange.import_bundle`."""
     from prefine_core.exchange import import_bundle
 
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
@@ -194,6 +203,8 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str, resto
         raise ValueError(f"{filename} is not a file PREFINE Studio can import; {_WHAT}")
     if not data:
         raise ValueError(f"{filename} is empty; {_WHAT}")
+    if suffix == "safetensors" and len(data) > MAX_POLICY_BYTES:
+        raise ValueError(too_big_for_a_policy(filename, len(data)))
     if suffix == "safetensors":
         return import_policy(ws, filename, data, task_id)
     if suffix == "zip":

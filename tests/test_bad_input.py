@@ -494,6 +494,24 @@ def test_oversize_and_broken_zips_are_refused(ws, monkeypatch):
     assert snapshot(ws) == before
 
 
+def test_cli_import_refuses_a_pipe_a_device_and_oversize_files_without_reading_them_whole(ws, tmp_path):
+    """``import`` read a file whole before looking at it: a pipe named x.zip waited forever for a writer, a .zip link
+    to /dev/zero filled the memory, and 3 GB of zeros named .zip took 20 s and 3 GB to be called not a zip."""
+    from prefine_core import transfer
+
+    before = snapshot(ws)
+    os.mkfifo(tmp_path / "pipe.zip")
+    (tmp_path / "zero.zip").symlink_to("/dev/zero")
+    for name, size in (("zeros.zip", 512 * 1024**2), ("huge.safetensors", transfer.MAX_POLICY_BYTES + 1)):
+        with open(tmp_path / name, "wb") as handle:
+            handle.truncate(size)  # sparse: no disk spent
+    for name, said in (("pipe.zip", "is not a regular file or folder"), ("zero.zip", "is not a regular file or folder"),
+                       ("zeros.zip", "not a readable zip archive"), ("huge.safetensors", "more than any policy")):
+        result = cli("import", tmp_path / name, "--workspace", ws.root)
+        assert result.returncode == 2 and said in result.stderr, (name, result.stderr)
+    assert snapshot(ws) == before
+
+
 def test_upload_size_is_capped_by_the_server():
     """Oversize uploads are stopped by Streamlit's own limit (the browser test uploads past a lowered one)."""
     import tomllib

@@ -187,6 +187,10 @@ def _import(args: argparse.Namespace) -> dict:
     what = "an export folder or .zip, a .safetensors policy, or an .hdf5/.h5 dataset"
     if not path.exists():
         raise ValueError(f"{path} does not exist; give {what}")
+    if not (path.is_dir() or path.is_file()):  # a pipe waited for a writer forever, /dev/zero filled the memory
+        raise ValueError(f"{path} is not a regular file or folder; give {what}")
+    if path.suffix.lower() == ".safetensors" and path.stat().st_size > transfer.MAX_POLICY_BYTES:
+        raise ValueError(transfer.too_big_for_a_policy(path.name, path.stat().st_size))
     suffix = "folder" if path.is_dir() else path.suffix.lower()
     if suffix != "folder" and suffix.lstrip(".") not in transfer.ACCEPTED:  # the Data page's uploader takes the same
         raise ValueError(f"{path} is not a file PREFINE Studio can import; give {what}")
@@ -200,7 +204,7 @@ def _import(args: argparse.Namespace) -> dict:
         if suffix == "folder":
             return {"kind": "bundle", **import_bundle(ws, path, args.restore_deleted)}
         if suffix == ".zip":
-            return {"kind": "bundle", **transfer.import_zip(ws, path.name, path.read_bytes(), args.restore_deleted)}
+            return {"kind": "bundle", **transfer.import_zip(ws, path.name, path, args.restore_deleted)}
         if suffix == ".safetensors":
             policy, added = transfer.register_policy(ws, path.name, path.read_bytes())
             return {"kind": "policy", "policy_id": policy.id, "name": policy.name, "task_id": policy.task_id,
