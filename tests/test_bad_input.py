@@ -727,6 +727,30 @@ def test_an_import_that_fails_unexpectedly_leaves_no_new_workspace(stop, tmp_pat
     assert not (tmp_path / "new").exists()
 
 
+def test_an_import_that_fails_keeps_a_new_workspace_another_command_wrote_to_meanwhile(tmp_path, new_workspace,
+                                                                                        monkeypatch, capsys):
+    """A junk import into a new workspace removed the folder when it failed, with the clips a ``pairs --collect`` into
+    it had saved meanwhile (and said saved)."""
+    from prefine_core import transfer
+    from prefine_core.cli import main
+    from prefine_core.envs import SafetyTask
+    from prefine_core.policy import save_policy
+    from prefine_core.rollout import collect
+    from prefine_core.workspace import Workspace
+
+    def another_command_writes_then_this_one_fails(*_args, **_kwargs):
+        other = Workspace.open(new_workspace)
+        with SafetyTask(CHEETAH) as task:
+            other.store.add_trajectory(collect(make_policy(CHEETAH), task, seed=0, max_steps=5), None, "pool",
+                                       other.trajectories_dir)
+        raise ValueError("not a usable policy")
+
+    monkeypatch.setattr(transfer, "register_policy", another_command_writes_then_this_one_fails)
+    argv = ["import", str(save_policy(make_policy(CHEETAH), tmp_path / "p.safetensors")), "--workspace", str(new_workspace)]
+    assert main(argv) == 2 and "not a usable policy" in capsys.readouterr().err
+    assert Workspace.open(new_workspace).store.counts()["trajectories"] == 1
+
+
 @pytest.mark.parametrize("command", [["info"], ["rollout"], ["pretrain", "--task", HOPPER, "--steps", "1", "--out", "{out}"]],
                          ids=["info", "rollout", "pretrain-init"])
 def test_a_policy_whose_network_does_not_fit_the_task_it_names_is_refused_by_every_command(command, tmp_path, capsys):

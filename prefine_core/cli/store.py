@@ -21,20 +21,23 @@ def _workspace(args: argparse.Namespace, existing: bool = True):
 @contextmanager
 def _new_workspace(args: argparse.Namespace):
     """The workspace of ``--workspace``, made if it is not there (``import``, ``pairs --collect``). One made here (in
-    new folders, or in an empty one) goes again when the command does not finish, whatever stopped it: a junk zip,
-    found out only once read, left a whole empty workspace behind, and so did a policy file that failed with a
-    TypeError. Only a command interrupted (Ctrl-C) once it keeps what it finishes (``args.kept`` says what) leaves it
-    there: clips collected so far are work, and the command said they are kept. The flags are checked before this is
-    entered."""
+    new folders, or in an empty one) goes again when the command does not finish, whatever stopped it, while it holds
+    no work: a junk zip, found out only once read, left a whole empty workspace behind, and so did a policy file that
+    failed with a TypeError. It stays when a command interrupted (Ctrl-C) keeps what it finishes (``args.kept`` says
+    what), and when it holds whole rows of work, this command's (clips collected before an error) or another's (a
+    ``pairs --collect`` into it while an import failed: the import took its clips with it). The flags are checked
+    before this is entered."""
     from prefine_core.workspace import Workspace
 
     root = Workspace.folder(args.workspace)
     missing = [folder for folder in (root, *root.parents) if not folder.exists()]  # innermost first
     empty = root.is_dir() and not any(root.iterdir())  # what it holds after this is the command's
+    ws = None
     try:
-        yield _workspace(args, existing=False)
+        ws = _workspace(args, existing=False)
+        yield ws
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt) and getattr(args, "kept", None):
+        if isinstance(exc, KeyboardInterrupt) and getattr(args, "kept", None) or ws is not None and _holds_work(ws):
             raise
         if missing:
             shutil.rmtree(missing[-1], ignore_errors=True)
@@ -45,6 +48,17 @@ def _new_workspace(args: argparse.Namespace):
                 else:
                     entry.unlink(missing_ok=True)
         raise
+
+
+def _holds_work(ws) -> bool:
+    """Whether a workspace holds anything a command wrote: clips, pairs, runs or a policy not shipped (whole rows; an
+    import that fails writes none). A store that cannot be read is taken to hold some: it is not removed unseen."""
+    try:
+        counts = ws.store.counts()
+        return bool(counts["trajectories"] or counts["pairs"] or ws.store.list_runs(limit=1)
+                    or any(policy.kind == "imported" for policy in ws.store.list_policies()))
+    except Exception:  # noqa: BLE001 (a locked or damaged store: kept, whatever the reason)
+        return True
 
 
 def _task(text: str) -> str:
