@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CHEETAH, HOPPER, make_policy
+from prefine_core.store.engine import sqlite_url
 
 
 def _run(capsys, *argv) -> tuple[int, dict]:
@@ -261,5 +262,11 @@ def test_a_reading_command_makes_no_workspace_where_there_is_none(tmp_path, caps
     typo = tmp_path / "wrokspace" / "a" / "b"
     monkeypatch.setenv("PREFINE_WORKSPACE", str(typo))
     code, out = _run(capsys, "runs")
+    assert code == 2 and out["error"].startswith(f"the workspace {typo} does not exist")
+    assert not (tmp_path / "wrokspace").exists()
+    # with a shared store (PREFINE_DB_URL) the workspace's files are still in its folder: a typo was made, and every
+    # clip it could not find there was passed over ("clip 30 cannot be read"), exit 0
+    monkeypatch.setenv("PREFINE_DB_URL", sqlite_url(tmp_path / "shared.db"))
+    code, out = _run(capsys, "label-synthetic", "--workspace", str(typo), "--task", CHEETAH)
     assert code == 2 and out["error"].startswith(f"the workspace {typo} does not exist")
     assert not (tmp_path / "wrokspace").exists()

@@ -194,7 +194,8 @@ def open_workspace(folder: str | None, existing: bool = True):
     if not there.is_dir():                                                  # "[Errno 20] Not a directory"
         raise ValueError(f"the workspace {folder or root} {'is' if there == root else 'lies in'} a file "
                          f"({there}); a workspace is a folder")
-    if existing and not os.environ.get("PREFINE_DB_URL") and not (root / "prefine.db").is_file():
+    shared_store = bool(os.environ.get("PREFINE_DB_URL"))  # the store is elsewhere, the workspace's files here
+    if existing and (not root.exists() or not shared_store and not (root / "prefine.db").is_file()):
         said = ("does not exist" if not root.exists() else
                 "holds a folder named prefine.db where its store should be" if (root / "prefine.db").is_dir() else
                 "holds no PREFINE store (no prefine.db in it)")
