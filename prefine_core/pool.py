@@ -19,6 +19,7 @@ import pandas as pd
 
 from prefine_core import queries
 from prefine_core.store import MAX_TEMPERATURE, POLICY_KINDS, PolicyRecord, Store, TrajectoryRecord
+from prefine_core.store.api import POOL_LOCK
 from prefine_core.workspace import Workspace
 
 #: Strategies score all pairs of candidates; a larger pool is subsampled (seeded) to this many clips.
@@ -116,8 +117,11 @@ def collect_pool(ws: Workspace, config: PoolConfig, on_progress=None) -> list[in
             episode = collect(loaded[source.policy.path], task, seed=seed, deterministic=source.temperature == 0,
                               temperature=source.temperature or 1.0, max_steps=config.max_steps)
             with ws.store.batch() as batch:
-                added += [batch.add_trajectory(clip, source.policy.id, source.name, ws.trajectories_dir,
-                                               temperature=source.temperature) for clip in clips(episode, config.clip_length)]
+                batch.one_at_a_time(POOL_LOCK)
+                if not batch.has_clips(config.task_id, source.name, seed):  # collected by another command meanwhile
+                    added += [batch.add_trajectory(clip, source.policy.id, source.name, ws.trajectories_dir,
+                                                   temperature=source.temperature)
+                              for clip in clips(episode, config.clip_length)]
             if on_progress:
                 on_progress(done + 1, len(todo))
     return added
@@ -192,4 +196,7 @@ def generate_pairs(store: Store, task_id: str, n: int, strategy: str = "random",
                 raise ValueError(f"no new reference and {tuned[0].name!r} clips share a seed and window: collect the "
                                  f"pool again (pairs --collect) so the fine-tuned policy is rolled out on the same seeds")
     with store.batch() as batch:
-        return [batch.add_pair(p.left_id, p.right_id, strategy, p.score, p.reason) for p in proposals]
+        batch.one_at_a_time(POOL_LOCK)
+        here = batch.pair_keys(task_id)  # with those another command added since this one chose
+        return [batch.add_pair(p.left_id, p.right_id, strategy, p.score, p.reason) for p in proposals
+                if queries._key(p.left_id, p.right_id) not in here]

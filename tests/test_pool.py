@@ -203,3 +203,35 @@ def test_a_clip_is_rendered_once_as_its_own_video_and_a_dataset_clip_is_refused(
     with pytest.raises(ValueError, match=f"clip {clip} comes from dsrl, an imported dataset"):
         pair_videos.render_clip(ws, clip)
     assert ws.store.trajectory_record(clip).video_path is None
+
+
+def test_clips_and_pairs_another_command_added_meanwhile_are_not_added_again(pool_ws, monkeypatch):
+    """Two ``pairs --collect`` at once each rolled out and stored what neither had found in the store (38 clips where
+    16 were due, and a pair of a clip with its own twin); three ``pairs --n 200`` stored each pair two or three times.
+    What another command added between this one's look at the store and its write is not added again."""
+    from prefine_core import pool, queries, rollout
+
+    ws, config = pool_ws
+    more = pool.PoolConfig(CHEETAH, seeds=(2,), reference_temperatures=(0.0, 1.0), clip_length=40, max_steps=100)
+    real_collect, real_random = rollout.collect, queries.random_pairs
+
+    def collect_while_another_command_collects(*args, **kwargs):
+        monkeypatch.setattr(rollout, "collect", real_collect)
+        pool.collect_pool(ws, more)  # the other command, start to end
+        return real_collect(*args, **kwargs)
+
+    monkeypatch.setattr(rollout, "collect", collect_while_another_command_collects)
+    assert pool.collect_pool(ws, more) == []
+    records = ws.store.list_trajectories(CHEETAH)
+    assert len(records) == 18 and len({(r.source, r.seed, r.start) for r in records}) == 18
+
+    def choose_while_another_command_stores_the_same(*args, **kwargs):
+        proposals = real_random(*args, **kwargs)
+        for p in proposals[:3]:
+            ws.store.add_pair(p.left_id, p.right_id, "random", p.score, "the other command")
+        return proposals
+
+    monkeypatch.setattr(queries, "random_pairs", choose_while_another_command_stores_the_same)
+    assert len(pool.generate_pairs(ws.store, CHEETAH, 5, seed=7)) == 2
+    keys = [queries._key(p.left_id, p.right_id) for p in ws.store.list_pairs(CHEETAH)]
+    assert len(keys) == 5 and len(set(keys)) == 5

@@ -122,8 +122,9 @@ def _insert(conn: Connection, table):
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
-#: PostgreSQL advisory lock keys (:meth:`_Writer.one_at_a_time`): handing out pairs, and importing an export.
-SERVING_LOCK, IMPORT_LOCK = 72_410_002, 72_410_003
+#: PostgreSQL advisory lock keys (:meth:`_Writer.one_at_a_time`): handing out pairs, importing an export, and adding
+#: to a task's pool or its pairs (two ``pairs`` commands at once each added what the other was adding).
+SERVING_LOCK, IMPORT_LOCK, POOL_LOCK = 72_410_002, 72_410_003, 72_410_004
 
 
 class _Writer:
@@ -138,6 +139,18 @@ class _Writer:
         write transaction begins IMMEDIATE); on PostgreSQL an advisory lock, released at commit."""
         if self.conn.dialect.name == "postgresql":
             self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(key)})")
+
+    def has_clips(self, task_id: str, source: str, seed: int) -> bool:
+        """Whether ``task_id``'s pool holds clips of ``source`` on ``seed``."""
+        T = S.trajectories
+        return self.conn.execute(select(T.c.id).where(T.c.task_id == task_id, T.c.source == source, T.c.seed == seed)
+                                 .limit(1)).first() is not None
+
+    def pair_keys(self, task_id: str) -> set[tuple[int, int]]:
+        """The task's pairs as (smaller clip id, larger clip id), whichever side each clip is on."""
+        P = S.pairs
+        rows = self.conn.execute(select(P.c.left_id, P.c.right_id).where(P.c.task_id == task_id))
+        return {(min(left, right), max(left, right)) for left, right in rows}
 
     def ensure_task(self, task_id: str) -> str:
         task_id = _text("task_id", task_id, 128)
