@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -427,23 +431,38 @@ def test_a_workspace_flag_that_names_no_folder_is_refused_by_name(command, works
     assert not (tmp_path / "default").exists() and (tmp_path / "a-file").read_text() == "not a folder"
 
 
-def test_a_kill_after_a_command_has_said_its_result_does_not_turn_it_into_a_failure(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_kill_after_a_command_has_said_its_result_does_not_turn_it_into_a_failure(signum, tmp_path):
     """A SIGTERM that came once `pairs --collect` had finished and printed its whole result ended the process with
     143 and no word (it came during the interpreter's teardown, 0.7 s with torch loaded), so a script took a finished
-    command for a failed one. The kill is ignored from the moment the result is being said."""
-    import signal
-    import subprocess
-    import sys
-
+    command for a failed one; a Ctrl-C then ended it with 130 and no word, or with a KeyboardInterrupt traceback. Both
+    are ignored from the moment the result is being said."""
     child = subprocess.Popen([sys.executable, "-m", "prefine_core", "pairs", "--collect", "--task", CHEETAH,
                               "--seeds", "0", "--max-steps", "30", "--n", "2", "--workspace", str(tmp_path / "ws")],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "MUJOCO_GL": "egl"})  # the shipped reference rolls out
     said = []
     for line in child.stdout:  # the result's last line, and at once the kill
         said.append(line)
         if line.startswith("counts:"):
-            child.send_signal(signal.SIGTERM)
+            child.send_signal(signum)
             break
-    said += child.stdout.readlines()
-    assert child.wait(timeout=120) == 0 and said[0].startswith("workspace:") and said[-1].startswith("counts:")
+    rest, err = child.communicate(timeout=120)
+    said += rest.splitlines(keepends=True)
+    assert child.returncode == 0 and "Traceback" not in err, err
+    assert said[0].startswith("workspace:") and said[-1].startswith("counts:")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_stop_while_the_parser_imports_torch_is_one_line_and_exit_130(signum, tmp_path):
+    """A Ctrl-C in a command's first 2.5 s, while its parser imports torch, printed a KeyboardInterrupt traceback; a
+    kill then ended it unsaid (SIGTERM's handler was set only once the command line was read)."""
+    child = subprocess.Popen([sys.executable, "-m", "prefine_core", "runs", "--workspace", str(tmp_path), "--json"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and "libtorch" not in Path(f"/proc/{child.pid}/maps").read_text():
+        time.sleep(0.01)  # torch's libraries are mapped: the parser is being built
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=120)
+    said = "interrupted before the command began; nothing was done"
+    assert (child.returncode, err, json.loads(out)) == (130, f"error: {said}\n", {"error": said})
