@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from conftest import CHEETAH, make_policy
 from prefine_core.cli import main
+from test_faults import short_lock_timeouts  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -466,3 +468,59 @@ def test_a_stop_while_the_parser_imports_torch_is_one_line_and_exit_130(signum, 
     out, err = child.communicate(timeout=120)
     said = "interrupted before the command began; nothing was done"
     assert (child.returncode, err, json.loads(out)) == (130, f"error: {said}\n", {"error": said})
+
+
+@pytest.mark.parametrize("url, said", [
+    ("postgresql+psycopg://u:s3cret-pw@127.0.0.1:1/db", "the database is unreachable (connection failed: connection to "
+     'server at "127.0.0.1", port 1 failed: Connection refused); what it was writing at that moment was undone: check '
+     "that its server is running and that PREFINE_DB_URL names it (host, port, database, user), then run the command "
+     "again"),
+    ("postgresql+psycopg2://u:s3cret-pw@127.0.0.1:1/db", "the database URL postgresql+psycopg2://u:***@127.0.0.1:1/db "
+     "asks for the driver postgresql+psycopg2, which is not installed here: give "
+     "postgresql+psycopg://USER@HOST/DATABASE (the driver requirements.txt installs) or sqlite:///PATH"),
+    ("postgresql+psycopg://u:s3cret-pw@[::1/db", "the database URL (PREFINE_DB_URL) has a host and port that cannot be "
+     "read: write HOST:PORT with a port of digits, an IPv6 address in brackets ([::1]:5432)"),
+], ids=["unreachable", "driver-not-installed", "host-unreadable"])
+def test_a_database_that_cannot_be_reached_is_said_in_one_line_without_its_password(url, said, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """Each was a traceback and exit 1 (the host as "invalid literal for int() with base 10", exit 2)."""
+    monkeypatch.setenv("PREFINE_DB_URL", url)
+    assert _refused(capsys, ["runs", "--workspace", str(tmp_path)]) == said
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("part, said", [("database", 'database "no_such_db" does not exist'),
+                                        ("username", 'role "no_such_db" does not exist')])
+def test_a_postgres_database_or_role_that_is_not_there_is_said_in_one_line(part, said, tmp_path, capsys, monkeypatch):
+    from sqlalchemy.engine import make_url
+    from store_backends import _pg_base_url
+
+    url = make_url(_pg_base_url()).set(**{part: "no_such_db", "password": "s3cret-pw"})
+    monkeypatch.setenv("PREFINE_DB_URL", url.render_as_string(hide_password=False))
+    refusal = _refused(capsys, ["runs", "--workspace", str(tmp_path)])
+    assert refusal.startswith("the database is unreachable (connection failed: ") and said in refusal, refusal
+    assert "s3cret-pw" not in refusal
+
+
+def test_a_store_locked_past_the_retries_is_said_in_one_line_and_nothing_is_written(tmp_path, capsys, monkeypatch,
+                                                                                    short_lock_timeouts):
+    """Another connection holding SQLite's write lock past the store's retries gave an OperationalError traceback."""
+    from test_faults import hold_sqlite_write_lock, small_store
+
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    small_store(ws)
+    ready, release = threading.Event(), threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", ready, release)
+    ready.wait()
+    try:
+        said = _refused(capsys, ["label-synthetic", "--workspace", str(ws.root)])
+    finally:
+        release.set()
+        holder.join()
+    assert said == ("the database is busy (database is locked); what it was writing at that moment was undone: another "
+                    "program holds its write lock (the app, another command, a backup): run the command again once it "
+                    "has finished")
+    assert ws.store.label_history() == []

@@ -141,13 +141,39 @@ def _kept(args: argparse.Namespace) -> str:
         return UNDONE
 
 
+def _database_outage(exc: Exception) -> tuple[str, str] | None:
+    """A database that stayed locked or unreachable through the store's retries, or that refused to be opened (no
+    such database or role, a wrong port): what it said and what to do, as a refusal; None for any other error.
+    Each was a SQLAlchemy traceback, exit 1."""
+    from sqlalchemy.exc import OperationalError
+
+    from prefine_core.store.engine import outage_reason
+
+    if not isinstance(exc, OperationalError):
+        return None
+    reason = outage_reason(exc)
+    if type(exc.orig).__module__ != "sqlite3":
+        return (f"the database is unreachable ({reason})", "check that its server is running and that PREFINE_DB_URL "
+                "names it (host, port, database, user), then run the command again")
+    if any(word in reason for word in ("locked", "busy")):
+        return (f"the database is busy ({reason})", "another program holds its write lock (the app, another command, "
+                "a backup): run the command again once it has finished")
+    return (f"the store cannot be opened or written ({reason})", "check that the workspace folder and its prefine.db "
+            "can be written, then run the command again")
+
+
 def _why_stopped(args: argparse.Namespace, exc: BaseException) -> tuple[str, int] | None:
     """What a command that raised ``exc`` says and its exit status: an interrupt (130), bad input or a file that
-    cannot be read or written (2); None for any other error, a bug whose traceback is wanted."""
+    cannot be read or written (2), a database that does not answer (2); None for any other error, a bug whose
+    traceback is wanted."""
     if isinstance(exc, KeyboardInterrupt):
         return f"interrupted; {_kept(args)}", 130
     if isinstance(exc, (ValueError, OSError)):
         return str(exc), 2
+    outage = _database_outage(exc)
+    if outage is not None:
+        problem, advice = outage
+        return f"{problem}; {_kept(args)}: {advice}", 2
     return None
 
 
