@@ -161,6 +161,22 @@ def test_cli_runs_lists_every_kind_and_cancels_one(tmp_path, capsys, monkeypatch
     assert code == 2 and out["error"] == f"run {tune} is failed; only queued or running runs can be cancelled"
 
 
+def test_runs_refuses_cancel_and_resume_together_before_either_acts(tmp_path, capsys, monkeypatch):
+    """`runs --cancel 1 --resume 1` cancelled the run, then refused the resume (or resumed it: a queued run), and said
+    only that."""
+    from prefine_core.cli import main
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    run = ws.store.create_run(CHEETAH, None, "prefine", {"steps": 10})
+    with pytest.raises(SystemExit) as refused:
+        main(["runs", "--workspace", str(ws.root), "--cancel", str(run), "--resume", str(run), "--json"])
+    said = json.loads(capsys.readouterr().out)["error"]
+    assert refused.value.code == 2 and said.endswith("argument --resume: not allowed with argument --cancel"), said
+    assert ws.store.get_run(run).status == "queued"
+
+
 def test_agreement_sets_people_per_pair_as_the_data_page_does(tmp_path, capsys, monkeypatch):
     from prefine_core import labelling
     from prefine_core.workspace import Workspace

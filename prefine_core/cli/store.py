@@ -380,9 +380,10 @@ def register(command) -> None:
     p = with_workspace(command("runs", "list the background runs (fine-tunes, comparisons, pair preparation, video "
                                        "rendering); cancel or resume one"))
     p.add_argument("--task", type=_task, default=None, help="only this task's runs")
-    p.add_argument("--cancel", type=positive_int, default=None, metavar="RUN_ID", help="ask this run to stop")
-    p.add_argument("--resume", type=positive_int, default=None, metavar="RUN_ID",
-                   help="start a failed or cancelled run again from its last checkpoint")
+    act = p.add_mutually_exclusive_group()  # both did both, and a refusal of the second came after the first acted
+    act.add_argument("--cancel", type=positive_int, default=None, metavar="RUN_ID", help="ask this run to stop")
+    act.add_argument("--resume", type=positive_int, default=None, metavar="RUN_ID",
+                     help="start a failed or cancelled run again from its last checkpoint")
     p.set_defaults(handler=_runs)
 
     p = with_workspace(command("policies", "list the registered policies; --delete one that nothing uses (a wrong "
