@@ -524,3 +524,47 @@ def test_a_store_locked_past_the_retries_is_said_in_one_line_and_nothing_is_writ
                     "program holds its write lock (the app, another command, a backup): run the command again once it "
                     "has finished")
     assert ws.store.label_history() == []
+
+
+def _config(path: Path, text: str | bytes) -> str:
+    """A ``--config`` file holding ``text``; its path, for the command line."""
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["pairs", "--task", "T" * 100_000], "argument --task: unknown task id 'TTTT"),
+    (["finetune", "--policy", "{policy}", "--select", "s" * 100_000], "argument --select: invalid choice: 'ssss"),
+    (["info", "--policy", "{tmp}/" + "p" * 100_000], "File name too long"),  # was an OSError traceback
+    (["runs", "--workspace", "{tmp}/" + "w" * 100_000], "File name too long"),
+    (["finetune", "--policy", "{policy}", "--config", "{unknown_keys}"], "unknown config fields ['k0', 'k1', "),
+    (["finetune", "--policy", "{policy}", "--config", "{steps_list}"], "steps must be a whole number, got [1, 1, "),
+], ids=["task", "choice", "file-name", "workspace-name", "config-keys", "config-value"])
+def test_a_refusal_quotes_a_short_part_of_a_long_value(argv, said, policy_file, tmp_path, capsys):
+    """A 100 KB --task was said whole; a config of 2 million unknown keys made a 22.9 MB line, one holding a list of
+    3 million steps 9 MB. A refusal now quotes about 80 characters of a value, with "..."."""
+    files = {"policy": policy_file, "tmp": tmp_path,
+             "unknown_keys": _config(tmp_path / "keys.json", json.dumps({f"k{i}": 1 for i in range(50_000)})),
+             "steps_list": _config(tmp_path / "steps.json", json.dumps({"steps": [1] * 100_000}))}
+    refusal = _refused(capsys, [arg.format(**files) for arg in argv])
+    assert said in refusal and "..." in refusal and len(refusal) < 400, refusal
+
+
+def test_a_config_file_over_1_mb_is_refused_by_name_before_it_is_read_whole(policy_file, tmp_path, capsys):
+    config = _config(tmp_path / "big.json", json.dumps({"steps": [1] * 400_000}))
+    said = _refused(capsys, ["finetune", "--policy", str(policy_file), "--pairs-from-teacher", "4", "--config", config])
+    assert said == f"--config {config}: the file is larger than 1 MB; a PREFINE config is about 1 KB of JSON"
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read_and_one_giving_a_key_twice_is_refused(policy_file, tmp_path,
+                                                                                             capsys):
+    """A config saved with a UTF-8 byte order mark (a Windows editor's) was refused as not JSON; one giving "steps"
+    twice was taken with its last value, unsaid."""
+    from prefine_core.cli import build_parser
+    from prefine_core.cli.finetune import bench_config
+
+    marked = _config(tmp_path / "marked.json", b"\xef\xbb\xbf" + json.dumps({"steps": 7}).encode())
+    assert bench_config(build_parser().parse_args(["bench", "--task", CHEETAH, "--config", marked])).finetune.steps == 7
+    twice = _config(tmp_path / "twice.json", '{"steps": 10, "beta": 0.1, "steps": 20}')
+    said = _refused(capsys, ["finetune", "--policy", str(policy_file), "--pairs-from-teacher", "4", "--config", twice])
+    assert said == f"--config {twice}: config gives the key 'steps' twice; give it once"

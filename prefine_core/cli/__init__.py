@@ -21,6 +21,7 @@ import sys
 import threading
 
 from prefine_core.cli.text import human_lines
+from prefine_core.entry import quoted
 
 _AREAS = ("foundation", "store", "finetune")
 
@@ -49,6 +50,13 @@ class _Parser(argparse.ArgumentParser):
         # no abbreviated flags: `--js` read as --json by argparse was not --json where refusals are said as JSON, and
         # a flag added later would silently change what an abbreviation in someone's script means
         super().__init__(*args, **{"allow_abbrev": False, "formatter_class": _HelpWithDefaults, **kwargs})
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        """argparse's refusal of a value that is not one of a flag's choices, quoting at most ~80 characters of it
+        (argparse quoted all of it)."""
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {quoted(value)} (choose from {choices})")
 
     def error(self, message: str):
         """One line on stderr (argparse's own printed the whole usage first: 36 lines for ``finetune``), and with
@@ -162,6 +170,15 @@ def _database_outage(exc: Exception) -> tuple[str, str] | None:
             "can be written, then run the command again")
 
 
+def _said(exc: Exception) -> str:
+    """``exc``'s message, a file name the system quotes in it cut short: a 100 KB ``--workspace`` was said whole
+    ("[Errno 36] File name too long: '…'")."""
+    if not isinstance(exc, OSError) or exc.errno is None or exc.filename is None:
+        return str(exc)
+    names = " -> ".join(quoted(name) for name in (exc.filename, exc.filename2) if name is not None)
+    return f"[Errno {exc.errno}] {exc.strerror}: {names}"
+
+
 def _why_stopped(args: argparse.Namespace, exc: BaseException) -> tuple[str, int] | None:
     """What a command that raised ``exc`` says and its exit status: an interrupt (130), bad input or a file that
     cannot be read or written (2), a database that does not answer (2); None for any other error, a bug whose
@@ -169,7 +186,7 @@ def _why_stopped(args: argparse.Namespace, exc: BaseException) -> tuple[str, int
     if isinstance(exc, KeyboardInterrupt):
         return f"interrupted; {_kept(args)}", 130
     if isinstance(exc, (ValueError, OSError)):
-        return str(exc), 2
+        return _said(exc), 2
     outage = _database_outage(exc)
     if outage is not None:
         problem, advice = outage

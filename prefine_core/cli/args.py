@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from prefine_core.entry import quoted
 from prefine_core.envs import MAX_SEED
 
 #: A frame smaller than this has no room for the overlay's "COST" badge (render.annotate).
@@ -22,7 +23,7 @@ def _ascii(text: str) -> str:
     """Python reads other scripts' digits as numbers too (``int("٣")`` is 3), and digits grouped by underscores
     (``1_000``); a number on the command line is written with 0-9."""
     if not text.isascii() or "_" in text:
-        raise argparse.ArgumentTypeError(f"expected digits 0-9, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected digits 0-9, got {quoted(text)}")
     return text
 
 
@@ -31,7 +32,7 @@ def whole_number(text: str) -> int:
     try:
         return int(_ascii(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {quoted(text)}") from None
 
 
 def _whole_number(text: str, low: int, high: int | None = None) -> int:
@@ -72,7 +73,7 @@ def number(text: str) -> float:
     try:
         return float(_ascii(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {quoted(text)}") from None
 
 
 def _finite_number(text: str, positive: bool) -> float:
@@ -115,14 +116,25 @@ def synthetic_name(text: str) -> str:
     from prefine_core.teachers import SYNTHETIC_PREFIX, is_synthetic
 
     if not is_synthetic(text):
-        raise argparse.ArgumentTypeError(f"{text!r} does not start with '{SYNTHETIC_PREFIX}', as the simulated "
+        raise argparse.ArgumentTypeError(f"{quoted(text)} does not start with '{SYNTHETIC_PREFIX}', as the simulated "
                                          "labeller's names do, so that Agreement tells it from people (e.g. "
                                          f"{SYNTHETIC_PREFIX}-noisy)")
     return text.strip()
 
 
-def existing_file(text: str) -> Path:
+def _looked_up(text: str) -> Path:
+    """``text`` as a path the system can look up: a name longer than it takes raised "File name too long" out of
+    the parser, a traceback."""
     path = Path(text)
+    try:
+        path.exists()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{quoted(text)}: {exc.strerror}") from None
+    return path
+
+
+def existing_file(text: str) -> Path:
+    path = _looked_up(text)
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no file at {text}")
     return path
@@ -130,7 +142,7 @@ def existing_file(text: str) -> Path:
 
 def file_to_write(text: str) -> Path:
     """A file to be written in a folder that exists: a mistyped folder is refused, never made."""
-    path = Path(text)
+    path = _looked_up(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {text} in (make it first, or check the path)")
     return path

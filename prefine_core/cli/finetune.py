@@ -22,11 +22,27 @@ _TYPES = {"int": whole_number, "float": number, "str": str}  # as every other fl
 MAX_TEACHER_PAIRS = 2_000
 
 
-def _config_from_args(args: argparse.Namespace) -> PrefineConfig:
+#: The largest ``--config`` file read: a whole PrefineConfig is about 1 KB of JSON (one of 2 million unknown keys was
+#: read whole, and its error said every key).
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _config_file(path: Path) -> PrefineConfig:
+    """The PrefineConfig a ``--config`` file holds (``finetune``, ``bench``), refused under the flag's name. Read as
+    bytes, so that a UTF-8 byte order mark (a Windows editor's) is taken; read as text, it was refused."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"--config {path}: the file is larger than {MAX_CONFIG_BYTES // 1_000_000} MB; a PREFINE "
+                         "config is about 1 KB of JSON")
     try:
-        data = PrefineConfig.from_json(Path(args.config).read_text()).to_dict() if args.config else {}
+        return PrefineConfig.from_json(data)
     except ValueError as exc:
-        raise ValueError(f"--config {args.config}: {exc}") from None
+        raise ValueError(f"--config {path}: {exc}") from None
+
+
+def _config_from_args(args: argparse.Namespace) -> PrefineConfig:
+    data = _config_file(args.config).to_dict() if args.config else {}
     given = [f["name"] for f in config_fields() if getattr(args, f["name"]) is not None]
     data.update({name: getattr(args, name) for name in given})
     try:
@@ -177,10 +193,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     if args.config:
         if args.quick:
             raise ValueError("--config sets the fine-tune of a full benchmark; --quick has its own tiny one")
-        try:
-            kw["finetune"] = PrefineConfig.from_json(Path(args.config).read_text())
-        except ValueError as exc:  # said under the file, as finetune's --config
-            raise ValueError(f"--config {args.config}: {exc}") from None
+        kw["finetune"] = _config_file(args.config)
     if args.quick:
         return BenchConfig.quick(args.task, methods=tuple(args.methods), top_methods=tuple(args.top_methods), **kw)
     budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)

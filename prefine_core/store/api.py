@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from prefine_core.entry import counted, is_finite_number, is_printable
+from prefine_core.entry import counted, is_finite_number, is_printable, quoted
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
 from prefine_core.store.paths import PATH_FIELDS, FilePaths
@@ -64,12 +64,12 @@ def _receipt(result) -> dict:
 
 def _text(field: str, value, max_len: int) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+        raise ValueError(f"{field} must be a non-empty string, got {quoted(value)}")
     value = value.strip()
     if len(value) > max_len:
         raise ValueError(f"{field} is {len(value)} characters long, at most {max_len} allowed: {value[:40]!r}…")
     if not is_printable(value):
-        raise ValueError(f"{field} holds control characters: {value!r}")
+        raise ValueError(f"{field} holds control characters: {quoted(value)}")
     return value
 
 
