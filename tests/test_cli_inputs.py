@@ -282,6 +282,8 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
     ("--myopic-discount", "1.5", "a number above 0 and at most 1, got 1.5"),
     ("--mistake-rate", "nan", "a number from 0 to 1, got nan"),
     ("--skip-rate", "2", "a number from 0 to 1, got 2"),
+    # a count validated as an id: "overlap 99999999999999999999 does not exist (ids stop at …)"
+    ("--overlap", "99999999999999999999", "a whole number from 1 to 1000000, got 99999999999999999999"),
 ])
 def test_teacher_flags_out_of_range_are_refused_by_the_flags_name(flag, value, expected, tmp_path, capsys):
     said = _refused(capsys, ["label-synthetic", "--workspace", str(tmp_path / "ws"), "--task", CHEETAH, flag, value])

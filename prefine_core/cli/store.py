@@ -59,6 +59,9 @@ def _task(text: str) -> str:
 #: The fastest video frame rate ``pairs --fps`` makes (a video player shows no more).
 MAX_FPS = 120
 
+#: ``label-synthetic --overlap`` that labels every pair: more annotators than any pair has.
+EVERY_PAIR = 1_000_000
+
 #: The most pairs one ``pairs`` command adds (each wants a video and a person's time; 10 000 is weeks of labelling).
 MAX_NEW_PAIRS = 10_000
 
@@ -222,10 +225,7 @@ def _agreement(args: argparse.Namespace) -> dict:
     if args.people_per_pair is not None:
         if args.task is None:
             raise ValueError("--people-per-pair needs --task (each task has its own)")
-        try:
-            result["set"] = set_people_per_pair(ws.store, args.task, args.people_per_pair)  # the Data page's own check
-        except ValueError as exc:  # it names the Data page's field ("People per pair …"); here the flag was typed
-            raise ValueError(f"--people-per-pair: {exc}") from None
+        result["set"] = set_people_per_pair(ws.store, args.task, args.people_per_pair)
     if args.task is not None:
         result["people_per_pair"] = ws.store.task_overlap(args.task)
     return {**result, **report(ws.store, args.task, SyntheticTeacher(TeacherConfig(equal_margin=args.equal_margin)))}
@@ -314,6 +314,7 @@ def register(command) -> None:
         return p
 
     from prefine_core.queries import STRATEGIES
+    from prefine_core.store.api import MAX_OVERLAP
 
     p = with_workspace(command("pairs", "collect the behaviour pool, choose pairs to label, render their videos"))
     p.add_argument("--task", type=_task, help="Safety-Gymnasium task id (required, except with --render-only)")
@@ -344,8 +345,8 @@ def register(command) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many labels (default: every open pair)")
     p.add_argument("--name", type=synthetic_name, default="synthetic-teacher",
                    help="annotator name, starting with 'synthetic' (default synthetic-teacher)")
-    p.add_argument("--overlap", type=positive_int, default=1_000_000,
-                   help="skip pairs already labelled by this many others (default: label every pair)")
+    p.add_argument("--overlap", type=whole_number_between(1, EVERY_PAIR), default=EVERY_PAIR,
+                   help=f"skip pairs already labelled by this many others, 1 to {EVERY_PAIR} (default: label every pair)")
     p.add_argument("--mistake-rate", type=number_between(0, 1), default=0.0, help="probability of swapping an answer")
     p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="difference of the two clips' total costs judged \"equal\"")
     p.add_argument("--skip-rate", type=number_between(0, 1), default=0.0, help="probability of answering cant_tell")
@@ -398,9 +399,9 @@ def register(command) -> None:
                                             "--people-per-pair sets how many annotators each pair goes to"))
     p.add_argument("--task", type=_task, default=None, help="only this task (and its people per pair)")
     p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="difference of the two clips' total costs the truth calls \"equal\"")
-    p.add_argument("--people-per-pair", default=None, metavar="N",
-                   help="hand each pair of --task to N annotators from now on (1 to 10; 2 or more for agreement "
-                        "between people), as the Data page's Agreement tab")
+    p.add_argument("--people-per-pair", type=whole_number_between(1, MAX_OVERLAP), default=None, metavar="N",
+                   help=f"hand each pair of --task to N annotators from now on (1 to {MAX_OVERLAP}; 2 or more for "
+                        "agreement between people), as the Data page's Agreement tab")
     p.set_defaults(handler=_agreement)
 
     p = with_workspace(command("checkpoints", "a fine-tune run's checkpoints (validation return, cost, safety, the "
