@@ -570,3 +570,17 @@ def test_a_config_file_with_a_byte_order_mark_is_read_and_one_giving_a_key_twice
     twice = _config(tmp_path / "twice.json", '{"steps": 10, "beta": 0.1, "steps": 20}')
     said = _refused(capsys, ["finetune", "--policy", str(policy_file), "--pairs-from-teacher", "4", "--config", twice])
     assert said == f"--config {twice}: config gives the key 'steps' twice; give it once"
+
+
+@pytest.mark.parametrize("argv", [["finetune", "--policy", "{policy}", "--pairs-from-teacher", "4", "--out", ""],
+                                  ["export", "--workspace", "{tmp}/ws", "--out", ""]], ids=["finetune", "export"])
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(argv, policy_file, tmp_path, capsys, monkeypatch):
+    """`finetune --out ''` wrote its run in the current folder, or resumed one there; `export --out ''` exported into it."""
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    Workspace.open(tmp_path / "ws", shipped=None)
+    monkeypatch.chdir(tmp_path)
+    said = _refused(capsys, [arg.format(policy=policy_file, tmp=tmp_path) for arg in argv])
+    assert said.endswith("argument --out: is empty, which would be the current folder: give a path"), said
+

@@ -122,9 +122,12 @@ def synthetic_name(text: str) -> str:
     return text.strip()
 
 
-def _looked_up(text: str) -> Path:
-    """``text`` as a path the system can look up: a name longer than it takes raised "File name too long" out of
-    the parser, a traceback."""
+def given_path(text: str) -> Path:
+    """``text`` as a path the system can look up. An empty one is refused: it named the current folder, unsaid
+    (``finetune --out ''`` resumed a run there, or wrote one); and a name longer than the system takes raised "File name
+    too long" out of the parser, a traceback."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty, which would be the current folder: give a path")
     path = Path(text)
     try:
         path.exists()
@@ -134,7 +137,7 @@ def _looked_up(text: str) -> Path:
 
 
 def existing_file(text: str) -> Path:
-    path = _looked_up(text)
+    path = given_path(text)
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no file at {text}")
     return path
@@ -142,7 +145,7 @@ def existing_file(text: str) -> Path:
 
 def file_to_write(text: str) -> Path:
     """A file to be written in a folder that exists: a mistyped folder is refused, never made."""
-    path = _looked_up(text)
+    path = given_path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {text} in (make it first, or check the path)")
     return path

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from prefine_core.baselines import METHODS
 from prefine_core.bench import BenchConfig
-from prefine_core.cli.args import (Progress, existing_file, folder_to_write, non_negative_int, number, open_workspace,
-                                    positive_float, positive_int, whole_number, whole_number_between)
+from prefine_core.cli.args import (Progress, existing_file, folder_to_write, given_path, non_negative_int, number,
+                                    open_workspace, positive_float, positive_int, whole_number, whole_number_between)
 from prefine_core.prefine import PrefineConfig, config_fields
 
 _TYPES = {"int": whole_number, "float": number, "str": str}  # as every other flag reads them (no "٣", no "1_000")
@@ -63,7 +63,7 @@ def _teacher_pairs(reference, task_id: str, n: int, seed: int) -> list:
     return label_pairs(benchmark_pool(reference, behaviours, bench), n, seed)
 
 
-def _check_out(out: str | None) -> None:
+def _check_out(out: Path | None) -> None:
     """Refuse an ``--out`` the run would write over: a file, or a folder holding other things than a run of this
     command (its files would be overwritten: a config.json and a policy.safetensors of the user's own, say). A run
     folder is known by the trainer state it resumes from (state.json, or bc_stage/state.json while a ``start="bc"``
@@ -231,7 +231,8 @@ def register(command) -> None:
                         help=f"label N pool pairs with the synthetic teacher (no store needed; 1 to "
                              f"{MAX_TEACHER_PAIRS})")
     p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
-    p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
+    p.add_argument("--out", type=given_path,
+                   help="run folder (default: a new temporary folder); an unfinished run there resumes")
     p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes")
     p.add_argument("--deterministic-only", action="store_true",
                    help="evaluate with deterministic (mean) actions only: half the evaluation time, and no "
