@@ -584,3 +584,15 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_folder(argv, policy_f
     said = _refused(capsys, [arg.format(policy=policy_file, tmp=tmp_path) for arg in argv])
     assert said.endswith("argument --out: is empty, which would be the current folder: give a path"), said
 
+
+@pytest.mark.parametrize("flags, said", [
+    (["--task", CHEETAH], "--task: only an HDF5 dataset (.hdf5, .h5) takes this flag, not policy.safetensors; drop it"),
+    (["--clip-length", "200", "--max-episodes", "3", "--source", "mine"], "--clip-length, --max-episodes, --source: "
+     "only an HDF5 dataset (.hdf5, .h5) takes these flags, not policy.safetensors; drop them"),
+], ids=["task", "clip-flags"])
+def test_an_import_refuses_the_flags_of_an_hdf5_dataset_for_another_kind_of_file(flags, said, policy_file, tmp_path,
+                                                                                 capsys, monkeypatch):
+    """A policy or an export imported with --task, --clip-length, --max-episodes or --source ignored them unsaid."""
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    assert _refused(capsys, ["import", str(policy_file), "--workspace", str(tmp_path / "ws"), *flags]) == said
+    assert not (tmp_path / "ws").exists()

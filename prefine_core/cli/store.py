@@ -214,6 +214,30 @@ def _import(args: argparse.Namespace) -> dict:
                                                   on_progress=lambda done, total: bar.update_to(done, total=total))}
 
 
+#: The file names ``import`` reads as an HDF5 dataset.
+HDF5_SUFFIXES = (".hdf5", ".h5")
+
+
+class _HDF5Flag(argparse.Action):
+    """A flag of ``import`` that only an HDF5 dataset takes: stored, and noted as typed (its default may be typed too)
+    for :func:`_import_of_its_kind`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.hdf5_flags = [*namespace.hdf5_flags, option_string]
+
+
+def _import_of_its_kind(args: argparse.Namespace) -> dict:
+    """:func:`_import`, once the flags typed are ones its file takes: --task, --clip-length, --max-episodes and
+    --source with an export or a policy were ignored without a word."""
+    path = Path(args.path)
+    if args.hdf5_flags and (path.is_dir() or path.suffix.lower() not in HDF5_SUFFIXES):
+        raise ValueError(f"{', '.join(args.hdf5_flags)}: only an HDF5 dataset (.hdf5, .h5) takes "
+                         f"{'this flag' if len(args.hdf5_flags) == 1 else 'these flags'}, not {path.name}; drop "
+                         f"{'it' if len(args.hdf5_flags) == 1 else 'them'}")
+    return _import(args)
+
+
 def _agreement(args: argparse.Namespace) -> dict:
     """Agreement, and the task's people per pair (set with ``--people-per-pair``, as on the Data page's Agreement tab)."""
     from prefine_core.agreement import report
@@ -370,13 +394,15 @@ def register(command) -> None:
     p = with_workspace(command("import", "import an export (folder or .zip), a .safetensors policy, or a DSRL/D4RL "
                                          "HDF5 dataset as pool clips"))
     p.add_argument("path", help="export folder or .zip (as the Data page downloads it), .safetensors policy, or .hdf5/.h5 file")
-    p.add_argument("--task", type=_task, default=None, help="task the HDF5 dataset was recorded in")
-    p.add_argument("--clip-length", type=non_negative_int, default=200, help="HDF5: clip length, 0 = whole episodes")
-    p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes (default: all)")
-    p.add_argument("--source", default=None, help="HDF5: pool source name (default dataset:<file name>)")
+    p.add_argument("--task", type=_task, default=None, action=_HDF5Flag, help="task the HDF5 dataset was recorded in")
+    p.add_argument("--clip-length", type=non_negative_int, default=200, action=_HDF5Flag,
+                   help="HDF5: clip length, 0 = whole episodes")
+    p.add_argument("--max-episodes", type=positive_int, default=None, action=_HDF5Flag,
+                   help="HDF5: import at most this many episodes (default: all)")
+    p.add_argument("--source", default=None, action=_HDF5Flag, help="HDF5: pool source name (default dataset:<file name>)")
     p.add_argument("--restore-deleted", action="store_true",
                    help="export: add back the pairs deleted in this workspace since, with their labels (left out by default)")
-    p.set_defaults(handler=_import)
+    p.set_defaults(handler=_import_of_its_kind, hdf5_flags=[])
 
     p = with_workspace(command("runs", "list the background runs (fine-tunes, comparisons, pair preparation, video "
                                        "rendering); cancel or resume one"))
