@@ -596,3 +596,42 @@ def test_an_import_refuses_the_flags_of_an_hdf5_dataset_for_another_kind_of_file
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)
     assert _refused(capsys, ["import", str(policy_file), "--workspace", str(tmp_path / "ws"), *flags]) == said
     assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("argv, bound", [
+    (["bench", "--task", CHEETAH, "--budgets", "99999999999"], 2000),
+    (["bench", "--task", CHEETAH, "--pairs", "2001"], 2000),
+    (["bench", "--task", CHEETAH, "--seeds", "101"], 100),
+    (["bench", "--task", CHEETAH, "--lagrangian-steps", "100000001"], 100_000_000),
+    (["pretrain", "--task", CHEETAH, "--out", "{tmp}/p.safetensors", "--steps", "99999999999999999999999"], 100_000_000),
+    (["finetune", "--policy", "{policy}", "--pairs-from-teacher", "4", "--episodes", "100000000"], 1000),
+    (["evaluate", "--policy", "{policy}", "--episodes", "1001"], 1000),
+    (["rollout", "--policy", "{policy}", "--episodes", "1001"], 1000),
+], ids=lambda x: x[-2] if isinstance(x, list) else None)
+def test_a_count_no_run_could_finish_is_refused_with_the_bound_its_help_states(argv, bound, policy_file, tmp_path,
+                                                                               capsys):
+    """Counts were only positive: `bench --budgets 99999999999` drew pairs for ever, `pretrain --steps 10**22` and
+    `finetune --episodes 100000000` began runs that could never end."""
+    import argparse
+
+    from prefine_core.cli import build_parser
+
+    command, flag, typed = argv[0], argv[-2], argv[-1]
+    said = _refused(capsys, [arg.format(policy=policy_file, tmp=tmp_path) for arg in argv])
+    assert said.endswith(f"argument {flag}: expected a whole number from 1 to {bound}, got {typed}"), said
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    assert f"1 to {bound}" in next(a for a in sub._actions if flag in a.option_strings).help
+
+
+def test_the_configs_behind_the_flags_bound_their_counts_too():
+    """The benchmark's and PPO's configs refuse the same counts, for a caller that is not the command line."""
+    from prefine_core.bench import BenchConfig
+    from prefine_core.pretrain import PPOConfig
+
+    with pytest.raises(ValueError, match=r"total_steps must be from 1 to 100000000, got 100000001"):
+        PPOConfig(task_id=CHEETAH, total_steps=100_000_001)
+    for fields, said in [(dict(budgets=(25, 2001)), r"budgets must be from 1 to 2000 labelled pairs each, got \(25, 2001\)"),
+                         (dict(seeds=101), "seeds must be from 1 to 100, got 101"),
+                         (dict(lagrangian_steps=10**9), "lagrangian_steps must be from 1 to 100000000, got 1000000000")]:
+        with pytest.raises(ValueError, match=said):
+            BenchConfig(task_id=CHEETAH, **fields)

@@ -14,6 +14,10 @@ from prefine_core.envs import MAX_SEED
 
 #: A frame smaller than this has no room for the overlay's "COST" badge (render.annotate).
 MIN_FRAME_SIZE = 48
+#: The most episodes one command rolls out or evaluates (rollout, evaluate, finetune): ten times the Compare page's
+#: 100, each up to 1000 MuJoCo steps; a count past any run (``finetune --episodes 100000000``) started one that never
+#: ended.
+MAX_EPISODES = 1000
 #: MuJoCo's offscreen framebuffer rendered 8192 px here but was incomplete at 12000 (PointCircle) or 16384 (Hopper),
 #: by task and GL driver; 1024 renders everywhere, and a 1000-step clip of it is already 3 GB of frames.
 MAX_FRAME_SIZE = 1024
@@ -51,6 +55,11 @@ def positive_int(text: str) -> int:
 def whole_number_between(low: int, high: int):
     """The argument type of a whole number from ``low`` to ``high``."""
     return lambda text: _whole_number(text, low, high)
+
+
+def episode_count(text: str) -> int:
+    """How many episodes to roll out: 1 to :data:`MAX_EPISODES`."""
+    return _whole_number(text, 1, MAX_EPISODES)
 
 
 def non_negative_int(text: str) -> int:

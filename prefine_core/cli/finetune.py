@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 from prefine_core.baselines import METHODS
-from prefine_core.bench import BenchConfig
-from prefine_core.cli.args import (Progress, existing_file, folder_to_write, given_path, non_negative_int, number,
-                                    open_workspace, positive_float, positive_int, whole_number, whole_number_between)
+from prefine_core.bench import MAX_BUDGET, MAX_SEEDS, BenchConfig
+from prefine_core.cli.args import (MAX_EPISODES, Progress, episode_count, existing_file, folder_to_write, given_path,
+                                    non_negative_int, number, open_workspace, positive_float, whole_number,
+                                    whole_number_between)
 from prefine_core.prefine import PrefineConfig, config_fields
+from prefine_core.pretrain import MAX_TOTAL_STEPS
 
 _TYPES = {"int": whole_number, "float": number, "str": str}  # as every other flag reads them (no "٣", no "1_000")
 
@@ -233,7 +235,7 @@ def register(command) -> None:
     p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
     p.add_argument("--out", type=given_path,
                    help="run folder (default: a new temporary folder); an unfinished run there resumes")
-    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes")
+    p.add_argument("--episodes", type=episode_count, default=10, help=f"evaluation episodes, 1 to {MAX_EPISODES}")
     p.add_argument("--deterministic-only", action="store_true",
                    help="evaluate with deterministic (mean) actions only: half the evaluation time, and no "
                         "*_stochastic keys in the result")
@@ -251,16 +253,18 @@ def register(command) -> None:
 
     b = command("bench", "the PREFINE benchmark: label budgets × seeds × methods, extras, BENCHMARKS.md")
     b.add_argument("--task", required=True, help="Safety-Gymnasium task id")
-    b.add_argument("--pairs", type=positive_int, default=200, help="largest label budget (budgets 25/50/100/200 up to it)")
-    b.add_argument("--budgets", type=positive_int, nargs="+", help="explicit label budgets instead")
-    b.add_argument("--seeds", type=positive_int, default=5, help="seeds per budget")
+    budget = whole_number_between(1, MAX_BUDGET)
+    b.add_argument("--pairs", type=budget, default=200,
+                   help=f"largest label budget, 1 to {MAX_BUDGET} (budgets 25/50/100/200 up to it)")
+    b.add_argument("--budgets", type=budget, nargs="+", help=f"explicit label budgets instead, each 1 to {MAX_BUDGET}")
+    b.add_argument("--seeds", type=whole_number_between(1, MAX_SEEDS), default=5, help=f"seeds per budget, 1 to {MAX_SEEDS}")
     b.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD", default=list(BenchConfig.methods),
                    help=f"methods at every budget, of {', '.join(METHODS)} (default {' '.join(BenchConfig.methods)})")
     b.add_argument("--top-methods", nargs="*", choices=METHODS, metavar="METHOD", default=list(BenchConfig.top_methods),
                    help=f"methods only at the largest budget (default {' '.join(BenchConfig.top_methods)})")
     b.add_argument("--extra-seeds", type=non_negative_int, default=2, help="seeds for ablation, paper protocol, rounds (0 skips them)")
-    b.add_argument("--lagrangian-steps", type=positive_int, default=None,
-                   help="env steps of the PPO-Lagrangian baseline (default: the reference's)")
+    b.add_argument("--lagrangian-steps", type=whole_number_between(1, MAX_TOTAL_STEPS), default=None,
+                   help=f"env steps of the PPO-Lagrangian baseline, 1 to {MAX_TOTAL_STEPS} (default: the reference's)")
     b.add_argument("--lagrange-lr", type=positive_float, default=0.05,
                    help="step size of the PPO-Lagrangian's multiplier")
     b.add_argument("--config", type=existing_file, metavar="FILE",
