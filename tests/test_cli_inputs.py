@@ -173,11 +173,6 @@ def test_an_abbreviated_flag_is_refused_not_guessed(capsys):
 def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
     """`kill` ended an HDF5 import at once: its transaction rolled back, but the array files it had written stayed,
     named by no row. SIGTERM now stops a command as Ctrl-C does: rows and files undone, and --json says so."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     import h5py
     import numpy as np
 
@@ -251,10 +246,6 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
     """Every interrupted command said "nothing it had begun to write was kept", where the labels, clips or
     checkpoints it had finished before stayed (rightly: the same command goes on from them)."""
     import re
-    import signal
-    import subprocess
-    import sys
-    import time
 
     from test_faults import small_store
 
