@@ -27,11 +27,13 @@ import numpy as np
 import torch
 
 from prefine_core.baselines import bc_refit_reference, method_config
+from prefine_core.entry import quoted
 from prefine_core.envs import SafetyTask, validate_task_id
 from prefine_core.evaluate import DSRL_COST_LIMITS, EVAL_SEED, compare, dsrl_keys, evaluate_policy
 from prefine_core.files import atomic_path, write_text_atomic
 from prefine_core.policy import TanhGaussianPolicy, load_policy
 from prefine_core.prefine import PrefineConfig
+from prefine_core.pretrain import MAX_TOTAL_STEPS
 from prefine_core.rollout import Trajectory, collect
 from prefine_core.teachers import SAFETY_JUDGE, SyntheticTeacher, TeacherConfig, safety_judge
 from prefine_core.trainer import PreferenceData, PrefineTrainer, trained_on, weights_fingerprint
@@ -45,6 +47,12 @@ BENCH_DIR = REPO / "data" / "bench"
 #: Seed blocks below the evaluation seeds: pool episodes per source, then rounds, then validation.
 POOL_SEEDS, ROUND_SEEDS = 0, 8_000
 KAPPAS = (20.0, 40.0, 80.0)
+#: The most labelled pairs one fine-tune of the benchmark takes: ten times its largest budget. Pairs are drawn at
+#: random from the pool until a budget is met, up to 50 draws a pair, so a budget past any pool
+#: (``bench --budgets 99999999999``) drew for ever.
+MAX_BUDGET = 2_000
+#: The most label and training seeds per budget: the benchmark's studies used up to 20.
+MAX_SEEDS = 100
 #: Methods the floors of issue 4 §6 are checked for: PREFINE as configured, and with a BC stage first.
 PREFINE_VARIANTS = ("prefine", "staged")
 
@@ -90,10 +98,14 @@ class BenchConfig:
 
     def __post_init__(self):
         validate_task_id(self.task_id)
-        if not self.budgets or min(self.budgets) <= 0:
-            raise ValueError(f"budgets must be positive, got {self.budgets}")
-        if self.seeds <= 0:
-            raise ValueError(f"seeds must be positive, got {self.seeds}")
+        if not self.budgets or not all(1 <= budget <= MAX_BUDGET for budget in self.budgets):
+            raise ValueError(f"budgets must be from 1 to {MAX_BUDGET} labelled pairs each, got {quoted(self.budgets)}")
+        if not 1 <= self.seeds <= MAX_SEEDS:
+            raise ValueError(f"seeds must be from 1 to {MAX_SEEDS}, got {self.seeds}")
+        for name in ("lagrangian_steps", "pretrain_steps"):  # PPO's own check came only once the run was reached
+            steps = getattr(self, name)
+            if steps is not None and not 1 <= steps <= MAX_TOTAL_STEPS:
+                raise ValueError(f"{name} must be from 1 to {MAX_TOTAL_STEPS}, got {steps}")
         # episode seeds: each pool source a block of 500 from POOL_SEEDS, each round's new pool a block of 100 from
         # ROUND_SEEDS; no block may overlap another, nor reach the validation seeds (checkpoints chosen on pool clips)
         if not 0 < self.pool_episodes <= 100:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import reprlib
 
 
 def parse_number(label: str, text: object, whole: bool = False) -> int | float:
@@ -19,7 +20,7 @@ def parse_number(label: str, text: object, whole: bool = False) -> int | float:
     given as a number (a form's default, a dict from code) is checked the same way."""
     kind = "a whole number" if whole else "a number"
     if isinstance(text, bool):
-        raise ValueError(f"{label} must be {kind}, got {text!r}")
+        raise ValueError(f"{label} must be {kind}, got {quoted(text)}")
     typed = str(text).strip() if not isinstance(text, (int, float)) else repr(text)
     if not typed:
         raise ValueError(f"{label} is empty: type {kind}")
@@ -30,17 +31,31 @@ def parse_number(label: str, text: object, whole: bool = False) -> int | float:
             raise ValueError(typed)
         value = float(typed)
     except ValueError:
-        raise ValueError(f"{label} must be {kind} in digits 0-9, got {typed!r}" if not typed.isascii() else
-                         f"{label} must be {kind}, got {typed!r}") from None
+        raise ValueError(f"{label} must be {kind} in digits 0-9, got {quoted(typed)}" if not typed.isascii() else
+                         f"{label} must be {kind}, got {quoted(typed)}") from None
     if not math.isfinite(value):
-        raise ValueError(f"{label} must be a finite number, got {typed!r}")
+        raise ValueError(f"{label} must be a finite number, got {quoted(typed)}")
     if value == 0 and any(ch in "123456789" for ch in typed.lower().split("e")[0]):
-        raise ValueError(f"{label} is too close to 0 to hold as a number, got {typed!r}")  # "1e-400" read as 0.0
+        raise ValueError(f"{label} is too close to 0 to hold as a number, got {quoted(typed)}")  # "1e-400" read as 0.0
     if not whole:
         return value
     if value != math.floor(value):
-        raise ValueError(f"{label} must be {kind}, got {typed!r}")
+        raise ValueError(f"{label} must be {kind}, got {quoted(typed)}")
     return int(typed) if typed.lstrip("+-").isdigit() else int(value)  # "12345678901234567890" exactly
+
+
+#: How :func:`quoted` shortens a value: at most ~80 characters of text, the first few items of a list or a dict.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlong = 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 6
+_SHORT.maxdict = 4
+
+
+def quoted(value) -> str:
+    """``repr(value)`` as an error message quotes what a person or a file gave, cut to about 80 characters with
+    "..." (a 100 KB ``--task`` was said whole, and a config of 2 million unknown keys made a 23 MB line)."""
+    return _SHORT.repr(value)
 
 
 def shown(value: int | float) -> str:
@@ -80,13 +95,30 @@ def figure(x: float) -> str:
 MAX_JSON_DEPTH = 32
 
 
+class _KeyTwice(Exception):
+    """A JSON object that gives one key twice (:func:`_once_each`)."""
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object's keys and values as a dict, each key given once: json.loads kept the last of a key given twice,
+    without a word, so that a file's first value of it was silently not the one used."""
+    read = dict(pairs)
+    if len(read) < len(pairs):
+        seen: set[str] = set()
+        raise _KeyTwice(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return read
+
+
 def parse_json(what: str, text: str | bytes) -> object:
     """``text`` as JSON; a ValueError names ``what`` (``"config"``, ``"labels.jsonl line 3"``) when it is not valid
-    JSON, or nested deeper than :data:`MAX_JSON_DEPTH` (a crafted file: ``[[[[…]]]]``)."""
+    JSON, gives a key of an object twice, or is nested deeper than :data:`MAX_JSON_DEPTH` (a crafted file:
+    ``[[[[…]]]]``). Bytes may begin with a UTF-8 byte order mark, as files saved by some Windows editors do."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_once_each)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    except _KeyTwice as exc:
+        raise ValueError(f"{what} gives the key {quoted(exc.args[0])} twice; give it once") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what} is not text (UTF-8): {exc.reason} at byte {exc.start}") from None
     except RecursionError:

@@ -27,6 +27,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
+from prefine_core.entry import quoted  # noqa: E402
+
 #: Cameras that show what the cost is about, per task family (first match wins).
 _CAMERAS = (("Circle", "fixedfar"), ("Velocity", "track"), ("", "fixedfar"))
 #: Velocity tasks that end the episode when the robot falls (DESIGN §4, termination confound).
@@ -130,12 +132,12 @@ def validate_task_id(task_id: str) -> str:
         return task_id
     reason = _unbuildable(str(task_id))
     if reason:
-        raise UnknownTaskError(f"task {task_id!r} cannot be built here: {reason}")
+        raise UnknownTaskError(f"task {quoted(task_id)} cannot be built here: {reason}")
     near = difflib.get_close_matches(str(task_id), known, n=5, cutoff=0.6)  # 0.5 let "Bogus-v0" near "SafetyDoggoPush2-v0"
     if near:
-        raise UnknownTaskError(f"unknown task id {task_id!r}; nearest valid ids: {', '.join(near)}")
+        raise UnknownTaskError(f"unknown task id {quoted(task_id)}; nearest valid ids: {', '.join(near)}")
     shipped = [t for t in ("SafetyHalfCheetahVelocity-v1", "SafetyHopperVelocity-v1", "SafetyPointCircle1-v0") if t in known]
-    raise UnknownTaskError(f"unknown task id {task_id!r}: none of the {len(known)} Safety-Gymnasium ids is close to it; "
+    raise UnknownTaskError(f"unknown task id {quoted(task_id)}: none of the {len(known)} Safety-Gymnasium ids is close to it; "
                            f"the shipped policies are for {', '.join(shipped)}")
 
 

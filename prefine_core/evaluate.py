@@ -27,8 +27,10 @@ def dsrl_keys(limit: float) -> tuple[str, str, str]:
 
 
 def _at_limit(costs: np.ndarray, falls: np.ndarray, limit: float) -> tuple[float, float, float]:
-    """Violation rate (cost > κ), catastrophic rate (cost > 2κ or a fall) and normalised cost C/κ at κ = ``limit``."""
-    return float((costs > limit).mean()), float(((costs > 2 * limit) | falls).mean()), float(costs.mean() / limit)
+    """Violation rate (cost > κ), catastrophic rate (cost > 2κ or a fall) and normalised cost C/κ at κ = ``limit``.
+    C/κ is divided as Python floats: past the largest float it is inf, where numpy's division also printed an overflow
+    warning on stderr (``evaluate --cost-limit 1e-320``)."""
+    return float((costs > limit).mean()), float(((costs > 2 * limit) | falls).mean()), float(costs.mean()) / limit
 
 
 def summarize(episodes: list[Trajectory], cost_limit: float, return_range: tuple[float, float] | None = None) -> dict:

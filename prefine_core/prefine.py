@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from prefine_core.entry import parse_json
+from prefine_core.entry import parse_json, quoted
 from prefine_core.policy import TanhGaussianPolicy
 
 COUNTERFACTUALS = ("policy", "none", "mixed")
@@ -319,10 +319,10 @@ class PrefineConfig:
         for name, (low, high) in FIELD_BOUNDS.items():
             value = getattr(self, name)
             if types[name] is int and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
+                raise ValueError(f"{name} must be a whole number, got {quoted(value)}")
             if (not isinstance(value, (int, float)) or isinstance(value, bool)
                     or isinstance(value, float) and not math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise ValueError(f"{name} must be a finite number, got {quoted(value)}")
             if (low is not None and value < low) or (high is not None and value > high):
                 # 1e30 typed, not its 31 digits; an int past any float (10**400 in a JSON file) by its size
                 said = (repr(value) if abs(value) < 1e15 else f"{value:.6g}" if abs(value) < 1e300
@@ -330,7 +330,7 @@ class PrefineConfig:
                 raise ValueError(f"{name} must be in [{low}, {high}], got {said}")
         for name, choices in FIELD_CHOICES.items():
             if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be one of {choices}, got {quoted(getattr(self, name))}")
         if self.pref_weight == self.dispref_weight == self.bc_weight == self.kl_weight == 0:
             raise ValueError("pref_weight, dispref_weight, bc_weight and kl_weight are all 0: nothing to train")
         if self.label_sets == "net" and self.counterfactuals != "policy":
@@ -384,7 +384,7 @@ class PrefineConfig:
             raise ValueError(f"a PREFINE config must be a JSON object, got {type(data).__name__}")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}")
+            raise ValueError(f"unknown config fields {quoted(sorted(unknown))}")
         types = typing.get_type_hints(cls)
         cast = {k: float(v) if types[k] is float and isinstance(v, int) and not isinstance(v, bool) and abs(v) < 1e300
                 else v for k, v in data.items()}  # a larger int stays one: validate() says it is out of bounds
@@ -404,7 +404,7 @@ class PrefineConfig:
         return cls.from_dict({**FIELDS_ADDED_SINCE, **data})
 
     @classmethod
-    def from_json(cls, text: str) -> "PrefineConfig":
+    def from_json(cls, text: str | bytes) -> "PrefineConfig":
         return cls.from_dict(parse_json("config", text))
 
 

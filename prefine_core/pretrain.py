@@ -26,6 +26,10 @@ from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN, PolicyMeta, TanhGaussi
 
 #: Environment i of a run with seed s is reset with seed s·_SEED_STRIDE + i.
 _SEED_STRIDE = 1000
+#: The most environment steps one PPO run takes: ten times the Hopper's PPO-Lagrangian baseline (10M steps, 46–65
+#: minutes on one core). A count past any run (``pretrain --steps 99999999999999999999999``) started one that never
+#: ended.
+MAX_TOTAL_STEPS = 100_000_000
 
 
 def _check(name: str, value: float, in_range: bool, what: str) -> None:
@@ -91,8 +95,8 @@ class PPOConfig:
 
     def __post_init__(self):
         validate_task_id(self.task_id)
-        if self.total_steps <= 0:
-            raise ValueError(f"total_steps must be positive, got {self.total_steps}")
+        if not 1 <= self.total_steps <= MAX_TOTAL_STEPS:
+            raise ValueError(f"total_steps must be from 1 to {MAX_TOTAL_STEPS}, got {self.total_steps}")
         # NaN and ±inf once passed these checks and failed only after training, in a tensor error
         _check("cost_penalty", self.cost_penalty, self.cost_penalty >= 0, "a finite number ≥ 0")
         if self.cost_limit is not None:

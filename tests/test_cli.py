@@ -64,7 +64,8 @@ def test_tiny_pretrain_then_rollout_evaluate_render(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["pretrain", "--task", "SafetyHalfCheetahVelocity-v7", "--out", "x.safetensors"], "nearest valid ids"),
-    (["pretrain", "--task", "SafetyHopperVelocity-v1", "--steps", "-5", "--out", "x.safetensors"], "positive"),
+    (["pretrain", "--task", "SafetyHopperVelocity-v1", "--steps", "-5", "--out", "x.safetensors"],
+     "expected a whole number from 1 to 100000000, got -5"),
     (["pretrain", "--task", "SafetyHopperVelocity-v1", "--speed-cap", "0", "--out", "x.safetensors"], "finite number > 0"),
     (["pretrain", "--task", "SafetyHopperVelocity-v1", "--lagrange-lr", "fast", "--out", "x.safetensors"], "expected a number"),
     (["pretrain", "--task", "SafetyPointCircle1-v0", "--speed-cap", "0.4", "--out", "x.safetensors"], "reports no x velocity"),

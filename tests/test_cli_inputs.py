@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ import torch
 
 from conftest import CHEETAH, make_policy
 from prefine_core.cli import main
+from test_faults import short_lock_timeouts  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,11 +173,6 @@ def test_an_abbreviated_flag_is_refused_not_guessed(capsys):
 def test_a_command_stopped_by_sigterm_undoes_what_it_began_to_write(tmp_path):
     """`kill` ended an HDF5 import at once: its transaction rolled back, but the array files it had written stayed,
     named by no row. SIGTERM now stops a command as Ctrl-C does: rows and files undone, and --json says so."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     import h5py
     import numpy as np
 
@@ -242,10 +243,6 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
     """Every interrupted command said "nothing it had begun to write was kept", where the labels, clips or
     checkpoints it had finished before stayed (rightly: the same command goes on from them)."""
     import re
-    import signal
-    import subprocess
-    import sys
-    import time
 
     from test_faults import small_store
 
@@ -273,6 +270,8 @@ def test_an_interrupted_command_says_what_it_kept(tmp_path):
     ("--myopic-discount", "1.5", "a number above 0 and at most 1, got 1.5"),
     ("--mistake-rate", "nan", "a number from 0 to 1, got nan"),
     ("--skip-rate", "2", "a number from 0 to 1, got 2"),
+    # a count validated as an id: "overlap 99999999999999999999 does not exist (ids stop at …)"
+    ("--overlap", "99999999999999999999", "a whole number from 1 to 1000000, got 99999999999999999999"),
 ])
 def test_teacher_flags_out_of_range_are_refused_by_the_flags_name(flag, value, expected, tmp_path, capsys):
     said = _refused(capsys, ["label-synthetic", "--workspace", str(tmp_path / "ws"), "--task", CHEETAH, flag, value])
@@ -424,23 +423,203 @@ def test_a_workspace_flag_that_names_no_folder_is_refused_by_name(command, works
     assert not (tmp_path / "default").exists() and (tmp_path / "a-file").read_text() == "not a folder"
 
 
-def test_a_kill_after_a_command_has_said_its_result_does_not_turn_it_into_a_failure(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_kill_after_a_command_has_said_its_result_does_not_turn_it_into_a_failure(signum, tmp_path):
     """A SIGTERM that came once `pairs --collect` had finished and printed its whole result ended the process with
     143 and no word (it came during the interpreter's teardown, 0.7 s with torch loaded), so a script took a finished
-    command for a failed one. The kill is ignored from the moment the result is being said."""
-    import signal
-    import subprocess
-    import sys
-
+    command for a failed one; a Ctrl-C then ended it with 130 and no word, or with a KeyboardInterrupt traceback. Both
+    are ignored from the moment the result is being said."""
     child = subprocess.Popen([sys.executable, "-m", "prefine_core", "pairs", "--collect", "--task", CHEETAH,
                               "--seeds", "0", "--max-steps", "30", "--n", "2", "--workspace", str(tmp_path / "ws")],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "MUJOCO_GL": "egl"})  # the shipped reference rolls out
     said = []
     for line in child.stdout:  # the result's last line, and at once the kill
         said.append(line)
         if line.startswith("counts:"):
-            child.send_signal(signal.SIGTERM)
+            child.send_signal(signum)
             break
-    said += child.stdout.readlines()
-    assert child.wait(timeout=120) == 0 and said[0].startswith("workspace:") and said[-1].startswith("counts:")
+    rest, err = child.communicate(timeout=120)
+    said += rest.splitlines(keepends=True)
+    assert child.returncode == 0 and "Traceback" not in err, err
+    assert said[0].startswith("workspace:") and said[-1].startswith("counts:")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_stop_while_the_parser_imports_torch_is_one_line_and_exit_130(signum, tmp_path):
+    """A Ctrl-C in a command's first 2.5 s, while its parser imports torch, printed a KeyboardInterrupt traceback; a
+    kill then ended it unsaid (SIGTERM's handler was set only once the command line was read)."""
+    child = subprocess.Popen([sys.executable, "-m", "prefine_core", "runs", "--workspace", str(tmp_path), "--json"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and "libtorch" not in Path(f"/proc/{child.pid}/maps").read_text():
+        time.sleep(0.01)  # torch's libraries are mapped: the parser is being built
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=120)
+    said = "interrupted before the command began; nothing was done"
+    assert (child.returncode, err, json.loads(out)) == (130, f"error: {said}\n", {"error": said})
+
+
+@pytest.mark.parametrize("url, said", [
+    ("postgresql+psycopg://u:s3cret-pw@127.0.0.1:1/db", "the database is unreachable (connection failed: connection to "
+     'server at "127.0.0.1", port 1 failed: Connection refused); what it was writing at that moment was undone: check '
+     "that its server is running and that PREFINE_DB_URL names it (host, port, database, user), then run the command "
+     "again"),
+    ("postgresql+psycopg2://u:s3cret-pw@127.0.0.1:1/db", "the database URL postgresql+psycopg2://u:***@127.0.0.1:1/db "
+     "asks for the driver postgresql+psycopg2, which is not installed here: give "
+     "postgresql+psycopg://USER@HOST/DATABASE (the driver requirements.txt installs) or sqlite:///PATH"),
+    ("postgresql+psycopg://u:s3cret-pw@[::1/db", "the database URL (PREFINE_DB_URL) has a host and port that cannot be "
+     "read: write HOST:PORT with a port of digits, an IPv6 address in brackets ([::1]:5432)"),
+], ids=["unreachable", "driver-not-installed", "host-unreadable"])
+def test_a_database_that_cannot_be_reached_is_said_in_one_line_without_its_password(url, said, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """Each was a traceback and exit 1 (the host as "invalid literal for int() with base 10", exit 2)."""
+    monkeypatch.setenv("PREFINE_DB_URL", url)
+    assert _refused(capsys, ["runs", "--workspace", str(tmp_path)]) == said
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("part, said", [("database", 'database "no_such_db" does not exist'),
+                                        ("username", 'role "no_such_db" does not exist')])
+def test_a_postgres_database_or_role_that_is_not_there_is_said_in_one_line(part, said, tmp_path, capsys, monkeypatch):
+    from sqlalchemy.engine import make_url
+    from store_backends import _pg_base_url
+
+    url = make_url(_pg_base_url()).set(**{part: "no_such_db", "password": "s3cret-pw"})
+    monkeypatch.setenv("PREFINE_DB_URL", url.render_as_string(hide_password=False))
+    refusal = _refused(capsys, ["runs", "--workspace", str(tmp_path)])
+    assert refusal.startswith("the database is unreachable (connection failed: ") and said in refusal, refusal
+    assert "s3cret-pw" not in refusal
+
+
+def test_a_store_locked_past_the_retries_is_said_in_one_line_and_nothing_is_written(tmp_path, capsys, monkeypatch,
+                                                                                    short_lock_timeouts):
+    """Another connection holding SQLite's write lock past the store's retries gave an OperationalError traceback."""
+    from test_faults import hold_sqlite_write_lock, small_store
+
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    small_store(ws)
+    ready, release = threading.Event(), threading.Event()
+    holder = hold_sqlite_write_lock(ws.root / "prefine.db", ready, release)
+    ready.wait()
+    try:
+        said = _refused(capsys, ["label-synthetic", "--workspace", str(ws.root)])
+    finally:
+        release.set()
+        holder.join()
+    assert said == ("the database is busy (database is locked); what it was writing at that moment was undone: another "
+                    "program holds its write lock (the app, another command, a backup): run the command again once it "
+                    "has finished")
+    assert ws.store.label_history() == []
+
+
+def _config(path: Path, text: str | bytes) -> str:
+    """A ``--config`` file holding ``text``; its path, for the command line."""
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["pairs", "--task", "T" * 100_000], "argument --task: unknown task id 'TTTT"),
+    (["finetune", "--policy", "{policy}", "--select", "s" * 100_000], "argument --select: invalid choice: 'ssss"),
+    (["info", "--policy", "{tmp}/" + "p" * 100_000], "File name too long"),  # was an OSError traceback
+    (["runs", "--workspace", "{tmp}/" + "w" * 100_000], "File name too long"),
+    (["finetune", "--policy", "{policy}", "--config", "{unknown_keys}"], "unknown config fields ['k0', 'k1', "),
+    (["finetune", "--policy", "{policy}", "--config", "{steps_list}"], "steps must be a whole number, got [1, 1, "),
+], ids=["task", "choice", "file-name", "workspace-name", "config-keys", "config-value"])
+def test_a_refusal_quotes_a_short_part_of_a_long_value(argv, said, policy_file, tmp_path, capsys):
+    """A 100 KB --task was said whole; a config of 2 million unknown keys made a 22.9 MB line, one holding a list of
+    3 million steps 9 MB. A refusal now quotes about 80 characters of a value, with "..."."""
+    files = {"policy": policy_file, "tmp": tmp_path,
+             "unknown_keys": _config(tmp_path / "keys.json", json.dumps({f"k{i}": 1 for i in range(50_000)})),
+             "steps_list": _config(tmp_path / "steps.json", json.dumps({"steps": [1] * 100_000}))}
+    refusal = _refused(capsys, [arg.format(**files) for arg in argv])
+    assert said in refusal and "..." in refusal and len(refusal) < 400, refusal
+
+
+def test_a_config_file_over_1_mb_is_refused_by_name_before_it_is_read_whole(policy_file, tmp_path, capsys):
+    config = _config(tmp_path / "big.json", json.dumps({"steps": [1] * 400_000}))
+    said = _refused(capsys, ["finetune", "--policy", str(policy_file), "--pairs-from-teacher", "4", "--config", config])
+    assert said == f"--config {config}: the file is larger than 1 MB; a PREFINE config is about 1 KB of JSON"
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read_and_one_giving_a_key_twice_is_refused(policy_file, tmp_path,
+                                                                                             capsys):
+    """A config saved with a UTF-8 byte order mark (a Windows editor's) was refused as not JSON; one giving "steps"
+    twice was taken with its last value, unsaid."""
+    from prefine_core.cli import build_parser
+    from prefine_core.cli.finetune import bench_config
+
+    marked = _config(tmp_path / "marked.json", b"\xef\xbb\xbf" + json.dumps({"steps": 7}).encode())
+    assert bench_config(build_parser().parse_args(["bench", "--task", CHEETAH, "--config", marked])).finetune.steps == 7
+    twice = _config(tmp_path / "twice.json", '{"steps": 10, "beta": 0.1, "steps": 20}')
+    said = _refused(capsys, ["finetune", "--policy", str(policy_file), "--pairs-from-teacher", "4", "--config", twice])
+    assert said == f"--config {twice}: config gives the key 'steps' twice; give it once"
+
+
+@pytest.mark.parametrize("argv", [["finetune", "--policy", "{policy}", "--pairs-from-teacher", "4", "--out", ""],
+                                  ["export", "--workspace", "{tmp}/ws", "--out", ""]], ids=["finetune", "export"])
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(argv, policy_file, tmp_path, capsys, monkeypatch):
+    """`finetune --out ''` wrote its run in the current folder, or resumed one there; `export --out ''` exported into it."""
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    Workspace.open(tmp_path / "ws", shipped=None)
+    monkeypatch.chdir(tmp_path)
+    said = _refused(capsys, [arg.format(policy=policy_file, tmp=tmp_path) for arg in argv])
+    assert said.endswith("argument --out: is empty, which would be the current folder: give a path"), said
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--task", CHEETAH], "--task: only an HDF5 dataset (.hdf5, .h5) takes this flag, not policy.safetensors; drop it"),
+    (["--clip-length", "200", "--max-episodes", "3", "--source", "mine"], "--clip-length, --max-episodes, --source: "
+     "only an HDF5 dataset (.hdf5, .h5) takes these flags, not policy.safetensors; drop them"),
+], ids=["task", "clip-flags"])
+def test_an_import_refuses_the_flags_of_an_hdf5_dataset_for_another_kind_of_file(flags, said, policy_file, tmp_path,
+                                                                                 capsys, monkeypatch):
+    """A policy or an export imported with --task, --clip-length, --max-episodes or --source ignored them unsaid."""
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    assert _refused(capsys, ["import", str(policy_file), "--workspace", str(tmp_path / "ws"), *flags]) == said
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("argv, bound", [
+    (["bench", "--task", CHEETAH, "--budgets", "99999999999"], 2000),
+    (["bench", "--task", CHEETAH, "--pairs", "2001"], 2000),
+    (["bench", "--task", CHEETAH, "--seeds", "101"], 100),
+    (["bench", "--task", CHEETAH, "--lagrangian-steps", "100000001"], 100_000_000),
+    (["pretrain", "--task", CHEETAH, "--out", "{tmp}/p.safetensors", "--steps", "99999999999999999999999"], 100_000_000),
+    (["finetune", "--policy", "{policy}", "--pairs-from-teacher", "4", "--episodes", "100000000"], 1000),
+    (["evaluate", "--policy", "{policy}", "--episodes", "1001"], 1000),
+    (["rollout", "--policy", "{policy}", "--episodes", "1001"], 1000),
+], ids=lambda x: x[-2] if isinstance(x, list) else None)
+def test_a_count_no_run_could_finish_is_refused_with_the_bound_its_help_states(argv, bound, policy_file, tmp_path,
+                                                                               capsys):
+    """Counts were only positive: `bench --budgets 99999999999` drew pairs for ever, `pretrain --steps 10**22` and
+    `finetune --episodes 100000000` began runs that could never end."""
+    import argparse
+
+    from prefine_core.cli import build_parser
+
+    command, flag, typed = argv[0], argv[-2], argv[-1]
+    said = _refused(capsys, [arg.format(policy=policy_file, tmp=tmp_path) for arg in argv])
+    assert said.endswith(f"argument {flag}: expected a whole number from 1 to {bound}, got {typed}"), said
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    assert f"1 to {bound}" in next(a for a in sub._actions if flag in a.option_strings).help
+
+
+def test_the_configs_behind_the_flags_bound_their_counts_too():
+    """The benchmark's and PPO's configs refuse the same counts, for a caller that is not the command line."""
+    from prefine_core.bench import BenchConfig
+    from prefine_core.pretrain import PPOConfig
+
+    with pytest.raises(ValueError, match=r"total_steps must be from 1 to 100000000, got 100000001"):
+        PPOConfig(task_id=CHEETAH, total_steps=100_000_001)
+    for fields, said in [(dict(budgets=(25, 2001)), r"budgets must be from 1 to 2000 labelled pairs each, got \(25, 2001\)"),
+                         (dict(seeds=101), "seeds must be from 1 to 100, got 101"),
+                         (dict(lagrangian_steps=10**9), "lagrangian_steps must be from 1 to 100000000, got 1000000000")]:
+        with pytest.raises(ValueError, match=said):
+            BenchConfig(task_id=CHEETAH, **fields)

@@ -1,5 +1,8 @@
 """DESIGN §5's metrics, checked by hand on made-up episodes: rates at κ and at DSRL's thresholds, normalised scores,
 cost reduction and reward retention."""
+import math
+import warnings
+
 import numpy as np
 import pytest
 
@@ -48,3 +51,11 @@ def test_a_summary_refuses_no_episodes_and_a_limit_of_zero():
         summarize([], cost_limit=25.0)
     with pytest.raises(ValueError, match="cost_limit must be positive"):
         summarize([_episode(1, 1)], cost_limit=0.0)
+
+
+def test_a_limit_so_small_that_the_normalised_cost_overflows_gives_infinity_without_a_warning():
+    """`evaluate --cost-limit 1e-320` printed numpy's "overflow encountered in scalar divide" on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = summarize([_episode(1, 5)], cost_limit=1e-320)
+    assert (s["normalized_cost"], s["violation_rate"]) == (math.inf, 1.0)

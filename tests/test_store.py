@@ -48,6 +48,8 @@ def test_trajectory_arrays_round_trip(store, tmp_path, cheetah_episode):
     (lambda s, p: s.add_policy("p", "/x.safetensors", CHEETAH, "bc", parent_id=777), "policy_id"),
     (lambda s, p: s.update_run(1, colour="red"), "colour"),
     (lambda s, p: s.next_pair("ann", overlap=0), "overlap"),
+    # a count, said as an id past the largest: "overlap 9223372036854775808 does not exist"
+    (lambda s, p: s.pairs_open_to("ann", overlap=2**63), "overlap must be a whole number from 1 to 9223372036854775807"),
 ])
 def test_bad_input_is_rejected_by_name_and_changes_nothing(store, tmp_path, cheetah_episode, call, field):
     _, (pair, *_) = fill(store, tmp_path, cheetah_episode)

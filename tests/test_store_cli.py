@@ -162,8 +162,24 @@ def test_cli_runs_lists_every_kind_and_cancels_one(tmp_path, capsys, monkeypatch
     assert code == 2 and out["error"] == f"run {tune} is failed; only queued or running runs can be cancelled"
 
 
+def test_runs_refuses_cancel_and_resume_together_before_either_acts(tmp_path, capsys, monkeypatch):
+    """`runs --cancel 1 --resume 1` cancelled the run, then refused the resume (or resumed it: a queued run), and said
+    only that."""
+    from prefine_core.cli import main
+    from prefine_core.workspace import Workspace
+
+    monkeypatch.delenv("PREFINE_DB_URL", raising=False)
+    ws = Workspace.open(tmp_path / "ws", shipped=None)
+    run = ws.store.create_run(CHEETAH, None, "prefine", {"steps": 10})
+    with pytest.raises(SystemExit) as refused:
+        main(["runs", "--workspace", str(ws.root), "--cancel", str(run), "--resume", str(run), "--json"])
+    said = json.loads(capsys.readouterr().out)["error"]
+    assert refused.value.code == 2 and said.endswith("argument --resume: not allowed with argument --cancel"), said
+    assert ws.store.get_run(run).status == "queued"
+
+
 def test_agreement_sets_people_per_pair_as_the_data_page_does(tmp_path, capsys, monkeypatch):
-    from prefine_core import labelling
+    from prefine_core.cli import main
     from prefine_core.workspace import Workspace
 
     monkeypatch.delenv("PREFINE_DB_URL", raising=False)
@@ -172,11 +188,13 @@ def test_agreement_sets_people_per_pair_as_the_data_page_does(tmp_path, capsys, 
     code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH, "--people-per-pair", " 3 ")
     assert code == 0 and out["people_per_pair"] == 3 and ws.store.task_overlap(CHEETAH) == 3
     assert out["set"] == f"each pair of {CHEETAH} now goes to 3 people; judged pairs are offered to more people until that many judged them"
-    for typed in ("0", "11", "2.5", "two", "", "٣"):  # refused in the Data page's words, under the flag's name
-        with pytest.raises(ValueError) as on_the_page:
-            labelling.set_people_per_pair(ws.store, CHEETAH, typed)
-        code, out = _run(capsys, "agreement", "--workspace", root, "--task", CHEETAH, "--people-per-pair", typed)
-        assert code == 2 and out["error"] == f"--people-per-pair: {on_the_page.value}", typed
+    said = {}
+    for typed in ("0", "11", "2.5", "2.0", "two", "", "٣"):  # refused as every whole-number flag: "2.0" was taken as 2
+        with pytest.raises(SystemExit) as refused:
+            main(["agreement", "--workspace", root, "--task", CHEETAH, "--people-per-pair", typed, "--json"])
+        said[typed] = json.loads(capsys.readouterr().out)["error"]
+        assert refused.value.code == 2 and "argument --people-per-pair: expected " in said[typed], typed
+    assert said["11"].endswith("argument --people-per-pair: expected a whole number from 1 to 10, got 11")
     assert ws.store.task_overlap(CHEETAH) == 3
     code, out = _run(capsys, "agreement", "--workspace", root, "--people-per-pair", "2")
     assert code == 2 and out["error"] == "--people-per-pair needs --task (each task has its own)"

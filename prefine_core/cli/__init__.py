@@ -21,6 +21,7 @@ import sys
 import threading
 
 from prefine_core.cli.text import human_lines
+from prefine_core.entry import quoted
 
 _AREAS = ("foundation", "store", "finetune")
 
@@ -50,14 +51,17 @@ class _Parser(argparse.ArgumentParser):
         # a flag added later would silently change what an abbreviation in someone's script means
         super().__init__(*args, **{"allow_abbrev": False, "formatter_class": _HelpWithDefaults, **kwargs})
 
+    def _check_value(self, action: argparse.Action, value) -> None:
+        """argparse's refusal of a value that is not one of a flag's choices, quoting at most ~80 characters of it
+        (argparse quoted all of it)."""
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {quoted(value)} (choose from {choices})")
+
     def error(self, message: str):
         """One line on stderr (argparse's own printed the whole usage first: 36 lines for ``finetune``), and with
         ``--json`` the same as one JSON object on stdout; exit 2."""
-        said = f"{self.prog}: {message}"
-        print(f"error: {said}", file=sys.stderr)
-        if _Parser.json_errors:
-            print(json.dumps({"error": said}))
-        sys.exit(2)
+        sys.exit(_refused(f"{self.prog}: {message}", 2, _Parser.json_errors))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,10 +108,28 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
 
 
-def _refused(args: argparse.Namespace, message: str, status: int) -> int:
+def _catch_kills() -> dict | None:
+    """Make `kill` (SIGTERM) stop a command as Ctrl-C (SIGINT) does, so that what it half-wrote is undone: it used to
+    end the process at once, leaving an interrupted import's array files behind with no row naming them. Set before
+    the parser is built (it imports torch: 2.5 s), where a kill ended the process unsaid. Returns the handlers it
+    found, for an in-process caller to get back; None off the main thread, where none can be set."""
+    if not _main_thread():
+        return None
+    return {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
+
+
+def _ignore_kills(found: dict | None) -> None:
+    """A command done, or stopped: a Ctrl-C or a kill from here on comes too late to undo anything, and would only
+    turn a command that finished and said so into a failure (130 or 143, with no word), or cut short what it says."""
+    if found is not None:
+        for signum in found:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _refused(message: str, status: int, as_json: bool) -> int:
     """Say why a command stopped: one line on stderr and, with --json, one JSON object on stdout."""
     print(f"error: {message}", file=sys.stderr)
-    if args.json:
+    if as_json:
         print(json.dumps({"error": message}))
     return status
 
@@ -127,33 +149,84 @@ def _kept(args: argparse.Namespace) -> str:
         return UNDONE
 
 
+def _database_outage(exc: Exception) -> tuple[str, str] | None:
+    """A database that stayed locked or unreachable through the store's retries, or that refused to be opened (no
+    such database or role, a wrong port): what it said and what to do, as a refusal; None for any other error.
+    Each was a SQLAlchemy traceback, exit 1."""
+    from sqlalchemy.exc import OperationalError
+
+    from prefine_core.store.engine import outage_reason
+
+    if not isinstance(exc, OperationalError):
+        return None
+    reason = outage_reason(exc)
+    if type(exc.orig).__module__ != "sqlite3":
+        return (f"the database is unreachable ({reason})", "check that its server is running and that PREFINE_DB_URL "
+                "names it (host, port, database, user), then run the command again")
+    if any(word in reason for word in ("locked", "busy")):
+        return (f"the database is busy ({reason})", "another program holds its write lock (the app, another command, "
+                "a backup): run the command again once it has finished")
+    return (f"the store cannot be opened or written ({reason})", "check that the workspace folder and its prefine.db "
+            "can be written, then run the command again")
+
+
+def _said(exc: Exception) -> str:
+    """``exc``'s message, a file name the system quotes in it cut short: a 100 KB ``--workspace`` was said whole
+    ("[Errno 36] File name too long: '…'")."""
+    if not isinstance(exc, OSError) or exc.errno is None or exc.filename is None:
+        return str(exc)
+    names = " -> ".join(quoted(name) for name in (exc.filename, exc.filename2) if name is not None)
+    return f"[Errno {exc.errno}] {exc.strerror}: {names}"
+
+
+def _why_stopped(args: argparse.Namespace, exc: BaseException) -> tuple[str, int] | None:
+    """What a command that raised ``exc`` says and its exit status: an interrupt (130), bad input or a file that
+    cannot be read or written (2), a database that does not answer (2); None for any other error, a bug whose
+    traceback is wanted."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted; {_kept(args)}", 130
+    if isinstance(exc, (ValueError, OSError)):
+        return _said(exc), 2
+    outage = _database_outage(exc)
+    if outage is not None:
+        problem, advice = outage
+        return f"{problem}; {_kept(args)}: {advice}", 2
+    return None
+
+
 def main(argv: list[str] | None = None, *, exiting: bool = False) -> int:
-    """Run one command. ``exiting``: the process ends once this returns (``python -m prefine_core``), so a kill that
-    comes after the command's result is said is ignored, not only while it is said: the interpreter's own teardown
-    takes 0.7 s with torch loaded, and a kill then ended a command that had finished and said so with 143."""
+    """Run one command. ``exiting``: the process ends once this returns (``python -m prefine_core``), so a kill or a
+    Ctrl-C that comes after the command's result is said is ignored, not only while it is said: the interpreter's own
+    teardown takes 0.7 s with torch loaded, and a kill then ended a command that had finished and said so with 143
+    (a Ctrl-C with 130)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     _Parser.json_errors = "--json" in argv
-    args = build_parser().parse_args(argv)
-    # `kill` (SIGTERM) stops a command as Ctrl-C does, so that what it half-wrote is undone: it used to end the
-    # process at once, leaving an interrupted import's array files behind with no row naming them
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    found = _catch_kills()
     try:
-        refused = None
-        try:
-            result = args.handler(args)
-        except (ValueError, FileNotFoundError, PermissionError, OSError) as exc:
-            refused = (str(exc), 2)
-        except KeyboardInterrupt:
-            refused = (None, 130)  # what it kept is read below, where a second kill cannot cut it short
-        if previous is not None:  # done, or stopped: a kill from here on comes too late to undo anything
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if refused is None:
-            return _say(args, result)
-        message, status = refused
-        return _refused(args, f"interrupted; {_kept(args)}" if status == 130 else message, status)
+        return _run(argv, found)
     finally:
-        if previous is not None and not exiting:
-            signal.signal(signal.SIGTERM, previous)
+        if found is not None and not exiting:
+            for signum, handler in found.items():
+                signal.signal(signum, handler)
+
+
+def _run(argv: list[str], found: dict | None) -> int:
+    """Parse the command line, run its command and say its result, or why it stopped."""
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # a Ctrl-C while the parser imports torch gave a KeyboardInterrupt traceback
+        _ignore_kills(found)
+        return _refused("interrupted before the command began; nothing was done", 130, _Parser.json_errors)
+    try:
+        result = args.handler(args)
+    except (Exception, KeyboardInterrupt) as exc:
+        _ignore_kills(found)  # before what it kept is read, which a second kill would cut short
+        why = _why_stopped(args, exc)
+        if why is None:
+            raise
+        return _refused(*why, args.json)
+    _ignore_kills(found)
+    return _say(args, result)
 
 
 def _say(args: argparse.Namespace, result) -> int:

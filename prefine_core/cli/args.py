@@ -9,10 +9,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from prefine_core.entry import quoted
 from prefine_core.envs import MAX_SEED
 
 #: A frame smaller than this has no room for the overlay's "COST" badge (render.annotate).
 MIN_FRAME_SIZE = 48
+#: The most episodes one command rolls out or evaluates (rollout, evaluate, finetune): ten times the Compare page's
+#: 100, each up to 1000 MuJoCo steps; a count past any run (``finetune --episodes 100000000``) started one that never
+#: ended.
+MAX_EPISODES = 1000
 #: MuJoCo's offscreen framebuffer rendered 8192 px here but was incomplete at 12000 (PointCircle) or 16384 (Hopper),
 #: by task and GL driver; 1024 renders everywhere, and a 1000-step clip of it is already 3 GB of frames.
 MAX_FRAME_SIZE = 1024
@@ -22,7 +27,7 @@ def _ascii(text: str) -> str:
     """Python reads other scripts' digits as numbers too (``int("٣")`` is 3), and digits grouped by underscores
     (``1_000``); a number on the command line is written with 0-9."""
     if not text.isascii() or "_" in text:
-        raise argparse.ArgumentTypeError(f"expected digits 0-9, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected digits 0-9, got {quoted(text)}")
     return text
 
 
@@ -31,7 +36,7 @@ def whole_number(text: str) -> int:
     try:
         return int(_ascii(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {quoted(text)}") from None
 
 
 def _whole_number(text: str, low: int, high: int | None = None) -> int:
@@ -50,6 +55,11 @@ def positive_int(text: str) -> int:
 def whole_number_between(low: int, high: int):
     """The argument type of a whole number from ``low`` to ``high``."""
     return lambda text: _whole_number(text, low, high)
+
+
+def episode_count(text: str) -> int:
+    """How many episodes to roll out: 1 to :data:`MAX_EPISODES`."""
+    return _whole_number(text, 1, MAX_EPISODES)
 
 
 def non_negative_int(text: str) -> int:
@@ -72,7 +82,7 @@ def number(text: str) -> float:
     try:
         return float(_ascii(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {quoted(text)}") from None
 
 
 def _finite_number(text: str, positive: bool) -> float:
@@ -115,14 +125,28 @@ def synthetic_name(text: str) -> str:
     from prefine_core.teachers import SYNTHETIC_PREFIX, is_synthetic
 
     if not is_synthetic(text):
-        raise argparse.ArgumentTypeError(f"{text!r} does not start with '{SYNTHETIC_PREFIX}', as the simulated "
+        raise argparse.ArgumentTypeError(f"{quoted(text)} does not start with '{SYNTHETIC_PREFIX}', as the simulated "
                                          "labeller's names do, so that Agreement tells it from people (e.g. "
                                          f"{SYNTHETIC_PREFIX}-noisy)")
     return text.strip()
 
 
-def existing_file(text: str) -> Path:
+def given_path(text: str) -> Path:
+    """``text`` as a path the system can look up. An empty one is refused: it named the current folder, unsaid
+    (``finetune --out ''`` resumed a run there, or wrote one); and a name longer than the system takes raised "File name
+    too long" out of the parser, a traceback."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty, which would be the current folder: give a path")
     path = Path(text)
+    try:
+        path.exists()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{quoted(text)}: {exc.strerror}") from None
+    return path
+
+
+def existing_file(text: str) -> Path:
+    path = given_path(text)
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no file at {text}")
     return path
@@ -130,7 +154,7 @@ def existing_file(text: str) -> Path:
 
 def file_to_write(text: str) -> Path:
     """A file to be written in a folder that exists: a mistyped folder is refused, never made."""
-    path = Path(text)
+    path = given_path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {text} in (make it first, or check the path)")
     return path

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 from prefine_core.baselines import METHODS
-from prefine_core.bench import BenchConfig
-from prefine_core.cli.args import (Progress, existing_file, folder_to_write, non_negative_int, number, open_workspace,
-                                    positive_float, positive_int, whole_number, whole_number_between)
+from prefine_core.bench import MAX_BUDGET, MAX_SEEDS, BenchConfig
+from prefine_core.cli.args import (MAX_EPISODES, Progress, episode_count, existing_file, folder_to_write, given_path,
+                                    non_negative_int, number, open_workspace, positive_float, whole_number,
+                                    whole_number_between)
 from prefine_core.prefine import PrefineConfig, config_fields
+from prefine_core.pretrain import MAX_TOTAL_STEPS
 
 _TYPES = {"int": whole_number, "float": number, "str": str}  # as every other flag reads them (no "٣", no "1_000")
 
@@ -22,11 +24,27 @@ _TYPES = {"int": whole_number, "float": number, "str": str}  # as every other fl
 MAX_TEACHER_PAIRS = 2_000
 
 
-def _config_from_args(args: argparse.Namespace) -> PrefineConfig:
+#: The largest ``--config`` file read: a whole PrefineConfig is about 1 KB of JSON (one of 2 million unknown keys was
+#: read whole, and its error said every key).
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def _config_file(path: Path) -> PrefineConfig:
+    """The PrefineConfig a ``--config`` file holds (``finetune``, ``bench``), refused under the flag's name. Read as
+    bytes, so that a UTF-8 byte order mark (a Windows editor's) is taken; read as text, it was refused."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"--config {path}: the file is larger than {MAX_CONFIG_BYTES // 1_000_000} MB; a PREFINE "
+                         "config is about 1 KB of JSON")
     try:
-        data = PrefineConfig.from_json(Path(args.config).read_text()).to_dict() if args.config else {}
+        return PrefineConfig.from_json(data)
     except ValueError as exc:
-        raise ValueError(f"--config {args.config}: {exc}") from None
+        raise ValueError(f"--config {path}: {exc}") from None
+
+
+def _config_from_args(args: argparse.Namespace) -> PrefineConfig:
+    data = _config_file(args.config).to_dict() if args.config else {}
     given = [f["name"] for f in config_fields() if getattr(args, f["name"]) is not None]
     data.update({name: getattr(args, name) for name in given})
     try:
@@ -47,7 +65,7 @@ def _teacher_pairs(reference, task_id: str, n: int, seed: int) -> list:
     return label_pairs(benchmark_pool(reference, behaviours, bench), n, seed)
 
 
-def _check_out(out: str | None) -> None:
+def _check_out(out: Path | None) -> None:
     """Refuse an ``--out`` the run would write over: a file, or a folder holding other things than a run of this
     command (its files would be overwritten: a config.json and a policy.safetensors of the user's own, say). A run
     folder is known by the trainer state it resumes from (state.json, or bc_stage/state.json while a ``start="bc"``
@@ -177,10 +195,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     if args.config:
         if args.quick:
             raise ValueError("--config sets the fine-tune of a full benchmark; --quick has its own tiny one")
-        try:
-            kw["finetune"] = PrefineConfig.from_json(Path(args.config).read_text())
-        except ValueError as exc:  # said under the file, as finetune's --config
-            raise ValueError(f"--config {args.config}: {exc}") from None
+        kw["finetune"] = _config_file(args.config)
     if args.quick:
         return BenchConfig.quick(args.task, methods=tuple(args.methods), top_methods=tuple(args.top_methods), **kw)
     budgets = tuple(args.budgets) if args.budgets else tuple(b for b in (25, 50, 100, 200) if b <= args.pairs) or (args.pairs,)
@@ -218,8 +233,9 @@ def register(command) -> None:
                         help=f"label N pool pairs with the synthetic teacher (no store needed; 1 to "
                              f"{MAX_TEACHER_PAIRS})")
     p.add_argument("--config", type=existing_file, help="PrefineConfig as JSON; flags override it")
-    p.add_argument("--out", help="run folder (default: a new temporary folder); an unfinished run there resumes")
-    p.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes")
+    p.add_argument("--out", type=given_path,
+                   help="run folder (default: a new temporary folder); an unfinished run there resumes")
+    p.add_argument("--episodes", type=episode_count, default=10, help=f"evaluation episodes, 1 to {MAX_EPISODES}")
     p.add_argument("--deterministic-only", action="store_true",
                    help="evaluate with deterministic (mean) actions only: half the evaluation time, and no "
                         "*_stochastic keys in the result")
@@ -237,16 +253,18 @@ def register(command) -> None:
 
     b = command("bench", "the PREFINE benchmark: label budgets × seeds × methods, extras, BENCHMARKS.md")
     b.add_argument("--task", required=True, help="Safety-Gymnasium task id")
-    b.add_argument("--pairs", type=positive_int, default=200, help="largest label budget (budgets 25/50/100/200 up to it)")
-    b.add_argument("--budgets", type=positive_int, nargs="+", help="explicit label budgets instead")
-    b.add_argument("--seeds", type=positive_int, default=5, help="seeds per budget")
+    budget = whole_number_between(1, MAX_BUDGET)
+    b.add_argument("--pairs", type=budget, default=200,
+                   help=f"largest label budget, 1 to {MAX_BUDGET} (budgets 25/50/100/200 up to it)")
+    b.add_argument("--budgets", type=budget, nargs="+", help=f"explicit label budgets instead, each 1 to {MAX_BUDGET}")
+    b.add_argument("--seeds", type=whole_number_between(1, MAX_SEEDS), default=5, help=f"seeds per budget, 1 to {MAX_SEEDS}")
     b.add_argument("--methods", nargs="+", choices=METHODS, metavar="METHOD", default=list(BenchConfig.methods),
                    help=f"methods at every budget, of {', '.join(METHODS)} (default {' '.join(BenchConfig.methods)})")
     b.add_argument("--top-methods", nargs="*", choices=METHODS, metavar="METHOD", default=list(BenchConfig.top_methods),
                    help=f"methods only at the largest budget (default {' '.join(BenchConfig.top_methods)})")
     b.add_argument("--extra-seeds", type=non_negative_int, default=2, help="seeds for ablation, paper protocol, rounds (0 skips them)")
-    b.add_argument("--lagrangian-steps", type=positive_int, default=None,
-                   help="env steps of the PPO-Lagrangian baseline (default: the reference's)")
+    b.add_argument("--lagrangian-steps", type=whole_number_between(1, MAX_TOTAL_STEPS), default=None,
+                   help=f"env steps of the PPO-Lagrangian baseline, 1 to {MAX_TOTAL_STEPS} (default: the reference's)")
     b.add_argument("--lagrange-lr", type=positive_float, default=0.05,
                    help="step size of the PPO-Lagrangian's multiplier")
     b.add_argument("--config", type=existing_file, metavar="FILE",

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefine_core.cli.args import (MAX_FRAME_SIZE, MIN_FRAME_SIZE, Progress, existing_file, finite_float, folder_to_write,
-                                   frame_size, non_negative_float, non_negative_int, number_between, output_file,
-                                   positive_float, positive_int, seed)
+from prefine_core.cli.args import (MAX_EPISODES, MAX_FRAME_SIZE, MIN_FRAME_SIZE, Progress, episode_count, existing_file,
+                                   finite_float, folder_to_write, frame_size, non_negative_float, non_negative_int,
+                                   number_between, output_file, positive_float, positive_int, seed,
+                                   whole_number_between)
 from prefine_core.policy import LOG_STD_MAX, LOG_STD_MIN
 from prefine_core.envs import MAX_SEED
 
@@ -34,13 +35,13 @@ def _pretrain(args: argparse.Namespace) -> dict:
 
 
 def register(command) -> None:
-    from prefine_core.pretrain import PPOConfig
+    from prefine_core.pretrain import MAX_TOTAL_STEPS, PPOConfig
 
     p = command("pretrain", "train a reference or behaviour policy with PPO")
     p.add_argument("--task", required=True, help="Safety-Gymnasium task id, e.g. SafetyHalfCheetahVelocity-v1")
-    p.add_argument("--steps", type=positive_int, default=300_000,
-                   help=f"environment steps (default 300000), rounded up to whole PPO rollouts of "
-                        f"{PPOConfig.num_envs * PPOConfig.rollout_steps} steps")
+    p.add_argument("--steps", type=whole_number_between(1, MAX_TOTAL_STEPS), default=300_000,
+                   help=f"environment steps, 1 to {MAX_TOTAL_STEPS} (default 300000), rounded up to whole PPO rollouts "
+                        f"of {PPOConfig.num_envs * PPOConfig.rollout_steps} steps")
     p.add_argument("--seed", type=seed, default=0, help="random seed")
     p.add_argument("--cost-penalty", type=non_negative_float, default=0.0, help="train on reward − W·cost")
     p.add_argument("--cost-limit", type=non_negative_float, default=None, help="PPO-Lagrangian towards this episode cost (default: none, reward only)")
@@ -143,7 +144,7 @@ def _info(args: argparse.Namespace) -> dict:
 def _register_policy_commands(command) -> None:
     p = command("rollout", "roll out a policy for seeded episodes (its task comes from its metadata)")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
-    p.add_argument("--episodes", type=positive_int, default=1, help="episodes")
+    p.add_argument("--episodes", type=episode_count, default=1, help=f"episodes, 1 to {MAX_EPISODES}")
     p.add_argument("--seed", type=seed, default=0, help="first seed; episode i uses seed+i")
     p.add_argument("--deterministic", action="store_true", help="take the mean action instead of sampling")
     p.add_argument("--out-dir", type=folder_to_write, default=None,
@@ -163,7 +164,7 @@ def _register_policy_commands(command) -> None:
 
     p = command("evaluate", "evaluate a policy on fixed seeds: return, cost, violation and fall rates, deterministic actions unless --stochastic")
     p.add_argument("--policy", type=existing_file, required=True, help="policy .safetensors file")
-    p.add_argument("--episodes", type=positive_int, default=10, help="episodes")
+    p.add_argument("--episodes", type=episode_count, default=10, help=f"episodes, 1 to {MAX_EPISODES}")
     p.add_argument("--seed", type=seed, default=10_000, help="first evaluation seed")
     p.add_argument("--cost-limit", type=positive_float, default=25.0, help="κ > 0 for the violation rate")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")

@@ -73,6 +73,9 @@ def _task(text: str) -> str:
 #: The fastest video frame rate ``pairs --fps`` makes (a video player shows no more).
 MAX_FPS = 120
 
+#: ``label-synthetic --overlap`` that labels every pair: more annotators than any pair has.
+EVERY_PAIR = 1_000_000
+
 #: The most pairs one ``pairs`` command adds (each wants a video and a person's time; 10 000 is weeks of labelling).
 MAX_NEW_PAIRS = 10_000
 
@@ -229,6 +232,30 @@ def _import(args: argparse.Namespace) -> dict:
                                                   on_progress=lambda done, total: bar.update_to(done, total=total))}
 
 
+#: The file names ``import`` reads as an HDF5 dataset.
+HDF5_SUFFIXES = (".hdf5", ".h5")
+
+
+class _HDF5Flag(argparse.Action):
+    """A flag of ``import`` that only an HDF5 dataset takes: stored, and noted as typed (its default may be typed too)
+    for :func:`_import_of_its_kind`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.hdf5_flags = [*namespace.hdf5_flags, option_string]
+
+
+def _import_of_its_kind(args: argparse.Namespace) -> dict:
+    """:func:`_import`, once the flags typed are ones its file takes: --task, --clip-length, --max-episodes and
+    --source with an export or a policy were ignored without a word."""
+    path = Path(args.path)
+    if args.hdf5_flags and (path.is_dir() or path.suffix.lower() not in HDF5_SUFFIXES):
+        raise ValueError(f"{', '.join(args.hdf5_flags)}: only an HDF5 dataset (.hdf5, .h5) takes "
+                         f"{'this flag' if len(args.hdf5_flags) == 1 else 'these flags'}, not {path.name}; drop "
+                         f"{'it' if len(args.hdf5_flags) == 1 else 'them'}")
+    return _import(args)
+
+
 def _agreement(args: argparse.Namespace) -> dict:
     """Agreement, and the task's people per pair (set with ``--people-per-pair``, as on the Data page's Agreement tab)."""
     from prefine_core.agreement import report
@@ -240,10 +267,7 @@ def _agreement(args: argparse.Namespace) -> dict:
     if args.people_per_pair is not None:
         if args.task is None:
             raise ValueError("--people-per-pair needs --task (each task has its own)")
-        try:
-            result["set"] = set_people_per_pair(ws.store, args.task, args.people_per_pair)  # the Data page's own check
-        except ValueError as exc:  # it names the Data page's field ("People per pair …"); here the flag was typed
-            raise ValueError(f"--people-per-pair: {exc}") from None
+        result["set"] = set_people_per_pair(ws.store, args.task, args.people_per_pair)
     if args.task is not None:
         result["people_per_pair"] = ws.store.task_overlap(args.task)
     return {**result, **report(ws.store, args.task, SyntheticTeacher(TeacherConfig(equal_margin=args.equal_margin)))}
@@ -332,6 +356,7 @@ def register(command) -> None:
         return p
 
     from prefine_core.queries import STRATEGIES
+    from prefine_core.store.api import MAX_OVERLAP
 
     p = with_workspace(command("pairs", "collect the behaviour pool, choose pairs to label, render their videos"))
     p.add_argument("--task", type=_task, help="Safety-Gymnasium task id (required, except with --render-only)")
@@ -362,8 +387,8 @@ def register(command) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many labels (default: every open pair)")
     p.add_argument("--name", type=synthetic_name, default="synthetic-teacher",
                    help="annotator name, starting with 'synthetic' (default synthetic-teacher)")
-    p.add_argument("--overlap", type=positive_int, default=1_000_000,
-                   help="skip pairs already labelled by this many others (default: label every pair)")
+    p.add_argument("--overlap", type=whole_number_between(1, EVERY_PAIR), default=EVERY_PAIR,
+                   help=f"skip pairs already labelled by this many others, 1 to {EVERY_PAIR} (default: label every pair)")
     p.add_argument("--mistake-rate", type=number_between(0, 1), default=0.0, help="probability of swapping an answer")
     p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="difference of the two clips' total costs judged \"equal\"")
     p.add_argument("--skip-rate", type=number_between(0, 1), default=0.0, help="probability of answering cant_tell")
@@ -387,20 +412,23 @@ def register(command) -> None:
     p = with_workspace(command("import", "import an export (folder or .zip), a .safetensors policy, or a DSRL/D4RL "
                                          "HDF5 dataset as pool clips"))
     p.add_argument("path", help="export folder or .zip (as the Data page downloads it), .safetensors policy, or .hdf5/.h5 file")
-    p.add_argument("--task", type=_task, default=None, help="task the HDF5 dataset was recorded in")
-    p.add_argument("--clip-length", type=non_negative_int, default=200, help="HDF5: clip length, 0 = whole episodes")
-    p.add_argument("--max-episodes", type=positive_int, default=None, help="HDF5: import at most this many episodes (default: all)")
-    p.add_argument("--source", default=None, help="HDF5: pool source name (default dataset:<file name>)")
+    p.add_argument("--task", type=_task, default=None, action=_HDF5Flag, help="task the HDF5 dataset was recorded in")
+    p.add_argument("--clip-length", type=non_negative_int, default=200, action=_HDF5Flag,
+                   help="HDF5: clip length, 0 = whole episodes")
+    p.add_argument("--max-episodes", type=positive_int, default=None, action=_HDF5Flag,
+                   help="HDF5: import at most this many episodes (default: all)")
+    p.add_argument("--source", default=None, action=_HDF5Flag, help="HDF5: pool source name (default dataset:<file name>)")
     p.add_argument("--restore-deleted", action="store_true",
                    help="export: add back the pairs deleted in this workspace since, with their labels (left out by default)")
-    p.set_defaults(handler=_import)
+    p.set_defaults(handler=_import_of_its_kind, hdf5_flags=[])
 
     p = with_workspace(command("runs", "list the background runs (fine-tunes, comparisons, pair preparation, video "
                                        "rendering); cancel or resume one"))
     p.add_argument("--task", type=_task, default=None, help="only this task's runs")
-    p.add_argument("--cancel", type=positive_int, default=None, metavar="RUN_ID", help="ask this run to stop")
-    p.add_argument("--resume", type=positive_int, default=None, metavar="RUN_ID",
-                   help="start a failed or cancelled run again from its last checkpoint")
+    act = p.add_mutually_exclusive_group()  # both did both, and a refusal of the second came after the first acted
+    act.add_argument("--cancel", type=positive_int, default=None, metavar="RUN_ID", help="ask this run to stop")
+    act.add_argument("--resume", type=positive_int, default=None, metavar="RUN_ID",
+                     help="start a failed or cancelled run again from its last checkpoint")
     p.set_defaults(handler=_runs)
 
     p = with_workspace(command("policies", "list the registered policies; --delete one that nothing uses (a wrong "
@@ -415,9 +443,9 @@ def register(command) -> None:
                                             "--people-per-pair sets how many annotators each pair goes to"))
     p.add_argument("--task", type=_task, default=None, help="only this task (and its people per pair)")
     p.add_argument("--equal-margin", type=non_negative_float, default=0.0, help="difference of the two clips' total costs the truth calls \"equal\"")
-    p.add_argument("--people-per-pair", default=None, metavar="N",
-                   help="hand each pair of --task to N annotators from now on (1 to 10; 2 or more for agreement "
-                        "between people), as the Data page's Agreement tab")
+    p.add_argument("--people-per-pair", type=whole_number_between(1, MAX_OVERLAP), default=None, metavar="N",
+                   help=f"hand each pair of --task to N annotators from now on (1 to {MAX_OVERLAP}; 2 or more for "
+                        "agreement between people), as the Data page's Agreement tab")
     p.set_defaults(handler=_agreement)
 
     p = with_workspace(command("checkpoints", "a fine-tune run's checkpoints (validation return, cost, safety, the "

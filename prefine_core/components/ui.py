@@ -15,6 +15,7 @@ from prefine_core import jobs
 from prefine_core.demo import DEMO_FINETUNE
 from prefine_core.task_words import task_title
 from prefine_core.entry import shown
+from prefine_core.store.engine import outage_reason
 from prefine_core.workspace import Workspace
 
 DEFAULT_TASK = "SafetyHalfCheetahVelocity-v1"
@@ -212,10 +213,6 @@ def annotator() -> str:
     return (st.session_state.get("annotator") or st.session_state.get("kept_annotator") or "").strip()
 
 
-def _reason(exc: DBAPIError) -> str:
-    return str(exc.orig or exc).splitlines()[0]
-
-
 @contextlib.contextmanager
 def outage_notice():
     """A database that stays unreachable through the store's retries while a page or a fragment *reads*
@@ -223,7 +220,7 @@ def outage_notice():
     try:
         yield
     except DBAPIError as exc:
-        st.error(f"The database is unreachable ({_reason(exc)}). Nothing was lost; this page shows again "
+        st.error(f"The database is unreachable ({outage_reason(exc)}). Nothing was lost; this page shows again "
                  "once the database is back (reload it if it does not).")
 
 
@@ -262,7 +259,7 @@ def guarded(action, *args, success: str | None = None, keep: tuple[str, object] 
             st.session_state[keep[0]] = (str(exc), keep[1])
         return None
     except DBAPIError as exc:
-        say(f"Not saved: the database is busy or unreachable ({_reason(exc)}). Nothing was lost; "
+        say(f"Not saved: the database is busy or unreachable ({outage_reason(exc)}). Nothing was lost; "
             "try the same action again in a moment.")
         return None
     if keep is not None:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from prefine_core.entry import counted, is_finite_number, is_printable
+from prefine_core.entry import counted, is_finite_number, is_printable, quoted
 from prefine_core.store import schema as S
 from prefine_core.store.engine import is_sqlite, make_engine, run_transaction, upgrade
 from prefine_core.store.paths import PATH_FIELDS, FilePaths
@@ -64,12 +64,12 @@ def _receipt(result) -> dict:
 
 def _text(field: str, value, max_len: int) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+        raise ValueError(f"{field} must be a non-empty string, got {quoted(value)}")
     value = value.strip()
     if len(value) > max_len:
         raise ValueError(f"{field} is {len(value)} characters long, at most {max_len} allowed: {value[:40]!r}…")
     if not is_printable(value):
-        raise ValueError(f"{field} holds control characters: {value!r}")
+        raise ValueError(f"{field} holds control characters: {quoted(value)}")
     return value
 
 
@@ -94,6 +94,14 @@ def _int_id(field: str, value) -> int:
     if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value > MAX_ID:
         raise NotFound(f"{field} {value} does not exist (ids stop at {MAX_ID})")
     raise ValueError(f"{field} must be a positive integer id, got {value!r}")
+
+
+def _overlap(value) -> int:
+    """How many annotators a pair may go to, as an int: a count, not an id, though a SQL integer bounds it alike (one
+    past :data:`MAX_ID` was said to be an overlap that "does not exist")."""
+    if is_id(value):
+        return int(value)
+    raise ValueError(f"overlap must be a whole number from 1 to {MAX_ID}, got {quoted(value)}")
 
 
 def _finite(field: str, value, low: float = -math.inf, high: float = math.inf) -> float:
@@ -591,7 +599,7 @@ class Store:
         annotator and not yet labelled comes first (a reloaded page shows the same pair), then pairs whose video is
         ready, then the oldest.
         """
-        overlap = _int_id("overlap", overlap)
+        overlap = _overlap(overlap)
         passing_over = [_int_id("pair_id", pair_id) for pair_id in passing_over]
 
         def serve(w: _Writer):
@@ -634,7 +642,7 @@ class Store:
 
     def pairs_open_to(self, annotator: str, task_id: str | None = None, overlap: int = 1) -> int:
         """How many pairs :meth:`next_pair` could still hand ``annotator`` (none handed out by asking)."""
-        overlap, name = _int_id("overlap", overlap), _text("annotator", annotator, MAX_NAME)
+        overlap, name = _overlap(overlap), _text("annotator", annotator, MAX_NAME)
 
         def count(c):
             me = c.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar()
@@ -645,7 +653,7 @@ class Store:
     def pair_open_to(self, annotator: str, pair_id: int, task_id: str | None = None, overlap: int = 1) -> bool:
         """Whether pair ``pair_id`` (of ``task_id``, if given) exists and :meth:`next_pair` could hand it to
         ``annotator`` now: e.g. a page showing it may keep it while it is theirs to judge."""
-        overlap, name, pair_id = _int_id("overlap", overlap), _text("annotator", annotator, MAX_NAME), _int_id("pair_id", pair_id)
+        overlap, name, pair_id = _overlap(overlap), _text("annotator", annotator, MAX_NAME), _int_id("pair_id", pair_id)
 
         def count(c):
             me = c.execute(select(S.annotators.c.id).where(S.annotators.c.name == name)).scalar()

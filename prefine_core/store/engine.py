@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Attempts of one transaction before giving up, and the first back-off (doubles, jittered).
@@ -69,6 +69,9 @@ def database_url(url: str) -> URL:
     except ArgumentError:
         raise ValueError("the database URL (PREFINE_DB_URL) is not a URL: give sqlite:///PATH or "
                          "postgresql+psycopg://USER@HOST/DATABASE") from None
+    except ValueError:  # SQLAlchemy reads the port with int(): "[::1" said "invalid literal for int() with base 10"
+        raise ValueError("the database URL (PREFINE_DB_URL) has a host and port that cannot be read: write HOST:PORT "
+                         "with a port of digits, an IPv6 address in brackets ([::1]:5432)") from None
     if parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -93,8 +96,20 @@ def sqlite_url(path: str | os.PathLike) -> str:
     return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
+def _check_driver(parsed: URL) -> None:
+    """Refuse a URL whose driver is not installed here (``postgresql+psycopg2://``) in words, naming the one that is;
+    SQLAlchemy's import of it failed with a ModuleNotFoundError traceback."""
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError):
+        raise ValueError(f"the database URL {parsed.render_as_string(hide_password=True)} asks for the driver "
+                         f"{parsed.drivername}, which is not installed here: give postgresql+psycopg://USER@HOST/DATABASE "
+                         "(the driver requirements.txt installs) or sqlite:///PATH") from None
+
+
 def make_engine(url: str) -> Engine:
     parsed = database_url(url)
+    _check_driver(parsed)
     if parsed.get_backend_name() == "sqlite":
         if not Path(parsed.database).parent.is_dir():  # a typo in PREFINE_DB_URL, not a place to make
             raise ValueError(f"the database URL {parsed} names a SQLite file in {Path(parsed.database).parent}, which "
@@ -156,6 +171,13 @@ def transient(exc: BaseException) -> bool:
         return any(s in text for s in ("database is locked", "database is busy", "connection", "server closed",
                                        "could not serialize", "deadlock", "terminating"))
     return False
+
+
+def outage_reason(exc: DBAPIError) -> str:
+    """What the database said when it stayed locked or unreachable through the retries, in a few words: the first line
+    of the driver's message (SQLAlchemy's own adds the statement and a link), as the app's pages and the CLI say it."""
+    said = str(exc.orig or exc).strip().splitlines()
+    return said[0] if said else type(exc.orig or exc).__name__
 
 
 def run_transaction(engine: Engine, fn, write: bool = True):
