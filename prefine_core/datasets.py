@@ -92,6 +92,10 @@ def episodes_from_arrays(data: dict[str, np.ndarray], task_id: str, name: str = 
     return result
 
 
+#: The first bytes of an HDF5 file (one without a user block, as DSRL's and D4RL's are).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def dataset_source(source: str | None, path: str | os.PathLike) -> str:
     """The pool source an HDF5 file's clips are imported under: ``source``, or ``dataset:<file name>``. A name of a
     policy's source is refused: its clips would count as that policy's rollouts."""

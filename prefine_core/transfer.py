@@ -196,7 +196,7 @@ def _bundle_said(filename: str, counts: dict, task_id: str) -> str:
 def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str, restore_deleted: bool = False) -> str:
     """Import one uploaded file (``restore_deleted``: an export's pairs deleted here since are added back); returns
     what was added, in words."""
-    from prefine_core.datasets import import_hdf5
+    from prefine_core.datasets import HDF5_SIGNATURE, import_hdf5
 
     suffix = Path(filename).suffix.lower().lstrip(".")
     if suffix not in ACCEPTED or "\0" in filename:
@@ -210,7 +210,7 @@ def import_upload(ws: Workspace, filename: str, data: bytes, task_id: str, resto
     if suffix == "zip":
         return _bundle_said(filename, import_zip(ws, filename, data, restore_deleted), task_id)
     with tempfile.TemporaryDirectory(dir=ws.exports_dir) as tmp:
-        if not data.startswith(b"\x89HDF\r\n\x1a\n"):
+        if not data.startswith(HDF5_SIGNATURE):
             raise ValueError(f"{filename} is not an HDF5 file (its first bytes are wrong); {_WHAT}")
         path = Path(tmp) / Path(filename).name
         path.write_bytes(data)

@@ -38,9 +38,11 @@ class Workspace:
         root = cls.folder(root)
         if root.exists() and not root.is_dir():
             raise ValueError(f"workspace {root} exists and is not a folder")
+        shared = db_url or os.environ.get("PREFINE_DB_URL")
+        store = Store(shared, root=root) if shared else None  # one it cannot use is refused before a folder is made
         root.mkdir(parents=True, exist_ok=True)
-        url = db_url or os.environ.get("PREFINE_DB_URL") or sqlite_url(root / "prefine.db")
-        ws = cls(root=root, store=Store(url, root=root), shipped=Path(shipped) if shipped is not None else None)
+        store = store or Store(sqlite_url(root / "prefine.db"), root=root)
+        ws = cls(root=root, store=store, shipped=Path(shipped) if shipped is not None else None)
         ws.store.keep_paths_relative()  # rows from before paths were kept relative
         ws.store.prune_receipts()  # receipts of writes a day old: no retry comes that late
         for folder in (ws.trajectories_dir, ws.videos_dir, ws.policies_dir, ws.runs_dir, ws.exports_dir):

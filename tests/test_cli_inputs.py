@@ -315,12 +315,13 @@ def test_ppo_config_refuses_float_fields_that_are_not_finite_or_out_of_range(fie
     (["import", "{tmp}/junk.hdf5"], "--task is required to import an HDF5 dataset"),
     # it was refused only once the progress bar had drawn "0it"
     (["import", "{tmp}/junk.hdf5", "--task", CHEETAH, "--source", "reference:ref@T1"], "names a policy's rollouts"),
+    (["import", "{tmp}/junk.hdf5", "--task", CHEETAH], "junk.hdf5 is not an HDF5 file (its first bytes are wrong)"),
     (["pairs", "--collect"], "--task is required"),
     # it said the workspace "is made by pairs --collect", to a command that had --collect
     (["pairs", "--collect", "--render-only", "--task", CHEETAH], "--render-only renders the videos of the pairs "
      "there already, so it does not go with --collect"),
-], ids=["missing", "junk-zip", "unknown-kind", "hdf5-without-task", "hdf5-policy-source", "collect-without-task",
-        "collect-render-only"])
+], ids=["missing", "junk-zip", "unknown-kind", "hdf5-without-task", "hdf5-policy-source", "junk-hdf5",
+        "collect-without-task", "collect-render-only"])
 def test_a_refused_command_leaves_no_workspace_behind(argv, expected, tmp_path, capsys, monkeypatch):
     """A refused import or `pairs --collect` made a whole workspace (prefine.db, runs/, videos/…) first, even in
     folders that were not there."""

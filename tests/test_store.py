@@ -655,6 +655,14 @@ def test_a_sqlite_url_that_would_keep_nothing_or_land_elsewhere_is_refused(url, 
     assert list(tmp_path.iterdir()) == [] and not Path("/no").exists()
 
 
+def test_a_workspace_on_a_database_url_it_cannot_use_is_refused_before_its_folder_is_made(tmp_path):
+    from prefine_core.workspace import Workspace
+
+    with pytest.raises(ValueError, match="asks for the driver postgresql\\+psycopg2, which is not installed here"):
+        Workspace.open(tmp_path / "new" / "ws", db_url="postgresql+psycopg2://user@127.0.0.1:1/db", shipped=None)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["ws?mode=ro", "ws5%20x"])
 def test_a_workspace_whose_folder_name_reads_as_part_of_a_url_keeps_its_store_inside_it(name, tmp_path):
     """Its SQLite URL was written as text: ``ws?mode=ro`` put the store in the file ``ws`` beside it, ``ws5%20x`` in the

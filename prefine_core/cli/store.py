@@ -197,7 +197,7 @@ def _next_export(exports: Path) -> Path:
 def _import(args: argparse.Namespace) -> dict:
     """The same imports as the Data page's uploader, from a path."""
     from prefine_core import transfer
-    from prefine_core.datasets import dataset_source, import_hdf5
+    from prefine_core.datasets import HDF5_SIGNATURE, dataset_source, import_hdf5
     from prefine_core.exchange import import_bundle
 
     path = Path(args.path)
@@ -213,10 +213,13 @@ def _import(args: argparse.Namespace) -> dict:
         raise ValueError(f"{path} is not a file PREFINE Studio can import; give {what}")
     if args.restore_deleted and suffix not in ("folder", ".zip"):
         raise ValueError(f"--restore-deleted adds back pairs of an export (a folder or .zip), not of {path.name}")
-    if suffix in (".hdf5", ".h5"):
+    if suffix in HDF5_SUFFIXES:  # refused before the progress bar opens
         if args.task is None:
             raise ValueError("--task is required to import an HDF5 dataset (which task recorded it?)")
-        dataset_source(args.source, path)  # refused before the progress bar opens
+        dataset_source(args.source, path)
+        with open(path, "rb") as handle:
+            if handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                raise ValueError(f"{path.name} is not an HDF5 file (its first bytes are wrong); give {what}")
     with _new_workspace(args) as ws:
         if suffix == "folder":
             return {"kind": "bundle", **import_bundle(ws, path, args.restore_deleted)}
