@@ -90,7 +90,8 @@ else:
     # In Demo mode the sentence above and the video say it; the table of rates is there for whoever asks
     with st.expander("Every number, A beside B", expanded=not st.session_state.get("demo")):
         st.dataframe(comparison.comparison_table(result), hide_index=True, width="stretch", key="compare_table")
-        st.caption(comparison.TABLE_TERMS + " Each policy acted with its mean action, as everywhere on this page.")
+        st.caption(comparison.TABLE_TERMS + " Here each policy acted with its mean action, as in the verdict, the "
+                   "distributions and the video.")
         if "a_sampled" in result:
             st.dataframe(comparison.comparison_table(result, sampled=True), hide_index=True, width="stretch",
                          key="compare_table_sampled")
