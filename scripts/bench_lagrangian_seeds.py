@@ -63,6 +63,7 @@ def train(task: str, seed: int, label: str, code: Path) -> None:
         "command": f"python scripts/bench_lagrangian_seeds.py --tasks {task} --seeds {seed} --label {label}"
                    + ("" if code == REPO else " --code DIR"),
     }))
+    print(f"trained {out}: {summary['step']} env steps in {time.time() - started:.0f} s", flush=True)
 
 
 def prefine_return(task: str) -> tuple[int, float] | None:
