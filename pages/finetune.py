@@ -61,8 +61,7 @@ def run_actions(run, refusal: str | None) -> None:
             st.rerun()  # redraw with the run live (its view refreshes again), not with the status read before the click
 
 
-def checkpoint_choice(run, metrics, limit: float | None) -> None:
-    frame = checkpoints.checkpoint_frame(ws, run.id, metrics)
+def checkpoint_choice(run, frame, limit: float | None) -> None:
     steps = frame[frame.available].step.tolist()
     if not steps:
         return
@@ -93,10 +92,12 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
     error = jobs.error_text(run, refusal)
     st.markdown(f"**Status:** {run.status}" + (f" — {ui.plain(error)}" if error else ""))
     metrics = ws.store.run_metrics(run_id)
+    # a finished fine-tune's checkpoints, read once for the saved policy's line and the trade-off below
+    frame = checkpoints.checkpoint_frame(ws, run.id, metrics) if run.kind == "prefine" and run.status == "done" else None
     # its policy's row gone (a hand edit: the store refuses to delete a policy a run made) is said, not a traceback
     if run.status == "done" and run.output_policy_id is not None and (
             made := ui.guarded(ws.store.get_policy, run.output_policy_id)) is not None:
-        chosen = checkpoints.chosen_words(checkpoints.checkpoint_frame(ws, run.id, metrics)) if run.kind == "prefine" else ""
+        chosen = checkpoints.chosen_words(frame) if frame is not None else ""
         st.success(f"Saved as policy {made.id}, {ui.plain(made.name)}{chosen}.")
         if run.policy_id is not None and st.button("Compare it with the policy it started from", key=f"compare_{run.id}",
                                                    icon=":material/compare:"):
@@ -117,8 +118,8 @@ def run_view(run, smoothing: float, limit: float | None) -> None:
         st.caption(checkpoints.curves_words(run.config))
     with st.expander("Log (last lines)"):
         st.code(jobs.log_tail(ws, run.id, 30) or "(empty)", language=None)
-    if run.kind == "prefine" and run.status == "done":
-        checkpoint_choice(run, metrics, limit)
+    if frame is not None:
+        checkpoint_choice(run, frame, limit)
 
 
 def live_run_view(run_id: int, smoothing: float, limit: float | None) -> None:

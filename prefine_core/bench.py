@@ -510,6 +510,13 @@ def _mean(rows: list[dict], key: str) -> float:
     return float(np.mean([r[key] for r in rows])) if rows else float("nan")
 
 
+def at_largest_budget(result: dict, method: str = "prefine") -> tuple[int, list[dict]]:
+    """(the largest budget of a benchmark result's grid, ``method``'s rows there: one per seed)."""
+    grid = [r for r in result["rows"] if r["section"] == "grid" and r["method"] == method]
+    top = max(r["pairs"] for r in grid)
+    return top, [r for r in grid if r["pairs"] == top]
+
+
 def floors(rows: list[dict], ref: dict, lag: dict, config: BenchConfig, method: str = "prefine") -> dict:
     """Issue 4 §6 for ``method`` (PREFINE, or a variant such as staged) on the grid, per budget (means over seeds)."""
     out = {}

@@ -170,24 +170,34 @@ def _disable_costly_effects(env) -> bool:
     return bool(viewers)
 
 
-@contextlib.contextmanager
-def _floor_under(model, data, camera: str):
-    """Draw the floor under the robot the camera follows, for one frame. A velocity task's floor is drawn 80 m wide
-    (HalfCheetah; 40 m for Hopper), and a fast cheetah leaves it after some 200 steps: the rest of its episode ran in
-    grey space, where nobody can see how fast it goes. The floor moves by whole periods of its checker texture, so
-    the squares stay where they are in the world and the robot is seen to pass them. Physics is untouched: a plane
-    collides at any extent, and its place is put back before the next step."""
+def _floor_and_body(model, camera: str) -> tuple[int, int, np.ndarray] | None:
+    """(the floor plane's geom, the body ``camera`` follows, the floor's checker period in metres), or None where the
+    model has no such camera or no plane. Found once per task: the model does not change."""
     import mujoco
 
     camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
     floors = [g for g in range(model.ngeom) if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE]
     if camera_id < 0 or not floors:
+        return None
+    floor, material = floors[0], model.geom_matid[floors[0]]
+    size = model.geom_size[floor][:2]
+    period = (np.where(model.mat_texuniform[material], 1.0, 2.0 * size) / model.mat_texrepeat[material]
+              if material >= 0 else size)
+    return floor, int(model.cam_bodyid[camera_id]), period
+
+
+@contextlib.contextmanager
+def _floor_under(model, data, found: tuple[int, int, np.ndarray] | None):
+    """Draw the floor under the robot the camera follows (``found``: :func:`_floor_and_body`), for one frame. A
+    velocity task's floor is drawn 80 m wide (HalfCheetah; 40 m for Hopper), and a fast cheetah leaves it after some
+    200 steps: the rest of its episode ran in grey space, where nobody can see how fast it goes. The floor moves by
+    whole periods of its checker texture, so the squares stay where they are in the world and the robot is seen to
+    pass them. Physics is untouched: a plane collides at any extent, and its place is put back before the next step."""
+    if found is None:
         yield
         return
-    floor, robot = floors[0], data.xpos[model.cam_bodyid[camera_id]]
-    material = model.geom_matid[floor]
-    size, repeat = model.geom_size[floor][:2], model.mat_texrepeat[material] if material >= 0 else np.ones(2)
-    period = np.where(model.mat_texuniform[material], 1.0, 2.0 * size) / repeat if material >= 0 else size
+    floor, body, period = found
+    robot = data.xpos[body]
     kept = model.geom_pos[floor].copy(), data.geom_xpos[floor].copy()
     shift = np.round((robot[:2] - kept[1][:2]) / period) * period
     try:
@@ -235,6 +245,7 @@ class SafetyTask:
         self.act_high = np.asarray(self._env.action_space.high, dtype=np.float64)
         self.max_episode_steps = int(getattr(self._env.spec, "max_episode_steps", None) or 1000)
         self._fast_render = False
+        self._floor: tuple | None = None  # (_floor_and_body's answer,), found at the first velocity-task frame
         self._cost_name = "cost_velocity" if "Velocity" in task_id else "cost"
 
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -279,7 +290,9 @@ class SafetyTask:
         viewer = getattr(getattr(env, "mujoco_renderer", None), "viewer", None)  # velocity tasks: gymnasium MuJoCo envs
         if viewer is not None:
             viewer._markers[:] = []  # the velocity marker each step adds (safety_gymnasium.utils.task_utils)
-        with _floor_under(env.model, env.data, self.camera):
+        if self._floor is None:
+            self._floor = (_floor_and_body(env.model, self.camera),)
+        with _floor_under(env.model, env.data, self._floor[0]):
             return self._env.render()
 
     def close(self) -> None:

@@ -68,13 +68,13 @@ def train(task: str, seed: int, label: str, code: Path) -> None:
 
 def prefine_return(task: str) -> tuple[int, float] | None:
     """(largest budget, PREFINE's mean return there) of the task's main benchmark run, or None without one."""
+    from prefine_core.bench import at_largest_budget
+
     path = REPO / "data" / "bench" / task / "result.json"
     if not path.is_file():
         return None
-    grid = [r for r in json.loads(path.read_text())["rows"] if r["section"] == "grid" and r["method"] == "prefine"]
-    top = max(r["pairs"] for r in grid)
-    returns = [r["return_mean"] for r in grid if r["pairs"] == top]
-    return top, sum(returns) / len(returns)
+    top, pre = at_largest_budget(json.loads(path.read_text()))
+    return top, sum(r["return_mean"] for r in pre) / len(pre)
 
 
 def rows_of(task: str) -> list[dict]:

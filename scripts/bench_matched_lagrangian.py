@@ -26,19 +26,17 @@ sys.path.insert(0, str(REPO))
 
 def _prefine_cost(result: dict) -> float:
     """PREFINE's mean episode cost at the largest budget, to 0.1: the matched Lagrangian's limit."""
-    grid = [r for r in result["rows"] if r["section"] == "grid" and r["method"] == "prefine"]
-    top = max(r["pairs"] for r in grid)
-    pre = [r["cost_mean"] for r in grid if r["pairs"] == top]
-    return round(sum(pre) / len(pre), 1)
+    from prefine_core.bench import at_largest_budget
+
+    _, pre = at_largest_budget(result)
+    return round(sum(r["cost_mean"] for r in pre) / len(pre), 1)
 
 
 def matched_row(result: dict, steps: int, lagrange_lr: float) -> dict:
-    from prefine_core.bench import BENCH_DIR, BenchConfig, evaluate_row, lagrangian
+    from prefine_core.bench import BENCH_DIR, BenchConfig, at_largest_budget, evaluate_row, lagrangian
 
     task = result["task"]
-    grid = [r for r in result["rows"] if r["section"] == "grid" and r["method"] == "prefine"]
-    top = max(r["pairs"] for r in grid)
-    pre = [r for r in grid if r["pairs"] == top]
+    top, pre = at_largest_budget(result)
     mean = lambda key: sum(r[key] for r in pre) / len(pre)  # noqa: E731
     limit = _prefine_cost(result)
     # The benchmark's own Lagrangian code, aimed at PREFINE's cost and kept in a folder of its own.
